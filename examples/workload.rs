@@ -1,0 +1,80 @@
+//! A small, deterministic stand-in for mysqld in jemsafe's tests.
+//!
+//! Allocates a known amount through a function with a recognisable name, says "ready" on
+//! stdout, then behaves like mysqld's signal thread: all signals blocked, SIGTERM ends it.
+//!
+//!   workload [--alloc-mb N] [--exit N] [--restart-once FILE] [--on-term-exit N] [--kill-self SIG]
+//!
+//! --exit N            exit with status N right after allocating
+//! --restart-once FILE exit with status 16 (mysqld's "restart me") unless FILE exists; creates it
+//! --on-term-exit N    exit with status N on SIGTERM (default 0)
+//! --kill-self SIG     die of signal SIG right after allocating
+
+use nix::sys::signal::{SigSet, Signal};
+use std::hint::black_box;
+
+/// The allocation site the tests look for in heap dumps.
+#[inline(never)]
+fn jemsafe_workload_leak_marker(bytes: usize) -> Vec<Vec<u8>> {
+    // Many 64 KiB blocks so that sampling (one per 512 KiB by default) catches some.
+    (0..bytes / 65536)
+        .map(|i| black_box(vec![(i % 251) as u8; 65536]))
+        .collect()
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1)?.parse().ok()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--version") {
+        println!("workload (jemsafe test program)");
+        return;
+    }
+    let alloc_mb: usize = arg(&args, "--alloc-mb").unwrap_or(64);
+    let held = jemsafe_workload_leak_marker(alloc_mb << 20);
+
+    // Block everything like mysqld does before its signal thread takes over.
+    let all = SigSet::all();
+    let _ = all.thread_block();
+
+    if let Some(file) = arg::<String>(&args, "--restart-once") {
+        if !std::path::Path::new(&file).exists() {
+            let _ = std::fs::write(&file, b"restarted\n");
+            println!("restarting pid={}", std::process::id());
+            std::process::exit(16);
+        }
+    }
+    if let Some(code) = arg::<i32>(&args, "--exit") {
+        std::process::exit(code);
+    }
+    if let Some(sig) = arg::<i32>(&args, "--kill-self") {
+        let _ = SigSet::empty().thread_set_mask();
+        // SAFETY: raising a signal on ourselves.
+        unsafe { libc::raise(sig) };
+    }
+    println!("ready pid={} held={}", std::process::id(), held.len());
+
+    let on_term: i32 = arg(&args, "--on-term-exit").unwrap_or(0);
+    let mut waitset = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+        Signal::SIGINT,
+    ] {
+        waitset.add(s);
+    }
+    loop {
+        match waitset.wait() {
+            Ok(Signal::SIGTERM) | Ok(Signal::SIGQUIT) => {
+                println!("terminating");
+                std::process::exit(on_term)
+            }
+            Ok(Signal::SIGHUP) => println!("reload"),
+            _ => {}
+        }
+    }
+}

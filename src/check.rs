@@ -1,0 +1,217 @@
+//! The checks `check` prints and `run` makes before it starts anything.
+//!
+//! Each step adds a line to the summary or a problem; `check` prints them all, `run` stops
+//! at the first one that makes starting pointless.
+
+use crate::config::{Config, Profile};
+use crate::error::{Error, Result};
+use crate::locate::{self, Located};
+use crate::probe;
+use crate::supervisor::{spawn::Launch, Plan};
+use crate::verify::{Expectation, FileId};
+use std::path::Path;
+use std::time::Duration;
+
+/// What was checked, in order, as (label, finding) rows, plus problems found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub rows: Vec<(&'static str, String)>,
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    fn row(&mut self, label: &'static str, value: impl Into<String>) {
+        self.rows.push((label, value.into()));
+    }
+
+    pub fn print(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        for (label, value) in &self.rows {
+            writeln!(out, "{label:<12} {value}")?;
+        }
+        if self.problems.is_empty() {
+            writeln!(out, "\nall checks passed")?;
+        } else {
+            writeln!(out, "\n{} problem(s):", self.problems.len())?;
+            for p in &self.problems {
+                writeln!(out, "  - {p}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads the config and resolves the profile (`-p` wins over the file's `profile`).
+pub fn load(config_path: &Path, profile: Option<&str>) -> Result<(Config, Profile)> {
+    let config = Config::load(config_path)?;
+    let name = profile.unwrap_or(&config.profile).to_owned();
+    let profile = config.resolve_profile(&name)?;
+    Ok((config, profile))
+}
+
+/// Everything `check` verifies; the plan is None when something essential is missing.
+pub fn inspect(
+    config: &Config,
+    profile: &Profile,
+    extra_args: &[String],
+) -> (Option<Plan>, Report) {
+    let mut report = Report::default();
+    report.row("config", format!("{}: valid", config.source.display()));
+    let malloc_conf = profile.malloc_conf(&config.dumps.prof_prefix());
+    report.row(
+        "profile",
+        format!("{} -> MALLOC_CONF={malloc_conf}", profile.name),
+    );
+    if let Some(inherited) = std::env::var_os("MALLOC_CONF") {
+        report.row(
+            "environment",
+            format!(
+                "MALLOC_CONF={} in jemsafe's environment is replaced by the profile's",
+                inherited.to_string_lossy()
+            ),
+        );
+    }
+
+    let mut find = |label: &'static str, found: Result<std::path::PathBuf>| match found {
+        Ok(path) => {
+            report.row(label, path.display().to_string());
+            Some(path)
+        }
+        Err(e) => {
+            report.row(label, "NOT FOUND");
+            report.problems.push(e.to_string());
+            None
+        }
+    };
+    let mysqld = find("mysqld", locate::mysqld(config));
+    let library = find("libjemalloc", locate::library(&config.jemalloc.library));
+    let shim = find("shim", locate::shim(&config.jemalloc.shim));
+    if let Some(mysqld) = &mysqld {
+        if let Some(version) = mysqld_version(mysqld) {
+            report.row("version", version);
+        }
+    }
+    report.row(
+        "dumps",
+        format!(
+            "{}.* ({})",
+            config.dumps.prof_prefix().display(),
+            if config.dumps.dir.is_dir() {
+                "directory exists"
+            } else {
+                "directory will be created"
+            }
+        ),
+    );
+    report.row(
+        "runtime_dir",
+        config.supervise.runtime_dir.display().to_string(),
+    );
+
+    let (Some(mysqld), Some(library), Some(shim)) = (mysqld, library, shim) else {
+        return (None, report);
+    };
+    let located = Located {
+        mysqld,
+        library,
+        shim,
+    };
+
+    match probe::probe(
+        &located.library,
+        &located.shim,
+        &profile.malloc_conf(Path::new("")),
+    ) {
+        Ok(found) => {
+            report.row("allocator", found.summary());
+            report.problems.extend(found.problems(profile));
+        }
+        Err(e) => report.problems.push(format!("probe failed: {e}")),
+    }
+
+    let ids = FileId::of(&located.library).and_then(|l| Ok((l, FileId::of(&located.shim)?)));
+    let (library_id, shim_id) = match ids {
+        Ok(ids) => ids,
+        Err(e) => {
+            report
+                .problems
+                .push(format!("cannot stat the preloaded files: {e}"));
+            return (None, report);
+        }
+    };
+    let plan = Plan {
+        launch: Launch::new(
+            &located,
+            config.mysqld.args.clone(),
+            config
+                .mysqld
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            malloc_conf,
+        ),
+        extra_args: extra_args.to_vec(),
+        expectation: Expectation {
+            library: located.library.clone(),
+            library_id,
+            shim: located.shim.clone(),
+            shim_id,
+            profile: profile.clone(),
+            prof_prefix: config.dumps.prof_prefix().to_string_lossy().into_owned(),
+        },
+        verify: config.supervise.verify,
+        verify_timeout: Duration::from_secs(config.supervise.verify_timeout_s),
+        usr1: config.signals.usr1,
+        usr2: config.signals.usr2,
+        dump_dir: config.dumps.dir.clone(),
+        dump_prefix: config.dumps.prefix.clone(),
+        runtime_dir: config.supervise.runtime_dir.clone(),
+    };
+    (Some(plan), report)
+}
+
+/// `mysqld --version`, first line, or None if it does not answer within 10 s.
+fn mysqld_version(mysqld: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut child = std::process::Command::new(mysqld)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        if crate::shim_link::wait_readable(out.as_fd(), Duration::from_secs(10)).unwrap_or(false) {
+            let mut buf = [0u8; 512];
+            let n = out.read(&mut buf).unwrap_or(0);
+            text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text.lines().next().map(|l| l.trim().to_owned())
+}
+
+/// The plan for `run`, or the reason not to start.
+pub fn plan_for_run(config: &Config, profile: &Profile, extra_args: &[String]) -> Result<Plan> {
+    let (plan, report) = inspect(config, profile, extra_args);
+    let Some(plan) = plan else {
+        return Err(Error::NotFound(report.problems.join("; ")));
+    };
+    if !report.problems.is_empty() {
+        let all = report.problems.join("; ");
+        match config.supervise.verify {
+            crate::config::VerifyMode::Require => {
+                return Err(Error::Refused(format!(
+                    "not starting mysqld (verify = \"require\"): {all}"
+                )))
+            }
+            crate::config::VerifyMode::Warn => {
+                crate::warn!("starting anyway (verify = \"warn\"): {all}")
+            }
+        }
+    }
+    Ok(plan)
+}

@@ -1,0 +1,94 @@
+//! Command-line definitions only (the man page and completions are generated from them).
+
+use crate::config::DEFAULT_CONFIG_PATH;
+use crate::log::Level;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jemsafe",
+    version,
+    about = "Run MySQL/MariaDB mysqld under jemalloc heap profiling and take heap dumps without gdb",
+    long_about = "jemsafe starts mysqld with libjemalloc and a small control shim preloaded, proves \
+through /proc/<pid>/maps and a handshake that the profiling allocator is really inside mysqld, \
+and takes heap snapshots on SIGUSR1 from a thread of its own inside mysqld: about a \
+millisecond, where attaching gdb stalls every query for hundreds of milliseconds.",
+    after_help = "Examples:\n  jemsafe check                      validate /etc/jemsafe/jemsafe.toml and this machine\n  jemsafe run -p leak                start mysqld with the `leak` profile\n  kill -USR1 $(cat /run/jemsafe/jemsafe.pid)   take a heap dump\n  jemsafe sandbox                    try it all on a throwaway MariaDB"
+)]
+pub struct Cli {
+    /// How much to log: error, warn, info, debug (or set JEMSAFE_LOG)
+    #[arg(long, global = true, value_enum)]
+    pub log_level: Option<Level>,
+
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Configuration file
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+
+    /// Profile to use instead of the file's `profile` (built-in: off, standby, leak, interval, peak)
+    #[arg(short = 'p', long = "profile", value_name = "PROFILE")]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Validate the config, find mysqld, libjemalloc and the shim, and prove that profiling works
+    #[command(
+        after_help = "Example:\n  jemsafe check -c /etc/jemsafe/jemsafe.toml -p leak\n\n\
+Exit status 0 only when every check passed; every problem found is listed."
+    )]
+    Check(ConfigArgs),
+
+    /// Print LD_PRELOAD and MALLOC_CONF for a profile, for use with other launchers
+    #[command(
+        after_help = "Example:\n  jemsafe env -p standby >> /etc/sysconfig/mysql\n\n\
+LD_PRELOAD names libjemalloc only: the shim works only under `jemsafe run`, so without \
+jemsafe there is nothing for it to do. Values are single-quoted for sh and systemd's EnvironmentFile."
+    )]
+    Env(ConfigArgs),
+
+    /// Start mysqld under the profiling allocator and supervise it in the foreground
+    #[command(
+        after_help = "Example:\n  jemsafe run -c /etc/jemsafe/jemsafe.toml -p standby -- --skip-grant-tables\n\n\
+Signals to jemsafe:\n  USR1, USR2      run the actions in [signals] (default: dump, toggle prof.active);\n                  never forwarded (MariaDB uses SIGUSR1 internally)\n  TERM, QUIT, HUP forwarded to mysqld; INT is sent on as TERM (mysqld ignores INT)\n\n\
+Exit status: mysqld's (128+N if it died of signal N); 2 when nothing could be started \
+(config or installation problem); 3 when verify = \"require\" stopped mysqld."
+    )]
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Extra arguments for mysqld, after `--`
+        #[arg(last = true, value_name = "MYSQLD ARGS")]
+        mysqld_args: Vec<String>,
+    },
+
+    /// Create a throwaway MariaDB/MySQL datadir and run it under jemsafe
+    #[command(
+        after_help = "Example:\n  jemsafe sandbox                       # in a new /tmp/jemsafe-sandbox.XXXXXX\n  jemsafe sandbox /srv/try -p standby --port 3307\n\n\
+It writes DIR/jemsafe.toml and runs exactly what `jemsafe run -c DIR/jemsafe.toml` runs; \
+the directory is kept after exit (reused by the next run with the same DIR)."
+    )]
+    Sandbox {
+        /// Directory for datadir, socket, dumps and config (default: a new temporary one)
+        dir: Option<PathBuf>,
+        /// Profile to run with
+        #[arg(short = 'p', long = "profile", default_value = "leak")]
+        profile: String,
+        /// Also listen on 127.0.0.1:PORT (default: Unix socket only)
+        #[arg(long)]
+        port: Option<u16>,
+        /// mysqld or mariadbd binary (default: searched like [mysqld] path)
+        #[arg(long, value_name = "PATH")]
+        mysqld: Option<PathBuf>,
+    },
+
+    /// (internal) the probe process started by `check` and `run`
+    #[command(name = "__probe", hide = true)]
+    Probe,
+}

@@ -1,0 +1,543 @@
+//! jemsafe.toml: schema, defaults and validation.
+//!
+//! Everything a user can get wrong is caught here, before anything starts, with the file,
+//! the key, the line where TOML knows it, and what is allowed. Values that jemalloc would
+//! silently ignore ("Invalid conf pair") are range-checked by the types in [`profile`].
+
+pub mod jemalloc_options;
+pub mod profile;
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+pub use profile::{Profile, ProfileDef};
+
+/// Where `check`, `env` and `run` look when no `-c` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/jemsafe/jemsafe.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}{hint}", path = path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("config file {path}: {message}", path = path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}{at}: `{key}`: {message}", path = path.display(), at = line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        key: String,
+        message: String,
+    },
+}
+
+/// How strictly `run` treats a failed verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// Log the failure and keep mysqld running.
+    #[default]
+    Warn,
+    /// Stop mysqld (SIGTERM, wait) and exit non-zero.
+    Require,
+}
+
+/// What jemsafe does when it receives SIGUSR1 or SIGUSR2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalAction {
+    Dump,
+    Activate,
+    Deactivate,
+    Toggle,
+    Reset,
+    Ignore,
+}
+
+/// `"auto"` or an absolute path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Locator {
+    #[default]
+    Auto,
+    Path(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for Locator {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "auto" {
+            Ok(Locator::Auto)
+        } else if s.starts_with('/') {
+            Ok(Locator::Path(PathBuf::from(s)))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{s:?} is neither \"auto\" nor an absolute path"
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqldSection {
+    /// None: search mysqld, then mariadbd (see `locate`).
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JemallocSection {
+    #[serde(default)]
+    pub library: Locator,
+    #[serde(default)]
+    pub shim: Locator,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpsSection {
+    #[serde(default = "default_dump_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+impl Default for DumpsSection {
+    fn default() -> Self {
+        DumpsSection {
+            dir: default_dump_dir(),
+            prefix: default_prefix(),
+        }
+    }
+}
+
+impl DumpsSection {
+    /// jemalloc's `prof_prefix`: `<dir>/<prefix>`.
+    pub fn prof_prefix(&self) -> PathBuf {
+        self.dir.join(&self.prefix)
+    }
+}
+
+fn default_dump_dir() -> PathBuf {
+    PathBuf::from("/var/lib/jemsafe")
+}
+
+fn default_prefix() -> String {
+    "mysqld".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuperviseSection {
+    #[serde(default = "default_runtime_dir")]
+    pub runtime_dir: PathBuf,
+    #[serde(default)]
+    pub verify: VerifyMode,
+    #[serde(
+        default = "default_verify_timeout",
+        deserialize_with = "verify_timeout"
+    )]
+    pub verify_timeout_s: u64,
+}
+
+impl Default for SuperviseSection {
+    fn default() -> Self {
+        SuperviseSection {
+            runtime_dir: default_runtime_dir(),
+            verify: VerifyMode::Warn,
+            verify_timeout_s: default_verify_timeout(),
+        }
+    }
+}
+
+fn default_runtime_dir() -> PathBuf {
+    PathBuf::from("/run/jemsafe")
+}
+
+fn default_verify_timeout() -> u64 {
+    10
+}
+
+fn verify_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = i64::deserialize(d)?;
+    match u64::try_from(v) {
+        Ok(v @ 1..=3600) => Ok(v),
+        _ => Err(serde::de::Error::custom(format!(
+            "verify_timeout_s = {v} is out of range: allowed 1..=3600 seconds"
+        ))),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalsSection {
+    #[serde(rename = "USR1", default = "default_usr1")]
+    pub usr1: SignalAction,
+    #[serde(rename = "USR2", default = "default_usr2")]
+    pub usr2: SignalAction,
+}
+
+impl Default for SignalsSection {
+    fn default() -> Self {
+        SignalsSection {
+            usr1: default_usr1(),
+            usr2: default_usr2(),
+        }
+    }
+}
+
+fn default_usr1() -> SignalAction {
+    SignalAction::Dump
+}
+
+fn default_usr2() -> SignalAction {
+    SignalAction::Toggle
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    profile: Option<Spanned<String>>,
+    #[serde(default)]
+    mysqld: MysqldSection,
+    #[serde(default)]
+    jemalloc: JemallocSection,
+    #[serde(default)]
+    dumps: DumpsSection,
+    #[serde(default)]
+    supervise: SuperviseSection,
+    #[serde(default)]
+    signals: SignalsSection,
+    #[serde(default)]
+    profiles: BTreeMap<String, ProfileDef>,
+}
+
+/// A parsed and validated configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub source: PathBuf,
+    text: String,
+    /// Profile `run` uses unless `-p` says otherwise.
+    pub profile: String,
+    profile_at: Option<usize>,
+    pub mysqld: MysqldSection,
+    pub jemalloc: JemallocSection,
+    pub dumps: DumpsSection,
+    pub supervise: SuperviseSection,
+    pub signals: SignalsSection,
+    pub profiles: BTreeMap<String, ProfileDef>,
+}
+
+/// Variables jemsafe sets itself; a config may not override them.
+const RESERVED_ENV: &[(&str, &str)] = &[
+    (
+        "MALLOC_CONF",
+        "set jemalloc options in a profile (its `extra` table)",
+    ),
+    (
+        "JEMSAFE_SHIM_FD",
+        "it is jemsafe's private channel to the shim",
+    ),
+    ("MYSQLD_PARENT_PID", "jemsafe sets it to its own pid"),
+];
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            hint: if source.kind() == std::io::ErrorKind::NotFound {
+                " (create it from the commented example etc/jemsafe.toml, or pass -c FILE)"
+            } else {
+                ""
+            },
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (which is only used in messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let (profile, profile_at) = match raw.profile {
+            Some(s) => (s.get_ref().clone(), Some(s.span().start)),
+            None => ("standby".to_owned(), None),
+        };
+        let config = Config {
+            source: path.to_owned(),
+            text: text.to_owned(),
+            profile,
+            profile_at,
+            mysqld: raw.mysqld,
+            jemalloc: raw.jemalloc,
+            dumps: raw.dumps,
+            supervise: raw.supervise,
+            signals: raw.signals,
+            profiles: raw.profiles,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// An error about `key`, located at byte offset `at` of the file when known.
+    pub(crate) fn invalid(&self, key: &str, at: Option<usize>, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            line: at.map(|offset| line_of(&self.text, offset)),
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    /// Byte offset of the first line that mentions `needle`, to point at a table.
+    fn find(&self, needle: &str) -> Option<usize> {
+        self.text.find(needle)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let dir = &self.dumps.dir;
+        if !dir.is_absolute() {
+            return Err(self.invalid(
+                "dumps.dir",
+                self.find("dir"),
+                format!("{} is not an absolute path", dir.display()),
+            ));
+        }
+        let dir_text = dir.to_string_lossy();
+        if dir_text.contains([',', '\n', '\0']) {
+            return Err(self.invalid(
+                "dumps.dir",
+                self.find("dir"),
+                "must not contain a comma, newline or NUL (jemalloc's MALLOC_CONF cannot carry them)"
+                    .to_owned(),
+            ));
+        }
+        let prefix = &self.dumps.prefix;
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(self.invalid(
+                "dumps.prefix",
+                self.find("prefix"),
+                format!("{prefix:?} is not allowed: use letters, digits, '.', '_' and '-' only (it becomes part of every heap file name)"),
+            ));
+        }
+        if !self.supervise.runtime_dir.is_absolute() {
+            return Err(self.invalid(
+                "supervise.runtime_dir",
+                self.find("runtime_dir"),
+                format!(
+                    "{} is not an absolute path",
+                    self.supervise.runtime_dir.display()
+                ),
+            ));
+        }
+        if let Some(path) = &self.mysqld.path {
+            if !path.is_absolute() {
+                return Err(self.invalid(
+                    "mysqld.path",
+                    self.find("path"),
+                    format!("{} is not an absolute path (leave it out to search PATH, /usr/sbin and /usr/local/mysql/bin)", path.display()),
+                ));
+            }
+        }
+        for arg in &self.mysqld.args {
+            if arg.contains('\0') {
+                return Err(self.invalid(
+                    "mysqld.args",
+                    self.find("args"),
+                    "an argument contains a NUL byte".to_owned(),
+                ));
+            }
+        }
+        for key in self.mysqld.env.keys() {
+            if let Some((_, why)) = RESERVED_ENV.iter().find(|(name, _)| name == key) {
+                return Err(self.invalid(
+                    &format!("mysqld.env.{key}"),
+                    self.find(key),
+                    format!("jemsafe sets {key} itself: {why}"),
+                ));
+            }
+            if key.is_empty() || key.contains(['=', '\0']) {
+                return Err(self.invalid(
+                    "mysqld.env",
+                    self.find("env"),
+                    format!("{key:?} is not a valid environment variable name"),
+                ));
+            }
+        }
+        // Every profile must resolve, not only the selected one: a typo in an unused
+        // profile would otherwise surface at 3 a.m. when someone switches to it.
+        for name in self.profiles.keys() {
+            self.resolve_profile(name)?;
+        }
+        self.resolve_profile(&self.profile)
+            .map_err(|e| match e {
+                ConfigError::Invalid { message, .. } if !self.profile_exists(&self.profile) => {
+                    self.invalid("profile", self.profile_at, message)
+                }
+                other => other,
+            })
+            .map(|_| ())
+    }
+
+    pub fn profile_exists(&self, name: &str) -> bool {
+        self.profiles.contains_key(name) || profile::builtin(name).is_some()
+    }
+
+    /// Built-in and user profile names, sorted, without duplicates.
+    pub fn profile_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = profile::BUILTIN_NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.profiles.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The profile named `name`, with inheritance applied and checked.
+    pub fn resolve_profile(&self, name: &str) -> Result<Profile, ConfigError> {
+        profile::resolve(self, name)
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map(|head| head.matches('\n').count() + 1)
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/jemsafe/test.toml"))
+    }
+
+    fn error(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.profile, "standby");
+        assert_eq!(c.dumps.dir, Path::new("/var/lib/jemsafe"));
+        assert_eq!(c.dumps.prof_prefix(), Path::new("/var/lib/jemsafe/mysqld"));
+        assert_eq!(c.supervise.verify, VerifyMode::Warn);
+        assert_eq!(c.supervise.verify_timeout_s, 10);
+        assert_eq!(c.signals.usr1, SignalAction::Dump);
+        assert_eq!(c.signals.usr2, SignalAction::Toggle);
+        assert_eq!(c.jemalloc.library, Locator::Auto);
+    }
+
+    #[test]
+    fn the_example_config_in_etc_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/jemsafe.toml");
+        let c = Config::load(&path).unwrap();
+        for name in c.profile_names() {
+            c.resolve_profile(&name).unwrap();
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_allowed_keys() {
+        let e = error("[dumps]\ndir = \"/tmp/x\"\nretain = 3\n");
+        assert!(e.contains("/etc/jemsafe/test.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("retain"), "{e}");
+        assert!(e.contains("expected `dir` or `prefix`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_line() {
+        let e = error("[supervise]\nverify_timeout_s = \"ten\"\n");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("string"), "{e}");
+    }
+
+    #[test]
+    fn bad_enums_list_the_allowed_words() {
+        let e = error("[signals]\nUSR1 = \"explode\"\n");
+        assert!(
+            e.contains("line 2") && e.contains("dump") && e.contains("ignore"),
+            "{e}"
+        );
+        let e = error("[supervise]\nverify = \"maybe\"\n");
+        assert!(e.contains("warn") && e.contains("require"), "{e}");
+    }
+
+    #[test]
+    fn locator_must_be_auto_or_absolute() {
+        let e = error("[jemalloc]\nlibrary = \"libjemalloc.so.2\"\n");
+        assert!(e.contains("line 2") && e.contains("absolute path"), "{e}");
+        let c = parse("[jemalloc]\nshim = \"/opt/shim.so\"\n").unwrap();
+        assert_eq!(c.jemalloc.shim, Locator::Path("/opt/shim.so".into()));
+    }
+
+    #[test]
+    fn verify_timeout_range() {
+        let e = error("[supervise]\nverify_timeout_s = 0\n");
+        assert!(e.contains("1..=3600"), "{e}");
+    }
+
+    #[test]
+    fn dump_dir_and_prefix_are_checked() {
+        assert!(error("[dumps]\ndir = \"relative\"\n").contains("absolute"));
+        assert!(error("[dumps]\ndir = \"/a,b\"\n").contains("comma"));
+        let e = error("[dumps]\nprefix = \"my sql/d\"\n");
+        assert!(e.contains("dumps.prefix") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn reserved_environment_is_refused() {
+        let e = error("[mysqld]\nenv = { MALLOC_CONF = \"prof:true\" }\n");
+        assert!(
+            e.contains("mysqld.env.MALLOC_CONF") && e.contains("extra"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_selected_profile_lists_available_ones() {
+        let e = error("profile = \"leek\"\n[profiles.mine]\ninherits = \"leak\"\n");
+        assert!(e.contains("line 1"), "{e}");
+        assert!(e.contains("leek"), "{e}");
+        assert!(
+            e.contains("interval, leak, mine, off, peak, standby"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn read_error_names_file_and_fix() {
+        let e = Config::load(Path::new("/nonexistent/jemsafe.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/jemsafe.toml") && e.contains("-c FILE"),
+            "{e}"
+        );
+    }
+}

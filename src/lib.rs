@@ -1,0 +1,21 @@
+//! jemsafe: a mysqld_safe-style launcher that runs mysqld under jemalloc heap profiling.
+//!
+//! The data path, in module order: [`config`] (TOML, profiles, MALLOC_CONF) ->
+//! [`locate`] (mysqld, libjemalloc, shim) -> [`check`] and [`probe`] (prove it can work)
+//! -> [`supervisor`] (spawn, signals, restart) -> [`verify`] (maps + handshake) ->
+//! [`shim_link`] (requests to the shim) -> [`dumps`] (file names and directory).
+
+pub mod check;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dumps;
+pub mod error;
+pub mod locate;
+
+pub mod log;
+pub mod probe;
+pub mod sandbox;
+pub mod shim_link;
+pub mod supervisor;
+pub mod verify;

@@ -1,0 +1,39 @@
+use clap::Parser;
+use jemsafe::cli::{Cli, Cmd};
+use jemsafe::{commands, log};
+
+fn main() {
+    let cli = Cli::parse();
+    log::set_level(
+        cli.log_level
+            .or_else(log::Level::from_env)
+            .unwrap_or(log::Level::Info),
+    );
+    let result = match cli.command {
+        Cmd::Check(args) => commands::check(&args),
+        Cmd::Env(args) => commands::env(&args),
+        Cmd::Run {
+            config,
+            mysqld_args,
+        } => commands::run(&config, &mysqld_args),
+        Cmd::Sandbox {
+            dir,
+            profile,
+            port,
+            mysqld,
+        } => commands::sandbox(jemsafe::sandbox::Options {
+            dir,
+            profile,
+            port,
+            mysqld,
+        }),
+        Cmd::Probe => Ok(jemsafe::probe::child_main()),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            jemsafe::error!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}

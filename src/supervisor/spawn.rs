@@ -1,0 +1,140 @@
+//! Starting mysqld: environment, preload order, inherited channel, clean signal state.
+
+use crate::locate::Located;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Everything needed to start mysqld, decided before the first start.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub mysqld: std::path::PathBuf,
+    pub args: Vec<String>,
+    /// `[mysqld] env` from the config.
+    pub env: Vec<(String, String)>,
+    pub library: std::path::PathBuf,
+    pub shim: std::path::PathBuf,
+    pub malloc_conf: String,
+}
+
+impl Launch {
+    pub fn new(
+        located: &Located,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        malloc_conf: String,
+    ) -> Launch {
+        Launch {
+            mysqld: located.mysqld.clone(),
+            args,
+            env,
+            library: located.library.clone(),
+            shim: located.shim.clone(),
+            malloc_conf,
+        }
+    }
+}
+
+/// libjemalloc first (it must win malloc), then the shim, then whatever was already in
+/// LD_PRELOAD (jemsafe's own environment, then `[mysqld] env`).
+pub fn preload_value(library: &Path, shim: &Path, existing: &[&OsStr]) -> OsString {
+    let mut out = OsString::from(library.as_os_str());
+    out.push(":");
+    out.push(shim.as_os_str());
+    for value in existing {
+        for entry in value
+            .as_bytes()
+            .split(|b| *b == b':' || *b == b' ')
+            .filter(|e| !e.is_empty())
+        {
+            let entry = OsStr::from_bytes(entry);
+            if entry != library.as_os_str() && entry != shim.as_os_str() {
+                out.push(":");
+                out.push(entry);
+            }
+        }
+    }
+    out
+}
+
+/// Starts mysqld with the shim's end of the channel inherited as `JEMSAFE_SHIM_FD`.
+pub fn spawn(launch: &Launch, extra_args: &[String], shim_end: &OwnedFd) -> io::Result<u32> {
+    let inherited = std::env::var_os("LD_PRELOAD");
+    let configured: Option<OsString> = launch
+        .env
+        .iter()
+        .find(|(k, _)| k == "LD_PRELOAD")
+        .map(|(_, v)| v.into());
+    let existing: Vec<&OsStr> = inherited
+        .iter()
+        .chain(configured.iter())
+        .map(|v| v.as_os_str())
+        .collect();
+    let fd = shim_end.as_raw_fd();
+
+    let mut cmd = Command::new(&launch.mysqld);
+    cmd.args(&launch.args)
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .env_remove("MALLOC_CONF");
+    for (k, v) in &launch.env {
+        if k != "LD_PRELOAD" {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env(
+        "LD_PRELOAD",
+        preload_value(&launch.library, &launch.shim, &existing),
+    )
+    .env("MALLOC_CONF", &launch.malloc_conf)
+    .env(jemsafe_proto::ENV_SHIM_FD, fd.to_string())
+    .env("MYSQLD_PARENT_PID", std::process::id().to_string());
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls on memory it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The shim's end must survive exec; every other fd of ours stays CLOEXEC.
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // Default dispositions (an ignored signal would stay ignored across exec) and
+            // an empty mask: mysqld expects to set up its signals from a clean state.
+            for sig in 1..libc::SIGRTMAX() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut empty = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // A process group of its own: a terminal's ^C reaches jemsafe only, which
+            // decides what mysqld gets (mysqld_safe does the same by backgrounding it).
+            libc::setpgid(0, 0);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    Ok(child.id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jemalloc_then_shim_then_existing_without_duplicates() {
+        let v = preload_value(
+            Path::new("/lib/libjemalloc.so.2"),
+            Path::new("/lib/shim.so"),
+            &[
+                OsStr::new("/opt/a.so /lib/libjemalloc.so.2"),
+                OsStr::new("/opt/b.so:"),
+            ],
+        );
+        assert_eq!(v, "/lib/libjemalloc.so.2:/lib/shim.so:/opt/a.so:/opt/b.so");
+    }
+}
