@@ -9,6 +9,7 @@
 //! --restart-once FILE exit with status 16 (mysqld's "restart me") unless FILE exists; creates it
 //! --on-term-exit N    exit with status N on SIGTERM (default 0)
 //! --kill-self SIG     die of signal SIG right after allocating
+//! --report-child      run `sh` and print what a child of ours inherits (env, fds)
 
 use nix::sys::signal::{SigSet, Signal};
 use std::hint::black_box;
@@ -54,6 +55,17 @@ fn main() {
         let _ = SigSet::empty().thread_set_mask();
         // SAFETY: raising a signal on ourselves.
         unsafe { libc::raise(sig) };
+    }
+    if args.iter().any(|a| a == "--report-child") {
+        // What mysqld's own children (SST scripts, UDF helpers...) would inherit.
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg("echo \"child-env=${JEMSAFE_SHIM_FD-unset}\"; for f in /proc/self/fd/*; do echo \"child-fd=$(readlink $f)\"; done")
+            .output();
+        match out {
+            Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
+            Err(e) => println!("child-error={e}"),
+        }
     }
     println!("ready pid={} held={}", std::process::id(), held.len());
 

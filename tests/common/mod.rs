@@ -1,0 +1,348 @@
+//! Shared test scaffolding: paths to the built artefacts, throwaway directories, and a
+//! handle on a running `jemsafe` that reads its log lines and always cleans up.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn jemsafe_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_jemsafe"))
+}
+
+fn target_dir() -> PathBuf {
+    jemsafe_bin()
+        .parent()
+        .expect("jemsafe binary has a directory")
+        .to_path_buf()
+}
+
+/// `cargo test` neither builds cdylibs nor (with `--test NAME`) examples, so the first
+/// caller builds the shim and the workload with the cargo and profile that built the
+/// tests; a no-op when they are fresh.
+fn build_artifacts() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        for target in [
+            &["-p", "jemsafe-shim"][..],
+            &["-p", "jemsafe", "--example", "workload"],
+        ] {
+            let mut cmd = Command::new(&cargo);
+            cmd.args(["build", "--quiet"])
+                .args(target)
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if target_dir().ends_with("release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build");
+            assert!(status.success(), "cargo build {target:?} failed");
+        }
+        target_dir()
+    })
+}
+
+/// The shim cdylib.
+pub fn shim() -> PathBuf {
+    let path = build_artifacts().join("libjemsafe_shim.so");
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
+/// Our workload program (examples/workload.rs).
+pub fn workload() -> PathBuf {
+    let path = build_artifacts().join("examples/workload");
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
+pub fn libjemalloc() -> PathBuf {
+    let path = PathBuf::from(format!(
+        "/usr/lib/{}-linux-gnu/libjemalloc.so.2",
+        std::env::consts::ARCH
+    ));
+    assert!(
+        path.is_file(),
+        "{} missing: apt-get install libjemalloc2",
+        path.display()
+    );
+    path
+}
+
+/// A directory removed when the test ends (passed or failed).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let template = format!("/tmp/jemsafe-test-{tag}.XXXXXX");
+        let path = nix::unistd::mkdtemp(template.as_str()).expect("mkdtemp");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A config for the workload in `dir`; `extra` is appended verbatim.
+pub fn workload_config(dir: &TempDir, profile: &str, args: &[&str], extra: &str) -> PathBuf {
+    let args = args
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = format!(
+        "profile = {profile:?}\n\
+         [mysqld]\npath = {:?}\nargs = [{args}]\n\
+         [jemalloc]\nshim = {:?}\n\
+         [dumps]\ndir = {:?}\n\
+         [supervise]\nruntime_dir = {:?}\n{extra}",
+        workload().display().to_string(),
+        shim().display().to_string(),
+        dir.join("dumps").display().to_string(),
+        dir.join("run").display().to_string(),
+    );
+    let path = dir.join("jemsafe.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Lines from a child's pipe, delivered through a channel so waits can be bounded.
+pub struct Lines {
+    rx: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn new(pipe: impl std::io::Read + Send + 'static) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `timeout` for a line containing `needle`; returns it.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "no line containing {needle:?} within {timeout:?}; got:\n{}",
+                    self.seen.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "stream ended without a line containing {needle:?}; got:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits until `n` lines containing `needle` have been seen; returns the n-th.
+    pub fn wait_for_nth(&mut self, needle: &str, n: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<&String> = self.seen.iter().filter(|l| l.contains(needle)).collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "fewer than {n} lines containing {needle:?} within {timeout:?}; got:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything until the stream closes (bounded).
+    pub fn drain(&mut self, timeout: Duration) -> &[String] {
+        let deadline = Instant::now() + timeout;
+        while let Ok(line) = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+}
+
+/// A running `jemsafe` with its stdout and stderr lines; killed with its mysqld on drop.
+pub struct Running {
+    pid: i32,
+    exited: Receiver<std::process::ExitStatus>,
+    exit_code: Option<i32>,
+    pub out: Lines,
+    pub err: Lines,
+    pub mysqld_pid: Option<i32>,
+}
+
+impl Running {
+    pub fn start(args: &[&str]) -> Running {
+        Running::start_with(args, |_| {})
+    }
+
+    pub fn start_with(args: &[&str], tweak: impl FnOnce(&mut Command)) -> Running {
+        let mut cmd = Command::new(jemsafe_bin());
+        cmd.args(args)
+            .env_remove("MALLOC_CONF")
+            .env_remove("LD_PRELOAD")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        tweak(&mut cmd);
+        // Own process group, so that cleanup can signal jemsafe without touching the harness.
+        cmd.process_group(0);
+        let mut child = cmd.spawn().expect("start jemsafe");
+        let out = Lines::new(child.stdout.take().expect("stdout"));
+        let err = Lines::new(child.stderr.take().expect("stderr"));
+        let pid = child.id() as i32;
+        // A waiter thread turns the exit into an event that can be awaited with a bound.
+        let (tx, exited) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(status);
+            }
+        });
+        Running {
+            pid,
+            exited,
+            exit_code: None,
+            out,
+            err,
+            mysqld_pid: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for "started mysqld pid N" and then the verification line; returns N.
+    pub fn wait_verified(&mut self, timeout: Duration) -> i32 {
+        let started = self.err.wait_for("started mysqld pid ", timeout);
+        let pid = started
+            .split("started mysqld pid ")
+            .nth(1)
+            .and_then(|s| s.split(':').next())
+            .and_then(|s| s.parse().ok())
+            .expect("pid in the start line");
+        self.mysqld_pid = Some(pid);
+        self.err.wait_for("verif", timeout);
+        pid
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig).expect("signal jemsafe");
+    }
+
+    /// Waits (bounded) for jemsafe to exit; returns its exit code (128+N for signal N).
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(code) = self.exit_code {
+            return code;
+        }
+        let status = match self.exited.recv_timeout(timeout) {
+            Ok(status) => status,
+            Err(_) => panic!(
+                "jemsafe did not exit within {timeout:?}; log:\n{}",
+                self.err.seen.join("\n")
+            ),
+        };
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        self.exit_code = Some(code);
+        self.err.drain(Duration::from_millis(500));
+        code
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if self.exit_code.is_none() {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+        if let Some(pid) = self.mysqld_pid {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// `KEY=value` entries of /proc/<pid>/environ.
+pub fn environ(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+pub fn env_value(pid: i32, key: &str) -> Option<String> {
+    let prefix = format!("{key}=");
+    environ(pid)
+        .into_iter()
+        .find_map(|e| e.strip_prefix(&prefix).map(str::to_owned))
+}
+
+/// The file name in a "heap dump written: PATH (" log line.
+pub fn dump_path(line: &str) -> PathBuf {
+    let rest = line.split("heap dump written: ").nth(1).expect("dump line");
+    PathBuf::from(rest.split(" (").next().expect("path"))
+}
+
+/// `jeprof --text BINARY DUMP` output (Debian's jeprof from libjemalloc-dev).
+pub fn jeprof_text(binary: &Path, dump: &Path) -> String {
+    let out = Command::new("jeprof")
+        .arg("--text")
+        .arg(binary)
+        .arg(dump)
+        .output()
+        .expect("run jeprof (apt-get install libjemalloc-dev)");
+    assert!(
+        out.status.success(),
+        "jeprof failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,418 @@
+//! `jemsafe run` with our workload program standing in for mysqld: the real binary, the
+//! real shim, the real Debian libjemalloc.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn verifies_dumps_on_usr1_toggles_on_usr2_and_stops_on_term() {
+    let dir = TempDir::new("dump");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "64", "--report-child"], "");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    let pid = js.wait_verified(T);
+    let verified = js.err.wait_for("verified: mysqld pid", T);
+    assert!(
+        verified.contains("opt.prof=true prof.active=true"),
+        "{verified}"
+    );
+    js.out.wait_for("ready pid=", T);
+
+    // The allocator and the shim are mapped in the process, and the shim's thread exists.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(maps.contains("libjemalloc.so.2"), "{maps}");
+    assert!(maps.contains("libjemsafe_shim.so"), "{maps}");
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_owned())
+        .collect();
+    assert!(threads.iter().any(|c| c == "jemsafe-shim"), "{threads:?}");
+
+    // The environment mysqld got: preload order, MALLOC_CONF, MYSQLD_PARENT_PID.
+    let preload = env_value(pid, "LD_PRELOAD").unwrap();
+    let shim = shim();
+    assert_eq!(
+        preload,
+        format!("{}:{}", libjemalloc().display(), shim.display())
+    );
+    assert_eq!(
+        env_value(pid, "MALLOC_CONF").unwrap(),
+        format!(
+            "prof:true,prof_active:true,prof_prefix:{}",
+            dir.join("dumps/mysqld").display()
+        )
+    );
+    assert_eq!(
+        env_value(pid, "MYSQLD_PARENT_PID").unwrap(),
+        js.pid().to_string()
+    );
+
+    // mysqld's children inherit neither the channel's variable nor its socket.
+    js.out.wait_for("child-env=", T);
+    let child_env = js
+        .out
+        .seen
+        .iter()
+        .find(|l| l.starts_with("child-env="))
+        .unwrap();
+    assert_eq!(child_env, "child-env=unset");
+    let child_sockets: Vec<_> = js
+        .out
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("child-fd=socket:"))
+        .collect();
+    assert!(child_sockets.is_empty(), "{child_sockets:?}");
+
+    // SIGUSR1: a dump with the heap_v2 header, MAPPED_LIBRARIES, and our allocation site.
+    js.signal(Signal::SIGUSR1);
+    let line = js.err.wait_for("heap dump written: ", T);
+    let path = dump_path(&line);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(&format!("mysqld.{pid}.")) && name.ends_with(".usr1.heap"),
+        "{name}"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("heap_v2/524288\n"),
+        "{}",
+        &text[..80.min(text.len())]
+    );
+    assert!(text.contains("\nMAPPED_LIBRARIES:\n"));
+    assert!(
+        text.contains("examples/workload"),
+        "the dump maps the workload binary"
+    );
+    let report = jeprof_text(&workload(), &path);
+    assert!(report.contains("jemsafe_workload_leak_marker"), "{report}");
+
+    // SIGUSR2 (toggle) twice; the process is the same one throughout.
+    js.signal(Signal::SIGUSR2);
+    js.err.wait_for("prof.active is now false (was true)", T);
+    js.signal(Signal::SIGUSR2);
+    js.err.wait_for("prof.active is now true (was false)", T);
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert!(!js.out.seen.iter().any(|l| l.contains("terminating")));
+
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    assert!(js
+        .out
+        .drain(Duration::from_secs(2))
+        .iter()
+        .any(|l| l == "terminating"));
+    assert!(
+        !dir.join("run/jemsafe.pid").exists(),
+        "pid file removed at exit"
+    );
+}
+
+#[test]
+fn exit_status_of_mysqld_becomes_jemsafes() {
+    let dir = TempDir::new("exit");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1", "--exit", "7"], "");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    assert_eq!(js.wait_exit(T), 7);
+    assert!(js
+        .err
+        .seen
+        .iter()
+        .any(|l| l.contains("exited with status 7")));
+
+    let dir = TempDir::new("killed");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--kill-self", "9"],
+        "",
+    );
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    assert_eq!(js.wait_exit(T), 128 + 9);
+    assert!(
+        js.err
+            .seen
+            .iter()
+            .any(|l| l.contains("was killed by SIGKILL")),
+        "{:?}",
+        js.err.seen
+    );
+}
+
+#[test]
+fn sigterm_forwarded_and_mysqlds_status_returned() {
+    let dir = TempDir::new("term");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--on-term-exit", "3"],
+        "",
+    );
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 3);
+    assert!(js
+        .err
+        .seen
+        .iter()
+        .any(|l| l.contains("received SIGTERM: sending SIGTERM")));
+}
+
+#[test]
+fn sigint_stops_mysqld_with_sigterm_and_hup_is_forwarded() {
+    let dir = TempDir::new("int");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.signal(Signal::SIGHUP);
+    js.out.wait_for("reload", T);
+    js.signal(Signal::SIGINT);
+    assert_eq!(js.wait_exit(T), 0);
+    assert!(js
+        .err
+        .seen
+        .iter()
+        .any(|l| l.contains("received SIGINT: sending SIGTERM")));
+}
+
+#[test]
+fn status_16_restarts_mysqld_and_verifies_again() {
+    let dir = TempDir::new("restart");
+    let marker = dir.join("restarted-once");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &[
+            "--alloc-mb",
+            "1",
+            "--restart-once",
+            marker.to_str().unwrap(),
+        ],
+        "",
+    );
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.err.wait_for(
+        "exited with status 16 (restart requested): starting it again",
+        T,
+    );
+    // The second start is verified like the first.
+    let second = js.err.wait_for_nth("started mysqld pid ", 2, T);
+    let pid = second
+        .split("started mysqld pid ")
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap();
+    js.err.wait_for(&format!("verified: mysqld pid {pid} "), T);
+    js.out.wait_for(&format!("ready pid={pid} "), T);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn child_starts_with_default_dispositions_even_if_jemsafe_ignored_signals() {
+    let dir = TempDir::new("sigign");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let mut js = Running::start_with(&["run", "-c", config.to_str().unwrap()], |cmd| {
+        use std::os::unix::process::CommandExt;
+        // Like `nohup jemsafe run`: SIGHUP ignored in jemsafe's own parent state.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    });
+    let pid = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ignored = status.lines().find(|l| l.starts_with("SigIgn:")).unwrap();
+    let mask = u64::from_str_radix(ignored.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    // Bit 0 is SIGHUP. (The workload, a Rust program, ignores SIGPIPE itself.)
+    assert_eq!(mask & 1, 0, "{status}");
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn inherited_malloc_conf_is_replaced_and_said_so() {
+    let dir = TempDir::new("mconf");
+    let config = workload_config(&dir, "off", &["--alloc-mb", "1"], "");
+    let mut js = Running::start_with(&["run", "-c", config.to_str().unwrap()], |cmd| {
+        cmd.env("MALLOC_CONF", "narenas:1");
+    });
+    let pid = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.err.wait_for(
+        "MALLOC_CONF=narenas:1 in jemsafe's environment is replaced",
+        T,
+    );
+    assert_eq!(env_value(pid, "MALLOC_CONF").unwrap(), "prof:false");
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn dump_with_profiling_off_is_a_clear_error_and_mysqld_keeps_running() {
+    let dir = TempDir::new("off");
+    let config = workload_config(&dir, "off", &["--alloc-mb", "1"], "");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    let pid = js.wait_verified(T);
+    js.signal(Signal::SIGUSR1);
+    let line = js.err.wait_for("heap dump to ", T);
+    assert!(
+        line.contains("failed: prof.dump: ENOENT (errno 2): profiling is not enabled"),
+        "{line}"
+    );
+    js.out.wait_for("ready pid=", T);
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn second_jemsafe_with_the_same_runtime_dir_is_refused() {
+    let dir = TempDir::new("pidfile");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let mut first = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    first.wait_verified(T);
+    let mut second = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    assert_eq!(second.wait_exit(T), 1);
+    let msg = second.err.seen.join("\n");
+    assert!(
+        msg.contains(&format!("another jemsafe (pid {})", first.pid())),
+        "{msg}"
+    );
+    assert!(!msg.contains("started mysqld"), "{msg}");
+    first.signal(Signal::SIGTERM);
+    assert_eq!(first.wait_exit(T), 0);
+}
+
+/// A library that is not jemalloc: libc itself, always present.
+fn not_jemalloc() -> String {
+    format!("/lib/{}-linux-gnu/libc.so.6", std::env::consts::ARCH)
+}
+
+#[test]
+fn verify_require_refuses_a_library_that_is_not_jemalloc() {
+    let dir = TempDir::new("require");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "1"], "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "[jemalloc]\n",
+            &format!("[jemalloc]\nlibrary = {:?}\n", not_jemalloc()),
+        )
+        .replace("[supervise]\n", "[supervise]\nverify = \"require\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    assert_eq!(js.wait_exit(T), 1);
+    let log = js.err.seen.join("\n");
+    assert!(
+        log.contains("not starting mysqld (verify = \"require\")"),
+        "{log}"
+    );
+    assert!(log.contains("no mallctl symbol in this process"), "{log}");
+    assert!(!log.contains("started mysqld"), "{log}");
+}
+
+#[test]
+fn verify_warn_starts_anyway_and_reports_the_failed_verification() {
+    let dir = TempDir::new("warn");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "1"], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[jemalloc]\n",
+        &format!("[jemalloc]\nlibrary = {:?}\n", not_jemalloc()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    let line = js.err.wait_for("verification FAILED", T);
+    assert!(line.contains("verify = \"warn\""), "{line}");
+    assert!(line.contains("no usable jemalloc"), "{line}");
+    js.out.wait_for("ready pid=", T);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn check_passes_on_a_good_config_and_fails_with_file_and_line_on_a_bad_one() {
+    let dir = TempDir::new("check");
+    let config = workload_config(&dir, "interval", &[], "");
+    let out = std::process::Command::new(jemsafe_bin())
+        .args(["check", "-c", config.to_str().unwrap()])
+        .env_remove("MALLOC_CONF")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("lg_prof_interval:30"), "{stdout}");
+    assert!(stdout.contains("jemalloc 5.3"), "{stdout}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "profile = \"leak\"\n[profiles.x]\nprof = true\nlg_prof_sample = 99\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(jemsafe_bin())
+        .args(["check", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(bad.to_str().unwrap()) && stderr.contains("line 4"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("0..=63"), "{stderr}");
+}
+
+#[test]
+fn check_reports_an_option_this_jemalloc_rejects() {
+    // `prof_leak_error` needs prof_final: jemalloc 5.3 prints an error and goes on.
+    let dir = TempDir::new("reject");
+    let config = workload_config(
+        &dir,
+        "x",
+        &[],
+        "[profiles.x]\ninherits = \"leak\"\nextra = { prof_leak_error = true }\n",
+    );
+    let out = std::process::Command::new(jemsafe_bin())
+        .args(["check", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("the probe printed: <jemalloc>"), "{stdout}");
+}
+
+#[test]
+fn env_prints_shell_quoted_variables() {
+    let dir = TempDir::new("env");
+    let config = workload_config(&dir, "standby", &[], "");
+    let out = std::process::Command::new(jemsafe_bin())
+        .args(["env", "-c", config.to_str().unwrap(), "-p", "peak"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout,
+        format!(
+            "LD_PRELOAD='{}'\nMALLOC_CONF='prof:true,prof_active:true,prof_gdump:true,prof_prefix:{}'\n",
+            libjemalloc().display(),
+            dir.join("dumps/mysqld").display()
+        )
+    );
+}
