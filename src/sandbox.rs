@@ -36,7 +36,9 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
         None => nix::unistd::mkdtemp("/tmp/jemsafe-sandbox.XXXXXX")
             .map_err(|e| Error::io("cannot create a temporary directory")(e.into()))?,
     };
-    let socket = dir.join("mysqld.sock");
+    // mysqld (as the mysql user) creates its socket and pid file here.
+    let mysqld_run = dir.join("mysqld");
+    let socket = mysqld_run.join("mysqld.sock");
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(Error::Refused(format!(
             "{} is too long for a Unix socket path ({} > {MAX_SOCKET_PATH} bytes): choose a shorter sandbox directory",
@@ -76,9 +78,9 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
     let dumps = dir.join("dumps");
     let run = dir.join("run");
     set_mode(&dir, 0o755)?;
-    for d in [&datadir, &dumps] {
+    for (d, mode) in [(&datadir, 0o750), (&dumps, 0o750), (&mysqld_run, 0o755)] {
         std::fs::create_dir_all(d).map_err(Error::io(format!("cannot create {}", d.display())))?;
-        set_mode(d, 0o750)?;
+        set_mode(d, mode)?;
         if let Some(u) = &user {
             nix::unistd::chown(d.as_path(), Some(u.uid), Some(u.gid))
                 .map_err(|e| Error::io(format!("cannot chown {}", d.display()))(e.into()))?;
@@ -101,7 +103,7 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
         "--no-defaults".to_owned(),
         format!("--datadir={}", datadir.display()),
         format!("--socket={}", socket.display()),
-        format!("--pid-file={}", dir.join("mysqld.pid").display()),
+        format!("--pid-file={}", mysqld_run.join("mysqld.pid").display()),
         "--innodb-buffer-pool-size=128M".to_owned(),
     ];
     match opts.port {

@@ -1,0 +1,105 @@
+//! End to end with a real MariaDB: `jemsafe sandbox` (the README's quick start path)
+//! creates a throwaway datadir, runs mariadbd under jemsafe, and we use it like a DBA.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// MariaDB's first start includes creating the datadir; CI machines can be slow.
+const START: Duration = Duration::from_secs(180);
+const T: Duration = Duration::from_secs(60);
+
+fn sql(socket: &Path, query: &str) -> String {
+    let out = Command::new("mariadb")
+        .arg(format!("--socket={}", socket.display()))
+        .args(["-uroot", "--batch", "--skip-column-names", "-e", query])
+        .output()
+        .expect("run the mariadb client (apt-get install mariadb-client)");
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn sandbox_serves_queries_dumps_on_usr1_and_shuts_down_cleanly_on_term() {
+    let dir = TempDir::new("e2e");
+    let mut js = Running::start(&["sandbox", dir.path().to_str().unwrap()]);
+    let intro = js.out.wait_for("connect:", START);
+    assert!(intro.contains("mysqld/mysqld.sock"), "{intro}");
+    let pid = js.wait_verified(START);
+    let verified = js.err.wait_for("verified: mysqld pid", START);
+    assert!(
+        verified.contains("opt.prof=true prof.active=true"),
+        "{verified}"
+    );
+    js.err.wait_for("ready for connections", START);
+
+    let socket = dir.join("mysqld/mysqld.sock");
+    assert_eq!(sql(&socket, "SELECT 1"), "1");
+    sql(
+        &socket,
+        "CREATE DATABASE jemsafe_e2e; USE jemsafe_e2e; \
+         CREATE TABLE jemsafe_e2e.t (id INT PRIMARY KEY AUTO_INCREMENT, pad TEXT) ENGINE=InnoDB; \
+         INSERT INTO jemsafe_e2e.t (pad) SELECT REPEAT('x', 4000) FROM seq_1_to_2000;",
+    );
+    let mysqld_pid_file = dir.join("mysqld/mysqld.pid");
+    assert_eq!(
+        std::fs::read_to_string(&mysqld_pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+
+    // SIGUSR1 to jemsafe: a heap dump of mariadbd, which keeps serving, same pid.
+    js.signal(Signal::SIGUSR1);
+    let line = js.err.wait_for("heap dump written: ", T);
+    let path = dump_path(&line);
+    assert!(path.starts_with(dir.join("dumps")), "{}", path.display());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("heap_v2/"),
+        "{}",
+        &text[..60.min(text.len())]
+    );
+    let mapped = text
+        .split("\nMAPPED_LIBRARIES:\n")
+        .nth(1)
+        .expect("MAPPED_LIBRARIES");
+    assert!(
+        mapped.contains("/usr/sbin/mariadbd"),
+        "the dump names mariadbd"
+    );
+    assert!(text.lines().filter(|l| l.starts_with("@ 0x")).count() > 5);
+    let report = jeprof_text(Path::new("/usr/sbin/mariadbd"), &path);
+    assert!(
+        report.contains("Total:") && report.contains("my_malloc"),
+        "{report}"
+    );
+
+    assert_eq!(sql(&socket, "SELECT COUNT(*) FROM jemsafe_e2e.t"), "2000");
+    assert_eq!(
+        std::fs::read_to_string(&mysqld_pid_file).unwrap().trim(),
+        pid.to_string()
+    );
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // MariaDB never saw our SIGUSR1 (it would log "Got signal 10").
+    assert!(
+        !js.err.seen.iter().any(|l| l.contains("Got signal")),
+        "{:?}",
+        js.err.seen
+    );
+
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    assert!(
+        js.err.seen.iter().any(|l| l.contains("Shutdown complete")),
+        "MariaDB shut down cleanly: {:?}",
+        js.err.seen
+    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}

@@ -1,0 +1,215 @@
+//! The shim talks to the jemalloc that serves the host's malloc, never to a copy of its
+//! own, and it is a quiet guest: inert without jemsafe, harmless without jemalloc.
+
+mod common;
+
+use common::*;
+use jemsafe::shim_link::ShimLink;
+use jemsafe_proto::Command;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+/// The workload with `preload` and, when given, the shim channel; waits for "ready".
+fn host(
+    preload: &str,
+    conf: &str,
+    alloc_mb: u32,
+    channel: bool,
+) -> (Child, Option<ShimLink>, Lines) {
+    let (link, theirs) = ShimLink::pair().unwrap();
+    let fd = theirs.as_raw_fd();
+    let mut cmd = std::process::Command::new(workload());
+    cmd.args(["--alloc-mb", &alloc_mb.to_string()])
+        .env("LD_PRELOAD", preload)
+        .env("MALLOC_CONF", conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if channel {
+        cmd.env(jemsafe_proto::ENV_SHIM_FD, fd.to_string());
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(theirs);
+    let mut out = Lines::new(child.stdout.take().unwrap());
+    out.wait_for("ready pid=", T);
+    (child, channel.then_some(link), out)
+}
+
+fn stop(mut child: Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the host exited cleanly");
+}
+
+#[test]
+fn shim_contains_no_jemalloc_and_links_none() {
+    let shim = shim();
+    let out = std::process::Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&shim)
+        .output()
+        .expect("nm (binutils)");
+    let defined = String::from_utf8_lossy(&out.stdout);
+    for forbidden in ["malloc", "mallctl", "je_", "_rjem_", "free", "calloc"] {
+        let hits: Vec<&str> = defined
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .last()
+                    .is_some_and(|s| s.contains(forbidden))
+            })
+            .collect();
+        assert!(hits.is_empty(), "the shim defines {forbidden}: {hits:?}");
+    }
+    let out = std::process::Command::new("readelf")
+        .arg("-d")
+        .arg(&shim)
+        .output()
+        .unwrap();
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    assert!(!dynamic.contains("jemalloc"), "{dynamic}");
+}
+
+#[test]
+fn stats_and_dump_see_the_hosts_allocations() {
+    let dir = TempDir::new("binding");
+    let preload = format!("{}:{}", libjemalloc().display(), shim().display());
+    let (child, link, _out) = host(
+        &preload,
+        "prof:true,prof_active:true,lg_prof_sample:16",
+        96,
+        true,
+    );
+    let mut link = link.unwrap();
+
+    let hello = link.request(Command::Hello, T).unwrap();
+    assert_eq!(hello.get("jemalloc"), Some("bound"), "{hello:?}");
+    assert_eq!(hello.get_u64("pid"), Some(child.id() as u64));
+    assert!(hello.get("version").unwrap().starts_with("5."), "{hello:?}");
+    assert_eq!(hello.get("lg_prof_sample"), Some("16"));
+
+    // 96 MiB held by the host: only the host's jemalloc can report that much.
+    let stats = link.request(Command::Stats, T).unwrap();
+    let allocated = stats.get_u64("allocated").unwrap();
+    assert!(allocated >= 96 << 20, "stats.allocated = {allocated}");
+    for key in ["active", "resident", "mapped", "retained"] {
+        assert!(stats.get_u64(key).is_some(), "{key} in {stats:?}");
+    }
+
+    let path = dir.join("host.heap");
+    let reply = link
+        .request(Command::Dump(Some(path.to_string_lossy().into_owned())), T)
+        .unwrap();
+    assert!(reply.ok, "{reply:?}");
+    let report = jeprof_text(&workload(), &path);
+    assert!(report.contains("jemsafe_workload_leak_marker"), "{report}");
+
+    // A reset with a new sample rate, then deactivate: replies carry the new state.
+    let reset = link.request(Command::Reset(Some(18)), T).unwrap();
+    assert_eq!(reset.get("lg_prof_sample"), Some("18"));
+    let off = link.request(Command::Deactivate, T).unwrap();
+    assert_eq!(
+        (off.get("was_active"), off.get("prof_active")),
+        (Some("true"), Some("false"))
+    );
+    stop(child);
+}
+
+#[test]
+fn mallctl_errors_travel_back_with_their_errno() {
+    let preload = format!("{}:{}", libjemalloc().display(), shim().display());
+    let (child, link, _out) = host(&preload, "prof:false", 1, true);
+    let mut link = link.unwrap();
+    let reply = link
+        .request(Command::Dump(Some("/tmp/never.heap".into())), T)
+        .unwrap();
+    assert!(!reply.ok);
+    assert_eq!(reply.get("mallctl"), Some("prof.dump"));
+    assert_eq!(reply.get("error"), Some("ENOENT"));
+    assert_eq!(reply.get_u64("errno"), Some(2));
+    assert!(!std::path::Path::new("/tmp/never.heap").exists());
+    stop(child);
+}
+
+#[test]
+fn without_jemalloc_the_host_runs_and_hello_says_why() {
+    let (child, link, _out) = host(&shim().display().to_string(), "", 1, true);
+    let mut link = link.unwrap();
+    let hello = link.request(Command::Hello, T).unwrap();
+    assert!(hello.ok);
+    assert_eq!(hello.get("jemalloc"), Some("missing"));
+    assert!(
+        hello.get("reason").unwrap().contains("no mallctl symbol"),
+        "{hello:?}"
+    );
+    let dump = link.request(Command::Dump(None), T).unwrap();
+    assert!(
+        !dump.ok && dump.get("error") == Some("NOJEMALLOC"),
+        "{dump:?}"
+    );
+    stop(child);
+}
+
+#[test]
+fn without_the_channel_variable_the_shim_starts_no_thread() {
+    let preload = format!("{}:{}", libjemalloc().display(), shim().display());
+    let (child, _, _out) = host(&preload, "prof:true", 1, false);
+    let pid = child.id();
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.trim() == "jemsafe-shim"),
+        "{names:?}"
+    );
+    stop(child);
+}
+
+#[test]
+fn the_shim_thread_blocks_every_signal() {
+    let preload = format!("{}:{}", libjemalloc().display(), shim().display());
+    let (child, link, _out) = host(&preload, "prof:true", 1, true);
+    // An answer proves the thread runs (std names a thread from inside it).
+    let mut link = link.unwrap();
+    assert!(link.request(Command::Hello, T).unwrap().ok);
+    let pid = child.id();
+    let thread = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| t.ok())
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "jemsafe-shim")
+        })
+        .expect("a jemsafe-shim thread");
+    let status = std::fs::read_to_string(thread.path().join("status")).unwrap();
+    let blocked = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
+    let mask = u64::from_str_radix(blocked.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        assert!(
+            mask & (1 << (sig - 1)) != 0,
+            "signal {sig} not blocked: {blocked}"
+        );
+    }
+    drop(link);
+    stop(child);
+}
