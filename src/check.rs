@@ -4,10 +4,11 @@
 //! at the first one that makes starting pointless.
 
 use crate::config::{Config, Profile};
+use crate::dumps::retention;
 use crate::error::{Error, Result};
 use crate::locate::{self, Located};
 use crate::probe;
-use crate::supervisor::{spawn::Launch, Plan};
+use crate::supervisor::{policy::RestartPolicy, spawn::Launch, Plan};
 use crate::verify::{Expectation, FileId};
 use std::path::Path;
 use std::time::Duration;
@@ -166,6 +167,22 @@ pub fn inspect(
         dump_dir: config.dumps.dir.clone(),
         dump_prefix: config.dumps.prefix.clone(),
         runtime_dir: config.supervise.runtime_dir.clone(),
+        restart: RestartPolicy {
+            mode: config.supervise.restart,
+            delay: Duration::from_millis(config.supervise.restart_delay_ms),
+            delay_max: Duration::from_millis(config.supervise.restart_delay_max_ms),
+            max_restarts: config.supervise.max_restarts,
+            window: Duration::from_secs(config.supervise.restart_window_s),
+        },
+        retention: retention::Policy {
+            keep: config.dumps.keep,
+            max_total_bytes: config.dumps.max_total_mb << 20,
+            max_age: Duration::from_secs(config.dumps.max_age_h * 3600),
+        },
+        min_dump_interval: Duration::from_millis(config.dumps.min_interval_ms),
+        min_free_bytes: config.dumps.min_free_mb << 20,
+        growth_step_bytes: config.dumps.on_growth_mb << 20,
+        growth_check: Duration::from_secs(config.dumps.growth_check_s),
     };
     (Some(plan), report)
 }

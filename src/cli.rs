@@ -36,6 +36,13 @@ pub struct ConfigArgs {
     pub profile: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ConfigOnly {
+    /// Configuration file of the jemsafe to talk to
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Validate the config, find mysqld, libjemalloc and the shim, and prove that profiling works
@@ -86,6 +93,52 @@ the directory is kept after exit (reused by the next run with the same DIR)."
         /// mysqld or mariadbd binary (default: searched like [mysqld] path)
         #[arg(long, value_name = "PATH")]
         mysqld: Option<PathBuf>,
+    },
+
+    /// Take a heap dump now, through the running jemsafe; prints the new file's path
+    #[command(
+        after_help = "Example:\n  jemsafe dump -c /etc/jemsafe/jemsafe.toml\n\n\
+Requests closer together than [dumps] min_interval_ms are coalesced into one dump; \
+below [dumps] min_free_mb free space the dump is refused with the reason."
+    )]
+    Dump {
+        #[command(flatten)]
+        config: ConfigOnly,
+    },
+
+    /// Show the running supervisor: mysqld, profiling state, memory, dumps
+    #[command(
+        after_help = "Example:\n  jemsafe status\n  jemsafe status --json | jq .stats.allocated"
+    )]
+    Status {
+        #[command(flatten)]
+        config: ConfigOnly,
+        /// Machine-readable output (stable field names)
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Switch sampling on or off, or reset the samples, in the running mysqld
+    #[command(after_help = "Examples:\n  jemsafe prof on\n  jemsafe prof reset --lg-sample 17")]
+    Prof {
+        #[command(flatten)]
+        config: ConfigOnly,
+        /// on: prof.active = true; off: prof.active = false; reset: prof.reset
+        #[arg(value_enum)]
+        op: crate::control::ProfOp,
+        /// With reset: the new lg_prof_sample (0..=63)
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=63))]
+        lg_sample: Option<u32>,
+    },
+
+    /// List the heap files in the dump directory, oldest first
+    #[command(
+        after_help = "Example:\n  jemsafe dumps -c /etc/jemsafe/jemsafe.toml\n\n\
+Works whether or not jemsafe is running; lists only files named like this config's dumps."
+    )]
+    Dumps {
+        #[command(flatten)]
+        config: ConfigOnly,
     },
 
     /// (internal) the probe process started by `check` and `run`

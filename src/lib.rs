@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod dumps;
 pub mod error;
 pub mod locate;

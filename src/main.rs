@@ -27,6 +27,14 @@ fn main() {
             port,
             mysqld,
         }),
+        Cmd::Dump { config } => commands::dump(&config.config),
+        Cmd::Status { config, json } => commands::status(&config.config, json),
+        Cmd::Prof {
+            config,
+            op,
+            lg_sample,
+        } => commands::prof(&config.config, op, lg_sample),
+        Cmd::Dumps { config } => commands::dumps(&config.config),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),
     };
     match result {

@@ -116,7 +116,12 @@ fn verifies_dumps_on_usr1_toggles_on_usr2_and_stops_on_term() {
 #[test]
 fn exit_status_of_mysqld_becomes_jemsafes() {
     let dir = TempDir::new("exit");
-    let config = workload_config(&dir, "standby", &["--alloc-mb", "1", "--exit", "7"], "");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--exit", "7"],
+        "restart = \"never\"\n",
+    );
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     assert_eq!(js.wait_exit(T), 7);
     assert!(js
@@ -130,7 +135,7 @@ fn exit_status_of_mysqld_becomes_jemsafes() {
         &dir,
         "standby",
         &["--alloc-mb", "1", "--kill-self", "9"],
-        "",
+        "restart = \"never\"\n",
     );
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     assert_eq!(js.wait_exit(T), 128 + 9);

@@ -109,6 +109,45 @@ pub struct DumpsSection {
     pub dir: PathBuf,
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Newest heap files kept (0 = no limit by count).
+    #[serde(
+        default = "default_keep",
+        deserialize_with = "bounded::<0, 1_000_000, _>"
+    )]
+    pub keep: u64,
+    /// Heap files kept up to this many MiB in all (0 = no limit).
+    #[serde(
+        default = "default_max_total_mb",
+        deserialize_with = "bounded::<0, 100_000_000, _>"
+    )]
+    pub max_total_mb: u64,
+    /// Heap files older than this many hours are deleted (0 = no limit).
+    #[serde(
+        default = "default_max_age_h",
+        deserialize_with = "bounded::<0, 1_000_000, _>"
+    )]
+    pub max_age_h: u64,
+    /// On-demand dumps are refused below this much free space on the dump filesystem.
+    #[serde(
+        default = "default_min_free_mb",
+        deserialize_with = "bounded::<0, 100_000_000, _>"
+    )]
+    pub min_free_mb: u64,
+    /// At most one on-demand dump per interval; requests in between are coalesced.
+    #[serde(
+        default = "default_min_interval_ms",
+        deserialize_with = "bounded::<0, 86_400_000, _>"
+    )]
+    pub min_interval_ms: u64,
+    /// A dump each time stats.allocated passes the highest level dumped so far by this
+    /// many MiB (0 = off).
+    #[serde(default, deserialize_with = "bounded::<0, 100_000_000, _>")]
+    pub on_growth_mb: u64,
+    #[serde(
+        default = "default_growth_check_s",
+        deserialize_with = "bounded::<1, 86_400, _>"
+    )]
+    pub growth_check_s: u64,
 }
 
 impl Default for DumpsSection {
@@ -116,7 +155,47 @@ impl Default for DumpsSection {
         DumpsSection {
             dir: default_dump_dir(),
             prefix: default_prefix(),
+            keep: default_keep(),
+            max_total_mb: default_max_total_mb(),
+            max_age_h: default_max_age_h(),
+            min_free_mb: default_min_free_mb(),
+            min_interval_ms: default_min_interval_ms(),
+            on_growth_mb: 0,
+            growth_check_s: default_growth_check_s(),
         }
+    }
+}
+
+fn default_keep() -> u64 {
+    50
+}
+fn default_max_total_mb() -> u64 {
+    2048
+}
+fn default_max_age_h() -> u64 {
+    168
+}
+fn default_min_free_mb() -> u64 {
+    1024
+}
+fn default_min_interval_ms() -> u64 {
+    1000
+}
+fn default_growth_check_s() -> u64 {
+    10
+}
+
+/// An integer key within MIN..=MAX; the error names the range.
+fn bounded<'de, const MIN: i64, const MAX: i64, D: Deserializer<'de>>(
+    d: D,
+) -> Result<u64, D::Error> {
+    let v = i64::deserialize(d)?;
+    if (MIN..=MAX).contains(&v) {
+        Ok(v as u64)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is out of range: allowed {MIN}..={MAX}"
+        )))
     }
 }
 
@@ -144,9 +223,33 @@ pub struct SuperviseSection {
     pub verify: VerifyMode,
     #[serde(
         default = "default_verify_timeout",
-        deserialize_with = "verify_timeout"
+        deserialize_with = "bounded::<1, 3600, _>"
     )]
     pub verify_timeout_s: u64,
+    #[serde(default)]
+    pub restart: RestartMode,
+    /// First delay before a restart, doubled after each quick failure.
+    #[serde(
+        default = "default_restart_delay_ms",
+        deserialize_with = "bounded::<0, 3_600_000, _>"
+    )]
+    pub restart_delay_ms: u64,
+    #[serde(
+        default = "default_restart_delay_max_ms",
+        deserialize_with = "bounded::<0, 86_400_000, _>"
+    )]
+    pub restart_delay_max_ms: u64,
+    /// More than this many restarts within restart_window_s: give up.
+    #[serde(
+        default = "default_max_restarts",
+        deserialize_with = "bounded::<0, 1000, _>"
+    )]
+    pub max_restarts: u64,
+    #[serde(
+        default = "default_restart_window_s",
+        deserialize_with = "bounded::<1, 86_400, _>"
+    )]
+    pub restart_window_s: u64,
 }
 
 impl Default for SuperviseSection {
@@ -155,8 +258,38 @@ impl Default for SuperviseSection {
             runtime_dir: default_runtime_dir(),
             verify: VerifyMode::Warn,
             verify_timeout_s: default_verify_timeout(),
+            restart: RestartMode::OnCrash,
+            restart_delay_ms: default_restart_delay_ms(),
+            restart_delay_max_ms: default_restart_delay_max_ms(),
+            max_restarts: default_max_restarts(),
+            restart_window_s: default_restart_window_s(),
         }
     }
+}
+
+/// When mysqld is started again after it exits by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    Never,
+    /// After death by signal or a non-zero exit that jemsafe did not ask for.
+    #[default]
+    OnCrash,
+    /// After any exit jemsafe did not ask for.
+    Always,
+}
+
+fn default_restart_delay_ms() -> u64 {
+    1000
+}
+fn default_restart_delay_max_ms() -> u64 {
+    60_000
+}
+fn default_max_restarts() -> u64 {
+    5
+}
+fn default_restart_window_s() -> u64 {
+    300
 }
 
 fn default_runtime_dir() -> PathBuf {
@@ -165,16 +298,6 @@ fn default_runtime_dir() -> PathBuf {
 
 fn default_verify_timeout() -> u64 {
     10
-}
-
-fn verify_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let v = i64::deserialize(d)?;
-    match u64::try_from(v) {
-        Ok(v @ 1..=3600) => Ok(v),
-        _ => Err(serde::de::Error::custom(format!(
-            "verify_timeout_s = {v} is out of range: allowed 1..=3600 seconds"
-        ))),
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -467,7 +590,7 @@ mod tests {
         assert!(e.contains("/etc/jemsafe/test.toml"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("retain"), "{e}");
-        assert!(e.contains("expected `dir` or `prefix`"), "{e}");
+        assert!(e.contains("expected one of `dir`, `prefix`, `keep`"), "{e}");
     }
 
     #[test]
@@ -499,7 +622,10 @@ mod tests {
     #[test]
     fn verify_timeout_range() {
         let e = error("[supervise]\nverify_timeout_s = 0\n");
-        assert!(e.contains("1..=3600"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("allowed 1..=3600"),
+            "{e}"
+        );
     }
 
     #[test]

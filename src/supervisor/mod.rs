@@ -1,14 +1,19 @@
 //! `jemsafe run`: start mysqld under the profiling allocator, prove it, and stay with it.
 //!
-//! One poll loop over two sources: the signal wake-up socket and the channel to the shim.
-//! Signals become actions (forward, dump, toggle...), replies from the shim become log
-//! lines, and mysqld's exit becomes jemsafe's exit (or a restart after status 16).
+//! One poll loop, asleep unless something happens: the signal wake-up socket, the
+//! channel to the shim, the control socket, inotify on the dump directory, and timers
+//! (verification deadline, restart delay, trailing dump, growth check). What to do is
+//! decided by the pure functions in [`policy`] and [`crate::dumps::retention`]; this
+//! module gathers events and carries the decisions out.
 
+pub mod policy;
 pub mod signals;
 pub mod spawn;
+pub mod stale;
 
 use crate::config::{SignalAction, VerifyMode};
-use crate::dumps::{self, Trigger};
+use crate::control::{self, ProfOp, Request};
+use crate::dumps::{self, retention, Trigger};
 use crate::error::{Error, Result};
 use crate::shim_link::{Received, ShimLink};
 use crate::verify::{self, Expectation};
@@ -17,11 +22,14 @@ use jemsafe_proto::{Command, Reply};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use policy::{Admit, Decision, Ending, Growth, RestartHistory, RestartPolicy, Throttle};
+use serde_json::json;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signals::Signals;
 use spawn::Launch;
 use std::collections::HashMap;
 use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,79 +51,123 @@ pub struct Plan {
     pub dump_dir: PathBuf,
     pub dump_prefix: String,
     pub runtime_dir: PathBuf,
+    pub restart: RestartPolicy,
+    pub retention: retention::Policy,
+    pub min_dump_interval: Duration,
+    pub min_free_bytes: u64,
+    pub growth_step_bytes: u64,
+    pub growth_check: Duration,
 }
 
-/// A request in flight to the shim.
-#[derive(Debug)]
+/// A request in flight to the shim, and who waits for its answer.
 enum Pending {
     Hello,
-    Action {
-        action: SignalAction,
-        path: Option<PathBuf>,
+    Dump {
+        trigger: Trigger,
+        path: PathBuf,
         sent: Instant,
+        waiters: Vec<UnixStream>,
     },
+    Prof {
+        what: &'static str,
+        waiter: Option<UnixStream>,
+    },
+    StatusHello(UnixStream),
+    StatusStats(UnixStream, Reply),
+    GrowthStats,
 }
 
 /// The mysqld currently running.
 struct Child {
     pid: Pid,
+    started: Instant,
     link: ShimLink,
     link_open: bool,
     pending: HashMap<u64, Pending>,
     /// Until when the handshake may take; None once verification is over.
     verify_deadline: Option<Instant>,
+    /// The verification's one-line outcome.
+    verification: Option<std::result::Result<String, String>>,
 }
 
-/// State that lives across restarts.
 struct Supervisor<'a> {
     plan: &'a Plan,
     signals: Signals,
+    control: control::Server,
+    inotify: Option<nix::sys::inotify::Inotify>,
+    child: Option<Child>,
+    restart_at: Option<Instant>,
+    history: RestartHistory,
     /// A stop signal was forwarded (or verification failed): mysqld's exit is final.
     stopping: bool,
     verify_failure: Option<String>,
+    last_exit: Option<String>,
     dump_seq: u64,
+    throttle: Throttle,
+    trailing: Vec<UnixStream>,
+    trailing_trigger: Option<Trigger>,
+    growth: Growth,
+    next_growth_check: Option<Instant>,
+    last_dump: Option<(PathBuf, SystemTime)>,
 }
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
 pub fn run(plan: &Plan) -> Result<i32> {
     let _pid_file = PidFile::acquire(&plan.runtime_dir)?;
+    let control = control::Server::bind(&plan.runtime_dir)?;
     let signals = Signals::install().map_err(Error::io("cannot install signal handlers"))?;
     let mut sup = Supervisor {
         plan,
         signals,
+        control,
+        inotify: watch_dumps(plan),
+        child: None,
+        restart_at: None,
+        history: RestartHistory::default(),
         stopping: false,
         verify_failure: None,
+        last_exit: None,
         dump_seq: 0,
+        throttle: Throttle::new(plan.min_dump_interval),
+        trailing: Vec::new(),
+        trailing_trigger: None,
+        growth: Growth::new(plan.growth_step_bytes),
+        next_growth_check: None,
+        last_dump: None,
     };
-    loop {
-        let mut child = sup.start()?;
-        let status = sup.watch(&mut child)?;
-        let code = exit_code(status);
-        if let Some(reason) = &sup.verify_failure {
-            error!("mysqld stopped because verification failed: {reason}");
-            return Ok(VERIFY_FAILED_STATUS);
-        }
-        if code == RESTART_STATUS && !sup.stopping {
-            info!(
-                "mysqld pid {} exited with status 16 (restart requested): starting it again",
-                child.pid
+    sup.apply_retention();
+    sup.start()?;
+    sup.serve()
+}
+
+/// inotify on the dump directory, so retention runs whenever a heap file appears.
+fn watch_dumps(plan: &Plan) -> Option<nix::sys::inotify::Inotify> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let result = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).and_then(|ino| {
+        ino.add_watch(
+            &plan.dump_dir,
+            AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO,
+        )?;
+        Ok(ino)
+    });
+    match result {
+        Ok(ino) => Some(ino),
+        Err(e) => {
+            warn!(
+                "cannot watch {} ({e}): retention will run only at start-up",
+                plan.dump_dir.display()
             );
-            continue;
+            None
         }
-        info!(
-            "mysqld pid {} {}; jemsafe exits with status {code}",
-            child.pid,
-            describe(status)
-        );
-        return Ok(code);
     }
 }
 
 impl Supervisor<'_> {
-    fn start(&mut self) -> Result<Child> {
+    fn start(&mut self) -> Result<()> {
+        let plan = self.plan;
+        stale::clear(&plan.launch.args)?;
         let (mut link, shim_end) =
             ShimLink::pair().map_err(Error::io("cannot create the shim channel"))?;
-        let plan = self.plan;
         let pid = spawn::spawn(&plan.launch, &plan.extra_args, &shim_end).map_err(Error::io(
             format!("cannot start {}", plan.launch.mysqld.display()),
         ))?;
@@ -138,63 +190,120 @@ impl Supervisor<'_> {
                 link_open = false;
             }
         }
-        Ok(Child {
+        self.child = Some(Child {
             pid,
+            started: Instant::now(),
             link,
             link_open,
             pending,
             verify_deadline: Some(Instant::now() + plan.verify_timeout),
-        })
+            verification: None,
+        });
+        self.next_growth_check =
+            (plan.growth_step_bytes > 0).then(|| Instant::now() + plan.growth_check);
+        Ok(())
     }
 
-    /// Serves events until mysqld exits; returns its wait status.
-    fn watch(&mut self, child: &mut Child) -> Result<WaitStatus> {
+    /// The next moment a timer is due.
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.child.as_ref().and_then(|c| c.verify_deadline),
+            self.restart_at,
+            self.throttle.due(),
+            self.next_growth_check,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn serve(&mut self) -> Result<i32> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         loop {
-            let timeout = match child.verify_deadline {
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
+            let timeout = match self.next_deadline() {
+                Some(t) => {
+                    let ms = t.saturating_duration_since(Instant::now()).as_millis() + 1;
+                    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32)
                         .unwrap_or(PollTimeout::MAX)
                 }
                 None => PollTimeout::NONE,
             };
-            let link_ready = {
-                let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-                if child.link_open {
+            let (control_ready, inotify_ready, link_ready) = {
+                let mut fds = vec![
+                    PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.control.listener.as_fd(), PollFlags::POLLIN),
+                ];
+                if let Some(ino) = &self.inotify {
+                    fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
+                }
+                let link_at = fds.len();
+                if let Some(child) = self.child.as_ref().filter(|c| c.link_open) {
                     fds.push(PollFd::new(child.link.as_fd(), PollFlags::POLLIN));
                 }
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => return Err(Error::io("poll failed")(e.into())),
                 }
-                fds.get(1)
-                    .and_then(|f| f.revents())
-                    .is_some_and(|r| !r.is_empty())
+                let ready = |i: usize| {
+                    fds.get(i)
+                        .and_then(|f| f.revents())
+                        .is_some_and(|r| !r.is_empty())
+                };
+                (
+                    ready(1),
+                    self.inotify.is_some() && ready(2),
+                    link_at < fds.len() && ready(link_at),
+                )
             };
             self.signals.drain();
 
             if self.signals.take(SIGCHLD) {
-                if let Some(status) = reap(child.pid) {
-                    if child.verify_deadline.is_some() {
-                        warn!(
-                            "mysqld pid {} exited before verification finished",
-                            child.pid
-                        );
-                    }
-                    return Ok(status);
+                if let Some(code) = self.reap() {
+                    return Ok(code);
                 }
             }
-            // SIGINT becomes SIGTERM: mysqld and mariadbd ignore SIGINT, but whoever
-            // pressed ^C on jemsafe wants the server stopped.
-            for (got, send, stops) in [
-                (SIGTERM, Signal::SIGTERM, true),
-                (SIGINT, Signal::SIGTERM, true),
-                (SIGQUIT, Signal::SIGQUIT, true),
-                (SIGHUP, Signal::SIGHUP, false),
+            if let Some(code) = self.stop_signals() {
+                return Ok(code);
+            }
+            for (sig, action, trigger) in [
+                (SIGUSR1, self.plan.usr1, Trigger::Usr1),
+                (SIGUSR2, self.plan.usr2, Trigger::Usr2),
             ] {
-                if self.signals.take(got) {
-                    self.stopping |= stops;
+                if self.signals.take(sig) {
+                    self.signal_action(action, trigger, &signals::name(sig));
+                }
+            }
+            if control_ready {
+                while let Some((stream, request)) = self.control.accept() {
+                    self.control_request(stream, request);
+                }
+            }
+            if inotify_ready {
+                self.dump_dir_changed();
+            }
+            if link_ready {
+                self.read_replies();
+            }
+            self.timers()?;
+        }
+    }
+
+    /// Forwards stop signals; during a restart delay a stop signal ends jemsafe at once.
+    fn stop_signals(&mut self) -> Option<i32> {
+        // SIGINT becomes SIGTERM: mysqld and mariadbd ignore SIGINT, but whoever pressed
+        // ^C on jemsafe wants the server stopped.
+        for (got, send, stops) in [
+            (SIGTERM, Signal::SIGTERM, true),
+            (SIGINT, Signal::SIGTERM, true),
+            (SIGQUIT, Signal::SIGQUIT, true),
+            (SIGHUP, Signal::SIGHUP, false),
+        ] {
+            if !self.signals.take(got) {
+                continue;
+            }
+            self.stopping |= stops;
+            match &self.child {
+                Some(child) => {
                     info!(
                         "received {}: sending {} to mysqld pid {}",
                         signals::name(got),
@@ -205,95 +314,278 @@ impl Supervisor<'_> {
                         warn!("cannot signal mysqld pid {}: {e}", child.pid);
                     }
                 }
+                None if stops => {
+                    info!(
+                        "received {} during the restart delay: not restarting mysqld; jemsafe exits with status 0",
+                        signals::name(got)
+                    );
+                    return Some(0);
+                }
+                None => {}
             }
-            for (sig, action, trigger) in [
-                (SIGUSR1, self.plan.usr1, Trigger::Usr1),
-                (SIGUSR2, self.plan.usr2, Trigger::Usr2),
-            ] {
-                if self.signals.take(sig) {
-                    self.act(child, action, trigger, &signals::name(sig));
+        }
+        None
+    }
+
+    /// Reaps exited children (jemsafe may be PID 1 in a container); when mysqld is among
+    /// them, decides what comes next. Some(status) means jemsafe exits.
+    fn reap(&mut self) -> Option<i32> {
+        let mysqld = self.child.as_ref().map(|c| c.pid);
+        let mut ended = None;
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                Ok(status) if status.pid().is_some() && status.pid() == mysqld => {
+                    ended = Some(status)
+                }
+                Ok(status) => debug!("reaped orphan process {:?}", status.pid()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    warn!("waitpid failed: {e}");
+                    break;
                 }
             }
-            if link_ready {
-                self.read_replies(child);
+        }
+        let status = ended?;
+        let child = self.child.take()?;
+        self.mysqld_ended(child, status)
+    }
+
+    fn mysqld_ended(&mut self, child: Child, status: WaitStatus) -> Option<i32> {
+        if child.verify_deadline.is_some() {
+            warn!(
+                "mysqld pid {} exited before verification finished",
+                child.pid
+            );
+        }
+        for (_, pending) in child.pending {
+            for waiter in waiters_of(pending) {
+                control::respond(
+                    waiter,
+                    &control::error_reply("mysqld exited before answering"),
+                );
             }
-            if child.verify_deadline.is_some_and(|d| Instant::now() >= d) {
+        }
+        self.next_growth_check = None;
+        let how = describe(status);
+        self.last_exit = Some(format!("pid {} {how}", child.pid));
+        if let Some(reason) = &self.verify_failure {
+            error!("mysqld stopped because verification failed: {reason}");
+            return Some(VERIFY_FAILED_STATUS);
+        }
+        let end = Ending {
+            status: exit_code(status),
+            signaled: matches!(status, WaitStatus::Signaled(..)),
+            ran_for: child.started.elapsed(),
+        };
+        match self
+            .plan
+            .restart
+            .decide(&mut self.history, end, self.stopping, Instant::now())
+        {
+            Decision::Exit(code) => {
+                info!(
+                    "mysqld pid {} {how}; jemsafe exits with status {code}",
+                    child.pid
+                );
+                Some(code)
+            }
+            Decision::GiveUp(code, why) => {
+                error!("mysqld pid {} {how}; {why}", child.pid);
+                Some(code)
+            }
+            Decision::Restart(delay) => {
+                if end.status == RESTART_STATUS && !end.signaled {
+                    info!(
+                        "mysqld pid {} exited with status 16 (restart requested): starting it again",
+                        child.pid
+                    );
+                } else {
+                    warn!(
+                        "mysqld pid {} {how}: restarting it in {} ms (restart #{})",
+                        child.pid,
+                        delay.as_millis(),
+                        self.history.total
+                    );
+                }
+                self.restart_at = Some(Instant::now() + delay);
+                None
+            }
+        }
+    }
+
+    fn timers(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if self.restart_at.is_some_and(|t| now >= t) {
+            self.restart_at = None;
+            self.start()?;
+        }
+        if let Some(child) = self.child.as_mut() {
+            if child.verify_deadline.is_some_and(|d| now >= d) {
                 let why = format!(
                     "the shim did not answer within {}s: it is not loaded in mysqld (look for an \
                      ld.so \"cannot be preloaded\" line in mysqld's output) or mysqld is stuck starting",
                     self.plan.verify_timeout.as_secs()
                 );
-                self.verified(child, Err(why));
+                self.verified(Err(why));
+            }
+        }
+        if self.throttle.due().is_some_and(|t| now >= t) {
+            self.throttle.fire(now);
+            let waiters = std::mem::take(&mut self.trailing);
+            let trigger = self.trailing_trigger.take().unwrap_or(Trigger::Usr1);
+            self.send_dump(trigger, waiters);
+        }
+        if self.next_growth_check.is_some_and(|t| now >= t) {
+            self.next_growth_check = Some(now + self.plan.growth_check);
+            self.send(Command::Stats, Pending::GrowthStats);
+        }
+        Ok(())
+    }
+
+    /// Sends `command` to the shim; on failure, answers whoever waits.
+    fn send(&mut self, command: Command, pending: Pending) {
+        let Some(child) = self.child.as_mut().filter(|c| c.link_open) else {
+            for waiter in waiters_of(pending) {
+                control::respond(
+                    waiter,
+                    &control::error_reply("mysqld is not running (jemsafe is between restarts)"),
+                );
+            }
+            return;
+        };
+        match child.link.send(command) {
+            Ok(id) => {
+                child.pending.insert(id, pending);
+            }
+            Err(e) => {
+                warn!("cannot send to the shim in mysqld pid {}: {e}", child.pid);
+                for waiter in waiters_of(pending) {
+                    control::respond(
+                        waiter,
+                        &control::error_reply(format!("cannot reach the shim: {e}")),
+                    );
+                }
             }
         }
     }
 
-    /// Carries out a USR1/USR2 action through the shim.
-    fn act(&mut self, child: &mut Child, action: SignalAction, trigger: Trigger, from: &str) {
-        let command = match action {
-            SignalAction::Ignore => {
-                debug!("{from} ignored as configured");
-                return;
-            }
-            SignalAction::Dump => None,
-            SignalAction::Activate => Some(Command::Activate),
-            SignalAction::Deactivate => Some(Command::Deactivate),
-            SignalAction::Toggle => Some(Command::Toggle),
-            SignalAction::Reset => Some(Command::Reset(None)),
-        };
-        if !child.link_open {
-            warn!(
-                "{from}: cannot reach the shim in mysqld pid {} (channel closed); nothing done",
-                child.pid
-            );
-            return;
-        }
-        let (command, path) = match command {
-            Some(c) => (c, None),
-            None => {
-                self.dump_seq += 1;
-                let name = dumps::on_demand_name(
-                    &self.plan.dump_prefix,
-                    child.pid.as_raw(),
-                    SystemTime::now(),
-                    self.dump_seq,
-                    trigger,
-                );
-                let path = dumps::path_for(&self.plan.dump_dir, &name);
-                (
-                    Command::Dump(Some(path.to_string_lossy().into_owned())),
-                    Some(path),
-                )
-            }
-        };
-        match child.link.send(command) {
-            Ok(id) => {
-                child.pending.insert(
-                    id,
-                    Pending::Action {
-                        action,
-                        path,
-                        sent: Instant::now(),
-                    },
-                );
-            }
-            Err(e) => warn!(
-                "{from}: cannot send to the shim in mysqld pid {}: {e}",
-                child.pid
+    fn signal_action(&mut self, action: SignalAction, trigger: Trigger, from: &str) {
+        match action {
+            SignalAction::Ignore => debug!("{from} ignored as configured"),
+            SignalAction::Dump => self.request_dump(trigger, None),
+            SignalAction::Activate => self.prof(ProfOp::On, None, None),
+            SignalAction::Deactivate => self.prof(ProfOp::Off, None, None),
+            SignalAction::Reset => self.prof(ProfOp::Reset, None, None),
+            SignalAction::Toggle => self.send(
+                Command::Toggle,
+                Pending::Prof {
+                    what: "toggle",
+                    waiter: None,
+                },
             ),
         }
     }
 
-    fn read_replies(&mut self, child: &mut Child) {
+    fn prof(&mut self, op: ProfOp, lg_sample: Option<u32>, waiter: Option<UnixStream>) {
+        let (command, what) = match op {
+            ProfOp::On => (Command::Activate, "activate"),
+            ProfOp::Off => (Command::Deactivate, "deactivate"),
+            ProfOp::Reset => (Command::Reset(lg_sample), "reset"),
+        };
+        self.send(command, Pending::Prof { what, waiter });
+    }
+
+    fn control_request(&mut self, stream: UnixStream, request: Request) {
+        debug!("control request: {request:?}");
+        match request {
+            Request::Dump => self.request_dump(Trigger::Cli, Some(stream)),
+            Request::Prof { op, lg_sample } => self.prof(op, lg_sample, Some(stream)),
+            Request::Status => {
+                if self.child.as_ref().is_some_and(|c| c.link_open) {
+                    self.send(Command::Hello, Pending::StatusHello(stream));
+                } else {
+                    let reply = self.status(None, None);
+                    control::respond(stream, &reply);
+                }
+            }
+        }
+    }
+
+    /// An on-demand dump, through the storm throttle.
+    fn request_dump(&mut self, trigger: Trigger, waiter: Option<UnixStream>) {
+        match self.throttle.request(Instant::now()) {
+            Admit::Now => self.send_dump(trigger, waiter.into_iter().collect()),
+            Admit::At(_) | Admit::Joined => {
+                debug!(
+                    "dump request ({}) coalesced into the next dump",
+                    trigger.as_str()
+                );
+                self.trailing_trigger.get_or_insert(trigger);
+                self.trailing.extend(waiter);
+            }
+        }
+    }
+
+    fn send_dump(&mut self, trigger: Trigger, waiters: Vec<UnixStream>) {
+        let plan = self.plan;
+        match dumps::free_bytes(&plan.dump_dir) {
+            Ok(free) if free < plan.min_free_bytes => {
+                let why = format!(
+                    "dump refused: only {} MiB free on the filesystem of {} (min_free_mb = {})",
+                    free >> 20,
+                    plan.dump_dir.display(),
+                    plan.min_free_bytes >> 20
+                );
+                error!("{why}");
+                for w in waiters {
+                    control::respond(w, &control::error_reply(why.clone()));
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(
+                "cannot measure free space in {}: {e}",
+                plan.dump_dir.display()
+            ),
+        }
+        let Some(pid) = self.child.as_ref().map(|c| c.pid) else {
+            warn!("no mysqld running: {} dump skipped", trigger.as_str());
+            for w in waiters {
+                control::respond(
+                    w,
+                    &control::error_reply("mysqld is not running (jemsafe is between restarts)"),
+                );
+            }
+            return;
+        };
+        self.dump_seq += 1;
+        let name = dumps::on_demand_name(
+            &plan.dump_prefix,
+            pid.as_raw(),
+            SystemTime::now(),
+            self.dump_seq,
+            trigger,
+        );
+        let path = plan.dump_dir.join(name);
+        self.send(
+            Command::Dump(Some(path.to_string_lossy().into_owned())),
+            Pending::Dump {
+                trigger,
+                path,
+                sent: Instant::now(),
+                waiters,
+            },
+        );
+    }
+
+    fn read_replies(&mut self) {
         loop {
-            match child.link.receive() {
-                Ok(Received::Reply(reply)) => match child.pending.remove(&reply.id) {
-                    Some(Pending::Hello) => self.hello(child, reply),
-                    Some(Pending::Action { action, path, sent }) => {
-                        report_action(action, path, sent, &reply)
-                    }
-                    None => debug!("dropping an unexpected reply from the shim: {reply:?}"),
-                },
+            let Some(child) = self.child.as_mut() else {
+                return;
+            };
+            let reply = match child.link.receive() {
+                Ok(Received::Reply(reply)) => reply,
                 Ok(Received::Nothing) => return,
                 Ok(Received::Closed) => {
                     child.link_open = false;
@@ -303,39 +595,142 @@ impl Supervisor<'_> {
                     warn!("unreadable message from the shim: {e}");
                     return;
                 }
+            };
+            let Some(pending) = child.pending.remove(&reply.id) else {
+                debug!("dropping an unexpected reply from the shim: {reply:?}");
+                continue;
+            };
+            self.replied(pending, reply);
+        }
+    }
+
+    fn replied(&mut self, pending: Pending, reply: Reply) {
+        match pending {
+            Pending::Hello => self.hello(reply),
+            Pending::Dump {
+                trigger,
+                path,
+                sent,
+                waiters,
+            } => self.dumped(trigger, path, sent, waiters, &reply),
+            Pending::Prof { what, waiter } => {
+                match (reply.ok, reply.get("was_active")) {
+                    (true, Some(was)) => info!(
+                        "{what}: prof.active is now {} (was {was})",
+                        reply.get("prof_active").unwrap_or("?")
+                    ),
+                    (true, None) => info!(
+                        "{what}: profile data reset, lg_prof_sample = {}",
+                        reply.get("lg_prof_sample").unwrap_or("?")
+                    ),
+                    (false, _) => error!("{what} failed: {}", reply.error_text()),
+                }
+                if let Some(w) = waiter {
+                    control::respond(w, &shim_reply_json(&reply));
+                }
+            }
+            Pending::StatusHello(stream) => {
+                self.send(Command::Stats, Pending::StatusStats(stream, reply));
+            }
+            Pending::StatusStats(stream, hello) => {
+                let status = self.status(Some(&hello), Some(&reply));
+                control::respond(stream, &status);
+            }
+            Pending::GrowthStats => {
+                let Some(allocated) = reply.get_u64("allocated") else {
+                    debug!("growth check: no stats ({})", reply.error_text());
+                    return;
+                };
+                if self.growth.observe(allocated) {
+                    info!(
+                        "stats.allocated = {} MiB, {} MiB above the last growth dump: dumping",
+                        allocated >> 20,
+                        self.plan.growth_step_bytes >> 20
+                    );
+                    self.send_dump(Trigger::Growth, Vec::new());
+                }
             }
         }
     }
 
-    fn hello(&mut self, child: &mut Child, reply: Reply) {
-        let pid = child.pid.as_raw();
-        let verdict = match verify::read_maps(pid) {
-            Ok(maps) => verify::judge(pid, &maps, &reply, &self.plan.expectation),
-            Err(e) => {
-                self.verified(child, Err(format!("cannot read /proc/{pid}/maps: {e}")));
-                return;
+    fn dumped(
+        &mut self,
+        trigger: Trigger,
+        path: PathBuf,
+        sent: Instant,
+        waiters: Vec<UnixStream>,
+        reply: &Reply,
+    ) {
+        let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
+        if !reply.ok {
+            let why = format!(
+                "heap dump to {} failed: {}",
+                path.display(),
+                reply.error_text()
+            );
+            error!("{why}");
+            for w in waiters {
+                control::respond(w, &control::error_reply(why.clone()));
             }
-        };
-        if verdict.ok() {
-            self.verified(child, Ok(verdict.summary));
-        } else {
-            self.verified(child, Err(verdict.problems.join("; ")));
+            return;
         }
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        info!(
+            "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
+            path.display(),
+            trigger.as_str(),
+            reply.get("dump_us").unwrap_or("?")
+        );
+        self.last_dump = Some((path.clone(), SystemTime::now()));
+        let mut answer = control::ok_reply();
+        answer.insert("path".into(), path.display().to_string().into());
+        answer.insert("bytes".into(), size.into());
+        answer.insert("round_trip_ms".into(), json!(round_trip_ms));
+        for w in waiters {
+            control::respond(w, &answer);
+        }
+    }
+
+    fn hello(&mut self, reply: Reply) {
+        let Some(child) = self.child.as_ref() else {
+            return;
+        };
+        let pid = child.pid.as_raw();
+        let result = match verify::read_maps(pid) {
+            Ok(maps) => {
+                let verdict = verify::judge(pid, &maps, &reply, &self.plan.expectation);
+                if verdict.ok() {
+                    Ok(verdict.summary)
+                } else {
+                    Err(verdict.problems.join("; "))
+                }
+            }
+            Err(e) => Err(format!("cannot read /proc/{pid}/maps: {e}")),
+        };
+        self.verified(result);
     }
 
     /// Ends verification: one log line, and with `require` a clean stop on failure.
-    fn verified(&mut self, child: &mut Child, result: std::result::Result<String, String>) {
+    fn verified(&mut self, result: std::result::Result<String, String>) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
         if child.verify_deadline.take().is_none() {
             return;
         }
+        child.verification = Some(result.clone());
         match result {
             Ok(summary) => info!("{summary}"),
             Err(why) => match self.plan.verify {
-                VerifyMode::Warn => {
-                    warn!("verification FAILED for mysqld pid {} (verify = \"warn\": mysqld keeps running without working profiling): {why}", child.pid)
-                }
+                VerifyMode::Warn => warn!(
+                    "verification FAILED for mysqld pid {} (verify = \"warn\": mysqld keeps running without working profiling): {why}",
+                    child.pid
+                ),
                 VerifyMode::Require => {
-                    error!("verification FAILED for mysqld pid {} (verify = \"require\": stopping it with SIGTERM): {why}", child.pid);
+                    error!(
+                        "verification FAILED for mysqld pid {} (verify = \"require\": stopping it with SIGTERM): {why}",
+                        child.pid
+                    );
                     self.stopping = true;
                     self.verify_failure = Some(why);
                     if let Err(e) = kill(child.pid, Signal::SIGTERM) {
@@ -345,52 +740,152 @@ impl Supervisor<'_> {
             },
         }
     }
-}
 
-fn report_action(action: SignalAction, path: Option<PathBuf>, sent: Instant, reply: &Reply) {
-    let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
-    match (action, reply.ok) {
-        (SignalAction::Dump, true) => {
-            let path = path.map(|p| p.display().to_string()).unwrap_or_default();
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            info!(
-                "heap dump written: {path} ({size} bytes; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
-                reply.get("dump_us").unwrap_or("?")
-            );
+    fn dump_dir_changed(&mut self) {
+        let Some(ino) = &self.inotify else {
+            return;
+        };
+        let mut ours = false;
+        while let Ok(events) = ino.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            ours |= events.iter().any(|e| {
+                e.name
+                    .as_ref()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| dumps::HeapName::parse(&self.plan.dump_prefix, n).is_some())
+            });
         }
-        (SignalAction::Dump, false) => {
-            let path = path.map(|p| p.display().to_string()).unwrap_or_default();
-            error!("heap dump to {path} failed: {}", reply.error_text());
+        if ours {
+            self.apply_retention();
         }
-        (SignalAction::Reset, true) => info!(
-            "profile data reset (prof.reset); lg_prof_sample={}",
-            reply.get("lg_prof_sample").unwrap_or("?")
-        ),
-        (_, true) => info!(
-            "prof.active is now {} (was {})",
-            reply.get("prof_active").unwrap_or("?"),
-            reply.get("was_active").unwrap_or("?")
-        ),
-        (_, false) => error!("{action:?} failed: {}", reply.error_text()),
     }
-}
 
-/// Reaps every exited child (jemsafe may be PID 1 in a container); returns mysqld's status
-/// if mysqld is among them.
-fn reap(mysqld: Pid) -> Option<WaitStatus> {
-    let mut found = None;
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return found,
-            Ok(status) if status.pid() == Some(mysqld) => found = Some(status),
-            Ok(status) => debug!("reaped process {:?}", status.pid()),
-            Err(nix::errno::Errno::EINTR) => continue,
+    fn apply_retention(&self) {
+        let plan = self.plan;
+        let files = match dumps::list(&plan.dump_dir, &plan.dump_prefix) {
+            Ok(f) => f,
             Err(e) => {
-                warn!("waitpid failed: {e}");
-                return found;
+                warn!("retention: cannot list {}: {e}", plan.dump_dir.display());
+                return;
+            }
+        };
+        for (path, reason) in retention::plan(&files, &plan.retention, SystemTime::now()) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!("retention: deleted {} ({reason})", path.display()),
+                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
             }
         }
     }
+
+    /// The `status` answer; `hello` and `stats` come from the shim when mysqld runs.
+    fn status(&self, hello: Option<&Reply>, stats: Option<&Reply>) -> control::Reply {
+        let plan = self.plan;
+        let child = self.child.as_ref();
+        let field = |r: Option<&Reply>, k: &str| -> serde_json::Value {
+            match r.and_then(|r| r.get(k)) {
+                Some("true") => true.into(),
+                Some("false") => false.into(),
+                Some(v) => v
+                    .parse::<u64>()
+                    .map(Into::into)
+                    .unwrap_or_else(|_| v.into()),
+                None => serde_json::Value::Null,
+            }
+        };
+        let files = dumps::list(&plan.dump_dir, &plan.dump_prefix).unwrap_or_default();
+        let mut r = control::ok_reply();
+        r.insert("jemsafe_pid".into(), std::process::id().into());
+        r.insert(
+            "profile".into(),
+            plan.expectation.profile.name.clone().into(),
+        );
+        r.insert("malloc_conf".into(), plan.launch.malloc_conf.clone().into());
+        r.insert("mysqld_pid".into(), json!(child.map(|c| c.pid.as_raw())));
+        r.insert(
+            "mysqld_uptime_s".into(),
+            json!(child.map(|c| c.started.elapsed().as_secs())),
+        );
+        r.insert("restarts".into(), self.history.total.into());
+        r.insert("last_exit".into(), json!(self.last_exit));
+        r.insert(
+            "verification".into(),
+            json!(child
+                .and_then(|c| c.verification.as_ref())
+                .map(|v| match v {
+                    Ok(s) => json!({"ok": true, "message": s}),
+                    Err(s) => json!({"ok": false, "message": s}),
+                })),
+        );
+        r.insert(
+            "jemalloc".into(),
+            json!({
+                "version": field(hello, "version"),
+                "opt_prof": field(hello, "opt_prof"),
+                "prof_active": field(hello, "prof_active"),
+                "lg_prof_sample": field(hello, "lg_prof_sample"),
+                "prof_prefix": field(hello, "prof_prefix"),
+            }),
+        );
+        r.insert(
+            "stats".into(),
+            json!({
+                "allocated": field(stats, "allocated"),
+                "active": field(stats, "active"),
+                "resident": field(stats, "resident"),
+                "mapped": field(stats, "mapped"),
+                "retained": field(stats, "retained"),
+            }),
+        );
+        r.insert(
+            "dumps".into(),
+            json!({
+                "dir": plan.dump_dir.display().to_string(),
+                "files": files.len(),
+                "bytes": files.iter().map(|f| f.size).sum::<u64>(),
+                "free_bytes": dumps::free_bytes(&plan.dump_dir).ok(),
+            }),
+        );
+        r.insert(
+            "last_dump".into(),
+            json!(self.last_dump.as_ref().map(|(p, t)| json!({
+                "path": p.display().to_string(),
+                "time": humantime::format_rfc3339_seconds(*t).to_string(),
+            }))),
+        );
+        r
+    }
+}
+
+/// The connections waiting on `pending`.
+fn waiters_of(pending: Pending) -> Vec<UnixStream> {
+    match pending {
+        Pending::Dump { waiters, .. } => waiters,
+        Pending::Prof { waiter, .. } => waiter.into_iter().collect(),
+        Pending::StatusHello(s) | Pending::StatusStats(s, _) => vec![s],
+        Pending::Hello | Pending::GrowthStats => Vec::new(),
+    }
+}
+
+/// A shim reply as a control reply: its fields, typed where they look like numbers.
+fn shim_reply_json(reply: &Reply) -> control::Reply {
+    if !reply.ok {
+        return control::error_reply(reply.error_text());
+    }
+    let mut r = control::ok_reply();
+    for (k, v) in &reply.fields {
+        let value = match v.as_str() {
+            "true" => true.into(),
+            "false" => false.into(),
+            s => s
+                .parse::<u64>()
+                .map(Into::into)
+                .unwrap_or_else(|_| s.into()),
+        };
+        r.insert(k.clone(), value);
+    }
+    r
 }
 
 /// mysqld's status as a shell would report it: the exit code, or 128+N for signal N.

@@ -284,7 +284,7 @@ impl Running {
             Ok(status) => status,
             Err(_) => panic!(
                 "jemsafe did not exit within {timeout:?}; log:\n{}",
-                self.err.seen.join("\n")
+                self.err.drain(Duration::from_millis(200)).join("\n")
             ),
         };
         let code = status

@@ -1,0 +1,93 @@
+//! Heap dump files: where they go, what they are called, which ones are kept.
+
+pub mod naming;
+pub mod retention;
+
+pub use naming::{on_demand_name, HeapName, Trigger};
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Creates the dump directory if missing: mode 0750, and owned by mysqld's user when
+/// jemsafe runs as root, since mysqld (not jemsafe) writes the files.
+pub fn prepare_dir(dir: &Path, owner: Option<(u32, u32)>) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(Error::io(format!(
+                "cannot create dump directory {}",
+                dir.display()
+            )))?;
+        // The umask may have taken bits away; the mode is part of the contract.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(
+            Error::io(format!("cannot chmod dump directory {}", dir.display())),
+        )?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(Error::io(format!(
+                "cannot give dump directory {} to uid {uid}",
+                dir.display()
+            )))?;
+        }
+    } else if !dir.is_dir() {
+        return Err(Error::Refused(format!(
+            "dump directory {} exists but is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+pub fn path_for(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+/// A heap file in the dump directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeapFile {
+    pub path: PathBuf,
+    pub name: HeapName,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// The heap files of `prefix` in `dir` (jemsafe's and jemalloc's names, any pid), oldest
+/// first. Other files are not listed, so nothing else can ever be deleted.
+pub fn list(dir: &Path, prefix: &str) -> std::io::Result<Vec<HeapFile>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str().and_then(|n| HeapName::parse(prefix, n)) else {
+            continue;
+        };
+        // symlink_metadata: a link is not a heap file of ours, whatever its name.
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        files.push(HeapFile {
+            path: entry.path(),
+            name,
+            size: meta.len(),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        });
+    }
+    files.sort_by(|a, b| {
+        a.modified
+            .cmp(&b.modified)
+            .then_with(|| a.path.cmp(&b.path))
+    });
+    Ok(files)
+}
+
+/// Bytes available to unprivileged writers on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+}

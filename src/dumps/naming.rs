@@ -1,0 +1,198 @@
+//! Heap file names: jemsafe's for on-demand dumps, jemalloc's for automatic ones.
+
+use std::time::SystemTime;
+
+/// Why a dump was taken; part of the file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Usr1,
+    Usr2,
+    Cli,
+    Growth,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Usr1 => "usr1",
+            Trigger::Usr2 => "usr2",
+            Trigger::Cli => "cli",
+            Trigger::Growth => "growth",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Trigger> {
+        Some(match s {
+            "usr1" => Trigger::Usr1,
+            "usr2" => Trigger::Usr2,
+            "cli" => Trigger::Cli,
+            "growth" => Trigger::Growth,
+            _ => return None,
+        })
+    }
+}
+
+/// `<prefix>.<pid>.<UTC yyyymmddThhmmss>.<seq>.<trigger>.heap`: for one pid, names sort
+/// in time order, and each says when, why and from which process. jemalloc's own
+/// automatic names (`<prefix>.<pid>.<seq>.<type><n>.heap`) cannot collide with it.
+pub fn on_demand_name(
+    prefix: &str,
+    pid: i32,
+    when: SystemTime,
+    seq: u64,
+    trigger: Trigger,
+) -> String {
+    format!(
+        "{prefix}.{pid}.{}.{seq:04}.{}.heap",
+        utc_stamp(when),
+        trigger.as_str()
+    )
+}
+
+/// `20261126T182554` (UTC).
+pub fn utc_stamp(when: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(when)
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':' | 'Z'))
+        .collect()
+}
+
+/// What a heap file's name says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeapName {
+    pub pid: u32,
+    pub seq: u64,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// jemsafe's on-demand dump, with its UTC stamp.
+    OnDemand { stamp: String, trigger: Trigger },
+    /// jemalloc's automatic dump: `i` interval, `m` manual, `u` gdump, `f` final.
+    Automatic { kind: char },
+}
+
+/// `s` if it is a non-empty run of ASCII digits.
+fn number(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+}
+
+impl HeapName {
+    /// Parses `name` if it is a heap file of `prefix`; None for anything else.
+    pub fn parse(prefix: &str, name: &str) -> Option<HeapName> {
+        let rest = name
+            .strip_prefix(prefix)?
+            .strip_prefix('.')?
+            .strip_suffix(".heap")?;
+        let parts: Vec<&str> = rest.split('.').collect();
+        match parts.as_slice() {
+            [pid, stamp, seq, trigger] => {
+                let valid_stamp = stamp.len() == 15
+                    && stamp.as_bytes()[8] == b'T'
+                    && stamp
+                        .bytes()
+                        .enumerate()
+                        .all(|(i, b)| i == 8 || b.is_ascii_digit());
+                valid_stamp.then_some(())?;
+                Some(HeapName {
+                    pid: number(pid)?.parse().ok()?,
+                    seq: number(seq)?.parse().ok()?,
+                    origin: Origin::OnDemand {
+                        stamp: (*stamp).to_owned(),
+                        trigger: Trigger::parse(trigger)?,
+                    },
+                })
+            }
+            [pid, seq, kind] => {
+                let mut chars = kind.chars();
+                let k = chars.next()?;
+                let n = chars.as_str();
+                let valid = match k {
+                    'i' | 'm' | 'u' => number(n).is_some(),
+                    'f' => n.is_empty(),
+                    _ => false,
+                };
+                valid.then_some(())?;
+                Some(HeapName {
+                    pid: number(pid)?.parse().ok()?,
+                    seq: number(seq)?.parse().ok()?,
+                    origin: Origin::Automatic { kind: k },
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// "usr1", "cli", "growth", or jemalloc's "interval", "manual", "gdump", "final".
+    pub fn trigger(&self) -> &'static str {
+        match &self.origin {
+            Origin::OnDemand { trigger, .. } => trigger.as_str(),
+            Origin::Automatic { kind: 'i' } => "interval",
+            Origin::Automatic { kind: 'm' } => "manual",
+            Origin::Automatic { kind: 'u' } => "gdump",
+            Origin::Automatic { .. } => "final",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn on_demand_names_carry_pid_time_seq_and_trigger() {
+        let when = UNIX_EPOCH + Duration::from_secs(1_795_717_554);
+        let name = on_demand_name("mysqld", 4242, when, 7, Trigger::Usr1);
+        assert_eq!(name, "mysqld.4242.20261126T182554.0007.usr1.heap");
+        let later = on_demand_name(
+            "mysqld",
+            4242,
+            when + Duration::from_secs(1),
+            8,
+            Trigger::Cli,
+        );
+        assert!(later > name);
+        let parsed = HeapName::parse("mysqld", &name).unwrap();
+        assert_eq!(
+            (parsed.pid, parsed.seq, parsed.trigger()),
+            (4242, 7, "usr1")
+        );
+    }
+
+    #[test]
+    fn jemallocs_names_parse() {
+        for (name, trigger) in [
+            ("mysqld.77.3.i12.heap", "interval"),
+            ("mysqld.77.0.m0.heap", "manual"),
+            ("mysqld.77.5.u4.heap", "gdump"),
+            ("mysqld.77.9.f.heap", "final"),
+        ] {
+            assert_eq!(
+                HeapName::parse("mysqld", name).unwrap().trigger(),
+                trigger,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_names_are_not_ours() {
+        for name in [
+            "mysqld.77.3.i12.heap.gz",
+            "other.77.3.i12.heap",
+            "mysqld.x.3.i12.heap",
+            "mysqld.77.3.q1.heap",
+            "mysqld.77.3.f1.heap",
+            "mysqld.77.20261126T18255.0001.usr1.heap",
+            "mysqld.77.20261126T182554.0001.bogus.heap",
+            "mysqld.heap",
+            "mysqld2.77.3.i12.heap",
+            "notes.txt",
+        ] {
+            assert_eq!(HeapName::parse("mysqld", name), None, "{name}");
+        }
+    }
+}
