@@ -373,7 +373,9 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
             say "warning: $label: jemalloc complained (<jemalloc> lines in $slog)"
         fi
         if [[ $cfg == c ]]; then
-            sed -nE 's/.* info: heap dump written: .* \(([0-9]+) bytes; prof\.dump ([0-9?]+) us, round trip ([0-9.]+) ms\)$/\3\t\2\t\1/p' "$slog" |
+            # "(N bytes; prof.dump N us, round trip X ms)"; newer jemsafe adds the trigger
+            # after the size: "(N bytes; usr1; prof.dump ...)".
+            sed -nE 's/.* info: heap dump written: .* \(([0-9]+) bytes; ([^;]*; )?prof\.dump ([0-9?]+) us, round trip ([0-9.]+) ms\)$/\4\t\3\t\1/p' "$slog" |
                 sed "s/^/$round\t/" >>"$DUMPS"
         fi
         say "$label: $tps tps, max latency $maxlat ms"
@@ -384,7 +386,7 @@ done
 
 JEMALLOC_VERSION=$(sed -nE 's/.* info: verified: mysqld pid [0-9]+ runs jemalloc ([^ ]+) from .*/\1/p' "$OUT"/r*-b.server.log | head -n1)
 USR1_SENT=$(cat "$OUT"/r*-c.usr1.log 2>/dev/null | wc -l || true)
-DUMP_FAILED=$(cat "$OUT"/r*-c.server.log | grep -cE 'heap dump to .* failed|cannot reach the shim|cannot send to the shim' || true)
+DUMP_FAILED=$(cat "$OUT"/r*-c.server.log | grep -cE 'heap dump to .* failed|dump refused|dump skipped|cannot reach the shim|cannot send to the shim' || true)
 NPROC=$(nproc)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 

@@ -157,16 +157,20 @@ pub fn call(runtime_dir: &Path, req: &Request, timeout: Duration) -> Result<Repl
         .map_err(Error::io("cannot set a timeout"))?;
     let mut text = serde_json::to_string(req).map_err(|e| Error::Refused(e.to_string()))?;
     text.push('\n');
-    (&stream)
-        .write_all(text.as_bytes())
-        .map_err(Error::io(format!("cannot write to {}", path.display())))?;
+    // A refusal may already be waiting (the server answers before reading), so a failed
+    // write is only reported if there is no answer to read either.
+    let written = (&stream).write_all(text.as_bytes());
     let mut line = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut line)
-        .map_err(Error::io(format!(
+    let read = BufReader::new(&stream).read_line(&mut line);
+    if line.trim().is_empty() {
+        let e = written.err().or(read.err()).unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed")
+        });
+        return Err(Error::io(format!(
             "no answer from jemsafe on {}",
             path.display()
-        )))?;
+        ))(e));
+    }
     let reply: Reply = serde_json::from_str(line.trim()).map_err(|e| {
         Error::Refused(format!(
             "unreadable answer from jemsafe on {}: {e}",

@@ -103,3 +103,71 @@ fn sandbox_serves_queries_dumps_on_usr1_and_shuts_down_cleanly_on_term() {
     );
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
 }
+
+#[test]
+fn a_killed_mariadbd_is_restarted_verified_and_answers_again() {
+    let dir = TempDir::new("e2e-kill");
+    let mut js = Running::start(&["sandbox", dir.path().to_str().unwrap()]);
+    let first = js.wait_verified(START);
+    js.err.wait_for("ready for connections", START);
+    let socket = dir.join("mysqld/mysqld.sock");
+    assert_eq!(sql(&socket, "SELECT 1"), "1");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let line = js.err.wait_for("restarting it in", T);
+    assert!(
+        line.contains(&format!("mysqld pid {first} was killed by SIGKILL")),
+        "{line}"
+    );
+    let second = js.err.wait_for_nth("started mysqld pid ", 2, T);
+    let pid: i32 = second
+        .split("started mysqld pid ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    js.mysqld_pid = Some(pid);
+    js.err
+        .wait_for(&format!("verified: mysqld pid {pid} "), START);
+    js.err.wait_for_nth("ready for connections", 2, START);
+    assert_eq!(sql(&socket, "SELECT 2"), "2");
+
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn a_mariadbd_that_cannot_start_is_given_up_with_a_non_zero_status() {
+    let dir = TempDir::new("e2e-bad");
+    let mut args = vec![
+        "--no-defaults".to_owned(),
+        format!("--datadir={}", dir.join("no-such-datadir").display()),
+        format!("--socket={}", dir.join("m.sock").display()),
+        "--skip-networking".to_owned(),
+    ];
+    if nix::unistd::geteuid().is_root() {
+        args.push("--user=mysql".to_owned());
+    }
+    let config = dir.join("jemsafe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "profile = \"standby\"\n[mysqld]\npath = \"/usr/sbin/mariadbd\"\nargs = {args:?}\n\
+             [jemalloc]\nshim = {:?}\n[dumps]\ndir = {:?}\n[supervise]\nruntime_dir = {:?}\n\
+             restart_delay_ms = 10\nmax_restarts = 2\n",
+            shim().display().to_string(),
+            dir.join("dumps").display().to_string(),
+            dir.join("run").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    let code = js.wait_exit(START);
+    let log = js.err.seen.join("\n");
+    assert_ne!(code, 0, "{log}");
+    assert!(
+        log.contains("giving up: mysqld was restarted 2 times"),
+        "{log}"
+    );
+    assert_eq!(log.matches("started mysqld pid").count(), 3, "{log}");
+}

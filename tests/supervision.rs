@@ -1,0 +1,433 @@
+//! Long-running supervision with the workload program: restart policy, retention, storm
+//! control, free-space refusal, growth dumps, and the control socket with its CLI.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+const T: Duration = Duration::from_secs(30);
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(jemsafe_bin())
+        .args(args)
+        .output()
+        .expect("run jemsafe")
+}
+
+fn heap_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".heap"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_crashing_mysqld_is_restarted_with_backoff_then_given_up() {
+    let dir = TempDir::new("giveup");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--kill-self", "9"],
+        "restart = \"on-crash\"\nrestart_delay_ms = 20\nmax_restarts = 2\n",
+    );
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    let code = js.wait_exit(T);
+    let log = js.err.seen.join("\n");
+    assert_eq!(code, 128 + 9, "{log}");
+    assert_eq!(log.matches("started mysqld pid").count(), 3, "{log}");
+    assert!(log.contains("restarting it in 20 ms (restart #1)"), "{log}");
+    assert!(log.contains("restarting it in 40 ms (restart #2)"), "{log}");
+    assert!(
+        log.contains("giving up: mysqld was restarted 2 times within 300 s (max_restarts = 2)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_stop_signal_during_the_restart_delay_ends_jemsafe_at_once() {
+    let dir = TempDir::new("delay");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--kill-self", "9"],
+        "restart_delay_ms = 600000\nrestart_delay_max_ms = 600000\n",
+    );
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.err.wait_for("restarting it in 600000 ms", T);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    assert!(js
+        .err
+        .seen
+        .iter()
+        .any(|l| l.contains("during the restart delay: not restarting")));
+    assert_eq!(
+        js.err
+            .seen
+            .iter()
+            .filter(|l| l.contains("started mysqld"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_signal_storm_gives_one_dump_now_and_one_trailing() {
+    let dir = TempDir::new("storm");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "8"], "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[dumps]\n", "[dumps]\nmin_interval_ms = 5000\n");
+    std::fs::write(&config, text).unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    // The first request is served at once...
+    js.signal(Signal::SIGUSR1);
+    js.err.wait_for("heap dump written: ", T);
+    // ...199 more within the interval become one trailing dump.
+    for _ in 0..199 {
+        js.signal(Signal::SIGUSR1);
+    }
+    js.err.wait_for_nth("heap dump written: ", 2, T);
+    // The status request is served after every signal sent above was handled.
+    let out = cli(&["status", "--json", "-c", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(heap_files(&dir.join("dumps")).len(), 2, "{:?}", js.err.seen);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    let dumps = js
+        .err
+        .seen
+        .iter()
+        .filter(|l| l.contains("heap dump written"))
+        .count();
+    assert_eq!(dumps, 2);
+}
+
+/// Sets a file's modification time `age` in the past.
+fn age(path: &Path, age: Duration) {
+    let when = SystemTime::now() - age;
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(when).unwrap();
+}
+
+#[test]
+fn retention_by_count_size_and_age_leaves_foreign_files_alone() {
+    let dir = TempDir::new("retention");
+    let dumps = dir.join("dumps");
+    std::fs::create_dir_all(&dumps).unwrap();
+    // Five of jemalloc's interval dumps from an earlier mysqld, oldest first...
+    for i in 0..5u64 {
+        let p = dumps.join(format!("mysqld.100.{i}.i{i}.heap"));
+        std::fs::write(&p, vec![b'x'; 1000]).unwrap();
+        age(&p, Duration::from_secs(3600 * (10 - i)));
+    }
+    // ...and what retention must never touch.
+    let foreign = [
+        "notes.txt",
+        "other.100.1.i1.heap",
+        "mysqld.100.1.i1.heap.gz",
+    ];
+    for f in foreign {
+        std::fs::write(dumps.join(f), "keep me").unwrap();
+        age(&dumps.join(f), Duration::from_secs(3600 * 100));
+    }
+    std::os::unix::fs::symlink("/etc/hostname", dumps.join("mysqld.100.9.i9.heap")).unwrap();
+
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "8"], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[dumps]\n",
+        "[dumps]\nkeep = 3\nmax_age_h = 9\nmin_interval_ms = 0\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    // At start-up the two oldest go for the count; the 8-hour-old file stays (younger
+    // than max_age_h = 9); the symlink and foreign names are not counted.
+    let log = js.err.seen.join("\n");
+    assert!(
+        log.contains("retention: deleted")
+            && log.contains("mysqld.100.0.i0.heap (more than keep = 3 files)"),
+        "{log}"
+    );
+    assert_eq!(
+        heap_files(&dumps),
+        [
+            "mysqld.100.2.i2.heap",
+            "mysqld.100.3.i3.heap",
+            "mysqld.100.4.i4.heap",
+            "mysqld.100.9.i9.heap",
+            "other.100.1.i1.heap"
+        ]
+    );
+    // A new dump appears: inotify runs retention again, the oldest goes.
+    js.signal(Signal::SIGUSR1);
+    js.err.wait_for("heap dump written: ", T);
+    js.err.wait_for("retention: deleted", T);
+    js.err
+        .wait_for("mysqld.100.2.i2.heap (more than keep = 3 files)", T);
+    for f in foreign {
+        assert!(dumps.join(f).exists(), "{f} was deleted");
+    }
+    assert!(
+        dumps
+            .join("mysqld.100.9.i9.heap")
+            .symlink_metadata()
+            .is_ok(),
+        "the symlink was deleted"
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+
+    // By size: two files of 700 KiB against max_total_mb = 1, by age: max_age_h = 1.
+    let dir = TempDir::new("retention-size");
+    let dumps = dir.join("dumps");
+    std::fs::create_dir_all(&dumps).unwrap();
+    for (i, hours) in [(0u64, 5u64), (1, 4), (2, 3)] {
+        let p = dumps.join(format!("mysqld.7.{i}.i{i}.heap"));
+        std::fs::write(&p, vec![b'x'; 700 << 10]).unwrap();
+        age(&p, Duration::from_secs(3600 * hours));
+    }
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[dumps]\n", "[dumps]\nmax_total_mb = 1\n");
+    std::fs::write(&config, text).unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let log = js.err.seen.join("\n");
+    assert!(log.contains("more than max_total_mb = 1"), "{log}");
+    assert_eq!(heap_files(&dumps), ["mysqld.7.2.i2.heap"]);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn a_nearly_full_dump_filesystem_refuses_dumps_and_mysqld_runs_on() {
+    let dir = TempDir::new("tmpfs");
+    let dumps = dir.join("dumps");
+    std::fs::create_dir_all(&dumps).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&dumps)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(mounted, "mounting a tmpfs needs root (CI runs as root)");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&dumps);
+
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "8"], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[dumps]\n",
+        "[dumps]\nmin_free_mb = 1\nmin_interval_ms = 0\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    let pid = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.signal(Signal::SIGUSR1);
+    let line = js.err.wait_for("dump refused", T);
+    assert!(
+        line.contains("only 0 MiB free") && line.contains("(min_free_mb = 1)"),
+        "{line}"
+    );
+    let out = cli(&["dump", "-c", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dump refused"));
+    assert!(heap_files(&dumps).is_empty());
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    js.signal(Signal::SIGTERM);
+    assert_eq!(
+        js.wait_exit(T),
+        0,
+        "mysqld was unaffected and stopped cleanly"
+    );
+}
+
+#[test]
+fn a_failed_write_is_reported_to_the_requester_and_harms_nothing() {
+    let dir = TempDir::new("nowrite");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "1"], "");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    let pid = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    // The directory disappears under jemsafe's feet: jemalloc cannot create the file.
+    std::fs::remove_dir_all(dir.join("dumps")).unwrap();
+    let out = cli(&["dump", "-c", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("failed: prof.dump:"), "{stderr}");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn growth_beyond_the_step_triggers_a_dump() {
+    let dir = TempDir::new("growth");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "32"], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[dumps]\n",
+        "[dumps]\non_growth_mb = 16\ngrowth_check_s = 1\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let line = js.err.wait_for("above the last growth dump: dumping", T);
+    assert!(line.contains("16 MiB above"), "{line}");
+    let written = js.err.wait_for("heap dump written: ", T);
+    assert!(written.contains(".growth.heap"), "{written}");
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    // One step of growth, one dump: the workload holds its memory and does not grow.
+    assert_eq!(heap_files(&dir.join("dumps")).len(), 1);
+}
+
+#[test]
+fn control_cli_dump_status_prof_and_dumps() {
+    let dir = TempDir::new("cli");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "64"], "");
+    let c = config.to_str().unwrap();
+
+    let out = cli(&["dump", "-c", c]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no jemsafe is running"), "{stderr}");
+
+    let mut js = Running::start(&["run", "-c", c]);
+    let pid = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+
+    let out = cli(&["dump", "-c", c]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        path.ends_with(".cli.heap") && Path::new(&path).is_file(),
+        "{path}"
+    );
+
+    let out = cli(&["status", "--json", "-c", c]);
+    assert!(out.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["mysqld_pid"], pid);
+    assert_eq!(status["jemsafe_pid"], js.pid());
+    assert_eq!(status["profile"], "leak");
+    assert_eq!(status["restarts"], 0);
+    assert!(status["malloc_conf"]
+        .as_str()
+        .unwrap()
+        .starts_with("prof:true,prof_active:true"));
+    assert_eq!(status["verification"]["ok"], true);
+    assert!(status["jemalloc"]["version"]
+        .as_str()
+        .unwrap()
+        .starts_with("5."));
+    assert_eq!(status["jemalloc"]["opt_prof"], true);
+    assert_eq!(status["jemalloc"]["prof_active"], true);
+    assert_eq!(status["jemalloc"]["lg_prof_sample"], 19);
+    assert!(
+        status["stats"]["allocated"].as_u64().unwrap() >= 64 << 20,
+        "{status}"
+    );
+    for k in ["active", "resident", "mapped", "retained"] {
+        assert!(status["stats"][k].is_u64(), "{k}: {status}");
+    }
+    assert_eq!(status["dumps"]["files"], 1);
+    assert_eq!(status["last_dump"]["path"], path.as_str());
+
+    let out = cli(&["status", "-c", c]);
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(human.contains(&format!("mysqld      pid {pid}")), "{human}");
+    assert!(human.lines().count() <= 12, "fits one screen: {human}");
+
+    let out = cli(&["prof", "off", "-c", c]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "prof.active = false (was true)"
+    );
+    let out = cli(&["prof", "reset", "--lg-sample", "17", "-c", c]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "prof.reset done; lg_prof_sample = 17"
+    );
+
+    let out = cli(&["dumps", "-c", c]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains(&format!("{pid}"))
+            && listing.contains("cli")
+            && listing.contains("1 files"),
+        "{listing}"
+    );
+
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    assert!(
+        !dir.join("run/jemsafe.sock").exists(),
+        "socket removed at exit"
+    );
+}
+
+#[test]
+fn the_control_socket_refuses_other_users() {
+    let dir = TempDir::new("uid");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "1"], "");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let as_nobody = || {
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(jemsafe_bin())
+            .args(["dump", "-c", config.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // The socket's mode keeps nobody out...
+    let out = as_nobody();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{out:?}"
+    );
+    // ...and with the mode opened up, the server's SO_PEERCRED check still refuses.
+    let sock = dir.join("run/jemsafe.sock");
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = as_nobody();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refused: uid 65534 may not control jemsafe"),
+        "{stderr}"
+    );
+    assert!(heap_files(&dir.join("dumps")).is_empty());
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
