@@ -10,6 +10,7 @@
 //! --on-term-exit N    exit with status N on SIGTERM (default 0)
 //! --kill-self SIG     die of signal SIG right after allocating
 //! --report-child      run `sh` and print what a child of ours inherits (env, fds)
+//! --spawn-orphan      leave a grandchild behind for PID 1 to reap (a UDF or script would)
 
 use nix::sys::signal::{SigSet, Signal};
 use std::hint::black_box;
@@ -66,6 +67,13 @@ fn main() {
             Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
             Err(e) => println!("child-error={e}"),
         }
+    }
+    if args.iter().any(|a| a == "--spawn-orphan") {
+        // sh exits at once; its background child is re-parented to PID 1.
+        let _ = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg("/bin/true &")
+            .status();
     }
     println!("ready pid={} held={}", std::process::id(), held.len());
 

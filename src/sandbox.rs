@@ -26,6 +26,15 @@ const MAX_SOCKET_PATH: usize = 107;
 
 /// Prepares the sandbox; returns the path of the config written for it.
 pub fn prepare(opts: &Options) -> Result<PathBuf> {
+    let mut defaults = Config::parse("", Path::new("(sandbox)"))?;
+    // Check -p before anything is created, so the error names what the user typed.
+    defaults.resolve_profile(&opts.profile).map_err(|_| {
+        Error::NotFound(format!(
+            "-p {}: there is no such built-in profile; available: {}",
+            opts.profile,
+            defaults.profile_names().join(", ")
+        ))
+    })?;
     let dir = match &opts.dir {
         Some(d) => {
             std::fs::create_dir_all(d)
@@ -46,7 +55,6 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
             socket.as_os_str().len()
         )));
     }
-    let mut defaults = Config::parse("", Path::new("(sandbox)"))?;
     defaults.mysqld.path = opts.mysqld.clone();
     let mysqld = locate::mysqld(&defaults)?;
     let version = Command::new(&mysqld)

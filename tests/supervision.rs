@@ -431,3 +431,51 @@ fn the_control_socket_refuses_other_users() {
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
+
+#[test]
+fn a_sigterm_from_elsewhere_followed_by_exit_0_is_a_clean_shutdown() {
+    // systemd's KillMode=control-group signals mysqld directly, not through jemsafe.
+    let dir = TempDir::new("groupkill");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    let pid = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    assert_eq!(js.wait_exit(T), 0);
+    let log = js.err.seen.join("\n");
+    assert!(
+        log.contains("exited with status 0; jemsafe exits with status 0"),
+        "{log}"
+    );
+    assert!(!log.contains("restarting"), "{log}");
+}
+
+#[test]
+fn as_pid_1_jemsafe_reaps_orphans() {
+    let dir = TempDir::new("pid1");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1", "--spawn-orphan"], "");
+    // A PID namespace of its own: jemsafe is PID 1 there, as in a container.
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc"])
+        .arg(jemsafe_bin())
+        .args([
+            "--log-level",
+            "debug",
+            "run",
+            "-c",
+            config.to_str().unwrap(),
+        ]);
+    let mut js = Running::start_command(cmd, |_| {});
+    // Pids in the log are the namespace's, so none is kept for cleanup: killing unshare
+    // (--kill-child) tears the whole namespace down.
+    js.err.wait_for("verified: mysqld pid", T);
+    js.out.wait_for("ready pid=", T);
+    let line = js.err.wait_for("reaped orphan process", T);
+    assert!(line.contains("debug"), "{line}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run/jemsafe.pid"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+}

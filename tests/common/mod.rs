@@ -221,8 +221,13 @@ impl Running {
 
     pub fn start_with(args: &[&str], tweak: impl FnOnce(&mut Command)) -> Running {
         let mut cmd = Command::new(jemsafe_bin());
-        cmd.args(args)
-            .env_remove("MALLOC_CONF")
+        cmd.args(args);
+        Running::start_command(cmd, tweak)
+    }
+
+    /// Starts `cmd` (jemsafe, or something that runs it) with piped output.
+    pub fn start_command(mut cmd: Command, tweak: impl FnOnce(&mut Command)) -> Running {
+        cmd.env_remove("MALLOC_CONF")
             .env_remove("LD_PRELOAD")
             .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
@@ -297,11 +302,16 @@ impl Running {
 }
 
 impl Drop for Running {
+    /// A test that failed half-way still leaves nothing behind: jemsafe is asked to stop
+    /// (it stops its mysqld), and killed if it does not within 20 s.
     fn drop(&mut self) {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
         if self.exit_code.is_none() {
-            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGTERM);
+            if self.exited.recv_timeout(Duration::from_secs(20)).is_err() {
+                let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+            }
         }
         if let Some(pid) = self.mysqld_pid {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
