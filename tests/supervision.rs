@@ -478,4 +478,8 @@ fn as_pid_1_jemsafe_reaps_orphans() {
             .trim(),
         "1"
     );
+    // unshare does not pass SIGTERM on; SIGKILL to it kills jemsafe (--kill-child) and so
+    // the whole namespace.
+    js.signal(Signal::SIGKILL);
+    assert_eq!(js.wait_exit(T), 128 + 9);
 }
