@@ -18,6 +18,9 @@ use std::time::Duration;
 pub struct Report {
     pub rows: Vec<(&'static str, String)>,
     pub problems: Vec<String>,
+    /// Ownership and mode problems of what root would preload (also in `problems`):
+    /// `run` refuses on these whatever `verify` says.
+    pub untrusted: Vec<String>,
 }
 
 impl Report {
@@ -107,6 +110,26 @@ pub fn inspect(
         "runtime_dir",
         config.supervise.runtime_dir.display().to_string(),
     );
+
+    if nix::unistd::geteuid().is_root() {
+        let mut untrusted = crate::trust::problems(&config.source, "config file");
+        for (path, what) in [(&library, "libjemalloc"), (&shim, "shim")] {
+            if let Some(path) = path {
+                untrusted.extend(crate::trust::problems(path, what));
+            }
+        }
+        report.row(
+            "trust",
+            if untrusted.is_empty() {
+                "config, libjemalloc and shim are owned by root and writable only by root"
+                    .to_owned()
+            } else {
+                format!("{} problem(s), see below", untrusted.len())
+            },
+        );
+        report.problems.extend(untrusted.iter().cloned());
+        report.untrusted = untrusted;
+    }
 
     let (Some(mysqld), Some(library), Some(shim)) = (mysqld, library, shim) else {
         return (None, report);
@@ -214,6 +237,9 @@ fn mysqld_version(mysqld: &Path) -> Option<String> {
 /// The plan for `run`, or the reason not to start.
 pub fn plan_for_run(config: &Config, profile: &Profile, extra_args: &[String]) -> Result<Plan> {
     let (plan, report) = inspect(config, profile, extra_args);
+    if !report.untrusted.is_empty() {
+        return Err(Error::Refused(report.untrusted.join("; ")));
+    }
     let Some(plan) = plan else {
         return Err(Error::NotFound(report.problems.join("; ")));
     };

@@ -19,4 +19,5 @@ pub mod probe;
 pub mod sandbox;
 pub mod shim_link;
 pub mod supervisor;
+pub mod trust;
 pub mod verify;

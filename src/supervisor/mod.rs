@@ -674,6 +674,7 @@ impl Supervisor<'_> {
             }
             return;
         }
+        dumps::restrict(&path);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         info!(
             "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
@@ -750,12 +751,13 @@ impl Supervisor<'_> {
             if events.is_empty() {
                 break;
             }
-            ours |= events.iter().any(|e| {
-                e.name
-                    .as_ref()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| dumps::HeapName::parse(&self.plan.dump_prefix, n).is_some())
-            });
+            for name in events.iter().filter_map(|e| e.name.as_ref()?.to_str()) {
+                if dumps::HeapName::parse(&self.plan.dump_prefix, name).is_some() {
+                    // jemalloc's automatic dumps too: not world-readable.
+                    dumps::restrict(&self.plan.dump_dir.join(name));
+                    ours = true;
+                }
+            }
         }
         if ours {
             self.apply_retention();

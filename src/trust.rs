@@ -1,0 +1,154 @@
+//! What a root process must check before it preloads code into a database.
+//!
+//! CVE-2016-6662: mysqld_safe, running as root, preloaded a library named in a config file
+//! that the mysql user could write. So when jemsafe runs as root, the config file,
+//! libjemalloc and the shim — and every directory above each of them, along the path as
+//! written and along the path symlinks resolve to — must be owned by root and writable by
+//! no one else. A root-owned sticky directory (like /tmp) is acceptable above them: no one
+//! else can replace what root owns there.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+/// One reason not to trust `path`, as a sentence with the fix.
+pub fn problems(path: &Path, what: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    let mut check = |p: &Path, follow: bool| {
+        if seen.iter().any(|s: &PathBuf| s == p) {
+            return;
+        }
+        seen.push(p.to_path_buf());
+        if let Some(problem) = untrusted(p, follow) {
+            out.push(format!(
+                "refusing to use {what} {} as root: {problem} (CVE-2016-6662: only root may be able to change what root preloads into mysqld)",
+                path.display()
+            ));
+        }
+    };
+    // The path as written: each ancestor as it is (a root-owned symlink is fine where it
+    // sits), then the file itself with symlinks followed.
+    for dir in ancestors(path) {
+        check(&dir, false);
+    }
+    check(path, true);
+    // The path symlinks resolve to.
+    if let Ok(real) = std::fs::canonicalize(path) {
+        for dir in ancestors(&real) {
+            check(&dir, true);
+        }
+        check(&real, true);
+    }
+    out
+}
+
+/// Every directory above `path`, from / down.
+fn ancestors(path: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut cur = PathBuf::new();
+    let comps: Vec<Component> = path.components().collect();
+    for comp in comps.iter().take(comps.len().saturating_sub(1)) {
+        cur.push(comp);
+        out.push(cur.clone());
+    }
+    out
+}
+
+/// Why `p` is not trustworthy, or None.
+fn untrusted(p: &Path, follow: bool) -> Option<String> {
+    let meta = if follow {
+        std::fs::metadata(p)
+    } else {
+        std::fs::symlink_metadata(p)
+    };
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) => return Some(format!("cannot inspect {}: {e}", p.display())),
+    };
+    if meta.file_type().is_symlink() {
+        // A symlink's own mode means nothing; who may replace it is decided by its
+        // directory, checked separately. Its owner still must be root.
+        return (meta.uid() != 0).then(|| {
+            format!(
+                "{} is a symbolic link owned by {}; fix: replace it with one owned by root",
+                p.display(),
+                user_name(meta.uid())
+            )
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    let sticky_root_dir = meta.is_dir() && mode & 0o1000 != 0 && meta.uid() == 0;
+    if meta.uid() != 0 {
+        return Some(format!(
+            "{} is owned by {} (mode {mode:04o}); fix: chown root:root {}",
+            p.display(),
+            user_name(meta.uid()),
+            p.display()
+        ));
+    }
+    if mode & 0o022 != 0 && !sticky_root_dir {
+        return Some(format!(
+            "{} is writable by {} (owner root, mode {mode:04o}); fix: chmod go-w {}",
+            p.display(),
+            if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
+            p.display()
+        ));
+    }
+    None
+}
+
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ancestors_run_from_the_root_down() {
+        assert_eq!(
+            ancestors(Path::new("/usr/lib/x.so")),
+            [
+                PathBuf::from("/"),
+                PathBuf::from("/usr"),
+                PathBuf::from("/usr/lib")
+            ]
+        );
+    }
+
+    #[test]
+    fn system_libraries_are_trusted_and_tmp_files_of_others_are_not() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // ownership checks need files owned by root; CI runs as root
+        }
+        assert!(problems(Path::new("/etc/passwd"), "config").is_empty());
+        let dir = nix::unistd::mkdtemp("/tmp/jemsafe-trust.XXXXXX").unwrap();
+        let file = dir.join("x.toml");
+        std::fs::write(&file, "").unwrap();
+        assert!(
+            problems(&file, "config").is_empty(),
+            "root-owned 0700 dir under sticky /tmp"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let p = problems(&file, "config");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("writable by its group") && m.contains("chmod go-w")),
+            "{p:?}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let p = problems(&file, "config");
+        assert!(p.iter().any(|m| m.contains("owned by nobody (uid 65534)") && m.contains("chown root:root")), "{p:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
