@@ -75,6 +75,14 @@ fn main() {
             .arg("/bin/true &")
             .status();
     }
+    // Like mysqld built with libsystemd: tell the service manager (if any) we are up.
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("workload ready"),
+        ],
+    );
     println!("ready pid={} held={}", std::process::id(), held.len());
 
     let on_term: i32 = arg(&args, "--on-term-exit").unwrap_or(0);
@@ -90,6 +98,7 @@ fn main() {
     loop {
         match waitset.wait() {
             Ok(Signal::SIGTERM) | Ok(Signal::SIGQUIT) => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
                 println!("terminating");
                 std::process::exit(on_term)
             }

@@ -211,11 +211,13 @@ pub fn inspect(
 }
 
 /// `mysqld --version`, first line, or None if it does not answer within 10 s.
-fn mysqld_version(mysqld: &Path) -> Option<String> {
+pub fn mysqld_version(mysqld: &Path) -> Option<String> {
     use std::io::Read;
     use std::os::fd::AsFd;
     let mut child = std::process::Command::new(mysqld)
         .arg("--version")
+        // MariaDB tells systemd "server is down" on exit, even after --version.
+        .env_remove("NOTIFY_SOCKET")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

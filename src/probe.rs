@@ -87,6 +87,7 @@ pub fn probe(library: &Path, shim: &Path, malloc_conf: &str) -> Result<Probe, St
         .env("LD_PRELOAD", preload_value(library, shim, &existing))
         .env("MALLOC_CONF", malloc_conf)
         .env(jemsafe_proto::ENV_SHIM_FD, fd.to_string())
+        .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -57,12 +57,7 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
     }
     defaults.mysqld.path = opts.mysqld.clone();
     let mysqld = locate::mysqld(&defaults)?;
-    let version = Command::new(&mysqld)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let version = crate::check::mysqld_version(&mysqld).unwrap_or_default();
     let mariadb = version.contains("MariaDB") || mysqld.ends_with("mariadbd");
 
     // As root, mysqld runs as the `mysql` user, like the distribution's service does.
@@ -82,6 +77,9 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
         None
     };
 
+    if let Some(u) = &user {
+        reachable_by(&dir, &u.name)?;
+    }
     let datadir = dir.join("data");
     let dumps = dir.join("dumps");
     let run = dir.join("run");
@@ -198,7 +196,10 @@ fn initialize(mysqld: &Path, mariadb: bool, datadir: &Path, user_arg: Option<&st
             .arg(format!("--datadir={}", datadir.display()));
         c
     };
-    cmd.args(user_arg).stdin(Stdio::null());
+    // The bootstrap server must not talk to systemd as if it were the service.
+    cmd.args(user_arg)
+        .stdin(Stdio::null())
+        .env_remove("NOTIFY_SOCKET");
     let out = cmd
         .output()
         .map_err(Error::io(format!("cannot run {:?}", cmd.get_program())))?;
@@ -211,6 +212,29 @@ fn initialize(mysqld: &Path, mariadb: bool, datadir: &Path, user_arg: Option<&st
             cmd.get_program(),
             out.status
         )));
+    }
+    Ok(())
+}
+
+/// mysqld, running as `user`, must be able to reach `dir`: every directory above it
+/// needs search permission for others (jemsafe does not change modes above the sandbox).
+fn reachable_by(dir: &Path, user: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for above in dir.ancestors().skip(1) {
+        let mode = std::fs::metadata(above)
+            .map_err(Error::io(format!("cannot inspect {}", above.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(Error::Refused(format!(
+                "mysqld runs as {user} and cannot reach {}: {} has mode {:04o}; \
+                 choose a sandbox directory elsewhere, or `chmod o+x {}`",
+                dir.display(),
+                above.display(),
+                mode & 0o7777,
+                above.display()
+            )));
+        }
     }
     Ok(())
 }

@@ -171,3 +171,42 @@ fn a_mariadbd_that_cannot_start_is_given_up_with_a_non_zero_status() {
     );
     assert_eq!(log.matches("started mysqld pid").count(), 3, "{log}");
 }
+
+#[test]
+fn under_systemd_ready_is_relayed_from_jemsafes_pid_after_mariadbs_own() {
+    let dir = TempDir::new("e2e-notify");
+    // The sandbox is a subdirectory: mysqld (as the mysql user) must be able to reach it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut systemd = NotifyListener::bind(dir.join("notify.sock"));
+    let path = systemd.path.clone();
+    let mut js = Running::start_with(&["sandbox", dir.join("sb").to_str().unwrap()], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &path);
+    });
+    js.wait_verified(START);
+    let (pid, ready) = systemd.wait_for("READY=1", START);
+    assert_eq!(pid, js.pid(), "{ready}");
+    // MariaDB (linked with libsystemd) sent its own READY=1 to jemsafe first.
+    js.err.wait_for("told systemd READY=1", T);
+    let mariadb = js
+        .err
+        .seen
+        .iter()
+        .position(|l| l.contains("mysqld reports READY=1"));
+    let relayed = js
+        .err
+        .seen
+        .iter()
+        .position(|l| l.contains("told systemd READY=1"));
+    assert!(mariadb.is_some() && mariadb < relayed, "{:?}", js.err.seen);
+    assert!(ready.contains("jemsafe: profile leak, verified"), "{ready}");
+    js.signal(Signal::SIGTERM);
+    systemd.wait_for("STOPPING=1", T);
+    assert_eq!(js.wait_exit(T), 0);
+    let pid = js.pid();
+    assert!(
+        systemd.all().iter().all(|(p, _)| *p == pid),
+        "{:?}",
+        systemd.seen
+    );
+}

@@ -6,6 +6,7 @@
 //! decided by the pure functions in [`policy`] and [`crate::dumps::retention`]; this
 //! module gathers events and carries the decisions out.
 
+pub mod notify;
 pub mod policy;
 pub mod signals;
 pub mod spawn;
@@ -109,6 +110,10 @@ struct Supervisor<'a> {
     growth: Growth,
     next_growth_check: Option<Instant>,
     last_dump: Option<(PathBuf, SystemTime)>,
+    /// sd_notify relay, when jemsafe runs under systemd.
+    relay: Option<notify::Relay>,
+    ready_gate: notify::ReadyGate,
+    mysqld_status: String,
 }
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
@@ -134,6 +139,12 @@ pub fn run(plan: &Plan) -> Result<i32> {
         growth: Growth::new(plan.growth_step_bytes),
         next_growth_check: None,
         last_dump: None,
+        relay: notify::Relay::new(&plan.runtime_dir).unwrap_or_else(|e| {
+            warn!("cannot create the sd_notify relay socket ({e}): mysqld's READY=1 will not reach systemd");
+            None
+        }),
+        ready_gate: notify::ReadyGate::default(),
+        mysqld_status: String::new(),
     };
     sup.apply_retention();
     sup.start()?;
@@ -168,9 +179,10 @@ impl Supervisor<'_> {
         stale::clear(&plan.launch.args)?;
         let (mut link, shim_end) =
             ShimLink::pair().map_err(Error::io("cannot create the shim channel"))?;
-        let pid = spawn::spawn(&plan.launch, &plan.extra_args, &shim_end).map_err(Error::io(
-            format!("cannot start {}", plan.launch.mysqld.display()),
-        ))?;
+        let notify_socket = self.relay.as_ref().map(|r| r.child_value.as_str());
+        let pid = spawn::spawn(&plan.launch, &plan.extra_args, &shim_end, notify_socket).map_err(
+            Error::io(format!("cannot start {}", plan.launch.mysqld.display())),
+        )?;
         drop(shim_end); // only mysqld holds it now, so its exit closes the channel
         let pid = Pid::from_raw(pid as i32);
         info!(
@@ -190,6 +202,7 @@ impl Supervisor<'_> {
                 link_open = false;
             }
         }
+        self.ready_gate = notify::ReadyGate::default();
         self.child = Some(Child {
             pid,
             started: Instant::now(),
@@ -228,13 +241,17 @@ impl Supervisor<'_> {
                 }
                 None => PollTimeout::NONE,
             };
-            let (control_ready, inotify_ready, link_ready) = {
+            let (control_ready, inotify_ready, relay_ready, link_ready) = {
                 let mut fds = vec![
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.control.listener.as_fd(), PollFlags::POLLIN),
                 ];
                 if let Some(ino) = &self.inotify {
                     fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
+                }
+                let relay_at = fds.len();
+                if let Some(relay) = &self.relay {
+                    fds.push(PollFd::new(relay.as_fd(), PollFlags::POLLIN));
                 }
                 let link_at = fds.len();
                 if let Some(child) = self.child.as_ref().filter(|c| c.link_open) {
@@ -252,6 +269,7 @@ impl Supervisor<'_> {
                 (
                     ready(1),
                     self.inotify.is_some() && ready(2),
+                    self.relay.is_some() && ready(relay_at),
                     link_at < fds.len() && ready(link_at),
                 )
             };
@@ -284,6 +302,9 @@ impl Supervisor<'_> {
             if link_ready {
                 self.read_replies();
             }
+            if relay_ready {
+                self.relay_messages();
+            }
             self.timers()?;
         }
     }
@@ -302,6 +323,9 @@ impl Supervisor<'_> {
                 continue;
             }
             self.stopping |= stops;
+            if stops {
+                self.tell(&[sd_notify::NotifyState::Stopping]);
+            }
             match &self.child {
                 Some(child) => {
                     info!(
@@ -409,6 +433,11 @@ impl Supervisor<'_> {
                     );
                 }
                 self.restart_at = Some(Instant::now() + delay);
+                let status = format!("mysqld pid {} {how}; restarting it", child.pid);
+                let mut states = vec![sd_notify::NotifyState::Reloading];
+                states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+                states.push(sd_notify::NotifyState::Status(&status));
+                self.tell(&states);
                 None
             }
         }
@@ -683,6 +712,8 @@ impl Supervisor<'_> {
             reply.get("dump_us").unwrap_or("?")
         );
         self.last_dump = Some((path.clone(), SystemTime::now()));
+        let line = self.status_line();
+        self.tell(&[sd_notify::NotifyState::Status(&line)]);
         let mut answer = control::ok_reply();
         answer.insert("path".into(), path.display().to_string().into());
         answer.insert("bytes".into(), size.into());
@@ -720,6 +751,7 @@ impl Supervisor<'_> {
             return;
         }
         child.verification = Some(result.clone());
+        let passed = result.is_ok() || self.plan.verify == VerifyMode::Warn;
         match result {
             Ok(summary) => info!("{summary}"),
             Err(why) => match self.plan.verify {
@@ -739,6 +771,81 @@ impl Supervisor<'_> {
                     }
                 }
             },
+        }
+        if passed && self.ready_gate.verified() {
+            self.ready();
+        }
+    }
+
+    /// Sends to systemd when jemsafe runs under it.
+    fn tell(&self, states: &[sd_notify::NotifyState]) {
+        if self.relay.is_some() {
+            notify::tell(states);
+        }
+    }
+
+    /// jemsafe's STATUS line: mysqld's own, then profile, verification and last dump.
+    fn status_line(&self) -> String {
+        let verification = match self.child.as_ref().and_then(|c| c.verification.as_ref()) {
+            Some(Ok(_)) => "verified",
+            Some(Err(_)) => "verification FAILED",
+            None => "verifying",
+        };
+        let dump = self
+            .last_dump
+            .as_ref()
+            .and_then(|(p, _)| p.file_name())
+            .map(|n| format!(", last dump {}", n.to_string_lossy()))
+            .unwrap_or_default();
+        let mysqld = if self.mysqld_status.is_empty() {
+            String::new()
+        } else {
+            format!("{}; ", self.mysqld_status)
+        };
+        format!(
+            "{mysqld}jemsafe: profile {}, {verification}{dump}",
+            self.plan.expectation.profile.name
+        )
+    }
+
+    fn ready(&self) {
+        let status = self.status_line();
+        self.tell(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ]);
+        if self.relay.is_some() {
+            info!("told systemd READY=1 (mysqld is ready and verification is over)");
+        }
+    }
+
+    fn relay_messages(&mut self) {
+        let Some(relay) = &self.relay else {
+            return;
+        };
+        let pid = self.child.as_ref().map(|c| c.pid.as_raw());
+        let mut messages = relay.receive(pid);
+        // READY last, so that the STATUS sent with it already has mysqld's own words.
+        messages.sort_by_key(|m| *m == notify::Message::Ready);
+        for message in messages {
+            debug!("mysqld sent {message:?}");
+            match message {
+                notify::Message::Ready => {
+                    info!("mysqld reports READY=1");
+                    if self.ready_gate.mysqld_ready() {
+                        self.ready();
+                    }
+                }
+                notify::Message::Status(text) => {
+                    self.mysqld_status = text;
+                    let line = self.status_line();
+                    self.tell(&[sd_notify::NotifyState::Status(&line)]);
+                }
+                notify::Message::Stopping => self.tell(&[sd_notify::NotifyState::Stopping]),
+                notify::Message::ExtendTimeoutUsec(usec) => {
+                    self.tell(&[sd_notify::NotifyState::ExtendTimeoutUsec(usec)])
+                }
+            }
         }
     }
 

@@ -62,7 +62,14 @@ pub fn preload_value(library: &Path, shim: &Path, existing: &[&OsStr]) -> OsStri
 }
 
 /// Starts mysqld with the shim's end of the channel inherited as `JEMSAFE_SHIM_FD`.
-pub fn spawn(launch: &Launch, extra_args: &[String], shim_end: &OwnedFd) -> io::Result<u32> {
+/// `notify_socket`: mysqld's NOTIFY_SOCKET (jemsafe's relay); None removes the variable,
+/// so that mysqld never talks to systemd behind jemsafe's back.
+pub fn spawn(
+    launch: &Launch,
+    extra_args: &[String],
+    shim_end: &OwnedFd,
+    notify_socket: Option<&str>,
+) -> io::Result<u32> {
     let inherited = std::env::var_os("LD_PRELOAD");
     let configured: Option<OsString> = launch
         .env
@@ -80,7 +87,11 @@ pub fn spawn(launch: &Launch, extra_args: &[String], shim_end: &OwnedFd) -> io::
     cmd.args(&launch.args)
         .args(extra_args)
         .stdin(Stdio::null())
-        .env_remove("MALLOC_CONF");
+        .env_remove("MALLOC_CONF")
+        .env_remove("NOTIFY_SOCKET");
+    if let Some(socket) = notify_socket {
+        cmd.env("NOTIFY_SOCKET", socket);
+    }
     for (k, v) in &launch.env {
         if k != "LD_PRELOAD" {
             cmd.env(k, v);
