@@ -421,3 +421,33 @@ fn env_prints_shell_quoted_variables() {
         )
     );
 }
+
+#[test]
+fn under_journald_lines_carry_priorities_and_no_timestamps() {
+    let dir = TempDir::new("journal");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let mut js = Running::start_with(&["run", "-c", config.to_str().unwrap()], |cmd| {
+        cmd.env("JOURNAL_STREAM", "8:12345");
+    });
+    js.err.wait_for("verified:", T);
+    js.out.wait_for("ready pid=", T);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    let ours: Vec<&String> = js.err.seen.iter().filter(|l| l.starts_with('<')).collect();
+    assert!(
+        ours.iter().any(|l| l.starts_with("<6>started mysqld pid")),
+        "{ours:?}"
+    );
+    assert!(
+        !ours.iter().any(|l| l.contains(" jemsafe[")),
+        "no timestamps: {ours:?}"
+    );
+
+    let out = std::process::Command::new(jemsafe_bin())
+        .args(["check", "-c", "/nonexistent.toml"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .starts_with("<3>cannot read config file /nonexistent.toml"));
+}

@@ -37,9 +37,17 @@ fn mariadb_dropin_is_debians_execstart_with_jemsafe_in_front_of_mariadbd() {
         "exec /usr/sbin/mariadbd ",
         "exec /usr/sbin/jemsafe run -c /etc/jemsafe/jemsafe.toml -- ",
     );
-    assert_ne!(expected, original[0], "Debian's ExecStart no longer execs /usr/sbin/mariadbd");
+    assert_ne!(
+        expected, original[0],
+        "Debian's ExecStart no longer execs /usr/sbin/mariadbd"
+    );
     assert_eq!(ours[1], expected);
-    for kept in ["$MYSQLD_OPTS", "$_WSREP_NEW_CLUSTER", "$VAR", "galera_recovery"] {
+    for kept in [
+        "$MYSQLD_OPTS",
+        "$_WSREP_NEW_CLUSTER",
+        "$VAR",
+        "galera_recovery",
+    ] {
         assert!(ours[1].contains(kept), "{kept} lost");
     }
 }
@@ -71,14 +79,17 @@ fn the_dropins_command_line_passes_mysqld_opts_through() {
         .split(|b| *b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    assert!(args.ends_with(&[
-        "--alloc-mb".into(),
-        "2".into(),
-        "--on-term-exit".into(),
-        "0".into(),
-        "--report-child".into(),
-        "".into()
-    ]), "{args:?}");
+    assert!(
+        args.ends_with(&[
+            "--alloc-mb".into(),
+            "2".into(),
+            "--on-term-exit".into(),
+            "0".into(),
+            "--report-child".into(),
+            "".into()
+        ]),
+        "{args:?}"
+    );
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(Duration::from_secs(30)), 0);
 }
