@@ -8,6 +8,7 @@ seconds=${IDLE_SECONDS:-60}
 jemsafe=${JEMSAFE:-target/release/jemsafe}
 [ -x "$jemsafe" ] || cargo build --release --workspace
 dir=$(mktemp -d /tmp/jemsafe-idle.XXXXXX)
+chmod 755 "$dir"   # mysqld runs as mysql and must reach the sandbox below it
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
@@ -29,7 +30,7 @@ measure() { # label, config
     read -r cpu1 sw1 rss < <(counters "$pid")
     local hz; hz=$(getconf CLK_TCK)
     printf '%-28s RSS %6d KiB   CPU %5.3f s   wakeups %4d in %d s\n' \
-        "$1" "$rss" "$(echo "($cpu1 - $cpu0) / $hz" | bc -l)" "$((sw1 - sw0))" "$seconds"
+        "$1" "$rss" "$(awk -v t="$((cpu1 - cpu0))" -v hz="$hz" 'BEGIN {print t / hz}')" "$((sw1 - sw0))" "$seconds"
     kill "$pid"; wait "$pid" || true; pid=
 }
 

@@ -113,15 +113,43 @@ pub fn inspect(
 
     if nix::unistd::geteuid().is_root() {
         let mut untrusted = crate::trust::problems(&config.source, "config file");
-        for (path, what) in [(&library, "libjemalloc"), (&shim, "shim")] {
+        for (path, what) in [
+            (&library, "libjemalloc"),
+            (&shim, "shim"),
+            (&mysqld, "mysqld binary"),
+        ] {
             if let Some(path) = path {
                 untrusted.extend(crate::trust::problems(path, what));
             }
         }
+        // Other preloads mysqld will get, from jemsafe's environment or [mysqld] env.
+        let inherited = std::env::var("LD_PRELOAD").unwrap_or_default();
+        let configured = config
+            .mysqld
+            .env
+            .get("LD_PRELOAD")
+            .cloned()
+            .unwrap_or_default();
+        for entry in inherited
+            .split([':', ' '])
+            .chain(configured.split([':', ' ']))
+            .filter(|e| e.starts_with('/'))
+        {
+            untrusted.extend(crate::trust::problems(Path::new(entry), "LD_PRELOAD entry"));
+        }
+        // Where root binds its sockets: someone else's directory could redirect them.
+        if let Some(dir) = config
+            .supervise
+            .runtime_dir
+            .ancestors()
+            .find(|d| d.exists())
+        {
+            untrusted.extend(crate::trust::problems(dir, "runtime_dir"));
+        }
         report.row(
             "trust",
             if untrusted.is_empty() {
-                "config, libjemalloc and shim are owned by root and writable only by root"
+                "config, mysqld, libjemalloc, shim and runtime_dir are root's and writable only by root"
                     .to_owned()
             } else {
                 format!("{} problem(s), see below", untrusted.len())

@@ -41,7 +41,7 @@ fn run_with(config_path: &Path, profile: Option<&str>, mysqld_args: &[String]) -
         );
     }
     let plan = check::plan_for_run(&config, &profile, mysqld_args)?;
-    let owner = mysqld_user(&config.mysqld.args);
+    let owner = mysqld_user(&plan.all_args());
     crate::dumps::prepare_dir(&config.dumps.dir, owner)?;
     supervisor::run(&plan)
 }
@@ -62,6 +62,12 @@ pub fn dump(config_path: &Path) -> Result<i32> {
 }
 
 pub fn prof(config_path: &Path, op: ProfOp, lg_sample: Option<u32>) -> Result<i32> {
+    if lg_sample.is_some() && op != ProfOp::Reset {
+        return Err(crate::error::Error::Refused(
+            "--lg-sample goes with `jemsafe prof reset` (the sample rate changes only on a reset)"
+                .into(),
+        ));
+    }
     let config = crate::config::Config::load(config_path)?;
     let reply = control::call(
         &config.supervise.runtime_dir,
@@ -191,11 +197,8 @@ fn mysqld_user(args: &[String]) -> Option<(u32, u32)> {
     if !nix::unistd::geteuid().is_root() {
         return None;
     }
-    let name = args
-        .iter()
-        .rev()
-        .find_map(|a| a.strip_prefix("--user=").or_else(|| a.strip_prefix("-u")))?;
-    let user = nix::unistd::User::from_name(name).ok()??;
+    let name = supervisor::stale::option(args, "user")?;
+    let user = nix::unistd::User::from_name(&name).ok()??;
     Some((user.uid.as_raw(), user.gid.as_raw()))
 }
 

@@ -53,6 +53,18 @@ pub fn error_reply(message: impl Into<String>) -> Reply {
     r
 }
 
+/// Runs `f` (a bind) under `mask`, so that the socket file is born with its final mode:
+/// a chmod by path afterwards could be redirected through a symlink swapped in between.
+/// jemsafe is single-threaded here, so the process-wide umask is ours to borrow.
+pub fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask cannot fail.
+    let old = unsafe { libc::umask(mask) };
+    let result = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    result
+}
+
 /// The listening socket, removed when dropped.
 pub struct Server {
     pub listener: UnixListener,
@@ -63,7 +75,6 @@ impl Server {
     /// Binds the socket. The caller holds the pid-file lock, so an existing socket file is
     /// a leftover of a dead jemsafe (never a symlink: that is refused).
     pub fn bind(runtime_dir: &Path) -> Result<Server> {
-        use std::os::unix::fs::PermissionsExt;
         let path = socket_path(runtime_dir);
         if let Ok(meta) = path.symlink_metadata() {
             if meta.file_type().is_symlink() {
@@ -75,10 +86,8 @@ impl Server {
             std::fs::remove_file(&path)
                 .map_err(Error::io(format!("cannot remove stale {}", path.display())))?;
         }
-        let listener = UnixListener::bind(&path)
+        let listener = with_umask(0o177, || UnixListener::bind(&path))
             .map_err(Error::io(format!("cannot listen on {}", path.display())))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(Error::io(format!("cannot chmod {}", path.display())))?;
         listener
             .set_nonblocking(true)
             .map_err(Error::io("cannot make the control socket non-blocking"))?;

@@ -17,14 +17,6 @@ pub struct Located {
 
 pub const SHIM_FILE: &str = "libjemsafe_shim.so";
 
-pub fn locate_all(config: &Config) -> Result<Located> {
-    Ok(Located {
-        mysqld: mysqld(config)?,
-        library: library(&config.jemalloc.library)?,
-        shim: shim(&config.jemalloc.shim)?,
-    })
-}
-
 /// The configured mysqld, or the first of mysqld, mariadbd on PATH, /usr/sbin,
 /// /usr/local/mysql/bin.
 pub fn mysqld(config: &Config) -> Result<PathBuf> {

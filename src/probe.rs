@@ -12,7 +12,6 @@ use crate::supervisor::spawn::preload_value;
 use jemsafe_proto::{Command, Reply};
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -86,20 +85,11 @@ pub fn probe(library: &Path, shim: &Path, malloc_conf: &str) -> Result<Probe, St
     cmd.arg(PROBE_ARG)
         .env("LD_PRELOAD", preload_value(library, shim, &existing))
         .env("MALLOC_CONF", malloc_conf)
-        .env(jemsafe_proto::ENV_SHIM_FD, fd.to_string())
         .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: fcntl between fork and exec, on an fd number we own.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::supervisor::spawn::pass_shim_end(&mut cmd, fd);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the probe: {e}"))?;

@@ -35,15 +35,37 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
             defaults.profile_names().join(", ")
         ))
     })?;
-    let dir = match &opts.dir {
+    // A directory jemsafe did not create is used only if it is empty or an earlier
+    // sandbox; its mode is left alone, whatever it is.
+    let (dir, created) = match &opts.dir {
+        Some(d) if d.exists() => {
+            let ours = d.join("jemsafe.toml").is_file();
+            let empty = std::fs::read_dir(d)
+                .map_err(Error::io(format!("cannot read {}", d.display())))?
+                .next()
+                .is_none();
+            if !ours && !empty {
+                return Err(Error::Refused(format!(
+                    "{} is not empty and holds no sandbox (no jemsafe.toml): give a new or empty directory",
+                    d.display()
+                )));
+            }
+            let dir = std::fs::canonicalize(d)
+                .map_err(Error::io(format!("cannot resolve {}", d.display())))?;
+            (dir, false)
+        }
         Some(d) => {
             std::fs::create_dir_all(d)
                 .map_err(Error::io(format!("cannot create {}", d.display())))?;
-            std::fs::canonicalize(d)
-                .map_err(Error::io(format!("cannot resolve {}", d.display())))?
+            let dir = std::fs::canonicalize(d)
+                .map_err(Error::io(format!("cannot resolve {}", d.display())))?;
+            (dir, true)
         }
-        None => nix::unistd::mkdtemp("/tmp/jemsafe-sandbox.XXXXXX")
-            .map_err(|e| Error::io("cannot create a temporary directory")(e.into()))?,
+        None => {
+            let dir = nix::unistd::mkdtemp("/tmp/jemsafe-sandbox.XXXXXX")
+                .map_err(|e| Error::io("cannot create a temporary directory")(e.into()))?;
+            (dir, true)
+        }
     };
     // mysqld (as the mysql user) creates its socket and pid file here.
     let mysqld_run = dir.join("mysqld");
@@ -77,14 +99,19 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
         None
     };
 
+    if created {
+        set_mode(&dir, 0o755)?;
+    }
     if let Some(u) = &user {
-        reachable_by(&dir, &u.name)?;
+        reachable_by(&dir.join("data"), &u.name)?;
     }
     let datadir = dir.join("data");
     let dumps = dir.join("dumps");
     let run = dir.join("run");
-    set_mode(&dir, 0o755)?;
     for (d, mode) in [(&datadir, 0o750), (&dumps, 0o750), (&mysqld_run, 0o755)] {
+        if d.exists() {
+            continue; // an earlier run of this sandbox set it up
+        }
         std::fs::create_dir_all(d).map_err(Error::io(format!("cannot create {}", d.display())))?;
         set_mode(d, mode)?;
         if let Some(u) = &user {

@@ -95,8 +95,14 @@ impl Verdict {
 /// Judges the maps and the handshake against the expectation.
 pub fn judge(pid: i32, maps: &[Mapping], hello: &Reply, expect: &Expectation) -> Verdict {
     let mut problems = Vec::new();
-    let mapped = |id: FileId| maps.iter().any(|m| m.id == id);
-    if !mapped(expect.library_id) {
+    // Same device and inode; or, where overlayfs makes /proc/<pid>/maps show the lower
+    // layer's device (containers on kernels before 6.8), the same inode at the same path.
+    let mapped = |id: FileId, path: &Path| {
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        maps.iter()
+            .any(|m| m.id == id || (m.id.inode == id.inode && Path::new(&m.path) == real.as_path()))
+    };
+    if !mapped(expect.library_id, &expect.library) {
         let other = maps
             .iter()
             .find(|m| m.path.contains("jemalloc"))
@@ -107,17 +113,25 @@ pub fn judge(pid: i32, maps: &[Mapping], hello: &Reply, expect: &Expectation) ->
             expect.library.display()
         ));
     }
-    if !mapped(expect.shim_id) {
+    if !mapped(expect.shim_id, &expect.shim) {
         problems.push(format!(
             "the shim {} is not mapped in /proc/{pid}/maps",
             expect.shim.display()
         ));
     }
     let field = |k: &str| hello.get(k).unwrap_or("?").to_owned();
+    let protocol = u64::from(jemsafe_proto::PROTOCOL_VERSION);
     if !hello.ok {
         problems.push(format!(
             "the shim's handshake failed: {}",
             hello.error_text()
+        ));
+    } else if hello.get_u64("protocol") != Some(protocol) {
+        problems.push(format!(
+            "the shim {} speaks protocol {} but jemsafe speaks {protocol}: install the shim \
+             that came with this jemsafe",
+            expect.shim.display(),
+            hello.get("protocol").unwrap_or("?")
         ));
     } else if hello.get("jemalloc") != Some("bound") {
         problems.push(format!(
@@ -228,6 +242,7 @@ mod tests {
 
     fn hello(active: bool) -> Reply {
         Reply::ok(1)
+            .with("protocol", jemsafe_proto::PROTOCOL_VERSION)
             .with("jemalloc", "bound")
             .with(
                 "version",
@@ -285,11 +300,18 @@ mod tests {
             ["prof.active is true but profile \"standby\" asks for false"]
         );
         let missing = Reply::ok(1)
+            .with("protocol", jemsafe_proto::PROTOCOL_VERSION)
             .with("jemalloc", "missing")
             .with("reason", "no mallctl");
         let v = judge(7, &parse_maps(MAPS), &missing, &expectation("leak"));
         assert!(
             v.summary.contains("no usable jemalloc: no mallctl"),
+            "{v:?}"
+        );
+        let old_shim = Reply::ok(1).with("protocol", 0).with("jemalloc", "bound");
+        let v = judge(7, &parse_maps(MAPS), &old_shim, &expectation("leak"));
+        assert!(
+            v.summary.contains("speaks protocol 0 but jemsafe speaks 1"),
             "{v:?}"
         );
     }

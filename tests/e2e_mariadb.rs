@@ -13,6 +13,15 @@ use std::time::Duration;
 const START: Duration = Duration::from_secs(180);
 const T: Duration = Duration::from_secs(60);
 
+/// A directory for a sandbox that mysqld (as the mysql user) can reach: jemsafe leaves
+/// the mode of a directory it did not create alone, so the test opens it up.
+fn sandbox_dir(tag: &str) -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new(tag);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 fn sql(socket: &Path, query: &str) -> String {
     let out = Command::new("mariadb")
         .arg(format!("--socket={}", socket.display()))
@@ -29,7 +38,7 @@ fn sql(socket: &Path, query: &str) -> String {
 
 #[test]
 fn sandbox_serves_queries_dumps_on_usr1_and_shuts_down_cleanly_on_term() {
-    let dir = TempDir::new("e2e");
+    let dir = sandbox_dir("e2e");
     let mut js = Running::start(&["sandbox", dir.path().to_str().unwrap()]);
     let intro = js.out.wait_for("connect:", START);
     assert!(intro.contains("mysqld/mysqld.sock"), "{intro}");
@@ -60,6 +69,20 @@ fn sandbox_serves_queries_dumps_on_usr1_and_shuts_down_cleanly_on_term() {
     let line = js.err.wait_for("heap dump written: ", T);
     let path = dump_path(&line);
     assert!(path.starts_with(dir.join("dumps")), "{}", path.display());
+    if nix::unistd::geteuid().is_root() {
+        // mysqld (as mysql) writes the files: the directory is mysql's, 0750.
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(dir.join("dumps")).unwrap();
+        let mysql = nix::unistd::User::from_name("mysql").unwrap().unwrap();
+        assert_eq!(
+            (meta.uid(), meta.permissions().mode() & 0o777),
+            (mysql.uid.as_raw(), 0o750)
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o007,
+            0
+        );
+    }
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
         text.starts_with("heap_v2/"),
@@ -106,7 +129,7 @@ fn sandbox_serves_queries_dumps_on_usr1_and_shuts_down_cleanly_on_term() {
 
 #[test]
 fn a_killed_mariadbd_is_restarted_verified_and_answers_again() {
-    let dir = TempDir::new("e2e-kill");
+    let dir = sandbox_dir("e2e-kill");
     let mut js = Running::start(&["sandbox", dir.path().to_str().unwrap()]);
     let first = js.wait_verified(START);
     js.err.wait_for("ready for connections", START);
@@ -174,10 +197,7 @@ fn a_mariadbd_that_cannot_start_is_given_up_with_a_non_zero_status() {
 
 #[test]
 fn under_systemd_ready_is_relayed_from_jemsafes_pid_after_mariadbs_own() {
-    let dir = TempDir::new("e2e-notify");
-    // The sandbox is a subdirectory: mysqld (as the mysql user) must be able to reach it.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = sandbox_dir("e2e-notify");
     let mut systemd = NotifyListener::bind(dir.join("notify.sock"));
     let path = systemd.path.clone();
     let mut js = Running::start_with(&["sandbox", dir.join("sb").to_str().unwrap()], |cmd| {

@@ -78,6 +78,18 @@ fn verifies_dumps_on_usr1_toggles_on_usr2_and_stops_on_term() {
         name.starts_with(&format!("mysqld.{pid}.")) && name.ends_with(".usr1.heap"),
         "{name}"
     );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o007,
+        0,
+        "heap files are not world-readable: {mode:o}"
+    );
+    let dir_mode = std::fs::metadata(dir.join("dumps"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o750);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
         text.starts_with("heap_v2/524288\n"),

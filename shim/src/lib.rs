@@ -113,7 +113,8 @@ fn serve(fd: RawFd) {
         let packet = &buf[..n as usize];
         let reply = std::panic::catch_unwind(|| match Request::decode(packet) {
             Ok(request) => handle(request),
-            Err(e) => Reply::err(0, format!("undecodable request: {e}")),
+            // Echo the id when there is one, so that the sender is not left waiting.
+            Err(e) => Reply::err(leading_id(packet), format!("undecodable request: {e}")),
         })
         .unwrap_or_else(|_| Reply::err(0, "the shim failed internally handling this request"));
         let out = reply.encode();
@@ -125,6 +126,19 @@ fn serve(fd: RawFd) {
     }
     // SAFETY: this thread is the fd's only user.
     unsafe { libc::close(fd) };
+}
+
+/// The request id a malformed packet starts with, or 0.
+fn leading_id(packet: &[u8]) -> u64 {
+    let digits: Vec<u8> = packet
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    std::str::from_utf8(&digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
 }
 
 type MallctlFn =
@@ -266,10 +280,14 @@ fn errno_name(errno: c_int) -> &'static str {
 
 fn ctl_failure(id: u64, e: CtlError) -> Reply {
     let hint = match (e.name, e.errno) {
-        (_, libc::ENOENT) => {
+        (name, libc::ENOENT) if name.starts_with("prof.") => {
             "profiling is not enabled in this process (opt.prof is false): \
              restart mysqld with a profile that sets prof = true"
         }
+        (name, libc::ENOENT) if name.starts_with("stats.") || name == "epoch" => {
+            "this jemalloc was built without statistics (--disable-stats)"
+        }
+        (_, libc::ENOENT) => "this jemalloc does not know this mallctl (built without it?)",
         ("prof.dump", libc::EFAULT) => {
             "jemalloc could not write the heap file: the directory is missing or not \
              writable by mysqld's user, or the disk is full"

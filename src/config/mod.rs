@@ -424,9 +424,24 @@ impl Config {
         }
     }
 
-    /// Byte offset of the first line that mentions `needle`, to point at a table.
-    fn find(&self, needle: &str) -> Option<usize> {
-        self.text.find(needle)
+    /// Byte offset of the first line that assigns `key` (`key =` at the start of a line,
+    /// or `key =` inside an inline table), so that a message points at the setting and
+    /// not at a comment that mentions it.
+    fn find(&self, key: &str) -> Option<usize> {
+        let mut offset = 0;
+        for line in self.text.split_inclusive('\n') {
+            let code = line.split('#').next().unwrap_or("");
+            let assigns = code.match_indices(key).any(|(i, _)| {
+                let before = code[..i].chars().next_back();
+                let after = code[i + key.len()..].trim_start();
+                matches!(before, None | Some(' ' | '\t' | '{' | ',')) && after.starts_with('=')
+            });
+            if assigns {
+                return Some(offset);
+            }
+            offset += line.len();
+        }
+        None
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -634,6 +649,16 @@ mod tests {
         assert!(error("[dumps]\ndir = \"/a,b\"\n").contains("comma"));
         let e = error("[dumps]\nprefix = \"my sql/d\"\n");
         assert!(e.contains("dumps.prefix") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn errors_point_at_the_setting_not_at_a_comment_mentioning_it() {
+        let e = error("# the prefix of heap files\n[dumps]\n# prefix = \"ok\"\nprefix = \"a b\"\n");
+        assert!(e.contains("line 4"), "{e}");
+        let e = error(
+            "# MALLOC_CONF is jemsafe's\n[mysqld]\nenv = { TZ = \"UTC\", MALLOC_CONF = \"x\" }\n",
+        );
+        assert!(e.contains("line 3"), "{e}");
     }
 
     #[test]

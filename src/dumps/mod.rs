@@ -37,12 +37,23 @@ pub fn prepare_dir(dir: &Path, owner: Option<(u32, u32)>) -> Result<()> {
             "dump directory {} exists but is not a directory",
             dir.display()
         )));
+    } else if let Some((uid, _)) = owner {
+        // An existing directory is left as it is, but a wrong owner is said at once
+        // rather than at the first failed dump.
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(dir) {
+            if meta.uid() != uid && meta.mode() & 0o002 == 0 {
+                crate::warn!(
+                    "dump directory {} belongs to uid {}, but mysqld runs as uid {uid} and writes the \
+                     dumps: dumps will fail; fix: chown {uid} {}",
+                    dir.display(),
+                    meta.uid(),
+                    dir.display()
+                );
+            }
+        }
     }
     Ok(())
-}
-
-pub fn path_for(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }
 
 /// A heap file in the dump directory.
@@ -93,13 +104,23 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 }
 
 /// Takes read access away from others: a heap file reveals mysqld's address-space layout.
-/// (jemalloc creates files with mode 0644 minus mysqld's umask.)
+/// (jemalloc creates files with mode 0644 minus mysqld's umask.) The file is opened with
+/// O_NOFOLLOW and changed through its descriptor, so that a name swapped for a symlink
+/// in mysqld's directory can never make root chmod something else.
 pub fn restrict(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = path.symlink_metadata() {
-        let mode = meta.permissions().mode();
-        if meta.is_file() && mode & 0o007 != 0 {
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o007));
-        }
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return;
+    };
+    let Ok(meta) = file.metadata() else {
+        return;
+    };
+    let mode = meta.permissions().mode();
+    if meta.is_file() && mode & 0o007 != 0 {
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7770));
     }
 }

@@ -60,6 +60,18 @@ pub struct Plan {
     pub growth_check: Duration,
 }
 
+impl Plan {
+    /// mysqld's whole command line after the program: config args, then `--` args.
+    pub fn all_args(&self) -> Vec<String> {
+        self.launch
+            .args
+            .iter()
+            .chain(&self.extra_args)
+            .cloned()
+            .collect()
+    }
+}
+
 /// A request in flight to the shim, and who waits for its answer.
 enum Pending {
     Hello,
@@ -139,10 +151,12 @@ pub fn run(plan: &Plan) -> Result<i32> {
         growth: Growth::new(plan.growth_step_bytes),
         next_growth_check: None,
         last_dump: None,
-        relay: notify::Relay::new(&plan.runtime_dir).unwrap_or_else(|e| {
-            warn!("cannot create the sd_notify relay socket ({e}): mysqld's READY=1 will not reach systemd");
-            None
-        }),
+        // Under Type=notify a missing relay means a start that times out after many
+        // minutes; better to fail now, with the reason.
+        relay: notify::Relay::new(&plan.runtime_dir).map_err(Error::io(format!(
+            "NOTIFY_SOCKET is set but the sd_notify relay socket cannot be created in {}",
+            plan.runtime_dir.display()
+        )))?,
         ready_gate: notify::ReadyGate::default(),
         mysqld_status: String::new(),
     };
@@ -176,7 +190,7 @@ fn watch_dumps(plan: &Plan) -> Option<nix::sys::inotify::Inotify> {
 impl Supervisor<'_> {
     fn start(&mut self) -> Result<()> {
         let plan = self.plan;
-        stale::clear(&plan.launch.args)?;
+        stale::clear(&plan.all_args(), &plan.launch.mysqld)?;
         let (mut link, shim_end) =
             ShimLink::pair().map_err(Error::io("cannot create the shim channel"))?;
         let notify_socket = self.relay.as_ref().map(|r| r.child_value.as_str());
@@ -214,6 +228,8 @@ impl Supervisor<'_> {
         });
         self.next_growth_check =
             (plan.growth_step_bytes > 0).then(|| Instant::now() + plan.growth_check);
+        // A new process starts from nothing: its growth is measured afresh.
+        self.growth = Growth::new(plan.growth_step_bytes);
         Ok(())
     }
 
@@ -457,6 +473,7 @@ impl Supervisor<'_> {
                     self.plan.verify_timeout.as_secs()
                 );
                 self.verified(Err(why));
+                self.abandon_link();
             }
         }
         if self.throttle.due().is_some_and(|t| now >= t) {
@@ -472,15 +489,39 @@ impl Supervisor<'_> {
         Ok(())
     }
 
+    /// The shim never answered its handshake: nothing will come from it, so requests
+    /// fail at once instead of waiting for an answer that cannot come.
+    fn abandon_link(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        child.link_open = false;
+        let why = format!("the shim in mysqld pid {} never answered", child.pid);
+        let pending: Vec<Pending> = child.pending.drain().map(|(_, p)| p).collect();
+        for p in pending {
+            self.fail(p, &why);
+        }
+    }
+
+    /// Why requests cannot reach the shim right now.
+    fn unreachable_reason(&self) -> String {
+        match &self.child {
+            None => "mysqld is not running (jemsafe is between restarts)".to_owned(),
+            Some(c) => format!(
+                "the shim in mysqld pid {} is not reachable (it never answered, or its channel closed)",
+                c.pid
+            ),
+        }
+    }
+
     /// Sends `command` to the shim; on failure, answers whoever waits.
     fn send(&mut self, command: Command, pending: Pending) {
-        let Some(child) = self.child.as_mut().filter(|c| c.link_open) else {
-            for waiter in waiters_of(pending) {
-                control::respond(
-                    waiter,
-                    &control::error_reply("mysqld is not running (jemsafe is between restarts)"),
-                );
-            }
+        if !self.child.as_ref().is_some_and(|c| c.link_open) {
+            let why = self.unreachable_reason();
+            self.fail(pending, &why);
+            return;
+        }
+        let Some(child) = self.child.as_mut() else {
             return;
         };
         match child.link.send(command) {
@@ -489,13 +530,24 @@ impl Supervisor<'_> {
             }
             Err(e) => {
                 warn!("cannot send to the shim in mysqld pid {}: {e}", child.pid);
-                for waiter in waiters_of(pending) {
-                    control::respond(
-                        waiter,
-                        &control::error_reply(format!("cannot reach the shim: {e}")),
-                    );
-                }
+                self.fail(pending, &format!("cannot reach the shim: {e}"));
             }
+        }
+    }
+
+    /// A request that will get no answer: tell whoever waits, and let a growth dump go.
+    fn fail(&mut self, pending: Pending, why: &str) {
+        if matches!(
+            pending,
+            Pending::Dump {
+                trigger: Trigger::Growth,
+                ..
+            }
+        ) {
+            self.growth.finished(false);
+        }
+        for waiter in waiters_of(pending) {
+            control::respond(waiter, &control::error_reply(why));
         }
     }
 
@@ -567,9 +619,15 @@ impl Supervisor<'_> {
                     plan.min_free_bytes >> 20
                 );
                 error!("{why}");
-                for w in waiters {
-                    control::respond(w, &control::error_reply(why.clone()));
-                }
+                self.fail(
+                    Pending::Dump {
+                        trigger,
+                        path: PathBuf::new(),
+                        sent: Instant::now(),
+                        waiters,
+                    },
+                    &why,
+                );
                 return;
             }
             Ok(_) => {}
@@ -580,12 +638,16 @@ impl Supervisor<'_> {
         }
         let Some(pid) = self.child.as_ref().map(|c| c.pid) else {
             warn!("no mysqld running: {} dump skipped", trigger.as_str());
-            for w in waiters {
-                control::respond(
-                    w,
-                    &control::error_reply("mysqld is not running (jemsafe is between restarts)"),
-                );
-            }
+            let why = self.unreachable_reason();
+            self.fail(
+                Pending::Dump {
+                    trigger,
+                    path: PathBuf::new(),
+                    sent: Instant::now(),
+                    waiters,
+                },
+                &why,
+            );
             return;
         };
         self.dump_seq += 1;
@@ -691,6 +753,9 @@ impl Supervisor<'_> {
         reply: &Reply,
     ) {
         let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
+        if trigger == Trigger::Growth {
+            self.growth.finished(reply.ok);
+        }
         if !reply.ok {
             let why = format!(
                 "heap dump to {} failed: {}",
@@ -892,16 +957,10 @@ impl Supervisor<'_> {
     fn status(&self, hello: Option<&Reply>, stats: Option<&Reply>) -> control::Reply {
         let plan = self.plan;
         let child = self.child.as_ref();
-        let field = |r: Option<&Reply>, k: &str| -> serde_json::Value {
-            match r.and_then(|r| r.get(k)) {
-                Some("true") => true.into(),
-                Some("false") => false.into(),
-                Some(v) => v
-                    .parse::<u64>()
-                    .map(Into::into)
-                    .unwrap_or_else(|_| v.into()),
-                None => serde_json::Value::Null,
-            }
+        let field = |r: Option<&Reply>, k: &str| {
+            r.and_then(|r| r.get(k))
+                .map(shim_value)
+                .unwrap_or(serde_json::Value::Null)
         };
         let files = dumps::list(&plan.dump_dir, &plan.dump_prefix).unwrap_or_default();
         let mut r = control::ok_reply();
@@ -984,17 +1043,21 @@ fn shim_reply_json(reply: &Reply) -> control::Reply {
     }
     let mut r = control::ok_reply();
     for (k, v) in &reply.fields {
-        let value = match v.as_str() {
-            "true" => true.into(),
-            "false" => false.into(),
-            s => s
-                .parse::<u64>()
-                .map(Into::into)
-                .unwrap_or_else(|_| s.into()),
-        };
-        r.insert(k.clone(), value);
+        r.insert(k.clone(), shim_value(v));
     }
     r
+}
+
+/// A shim field as JSON: booleans and counts typed, the rest strings.
+fn shim_value(v: &str) -> serde_json::Value {
+    match v {
+        "true" => true.into(),
+        "false" => false.into(),
+        s => s
+            .parse::<u64>()
+            .map(Into::into)
+            .unwrap_or_else(|_| s.into()),
+    }
 }
 
 /// mysqld's status as a shell would report it: the exit code, or 128+N for signal N.

@@ -58,7 +58,6 @@ impl Relay {
     /// it after dropping privileges; only mysqld's pid is listened to (SO_PASSCRED). The
     /// caller holds the pid-file lock, so an existing file is a dead jemsafe's.
     pub fn new(runtime_dir: &Path) -> io::Result<Option<Relay>> {
-        use std::os::unix::fs::PermissionsExt;
         if std::env::var_os("NOTIFY_SOCKET").is_none() {
             return Ok(None);
         }
@@ -69,8 +68,7 @@ impl Relay {
         {
             std::fs::remove_file(&path)?;
         }
-        let sock = UnixDatagram::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+        let sock = crate::control::with_umask(0o111, || UnixDatagram::bind(&path))?;
         sock.set_nonblocking(true)?;
         socket::setsockopt(&sock, sockopt::PassCred, &true).map_err(io::Error::from)?;
         Ok(Some(Relay {

@@ -163,11 +163,12 @@ impl Throttle {
 }
 
 /// `[dumps] on_growth_mb`: a dump each time allocated memory passes the highest level
-/// already dumped by one step.
+/// already dumped by one step. A level counts as dumped only once its dump succeeded.
 #[derive(Debug)]
 pub struct Growth {
     step: u64,
     highest_dumped: u64,
+    in_flight: Option<u64>,
 }
 
 impl Growth {
@@ -175,16 +176,28 @@ impl Growth {
         Growth {
             step: step_bytes,
             highest_dumped: 0,
+            in_flight: None,
         }
     }
 
-    /// Whether `allocated` calls for a dump; if so it becomes the new level.
+    /// Whether `allocated` calls for a dump (none while one is in flight).
     pub fn observe(&mut self, allocated: u64) -> bool {
-        if self.step == 0 || allocated < self.highest_dumped.saturating_add(self.step) {
+        if self.step == 0
+            || self.in_flight.is_some()
+            || allocated < self.highest_dumped.saturating_add(self.step)
+        {
             return false;
         }
-        self.highest_dumped = allocated;
+        self.in_flight = Some(allocated);
         true
+    }
+
+    /// The growth dump finished: on success its level becomes the new mark.
+    pub fn finished(&mut self, ok: bool) {
+        if let (true, Some(level)) = (ok, self.in_flight) {
+            self.highest_dumped = level;
+        }
+        self.in_flight = None;
     }
 }
 
@@ -331,8 +344,12 @@ mod tests {
         let mut g = Growth::new(100);
         assert!(!g.observe(99));
         assert!(g.observe(150));
+        assert!(!g.observe(400), "one growth dump at a time");
+        g.finished(true);
         assert!(!g.observe(249));
         assert!(!g.observe(120)); // shrinking never dumps
+        assert!(g.observe(250));
+        g.finished(false); // a failed dump does not raise the mark
         assert!(g.observe(250));
         assert!(!Growth::new(0).observe(u64::MAX));
     }

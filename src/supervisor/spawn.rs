@@ -61,6 +61,21 @@ pub fn preload_value(library: &Path, shim: &Path, existing: &[&OsStr]) -> OsStri
     out
 }
 
+/// Makes `cmd`'s child inherit `fd` (the shim's end of the channel) and name it in
+/// `JEMSAFE_SHIM_FD`; every other fd of jemsafe's stays close-on-exec.
+pub fn pass_shim_end(cmd: &mut Command, fd: std::os::fd::RawFd) {
+    cmd.env(jemsafe_proto::ENV_SHIM_FD, fd.to_string());
+    // SAFETY: fcntl between fork and exec, on an fd number the parent keeps open.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts mysqld with the shim's end of the channel inherited as `JEMSAFE_SHIM_FD`.
 /// `notify_socket`: mysqld's NOTIFY_SOCKET (jemsafe's relay); None removes the variable,
 /// so that mysqld never talks to systemd behind jemsafe's back.
@@ -102,16 +117,12 @@ pub fn spawn(
         preload_value(&launch.library, &launch.shim, &existing),
     )
     .env("MALLOC_CONF", &launch.malloc_conf)
-    .env(jemsafe_proto::ENV_SHIM_FD, fd.to_string())
     .env("MYSQLD_PARENT_PID", std::process::id().to_string());
+    pass_shim_end(&mut cmd, fd);
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
     // system calls on memory it owns.
     unsafe {
         cmd.pre_exec(move || {
-            // The shim's end must survive exec; every other fd of ours stays CLOEXEC.
-            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
             // Default dispositions (an ignored signal would stay ignored across exec) and
             // an empty mask: mysqld expects to set up its signals from a clean state.
             for sig in 1..libc::SIGRTMAX() {

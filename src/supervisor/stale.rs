@@ -27,12 +27,12 @@ pub fn option(args: &[String], name: &str) -> Option<String> {
 /// Removes what a dead mysqld left at `--pid-file` and `--socket`, or refuses to start
 /// when a live one holds them. Relative paths (resolved by mysqld against its datadir)
 /// are left to mysqld.
-pub fn clear(args: &[String]) -> Result<()> {
+pub fn clear(args: &[String], mysqld: &Path) -> Result<()> {
     let absolute = |o: Option<String>| o.map(PathBuf::from).filter(|p| p.is_absolute());
     let pid_file = absolute(option(args, "pid-file"));
     let socket = absolute(option(args, "socket"));
     if let Some(pid_file) = &pid_file {
-        if let Some(pid) = live_mysqld(pid_file) {
+        if let Some(pid) = live_mysqld(pid_file, mysqld) {
             return Err(Error::Refused(format!(
                 "a live mysqld (pid {pid}) holds {}: stop it first; jemsafe will not start a second server on the same files",
                 pid_file.display()
@@ -52,15 +52,18 @@ pub fn clear(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The pid in `pid_file` if that process is alive and is a mysqld/mariadbd.
-fn live_mysqld(pid_file: &Path) -> Option<i32> {
+/// The pid in `pid_file` if that process is alive and is a mysqld: named mysqld or
+/// mariadbd, or running the very binary jemsafe would start.
+fn live_mysqld(pid_file: &Path, mysqld: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(pid_file)
         .ok()?
         .trim()
         .parse()
         .ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    matches!(comm.trim(), "mysqld" | "mariadbd").then_some(pid)
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let ours = std::fs::canonicalize(mysqld).ok();
+    (matches!(comm.trim(), "mysqld" | "mariadbd") || (exe.is_some() && exe == ours)).then_some(pid)
 }
 
 fn remove_stale(path: &Path, what: &str) {
@@ -115,16 +118,24 @@ mod tests {
             &format!("--pid-file={}", pid_file.display()),
             &format!("--socket={}", sock.display()),
         ]);
-        clear(&a).unwrap();
+        clear(&a, Path::new("/usr/sbin/mysqld")).unwrap();
         assert!(!pid_file.exists() && !sock.exists());
-        clear(&args(&[&format!("--socket={}", link.display())])).unwrap();
+        clear(
+            &args(&[&format!("--socket={}", link.display())]),
+            Path::new("/usr/sbin/mysqld"),
+        )
+        .unwrap();
         assert!(
             link.symlink_metadata().is_ok(),
             "a symlink is never removed"
         );
 
         let listening = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let e = clear(&args(&[&format!("--socket={}", sock.display())])).unwrap_err();
+        let e = clear(
+            &args(&[&format!("--socket={}", sock.display())]),
+            Path::new("/usr/sbin/mysqld"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("another server"), "{e}");
         drop(listening);
         std::fs::remove_dir_all(&dir).unwrap();
