@@ -40,9 +40,10 @@ fn sql(socket: &Path, query: &str) -> String {
 fn sandbox_serves_queries_dumps_on_usr1_and_shuts_down_cleanly_on_term() {
     let dir = sandbox_dir("e2e");
     let mut js = Running::start(&["sandbox", dir.path().to_str().unwrap()]);
-    let intro = js.out.wait_for("connect:", START);
-    assert!(intro.contains("mysqld/mysqld.sock"), "{intro}");
+    // stderr first: if the sandbox fails, its reason is there.
     let pid = js.wait_verified(START);
+    let intro = js.out.wait_for("connect:", T);
+    assert!(intro.contains("mysqld/mysqld.sock"), "{intro}");
     let verified = js.err.wait_for("verified: mysqld pid", START);
     assert!(
         verified.contains("opt.prof=true prof.active=true"),
@@ -142,14 +143,7 @@ fn a_killed_mariadbd_is_restarted_verified_and_answers_again() {
         line.contains(&format!("mysqld pid {first} was killed by SIGKILL")),
         "{line}"
     );
-    let second = js.err.wait_for_nth("started mysqld pid ", 2, T);
-    let pid: i32 = second
-        .split("started mysqld pid ")
-        .nth(1)
-        .and_then(|s| s.split(':').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    js.mysqld_pid = Some(pid);
+    let pid = js.wait_started(2, T);
     js.err
         .wait_for(&format!("verified: mysqld pid {pid} "), START);
     js.err.wait_for_nth("ready for connections", 2, START);

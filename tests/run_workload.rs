@@ -221,14 +221,7 @@ fn status_16_restarts_mysqld_and_verifies_again() {
         T,
     );
     // The second start is verified like the first.
-    let second = js.err.wait_for_nth("started mysqld pid ", 2, T);
-    let pid = second
-        .split("started mysqld pid ")
-        .nth(1)
-        .unwrap()
-        .split(':')
-        .next()
-        .unwrap();
+    let pid = js.wait_started(2, T);
     js.err.wait_for(&format!("verified: mysqld pid {pid} "), T);
     js.out.wait_for(&format!("ready pid={pid} "), T);
     js.signal(Signal::SIGTERM);

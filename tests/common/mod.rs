@@ -261,16 +261,23 @@ impl Running {
         self.pid
     }
 
-    /// Waits for "started mysqld pid N" and then the verification line; returns N.
-    pub fn wait_verified(&mut self, timeout: Duration) -> i32 {
-        let started = self.err.wait_for("started mysqld pid ", timeout);
-        let pid = started
+    /// Waits for the `n`-th "started mysqld pid N" line; returns N and keeps it for
+    /// cleanup.
+    pub fn wait_started(&mut self, n: usize, timeout: Duration) -> i32 {
+        let line = self.err.wait_for_nth("started mysqld pid ", n, timeout);
+        let pid = line
             .split("started mysqld pid ")
             .nth(1)
             .and_then(|s| s.split(':').next())
             .and_then(|s| s.parse().ok())
             .expect("pid in the start line");
         self.mysqld_pid = Some(pid);
+        pid
+    }
+
+    /// Waits for the first start and then the verification line; returns mysqld's pid.
+    pub fn wait_verified(&mut self, timeout: Duration) -> i32 {
+        let pid = self.wait_started(1, timeout);
         self.err.wait_for("verif", timeout);
         pid
     }
