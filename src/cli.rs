@@ -141,7 +141,99 @@ Works whether or not jemsafe is running; lists only files named like this config
         config: ConfigOnly,
     },
 
+    /// Read a heap dump: what holds memory (or what grew since --base), as text, folded
+    /// stacks, a flame graph or a pprof profile
+    #[command(
+        after_help = "Examples:\n  jemsafe report                                  the newest dump in the dump directory\n  jemsafe report --base previous                  what grew since the dump before it (same pid)\n  jemsafe report DUMP --base OLDER --format svg -o growth.svg\n  jemsafe report DUMP --format pprof -o heap.pb.gz  for go tool pprof, Pyroscope, speedscope\n\n\
+Works on any jemalloc heap_v2 dump (gzip too), also from processes jemsafe did not start. \
+Numbers are jeprof's (same un-sampling, same allocator frames dropped); names come from the \
+objects recorded in the dump, with DWARF and separate debug files (/usr/lib/debug/.build-id) when present."
+    )]
+    Report(ReportArgs),
+
+    /// Rank call stacks and functions by steady growth across a series of dumps: the likely leak first
+    #[command(
+        after_help = "Examples:\n  jemsafe leaks                       all dumps of the newest pid in the dump directory\n  jemsafe leaks A.heap B.heap C.heap  these dumps of one process\n\n\
+For each stack: bytes gained from the first dump to the last, growth per hour, and in how many \
+intervals it grew. Score = gained x (share of intervals that grew)^2, so steady growth outranks a single jump."
+    )]
+    Leaks(LeaksArgs),
+
     /// (internal) the probe process started by `check` and `run`
     #[command(name = "__probe", hide = true)]
     Probe,
+}
+
+/// Output format of `jemsafe report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// jeprof --text's columns: flat, flat%, sum%, cum, cum%, name
+    Text,
+    /// Folded stacks (`root;...;leaf bytes`) for any flame-graph tool
+    Collapsed,
+    /// An interactive flame graph (SVG)
+    Svg,
+    /// A gzipped pprof profile.proto
+    Pprof,
+}
+
+/// What the rows of a text report are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportBy {
+    /// Functions (jeprof's rows)
+    Function,
+    /// Whole call stacks
+    Stack,
+    /// Mapped objects (the program and each library)
+    Object,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Configuration file, for its dump directory when no DUMP is given
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Heap dump (heap_v2, may be gzipped); default: the newest in the dump directory
+    #[arg(value_name = "DUMP")]
+    pub dump: Option<PathBuf>,
+    /// Subtract this dump (show DUMP - BASE); `previous`: the dump before DUMP of the same pid
+    #[arg(long, value_name = "DUMP")]
+    pub base: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+    /// Rows per table in text output; 0 = all
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub top: usize,
+    /// Rows of the text output
+    #[arg(long, value_enum, default_value = "function")]
+    pub by: ReportBy,
+    /// Memory in use when the dump was taken (the default)
+    #[arg(long, conflicts_with = "alloc")]
+    pub inuse: bool,
+    /// Everything allocated so far, freed or not (needs MALLOC_CONF prof_accum:true)
+    #[arg(long)]
+    pub alloc: bool,
+    /// Count objects instead of bytes
+    #[arg(long)]
+    pub objects: bool,
+    /// Exact numbers of bytes instead of human units (like jeprof --show_bytes)
+    #[arg(long)]
+    pub bytes: bool,
+    /// Write the output to this file instead of standard output
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaksArgs {
+    /// Configuration file, for its dump directory when no DUMP is given
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Dumps of one process, in any order; default: all dumps of the newest pid in the dump directory
+    #[arg(value_name = "DUMP")]
+    pub dumps: Vec<PathBuf>,
+    /// Rows per table; 0 = all
+    #[arg(long, value_name = "N", default_value_t = 15)]
+    pub top: usize,
 }

@@ -188,6 +188,16 @@ pub fn dumps(config_path: &Path) -> Result<i32> {
     Ok(0)
 }
 
+/// `jemsafe report`: one dump (or the difference of two) as text, folded stacks, SVG or pprof.
+pub fn report(args: &crate::cli::ReportArgs) -> Result<i32> {
+    crate::report::command::report(args)
+}
+
+/// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
+pub fn leaks(args: &crate::cli::LeaksArgs) -> Result<i32> {
+    crate::report::command::leaks(args)
+}
+
 /// How long a control client waits: a dump of a very large heap can take seconds.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 

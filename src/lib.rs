@@ -16,6 +16,7 @@ pub mod locate;
 
 pub mod log;
 pub mod probe;
+pub mod report;
 pub mod sandbox;
 pub mod shim_link;
 pub mod supervisor;

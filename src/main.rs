@@ -35,6 +35,8 @@ fn main() {
             lg_sample,
         } => commands::prof(&config.config, op, lg_sample),
         Cmd::Dumps { config } => commands::dumps(&config.config),
+        Cmd::Report(args) => commands::report(&args),
+        Cmd::Leaks(args) => commands::leaks(&args),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),
     };
     match result {

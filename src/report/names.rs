@@ -1,0 +1,289 @@
+//! Function names the way jeprof shows them: demangled (C++ and Rust), then shortened by
+//! jeprof's ShortFunctionName (no argument lists, no template arguments, no leading
+//! return type); and jeprof's list of allocator functions that never appear in a report.
+
+/// Demangles a C++ (`_Z...`) or Rust (legacy `_ZN...17h<hash>E` or v0 `_R...`) symbol,
+/// as `addr2line -C` and `nm --demangle` do; anything else is returned unchanged.
+/// A symbol version suffix (`@@GLIBC_2.2.5`) is kept after the demangled name.
+pub fn demangle(raw: &str) -> String {
+    let (name, version) = match raw.find('@') {
+        Some(at) if at > 0 => raw.split_at(at),
+        _ => (raw, ""),
+    };
+    let demangled = demangle_plain(name);
+    if version.is_empty() {
+        demangled
+    } else {
+        format!("{demangled}{version}")
+    }
+}
+
+fn demangle_plain(name: &str) -> String {
+    if name.starts_with("_R") || is_rust_legacy(name) {
+        if let Ok(d) = rustc_demangle::try_demangle(name) {
+            // `{:#}` leaves out the hash, as binutils does.
+            return format!("{d:#}");
+        }
+    }
+    if name.starts_with("_Z") {
+        if let Ok(sym) = cpp_demangle::Symbol::new(name) {
+            if let Ok(s) = sym.demangle() {
+                return s;
+            }
+        }
+    }
+    name.to_owned()
+}
+
+/// `_ZN...17h0123456789abcdefE`: Rust's legacy mangling (a C++-like name with a hash).
+fn is_rust_legacy(name: &str) -> bool {
+    let Some(body) = name.strip_prefix("_ZN").and_then(|n| n.strip_suffix('E')) else {
+        return false;
+    };
+    body.len() > 19 && {
+        let tail = &body[body.len() - 19..];
+        tail.starts_with("17h") && tail[3..].bytes().all(|b| b.is_ascii_hexdigit())
+    }
+}
+
+/// One pass of Perl's `s/\([^()]*\)(\s*const)?//g`; true if anything was removed.
+fn strip_args_once(s: &mut String) -> bool {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut last = 0;
+    let mut changed = false;
+    while i < bytes.len() {
+        if bytes[i] == b'(' {
+            if let Some(rel) = bytes[i + 1..].iter().position(|&b| b == b'(' || b == b')') {
+                let close = i + 1 + rel;
+                if bytes[close] == b')' {
+                    let mut end = close + 1;
+                    // (\s*const)?
+                    let mut j = end;
+                    while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                    if bytes[j..].starts_with(b"const") {
+                        end = j + 5;
+                    }
+                    out.push_str(&s[last..i]);
+                    last = end;
+                    i = end;
+                    changed = true;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    if changed {
+        out.push_str(&s[last..]);
+        *s = out;
+    }
+    changed
+}
+
+/// One pass of Perl's `s/<[^<>]*>//g`.
+fn strip_templates_once(s: &mut String) -> bool {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut last = 0;
+    let mut changed = false;
+    while i < bytes.len() {
+        if bytes[i] == b'<' {
+            if let Some(rel) = bytes[i + 1..].iter().position(|&b| b == b'<' || b == b'>') {
+                let close = i + 1 + rel;
+                if bytes[close] == b'>' {
+                    out.push_str(&s[last..i]);
+                    last = close + 1;
+                    i = close + 1;
+                    changed = true;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    if changed {
+        out.push_str(&s[last..]);
+        *s = out;
+    }
+    changed
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// jeprof's ShortFunctionName: `void ns::Foo<int>::bar(int) const` -> `ns::Foo::bar`.
+pub fn short_function_name(full: &str) -> String {
+    let mut s = full.to_owned();
+    while strip_args_once(&mut s) {}
+    while strip_templates_once(&mut s) {}
+    // s/^.*\s+(\w+::)/$1/: cut before the last whitespace that is followed by `word::`.
+    let b = s.as_bytes();
+    let mut cut = None;
+    for i in (0..b.len()).rev() {
+        if b[i].is_ascii_whitespace() {
+            let mut j = i + 1;
+            while j < b.len() && is_word(b[j]) {
+                j += 1;
+            }
+            if j > i + 1 && b[j..].starts_with(b"::") {
+                cut = Some(i + 1);
+                break;
+            }
+        }
+    }
+    match cut {
+        Some(c) => s[c..].to_owned(),
+        None => s,
+    }
+}
+
+/// jeprof's RemoveUninterestingFrames list for heap profiles (with Mach-O's `_` variants)
+/// and its regexp `TCMalloc|^tcmalloc::`.
+pub fn is_allocator_frame(short_name: &str) -> bool {
+    const SKIP: &[&str] = &[
+        "calloc",
+        "cfree",
+        "malloc",
+        "newImpl",
+        "void* newImpl",
+        "free",
+        "memalign",
+        "posix_memalign",
+        "aligned_alloc",
+        "pvalloc",
+        "valloc",
+        "realloc",
+        "mallocx",
+        "rallocx",
+        "xallocx",
+        "dallocx",
+        "sdallocx",
+        "sdallocx_noflags",
+        "tc_calloc",
+        "tc_cfree",
+        "tc_malloc",
+        "tc_free",
+        "tc_memalign",
+        "tc_posix_memalign",
+        "tc_pvalloc",
+        "tc_valloc",
+        "tc_realloc",
+        "tc_new",
+        "tc_delete",
+        "tc_newarray",
+        "tc_deletearray",
+        "tc_new_nothrow",
+        "tc_newarray_nothrow",
+        "do_malloc",
+        "::do_malloc",
+        "::do_malloc_or_cpp_alloc",
+        "DoSampledAllocation",
+        "simple_alloc::allocate",
+        "__malloc_alloc_template::allocate",
+        "__builtin_delete",
+        "__builtin_new",
+        "__builtin_vec_delete",
+        "__builtin_vec_new",
+        "operator new",
+        "operator new[]",
+        "malloc_zone_malloc",
+        "malloc_zone_calloc",
+        "malloc_zone_valloc",
+        "malloc_zone_realloc",
+        "malloc_zone_memalign",
+        "malloc_zone_free",
+        "__start_google_malloc",
+        "__stop_google_malloc",
+        "__start_malloc_hook",
+        "__stop_malloc_hook",
+    ];
+    let plain = short_name
+        .strip_prefix('_')
+        .filter(|rest| SKIP.contains(rest));
+    SKIP.contains(&short_name)
+        || plain.is_some()
+        || short_name.contains("TCMalloc")
+        || short_name.starts_with("tcmalloc::")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_match_jeprof() {
+        for (full, short) in [
+            ("my_malloc", "my_malloc"),
+            ("THD::THD(unsigned long, bool)", "THD::THD"),
+            ("operator new(unsigned long)", "operator new"),
+            ("operator new[](unsigned long)", "operator new[]"),
+            (
+                "std::vector<int, std::allocator<int> >::push_back(int const&)",
+                "std::vector::push_back",
+            ),
+            ("void ns::f<int>(int) const", "ns::f"),
+            ("String::length() const", "String::length"),
+            ("f(void (*)(int)) const", "f"),
+            ("(anonymous namespace)::foo(int)", "::foo"),
+            ("foo(int)<0000000000001234>", "foo"),
+            (
+                "<alloc::vec::Vec<T,A> as core::ops::drop::Drop>::drop",
+                "::drop",
+            ),
+            (
+                "alloc::raw_vec::RawVec<T,A>::grow_one",
+                "alloc::raw_vec::RawVec::grow_one",
+            ),
+            (
+                "malloc@@GLIBC_2.2.5<0000000000098930>",
+                "malloc@@GLIBC_2.2.5",
+            ),
+            ("workload::main::{{closure}}", "workload::main::{{closure}}"),
+        ] {
+            assert_eq!(short_function_name(full), short, "{full}");
+        }
+    }
+
+    #[test]
+    fn demangles_cpp_and_rust() {
+        assert_eq!(demangle("_Znwm"), "operator new(unsigned long)");
+        assert_eq!(demangle("_ZN3THDC2Emb"), "THD::THD(unsigned long, bool)");
+        assert_eq!(
+            demangle("_ZN8workload28jemsafe_workload_leak_marker17h0123456789abcdefE"),
+            "workload::jemsafe_workload_leak_marker"
+        );
+        assert_eq!(demangle("malloc"), "malloc");
+        assert_eq!(
+            demangle("_ZdlPv@@GLIBCXX_3.4"),
+            "operator delete(void*)@@GLIBCXX_3.4"
+        );
+    }
+
+    #[test]
+    fn allocator_frames() {
+        for f in [
+            "malloc",
+            "_malloc",
+            "operator new",
+            "calloc",
+            "tcmalloc::x",
+            "aTCMallocb",
+        ] {
+            assert!(is_allocator_frame(f), "{f}");
+        }
+        for f in [
+            "my_malloc",
+            "je_malloc_default",
+            "malloc@@GLIBC_2.2.5",
+            "_my",
+        ] {
+            assert!(!is_allocator_frame(f), "{f}");
+        }
+    }
+}

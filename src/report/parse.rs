@@ -1,0 +1,545 @@
+//! jemalloc's `heap_v2` text dump: header, stacks with their `t*:` (and per-thread `tN:`)
+//! counts, and the `MAPPED_LIBRARIES:` copy of /proc/PID/maps. gzip-compressed files are
+//! recognised by their magic bytes.
+//!
+//! ```text
+//! heap_v2/524288
+//!   t*: 28106: 56637512 [0: 0]
+//!   t0: 28106: 56637512 [0: 0]
+//! @ 0x7f3a5c1b2e4f 0x55d1c3a4b5c6 ...
+//!   t*: 1: 4096 [0: 0]
+//!   t0: 1: 4096 [0: 0]
+//!
+//! MAPPED_LIBRARIES:
+//! 55d1c3800000-55d1c3a00000 r-xp 00000000 fe:00 247030   /usr/sbin/mariadbd
+//! ```
+//!
+//! Counts are kept as written (sampled); [`crate::report::aggregate`] un-samples them.
+
+use std::fmt;
+
+/// Counts of one `tN:` line: `<objs>: <bytes> [<accobjs>: <accbytes>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub inuse_objects: u64,
+    pub inuse_bytes: u64,
+    pub alloc_objects: u64,
+    pub alloc_bytes: u64,
+}
+
+/// One `@ ...` record: the return addresses as written (innermost first) and its `t*:` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackRecord {
+    pub addrs: Vec<u64>,
+    pub counts: Counts,
+    /// 1-based line of the `@` line, for messages.
+    pub line: usize,
+}
+
+/// One line of the MAPPED_LIBRARIES section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapEntry {
+    pub start: u64,
+    pub end: u64,
+    pub perms: String,
+    pub offset: u64,
+    /// `major:minor` in hex, as /proc/PID/maps writes it.
+    pub dev: (u32, u32),
+    pub inode: u64,
+    /// The path or pseudo-name (`[vdso]`); None for anonymous memory.
+    pub path: Option<String>,
+}
+
+impl MapEntry {
+    pub fn executable(&self) -> bool {
+        self.perms.as_bytes().get(2) == Some(&b'x')
+    }
+}
+
+/// A parsed dump.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dump {
+    /// Mean bytes between samples (`2^lg_prof_sample`), from `heap_v2/<rate>`.
+    pub rate: u64,
+    /// The header's `t*:` line: the sampled totals as jemalloc counted them.
+    pub header_counts: Counts,
+    pub stacks: Vec<StackRecord>,
+    /// Distinct thread ids seen on `tN:` lines.
+    pub threads: usize,
+    pub maps: Vec<MapEntry>,
+}
+
+impl Dump {
+    /// The main program: the first mapping with an absolute path (the kernel lists the
+    /// executable first), if any.
+    pub fn program(&self) -> Option<&str> {
+        self.maps
+            .iter()
+            .filter_map(|m| m.path.as_deref())
+            .find(|p| p.starts_with('/'))
+    }
+}
+
+/// What is wrong with the input, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number (0: not about one line, e.g. an empty file).
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "line {}: {}", self.line, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn err<T>(line: usize, message: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError {
+        line,
+        message: message.into(),
+    })
+}
+
+/// True when `data` starts with the gzip magic bytes.
+pub fn is_gzip(data: &[u8]) -> bool {
+    data.starts_with(&[0x1f, 0x8b])
+}
+
+/// Decompresses gzip (all members) or returns the data unchanged.
+pub fn decompress(data: Vec<u8>) -> Result<Vec<u8>, ParseError> {
+    if !is_gzip(&data) {
+        return Ok(data);
+    }
+    use std::io::Read;
+    let mut out = Vec::with_capacity(data.len() * 8);
+    flate2::read::MultiGzDecoder::new(&data[..])
+        .read_to_end(&mut out)
+        .map_err(|e| ParseError {
+            line: 0,
+            message: format!("gzip data is damaged or truncated: {e}"),
+        })?;
+    Ok(out)
+}
+
+fn trim(line: &[u8]) -> &[u8] {
+    let start = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &line[start..end.max(start)]
+}
+
+fn parse_hex(s: &[u8]) -> Option<u64> {
+    let s = s
+        .strip_prefix(b"0x")
+        .or_else(|| s.strip_prefix(b"0X"))
+        .unwrap_or(s);
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        let d = (b as char).to_digit(16)?;
+        v = (v << 4) | d as u64;
+    }
+    Some(v)
+}
+
+fn parse_dec(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// `t*: 1: 4096 [0: 0]` or `t12: ...` (already trimmed). Returns (thread, counts), thread
+/// None for `*`.
+fn parse_counts(line: &[u8]) -> Option<(Option<u64>, Counts)> {
+    let rest = line.strip_prefix(b"t")?;
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let thread = match &rest[..colon] {
+        b"*" => None,
+        digits => Some(parse_dec(digits)?),
+    };
+    let rest = &rest[colon + 1..];
+    // `<n1>: <s1> [<n2>: <s2>]`
+    let open = rest.iter().position(|&b| b == b'[')?;
+    let close = rest.iter().rposition(|&b| b == b']')?;
+    if close + 1 != rest.len() || close < open {
+        return None;
+    }
+    let pair = |s: &[u8]| -> Option<(u64, u64)> {
+        let c = s.iter().position(|&b| b == b':')?;
+        Some((parse_dec(trim(&s[..c]))?, parse_dec(trim(&s[c + 1..]))?))
+    };
+    let (n1, s1) = pair(&rest[..open])?;
+    let (n2, s2) = pair(&rest[open + 1..close])?;
+    Some((
+        thread,
+        Counts {
+            inuse_objects: n1,
+            inuse_bytes: s1,
+            alloc_objects: n2,
+            alloc_bytes: s2,
+        },
+    ))
+}
+
+/// One /proc/PID/maps line: `start-end perms offset major:minor inode [path]`.
+fn parse_map_line(line: &str) -> Option<MapEntry> {
+    let mut rest = line.trim_start();
+    let mut field = || -> Option<&str> {
+        let r = rest.trim_start();
+        let end = r.find(char::is_whitespace).unwrap_or(r.len());
+        let (f, tail) = r.split_at(end);
+        rest = tail;
+        (!f.is_empty()).then_some(f)
+    };
+    let range = field()?;
+    let perms = field()?;
+    let offset = field()?;
+    let dev = field()?;
+    let inode = field()?;
+    let (start, end) = range.split_once('-')?;
+    let (major, minor) = dev.split_once(':')?;
+    if perms.len() != 4 {
+        return None;
+    }
+    let path = rest.trim();
+    let entry = MapEntry {
+        start: parse_hex(start.as_bytes())?,
+        end: parse_hex(end.as_bytes())?,
+        perms: perms.to_owned(),
+        offset: parse_hex(offset.as_bytes())?,
+        dev: (
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        ),
+        inode: inode.parse().ok()?,
+        path: (!path.is_empty()).then(|| path.to_owned()),
+    };
+    (entry.start <= entry.end).then_some(entry)
+}
+
+/// Parses a whole dump (already decompressed). Never panics; every error names its line.
+/// Lines of a reader, numbered from 1; the last one may lack its newline.
+struct LineReader<R> {
+    reader: R,
+    buf: Vec<u8>,
+    number: usize,
+}
+
+impl<R: std::io::BufRead> LineReader<R> {
+    /// The next line (without `\n`, `\r`) and whether it was terminated by a newline.
+    fn next(&mut self) -> Result<Option<(usize, bool)>, ParseError> {
+        self.buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| ParseError {
+                line: self.number + 1,
+                message: format!("cannot read the dump: {e}"),
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.number += 1;
+        let terminated = self.buf.last() == Some(&b'\n');
+        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+            self.buf.pop();
+        }
+        Ok(Some((self.number, terminated)))
+    }
+}
+
+/// Parses a whole dump (already decompressed). Never panics; every error names its line.
+pub fn parse(data: &[u8]) -> Result<Dump, ParseError> {
+    parse_reader(data)
+}
+
+/// Parses a dump from a reader, line by line (a large dump is never held in memory whole).
+pub fn parse_reader(reader: impl std::io::BufRead) -> Result<Dump, ParseError> {
+    let mut lines = LineReader {
+        reader,
+        buf: Vec::with_capacity(256),
+        number: 0,
+    };
+    let mut dump = Dump::default();
+    let mut threads = std::collections::HashSet::new();
+
+    // Header, after jeprof's optional `%warn` / `%...` command lines.
+    let mut header_seen = false;
+    while let Some((n, _)) = lines.next()? {
+        let line = trim(&lines.buf);
+        if line.starts_with(b"%") {
+            continue;
+        }
+        let Some(rate) = line.strip_prefix(b"heap_v2/") else {
+            let shown = String::from_utf8_lossy(&line[..line.len().min(40)]).into_owned();
+            return err(
+                n,
+                format!(
+                    "expected the header `heap_v2/<sample rate>`, found {shown:?}: not a jemalloc \
+                     heap dump (jemalloc 4 and later write heap_v2; gperftools' format is not supported)"
+                ),
+            );
+        };
+        match parse_dec(rate) {
+            Some(r) if r > 0 => dump.rate = r,
+            _ => {
+                return err(
+                    n,
+                    "the sample rate in `heap_v2/<rate>` is not a positive number",
+                )
+            }
+        }
+        header_seen = true;
+        break;
+    }
+    if !header_seen {
+        return err(
+            0,
+            if lines.number == 0 {
+                "the file is empty (not a jemalloc heap dump)"
+            } else {
+                "no `heap_v2/<rate>` header: not a jemalloc heap dump"
+            },
+        );
+    }
+
+    // Stacks until MAPPED_LIBRARIES.
+    let mut current: Option<StackRecord> = None;
+    let mut in_header = true;
+    let mut maps_found = false;
+    let mut last_line = 1;
+    while let Some((n, terminated)) = lines.next()? {
+        if !terminated {
+            return err(
+                n,
+                "the file ends in the middle of a line before MAPPED_LIBRARIES: the dump is truncated",
+            );
+        }
+        last_line = n;
+        let line = trim(&lines.buf);
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with(b"MAPPED_LIBRARIES:") {
+            if let Some(stack) = &current {
+                return err(
+                    stack.line,
+                    "this stack has no `t*:` line before MAPPED_LIBRARIES",
+                );
+            }
+            maps_found = true;
+            break;
+        }
+        if let Some(rest) = line.strip_prefix(b"@") {
+            if let Some(stack) = &current {
+                return err(stack.line, "this stack has no `t*:` line");
+            }
+            let mut addrs = Vec::new();
+            for word in rest
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty())
+            {
+                match parse_hex(word) {
+                    Some(a) => addrs.push(a),
+                    None => {
+                        return err(
+                            n,
+                            format!(
+                                "{:?} is not a hexadecimal address",
+                                String::from_utf8_lossy(&word[..word.len().min(40)])
+                            ),
+                        )
+                    }
+                }
+            }
+            if addrs.is_empty() {
+                return err(n, "a stack line `@` without addresses");
+            }
+            addrs.shrink_to_fit();
+            current = Some(StackRecord {
+                addrs,
+                counts: Counts::default(),
+                line: n,
+            });
+            in_header = false;
+            continue;
+        }
+        if line.starts_with(b"t") {
+            let Some((thread, counts)) = parse_counts(line) else {
+                return err(
+                    n,
+                    format!(
+                        "malformed count line {:?} (expected `tN: <objects>: <bytes> [<objects>: <bytes>]`)",
+                        String::from_utf8_lossy(&line[..line.len().min(60)])
+                    ),
+                );
+            };
+            if let Some(t) = thread {
+                threads.insert(t);
+            }
+            match (thread, in_header) {
+                (None, true) => dump.header_counts = counts,
+                (Some(_), _) => {}
+                (None, false) => match current.take() {
+                    Some(mut stack) => {
+                        stack.counts = counts;
+                        dump.stacks.push(stack);
+                    }
+                    None => return err(n, "a second `t*:` line for the same stack"),
+                },
+            }
+            continue;
+        }
+        return err(
+            n,
+            format!(
+                "unexpected line {:?} (expected `@ <addresses>`, `tN: ...` or MAPPED_LIBRARIES:)",
+                String::from_utf8_lossy(&line[..line.len().min(60)])
+            ),
+        );
+    }
+    if !maps_found {
+        if let Some(stack) = &current {
+            return err(
+                stack.line,
+                "the file ends after this stack, without its `t*:` line: the dump is truncated",
+            );
+        }
+        return err(
+            last_line,
+            "the file ends without a MAPPED_LIBRARIES section: the dump is truncated \
+             (was it copied while jemalloc was still writing it?)",
+        );
+    }
+    dump.threads = threads.len();
+
+    while let Some((n, _)) = lines.next()? {
+        let line = String::from_utf8_lossy(&lines.buf);
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_map_line(&line) {
+            Some(entry) => dump.maps.push(entry),
+            None => {
+                return err(
+                    n,
+                    format!(
+                        "malformed MAPPED_LIBRARIES line {:?} (expected /proc/PID/maps format)",
+                        line.chars().take(80).collect::<String>()
+                    ),
+                )
+            }
+        }
+    }
+    Ok(dump)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SAMPLE: &str =
+        "heap_v2/524288\n  t*: 3: 200 [0: 0]\n  t0: 2: 100 [0: 0]\n  t1: 1: 100 [0: 0]\n\
+@ 0x10 0x20 0x30\n  t*: 2: 100 [5: 500]\n  t0: 2: 100 [5: 500]\n\
+@ 0x11 0x30\n  t*: 1: 100 [0: 0]\n  t1: 1: 100 [0: 0]\n\
+\nMAPPED_LIBRARIES:\n\
+55d1c3800000-55d1c3a00000 r-xp 00001000 fe:00 247030                     /usr/sbin/mariadbd\n\
+7f0000000000-7f0000001000 rw-p 00000000 00:00 0 \n\
+7ffd1000-7ffd3000 r-xp 00000000 00:00 0                          [vdso]\n";
+
+    #[test]
+    fn parses_stacks_counts_threads_and_maps() {
+        let d = parse(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(d.rate, 524288);
+        assert_eq!(d.header_counts.inuse_bytes, 200);
+        assert_eq!(d.threads, 2);
+        assert_eq!(d.stacks.len(), 2);
+        assert_eq!(d.stacks[0].addrs, vec![0x10, 0x20, 0x30]);
+        assert_eq!(
+            d.stacks[0].counts,
+            Counts {
+                inuse_objects: 2,
+                inuse_bytes: 100,
+                alloc_objects: 5,
+                alloc_bytes: 500
+            }
+        );
+        assert_eq!(d.stacks[1].line, 8);
+        assert_eq!(d.maps.len(), 3);
+        assert_eq!(d.maps[0].start, 0x55d1c3800000);
+        assert_eq!(d.maps[0].offset, 0x1000);
+        assert_eq!(d.maps[0].dev, (0xfe, 0));
+        assert_eq!(d.maps[0].inode, 247030);
+        assert!(d.maps[0].executable());
+        assert_eq!(d.maps[1].path, None);
+        assert_eq!(d.maps[2].path.as_deref(), Some("[vdso]"));
+        assert_eq!(d.program(), Some("/usr/sbin/mariadbd"));
+    }
+
+    #[test]
+    fn errors_carry_line_numbers() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("", 0, "empty"),
+            ("hello\n", 1, "heap_v2"),
+            ("heap_v2/0\n", 1, "positive"),
+            ("heap_v2/8\n@ 0x1 zz\n", 2, "hexadecimal"),
+            (
+                "heap_v2/8\n@ 0x1\n  t*: 1: x [0: 0]\n",
+                3,
+                "malformed count",
+            ),
+            ("heap_v2/8\n@ 0x1\n@ 0x2\n", 2, "no `t*:`"),
+            ("heap_v2/8\n@ 0x1\n  t*: 1: 8 [0: 0]\n", 3, "truncated"),
+            (
+                "heap_v2/8\n@ 0x1\n  t*: 1: 8 [0: 0]\n  t*: 1: 8 [0:",
+                4,
+                "truncated",
+            ),
+            ("heap_v2/8\n@ 0x1\n", 2, "truncated"),
+            ("heap_v2/8\nbogus\n", 2, "unexpected"),
+            (
+                "heap_v2/8\n@ 0x1\n  t*: 1: 8 [0: 0]\nMAPPED_LIBRARIES:\nnot a map line\n",
+                5,
+                "MAPPED_LIBRARIES",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let e = parse(text.as_bytes()).unwrap_err();
+            assert_eq!(e.line, *line, "{text:?}: {e}");
+            assert!(e.message.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn gzip_is_transparent() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(SAMPLE.as_bytes()).unwrap();
+        let gz = enc.finish().unwrap();
+        assert!(is_gzip(&gz));
+        let d = parse(&decompress(gz).unwrap()).unwrap();
+        assert_eq!(d.stacks.len(), 2);
+        let mut broken = {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(SAMPLE.as_bytes()).unwrap();
+            enc.finish().unwrap()
+        };
+        broken.truncate(broken.len() / 2);
+        assert!(decompress(broken).is_err());
+    }
+}

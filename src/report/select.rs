@@ -1,0 +1,200 @@
+//! Which dumps to read when the command line names none: the dump directory of a config,
+//! the newest dump, the one before it of the same pid, all dumps of one pid.
+
+use crate::dumps::naming::{HeapName, Origin};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `20261126T182554` (UTC) as a time.
+pub fn parse_stamp(stamp: &str) -> Option<SystemTime> {
+    if stamp.len() != 15 || stamp.as_bytes()[8] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| stamp.get(r)?.parse::<u64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, mo) = (y as i64, mo as i64);
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    if days < 0 {
+        return None;
+    }
+    Some(UNIX_EPOCH + Duration::from_secs(days as u64 * 86400 + h * 3600 + mi * 60 + s))
+}
+
+/// The heap-file name of `path` parsed with whatever prefix makes it parse.
+fn heap_name(path: &Path) -> Option<HeapName> {
+    let name = path.file_name()?.to_str()?;
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    name.match_indices('.')
+        .find_map(|(i, _)| HeapName::parse(&name[..i], name))
+}
+
+/// (pid, time stamp) from a dump's file name, when it is jemsafe's or jemalloc's.
+pub fn name_info(path: &Path) -> (Option<u32>, Option<SystemTime>) {
+    match heap_name(path) {
+        Some(n) => {
+            let stamp = match &n.origin {
+                Origin::OnDemand { stamp, .. } => parse_stamp(stamp),
+                Origin::Automatic { .. } => None,
+            };
+            (Some(n.pid), stamp)
+        }
+        None => (None, None),
+    }
+}
+
+/// The heap files of a config's dump directory, oldest first.
+pub fn config_dumps(config_path: &Path) -> Result<Vec<crate::dumps::HeapFile>> {
+    let config = crate::config::Config::load(config_path)?;
+    let files =
+        crate::dumps::list(&config.dumps.dir, &config.dumps.prefix).map_err(Error::io(format!(
+            "cannot list the dump directory {} (from {})",
+            config.dumps.dir.display(),
+            config_path.display()
+        )))?;
+    if files.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no heap dumps in {} (dumps.dir of {}): take one with `kill -USR1 <jemsafe pid>` \
+             or `jemsafe dump`, or name a dump file",
+            config.dumps.dir.display(),
+            config_path.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// The newest dump of a config's dump directory.
+pub fn newest(config_path: &Path) -> Result<PathBuf> {
+    let files = config_dumps(config_path)?;
+    Ok(files.last().map(|f| f.path.clone()).unwrap_or_default())
+}
+
+/// The dump taken before `dump` by the same process, in `dump`'s directory.
+pub fn previous(dump: &Path) -> Result<PathBuf> {
+    let Some(name) = heap_name(dump) else {
+        return Err(Error::Refused(format!(
+            "--base previous: {} is not named like a jemsafe or jemalloc heap file, so its \
+             process is unknown; name the base dump instead",
+            dump.display()
+        )));
+    };
+    let dir = match dump.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let same_pid = series(&dir, name.pid)?;
+    let me = same_pid.iter().position(|p| same_file(p, dump));
+    match me {
+        Some(i) if i > 0 => Ok(same_pid[i - 1].clone()),
+        _ => Err(Error::NotFound(format!(
+            "--base previous: no earlier dump of pid {} than {} in {}",
+            name.pid,
+            dump.display(),
+            dir.display()
+        ))),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => a == b,
+    }
+}
+
+/// Sort key of a dump: time (from the name, else mtime), then jemalloc's/jemsafe's seq.
+fn order_key(path: &Path) -> (SystemTime, u64) {
+    let name = heap_name(path);
+    let (_, stamp) = name_info(path);
+    let t = stamp
+        .or_else(|| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+        .unwrap_or(UNIX_EPOCH);
+    (t, name.map_or(0, |n| n.seq))
+}
+
+/// Orders dumps oldest first.
+pub fn sort_by_time(paths: &mut [PathBuf]) {
+    paths.sort_by_cached_key(|p| order_key(p));
+}
+
+/// All heap files of `pid` in `dir` (any prefix), oldest first.
+pub fn series(dir: &Path, pid: u32) -> Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).map_err(Error::io(format!("cannot list {}", dir.display())))?;
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && heap_name(p).is_some_and(|n| n.pid == pid))
+        .collect();
+    sort_by_time(&mut out);
+    Ok(out)
+}
+
+/// All dumps of the newest dump's pid in a config's dump directory.
+pub fn newest_series(config_path: &Path) -> Result<Vec<PathBuf>> {
+    let files = config_dumps(config_path)?;
+    let newest = files.last().map(|f| f.name.pid).unwrap_or(0);
+    let mut paths: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| f.name.pid == newest)
+        .map(|f| f.path.clone())
+        .collect();
+    sort_by_time(&mut paths);
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc() {
+        let t = parse_stamp("20261126T182554").unwrap();
+        assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1_795_717_554));
+        assert_eq!(parse_stamp("20261326T182554"), None);
+        assert_eq!(parse_stamp("2026112618255"), None);
+    }
+
+    #[test]
+    fn names_give_pid_and_time_with_any_prefix() {
+        let (pid, t) = name_info(Path::new("/x/mysqld.77.20261126T182554.0003.usr1.heap"));
+        assert_eq!(pid, Some(77));
+        assert!(t.is_some());
+        let (pid, t) = name_info(Path::new("my.prefix.88.3.i12.heap"));
+        assert_eq!((pid, t), (Some(88), None));
+        assert_eq!(name_info(Path::new("random.heap")), (None, None));
+    }
+
+    #[test]
+    fn previous_is_the_earlier_dump_of_the_same_pid() {
+        let dir = std::env::temp_dir().join(format!("jemsafe-select-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let names = [
+            "mysqld.5.20261126T100000.0001.usr1.heap",
+            "mysqld.5.20261126T110000.0002.usr1.heap",
+            "mysqld.6.20261126T105000.0001.usr1.heap",
+            "mysqld.5.20261126T120000.0003.cli.heap",
+        ];
+        for n in names {
+            std::fs::write(dir.join(n), "heap_v2/1\n").unwrap();
+        }
+        let prev = previous(&dir.join(names[3])).unwrap();
+        assert_eq!(prev, dir.join(names[1]));
+        assert!(previous(&dir.join(names[0])).is_err());
+        let s = series(&dir, 5).unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0], dir.join(names[0]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,474 @@
+//! `jemsafe report` and `jemsafe leaks` against the oracle, Debian's jeprof: the same total
+//! and the same top functions with the same flat and cum values (within 0.5%), plain and
+//! with --base, on dumps of our workload (Rust, DWARF) and of a C program with thousands
+//! of distinct stacks, inlined frames and recursion (built here with gcc -g).
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+// BEGIN C (bench/report-vs-jeprof.sh extracts this program)
+const STACKS_C: &str = r#"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Allocation sites with 2^depth distinct call stacks, an inlined frame, recursion, and
+   heap dumps taken with mallctl("prof.dump") at the points named on the command line.
+   stacks DEPTH ROUNDS DUMP...  (one dump after each round) */
+
+typedef int (*mallctl_t)(const char *, void *, size_t *, void *, size_t);
+static void **keep;
+static size_t nkeep, capkeep;
+
+static void hold(void *p) {
+    if (nkeep == capkeep) {
+        capkeep = capkeep ? capkeep * 2 : 1024;
+        keep = realloc(keep, capkeep * sizeof *keep);
+    }
+    keep[nkeep++] = p;
+}
+
+__attribute__((noinline)) void *stacks_leaf_alloc(size_t n) {
+    void *p = malloc(n);
+    memset(p, 1, n);
+    return p;
+}
+
+static inline __attribute__((always_inline)) void *stacks_inlined_alloc(size_t n) {
+    return stacks_leaf_alloc(n + 16);
+}
+
+void descend(unsigned path, int level, int depth, size_t n);
+
+#define PAIR(k)                                                                    \
+    __attribute__((noinline)) void stacks_a##k(unsigned path, int depth, size_t n) { \
+        descend(path, k + 1, depth, n);                                            \
+        __asm__ volatile("");                                                      \
+    }                                                                              \
+    __attribute__((noinline)) void stacks_b##k(unsigned path, int depth, size_t n) { \
+        descend(path, k + 1, depth, n);                                            \
+        __asm__ volatile("");                                                      \
+    }
+PAIR(0) PAIR(1) PAIR(2) PAIR(3) PAIR(4) PAIR(5) PAIR(6) PAIR(7)
+PAIR(8) PAIR(9) PAIR(10) PAIR(11) PAIR(12) PAIR(13) PAIR(14) PAIR(15)
+
+#define STEP(k) case k: if (path & (1u << k)) stacks_a##k(path, depth, n); else stacks_b##k(path, depth, n); break;
+
+void descend(unsigned path, int level, int depth, size_t n) {
+    if (level >= depth) {
+        if (path % 3 == 0)
+            hold(stacks_inlined_alloc(n));
+        else
+            hold(stacks_leaf_alloc(n));
+        return;
+    }
+    switch (level) {
+        STEP(0) STEP(1) STEP(2) STEP(3) STEP(4) STEP(5) STEP(6) STEP(7)
+        STEP(8) STEP(9) STEP(10) STEP(11) STEP(12) STEP(13) STEP(14) STEP(15)
+    }
+}
+
+__attribute__((noinline)) void stacks_recurse(int k, size_t n) {
+    if (k == 0) {
+        hold(stacks_leaf_alloc(n));
+        return;
+    }
+    stacks_recurse(k - 1, n);
+    __asm__ volatile("");
+}
+
+__attribute__((noinline)) void stacks_steady_leak(size_t n) { hold(stacks_leaf_alloc(n)); }
+__attribute__((noinline)) void stacks_one_jump(size_t n) { hold(stacks_leaf_alloc(n)); }
+
+__attribute__((noinline)) void stacks_temporary(void) {
+    for (int i = 0; i < 100; i++) free(stacks_leaf_alloc(4096));
+}
+
+int main(int argc, char **argv) {
+    int depth = argc > 1 ? atoi(argv[1]) : 8;
+    int rounds = argc > 2 ? atoi(argv[2]) : 1;
+    if (depth > 16) depth = 16;
+    mallctl_t mallctl = (mallctl_t)dlsym(RTLD_DEFAULT, "mallctl");
+    for (int r = 0; r < rounds; r++) {
+        if (r == 0) {
+            for (unsigned path = 0; path < (1u << depth); path++)
+                descend(path, 0, depth, 64 + (path % 7) * 48);
+            stacks_recurse(6, 3000);
+        }
+        if (r == 1) stacks_one_jump(8 << 20);
+        for (int i = 0; i < 64; i++) stacks_steady_leak(16384);
+        stacks_temporary();
+        if (argc > 3 + r) {
+            const char *file = argv[3 + r];
+            if (!mallctl || mallctl("prof.dump", NULL, NULL, &file, sizeof file) != 0) {
+                fprintf(stderr, "prof.dump failed (is libjemalloc preloaded with prof:true?)\n");
+                return 1;
+            }
+        }
+    }
+    printf("held %zu\n", nkeep);
+    return 0;
+}
+"#;
+// END C
+
+/// Builds the C program with full DWARF.
+fn build_stacks(dir: &TempDir) -> PathBuf {
+    let src = dir.join("stacks.c");
+    std::fs::write(&src, STACKS_C).unwrap();
+    let bin = dir.join("stacks");
+    let out = Command::new("gcc")
+        .args(["-g", "-O0", "-fno-omit-frame-pointer", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .expect("run gcc (apt-get install gcc)");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// Runs the C program under profiling (every allocation sampled); returns its dumps.
+fn run_stacks(dir: &TempDir, bin: &Path, depth: u32, rounds: u32) -> Vec<PathBuf> {
+    let pid_tag = std::process::id();
+    let dumps: Vec<PathBuf> = (0..rounds)
+        .map(|r| {
+            dir.join(&format!(
+                "stacks.{pid_tag}.20261126T10{:02}00.{:04}.cli.heap",
+                r * 10,
+                r + 1
+            ))
+        })
+        .collect();
+    let out = Command::new(bin)
+        .arg(depth.to_string())
+        .arg(rounds.to_string())
+        .args(&dumps)
+        .env("LD_PRELOAD", libjemalloc())
+        .env("MALLOC_CONF", "prof:true,lg_prof_sample:0,prof_accum:true")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stacks: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for d in &dumps {
+        assert!(d.is_file(), "{} missing", d.display());
+    }
+    dumps
+}
+
+fn jeprof(args: &[&str], binary: &Path, dump: &Path) -> String {
+    let out = Command::new("jeprof")
+        .args(["--text", "--show_bytes"])
+        .args(args)
+        .arg(binary)
+        .arg(dump)
+        .output()
+        .expect("run jeprof (apt-get install libjemalloc-dev)");
+    assert!(
+        out.status.success(),
+        "jeprof failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn jemsafe(args: &[&str]) -> String {
+    let out = Command::new(jemsafe_bin())
+        .arg("report")
+        .args(["--bytes", "--top", "0"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "jemsafe report {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[derive(Debug)]
+struct Table {
+    total: f64,
+    /// (name, flat, cum) in printed order.
+    rows: Vec<(String, f64, f64)>,
+}
+
+fn parse_rows(text: &str, total: f64, stop_at: Option<&str>) -> Table {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if stop_at.is_some_and(|s| line.starts_with(s)) {
+            break;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if parts.len() < 6 || !parts[1].ends_with('%') {
+            continue;
+        }
+        let (Ok(flat), Ok(cum)) = (parts[0].parse::<f64>(), parts[3].parse::<f64>()) else {
+            continue;
+        };
+        rows.push((parts[5..].join(" "), flat, cum));
+    }
+    Table { total, rows }
+}
+
+/// jeprof --text --show_bytes: `Total: N B` and rows.
+fn parse_jeprof(text: &str) -> Table {
+    let total = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Total: "))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0.0);
+    parse_rows(text, total, None)
+}
+
+/// jemsafe report --bytes: `Total: 64.0 MiB (67108864 B)` and rows (the main table only).
+fn parse_jemsafe(text: &str) -> Table {
+    let total = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Total: "))
+        .and_then(|t| t.split('(').nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no total in:\n{text}"));
+    parse_rows(text, total, Some("Shrank since the base"))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 0.005 * a.abs().max(b.abs()) + 2.0
+}
+
+/// Same total; every allocation site jeprof lists (rows with a flat value, up to `n`)
+/// has the same flat and cum in ours; and nearly all of jeprof's other rows too. (With a
+/// distribution's debug files installed, binutils sometimes reports an inlined function
+/// without its caller chain where the DWARF has one; such rows may differ.)
+fn assert_parity(ours: &str, oracle: &str, n: usize) {
+    let o = parse_jemsafe(ours);
+    let j = parse_jeprof(oracle);
+    let ctx = format!("\n--- jemsafe\n{ours}\n--- jeprof\n{oracle}");
+    assert!(
+        close(o.total, j.total),
+        "total {} vs jeprof {}{ctx}",
+        o.total,
+        j.total
+    );
+    let ours_by_name: HashMap<&str, (f64, f64)> = o
+        .rows
+        .iter()
+        .map(|(n, f, c)| (n.as_str(), (*f, *c)))
+        .collect();
+    let mut compared = 0;
+    for (name, flat, cum) in j.rows.iter().filter(|r| r.1 != 0.0).take(n) {
+        let Some(&(f, c)) = ours_by_name.get(name.as_str()) else {
+            panic!("jeprof's row {name:?} ({flat} {cum}) is missing{ctx}");
+        };
+        assert!(
+            close(f, *flat) && close(c, *cum),
+            "{name}: flat {f} cum {c} vs jeprof {flat} {cum}{ctx}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 0, "no rows compared:{ctx}");
+    let others: Vec<_> = j.rows.iter().filter(|r| r.1 == 0.0).collect();
+    let same = others
+        .iter()
+        .filter(|(name, _, cum)| {
+            ours_by_name
+                .get(name.as_str())
+                .is_some_and(|&(f, c)| f == 0.0 && close(c, *cum))
+        })
+        .count();
+    assert!(
+        same * 10 >= others.len() * 9,
+        "only {same} of jeprof's {} other rows agree{ctx}",
+        others.len()
+    );
+}
+
+#[test]
+fn c_program_with_thousands_of_stacks_matches_jeprof_plain_and_with_base() {
+    let dir = TempDir::new("report-c");
+    let bin = build_stacks(&dir);
+    let dumps = run_stacks(&dir, &bin, 10, 2);
+    let (a, b) = (&dumps[0], &dumps[1]);
+    let ours = jemsafe(&[b.to_str().unwrap()]);
+    let oracle = jeprof(&[], &bin, b);
+    assert_parity(&ours, &oracle, 15);
+    assert!(ours.contains("stacks_leaf_alloc"), "{ours}");
+    assert!(ours.contains("stacks_inlined_alloc (inline)"), "{ours}");
+
+    let ours = jemsafe(&[b.to_str().unwrap(), "--base", a.to_str().unwrap()]);
+    let oracle = jeprof(&[&format!("--base={}", a.display())], &bin, b);
+    assert_parity(&ours, &oracle, 10);
+    // `previous` finds the same base by pid and time in the file names.
+    let prev = jemsafe(&[b.to_str().unwrap(), "--base", "previous"]);
+    assert_eq!(
+        prev.lines()
+            .filter(|l| !l.starts_with("Base:"))
+            .collect::<Vec<_>>(),
+        ours.lines()
+            .filter(|l| !l.starts_with("Base:"))
+            .collect::<Vec<_>>()
+    );
+
+    // alloc_space (prof_accum) agrees too.
+    let ours = jemsafe(&[b.to_str().unwrap(), "--alloc"]);
+    let oracle = jeprof(&["--alloc_space"], &bin, b);
+    assert_parity(&ours, &oracle, 10);
+}
+
+#[test]
+fn workload_dump_matches_jeprof() {
+    let dir = TempDir::new("report-wl");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "32"], "");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.signal(Signal::SIGUSR1);
+    let dump = dump_path(&js.err.wait_for("heap dump written: ", T));
+    let ours = jemsafe(&[dump.to_str().unwrap()]);
+    let oracle = jeprof(&[], &workload(), &dump);
+    assert_parity(&ours, &oracle, 10);
+    assert!(ours.contains("jemsafe_workload_leak_marker"), "{ours}");
+    // Without a DUMP: the newest in the config's dump directory.
+    let newest = Command::new(jemsafe_bin())
+        .args(["report", "--bytes", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(newest.status.success());
+    let newest = String::from_utf8_lossy(&newest.stdout);
+    assert!(
+        newest.contains(&format!("File: {}", dump.display())),
+        "{newest}"
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn collapsed_svg_and_pprof_outputs() {
+    let dir = TempDir::new("report-fmt");
+    let bin = build_stacks(&dir);
+    let dumps = run_stacks(&dir, &bin, 6, 1);
+    let d = dumps[0].to_str().unwrap();
+    let folded = jemsafe(&[d, "--format", "collapsed"]);
+    let lines: Vec<&str> = folded.lines().collect();
+    assert!(lines.len() >= 64, "{folded}");
+    let sum: u64 = lines
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    let text = parse_jemsafe(&jemsafe(&[d]));
+    assert!(close(sum as f64, text.total), "{sum} vs {}", text.total);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(";main;descend;stacks_b0;descend;")
+                && l.contains(";stacks_leaf_alloc ")),
+        "{folded}"
+    );
+
+    let svg = dir.join("out.svg");
+    jemsafe(&[d, "--format", "svg", "-o", svg.to_str().unwrap()]);
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("stacks_leaf_alloc"));
+    assert!(svg.contains("stacks pid"), "title names the process");
+
+    let pb = dir.join("heap.pb.gz");
+    jemsafe(&[d, "--format", "pprof", "-o", pb.to_str().unwrap()]);
+    let data = std::fs::read(&pb).unwrap();
+    assert_eq!(&data[..2], &[0x1f, 0x8b], "gzipped");
+    let raw = jemsafe::report::parse::decompress(data).unwrap();
+    use prost::Message;
+    let p = jemsafe::report::pprof::Profile::decode(&raw[..]).unwrap();
+    let types: Vec<&str> = p
+        .sample_type
+        .iter()
+        .map(|t| p.string_table[t.r#type as usize].as_str())
+        .collect();
+    assert_eq!(types, vec!["inuse_objects", "inuse_space"]);
+    assert!(p.string_table.iter().any(|s| s == "stacks_leaf_alloc"));
+    assert!(p
+        .mapping
+        .iter()
+        .any(|m| p.string_table[m.filename as usize].ends_with("/stacks")));
+    let space: i64 = p.sample.iter().map(|s| s.value[1]).sum();
+    assert!(close(space as f64, text.total), "{space} vs {}", text.total);
+}
+
+#[test]
+fn leaks_ranks_steady_growth_first_and_shows_its_stack() {
+    let dir = TempDir::new("report-leaks");
+    let bin = build_stacks(&dir);
+    let dumps = run_stacks(&dir, &bin, 4, 4);
+    let out = Command::new(jemsafe_bin())
+        .arg("leaks")
+        .args(dumps.iter().rev())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stacks = text.split("Functions by steady growth").next().unwrap();
+    let first = stacks
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(first.contains("3/3"), "{text}");
+    assert!(
+        text.contains("Most likely leak") && text.contains("    stacks_steady_leak"),
+        "{text}"
+    );
+    // The one-time 8 MiB jump is ranked below the steady 1 MiB-per-round leak.
+    let pos = |needle: &str| text.find(needle);
+    let leak_fn = text.split("Functions by steady growth").nth(1).unwrap();
+    let steady = leak_fn.find("stacks_steady_leak");
+    let jump = leak_fn.find("stacks_one_jump");
+    assert!(
+        steady.is_some() && (jump.is_none() || steady < jump),
+        "{text}"
+    );
+    assert!(pos("per hour").is_some());
+}
+
+#[test]
+fn broken_dumps_are_refused_with_the_line() {
+    let dir = TempDir::new("report-bad");
+    let bad = dir.join("bad.heap");
+    std::fs::write(&bad, "heap_v2/524288\n@ 0x1 0xzz\n  t*: 1: 8 [0: 0]\n").unwrap();
+    let out = Command::new(jemsafe_bin())
+        .args(["report", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.heap: line 2:"), "{err}");
+    let cut = dir.join("cut.heap");
+    std::fs::write(&cut, "heap_v2/524288\n@ 0x1\n  t*: 1: 8 [0: 0]\n").unwrap();
+    let out = Command::new(jemsafe_bin())
+        .args(["report", cut.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("truncated"), "{err}");
+}
