@@ -173,19 +173,12 @@ fn run_stacks(dir: &TempDir, bin: &Path, depth: u32, rounds: u32) -> Vec<PathBuf
 }
 
 fn jeprof(args: &[&str], binary: &Path, dump: &Path) -> String {
-    let out = Command::new("jeprof")
-        .args(["--text", "--show_bytes"])
-        .args(args)
-        .arg(binary)
-        .arg(dump)
-        .output()
-        .expect("run jeprof (apt-get install libjemalloc-dev)");
-    assert!(
-        out.status.success(),
-        "jeprof failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let all: Vec<&str> = ["--text", "--show_bytes"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    jeprof_with(&all, binary, dump)
 }
 
 fn jemsafe(args: &[&str]) -> String {

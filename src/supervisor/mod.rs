@@ -610,44 +610,33 @@ impl Supervisor<'_> {
 
     fn send_dump(&mut self, trigger: Trigger, waiters: Vec<UnixStream>) {
         let plan = self.plan;
-        match dumps::free_bytes(&plan.dump_dir) {
-            Ok(free) if free < plan.min_free_bytes => {
-                let why = format!(
-                    "dump refused: only {} MiB free on the filesystem of {} (min_free_mb = {})",
-                    free >> 20,
-                    plan.dump_dir.display(),
-                    plan.min_free_bytes >> 20
+        let refusal = match dumps::free_bytes(&plan.dump_dir) {
+            Ok(free) if free < plan.min_free_bytes => Some(format!(
+                "dump refused: only {} MiB free on the filesystem of {} (min_free_mb = {})",
+                free >> 20,
+                plan.dump_dir.display(),
+                plan.min_free_bytes >> 20
+            )),
+            Ok(_) => None,
+            Err(e) => {
+                warn!(
+                    "cannot measure free space in {}: {e}",
+                    plan.dump_dir.display()
                 );
-                error!("{why}");
-                self.fail(
-                    Pending::Dump {
-                        trigger,
-                        path: PathBuf::new(),
-                        sent: Instant::now(),
-                        waiters,
-                    },
-                    &why,
-                );
-                return;
+                None
             }
-            Ok(_) => {}
-            Err(e) => warn!(
-                "cannot measure free space in {}: {e}",
-                plan.dump_dir.display()
-            ),
-        }
-        let Some(pid) = self.child.as_ref().map(|c| c.pid) else {
-            warn!("no mysqld running: {} dump skipped", trigger.as_str());
-            let why = self.unreachable_reason();
-            self.fail(
-                Pending::Dump {
-                    trigger,
-                    path: PathBuf::new(),
-                    sent: Instant::now(),
-                    waiters,
-                },
-                &why,
-            );
+        };
+        let pid = self.child.as_ref().map(|c| c.pid);
+        let (Some(pid), None) = (pid, &refusal) else {
+            let why = refusal.unwrap_or_else(|| self.unreachable_reason());
+            error!("{} dump not taken: {why}", trigger.as_str());
+            let pending = Pending::Dump {
+                trigger,
+                path: PathBuf::new(),
+                sent: Instant::now(),
+                waiters,
+            };
+            self.fail(pending, &why);
             return;
         };
         self.dump_seq += 1;

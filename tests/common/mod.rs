@@ -350,8 +350,13 @@ pub fn dump_path(line: &str) -> PathBuf {
 
 /// `jeprof --text BINARY DUMP` output (Debian's jeprof from libjemalloc-dev).
 pub fn jeprof_text(binary: &Path, dump: &Path) -> String {
+    jeprof_with(&["--text"], binary, dump)
+}
+
+/// `jeprof ARGS BINARY DUMP` output.
+pub fn jeprof_with(args: &[&str], binary: &Path, dump: &Path) -> String {
     let out = Command::new("jeprof")
-        .arg("--text")
+        .args(args)
         .arg(binary)
         .arg(dump)
         .output()
