@@ -149,6 +149,24 @@ pub struct NameProfile {
 /// jeprof's FillFullnameToShortnameMap: names from the symbol table carry their start
 /// address (`foo(int)<00000000004005d0>`); when two different ones shorten to the same
 /// name, both are shown as `name@address`.
+/// jeprof's RemoveUninterestingFrames: an allocator function (malloc, operator new...)
+/// throws away everything seen so far in the stack (allocator internals) and itself.
+pub fn without_allocator_frames(addrs: &[u64], symbols: &Symbols) -> Vec<u64> {
+    let mut kept: Vec<u64> = Vec::with_capacity(addrs.len());
+    for &pc in addrs {
+        let skip = symbols
+            .get(&pc)
+            .and_then(|f| f.first())
+            .is_some_and(|outer| super::names::is_allocator_frame(&outer.func));
+        if skip {
+            kept.clear();
+        } else {
+            kept.push(pc);
+        }
+    }
+    kept
+}
+
 fn disambiguation(symbols: &Symbols, pcs: &BTreeSet<u64>) -> HashMap<String, String> {
     let mut seen_once: HashMap<&str, &str> = HashMap::new();
     let mut more_than_once: std::collections::HashSet<&str> = Default::default();
@@ -240,20 +258,7 @@ impl NameProfile {
         let mut total = [0.0; 4];
         for (addrs, v) in &profile.stacks {
             add(&mut total, v, 1.0);
-            // RemoveUninterestingFrames: an allocator function throws away everything seen
-            // so far (allocator internals) and itself.
-            let mut kept: Vec<u64> = Vec::with_capacity(addrs.len());
-            for &pc in addrs {
-                let skip = symbols
-                    .get(&pc)
-                    .and_then(|f| f.first())
-                    .is_some_and(|outer| super::names::is_allocator_frame(&outer.func));
-                if skip {
-                    kept.clear();
-                } else {
-                    kept.push(pc);
-                }
-            }
+            let kept = without_allocator_frames(addrs, symbols);
             let stack: Vec<u32> = kept
                 .iter()
                 .flat_map(|pc| per_pc.get(pc).into_iter().flatten().copied())

@@ -196,18 +196,7 @@ pub fn build(
     stacks.sort_by(|a, b| a.0.cmp(b.0));
     for (addrs, v) in stacks {
         // Drop allocator frames as the text report does.
-        let mut kept: Vec<u64> = Vec::with_capacity(addrs.len());
-        for &pc in addrs.iter() {
-            let skip = symbols
-                .get(&pc)
-                .and_then(|f| f.first())
-                .is_some_and(|outer| super::names::is_allocator_frame(&outer.func));
-            if skip {
-                kept.clear();
-            } else {
-                kept.push(pc);
-            }
-        }
+        let kept = super::aggregate::without_allocator_frames(addrs, symbols);
         let objects = v[objects_idx].round() as i64;
         let space = v[space_idx].round() as i64;
         if kept.is_empty() || (objects == 0 && space == 0) {
