@@ -146,9 +146,6 @@ pub struct NameProfile {
     pub total: Values,
 }
 
-/// jeprof's FillFullnameToShortnameMap: names from the symbol table carry their start
-/// address (`foo(int)<00000000004005d0>`); when two different ones shorten to the same
-/// name, both are shown as `name@address`.
 /// jeprof's RemoveUninterestingFrames: an allocator function (malloc, operator new...)
 /// throws away everything seen so far in the stack (allocator internals) and itself.
 pub fn without_allocator_frames(addrs: &[u64], symbols: &Symbols) -> Vec<u64> {
@@ -167,6 +164,9 @@ pub fn without_allocator_frames(addrs: &[u64], symbols: &Symbols) -> Vec<u64> {
     kept
 }
 
+/// jeprof's FillFullnameToShortnameMap: names from the symbol table carry their start
+/// address (`foo(int)<00000000004005d0>`); when two different ones shorten to the same
+/// name, both are shown as `name@address`.
 fn disambiguation(symbols: &Symbols, pcs: &BTreeSet<u64>) -> HashMap<String, String> {
     let mut seen_once: HashMap<&str, &str> = HashMap::new();
     let mut more_than_once: std::collections::HashSet<&str> = Default::default();

@@ -107,10 +107,11 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         profile = profile.subtract(&AddrProfile::take_from_dump(&mut b.dump));
         if let (Some(a), Some(b)) = (target.pid, b.pid) {
             if a != b {
-                crate::warn!(
+                return Err(Error::Refused(format!(
                     "the base is from another process (pid {b}, dump pid {a}): addresses differ \
-                     between processes, so the difference is not meaningful"
-                );
+                     between processes, so their difference means nothing; compare two dumps of \
+                     one process"
+                )));
             }
         }
     }

@@ -40,10 +40,19 @@ fn is_rust_legacy(name: &str) -> bool {
     let Some(body) = name.strip_prefix("_ZN").and_then(|n| n.strip_suffix('E')) else {
         return false;
     };
-    body.len() > 19 && {
-        let tail = &body[body.len() - 19..];
-        tail.starts_with("17h") && tail[3..].bytes().all(|b| b.is_ascii_hexdigit())
+    // Bytes, not str slices: a symbol may hold UTF-8 identifiers.
+    let b = body.as_bytes();
+    b.len() > 19 && {
+        let tail = &b[b.len() - 19..];
+        tail.starts_with(b"17h") && tail[3..].iter().all(u8::is_ascii_hexdigit)
     }
+}
+
+#[cfg(test)]
+#[test]
+fn rust_legacy_check_survives_non_ascii_symbols() {
+    assert!(!is_rust_legacy("_ZN1ééééééééééE"));
+    assert!(is_rust_legacy("_ZN4core3fmt5write17h0123456789abcdefE"));
 }
 
 /// One pass of Perl's `s/\([^()]*\)(\s*const)?//g`; true if anything was removed.

@@ -428,10 +428,18 @@ pub fn parse_reader(reader: impl std::io::BufRead) -> Result<Dump, ParseError> {
     }
     dump.threads = threads.len();
 
-    while let Some((n, _)) = lines.next()? {
+    while let Some((n, terminated)) = lines.next()? {
         let line = String::from_utf8_lossy(&lines.buf);
         if line.trim().is_empty() {
             continue;
+        }
+        // jemalloc copies /proc/PID/maps whole; a last line without its newline was cut.
+        if !terminated {
+            return err(
+                n,
+                "the last MAPPED_LIBRARIES line is cut short: the dump is truncated \
+                 (was it copied while jemalloc was still writing it?)",
+            );
         }
         match parse_map_line(&line) {
             Some(entry) => dump.maps.push(entry),
@@ -461,6 +469,14 @@ mod tests {
 55d1c3800000-55d1c3a00000 r-xp 00001000 fe:00 247030                     /usr/sbin/mariadbd\n\
 7f0000000000-7f0000001000 rw-p 00000000 00:00 0 \n\
 7ffd1000-7ffd3000 r-xp 00000000 00:00 0                          [vdso]\n";
+
+    #[test]
+    fn a_maps_line_cut_short_is_a_truncated_dump() {
+        // Cut inside the mariadbd line's inode field.
+        let cut = &SAMPLE[..SAMPLE.find("247030").unwrap() + 3];
+        let e = parse(cut.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("cut short") && e.contains("truncated"), "{e}");
+    }
 
     #[test]
     fn parses_stacks_counts_threads_and_maps() {

@@ -494,8 +494,9 @@ fn find_debug_file(
             continue;
         };
         let dbg_id = dbg.build_id().ok().flatten();
+        // An object with a build-id takes only a debug file with the same build-id.
         match (&build_id, dbg_id) {
-            (Some(a), Some(b)) if a[..] != *b => continue,
+            (Some(a), b) if b != Some(&a[..]) => continue,
             _ => {}
         }
         return Some((c, dbg));
@@ -563,13 +564,10 @@ fn load_object(
     let meta = std::fs::metadata(p).map_err(|e| format!("cannot be read ({e})"))?;
     {
         use std::os::unix::fs::MetadataExt;
-        let (major, minor) = (
-            nix::sys::stat::major(meta.dev()) as u32,
-            nix::sys::stat::minor(meta.dev()) as u32,
-        );
-        // Same device: the inode must match. (Overlay filesystems show another device in
-        // the maps than stat does; then there is nothing reliable to compare.)
-        if entry.inode != 0 && (major, minor) == entry.dev && meta.ino() != entry.inode {
+        // The inode must match. (Overlay filesystems may show another device in the maps
+        // than stat does, so a device mismatch alone does not condemn the file; a
+        // different inode always does.)
+        if entry.inode != 0 && meta.ino() != entry.inode {
             return Err(format!(
                 "is not the file that was mapped (inode {} now, {} in the dump): it was \
                  replaced after the dump, e.g. by a package upgrade",
@@ -789,8 +787,8 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
         match &loaded[path] {
             Ok(l) => out.objects.push((path.clone(), l.debug_file.clone(), n)),
             Err(why) => out.notes.push(format!(
-                "{path} {why}; its {n} address{} are shown as {}+0xOFFSET",
-                if n == 1 { "" } else { "es" },
+                "{path} {why}; its {n} address{} shown as {}+0xOFFSET",
+                if n == 1 { " is" } else { "es are" },
                 basename(path)
             )),
         }
