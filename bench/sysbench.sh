@@ -63,6 +63,7 @@ fi
 OUT=$(cd "$OUT" && pwd)
 # Short on purpose: the socket path lives under it (sun_path: 107 bytes).
 DIR=$(mktemp -d /tmp/jemsafe-bench.XXXXXX)
+chmod 755 "$DIR" # mysqld runs as the mysql user and must reach the sandbox in it
 TOML=$DIR/jemsafe.toml
 RESULTS=$OUT/results.tsv # cfg round tps max_ms
 DUMPS=$OUT/dumps.tsv     # round rt_ms dump_us bytes
