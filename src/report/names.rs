@@ -57,57 +57,41 @@ fn rust_legacy_check_survives_non_ascii_symbols() {
 
 /// One pass of Perl's `s/\([^()]*\)(\s*const)?//g`; true if anything was removed.
 fn strip_args_once(s: &mut String) -> bool {
-    let bytes = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    let mut last = 0;
-    let mut changed = false;
-    while i < bytes.len() {
-        if bytes[i] == b'(' {
-            if let Some(rel) = bytes[i + 1..].iter().position(|&b| b == b'(' || b == b')') {
-                let close = i + 1 + rel;
-                if bytes[close] == b')' {
-                    let mut end = close + 1;
-                    // (\s*const)?
-                    let mut j = end;
-                    while j < bytes.len() && bytes[j].is_ascii_whitespace() {
-                        j += 1;
-                    }
-                    if bytes[j..].starts_with(b"const") {
-                        end = j + 5;
-                    }
-                    out.push_str(&s[last..i]);
-                    last = end;
-                    i = end;
-                    changed = true;
-                    continue;
-                }
-            }
-        }
-        i += 1;
-    }
-    if changed {
-        out.push_str(&s[last..]);
-        *s = out;
-    }
-    changed
+    strip_innermost_once(s, b'(', b')', true)
 }
 
 /// One pass of Perl's `s/<[^<>]*>//g`.
 fn strip_templates_once(s: &mut String) -> bool {
+    strip_innermost_once(s, b'<', b'>', false)
+}
+
+/// Removes every innermost `open ... close` group (no `open` or `close` inside), and with
+/// `then_const` a `const` that follows it after optional white space. True if anything
+/// was removed. Cuts fall next to ASCII delimiters, so UTF-8 stays intact.
+fn strip_innermost_once(s: &mut String, open: u8, close: u8, then_const: bool) -> bool {
     let bytes = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     let mut last = 0;
     let mut changed = false;
     while i < bytes.len() {
-        if bytes[i] == b'<' {
-            if let Some(rel) = bytes[i + 1..].iter().position(|&b| b == b'<' || b == b'>') {
-                let close = i + 1 + rel;
-                if bytes[close] == b'>' {
+        if bytes[i] == open {
+            if let Some(rel) = bytes[i + 1..].iter().position(|&b| b == open || b == close) {
+                let at = i + 1 + rel;
+                if bytes[at] == close {
+                    let mut end = at + 1;
+                    if then_const {
+                        let mut j = end;
+                        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
+                        if bytes[j..].starts_with(b"const") {
+                            end = j + 5;
+                        }
+                    }
                     out.push_str(&s[last..i]);
-                    last = close + 1;
-                    i = close + 1;
+                    last = end;
+                    i = end;
                     changed = true;
                     continue;
                 }
