@@ -227,6 +227,8 @@ impl Running {
 
     /// Starts `cmd` (jemsafe, or something that runs it) with piped output.
     pub fn start_command(mut cmd: Command, tweak: impl FnOnce(&mut Command)) -> Running {
+        // jemsafe finds the shim next to itself; `cargo test` does not build it.
+        shim();
         cmd.env_remove("MALLOC_CONF")
             .env_remove("LD_PRELOAD")
             .env_remove("JOURNAL_STREAM")
