@@ -316,14 +316,12 @@ fn not_jemalloc() -> String {
 fn verify_require_refuses_a_library_that_is_not_jemalloc() {
     let dir = TempDir::new("require");
     let config = workload_config(&dir, "leak", &["--alloc-mb", "1"], "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "[jemalloc]\n",
-            &format!("[jemalloc]\nlibrary = {:?}\n", not_jemalloc()),
-        )
-        .replace("[supervise]\n", "[supervise]\nverify = \"require\"\n");
-    std::fs::write(&config, text).unwrap();
+    add_to_section(
+        &config,
+        "[jemalloc]",
+        &format!("library = {:?}", not_jemalloc()),
+    );
+    add_to_section(&config, "[supervise]", "verify = \"require\"");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     assert_eq!(js.wait_exit(T), 1);
     let log = js.err.seen.join("\n");
@@ -339,11 +337,11 @@ fn verify_require_refuses_a_library_that_is_not_jemalloc() {
 fn verify_warn_starts_anyway_and_reports_the_failed_verification() {
     let dir = TempDir::new("warn");
     let config = workload_config(&dir, "leak", &["--alloc-mb", "1"], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[jemalloc]\n",
-        &format!("[jemalloc]\nlibrary = {:?}\n", not_jemalloc()),
+    add_to_section(
+        &config,
+        "[jemalloc]",
+        &format!("library = {:?}", not_jemalloc()),
     );
-    std::fs::write(&config, text).unwrap();
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     js.wait_verified(T);
     let line = js.err.wait_for("verification FAILED", T);

@@ -82,10 +82,7 @@ fn a_stop_signal_during_the_restart_delay_ends_jemsafe_at_once() {
 fn a_signal_storm_gives_one_dump_now_and_one_trailing() {
     let dir = TempDir::new("storm");
     let config = workload_config(&dir, "leak", &["--alloc-mb", "8"], "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[dumps]\n", "[dumps]\nmin_interval_ms = 5000\n");
-    std::fs::write(&config, text).unwrap();
+    add_to_section(&config, "[dumps]", "min_interval_ms = 5000");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
@@ -147,11 +144,11 @@ fn retention_by_count_size_and_age_leaves_foreign_files_alone() {
     std::os::unix::fs::symlink("/etc/hostname", dumps.join("mysqld.100.9.i9.heap")).unwrap();
 
     let config = workload_config(&dir, "leak", &["--alloc-mb", "8"], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[dumps]\n",
-        "[dumps]\nkeep = 3\nmax_age_h = 9\nmin_interval_ms = 0\n",
+    add_to_section(
+        &config,
+        "[dumps]",
+        "keep = 3\nmax_age_h = 9\nmin_interval_ms = 0",
     );
-    std::fs::write(&config, text).unwrap();
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
@@ -202,10 +199,7 @@ fn retention_by_count_size_and_age_leaves_foreign_files_alone() {
         age(&p, Duration::from_secs(3600 * hours));
     }
     let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[dumps]\n", "[dumps]\nmax_total_mb = 1\n");
-    std::fs::write(&config, text).unwrap();
+    add_to_section(&config, "[dumps]", "max_total_mb = 1");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
@@ -236,11 +230,7 @@ fn a_nearly_full_dump_filesystem_refuses_dumps_and_mysqld_runs_on() {
     let _unmount = Unmount(&dumps);
 
     let config = workload_config(&dir, "leak", &["--alloc-mb", "8"], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[dumps]\n",
-        "[dumps]\nmin_free_mb = 1\nmin_interval_ms = 0\n",
-    );
-    std::fs::write(&config, text).unwrap();
+    add_to_section(&config, "[dumps]", "min_free_mb = 1\nmin_interval_ms = 0");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     let pid = js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
@@ -285,11 +275,7 @@ fn a_failed_write_is_reported_to_the_requester_and_harms_nothing() {
 fn growth_beyond_the_step_triggers_a_dump() {
     let dir = TempDir::new("growth");
     let config = workload_config(&dir, "leak", &["--alloc-mb", "32"], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[dumps]\n",
-        "[dumps]\non_growth_mb = 16\ngrowth_check_s = 1\n",
-    );
-    std::fs::write(&config, text).unwrap();
+    add_to_section(&config, "[dumps]", "on_growth_mb = 16\ngrowth_check_s = 1");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     js.wait_verified(T);
     js.out.wait_for("ready pid=", T);

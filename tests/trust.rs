@@ -109,11 +109,11 @@ fn a_symlink_into_an_untrusted_directory_is_followed_and_refused() {
     let link = dir.join("libjemalloc.so.2");
     std::os::unix::fs::symlink(evil.join("libjemalloc.so.2"), &link).unwrap();
     let config = workload_config(&dir, "standby", &[], "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[jemalloc]\n",
-        &format!("[jemalloc]\nlibrary = {:?}\n", link.display().to_string()),
+    add_to_section(
+        &config,
+        "[jemalloc]",
+        &format!("library = {:?}", link.display().to_string()),
     );
-    std::fs::write(&config, text).unwrap();
     refused(
         &config,
         &[

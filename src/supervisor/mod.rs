@@ -113,7 +113,6 @@ struct Supervisor<'a> {
     history: RestartHistory,
     /// A stop signal was forwarded (or verification failed): mysqld's exit is final.
     stopping: bool,
-    verify_failure: Option<String>,
     last_exit: Option<String>,
     dump_seq: u64,
     throttle: Throttle,
@@ -142,7 +141,6 @@ pub fn run(plan: &Plan) -> Result<i32> {
         restart_at: None,
         history: RestartHistory::default(),
         stopping: false,
-        verify_failure: None,
         last_exit: None,
         dump_seq: 0,
         throttle: Throttle::new(plan.min_dump_interval),
@@ -409,7 +407,7 @@ impl Supervisor<'_> {
         self.next_growth_check = None;
         let how = describe(status);
         self.last_exit = Some(format!("pid {} {how}", child.pid));
-        if let Some(reason) = &self.verify_failure {
+        if let (VerifyMode::Require, Some(Err(reason))) = (self.plan.verify, &child.verification) {
             error!("mysqld stopped because verification failed: {reason}");
             return Some(VERIFY_FAILED_STATUS);
         }
@@ -819,7 +817,6 @@ impl Supervisor<'_> {
                         child.pid
                     );
                     self.stopping = true;
-                    self.verify_failure = Some(why);
                     if let Err(e) = kill(child.pid, Signal::SIGTERM) {
                         warn!("cannot signal mysqld pid {}: {e}", child.pid);
                     }

@@ -121,6 +121,15 @@ pub fn workload_config(dir: &TempDir, profile: &str, args: &[&str], extra: &str)
     path
 }
 
+/// Adds `lines` at the top of `section` (e.g. "[dumps]") of the config at `path`.
+pub fn add_to_section(path: &Path, section: &str, lines: &str) {
+    let text = std::fs::read_to_string(path).expect("read config");
+    let header = format!("{section}\n");
+    assert!(text.contains(&header), "no {section} in {}", path.display());
+    let text = text.replacen(&header, &format!("{header}{lines}\n"), 1);
+    std::fs::write(path, text).expect("write config");
+}
+
 /// Lines from a child's pipe, delivered through a channel so waits can be bounded.
 pub struct Lines {
     rx: Receiver<String>,
