@@ -217,10 +217,5 @@ fn under_systemd_ready_is_relayed_from_jemsafes_pid_after_mariadbs_own() {
     js.signal(Signal::SIGTERM);
     systemd.wait_for("STOPPING=1", T);
     assert_eq!(js.wait_exit(T), 0);
-    let pid = js.pid();
-    assert!(
-        systemd.all().iter().all(|(p, _)| *p == pid),
-        "{:?}",
-        systemd.seen
-    );
+    systemd.assert_all_from(js.pid());
 }

@@ -54,12 +54,7 @@ fn ready_comes_from_jemsafes_pid_after_mysqlds_ready_and_verification() {
     assert_eq!(pid, js.pid());
     assert_eq!(js.wait_exit(T), 0);
     // Everything systemd heard came from jemsafe's pid, never from mysqld's.
-    let pid = js.pid();
-    assert!(
-        systemd.all().iter().all(|(p, _)| *p == pid),
-        "{:?}",
-        systemd.seen
-    );
+    systemd.assert_all_from(js.pid());
 }
 
 #[test]

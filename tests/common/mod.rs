@@ -454,6 +454,15 @@ impl NotifyListener {
         }
     }
 
+    /// Asserts that everything that arrived so far came from `pid`.
+    pub fn assert_all_from(&mut self, pid: i32) {
+        let seen = self.all();
+        assert!(
+            seen.iter().all(|(p, _)| *p == pid),
+            "not all from pid {pid}: {seen:?}"
+        );
+    }
+
     /// Everything that arrived so far.
     pub fn all(&mut self) -> &[(i32, String)] {
         while let Ok(m) = self.rx.try_recv() {
