@@ -268,7 +268,7 @@ pub fn mysqld_version(mysqld: &Path) -> Option<String> {
 pub fn plan_for_run(config: &Config, profile: &Profile, extra_args: &[String]) -> Result<Plan> {
     let (plan, report) = inspect(config, profile, extra_args);
     if !report.untrusted.is_empty() {
-        return Err(Error::Refused(report.untrusted.join("; ")));
+        return Err(Error::Untrusted(report.untrusted.join("; ")));
     }
     let Some(plan) = plan else {
         return Err(Error::NotFound(report.problems.join("; ")));

@@ -63,7 +63,7 @@ pub fn dump(config_path: &Path) -> Result<i32> {
 
 pub fn prof(config_path: &Path, op: ProfOp, lg_sample: Option<u32>) -> Result<i32> {
     if lg_sample.is_some() && op != ProfOp::Reset {
-        return Err(crate::error::Error::Refused(
+        return Err(crate::error::Error::Usage(
             "--lg-sample goes with `jemsafe prof reset` (the sample rate changes only on a reset)"
                 .into(),
         ));

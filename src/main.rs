@@ -3,7 +3,19 @@ use jemsafe::cli::{Cli, Cmd};
 use jemsafe::{commands, log};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors; a wrong command line is EX_USAGE, never
+        // clap's 2, which mysqld itself may exit with.
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                jemsafe::error::EX_USAGE
+            } else {
+                0
+            });
+        }
+    };
     log::set_level(
         cli.log_level
             .or_else(log::Level::from_env)

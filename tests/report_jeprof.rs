@@ -453,7 +453,7 @@ fn broken_dumps_are_refused_with_the_line() {
         .args(["report", bad.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(65));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.heap: line 2:"), "{err}");
     let cut = dir.join("cut.heap");

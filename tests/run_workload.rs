@@ -174,7 +174,7 @@ fn sigterm_forwarded_and_mysqlds_status_returned() {
     js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
     js.signal(Signal::SIGTERM);
-    assert_eq!(js.wait_exit(T), 3);
+    assert_eq!(js.wait_exit(T), 70);
     assert!(js
         .err
         .seen
@@ -296,7 +296,7 @@ fn second_jemsafe_with_the_same_runtime_dir_is_refused() {
     let mut first = Running::start(&["run", "-c", config.to_str().unwrap()]);
     first.wait_verified(T);
     let mut second = Running::start(&["run", "-c", config.to_str().unwrap()]);
-    assert_eq!(second.wait_exit(T), 1);
+    assert_eq!(second.wait_exit(T), 69);
     let msg = second.err.seen.join("\n");
     assert!(
         msg.contains(&format!("another jemsafe (pid {})", first.pid())),
@@ -323,7 +323,7 @@ fn verify_require_refuses_a_library_that_is_not_jemalloc() {
     );
     add_to_section(&config, "[supervise]", "verify = \"require\"");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
-    assert_eq!(js.wait_exit(T), 1);
+    assert_eq!(js.wait_exit(T), 69);
     let log = js.err.seen.join("\n");
     assert!(
         log.contains("not starting mysqld (verify = \"require\")"),
@@ -378,7 +378,7 @@ fn check_passes_on_a_good_config_and_fails_with_file_and_line_on_a_bad_one() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(
         stderr.contains(bad.to_str().unwrap()) && stderr.contains("line 4"),
         "{stderr}"

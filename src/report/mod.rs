@@ -84,7 +84,7 @@ pub fn load(path: &Path) -> Result<LoadedDump> {
         parse::parse_reader(reader)
     };
     let dump = parsed.map_err(|e| {
-        Error::Refused(format!(
+        Error::BadInput(format!(
             "{}: {e}; is this a complete jemalloc heap dump (heap_v2)?",
             path.display()
         ))
