@@ -41,8 +41,6 @@ fn run_with(config_path: &Path, profile: Option<&str>, mysqld_args: &[String]) -
         );
     }
     let plan = check::plan_for_run(&config, &profile, mysqld_args)?;
-    let owner = mysqld_user(&plan.all_args());
-    crate::dumps::prepare_dir(&config.dumps.dir, owner)?;
     supervisor::run(&plan)
 }
 
@@ -129,6 +127,9 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         s("/restarts"),
         s("/last_exit")
     );
+    if let Some(why) = v.pointer("/mysqld_not_answering").and_then(|w| w.as_str()) {
+        println!("ATTENTION   {why}: the jemalloc figures below are missing");
+    }
     println!("MALLOC_CONF {}", s("/malloc_conf"));
     println!("verified    {}", s("/verification/message"));
     println!(
@@ -200,17 +201,6 @@ pub fn leaks(args: &crate::cli::LeaksArgs) -> Result<i32> {
 
 /// How long a control client waits: a dump of a very large heap can take seconds.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// uid/gid of `--user=NAME` in mysqld's arguments, when jemsafe is root (only then can
-/// and must it hand the dump directory to that user).
-fn mysqld_user(args: &[String]) -> Option<(u32, u32)> {
-    if !nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    let name = supervisor::stale::option(args, "user")?;
-    let user = nix::unistd::User::from_name(&name).ok()??;
-    Some((user.uid.as_raw(), user.gid.as_raw()))
-}
 
 /// Single-quotes `s` for sh (and systemd's EnvironmentFile).
 pub fn sh_quote(s: &str) -> String {

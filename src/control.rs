@@ -7,10 +7,11 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const SOCKET_NAME: &str = "jemsafe.sock";
 
@@ -65,10 +66,55 @@ pub fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
     result
 }
 
-/// The listening socket, removed when dropped.
+/// How long a client has to send its whole request line, from its connection.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// The longest request line accepted; real ones are under 100 bytes.
+pub const MAX_REQUEST: usize = 4096;
+/// Clients still sending their request at once; more are answered "busy" and closed.
+pub const MAX_READING: usize = 32;
+/// After an accept error such as EMFILE the listener is left alone this long, so a
+/// condition that persists cannot make the poll loop spin.
+pub const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+/// Highest lg_prof_sample jemalloc accepts (a sample every 2^63 bytes).
+pub const LG_SAMPLE_MAX: u32 = 63;
+
+impl Request {
+    /// Requests the server refuses whatever their JSON form allows.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match self {
+            Request::Prof {
+                lg_sample: Some(lg),
+                ..
+            } if *lg > LG_SAMPLE_MAX => Err(format!(
+                "lg_sample = {lg} is out of range: allowed 0..={LG_SAMPLE_MAX}"
+            )),
+            Request::Prof {
+                op,
+                lg_sample: Some(_),
+            } if *op != ProfOp::Reset => Err(
+                "lg_sample goes with op = reset (the sample rate changes only on a reset)".into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A client whose request line has not arrived yet.
+struct Reading {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+/// The listening socket and the clients it is reading from, all non-blocking: the
+/// supervisor's poll loop asks for their descriptors, and a slow, silent or hostile
+/// client costs it nothing but a slot until its deadline.
 pub struct Server {
     pub listener: UnixListener,
     path: PathBuf,
+    reading: Vec<Reading>,
+    paused_until: Option<Instant>,
 }
 
 impl Server {
@@ -91,44 +137,187 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(Error::io("cannot make the control socket non-blocking"))?;
-        Ok(Server { listener, path })
+        Ok(Server {
+            listener,
+            path,
+            reading: Vec::new(),
+            paused_until: None,
+        })
     }
 
-    /// Accepts one waiting client and reads its request. Clients that may not control
-    /// jemsafe, or that send nonsense, are answered and dropped here (None).
-    pub fn accept(&self) -> Option<(UnixStream, Request)> {
-        let (stream, _) = self.listener.accept().ok()?;
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-        let me = nix::unistd::geteuid().as_raw();
-        let peer =
-            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-                .map(|c| c.uid())
-                .ok();
-        if !matches!(peer, Some(uid) if uid == 0 || uid == me) {
-            crate::warn!("control socket: refused a client with uid {peer:?}");
-            respond(
-                stream,
-                &error_reply(format!(
-                    "refused: uid {} may not control jemsafe (only root and uid {me})",
-                    peer.map(|u| u.to_string()).unwrap_or_else(|| "?".into())
-                )),
-            );
-            return None;
-        }
-        let mut line = String::new();
-        if BufReader::new(&stream).read_line(&mut line).is_err() {
-            return None;
-        }
-        match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => Some((stream, req)),
-            Err(e) => {
-                respond(stream, &error_reply(format!("bad request: {e}")));
-                None
+    /// The descriptors to poll for reading: the listener (unless paused), then each
+    /// client still sending, in the order [`Server::read_ready`] expects.
+    pub fn poll_fds(&self) -> (Option<BorrowedFd<'_>>, Vec<BorrowedFd<'_>>) {
+        (
+            self.paused_until.is_none().then(|| self.listener.as_fd()),
+            self.reading.iter().map(|r| r.stream.as_fd()).collect(),
+        )
+    }
+
+    /// The next moment something is due: a client's deadline, or the end of a pause.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.reading
+            .iter()
+            .map(|r| r.deadline)
+            .chain(self.paused_until)
+            .min()
+    }
+
+    /// Accepts every waiting client. Clients that may not control jemsafe are answered
+    /// and dropped here.
+    pub fn accept_ready(&mut self, now: Instant) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    crate::warn!(
+                        "control socket: cannot accept a client ({e}); not accepting for {} s",
+                        ACCEPT_PAUSE.as_secs()
+                    );
+                    self.paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
             }
+            if let Err(why) = peer_allowed(&stream) {
+                crate::warn!("control socket: {why}");
+                respond(stream, &error_reply(why));
+                continue;
+            }
+            if self.reading.len() >= MAX_READING {
+                respond(
+                    stream,
+                    &error_reply(format!(
+                        "busy: {MAX_READING} clients are already sending requests; try again"
+                    )),
+                );
+                continue;
+            }
+            self.reading.push(Reading {
+                stream,
+                buf: Vec::new(),
+                deadline: now + REQUEST_DEADLINE,
+            });
         }
     }
+
+    /// Reads from the clients whose descriptors polled readable (indices into the list
+    /// [`Server::poll_fds`] returned); returns the complete requests. Malformed ones are
+    /// answered with the reason and closed.
+    pub fn read_ready(&mut self, ready: &[usize]) -> Vec<(UnixStream, Request)> {
+        let mut done = Vec::new();
+        for &i in ready {
+            let Some(client) = self.reading.get_mut(i) else {
+                continue;
+            };
+            match read_some(client) {
+                Progress::More => {}
+                Progress::Line(line) => done.push((i, Some(line))),
+                Progress::Closed => done.push((i, None)),
+                Progress::TooLong => {
+                    done.push((i, None));
+                    respond_to(
+                        &client.stream,
+                        &error_reply(format!(
+                            "request longer than {MAX_REQUEST} bytes without a newline: refused"
+                        )),
+                    );
+                }
+            }
+        }
+        // Highest index first, so that removing one does not move the others.
+        done.sort_by_key(|d| std::cmp::Reverse(d.0));
+        let mut out = Vec::new();
+        for (i, line) in done {
+            let client = self.reading.swap_remove(i);
+            let Some(line) = line else { continue };
+            match parse_request(&line) {
+                Ok(request) => out.push((client.stream, request)),
+                Err(why) => respond(client.stream, &error_reply(why)),
+            }
+        }
+        out
+    }
+
+    /// Answers and drops clients past their deadline; ends an accept pause that is over.
+    pub fn expire(&mut self, now: Instant) {
+        if self.paused_until.is_some_and(|t| now >= t) {
+            self.paused_until = None;
+        }
+        let (late, keep): (Vec<Reading>, Vec<Reading>) =
+            self.reading.drain(..).partition(|r| now >= r.deadline);
+        self.reading = keep;
+        for client in late {
+            crate::debug!("control socket: a client sent no complete request in time");
+            respond(
+                client.stream,
+                &error_reply(format!(
+                    "no complete request line within {} s: closed",
+                    REQUEST_DEADLINE.as_secs()
+                )),
+            );
+        }
+    }
+}
+
+/// Only root and jemsafe's own uid may control it.
+fn peer_allowed(stream: &UnixStream) -> std::result::Result<(), String> {
+    let me = nix::unistd::geteuid().as_raw();
+    let peer = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map(|c| c.uid())
+        .ok();
+    match peer {
+        Some(uid) if uid == 0 || uid == me => Ok(()),
+        _ => Err(format!(
+            "refused: uid {} may not control jemsafe (only root and uid {me})",
+            peer.map(|u| u.to_string()).unwrap_or_else(|| "?".into())
+        )),
+    }
+}
+
+enum Progress {
+    More,
+    Line(Vec<u8>),
+    Closed,
+    TooLong,
+}
+
+/// Reads what is there without blocking: a whole line, not yet, or the end.
+fn read_some(client: &mut Reading) -> Progress {
+    let mut chunk = [0u8; 1024];
+    loop {
+        match (&client.stream).read(&mut chunk) {
+            Ok(0) if client.buf.is_empty() => return Progress::Closed,
+            // The end without a newline: what came is the request.
+            Ok(0) => return Progress::Line(std::mem::take(&mut client.buf)),
+            Ok(n) => {
+                client.buf.extend_from_slice(&chunk[..n]);
+                if let Some(at) = client.buf.iter().position(|b| *b == b'\n') {
+                    client.buf.truncate(at);
+                    return Progress::Line(std::mem::take(&mut client.buf));
+                }
+                if client.buf.len() > MAX_REQUEST {
+                    return Progress::TooLong;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Progress::More,
+            Err(_) => return Progress::Closed,
+        }
+    }
+}
+
+/// A request line as a request, or what is wrong with it.
+fn parse_request(line: &[u8]) -> std::result::Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|e| format!("bad request: not UTF-8 ({e})"))?;
+    let request: Request =
+        serde_json::from_str(text.trim()).map_err(|e| format!("bad request: {e}"))?;
+    request.check().map_err(|e| format!("bad request: {e}"))?;
+    Ok(request)
 }
 
 impl Drop for Server {
@@ -138,10 +327,17 @@ impl Drop for Server {
 }
 
 /// Sends `reply` and closes the connection; a client that went away is not an error.
-pub fn respond(mut stream: UnixStream, reply: &Reply) {
+pub fn respond(stream: UnixStream, reply: &Reply) {
+    respond_to(&stream, reply);
+}
+
+/// Sends `reply` without blocking: replies are small, so a socket whose buffer cannot
+/// take one belongs to a client that stopped reading, and it is dropped.
+fn respond_to(stream: &UnixStream, reply: &Reply) {
     if let Ok(mut text) = serde_json::to_string(reply) {
         text.push('\n');
-        let _ = stream.write_all(text.as_bytes());
+        let _ = stream.set_nonblocking(true);
+        let _ = (&*stream).write_all(text.as_bytes());
     }
 }
 
@@ -170,7 +366,8 @@ pub fn call(runtime_dir: &Path, req: &Request, timeout: Duration) -> Result<Repl
     // write is only reported if there is no answer to read either.
     let written = (&stream).write_all(text.as_bytes());
     let mut line = String::new();
-    let read = BufReader::new(&stream).read_line(&mut line);
+    // A bound, not a size: replies are a few KiB.
+    let read = BufReader::new((&stream).take(1 << 20)).read_line(&mut line);
     if line.trim().is_empty() {
         let e = written.err().or(read.err()).unwrap_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed")

@@ -174,7 +174,7 @@ fn sigterm_forwarded_and_mysqlds_status_returned() {
     js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
     js.signal(Signal::SIGTERM);
-    assert_eq!(js.wait_exit(T), 70);
+    assert_eq!(js.wait_exit(T), 3);
     assert!(js
         .err
         .seen

@@ -1,5 +1,6 @@
 //! Heap dump files: where they go, what they are called, which ones are kept.
 
+pub mod files;
 pub mod naming;
 pub mod retention;
 
@@ -101,26 +102,4 @@ pub fn list(dir: &Path, prefix: &str) -> std::io::Result<Vec<HeapFile>> {
 pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     let st = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
     Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
-}
-
-/// Takes read access away from others: a heap file reveals mysqld's address-space layout.
-/// (jemalloc creates files with mode 0644 minus mysqld's umask.) The file is opened with
-/// O_NOFOLLOW and changed through its descriptor, so that a name swapped for a symlink
-/// in mysqld's directory can never make root chmod something else.
-pub fn restrict(path: &Path) {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    else {
-        return;
-    };
-    let Ok(meta) = file.metadata() else {
-        return;
-    };
-    let mode = meta.permissions().mode();
-    if meta.is_file() && mode & 0o007 != 0 {
-        let _ = file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7770));
-    }
 }

@@ -6,11 +6,17 @@
 //! decided by the pure functions in [`policy`] and [`crate::dumps::retention`]; this
 //! module gathers events and carries the decisions out.
 
+mod dumping;
+mod ledger;
 pub mod notify;
+mod pidfile;
 pub mod policy;
 pub mod signals;
 pub mod spawn;
 pub mod stale;
+mod status;
+
+pub use pidfile::PidFile;
 
 use crate::config::{SignalAction, VerifyMode};
 use crate::control::{self, ProfOp, Request};
@@ -19,17 +25,18 @@ use crate::error::{Error, Result};
 use crate::shim_link::{Received, ShimLink};
 use crate::verify::{self, Expectation};
 use crate::{debug, error, info, warn};
+use dumping::DumpWatch;
 use jemsafe_proto::{Command, Reply};
+use ledger::Ledger;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use policy::{Admit, Decision, Ending, Growth, RestartHistory, RestartPolicy, Throttle};
-use serde_json::json;
+use policy::{Decision, Ending, Growth, RestartHistory, RestartPolicy, Throttle};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signals::Signals;
 use spawn::Launch;
-use std::collections::HashMap;
-use std::os::fd::AsFd;
+use status::shim_reply_json;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,6 +46,14 @@ pub const RESTART_STATUS: i32 = 16;
 /// jemsafe's exit status when `verify = "require"` stopped mysqld (sysexits.h's
 /// EX_SOFTWARE: the profiling allocator is not working in mysqld as configured).
 pub const VERIFY_FAILED_STATUS: i32 = 70;
+
+/// How long the shim may take to answer a dump before its waiters hear that mysqld is
+/// not answering: a dump of a very large heap takes seconds, a stopped mysqld forever.
+const DUMP_DEADLINE: Duration = Duration::from_secs(60);
+/// For the shim's other answers (hello, stats, prof.*), which take microseconds.
+const SHIM_DEADLINE: Duration = Duration::from_secs(5);
+/// `status` waits this long for the shim's part, then answers from jemsafe's own state.
+const STATUS_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Everything `run` decided before starting anything.
 #[derive(Debug, Clone)]
@@ -78,7 +93,8 @@ enum Pending {
     Hello,
     Dump {
         trigger: Trigger,
-        path: PathBuf,
+        /// The final file name in the dump directory; the shim writes a temporary one.
+        name: String,
         sent: Instant,
         waiters: Vec<UnixStream>,
     },
@@ -97,7 +113,7 @@ struct Child {
     started: Instant,
     link: ShimLink,
     link_open: bool,
-    pending: HashMap<u64, Pending>,
+    pending: Ledger<Pending>,
     /// Until when the handshake may take; None once verification is over.
     verify_deadline: Option<Instant>,
     /// The verification's one-line outcome.
@@ -108,7 +124,12 @@ struct Supervisor<'a> {
     plan: &'a Plan,
     signals: Signals,
     control: control::Server,
-    inotify: Option<nix::sys::inotify::Inotify>,
+    watch: DumpWatch,
+    /// mysqld's user and group (`--user=`), when jemsafe is root: the dump directory's.
+    dump_owner: Option<(u32, u32)>,
+    /// Who owns the heap files when mysqld's own uid cannot be read: `--user`'s, or
+    /// jemsafe's when it does not switch users.
+    file_owner: u32,
     child: Option<Child>,
     restart_at: Option<Instant>,
     history: RestartHistory,
@@ -131,13 +152,17 @@ struct Supervisor<'a> {
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
 pub fn run(plan: &Plan) -> Result<i32> {
     let _pid_file = PidFile::acquire(&plan.runtime_dir)?;
+    let dump_owner = stale::mysqld_user(&plan.all_args());
+    dumps::prepare_dir(&plan.dump_dir, dump_owner)?;
     let control = control::Server::bind(&plan.runtime_dir)?;
     let signals = Signals::install().map_err(Error::io("cannot install signal handlers"))?;
     let mut sup = Supervisor {
         plan,
         signals,
         control,
-        inotify: watch_dumps(plan),
+        watch: DumpWatch::new(&plan.dump_dir),
+        dump_owner,
+        file_owner: dump_owner.map_or_else(|| nix::unistd::geteuid().as_raw(), |(uid, _)| uid),
         child: None,
         restart_at: None,
         history: RestartHistory::default(),
@@ -152,7 +177,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         last_dump: None,
         // Under Type=notify a missing relay means a start that times out after many
         // minutes; better to fail now, with the reason.
-        relay: notify::Relay::new(&plan.runtime_dir).map_err(Error::io(format!(
+        relay: notify::Relay::new(&plan.runtime_dir, dump_owner).map_err(Error::io(format!(
             "NOTIFY_SOCKET is set but the sd_notify relay socket cannot be created in {}",
             plan.runtime_dir.display()
         )))?,
@@ -164,26 +189,16 @@ pub fn run(plan: &Plan) -> Result<i32> {
     sup.serve()
 }
 
-/// inotify on the dump directory, so retention runs whenever a heap file appears.
-fn watch_dumps(plan: &Plan) -> Option<nix::sys::inotify::Inotify> {
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    let result = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).and_then(|ino| {
-        ino.add_watch(
-            &plan.dump_dir,
-            AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO,
-        )?;
-        Ok(ino)
-    });
-    match result {
-        Ok(ino) => Some(ino),
-        Err(e) => {
-            warn!(
-                "cannot watch {} ({e}): retention will run only at start-up",
-                plan.dump_dir.display()
-            );
-            None
-        }
-    }
+/// What the poll loop watches, in the order of its descriptor list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Signals,
+    Listener,
+    /// A control client still sending its request: index in the server's list.
+    Client(usize),
+    Inotify,
+    Relay,
+    Link,
 }
 
 impl Supervisor<'_> {
@@ -204,11 +219,11 @@ impl Supervisor<'_> {
             plan.expectation.profile.name,
             plan.launch.malloc_conf
         );
-        let mut pending = HashMap::new();
+        let mut pending = Ledger::default();
         let mut link_open = true;
         match link.send(Command::Hello) {
             Ok(id) => {
-                pending.insert(id, Pending::Hello);
+                pending.insert(id, Instant::now() + plan.verify_timeout, Pending::Hello);
             }
             Err(e) => {
                 warn!("cannot send the handshake to the shim: {e}");
@@ -236,6 +251,8 @@ impl Supervisor<'_> {
     fn next_deadline(&self) -> Option<Instant> {
         [
             self.child.as_ref().and_then(|c| c.verify_deadline),
+            self.child.as_ref().and_then(|c| c.pending.next_deadline()),
+            self.control.next_deadline(),
             self.restart_at,
             self.throttle.due(),
             self.next_growth_check,
@@ -246,7 +263,7 @@ impl Supervisor<'_> {
     }
 
     fn serve(&mut self) -> Result<i32> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use nix::poll::PollTimeout;
         loop {
             let timeout = match self.next_deadline() {
                 Some(t) => {
@@ -256,38 +273,7 @@ impl Supervisor<'_> {
                 }
                 None => PollTimeout::NONE,
             };
-            let (control_ready, inotify_ready, relay_ready, link_ready) = {
-                let mut fds = vec![
-                    PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(self.control.listener.as_fd(), PollFlags::POLLIN),
-                ];
-                if let Some(ino) = &self.inotify {
-                    fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
-                }
-                let relay_at = fds.len();
-                if let Some(relay) = &self.relay {
-                    fds.push(PollFd::new(relay.as_fd(), PollFlags::POLLIN));
-                }
-                let link_at = fds.len();
-                if let Some(child) = self.child.as_ref().filter(|c| c.link_open) {
-                    fds.push(PollFd::new(child.link.as_fd(), PollFlags::POLLIN));
-                }
-                match poll(&mut fds, timeout) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(Error::io("poll failed")(e.into())),
-                }
-                let ready = |i: usize| {
-                    fds.get(i)
-                        .and_then(|f| f.revents())
-                        .is_some_and(|r| !r.is_empty())
-                };
-                (
-                    ready(1),
-                    self.inotify.is_some() && ready(2),
-                    self.relay.is_some() && ready(relay_at),
-                    link_at < fds.len() && ready(link_at),
-                )
-            };
+            let ready = self.wait(timeout)?;
             self.signals.drain();
 
             if self.signals.take(SIGCHLD) {
@@ -306,22 +292,64 @@ impl Supervisor<'_> {
                     self.signal_action(action, trigger, &signals::name(sig));
                 }
             }
-            if control_ready {
-                while let Some((stream, request)) = self.control.accept() {
-                    self.control_request(stream, request);
-                }
+            let clients: Vec<usize> = ready
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Client(i) => Some(*i),
+                    _ => None,
+                })
+                .collect();
+            for (stream, request) in self.control.read_ready(&clients) {
+                self.control_request(stream, request);
             }
-            if inotify_ready {
+            if ready.contains(&Source::Listener) {
+                self.control.accept_ready(Instant::now());
+            }
+            if ready.contains(&Source::Inotify) {
                 self.dump_dir_changed();
             }
-            if link_ready {
+            if ready.contains(&Source::Link) {
                 self.read_replies();
             }
-            if relay_ready {
+            if ready.contains(&Source::Relay) {
                 self.relay_messages();
             }
             self.timers()?;
         }
+    }
+
+    /// Sleeps in poll until a source is ready or `timeout` passes; returns the ready ones.
+    fn wait(&self, timeout: nix::poll::PollTimeout) -> Result<Vec<Source>> {
+        use nix::poll::{poll, PollFd, PollFlags};
+        let mut sources: Vec<(Source, BorrowedFd<'_>)> =
+            vec![(Source::Signals, self.signals.as_fd())];
+        let (listener, clients) = self.control.poll_fds();
+        sources.extend(listener.map(|fd| (Source::Listener, fd)));
+        sources.extend(
+            clients
+                .into_iter()
+                .enumerate()
+                .map(|(i, fd)| (Source::Client(i), fd)),
+        );
+        sources.extend(self.watch.inotify().map(|i| (Source::Inotify, i.as_fd())));
+        sources.extend(self.relay.as_ref().map(|r| (Source::Relay, r.as_fd())));
+        if let Some(child) = self.child.as_ref().filter(|c| c.link_open) {
+            sources.push((Source::Link, child.link.as_fd()));
+        }
+        let mut fds: Vec<PollFd> = sources
+            .iter()
+            .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::io("poll failed")(e.into())),
+        }
+        Ok(fds
+            .iter()
+            .zip(&sources)
+            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, (source, _))| *source)
+            .collect())
     }
 
     /// Forwards stop signals; during a restart delay a stop signal ends jemsafe at once.
@@ -397,8 +425,12 @@ impl Supervisor<'_> {
                 child.pid
             );
         }
-        for (_, pending) in child.pending {
-            for waiter in waiters_of(pending) {
+        let mut pending = child.pending;
+        for p in pending.drain() {
+            if let Pending::Dump { name, .. } = &p {
+                self.discard_partial(name);
+            }
+            for waiter in waiters_of(p) {
                 control::respond(
                     waiter,
                     &control::error_reply("mysqld exited before answering"),
@@ -475,6 +507,8 @@ impl Supervisor<'_> {
                 self.abandon_link();
             }
         }
+        self.control.expire(now);
+        self.overdue(now);
         if self.throttle.due().is_some_and(|t| now >= t) {
             self.throttle.fire(now);
             let waiters = std::mem::take(&mut self.trailing);
@@ -483,9 +517,52 @@ impl Supervisor<'_> {
         }
         if self.next_growth_check.is_some_and(|t| now >= t) {
             self.next_growth_check = Some(now + self.plan.growth_check);
-            self.send(Command::Stats, Pending::GrowthStats);
+            self.send(Command::Stats, Pending::GrowthStats, SHIM_DEADLINE);
         }
         Ok(())
+    }
+
+    /// Requests the shim did not answer in time: their waiters hear so now. An overdue
+    /// dump stays on the ledger, so that a late answer still finalises its file.
+    fn overdue(&mut self, now: Instant) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        let pid = child.pid.as_raw();
+        let mut late = Vec::new();
+        for id in child.pending.overdue(now) {
+            if let Some(Pending::Dump { waiters, sent, .. }) = child.pending.get_mut(id) {
+                let why = format!(
+                    "no heap dump within {} s: {}; the dump is still pending and will be kept if it completes",
+                    sent.elapsed().as_secs(),
+                    dumping::not_answering(pid)
+                );
+                warn!("{why}");
+                for w in waiters.drain(..) {
+                    control::respond(w, &control::error_reply(why.clone()));
+                }
+            } else if !matches!(child.pending.get_mut(id), Some(Pending::Hello)) {
+                late.extend(child.pending.take(id));
+            }
+        }
+        for pending in late {
+            let why = dumping::not_answering(pid);
+            match pending {
+                Pending::StatusHello(stream) => {
+                    let reply = self.status(None, None, Some(why));
+                    control::respond(stream, &reply);
+                }
+                Pending::StatusStats(stream, hello) => {
+                    let reply = self.status(Some(&hello), None, Some(why));
+                    control::respond(stream, &reply);
+                }
+                Pending::GrowthStats => debug!("growth check: {why}"),
+                other => self.fail(
+                    other,
+                    &format!("{why}: no answer within {} s", SHIM_DEADLINE.as_secs()),
+                ),
+            }
+        }
     }
 
     /// The shim never answered its handshake: nothing will come from it, so requests
@@ -496,7 +573,7 @@ impl Supervisor<'_> {
         };
         child.link_open = false;
         let why = format!("the shim in mysqld pid {} never answered", child.pid);
-        let pending: Vec<Pending> = child.pending.drain().map(|(_, p)| p).collect();
+        let pending: Vec<Pending> = child.pending.drain();
         for p in pending {
             self.fail(p, &why);
         }
@@ -514,7 +591,7 @@ impl Supervisor<'_> {
     }
 
     /// Sends `command` to the shim; on failure, answers whoever waits.
-    fn send(&mut self, command: Command, pending: Pending) {
+    fn send(&mut self, command: Command, pending: Pending, deadline: Duration) {
         if !self.child.as_ref().is_some_and(|c| c.link_open) {
             let why = self.unreachable_reason();
             self.fail(pending, &why);
@@ -525,7 +602,7 @@ impl Supervisor<'_> {
         };
         match child.link.send(command) {
             Ok(id) => {
-                child.pending.insert(id, pending);
+                child.pending.insert(id, Instant::now() + deadline, pending);
             }
             Err(e) => {
                 warn!("cannot send to the shim in mysqld pid {}: {e}", child.pid);
@@ -563,6 +640,7 @@ impl Supervisor<'_> {
                     what: "toggle",
                     waiter: None,
                 },
+                SHIM_DEADLINE,
             ),
         }
     }
@@ -573,7 +651,7 @@ impl Supervisor<'_> {
             ProfOp::Off => (Command::Deactivate, "deactivate"),
             ProfOp::Reset => (Command::Reset(lg_sample), "reset"),
         };
-        self.send(command, Pending::Prof { what, waiter });
+        self.send(command, Pending::Prof { what, waiter }, SHIM_DEADLINE);
     }
 
     fn control_request(&mut self, stream: UnixStream, request: Request) {
@@ -583,79 +661,17 @@ impl Supervisor<'_> {
             Request::Prof { op, lg_sample } => self.prof(op, lg_sample, Some(stream)),
             Request::Status => {
                 if self.child.as_ref().is_some_and(|c| c.link_open) {
-                    self.send(Command::Hello, Pending::StatusHello(stream));
+                    self.send(
+                        Command::Hello,
+                        Pending::StatusHello(stream),
+                        STATUS_DEADLINE,
+                    );
                 } else {
-                    let reply = self.status(None, None);
+                    let reply = self.status(None, None, None);
                     control::respond(stream, &reply);
                 }
             }
         }
-    }
-
-    /// An on-demand dump, through the storm throttle.
-    fn request_dump(&mut self, trigger: Trigger, waiter: Option<UnixStream>) {
-        match self.throttle.request(Instant::now()) {
-            Admit::Now => self.send_dump(trigger, waiter.into_iter().collect()),
-            Admit::At(_) | Admit::Joined => {
-                debug!(
-                    "dump request ({}) coalesced into the next dump",
-                    trigger.as_str()
-                );
-                self.trailing_trigger.get_or_insert(trigger);
-                self.trailing.extend(waiter);
-            }
-        }
-    }
-
-    fn send_dump(&mut self, trigger: Trigger, waiters: Vec<UnixStream>) {
-        let plan = self.plan;
-        let refusal = match dumps::free_bytes(&plan.dump_dir) {
-            Ok(free) if free < plan.min_free_bytes => Some(format!(
-                "dump refused: only {} MiB free on the filesystem of {} (min_free_mb = {})",
-                free >> 20,
-                plan.dump_dir.display(),
-                plan.min_free_bytes >> 20
-            )),
-            Ok(_) => None,
-            Err(e) => {
-                warn!(
-                    "cannot measure free space in {}: {e}",
-                    plan.dump_dir.display()
-                );
-                None
-            }
-        };
-        let pid = self.child.as_ref().map(|c| c.pid);
-        let (Some(pid), None) = (pid, &refusal) else {
-            let why = refusal.unwrap_or_else(|| self.unreachable_reason());
-            error!("{} dump not taken: {why}", trigger.as_str());
-            let pending = Pending::Dump {
-                trigger,
-                path: PathBuf::new(),
-                sent: Instant::now(),
-                waiters,
-            };
-            self.fail(pending, &why);
-            return;
-        };
-        self.dump_seq += 1;
-        let name = dumps::on_demand_name(
-            &plan.dump_prefix,
-            pid.as_raw(),
-            SystemTime::now(),
-            self.dump_seq,
-            trigger,
-        );
-        let path = plan.dump_dir.join(name);
-        self.send(
-            Command::Dump(Some(path.to_string_lossy().into_owned())),
-            Pending::Dump {
-                trigger,
-                path,
-                sent: Instant::now(),
-                waiters,
-            },
-        );
     }
 
     fn read_replies(&mut self) {
@@ -675,7 +691,7 @@ impl Supervisor<'_> {
                     return;
                 }
             };
-            let Some(pending) = child.pending.remove(&reply.id) else {
+            let Some(pending) = child.pending.take(reply.id) else {
                 debug!("dropping an unexpected reply from the shim: {reply:?}");
                 continue;
             };
@@ -688,10 +704,10 @@ impl Supervisor<'_> {
             Pending::Hello => self.hello(reply),
             Pending::Dump {
                 trigger,
-                path,
+                name,
                 sent,
                 waiters,
-            } => self.dumped(trigger, path, sent, waiters, &reply),
+            } => self.dumped(trigger, name, sent, waiters, &reply),
             Pending::Prof { what, waiter } => {
                 match (reply.ok, reply.get("was_active")) {
                     (true, Some(was)) => info!(
@@ -709,10 +725,14 @@ impl Supervisor<'_> {
                 }
             }
             Pending::StatusHello(stream) => {
-                self.send(Command::Stats, Pending::StatusStats(stream, reply));
+                self.send(
+                    Command::Stats,
+                    Pending::StatusStats(stream, reply),
+                    STATUS_DEADLINE,
+                );
             }
             Pending::StatusStats(stream, hello) => {
-                let status = self.status(Some(&hello), Some(&reply));
+                let status = self.status(Some(&hello), Some(&reply), None);
                 control::respond(stream, &status);
             }
             Pending::GrowthStats => {
@@ -729,50 +749,6 @@ impl Supervisor<'_> {
                     self.send_dump(Trigger::Growth, Vec::new());
                 }
             }
-        }
-    }
-
-    fn dumped(
-        &mut self,
-        trigger: Trigger,
-        path: PathBuf,
-        sent: Instant,
-        waiters: Vec<UnixStream>,
-        reply: &Reply,
-    ) {
-        let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
-        if trigger == Trigger::Growth {
-            self.growth.finished(reply.ok);
-        }
-        if !reply.ok {
-            let why = format!(
-                "heap dump to {} failed: {}",
-                path.display(),
-                reply.error_text()
-            );
-            error!("{why}");
-            for w in waiters {
-                control::respond(w, &control::error_reply(why.clone()));
-            }
-            return;
-        }
-        dumps::restrict(&path);
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        info!(
-            "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
-            path.display(),
-            trigger.as_str(),
-            reply.get("dump_us").unwrap_or("?")
-        );
-        self.last_dump = Some((path.clone(), SystemTime::now()));
-        let line = self.status_line();
-        self.tell(&[sd_notify::NotifyState::Status(&line)]);
-        let mut answer = control::ok_reply();
-        answer.insert("path".into(), path.display().to_string().into());
-        answer.insert("bytes".into(), size.into());
-        answer.insert("round_trip_ms".into(), json!(round_trip_ms));
-        for w in waiters {
-            control::respond(w, &answer);
         }
     }
 
@@ -828,189 +804,6 @@ impl Supervisor<'_> {
             self.ready();
         }
     }
-
-    /// Sends to systemd when jemsafe runs under it.
-    fn tell(&self, states: &[sd_notify::NotifyState]) {
-        if self.relay.is_some() {
-            notify::tell(states);
-        }
-    }
-
-    /// jemsafe's STATUS line: mysqld's own, then profile, verification and last dump.
-    fn status_line(&self) -> String {
-        let verification = match self.child.as_ref().and_then(|c| c.verification.as_ref()) {
-            Some(Ok(_)) => "verified",
-            Some(Err(_)) => "verification FAILED",
-            None => "verifying",
-        };
-        let dump = self
-            .last_dump
-            .as_ref()
-            .and_then(|(p, _)| p.file_name())
-            .map(|n| format!(", last dump {}", n.to_string_lossy()))
-            .unwrap_or_default();
-        let mysqld = if self.mysqld_status.is_empty() {
-            String::new()
-        } else {
-            format!("{}; ", self.mysqld_status)
-        };
-        format!(
-            "{mysqld}jemsafe: profile {}, {verification}{dump}",
-            self.plan.expectation.profile.name
-        )
-    }
-
-    fn ready(&self) {
-        let status = self.status_line();
-        self.tell(&[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(&status),
-        ]);
-        if self.relay.is_some() {
-            info!("told systemd READY=1 (mysqld is ready and verification is over)");
-        }
-    }
-
-    fn relay_messages(&mut self) {
-        let Some(relay) = &self.relay else {
-            return;
-        };
-        let pid = self.child.as_ref().map(|c| c.pid.as_raw());
-        let mut messages = relay.receive(pid);
-        // READY last, so that the STATUS sent with it already has mysqld's own words.
-        messages.sort_by_key(|m| *m == notify::Message::Ready);
-        for message in messages {
-            debug!("mysqld sent {message:?}");
-            match message {
-                notify::Message::Ready => {
-                    info!("mysqld reports READY=1");
-                    if self.ready_gate.mysqld_ready() {
-                        self.ready();
-                    }
-                }
-                notify::Message::Status(text) => {
-                    self.mysqld_status = text;
-                    let line = self.status_line();
-                    self.tell(&[sd_notify::NotifyState::Status(&line)]);
-                }
-                notify::Message::Stopping => self.tell(&[sd_notify::NotifyState::Stopping]),
-                notify::Message::ExtendTimeoutUsec(usec) => {
-                    self.tell(&[sd_notify::NotifyState::ExtendTimeoutUsec(usec)])
-                }
-            }
-        }
-    }
-
-    fn dump_dir_changed(&mut self) {
-        let Some(ino) = &self.inotify else {
-            return;
-        };
-        let mut ours = false;
-        while let Ok(events) = ino.read_events() {
-            if events.is_empty() {
-                break;
-            }
-            for name in events.iter().filter_map(|e| e.name.as_ref()?.to_str()) {
-                if dumps::HeapName::parse(&self.plan.dump_prefix, name).is_some() {
-                    // jemalloc's automatic dumps too: not world-readable.
-                    dumps::restrict(&self.plan.dump_dir.join(name));
-                    ours = true;
-                }
-            }
-        }
-        if ours {
-            self.apply_retention();
-        }
-    }
-
-    fn apply_retention(&self) {
-        let plan = self.plan;
-        let files = match dumps::list(&plan.dump_dir, &plan.dump_prefix) {
-            Ok(f) => f,
-            Err(e) => {
-                warn!("retention: cannot list {}: {e}", plan.dump_dir.display());
-                return;
-            }
-        };
-        for (path, reason) in retention::plan(&files, &plan.retention, SystemTime::now()) {
-            match std::fs::remove_file(&path) {
-                Ok(()) => info!("retention: deleted {} ({reason})", path.display()),
-                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
-            }
-        }
-    }
-
-    /// The `status` answer; `hello` and `stats` come from the shim when mysqld runs.
-    fn status(&self, hello: Option<&Reply>, stats: Option<&Reply>) -> control::Reply {
-        let plan = self.plan;
-        let child = self.child.as_ref();
-        let field = |r: Option<&Reply>, k: &str| {
-            r.and_then(|r| r.get(k))
-                .map(shim_value)
-                .unwrap_or(serde_json::Value::Null)
-        };
-        let files = dumps::list(&plan.dump_dir, &plan.dump_prefix).unwrap_or_default();
-        let mut r = control::ok_reply();
-        r.insert("jemsafe_pid".into(), std::process::id().into());
-        r.insert(
-            "profile".into(),
-            plan.expectation.profile.name.clone().into(),
-        );
-        r.insert("malloc_conf".into(), plan.launch.malloc_conf.clone().into());
-        r.insert("mysqld_pid".into(), json!(child.map(|c| c.pid.as_raw())));
-        r.insert(
-            "mysqld_uptime_s".into(),
-            json!(child.map(|c| c.started.elapsed().as_secs())),
-        );
-        r.insert("restarts".into(), self.history.total.into());
-        r.insert("last_exit".into(), json!(self.last_exit));
-        r.insert(
-            "verification".into(),
-            json!(child
-                .and_then(|c| c.verification.as_ref())
-                .map(|v| match v {
-                    Ok(s) => json!({"ok": true, "message": s}),
-                    Err(s) => json!({"ok": false, "message": s}),
-                })),
-        );
-        r.insert(
-            "jemalloc".into(),
-            json!({
-                "version": field(hello, "version"),
-                "opt_prof": field(hello, "opt_prof"),
-                "prof_active": field(hello, "prof_active"),
-                "lg_prof_sample": field(hello, "lg_prof_sample"),
-                "prof_prefix": field(hello, "prof_prefix"),
-            }),
-        );
-        r.insert(
-            "stats".into(),
-            json!({
-                "allocated": field(stats, "allocated"),
-                "active": field(stats, "active"),
-                "resident": field(stats, "resident"),
-                "mapped": field(stats, "mapped"),
-                "retained": field(stats, "retained"),
-            }),
-        );
-        r.insert(
-            "dumps".into(),
-            json!({
-                "dir": plan.dump_dir.display().to_string(),
-                "files": files.len(),
-                "bytes": files.iter().map(|f| f.size).sum::<u64>(),
-                "free_bytes": dumps::free_bytes(&plan.dump_dir).ok(),
-            }),
-        );
-        r.insert(
-            "last_dump".into(),
-            json!(self.last_dump.as_ref().map(|(p, t)| json!({
-                "path": p.display().to_string(),
-                "time": humantime::format_rfc3339_seconds(*t).to_string(),
-            }))),
-        );
-        r
-    }
 }
 
 /// The connections waiting on `pending`.
@@ -1020,30 +813,6 @@ fn waiters_of(pending: Pending) -> Vec<UnixStream> {
         Pending::Prof { waiter, .. } => waiter.into_iter().collect(),
         Pending::StatusHello(s) | Pending::StatusStats(s, _) => vec![s],
         Pending::Hello | Pending::GrowthStats => Vec::new(),
-    }
-}
-
-/// A shim reply as a control reply: its fields, typed where they look like numbers.
-fn shim_reply_json(reply: &Reply) -> control::Reply {
-    if !reply.ok {
-        return control::error_reply(reply.error_text());
-    }
-    let mut r = control::ok_reply();
-    for (k, v) in &reply.fields {
-        r.insert(k.clone(), shim_value(v));
-    }
-    r
-}
-
-/// A shim field as JSON: booleans and counts typed, the rest strings.
-fn shim_value(v: &str) -> serde_json::Value {
-    match v {
-        "true" => true.into(),
-        "false" => false.into(),
-        s => s
-            .parse::<u64>()
-            .map(Into::into)
-            .unwrap_or_else(|_| s.into()),
     }
 }
 
@@ -1065,76 +834,5 @@ fn describe(status: WaitStatus) -> String {
             if core { " (core dumped)" } else { "" }
         ),
         other => format!("ended ({other:?})"),
-    }
-}
-
-/// `<runtime_dir>/jemsafe.pid`, held with an exclusive lock for jemsafe's lifetime: the
-/// lock, not the pid, says whether another jemsafe is alive, so a stale file left by a
-/// crash (or a pid reused by another process) never blocks a start.
-pub struct PidFile {
-    path: PathBuf,
-    _file: std::fs::File,
-}
-
-impl PidFile {
-    pub fn acquire(runtime_dir: &std::path::Path) -> Result<PidFile> {
-        use std::io::{Read, Seek, Write};
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(runtime_dir)
-            .map_err(Error::io(format!(
-                "cannot create runtime_dir {}",
-                runtime_dir.display()
-            )))?;
-        let path = runtime_dir.join("jemsafe.pid");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(Error::io(format!(
-                "cannot open pid file {}",
-                path.display()
-            )))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let mut other = String::new();
-            let _ = file.read_to_string(&mut other);
-            return Err(Error::Refused(format!(
-                "another jemsafe (pid {}) is running with runtime_dir {}: stop it first, or give \
-                 this instance its own [supervise] runtime_dir",
-                other.trim(),
-                runtime_dir.display()
-            )));
-        }
-        let mut previous = String::new();
-        let _ = file.read_to_string(&mut previous);
-        if !previous.trim().is_empty() {
-            info!(
-                "removing stale pid file {} (pid {} is gone)",
-                path.display(),
-                previous.trim()
-            );
-        }
-        file.set_len(0)
-            .and_then(|_| file.rewind())
-            .and_then(|_| writeln!(file, "{}", std::process::id()))
-            .map_err(Error::io(format!(
-                "cannot write pid file {}",
-                path.display()
-            )))?;
-        Ok(PidFile { path, _file: file })
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -15,6 +15,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
+/// Datagrams handled per wake-up of the poll loop.
+pub const MAX_PER_WAKEUP: usize = 64;
+
 pub struct Relay {
     sock: UnixDatagram,
     path: PathBuf,
@@ -54,10 +57,12 @@ pub fn parse(datagram: &str) -> Vec<Message> {
 
 impl Relay {
     /// A relay when jemsafe itself runs under a service manager (NOTIFY_SOCKET set).
-    /// The socket is `<runtime_dir>/notify.sock`, writable by all so that mysqld can reach
-    /// it after dropping privileges; only mysqld's pid is listened to (SO_PASSCRED). The
-    /// caller holds the pid-file lock, so an existing file is a dead jemsafe's.
-    pub fn new(runtime_dir: &Path) -> io::Result<Option<Relay>> {
+    /// The socket is `<runtime_dir>/notify.sock`, mode 0600 and owned by mysqld's user
+    /// (`owner`, when jemsafe is root and mysqld drops to a `--user`), so that mysqld can
+    /// reach it after dropping privileges and no one else can; only mysqld's pid is
+    /// listened to (SO_PASSCRED). The caller holds the pid-file lock, so an existing file
+    /// is a dead jemsafe's; runtime_dir passed the trust checks, so its names are root's.
+    pub fn new(runtime_dir: &Path, owner: Option<(u32, u32)>) -> io::Result<Option<Relay>> {
         if std::env::var_os("NOTIFY_SOCKET").is_none() {
             return Ok(None);
         }
@@ -68,7 +73,10 @@ impl Relay {
         {
             std::fs::remove_file(&path)?;
         }
-        let sock = crate::control::with_umask(0o111, || UnixDatagram::bind(&path))?;
+        let sock = crate::control::with_umask(0o177, || UnixDatagram::bind(&path))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        }
         sock.set_nonblocking(true)?;
         socket::setsockopt(&sock, sockopt::PassCred, &true).map_err(io::Error::from)?;
         Ok(Some(Relay {
@@ -78,10 +86,12 @@ impl Relay {
         }))
     }
 
-    /// Messages waiting from `mysqld` (anything from another pid is dropped).
+    /// Messages waiting from `mysqld` (anything from another pid is dropped), at most
+    /// [`MAX_PER_WAKEUP`] datagrams: the poll loop comes back for the rest after it has
+    /// served everything else, so a flood cannot starve signals or dumps.
     pub fn receive(&self, mysqld: Option<i32>) -> Vec<Message> {
         let mut out = Vec::new();
-        loop {
+        for _ in 0..MAX_PER_WAKEUP {
             let mut buf = [0u8; 4096];
             let mut cmsg = nix::cmsg_space!(UnixCredentials);
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -108,6 +118,7 @@ impl Relay {
             }
             out.extend(parse(&String::from_utf8_lossy(&buf[..n])));
         }
+        out
     }
 }
 

@@ -1,0 +1,248 @@
+//! Root's hands in mysqld's dump directory.
+//!
+//! mysqld's user owns the dump directory and can swap any name in it for a symlink, a
+//! FIFO or a hard link to a file elsewhere. So root touches a heap file only through a
+//! descriptor opened relative to the directory (`O_NOFOLLOW | O_NONBLOCK`), and only when
+//! `fstat` shows a regular file with one link, owned by mysqld's user: a FIFO cannot hang
+//! it, a symlink cannot redirect it, a hard link cannot make it chmod something else.
+//!
+//! Dumps appear under their final name only when complete: the shim writes to a hidden
+//! temporary name, jemsafe checks the file ([`completeness`]) and renames it.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Hidden names the shim writes on-demand dumps to: never a heap name, so listing,
+/// retention and inotify handling ignore them until they are renamed.
+pub const TEMP_PREFIX: &str = ".jemsafe-partial.";
+
+/// The temporary name for the dump that will be called `final_name`.
+pub fn temp_name(final_name: &str) -> String {
+    format!("{TEMP_PREFIX}{final_name}")
+}
+
+/// The dump directory, opened without following a symlink at its last component.
+pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: open just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `name` in the directory `dir`, opened for reading if it is a regular file with one
+/// link owned by `owner` (when given); otherwise why not.
+pub fn open_heap_file(dir: &OwnedFd, name: &str, owner: Option<u32>) -> Result<File, String> {
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_NOCTTY
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| match e {
+        nix::errno::Errno::ELOOP => "it is a symbolic link".to_owned(),
+        e => format!("cannot open it: {e}"),
+    })?;
+    // SAFETY: openat just returned this descriptor; nothing else owns it.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot inspect it: {e}"))?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if meta.nlink() != 1 {
+        return Err(format!(
+            "it has {} hard links (a heap file mysqld wrote has one)",
+            meta.nlink()
+        ));
+    }
+    if let Some(uid) = owner {
+        if meta.uid() != uid {
+            return Err(format!(
+                "it belongs to uid {}, not to mysqld's uid {uid}",
+                meta.uid()
+            ));
+        }
+    }
+    Ok(file)
+}
+
+/// Takes read access away from others: a heap file reveals mysqld's address-space layout
+/// (jemalloc creates files with mode 0644 minus mysqld's umask). Changed through the
+/// descriptor that was checked, never by name.
+pub fn restrict_file(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o007 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7770))?;
+    }
+    Ok(())
+}
+
+/// [`restrict_file`] for `name` in `dir`, if it passes [`open_heap_file`]'s checks.
+pub fn restrict(dir: &Path, name: &str, owner: Option<u32>) -> Result<(), String> {
+    let dir_fd = open_dir(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    let file = open_heap_file(&dir_fd, name, owner)?;
+    restrict_file(&file).map_err(|e| format!("cannot chmod it: {e}"))
+}
+
+/// Removes `name` from `dir` (the entry itself: a symlink is removed, not followed).
+pub fn remove(dir: &OwnedFd, name: &str) -> io::Result<()> {
+    nix::unistd::unlinkat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Renames `from` to `to` inside `dir`, failing rather than replacing an existing `to`.
+pub fn rename_new(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
+    nix::fcntl::renameat2(
+        Some(dir.as_raw_fd()),
+        from,
+        Some(dir.as_raw_fd()),
+        to,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
+    .map_err(io::Error::from)
+}
+
+/// The last bytes of a heap file this many at most: enough for the end of any maps
+/// section, and a bound on what root reads from a file mysqld's user wrote.
+const TAIL_BYTES: u64 = 1 << 20;
+
+/// Reads the file's size and its last [`TAIL_BYTES`] at most.
+pub fn read_tail(file: &mut File) -> io::Result<(u64, Vec<u8>)> {
+    let size = file.metadata()?.len();
+    let start = size.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::with_capacity((size - start) as usize);
+    file.take(TAIL_BYTES).read_to_end(&mut tail)?;
+    Ok((size, tail))
+}
+
+/// Whether a heap file is whole, judged from its size and its tail: jemalloc ends every
+/// dump with `MAPPED_LIBRARIES:` and a copy of /proc/PID/maps, and on a full disk it can
+/// report success for a file cut short (a short write is not an error to it).
+/// `last_maps_line`: the last line of the process's /proc/PID/maps now, when it still
+/// runs. The top of the address space ([vsyscall], [stack]) does not change, so a dump
+/// cut at a line boundary inside its maps copy is caught too.
+pub fn completeness(size: u64, tail: &[u8], last_maps_line: Option<&str>) -> Result<(), String> {
+    if size == 0 {
+        return Err("the file is empty".into());
+    }
+    let text = String::from_utf8_lossy(tail);
+    let Some(at) = text.rfind("MAPPED_LIBRARIES:\n") else {
+        return Err("it has no MAPPED_LIBRARIES section at its end (cut short?)".into());
+    };
+    let maps = &text[at + "MAPPED_LIBRARIES:\n".len()..];
+    if !maps.ends_with('\n') {
+        return Err("its last line is cut short".into());
+    }
+    let last = maps.lines().last().unwrap_or("");
+    if !is_maps_line(last) {
+        return Err(format!("its last line is not a maps line: {last:?}"));
+    }
+    if let Some(expected) = last_maps_line {
+        if last.split_whitespace().next() != expected.split_whitespace().next() {
+            return Err(format!(
+                "its maps copy ends at {:?}, but the process's maps end at {:?} (cut short)",
+                last.split_whitespace().next().unwrap_or(""),
+                expected.split_whitespace().next().unwrap_or("")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `start-end perms offset major:minor inode [path]`, as /proc/PID/maps writes it.
+fn is_maps_line(line: &str) -> bool {
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut f = line.split_whitespace();
+    let range = f.next().and_then(|r| r.split_once('-'));
+    let perms = f.next().unwrap_or("");
+    let offset = f.next().unwrap_or("");
+    let dev = f.next().and_then(|d| d.split_once(':'));
+    let inode = f.next().unwrap_or("");
+    range.is_some_and(|(a, b)| hex(a) && hex(b))
+        && perms.len() == 4
+        && hex(offset)
+        && dev.is_some_and(|(a, b)| hex(a) && hex(b))
+        && !inode.is_empty()
+        && inode.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The last line of /proc/`pid`/maps, read with a bound; None when it cannot be read.
+pub fn last_maps_line(pid: i32) -> Option<String> {
+    let mut file = File::open(format!("/proc/{pid}/maps")).ok()?;
+    let mut text = Vec::new();
+    // The maps of a large mysqld are a few hundred KiB; this is a bound, not a size.
+    (&mut file).take(64 << 20).read_to_end(&mut text).ok()?;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .last()
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "55d0c0a00000-55d0c0a21000 r--p 00000000 fd:01 1234 /usr/sbin/mariadbd\n\
+        7ffd1f5e4000-7ffd1f605000 rw-p 00000000 00:00 0 [stack]\n\
+        ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]\n";
+
+    fn dump() -> String {
+        format!("heap_v2/524288\n  t*: 1: 8 [0: 0]\n\nMAPPED_LIBRARIES:\n{MAPS}")
+    }
+
+    #[test]
+    fn a_whole_dump_passes() {
+        let d = dump();
+        let last = MAPS.lines().last();
+        assert_eq!(completeness(d.len() as u64, d.as_bytes(), last), Ok(()));
+        assert_eq!(completeness(d.len() as u64, d.as_bytes(), None), Ok(()));
+    }
+
+    #[test]
+    fn cut_dumps_fail_with_the_reason() {
+        let d = dump();
+        let last = MAPS.lines().last();
+        assert!(completeness(0, b"", last).unwrap_err().contains("empty"));
+        let cut = &d[..d.len() - 10];
+        assert!(completeness(cut.len() as u64, cut.as_bytes(), last)
+            .unwrap_err()
+            .contains("cut short"));
+        let before_maps = &d[..d.find("MAPPED").unwrap()];
+        assert!(
+            completeness(before_maps.len() as u64, before_maps.as_bytes(), last)
+                .unwrap_err()
+                .contains("no MAPPED_LIBRARIES")
+        );
+        // Cut exactly at a line boundary inside the maps copy.
+        let at_line = &d[..d.rfind("ffffffffff600000").unwrap()];
+        let e = completeness(at_line.len() as u64, at_line.as_bytes(), last).unwrap_err();
+        assert!(e.contains("ends at \"7ffd1f5e4000-7ffd1f605000\""), "{e}");
+    }
+
+    #[test]
+    fn temp_names_are_never_heap_names() {
+        let t = temp_name("mysqld.1.20261127T000000.0001.cli.heap");
+        assert!(crate::dumps::HeapName::parse("mysqld", &t).is_none());
+        assert!(t.starts_with('.'));
+    }
+}

@@ -1,0 +1,486 @@
+//! Heap dumps from the supervisor's side: requests through the storm throttle, the file
+//! made whole under its final name, jemalloc's own dumps checked, retention, and the
+//! inotify watch on the dump directory (kept alive when the directory is re-created).
+
+use super::{Pending, Supervisor, DUMP_DEADLINE};
+use crate::control;
+use crate::dumps::{self, files, retention, Trigger};
+use crate::{debug, error, info, warn};
+use jemsafe_proto::{Command, Reply};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use serde_json::json;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use super::policy::Admit;
+
+/// inotify on the dump directory, and on its parent while the directory is gone.
+pub struct DumpWatch {
+    inotify: Option<Inotify>,
+    dir: Option<WatchDescriptor>,
+    parent: Option<WatchDescriptor>,
+}
+
+impl DumpWatch {
+    pub fn new(dir: &Path) -> DumpWatch {
+        let mut watch = DumpWatch {
+            inotify: None,
+            dir: None,
+            parent: None,
+        };
+        match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+            Ok(ino) => watch.inotify = Some(ino),
+            Err(e) => {
+                warn!("cannot use inotify ({e}): retention will run only at start-up and after jemsafe's own dumps");
+                return watch;
+            }
+        }
+        if let Err(e) = watch.watch_dir(dir) {
+            warn!(
+                "cannot watch {} ({e}): retention will run only at start-up and after jemsafe's own dumps",
+                dir.display()
+            );
+        }
+        watch
+    }
+
+    pub fn inotify(&self) -> Option<&Inotify> {
+        self.inotify.as_ref()
+    }
+
+    fn watch_dir(&mut self, dir: &Path) -> nix::Result<()> {
+        let ino = self.inotify.as_ref().ok_or(nix::errno::Errno::EBADF)?;
+        let wd = ino.add_watch(
+            dir,
+            AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_DELETE_SELF
+                | AddWatchFlags::IN_MOVE_SELF
+                | AddWatchFlags::IN_ONLYDIR
+                | AddWatchFlags::IN_DONT_FOLLOW,
+        )?;
+        self.dir = Some(wd);
+        if let Some(parent) = self.parent.take() {
+            let _ = ino.rm_watch(parent);
+        }
+        Ok(())
+    }
+
+    /// The directory's watch is gone: watch it again if it is back, else its parent, to
+    /// notice when it is.
+    fn lost(&mut self, dir: &Path) -> bool {
+        if let Some(wd) = self.dir.take() {
+            if let Some(ino) = &self.inotify {
+                let _ = ino.rm_watch(wd); // the kernel may have dropped it already
+            }
+        }
+        if self.watch_dir(dir).is_ok() {
+            return true;
+        }
+        if let (Some(ino), Some(parent)) = (&self.inotify, dir.parent()) {
+            match ino.add_watch(
+                parent,
+                AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR,
+            ) {
+                Ok(wd) => self.parent = Some(wd),
+                Err(e) => warn!(
+                    "cannot watch {} either ({e}): the dump directory is watched again at the next dump",
+                    parent.display()
+                ),
+            }
+        }
+        false
+    }
+}
+
+/// Free space in words: KiB below a MiB, so that "0 MiB" never hides 1016 KiB.
+pub fn human_space(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+impl Supervisor<'_> {
+    /// An on-demand dump. A dump still in flight is joined (mysqld is busy or stopped:
+    /// another file would only queue behind it); otherwise through the storm throttle.
+    pub(super) fn request_dump(&mut self, trigger: Trigger, waiter: Option<UnixStream>) {
+        if let Some(child) = self.child.as_mut() {
+            let pid = child.pid;
+            if let Some((Pending::Dump { waiters, sent, .. }, overdue)) = child
+                .pending
+                .find_mut(|p| matches!(p, Pending::Dump { .. }))
+            {
+                let waited = sent.elapsed().as_secs();
+                debug!(
+                    "dump request ({}) joins the dump in flight",
+                    trigger.as_str()
+                );
+                if let Some(w) = waiter {
+                    if overdue {
+                        let why = format!(
+                            "a dump asked for {waited} s ago is still unanswered: {}",
+                            not_answering(pid.as_raw())
+                        );
+                        control::respond(w, &control::error_reply(why));
+                    } else {
+                        waiters.push(w);
+                    }
+                }
+                return;
+            }
+        }
+        match self.throttle.request(Instant::now()) {
+            Admit::Now => self.send_dump(trigger, waiter.into_iter().collect()),
+            Admit::At(_) | Admit::Joined => {
+                debug!(
+                    "dump request ({}) coalesced into the next dump",
+                    trigger.as_str()
+                );
+                self.trailing_trigger.get_or_insert(trigger);
+                self.trailing.extend(waiter);
+            }
+        }
+    }
+
+    pub(super) fn send_dump(&mut self, trigger: Trigger, waiters: Vec<UnixStream>) {
+        let plan = self.plan;
+        let present = plan.dump_dir.symlink_metadata().is_ok_and(|m| m.is_dir());
+        if !present {
+            self.recreate_dump_dir();
+        }
+        let refusal = match dumps::free_bytes(&plan.dump_dir) {
+            Ok(free) if free < plan.min_free_bytes => Some(format!(
+                "dump refused: only {} free on the filesystem of {} (min_free_mb = {})",
+                human_space(free),
+                plan.dump_dir.display(),
+                plan.min_free_bytes >> 20
+            )),
+            Ok(_) => None,
+            Err(e) => {
+                warn!(
+                    "cannot measure free space in {}: {e}",
+                    plan.dump_dir.display()
+                );
+                None
+            }
+        };
+        let pid = self.child.as_ref().map(|c| c.pid);
+        let (Some(pid), None) = (pid, &refusal) else {
+            let why = refusal.unwrap_or_else(|| self.unreachable_reason());
+            error!("{} dump not taken: {why}", trigger.as_str());
+            let pending = Pending::Dump {
+                trigger,
+                name: String::new(),
+                sent: Instant::now(),
+                waiters,
+            };
+            self.fail(pending, &why);
+            return;
+        };
+        self.dump_seq += 1;
+        let name = dumps::on_demand_name(
+            &plan.dump_prefix,
+            pid.as_raw(),
+            SystemTime::now(),
+            self.dump_seq,
+            trigger,
+        );
+        let temp = plan.dump_dir.join(files::temp_name(&name));
+        self.send(
+            Command::Dump(Some(temp.to_string_lossy().into_owned())),
+            Pending::Dump {
+                trigger,
+                name,
+                sent: Instant::now(),
+                waiters,
+            },
+            DUMP_DEADLINE,
+        );
+    }
+
+    /// The shim answered a dump: the file under its temporary name is checked, made
+    /// private and renamed; anything less is removed and reported.
+    pub(super) fn dumped(
+        &mut self,
+        trigger: Trigger,
+        name: String,
+        sent: Instant,
+        waiters: Vec<UnixStream>,
+        reply: &Reply,
+    ) {
+        let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
+        let path = self.plan.dump_dir.join(&name);
+        let outcome = if reply.ok {
+            self.finalize(&name)
+        } else {
+            self.discard_partial(&name);
+            Err(reply.error_text())
+        };
+        if trigger == Trigger::Growth {
+            self.growth.finished(outcome.is_ok());
+        }
+        let size = match outcome {
+            Ok(size) => size,
+            Err(why) => {
+                let why = format!("heap dump to {} failed: {why}", path.display());
+                error!("{why}");
+                for w in waiters {
+                    control::respond(w, &control::error_reply(why.clone()));
+                }
+                return;
+            }
+        };
+        info!(
+            "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
+            path.display(),
+            trigger.as_str(),
+            reply.get("dump_us").unwrap_or("?")
+        );
+        self.last_dump = Some((path.clone(), SystemTime::now()));
+        let line = self.status_line();
+        self.tell(&[sd_notify::NotifyState::Status(&line)]);
+        let mut answer = control::ok_reply();
+        answer.insert("path".into(), path.display().to_string().into());
+        answer.insert("bytes".into(), size.into());
+        answer.insert("round_trip_ms".into(), json!(round_trip_ms));
+        for w in waiters {
+            control::respond(w, &answer);
+        }
+    }
+
+    /// Checks the temporary file and gives it its final name; its size, or why not.
+    fn finalize(&self, name: &str) -> Result<u64, String> {
+        let dir = &self.plan.dump_dir;
+        let dir_fd =
+            files::open_dir(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+        let temp = files::temp_name(name);
+        let checked =
+            self.check_heap_file(&dir_fd, &temp, self.child.as_ref().map(|c| c.pid.as_raw()));
+        let size = match checked {
+            Ok(size) => size,
+            Err(why) => {
+                let _ = files::remove(&dir_fd, &temp);
+                return Err(why);
+            }
+        };
+        files::rename_new(&dir_fd, &temp, name).map_err(|e| {
+            let _ = files::remove(&dir_fd, &temp);
+            format!("cannot rename {temp} to {name}: {e}")
+        })?;
+        Ok(size)
+    }
+
+    /// Opens `name` with the checks root needs in mysqld's directory, verifies that it
+    /// is a whole dump, and takes its world-read bit away; its size, or why it is not.
+    fn check_heap_file(
+        &self,
+        dir_fd: &std::os::fd::OwnedFd,
+        name: &str,
+        pid: Option<i32>,
+    ) -> Result<u64, String> {
+        let mut file = files::open_heap_file(dir_fd, name, Some(self.heap_owner()))?;
+        let (size, tail) =
+            files::read_tail(&mut file).map_err(|e| format!("cannot read it: {e}"))?;
+        let last = pid.and_then(files::last_maps_line);
+        files::completeness(size, &tail, last.as_deref()).map_err(|why| {
+            let free = dumps::free_bytes(&self.plan.dump_dir)
+                .map(|f| format!("; {} free on its filesystem", human_space(f)))
+                .unwrap_or_default();
+            format!("the file is incomplete: {why}{free}")
+        })?;
+        files::restrict_file(&file).map_err(|e| format!("cannot chmod it: {e}"))?;
+        Ok(size)
+    }
+
+    /// Who writes heap files: the running mysqld's filesystem uid (it may have switched
+    /// users through its own config, not only through `--user`).
+    fn heap_owner(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(|c| fs_uid(c.pid.as_raw()))
+            .unwrap_or(self.file_owner)
+    }
+
+    /// Removes what a failed or abandoned dump left under its temporary name.
+    pub(super) fn discard_partial(&self, name: &str) {
+        if name.is_empty() {
+            return;
+        }
+        if let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) {
+            let _ = files::remove(&dir_fd, &files::temp_name(name));
+        }
+    }
+
+    /// The dump directory vanished: jemsafe made it at start-up, so it makes it again
+    /// (a dump asked for now should not fail for want of it), and watches it.
+    fn recreate_dump_dir(&mut self) {
+        let dir = &self.plan.dump_dir;
+        if let Err(e) = dumps::prepare_dir(dir, self.dump_owner) {
+            warn!("{e}");
+            return;
+        }
+        warn!(
+            "the dump directory {} was missing: created it again",
+            dir.display()
+        );
+        if self.watch.lost(dir) {
+            info!("watching {} again", dir.display());
+        }
+    }
+
+    pub(super) fn dump_dir_changed(&mut self) {
+        let mut events_seen = Vec::new();
+        let mut lost = false;
+        let mut back = false;
+        if let Some(ino) = self.watch.inotify() {
+            while let Ok(events) = ino.read_events() {
+                if events.is_empty() {
+                    break;
+                }
+                for e in events {
+                    let name = e.name.as_ref().and_then(|n| n.to_str()).map(str::to_owned);
+                    if Some(e.wd) == self.watch.parent {
+                        back |= name.as_deref()
+                            == self.plan.dump_dir.file_name().and_then(|n| n.to_str());
+                    } else if e.mask.intersects(
+                        AddWatchFlags::IN_IGNORED
+                            | AddWatchFlags::IN_DELETE_SELF
+                            | AddWatchFlags::IN_MOVE_SELF,
+                    ) {
+                        lost |= Some(e.wd) == self.watch.dir;
+                    } else if let Some(name) = name {
+                        events_seen.push((name, e.mask));
+                    }
+                }
+            }
+        }
+        let dir = self.plan.dump_dir.clone();
+        if lost {
+            warn!(
+                "the dump directory {} was removed or moved: retention stops until it exists again",
+                dir.display()
+            );
+            if self.watch.lost(&dir) {
+                info!("watching {} again", dir.display());
+                self.apply_retention();
+            }
+        }
+        if back && self.watch.lost(&dir) {
+            info!("{} exists again: watching it", dir.display());
+            self.apply_retention();
+        }
+        let mut ours = false;
+        for (name, mask) in events_seen {
+            let Some(heap) = dumps::HeapName::parse(&self.plan.dump_prefix, &name) else {
+                continue;
+            };
+            ours = true;
+            self.inspect_new_file(&name, &heap, mask);
+        }
+        if ours {
+            self.apply_retention();
+        }
+    }
+
+    /// A heap file appeared: jemalloc's own dumps are checked for completeness (a full
+    /// disk cuts them short) and every one loses its world-read bit, through the checks.
+    fn inspect_new_file(&self, name: &str, heap: &dumps::HeapName, mask: AddWatchFlags) {
+        let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) else {
+            return;
+        };
+        let automatic = matches!(heap.origin, dumps::naming::Origin::Automatic { .. });
+        if automatic && mask.contains(AddWatchFlags::IN_CLOSE_WRITE) {
+            let pid = self
+                .child
+                .as_ref()
+                .map(|c| c.pid.as_raw())
+                .filter(|p| *p as u32 == heap.pid);
+            if let Err(why) = self.check_heap_file(&dir_fd, name, pid) {
+                let removed = why.starts_with("the file is incomplete")
+                    && files::remove(&dir_fd, name).is_ok();
+                warn!(
+                    "jemalloc's dump {}: {why}{}",
+                    self.plan.dump_dir.join(name).display(),
+                    if removed {
+                        "; removed it"
+                    } else {
+                        "; left it alone"
+                    }
+                );
+            }
+            return;
+        }
+        match files::open_heap_file(&dir_fd, name, Some(self.heap_owner())) {
+            Ok(file) => {
+                let _ = files::restrict_file(&file);
+            }
+            Err(why) => warn!(
+                "not touching {}: {why}",
+                self.plan.dump_dir.join(name).display()
+            ),
+        }
+    }
+
+    pub(super) fn apply_retention(&self) {
+        let plan = self.plan;
+        let files = match dumps::list(&plan.dump_dir, &plan.dump_prefix) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!("retention: cannot list {}: {e}", plan.dump_dir.display());
+                return;
+            }
+        };
+        for (path, reason) in retention::plan(&files, &plan.retention, SystemTime::now()) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!("retention: deleted {} ({reason})", path.display()),
+                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+/// The filesystem uid of process `pid` (the fourth `Uid:` field of /proc/PID/status).
+fn fs_uid(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+/// Why mysqld `pid` does not answer, as far as /proc tells.
+pub fn not_answering(pid: i32) -> String {
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The state follows the command name, which is in parentheses and may
+            // contain anything: take what follows the last ')'.
+            let (_, rest) = s.rsplit_once(')')?;
+            rest.split_whitespace().next()?.chars().next()
+        });
+    let what = match state {
+        Some('T') => " (it is stopped: SIGSTOP or SIGTSTP; `kill -CONT` resumes it)",
+        Some('t') => " (it is stopped by a debugger)",
+        Some('D') => " (it is in uninterruptible sleep: waiting on disk or swap)",
+        Some('Z') => " (it has exited)",
+        _ => "",
+    };
+    format!("mysqld pid {pid} is not answering{what}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_space_below_a_mib_is_said_in_kib() {
+        assert_eq!(human_space(1016 << 10), "1016 KiB");
+        assert_eq!(human_space(3 << 20), "3 MiB");
+    }
+}
