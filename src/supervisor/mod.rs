@@ -31,8 +31,8 @@ use ledger::Ledger;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use policy::{Decision, Ending, Growth, RestartHistory, RestartPolicy, Throttle};
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use policy::{Decision, Ending, Growth, RestartHistory, RestartPolicy, SignalEffect, Throttle};
+use signal_hook::consts::SIGCHLD;
 use signals::Signals;
 use spawn::Launch;
 use status::shim_reply_json;
@@ -276,21 +276,8 @@ impl Supervisor<'_> {
             let ready = self.wait(timeout)?;
             self.signals.drain();
 
-            if self.signals.take(SIGCHLD) {
-                if let Some(code) = self.reap() {
-                    return Ok(code);
-                }
-            }
-            if let Some(code) = self.stop_signals() {
+            if let Some(code) = self.signals_arrived() {
                 return Ok(code);
-            }
-            for (sig, action, trigger) in [
-                (SIGUSR1, self.plan.usr1, Trigger::Usr1),
-                (SIGUSR2, self.plan.usr2, Trigger::Usr2),
-            ] {
-                if self.signals.take(sig) {
-                    self.signal_action(action, trigger, &signals::name(sig));
-                }
             }
             let clients: Vec<usize> = ready
                 .iter()
@@ -352,46 +339,70 @@ impl Supervisor<'_> {
             .collect())
     }
 
-    /// Forwards stop signals; during a restart delay a stop signal ends jemsafe at once.
-    fn stop_signals(&mut self) -> Option<i32> {
-        // SIGINT becomes SIGTERM: mysqld and mariadbd ignore SIGINT, but whoever pressed
-        // ^C on jemsafe wants the server stopped.
-        for (got, send, stops) in [
-            (SIGTERM, Signal::SIGTERM, true),
-            (SIGINT, Signal::SIGTERM, true),
-            (SIGQUIT, Signal::SIGQUIT, true),
-            (SIGHUP, Signal::SIGHUP, false),
-        ] {
-            if !self.signals.take(got) {
+    /// Carries out what each signal that arrived means ([`policy::signal_effect`]);
+    /// children first, so that a stop signal finds mysqld's state current. Some(status)
+    /// means jemsafe exits.
+    fn signals_arrived(&mut self) -> Option<i32> {
+        let mut order = signals::HANDLED;
+        order.sort_by_key(|s| *s != SIGCHLD);
+        for sig in order {
+            if !self.signals.take(sig) {
                 continue;
             }
-            self.stopping |= stops;
-            if stops {
-                self.tell(&[sd_notify::NotifyState::Stopping]);
-            }
-            match &self.child {
-                Some(child) => {
-                    info!(
-                        "received {}: sending {} to mysqld pid {}",
-                        signals::name(got),
-                        send.as_str(),
-                        child.pid
-                    );
-                    if let Err(e) = kill(child.pid, send) {
-                        warn!("cannot signal mysqld pid {}: {e}", child.pid);
+            let Some(effect) = Signal::try_from(sig).ok().and_then(policy::signal_effect) else {
+                continue;
+            };
+            match effect {
+                SignalEffect::Reap => {
+                    if let Some(code) = self.reap() {
+                        return Some(code);
                     }
                 }
-                None if stops => {
-                    info!(
-                        "received {} during the restart delay: not restarting mysqld; jemsafe exits with status 0",
-                        signals::name(got)
-                    );
-                    return Some(0);
+                SignalEffect::Forward { to_mysqld, stops } => {
+                    if let Some(code) = self.forward(sig, to_mysqld, stops) {
+                        return Some(code);
+                    }
                 }
-                None => {}
+                SignalEffect::Action(trigger) => {
+                    let action = match trigger {
+                        Trigger::Usr2 => self.plan.usr2,
+                        _ => self.plan.usr1,
+                    };
+                    self.signal_action(action, trigger, &signals::name(sig));
+                }
             }
         }
         None
+    }
+
+    /// Sends `to_mysqld` on; during a restart delay a stop signal ends jemsafe at once.
+    fn forward(&mut self, got: i32, send: Signal, stops: bool) -> Option<i32> {
+        self.stopping |= stops;
+        if stops {
+            self.tell(&[sd_notify::NotifyState::Stopping]);
+        }
+        match &self.child {
+            Some(child) => {
+                info!(
+                    "received {}: sending {} to mysqld pid {}",
+                    signals::name(got),
+                    send.as_str(),
+                    child.pid
+                );
+                if let Err(e) = kill(child.pid, send) {
+                    warn!("cannot signal mysqld pid {}: {e}", child.pid);
+                }
+                None
+            }
+            None if stops => {
+                info!(
+                    "received {} during the restart delay: not restarting mysqld; jemsafe exits with status 0",
+                    signals::name(got)
+                );
+                Some(0)
+            }
+            None => None,
+        }
     }
 
     /// Reaps exited children (jemsafe may be PID 1 in a container); when mysqld is among

@@ -1,10 +1,55 @@
-//! The supervisor's decisions, as pure functions of state and time: whether and when to
-//! restart mysqld, whether a dump request runs now or is coalesced, when growth calls
-//! for a dump. The event loop only gathers events and carries these out.
+//! The supervisor's decisions, as pure functions of state and time: what a signal to
+//! jemsafe means, whether and when to restart mysqld, whether a dump request runs now or
+//! is coalesced, when growth calls for a dump. The event loop only gathers events and
+//! carries these out.
 
 use crate::config::RestartMode;
+use crate::dumps::Trigger;
+use nix::sys::signal::Signal;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// What a signal to jemsafe means: the README's signal table, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalEffect {
+    /// A child exited: reap it (and decide about mysqld).
+    Reap,
+    /// Send `to_mysqld` on; `stops`: mysqld's coming exit is final, not a crash.
+    Forward { to_mysqld: Signal, stops: bool },
+    /// The configured `[signals]` action; never forwarded (SIGUSR1 is MariaDB's internal
+    /// thread-alarm signal, SIGUSR2 restarts MySQL 8).
+    Action(Trigger),
+}
+
+/// The effect of `sig`, for every signal jemsafe handles; None for any other.
+pub fn signal_effect(sig: Signal) -> Option<SignalEffect> {
+    use SignalEffect::*;
+    Some(match sig {
+        Signal::SIGCHLD => Reap,
+        Signal::SIGTERM => Forward {
+            to_mysqld: Signal::SIGTERM,
+            stops: true,
+        },
+        // mysqld and mariadbd ignore SIGINT, but whoever pressed ^C wants the server
+        // stopped.
+        Signal::SIGINT => Forward {
+            to_mysqld: Signal::SIGTERM,
+            stops: true,
+        },
+        Signal::SIGQUIT => Forward {
+            to_mysqld: Signal::SIGQUIT,
+            stops: true,
+        },
+        // mysqld reloads (flushes logs, MariaDB prints its status): it keeps running.
+        Signal::SIGHUP => Forward {
+            to_mysqld: Signal::SIGHUP,
+            stops: false,
+        },
+        Signal::SIGUSR1 => Action(Trigger::Usr1),
+        Signal::SIGUSR2 => Action(Trigger::Usr2),
+        _ => return None,
+    })
+}
 
 /// `[supervise] restart*`.
 #[derive(Debug, Clone, Copy)]
@@ -204,6 +249,33 @@ impl Growth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usr1_and_usr2_are_never_forwarded_and_int_stops_with_term() {
+        for sig in [Signal::SIGUSR1, Signal::SIGUSR2] {
+            assert!(matches!(signal_effect(sig), Some(SignalEffect::Action(_))));
+        }
+        assert_eq!(
+            signal_effect(Signal::SIGINT),
+            Some(SignalEffect::Forward {
+                to_mysqld: Signal::SIGTERM,
+                stops: true
+            })
+        );
+        assert_eq!(
+            signal_effect(Signal::SIGHUP),
+            Some(SignalEffect::Forward {
+                to_mysqld: Signal::SIGHUP,
+                stops: false
+            })
+        );
+        // Every signal the loop installs a handler for has a meaning.
+        for sig in crate::supervisor::signals::HANDLED {
+            let sig = Signal::try_from(sig).unwrap();
+            assert!(signal_effect(sig).is_some(), "{sig}");
+        }
+        assert_eq!(signal_effect(Signal::SIGALRM), None);
+    }
 
     const S: Duration = Duration::from_secs(1);
 
