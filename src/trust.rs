@@ -122,6 +122,10 @@ pub fn problems(path: &Path, what: &str) -> Vec<String> {
             path.display()
         )
     };
+    // The path itself, if it is a symlink: whoever owns it can point it elsewhere.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        out.extend(untrusted(path, false).map(message));
+    }
     let mut check = |p: &Path, follow: bool| {
         if seen.iter().any(|s: &PathBuf| s == p) {
             return;
@@ -255,5 +259,53 @@ mod tests {
         let p = problems(&file, "config");
         assert!(p.iter().any(|m| m.contains("owned by nobody (uid 65534)") && m.contains("chown root:root")), "{p:?}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_owned_by_another_user_is_refused_even_if_it_points_at_roots_file() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = nix::unistd::mkdtemp("/tmp/jemsafe-trust-link.XXXXXX").unwrap();
+        let target = dir.join("real.toml");
+        std::fs::write(&target, "").unwrap();
+        let link = dir.join("link.toml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let root_link = problems(&link, "config");
+        nix::unistd::fchownat(
+            None,
+            &link,
+            Some(nix::unistd::Uid::from_raw(65534)),
+            None,
+            nix::unistd::FchownatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let nobody_link = problems(&link, "config");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(root_link.is_empty(), "{root_link:?}");
+        assert!(
+            nobody_link
+                .iter()
+                .any(|m| m.contains("is a symbolic link owned by nobody")),
+            "{nobody_link:?}"
+        );
+    }
+
+    #[test]
+    fn loader_variables_split_like_ld_so() {
+        assert_eq!(
+            preload_entries("/a.so /b.so::/c.so").collect::<Vec<_>>(),
+            ["/a.so", "/b.so", "/c.so"]
+        );
+        assert_eq!(
+            library_path_entries("/a;/b::/c").collect::<Vec<_>>(),
+            ["/a", "/b", "", "/c"]
+        );
+        assert_eq!(library_path_entries("").count(), 0);
+        assert!(loader_variable_problem("LD_AUDIT", "").is_none());
+        assert!(loader_variable_problem("LD_AUDIT", "/usr/lib/x.so").is_some());
+        assert!(loader_variable_problem("LD_PRELOAD", "/a.so x.so").is_some());
+        assert!(loader_variable_problem("LD_LIBRARY_PATH", ":/usr/lib").is_some());
+        assert!(loader_variable_problem("TZ", "UTC").is_none());
     }
 }
