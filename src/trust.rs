@@ -277,7 +277,7 @@ mod tests {
             &link,
             Some(nix::unistd::Uid::from_raw(65534)),
             None,
-            nix::unistd::FchownatFlags::NoFollowSymlink,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .unwrap();
         let nobody_link = problems(&link, "config");

@@ -1,0 +1,202 @@
+//! The launch path as root, against the security review's threat model: root and the config
+//! are trusted; mysqld's user, code in mysqld and other local users are not.
+//!
+//! Nothing named by an untrusted file may run or load as root before jemsafe refuses;
+//! a sandbox directory someone else prepared is not written into; loader variables cannot
+//! load code from elsewhere; mysqld inherits no descriptor but its stdio and the shim's.
+//! CI runs as root; elsewhere the ownership tests have nothing to prove and return.
+
+mod common;
+
+use common::*;
+use nix::unistd::{Gid, Uid, User};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The real `mysql` user (the server package creates it).
+fn mysql() -> User {
+    User::from_name("mysql")
+        .expect("look up the mysql user")
+        .expect("a `mysql` user (apt-get install mariadb-server)")
+}
+
+fn chown_to(path: &Path, uid: Uid, gid: Gid) {
+    nix::unistd::fchownat(
+        None,
+        path,
+        Some(uid),
+        Some(gid),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .expect("chown");
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A "mysqld" that only leaves `marker` behind when anything executes it.
+fn marker_script(path: &Path, marker: &Path) {
+    std::fs::write(
+        path,
+        format!(
+            "#!/bin/sh\necho \"uid=$(id -u) $*\" >> '{}'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    chmod(path, 0o755);
+}
+
+/// A shared library whose constructor leaves `marker` behind when anything loads it.
+fn marker_library(dir: &Path, marker: &Path) -> PathBuf {
+    let src = dir.join("marker.c");
+    let lib = dir.join("libmarker.so");
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdio.h>\n#include <unistd.h>\n\
+             __attribute__((constructor)) static void mark(void) {{\n\
+               FILE *f = fopen(\"{}\", \"a\");\n\
+               if (f) {{ fprintf(f, \"uid=%d euid=%d\\n\", (int)getuid(), (int)geteuid()); fclose(f); }}\n\
+             }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .expect("run gcc (apt-get install gcc)");
+    assert!(status.success(), "gcc failed");
+    lib
+}
+
+/// Replaces the `key = ...` line of the config at `path`.
+fn set_key(path: &Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut done = false;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if !done && l.starts_with(&format!("{key} = ")) {
+                done = true;
+                format!("{key} = {value:?}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(done, "no {key} in {}", path.display());
+    std::fs::write(path, text).unwrap();
+}
+
+/// Runs jemsafe with `args` to its end (bounded); returns (exit code, stdout, stderr).
+fn jemsafe(args: &[&str], tweak: impl FnOnce(&mut Command)) -> (i32, String, String) {
+    let mut js = Running::start_with(args, tweak);
+    let code = js.wait_exit(T);
+    let out = js.out.drain(Duration::from_millis(500)).join("\n");
+    (code, out, js.err.seen.join("\n"))
+}
+
+fn assert_not_executed(marker: &Path, what: &str) {
+    assert!(
+        !marker.exists(),
+        "{what}: the untrusted code ran: {}",
+        std::fs::read_to_string(marker).unwrap_or_default()
+    );
+}
+
+/// `run` refuses with 77 and `check` reports the problem, saying what it did not run;
+/// neither leaves `marker`.
+fn refused_without_running(config: &Path, marker: &Path, needle: &str) {
+    let c = config.to_str().unwrap();
+    let (code, _, err) = jemsafe(&["run", "-c", c], |_| {});
+    assert_eq!(code, 77, "{err}");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+    assert!(!err.contains("started mysqld"), "{err}");
+    assert_not_executed(marker, "run");
+
+    let (code, out, err) = jemsafe(&["check", "-c", c], |_| {});
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains(needle), "{needle:?} not in: {out}");
+    assert!(out.contains("not executed: untrusted"), "{out}");
+    assert_not_executed(marker, "check");
+}
+
+#[test]
+fn a_mysqld_owned_by_mysql_is_never_executed_by_run_check_or_sandbox() {
+    if !root() {
+        return;
+    }
+    let mysql = mysql();
+    let dir = TempDir::new("untrusted-mysqld");
+    let marker = dir.join("marker");
+    let fake = dir.join("mysqld");
+    marker_script(&fake, &marker);
+    chown_to(&fake, mysql.uid, mysql.gid);
+    let config = workload_config(&dir, "standby", &[], "");
+    set_key(&config, "path", fake.to_str().unwrap());
+    refused_without_running(&config, &marker, "refusing to use mysqld binary");
+
+    let sandbox = dir.join("sb");
+    let (code, _, err) = jemsafe(
+        &[
+            "sandbox",
+            sandbox.to_str().unwrap(),
+            "--mysqld",
+            fake.to_str().unwrap(),
+        ],
+        |_| {},
+    );
+    assert_eq!(code, 77, "{err}");
+    assert!(err.contains("refusing to use mysqld binary"), "{err}");
+    assert_not_executed(&marker, "sandbox");
+    assert!(!sandbox.exists(), "the sandbox was set up before refusing");
+}
+
+#[test]
+fn a_libjemalloc_owned_by_mysql_is_never_loaded_by_run_or_check() {
+    if !root() {
+        return;
+    }
+    let mysql = mysql();
+    let dir = TempDir::new("untrusted-lib");
+    let marker = dir.join("marker");
+    let lib = marker_library(dir.path(), &marker);
+    chown_to(&lib, mysql.uid, mysql.gid);
+    let config = workload_config(&dir, "standby", &[], "");
+    add_to_section(
+        &config,
+        "[jemalloc]",
+        &format!("library = {:?}", lib.display().to_string()),
+    );
+    refused_without_running(&config, &marker, "refusing to use libjemalloc");
+}
+
+#[test]
+fn a_config_owned_by_mysql_runs_nothing_it_names() {
+    if !root() {
+        return;
+    }
+    let mysql = mysql();
+    let dir = TempDir::new("untrusted-config");
+    let marker = dir.join("marker");
+    // root's own script: only the config that names it is untrusted.
+    let fake = dir.join("mysqld");
+    marker_script(&fake, &marker);
+    let config = workload_config(&dir, "standby", &[], "");
+    set_key(&config, "path", fake.to_str().unwrap());
+    chown_to(&config, mysql.uid, mysql.gid);
+    refused_without_running(&config, &marker, "refusing to use config file");
+}
