@@ -140,7 +140,7 @@ fn a_mysqld_owned_by_mysql_is_never_executed_by_run_check_or_sandbox() {
         return;
     }
     let mysql = mysql();
-    let dir = TempDir::new("untrusted-mysqld");
+    let dir = sandbox_base("untrusted-mysqld");
     let marker = dir.join("marker");
     let fake = dir.join("mysqld");
     marker_script(&fake, &marker);
@@ -199,4 +199,171 @@ fn a_config_owned_by_mysql_runs_nothing_it_names() {
     set_key(&config, "path", fake.to_str().unwrap());
     chown_to(&config, mysql.uid, mysql.gid);
     refused_without_running(&config, &marker, "refusing to use config file");
+}
+
+/// A directory for sandboxes that the mysql user can reach (as the sandbox requires).
+fn sandbox_base(tag: &str) -> TempDir {
+    let base = TempDir::new(tag);
+    chmod(base.path(), 0o755);
+    base
+}
+
+/// A root-owned file outside the sandbox that an attacker would like root to overwrite.
+fn roots_file(base: &TempDir) -> (PathBuf, &'static str) {
+    let precious = base.join("precious");
+    std::fs::write(&precious, "root's own content\n").unwrap();
+    (precious, "root's own content\n")
+}
+
+/// `jemsafe sandbox DIR` with a root-owned marker script as mysqld; (code, stderr).
+fn sandbox(dir: &Path, mysqld: &Path) -> (i32, String) {
+    let (code, _, err) = jemsafe(
+        &[
+            "sandbox",
+            dir.to_str().unwrap(),
+            "--mysqld",
+            mysqld.to_str().unwrap(),
+        ],
+        |_| {},
+    );
+    (code, err)
+}
+
+#[test]
+fn a_sandbox_directory_prepared_by_another_user_is_refused_and_not_written_through() {
+    if !root() {
+        return;
+    }
+    let mysql = mysql();
+    let nobody = User::from_name("nobody").unwrap().expect("user nobody");
+    for (tag, user) in [("nobody", nobody), ("mysql", mysql)] {
+        let base = sandbox_base(&format!("sb-owner-{tag}"));
+        let marker = base.join("marker");
+        let fake = base.join("mysqld");
+        marker_script(&fake, &marker);
+        let (precious, content) = roots_file(&base);
+        // What the local user prepared: their own 0755 directory that looks like an
+        // earlier sandbox, its jemsafe.toml a symlink to root's file.
+        let dir = base.join("sb");
+        std::fs::create_dir_all(dir.join("data/mysql")).unwrap();
+        chmod(&dir, 0o755);
+        let link = dir.join("jemsafe.toml");
+        std::os::unix::fs::symlink(&precious, &link).unwrap();
+        for p in [&dir, &dir.join("data"), &dir.join("data/mysql"), &link] {
+            chown_to(p, user.uid, user.gid);
+        }
+        let (code, err) = sandbox(&dir, &fake);
+        assert_eq!(code, 77, "{tag}: {err}");
+        assert!(
+            err.contains(&format!(
+                "refusing to use the sandbox directory {}: it is owned by {tag}",
+                dir.display()
+            )),
+            "{tag}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&precious).unwrap(),
+            content,
+            "{tag}"
+        );
+        assert_not_executed(&marker, tag);
+    }
+}
+
+#[test]
+fn a_symlinked_config_in_roots_own_sandbox_directory_is_refused() {
+    if !root() {
+        return;
+    }
+    let base = sandbox_base("sb-link");
+    let marker = base.join("marker");
+    let fake = base.join("mysqld");
+    marker_script(&fake, &marker);
+    let (precious, content) = roots_file(&base);
+    let dir = base.join("sb");
+    std::fs::create_dir_all(dir.join("data/mysql")).unwrap();
+    chmod(&dir, 0o755);
+    std::os::unix::fs::symlink(&precious, dir.join("jemsafe.toml")).unwrap();
+    let (code, err) = sandbox(&dir, &fake);
+    assert_eq!(code, 77, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}/jemsafe.toml is a symbolic link owned by root",
+            dir.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), content);
+    assert_not_executed(&marker, "sandbox");
+}
+
+#[test]
+fn a_sandbox_directory_others_can_write_or_a_symlinked_subdirectory_is_refused() {
+    if !root() {
+        return;
+    }
+    let base = sandbox_base("sb-modes");
+    let marker = base.join("marker");
+    let fake = base.join("mysqld");
+    marker_script(&fake, &marker);
+
+    let open = base.join("open");
+    std::fs::create_dir(&open).unwrap();
+    chmod(&open, 0o775);
+    let (code, err) = sandbox(&open, &fake);
+    assert_eq!(code, 77, "{err}");
+    assert!(
+        err.contains("it is writable by others (mode 0775)") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert!(!open.join("jemsafe.toml").exists());
+
+    // An earlier sandbox of root's whose data/ now leads elsewhere.
+    let elsewhere = base.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let earlier = base.join("earlier");
+    std::fs::create_dir(&earlier).unwrap();
+    chmod(&earlier, 0o755);
+    std::fs::write(earlier.join("jemsafe.toml"), "# an earlier sandbox\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, earlier.join("data")).unwrap();
+    let (code, err) = sandbox(&earlier, &fake);
+    assert_eq!(code, 77, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}/data is a symbolic link, not a directory",
+            earlier.display()
+        )),
+        "{err}"
+    );
+    assert_not_executed(&marker, "sandbox");
+    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
+    let owner = std::fs::metadata(&elsewhere).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&owner), 0);
+}
+
+#[test]
+fn an_earlier_sandbox_of_roots_is_reused_and_its_config_replaced_not_written_through() {
+    if !root() {
+        return;
+    }
+    let base = sandbox_base("sb-reuse");
+    let marker = base.join("marker");
+    let fake = base.join("mysqld");
+    marker_script(&fake, &marker);
+    let dir = base.join("sb");
+    std::fs::create_dir_all(dir.join("data/mysql")).unwrap();
+    chmod(&dir, 0o755);
+    let config = dir.join("jemsafe.toml");
+    std::fs::write(&config, "# an earlier sandbox\n").unwrap();
+    // A hard link shares the inode: writing through the old file would show here.
+    let old = base.join("old-config");
+    std::fs::hard_link(&config, &old).unwrap();
+    let (_, err) = sandbox(&dir, &fake);
+    assert!(err.contains("reusing the datadir"), "{err}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("Written by `jemsafe sandbox`"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(&old).unwrap(),
+        "# an earlier sandbox\n"
+    );
 }
