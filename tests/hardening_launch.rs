@@ -367,3 +367,120 @@ fn an_earlier_sandbox_of_roots_is_reused_and_its_config_replaced_not_written_thr
         "# an earlier sandbox\n"
     );
 }
+
+#[test]
+fn loader_variables_in_jemsafes_environment_that_load_from_anywhere_are_refused_as_root() {
+    if !root() {
+        return;
+    }
+    let mysql = mysql();
+    let dir = TempDir::new("loader-env");
+    let config = workload_config(&dir, "standby", &[], "");
+    let libs = dir.join("mysql-libs");
+    std::fs::create_dir(&libs).unwrap();
+    chown_to(&libs, mysql.uid, mysql.gid);
+    let libs = libs.to_str().unwrap();
+    let c = config.to_str().unwrap();
+    for (name, value, needle) in [
+        (
+            "LD_AUDIT",
+            "/usr/lib/no-such-audit.so",
+            "jemsafe does not pass LD_AUDIT",
+        ),
+        (
+            "LD_PRELOAD",
+            "libjemsafe-no-such.so",
+            "entry \"libjemsafe-no-such.so\" is not an absolute path",
+        ),
+        (
+            "LD_LIBRARY_PATH",
+            libs,
+            "refusing to use LD_LIBRARY_PATH directory",
+        ),
+        ("LD_LIBRARY_PATH", "/usr/lib:", "has an empty entry"),
+    ] {
+        let (code, _, err) = jemsafe(&["run", "-c", c], |cmd| {
+            cmd.env(name, value);
+        });
+        assert_eq!(code, 77, "{name}={value}: {err}");
+        assert!(
+            err.contains(needle),
+            "{name}={value}: {needle:?} not in {err}"
+        );
+        assert!(!err.contains("started mysqld"), "{err}");
+        let (code, out, _) = jemsafe(&["check", "-c", c], |cmd| {
+            cmd.env(name, value);
+        });
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(needle),
+            "{name}={value}: {needle:?} not in {out}"
+        );
+        assert!(out.contains("not executed: untrusted"), "{out}");
+    }
+}
+
+#[test]
+fn an_ld_library_path_directory_of_mysqls_in_mysqld_env_is_refused_as_root() {
+    if !root() {
+        return;
+    }
+    let mysql = mysql();
+    let dir = TempDir::new("loader-config");
+    let libs = dir.join("mysql-libs");
+    std::fs::create_dir(&libs).unwrap();
+    chown_to(&libs, mysql.uid, mysql.gid);
+    let config = workload_config(&dir, "standby", &[], "");
+    add_to_section(
+        &config,
+        "[mysqld]",
+        &format!("env = {{ LD_LIBRARY_PATH = {:?} }}", libs.to_str().unwrap()),
+    );
+    let (code, _, err) = jemsafe(&["run", "-c", config.to_str().unwrap()], |_| {});
+    assert_eq!(code, 77, "{err}");
+    assert!(
+        err.contains(&format!(
+            "refusing to use LD_LIBRARY_PATH directory {} as root",
+            libs.display()
+        )) && err.contains("owned by mysql"),
+        "{err}"
+    );
+    assert!(!err.contains("started mysqld"), "{err}");
+}
+
+#[test]
+fn ld_audit_and_relative_loader_entries_in_mysqld_env_are_config_errors() {
+    let dir = TempDir::new("loader-syntax");
+    let config = workload_config(&dir, "standby", &[], "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    for (env, key, needle) in [
+        (
+            "env = { LD_AUDIT = \"/usr/lib/audit.so\" }",
+            "mysqld.env.LD_AUDIT",
+            "jemsafe does not pass LD_AUDIT",
+        ),
+        (
+            "env = { LD_PRELOAD = \"libfoo.so\" }",
+            "mysqld.env.LD_PRELOAD",
+            "is not an absolute path",
+        ),
+        (
+            "env = { LD_LIBRARY_PATH = \"lib:/usr/lib\" }",
+            "mysqld.env.LD_LIBRARY_PATH",
+            "is not an absolute path",
+        ),
+    ] {
+        std::fs::write(&config, &text).unwrap();
+        add_to_section(&config, "[mysqld]", env);
+        for cmd in ["run", "check"] {
+            let (code, _, err) = jemsafe(&[cmd, "-c", config.to_str().unwrap()], |_| {});
+            assert_eq!(code, 78, "{cmd} {env}: {err}");
+            assert!(
+                err.contains(&format!("config file {}, line", config.display()))
+                    && err.contains(&format!("`{key}`"))
+                    && err.contains(needle),
+                "{cmd} {env}: {err}"
+            );
+        }
+    }
+}
