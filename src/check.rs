@@ -276,15 +276,15 @@ pub fn inspect(
 pub fn mysqld_version(mysqld: &Path) -> Option<String> {
     use std::io::Read;
     use std::os::fd::AsFd;
-    let mut child = std::process::Command::new(mysqld)
-        .arg("--version")
+    let mut cmd = std::process::Command::new(mysqld);
+    cmd.arg("--version")
         // MariaDB tells systemd "server is down" on exit, even after --version.
         .env_remove("NOTIFY_SOCKET")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
+        .stderr(std::process::Stdio::null());
+    crate::supervisor::spawn::close_inherited_fds(&mut cmd);
+    let mut child = cmd.spawn().ok()?;
     let mut text = String::new();
     if let Some(mut out) = child.stdout.take() {
         if crate::shim_link::wait_readable(out.as_fd(), Duration::from_secs(10)).unwrap_or(false) {

@@ -416,6 +416,8 @@ fn initialize(
     cmd.args(user_arg)
         .stdin(Stdio::null())
         .env_remove("NOTIFY_SOCKET");
+    // The bootstrap server runs as mysqld's user: nothing of jemsafe's may reach it.
+    crate::supervisor::spawn::close_inherited_fds(&mut cmd);
     let out = cmd
         .output()
         .map_err(Error::io(format!("cannot run {:?}", cmd.get_program())))?;

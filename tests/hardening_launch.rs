@@ -484,3 +484,68 @@ fn ld_audit_and_relative_loader_entries_in_mysqld_env_are_config_errors() {
         }
     }
 }
+
+/// Where each of `pid`'s descriptors leads.
+fn fd_targets(pid: i32) -> Vec<(String, PathBuf)> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_link(e.path()).ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn a_descriptor_jemsafe_inherited_does_not_reach_mysqld() {
+    let dir = TempDir::new("fds");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "root-only secret\n").unwrap();
+    chmod(&secret, 0o600);
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "1"], "");
+    // std opens with O_CLOEXEC; dup2 onto fd 9 in jemsafe's child clears it, as a
+    // careless parent of jemsafe would leave it.
+    let file = std::fs::File::open(&secret).unwrap();
+    let mut js = Running::start_with(&["run", "-c", config.to_str().unwrap()], |cmd| {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = file.as_raw_fd();
+        // SAFETY: dup2 between fork and exec on a descriptor the parent keeps open.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 9) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let pid = js.wait_verified(T);
+    let verified = js.err.wait_for("verified: mysqld pid", T);
+    assert!(verified.contains("opt.prof=true"), "{verified}");
+    js.out.wait_for("ready pid=", T);
+    // jemsafe itself has it (the test set it up), mysqld does not.
+    assert!(
+        fd_targets(js.pid()).contains(&("9".to_owned(), secret.clone())),
+        "{:?}",
+        fd_targets(js.pid())
+    );
+    let fds = fd_targets(pid);
+    assert!(
+        !fds.iter().any(|(_, target)| target == &secret),
+        "mysqld inherited {}: {fds:?}",
+        secret.display()
+    );
+    // Nothing but its stdio and the shim's channel (which answered above).
+    let shim_fd = env_value(pid, "JEMSAFE_SHIM_FD").expect("JEMSAFE_SHIM_FD");
+    let mut numbers: Vec<&str> = fds.iter().map(|(fd, _)| fd.as_str()).collect();
+    numbers.sort();
+    let mut expected = vec!["0", "1", "2", shim_fd.as_str()];
+    expected.sort();
+    assert_eq!(numbers, expected, "{fds:?}");
+    js.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
