@@ -232,9 +232,12 @@ fn open_dir(requested: Option<&Path>) -> Result<PathBuf> {
     }
     let dir = std::fs::canonicalize(&requested)
         .map_err(Error::io(format!("cannot resolve {}", requested.display())))?;
+    if !existed {
+        // Whatever the umask made of it (0775 under umask 002).
+        set_mode(&dir, 0o755)?;
+    }
     refuse_untrusted(dir_problems(&requested, &dir))?;
     if !existed {
-        set_mode(&dir, 0o755)?;
         return Ok(dir);
     }
     // A directory jemsafe did not create just now is used only if it is empty or an

@@ -549,3 +549,34 @@ fn a_descriptor_jemsafe_inherited_does_not_reach_mysqld() {
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
+
+#[test]
+fn a_new_sandbox_directory_is_mode_0755_whatever_the_umask() {
+    let base = sandbox_base("sb-umask");
+    let marker = base.join("marker");
+    let fake = base.join("mysqld");
+    marker_script(&fake, &marker);
+    let dir = base.join("sb");
+    let (_, _, err) = jemsafe(
+        &[
+            "sandbox",
+            dir.to_str().unwrap(),
+            "--mysqld",
+            fake.to_str().unwrap(),
+        ],
+        |cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::umask(0o002);
+                    Ok(())
+                });
+            }
+        },
+    );
+    assert!(!err.contains("refusing"), "{err}");
+    assert!(dir.join("jemsafe.toml").is_file(), "{err}");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755, "{err}");
+}
