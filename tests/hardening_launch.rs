@@ -166,7 +166,7 @@ fn a_mysqld_owned_by_mysql_is_never_executed_by_run_check_or_sandbox() {
 }
 
 #[test]
-fn a_libjemalloc_owned_by_mysql_is_never_loaded_by_run_or_check() {
+fn a_libjemalloc_owned_by_mysql_is_never_loaded_by_run_or_check_nor_printed_by_env() {
     if !root() {
         return;
     }
@@ -182,6 +182,12 @@ fn a_libjemalloc_owned_by_mysql_is_never_loaded_by_run_or_check() {
         &format!("library = {:?}", lib.display().to_string()),
     );
     refused_without_running(&config, &marker, "refusing to use libjemalloc");
+    // `env` prints it for root's service files: refused too, nothing printed.
+    let (code, out, err) = jemsafe(&["env", "-c", config.to_str().unwrap()], |_| {});
+    assert_eq!(code, 77, "{out}\n{err}");
+    assert!(err.contains("refusing to use libjemalloc"), "{err}");
+    assert!(!out.contains("LD_PRELOAD"), "{out}");
+    assert_not_executed(&marker, "env");
 }
 
 #[test]
