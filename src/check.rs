@@ -75,6 +75,24 @@ pub fn inspect(
         );
     }
 
+    // As root, trust comes first: the config decides what root executes and preloads, so
+    // nothing it names is executed, loaded or searched for with ldconfig before the
+    // config, and then each file, has passed the CVE-2016-6662 checks.
+    let root = nix::unistd::geteuid().is_root();
+    let mut untrusted = Vec::new();
+    let mut trusted = |path: Option<&Path>, what: &str| -> bool {
+        if !root {
+            return true;
+        }
+        let Some(path) = path else { return false };
+        let problems = crate::trust::problems(path, what);
+        let ok = problems.is_empty();
+        untrusted.extend(problems);
+        ok
+    };
+    let config_ok = trusted(Some(&config.source), "config file");
+
+    // Locating only looks at files (and asks ldconfig only for a trusted config).
     let mut find = |label: &'static str, found: Result<std::path::PathBuf>| match found {
         Ok(path) => {
             report.row(label, path.display().to_string());
@@ -87,11 +105,47 @@ pub fn inspect(
         }
     };
     let mysqld = find("mysqld", locate::mysqld(config));
-    let library = find("libjemalloc", locate::library(&config.jemalloc.library));
+    let library = find(
+        "libjemalloc",
+        locate::library(&config.jemalloc.library, config_ok),
+    );
     let shim = find("shim", locate::shim(&config.jemalloc.shim));
+    let mysqld_ok = trusted(mysqld.as_deref(), "mysqld binary") && config_ok;
+    let library_ok = trusted(library.as_deref(), "libjemalloc");
+    let shim_ok = trusted(shim.as_deref(), "shim");
+    // What else ld.so would load into mysqld (and into the probe), from jemsafe's
+    // environment or [mysqld] env.
+    let loader_ok = if root {
+        let problems = crate::trust::loader_environment_problems(&config.mysqld.env);
+        let ok = problems.is_empty();
+        untrusted.extend(problems);
+        ok
+    } else {
+        true
+    };
+    // Where root binds its sockets: someone else's directory could redirect them.
+    if root {
+        if let Some(dir) = config
+            .supervise
+            .runtime_dir
+            .ancestors()
+            .find(|d| d.symlink_metadata().is_ok())
+        {
+            untrusted.extend(crate::trust::problems(dir, "runtime_dir"));
+        }
+    }
+    const NOT_EXECUTED: &str = "not executed: untrusted (see the problems below):";
+
     if let Some(mysqld) = &mysqld {
-        if let Some(version) = mysqld_version(mysqld) {
-            report.row("version", version);
+        if mysqld_ok && loader_ok {
+            if let Some(version) = mysqld_version(mysqld) {
+                report.row("version", version);
+            }
+        } else {
+            report.row(
+                "version",
+                format!("{NOT_EXECUTED} {} --version", mysqld.display()),
+            );
         }
     }
     report.row(
@@ -110,46 +164,11 @@ pub fn inspect(
         "runtime_dir",
         config.supervise.runtime_dir.display().to_string(),
     );
-
-    if nix::unistd::geteuid().is_root() {
-        let mut untrusted = crate::trust::problems(&config.source, "config file");
-        for (path, what) in [
-            (&library, "libjemalloc"),
-            (&shim, "shim"),
-            (&mysqld, "mysqld binary"),
-        ] {
-            if let Some(path) = path {
-                untrusted.extend(crate::trust::problems(path, what));
-            }
-        }
-        // Other preloads mysqld will get, from jemsafe's environment or [mysqld] env.
-        let inherited = std::env::var("LD_PRELOAD").unwrap_or_default();
-        let configured = config
-            .mysqld
-            .env
-            .get("LD_PRELOAD")
-            .cloned()
-            .unwrap_or_default();
-        for entry in inherited
-            .split([':', ' '])
-            .chain(configured.split([':', ' ']))
-            .filter(|e| e.starts_with('/'))
-        {
-            untrusted.extend(crate::trust::problems(Path::new(entry), "LD_PRELOAD entry"));
-        }
-        // Where root binds its sockets: someone else's directory could redirect them.
-        if let Some(dir) = config
-            .supervise
-            .runtime_dir
-            .ancestors()
-            .find(|d| d.exists())
-        {
-            untrusted.extend(crate::trust::problems(dir, "runtime_dir"));
-        }
+    if root {
         report.row(
             "trust",
             if untrusted.is_empty() {
-                "config, mysqld, libjemalloc, shim and runtime_dir are root's and writable only by root"
+                "config, mysqld, libjemalloc, shim, loader variables and runtime_dir are root's and writable only by root"
                     .to_owned()
             } else {
                 format!("{} problem(s), see below", untrusted.len())
@@ -168,16 +187,31 @@ pub fn inspect(
         shim,
     };
 
-    match probe::probe(
-        &located.library,
-        &located.shim,
-        &profile.malloc_conf(Path::new("")),
-    ) {
-        Ok(found) => {
-            report.row("allocator", found.summary());
-            report.problems.extend(found.problems(profile));
+    if config_ok && library_ok && shim_ok && loader_ok {
+        match probe::probe(
+            &located.library,
+            &located.shim,
+            &profile.malloc_conf(Path::new("")),
+        ) {
+            Ok(found) => {
+                report.row("allocator", found.summary());
+                report.problems.extend(found.problems(profile));
+            }
+            Err(e) => report.problems.push(format!("probe failed: {e}")),
         }
-        Err(e) => report.problems.push(format!("probe failed: {e}")),
+    } else {
+        report.row(
+            "allocator",
+            format!(
+                "{NOT_EXECUTED} the probe preloading {} and {}",
+                located.library.display(),
+                located.shim.display()
+            ),
+        );
+    }
+    if !report.untrusted.is_empty() {
+        // `run` refuses on these; no plan is made from untrusted files.
+        return (None, report);
     }
 
     let ids = FileId::of(&located.library).and_then(|l| Ok((l, FileId::of(&located.shim)?)));
@@ -242,15 +276,15 @@ pub fn inspect(
 pub fn mysqld_version(mysqld: &Path) -> Option<String> {
     use std::io::Read;
     use std::os::fd::AsFd;
-    let mut child = std::process::Command::new(mysqld)
-        .arg("--version")
+    let mut cmd = std::process::Command::new(mysqld);
+    cmd.arg("--version")
         // MariaDB tells systemd "server is down" on exit, even after --version.
         .env_remove("NOTIFY_SOCKET")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
+        .stderr(std::process::Stdio::null());
+    crate::supervisor::spawn::close_inherited_fds(&mut cmd);
+    let mut child = cmd.spawn().ok()?;
     let mut text = String::new();
     if let Some(mut out) = child.stdout.take() {
         if crate::shim_link::wait_readable(out.as_fd(), Duration::from_secs(10)).unwrap_or(false) {

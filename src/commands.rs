@@ -17,7 +17,15 @@ pub fn check(args: &ConfigArgs) -> Result<i32> {
 
 pub fn env(args: &ConfigArgs) -> Result<i32> {
     let (config, profile) = check::load(&args.config, args.profile.as_deref())?;
-    let library = crate::locate::library(&config.jemalloc.library)?;
+    // What this prints is meant for root's service files: root would preload it.
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        untrusted(crate::trust::problems(&args.config, "config file"))?;
+    }
+    let library = crate::locate::library(&config.jemalloc.library, true)?;
+    if root {
+        untrusted(crate::trust::problems(&library, "libjemalloc"))?;
+    }
     println!("LD_PRELOAD={}", sh_quote(&library.to_string_lossy()));
     println!(
         "MALLOC_CONF={}",
@@ -197,6 +205,15 @@ pub fn report(args: &crate::cli::ReportArgs) -> Result<i32> {
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
 pub fn leaks(args: &crate::cli::LeaksArgs) -> Result<i32> {
     crate::report::command::leaks(args)
+}
+
+/// Refuses with every trust problem found, if any.
+fn untrusted(problems: Vec<String>) -> Result<()> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Untrusted(problems.join("; ")))
+    }
 }
 
 /// How long a control client waits: a dump of a very large heap can take seconds.

@@ -78,8 +78,10 @@ fn library_dirs() -> Vec<PathBuf> {
 }
 
 /// The configured libjemalloc, or the first libjemalloc.so.2 in the usual places, then
-/// whatever `ldconfig -p` knows.
-pub fn library(setting: &Locator) -> Result<PathBuf> {
+/// (when `ask_ldconfig`) whatever `ldconfig -p` knows. Only looks at files: the caller
+/// trust-checks the result before anything loads it, and passes `ask_ldconfig = false`
+/// when the config that asked for the search is not trusted.
+pub fn library(setting: &Locator, ask_ldconfig: bool) -> Result<PathBuf> {
     if let Locator::Path(path) = setting {
         return preloadable(path).map(|_| path.clone()).map_err(|why| {
             Error::NotFound(format!("[jemalloc] library = {}: {why}", path.display()))
@@ -92,33 +94,43 @@ pub fn library(setting: &Locator) -> Result<PathBuf> {
     if let Some(found) = candidates.iter().find(|p| preloadable(p).is_ok()) {
         return Ok(found.clone());
     }
-    if let Some(found) = from_ldconfig("libjemalloc.so.2") {
-        return Ok(found);
+    if ask_ldconfig {
+        if let Some(found) = from_ldconfig("libjemalloc.so.2") {
+            return Ok(found);
+        }
     }
     Err(Error::NotFound(format!(
-        "libjemalloc not found (tried {} and `ldconfig -p`); install it \
+        "libjemalloc not found (tried {}{}); install it \
          (Debian/Ubuntu: apt-get install libjemalloc2; RHEL: dnf install jemalloc; \
          Alpine: apk add jemalloc) or set [jemalloc] library to its absolute path",
         candidates
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        if ask_ldconfig {
+            " and `ldconfig -p`"
+        } else {
+            "; not `ldconfig -p`, since the config is not trusted"
+        }
     )))
 }
 
+/// The system's ldconfig by its absolute path (root does not run whatever `ldconfig` is
+/// first on PATH); on PATH only for an ordinary user.
 fn from_ldconfig(soname: &str) -> Option<PathBuf> {
-    let out = std::process::Command::new("ldconfig")
-        .arg("-p")
-        .stderr(std::process::Stdio::null())
-        .output()
-        .or_else(|_| {
-            std::process::Command::new("/sbin/ldconfig")
-                .arg("-p")
-                .stderr(std::process::Stdio::null())
-                .output()
-        })
-        .ok()?;
+    let mut programs = vec!["/sbin/ldconfig", "/usr/sbin/ldconfig"];
+    if !nix::unistd::geteuid().is_root() {
+        programs.push("ldconfig");
+    }
+    let out = programs.iter().find_map(|program| {
+        std::process::Command::new(program)
+            .arg("-p")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+    })?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|line| {
@@ -188,7 +200,7 @@ mod tests {
 
     #[test]
     fn configured_paths_are_checked_not_searched() {
-        let e = library(&Locator::Path("/nonexistent/libjemalloc.so.2".into()))
+        let e = library(&Locator::Path("/nonexistent/libjemalloc.so.2".into()), true)
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/libjemalloc.so.2"), "{e}");

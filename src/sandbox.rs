@@ -5,9 +5,9 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::locate;
-use crate::{info, warn};
+use crate::{info, locate, trust, warn};
 use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -35,55 +35,25 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
             defaults.profile_names().join(", ")
         ))
     })?;
-    // A directory jemsafe did not create is used only if it is empty or an earlier
-    // sandbox; its mode is left alone, whatever it is.
-    let (dir, created) = match &opts.dir {
-        Some(d) if d.exists() => {
-            let ours = d.join("jemsafe.toml").is_file();
-            let empty = std::fs::read_dir(d)
-                .map_err(Error::io(format!("cannot read {}", d.display())))?
-                .next()
-                .is_none();
-            if !ours && !empty {
-                return Err(Error::Refused(format!(
-                    "{} is not empty and holds no sandbox (no jemsafe.toml): give a new or empty directory",
-                    d.display()
-                )));
-            }
-            let dir = std::fs::canonicalize(d)
-                .map_err(Error::io(format!("cannot resolve {}", d.display())))?;
-            (dir, false)
-        }
-        Some(d) => {
-            std::fs::create_dir_all(d)
-                .map_err(Error::io(format!("cannot create {}", d.display())))?;
-            let dir = std::fs::canonicalize(d)
-                .map_err(Error::io(format!("cannot resolve {}", d.display())))?;
-            (dir, true)
-        }
-        None => {
-            let dir = nix::unistd::mkdtemp("/tmp/jemsafe-sandbox.XXXXXX")
-                .map_err(|e| Error::io("cannot create a temporary directory")(e.into()))?;
-            (dir, true)
-        }
-    };
-    // mysqld (as the mysql user) creates its socket and pid file here.
-    let mysqld_run = dir.join("mysqld");
-    let socket = mysqld_run.join("mysqld.sock");
-    if socket.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(Error::Refused(format!(
-            "{} is too long for a Unix socket path ({} > {MAX_SOCKET_PATH} bytes): choose a shorter sandbox directory",
-            socket.display(),
-            socket.as_os_str().len()
-        )));
-    }
-    defaults.mysqld.path = opts.mysqld.clone();
-    let mysqld = locate::mysqld(&defaults)?;
-    let version = crate::check::mysqld_version(&mysqld).unwrap_or_default();
-    let mariadb = version.contains("MariaDB") || mysqld.ends_with("mariadbd");
-
-    // As root, mysqld runs as the `mysql` user, like the distribution's service does.
+    // As root, what will run is trust-checked before anything runs or is created: the
+    // mysqld binary and the loader variables it would inherit.
     let as_root = nix::unistd::geteuid().is_root();
+    // The config written below needs an absolute path.
+    defaults.mysqld.path = match &opts.mysqld {
+        Some(p) if p.is_relative() => Some(
+            std::env::current_dir()
+                .map_err(Error::io("cannot find the current directory"))?
+                .join(p),
+        ),
+        other => other.clone(),
+    };
+    let mysqld = locate::mysqld(&defaults)?;
+    if as_root {
+        let mut problems = trust::problems(&mysqld, "mysqld binary");
+        problems.extend(trust::loader_environment_problems(&Default::default()));
+        refuse_untrusted(problems)?;
+    }
+    // As root, mysqld runs as the `mysql` user, like the distribution's service does.
     let user = if as_root {
         match nix::unistd::User::from_name("mysql") {
             Ok(Some(u)) => Some(u),
@@ -99,8 +69,16 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
         None
     };
 
-    if created {
-        set_mode(&dir, 0o755)?;
+    let dir = open_dir(opts.dir.as_deref())?;
+    // mysqld (as the mysql user) creates its socket and pid file here.
+    let mysqld_run = dir.join("mysqld");
+    let socket = mysqld_run.join("mysqld.sock");
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(Error::Refused(format!(
+            "{} is too long for a Unix socket path ({} > {MAX_SOCKET_PATH} bytes): choose a shorter sandbox directory",
+            socket.display(),
+            socket.as_os_str().len()
+        )));
     }
     if let Some(u) = &user {
         reachable_by(&dir.join("data"), &u.name)?;
@@ -108,11 +86,21 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
     let datadir = dir.join("data");
     let dumps = dir.join("dumps");
     let run = dir.join("run");
-    for (d, mode) in [(&datadir, 0o750), (&dumps, 0o750), (&mysqld_run, 0o755)] {
-        if d.exists() {
+    for (d, mode, create) in [
+        (&datadir, 0o750, true),
+        (&dumps, 0o750, true),
+        (&mysqld_run, 0o755, true),
+        (&run, 0o755, false),
+    ] {
+        if existing_dir(d)? {
             continue; // an earlier run of this sandbox set it up
         }
-        std::fs::create_dir_all(d).map_err(Error::io(format!("cannot create {}", d.display())))?;
+        if !create {
+            continue; // `run` creates its runtime_dir itself
+        }
+        // The sandbox directory is writable only by its owner (checked above), so
+        // nobody can slip a symlink in between this check and these calls.
+        std::fs::create_dir(d).map_err(Error::io(format!("cannot create {}", d.display())))?;
         set_mode(d, mode)?;
         if let Some(u) = &user {
             nix::unistd::chown(d.as_path(), Some(u.uid), Some(u.gid))
@@ -121,13 +109,18 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
     }
     let user_arg = user.as_ref().map(|u| format!("--user={}", u.name));
 
-    if !datadir.join("mysql").is_dir() {
+    let version = crate::check::mysqld_version(&mysqld).unwrap_or_default();
+    let mariadb = version.contains("MariaDB") || mysqld.ends_with("mariadbd");
+    // data/ belongs to mysqld's user, who could plant a symlink there: only a real
+    // directory counts as an earlier datadir.
+    let initialized = std::fs::symlink_metadata(datadir.join("mysql")).is_ok_and(|m| m.is_dir());
+    if !initialized {
         info!(
             "creating a {} datadir in {}",
             if mariadb { "MariaDB" } else { "MySQL" },
             datadir.display()
         );
-        initialize(&mysqld, mariadb, &datadir, user_arg.as_deref())?;
+        initialize(&mysqld, mariadb, &datadir, user_arg.as_deref(), as_root)?;
     } else {
         info!("reusing the datadir in {}", datadir.display());
     }
@@ -174,9 +167,7 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
         "\n[supervise]\nruntime_dir = {}",
         quote(&run.to_string_lossy())
     );
-    let config_path = dir.join("jemsafe.toml");
-    std::fs::write(&config_path, toml)
-        .map_err(Error::io(format!("cannot write {}", config_path.display())))?;
+    let config_path = write_config(&dir, &toml)?;
 
     let client = if mariadb { "mariadb" } else { "mysql" };
     let connect = match opts.port {
@@ -200,7 +191,204 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
     Ok(config_path)
 }
 
-fn initialize(mysqld: &Path, mariadb: bool, datadir: &Path, user_arg: Option<&str>) -> Result<()> {
+/// The sandbox directory as a canonical path that only its owner, root or the caller,
+/// can change: a new directory, an empty one, or an earlier sandbox (it holds a
+/// jemsafe.toml that is a regular file of the caller's). A directory that someone else
+/// prepared could redirect what root writes there (a jemsafe.toml symlinked to a file of
+/// root's), so it is refused.
+fn open_dir(requested: Option<&Path>) -> Result<PathBuf> {
+    let Some(requested) = requested else {
+        let dir = nix::unistd::mkdtemp("/tmp/jemsafe-sandbox.XXXXXX")
+            .map_err(|e| Error::io("cannot create a temporary directory")(e.into()))?;
+        set_mode(&dir, 0o755)?;
+        return Ok(dir);
+    };
+    let requested = if requested.is_absolute() {
+        requested.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(Error::io("cannot find the current directory"))?
+            .join(requested)
+    };
+    let existed = match std::fs::symlink_metadata(&requested) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io(format!("cannot inspect {}", requested.display()))(e)),
+    };
+    if !existed {
+        if nix::unistd::geteuid().is_root() {
+            // Where root creates it must be root's alone, or the new directory could be
+            // swapped for someone else's.
+            if let Some(parent) = requested
+                .ancestors()
+                .skip(1)
+                .find(|a| a.symlink_metadata().is_ok())
+            {
+                refuse_untrusted(trust::problems(parent, "directory above the sandbox"))?;
+            }
+        }
+        std::fs::create_dir_all(&requested)
+            .map_err(Error::io(format!("cannot create {}", requested.display())))?;
+    }
+    let dir = std::fs::canonicalize(&requested)
+        .map_err(Error::io(format!("cannot resolve {}", requested.display())))?;
+    if !existed {
+        // Whatever the umask made of it (0775 under umask 002).
+        set_mode(&dir, 0o755)?;
+    }
+    refuse_untrusted(dir_problems(&requested, &dir))?;
+    if !existed {
+        return Ok(dir);
+    }
+    // A directory jemsafe did not create just now is used only if it is empty or an
+    // earlier sandbox; its mode is left alone.
+    let config = dir.join("jemsafe.toml");
+    let ours = match std::fs::symlink_metadata(&config) {
+        Ok(m) if m.file_type().is_file() && m.uid() == nix::unistd::geteuid().as_raw() => true,
+        Ok(m) => {
+            return Err(Error::Untrusted(format!(
+                "{} is {} owned by {}, not a config an earlier `jemsafe sandbox` of yours wrote; \
+                 jemsafe will not write through it: remove it or choose another directory",
+                config.display(),
+                file_kind(&m),
+                user_name(m.uid())
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io(format!("cannot inspect {}", config.display()))(e)),
+    };
+    let empty = std::fs::read_dir(&dir)
+        .map_err(Error::io(format!("cannot read {}", dir.display())))?
+        .next()
+        .is_none();
+    if !ours && !empty {
+        return Err(Error::Refused(format!(
+            "{} is not empty and holds no sandbox (no jemsafe.toml): give a new or empty directory",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// Why the sandbox directory `dir` (canonical; `requested` as given) is not safe to
+/// write into: it must be owned by root or the caller and writable by no one else, and
+/// as root pass the same checks as anything root runs from.
+fn dir_problems(requested: &Path, dir: &Path) -> Vec<String> {
+    let me = nix::unistd::geteuid().as_raw();
+    let mine = |uid: u32| uid == 0 || uid == me;
+    let mut out = Vec::new();
+    if let Ok(m) = std::fs::symlink_metadata(requested) {
+        if m.file_type().is_symlink() && !mine(m.uid()) {
+            out.push(format!(
+                "refusing to use the sandbox directory {}: it is a symbolic link owned by {}, who can point it elsewhere; give the real directory",
+                requested.display(),
+                user_name(m.uid())
+            ));
+        }
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if !m.is_dir() => out.push(format!(
+            "refusing to use the sandbox directory {}: it is {}, not a directory",
+            dir.display(),
+            file_kind(&m)
+        )),
+        Ok(m) if !mine(m.uid()) => out.push(format!(
+            "refusing to use the sandbox directory {}: it is owned by {}, who could redirect \
+             what jemsafe writes there; remove it or choose a new directory",
+            dir.display(),
+            user_name(m.uid())
+        )),
+        Ok(m) if m.mode() & 0o022 != 0 => out.push(format!(
+            "refusing to use the sandbox directory {}: it is writable by others (mode {:04o}), \
+             who could redirect what jemsafe writes there; fix: chmod go-w {}",
+            dir.display(),
+            m.mode() & 0o7777,
+            dir.display()
+        )),
+        Ok(_) => {}
+        Err(e) => out.push(format!("cannot inspect {}: {e}", dir.display())),
+    }
+    if out.is_empty() && me == 0 {
+        out.extend(trust::problems(requested, "sandbox directory"));
+    }
+    out
+}
+
+/// Whether `d`, inside the sandbox, already exists as a real directory; a symlink or
+/// anything else in its place is refused rather than followed.
+fn existing_dir(d: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(d) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(m) => Err(Error::Untrusted(format!(
+            "{} is {}, not a directory; jemsafe does not follow it: remove it",
+            d.display(),
+            file_kind(&m)
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("cannot inspect {}", d.display()))(e)),
+    }
+}
+
+/// Writes `dir`/jemsafe.toml as a new file (O_EXCL, O_NOFOLLOW) renamed into place, so an
+/// earlier config is replaced, never written through.
+fn write_config(dir: &Path, text: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("jemsafe.toml");
+    let tmp = dir.join(format!(".jemsafe.toml.{}.tmp", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(format!("cannot write {}", path.display()))(e));
+    }
+    Ok(path)
+}
+
+fn refuse_untrusted(problems: Vec<String>) -> Result<()> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Untrusted(problems.join("; ")))
+    }
+}
+
+fn file_kind(m: &std::fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a file"
+    } else {
+        "a special file"
+    }
+}
+
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
+fn initialize(
+    mysqld: &Path,
+    mariadb: bool,
+    datadir: &Path,
+    user_arg: Option<&str>,
+    as_root: bool,
+) -> Result<()> {
     let mut cmd = if mariadb {
         let tool = ["mariadb-install-db", "mysql_install_db"]
             .iter()
@@ -210,6 +398,10 @@ fn initialize(mysqld: &Path, mariadb: bool, datadir: &Path, user_arg: Option<&st
                     "mariadb-install-db not found: install the mariadb-server package".into(),
                 )
             })?;
+        // Found on PATH and run as root: trusted like mysqld itself.
+        if as_root {
+            refuse_untrusted(trust::problems(&tool, "datadir installer"))?;
+        }
         let mut c = Command::new(tool);
         c.arg("--no-defaults")
             .arg(format!("--datadir={}", datadir.display()))
@@ -227,6 +419,8 @@ fn initialize(mysqld: &Path, mariadb: bool, datadir: &Path, user_arg: Option<&st
     cmd.args(user_arg)
         .stdin(Stdio::null())
         .env_remove("NOTIFY_SOCKET");
+    // The bootstrap server runs as mysqld's user: nothing of jemsafe's may reach it.
+    crate::supervisor::spawn::close_inherited_fds(&mut cmd);
     let out = cmd
         .output()
         .map_err(Error::io(format!("cannot run {:?}", cmd.get_program())))?;

@@ -27,6 +27,14 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}", path = path.display())]
     Parse { path: PathBuf, message: String },
+    /// A byte TOML cannot read at all (not UTF-8, or NUL), located for the editor.
+    #[error("config file {path}, line {line}, column {column}: {message}", path = path.display())]
+    Encoding {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("config file {path}{at}: `{key}`: {message}", path = path.display(), at = line.map(|l| format!(", line {l}")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
@@ -376,7 +384,7 @@ const RESERVED_ENV: &[(&str, &str)] = &[
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             hint: if source.kind() == std::io::ErrorKind::NotFound {
                 " (create it from the commented example etc/jemsafe.toml, or pass -c FILE)"
             } else {
@@ -385,14 +393,34 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text, path)
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let at = e.valid_up_to();
+            encoding_error(
+                &bytes,
+                at,
+                path,
+                format!(
+                    "byte 0x{:02x} is not UTF-8; TOML files must be UTF-8 (convert it, e.g. with iconv -t UTF-8)",
+                    bytes.get(at).copied().unwrap_or(0)
+                ),
+            )
+        })?;
+        Config::parse(text, path)
     }
 
     /// Parses `text` as if read from `path` (which is only used in messages).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        if let Some(at) = text.find('\0') {
+            return Err(encoding_error(
+                text.as_bytes(),
+                at,
+                path,
+                "a NUL byte (\\0), which TOML allows nowhere; remove it".to_owned(),
+            ));
+        }
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: escape_controls(e.to_string().trim_end()),
         })?;
         let (profile, profile_at) = match raw.profile {
             Some(s) => (s.get_ref().clone(), Some(s.span().start)),
@@ -446,20 +474,21 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let dir = &self.dumps.dir;
-        if !dir.is_absolute() {
-            return Err(self.invalid(
-                "dumps.dir",
-                self.find("dir"),
-                format!("{} is not an absolute path", dir.display()),
-            ));
-        }
+        self.check_path(
+            "dumps.dir",
+            "dir",
+            dir,
+            "the directory heap files go to, e.g. /var/lib/jemsafe (the default)",
+        )?;
         let dir_text = dir.to_string_lossy();
-        if dir_text.contains([',', '\n', '\0']) {
+        if dir_text.contains([',', '\n']) {
             return Err(self.invalid(
                 "dumps.dir",
                 self.find("dir"),
-                "must not contain a comma, newline or NUL (jemalloc's MALLOC_CONF cannot carry them)"
-                    .to_owned(),
+                format!(
+                    "{} must not contain a comma or newline (jemalloc's MALLOC_CONF cannot carry them)",
+                    shown(dir)
+                ),
             ));
         }
         let prefix = &self.dumps.prefix;
@@ -474,24 +503,55 @@ impl Config {
                 format!("{prefix:?} is not allowed: use letters, digits, '.', '_' and '-' only (it becomes part of every heap file name)"),
             ));
         }
-        if !self.supervise.runtime_dir.is_absolute() {
+        self.check_path(
+            "supervise.runtime_dir",
+            "runtime_dir",
+            &self.supervise.runtime_dir,
+            "the directory for jemsafe's pid file and control socket, e.g. /run/jemsafe (the default)",
+        )?;
+        if let Some(path) = &self.mysqld.path {
+            self.check_path(
+                "mysqld.path",
+                "path",
+                path,
+                "the mysqld or mariadbd binary; leave `path` out to search PATH, /usr/sbin and /usr/local/mysql/bin",
+            )?;
+        }
+        for (key, locator) in [
+            ("library", &self.jemalloc.library),
+            ("shim", &self.jemalloc.shim),
+        ] {
+            if let Locator::Path(path) = locator {
+                self.check_path(
+                    &format!("jemalloc.{key}"),
+                    key,
+                    path,
+                    "\"auto\" or the absolute path of the file",
+                )?;
+            }
+        }
+        let s = &self.supervise;
+        if s.restart_delay_ms > s.restart_delay_max_ms {
+            let set = |key: &str| {
+                if self.find(key).is_some() {
+                    ""
+                } else {
+                    " (the default)"
+                }
+            };
             return Err(self.invalid(
-                "supervise.runtime_dir",
-                self.find("runtime_dir"),
+                "supervise.restart_delay_ms",
+                self.find("restart_delay_ms")
+                    .or_else(|| self.find("restart_delay_max_ms")),
                 format!(
-                    "{} is not an absolute path",
-                    self.supervise.runtime_dir.display()
+                    "{}{} is above `supervise.restart_delay_max_ms` = {}{}: the first delay before a restart \
+                     cannot be longer than the longest one; lower restart_delay_ms or raise restart_delay_max_ms",
+                    s.restart_delay_ms,
+                    set("restart_delay_ms"),
+                    s.restart_delay_max_ms,
+                    set("restart_delay_max_ms"),
                 ),
             ));
-        }
-        if let Some(path) = &self.mysqld.path {
-            if !path.is_absolute() {
-                return Err(self.invalid(
-                    "mysqld.path",
-                    self.find("path"),
-                    format!("{} is not an absolute path (leave it out to search PATH, /usr/sbin and /usr/local/mysql/bin)", path.display()),
-                ));
-            }
         }
         for arg in &self.mysqld.args {
             if arg.contains('\0') {
@@ -518,6 +578,22 @@ impl Config {
                 ));
             }
         }
+        for (key, value) in &self.mysqld.env {
+            let problem = if value.contains('\0') {
+                Some(format!(
+                    "{value:?} contains a NUL byte, which no environment variable can carry"
+                ))
+            } else {
+                crate::trust::loader_variable_problem(key, value)
+            };
+            if let Some(problem) = problem {
+                return Err(self.invalid(
+                    &format!("mysqld.env.{key}"),
+                    self.find(key).or_else(|| self.find("env")),
+                    problem,
+                ));
+            }
+        }
         // Every profile must resolve, not only the selected one: a typo in an unused
         // profile would otherwise surface at 3 a.m. when someone switches to it.
         for name in self.profiles.keys() {
@@ -531,6 +607,29 @@ impl Config {
                 other => other,
             })
             .map(|_| ())
+    }
+
+    /// `path` must be a non-empty absolute path without NUL; `allowed` says what is.
+    fn check_path(
+        &self,
+        key: &str,
+        short: &str,
+        path: &Path,
+        allowed: &str,
+    ) -> Result<(), ConfigError> {
+        let problem = if path.as_os_str().is_empty() {
+            format!("is empty: give {allowed}")
+        } else if path.as_os_str().as_encoded_bytes().contains(&0) {
+            format!(
+                "{} contains a NUL byte, which no path can carry: give {allowed}",
+                shown(path)
+            )
+        } else if !path.is_absolute() {
+            format!("{} is not an absolute path: give {allowed}", shown(path))
+        } else {
+            return Ok(());
+        };
+        Err(self.invalid(key, self.find(short), problem))
     }
 
     pub fn profile_exists(&self, name: &str) -> bool {
@@ -552,6 +651,38 @@ impl Config {
     /// The profile named `name`, with inheritance applied and checked.
     pub fn resolve_profile(&self, name: &str) -> Result<Profile, ConfigError> {
         profile::resolve(self, name)
+    }
+}
+
+/// A path for a message: quoted, with control characters (NUL, newline...) escaped.
+fn shown(path: &Path) -> String {
+    format!("{path:?}")
+}
+
+/// `text` with control characters other than newline and tab escaped (as `\0`,
+/// `\u{1b}`), so a message never carries them raw to a terminal or a log.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            '\0' => "\\0".to_owned(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// An [`ConfigError::Encoding`] for the byte at `offset` of `bytes` (everything before it
+/// is UTF-8), with its 1-based line and column (in characters).
+fn encoding_error(bytes: &[u8], offset: usize, path: &Path, message: String) -> ConfigError {
+    let head = bytes.get(..offset).unwrap_or(bytes);
+    let line_start = head.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&head[line_start..]).chars().count() + 1;
+    ConfigError::Encoding {
+        path: path.to_owned(),
+        line: head.iter().filter(|b| **b == b'\n').count() + 1,
+        column,
+        message,
     }
 }
 
@@ -690,5 +821,129 @@ mod tests {
             e.contains("/nonexistent/jemsafe.toml") && e.contains("-c FILE"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn restart_delay_above_its_maximum_names_both_keys_and_the_file() {
+        let e = error("[supervise]\nrestart_delay_ms = 5000\nrestart_delay_max_ms = 2000\n");
+        assert!(e.contains("/etc/jemsafe/test.toml, line 2"), "{e}");
+        assert!(
+            e.contains("`supervise.restart_delay_ms`: 5000 is above `supervise.restart_delay_max_ms` = 2000"),
+            "{e}"
+        );
+        // Only the maximum set: the default first delay is named as such.
+        let e = error("[supervise]\nrestart_delay_max_ms = 500\n");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("1000 (the default) is above"), "{e}");
+        parse("[supervise]\nrestart_delay_ms = 2000\nrestart_delay_max_ms = 2000\n").unwrap();
+    }
+
+    #[test]
+    fn empty_paths_say_they_are_empty_and_what_is_allowed() {
+        let e = error("[supervise]\nruntime_dir = \"\"\n");
+        assert!(
+            e.contains("line 2: `supervise.runtime_dir`: is empty: give the directory for jemsafe's pid file and control socket, e.g. /run/jemsafe"),
+            "{e}"
+        );
+        let e = error("[dumps]\ndir = \"\"\n");
+        assert!(e.contains("`dumps.dir`: is empty"), "{e}");
+        let e = error("[mysqld]\npath = \"\"\n");
+        assert!(
+            e.contains("`mysqld.path`: is empty") && e.contains("leave `path` out"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nul_bytes_in_paths_are_refused_and_shown_escaped() {
+        for (text, key) in [
+            (
+                "[supervise]\nruntime_dir = \"/run/a\\u0000b\"\n",
+                "supervise.runtime_dir",
+            ),
+            ("[dumps]\ndir = \"/var/a\\u0000b\"\n", "dumps.dir"),
+            ("[mysqld]\npath = \"/usr/a\\u0000b\"\n", "mysqld.path"),
+            ("[jemalloc]\nshim = \"/usr/a\\u0000b\"\n", "jemalloc.shim"),
+            (
+                "[supervise]\nruntime_dir = \"a\\u0000b\"\n",
+                "supervise.runtime_dir",
+            ),
+        ] {
+            let e = error(text);
+            assert!(!e.contains('\0'), "raw NUL in {e:?}");
+            assert!(e.contains(&format!("line 2: `{key}`")), "{e}");
+            assert!(e.contains("a\\0b"), "{e}");
+        }
+        let e = error("[mysqld]\nenv = { TZ = \"a\\u0000b\" }\n");
+        assert!(
+            !e.contains('\0') && e.contains("mysqld.env.TZ") && e.contains("NUL"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_nul_byte_in_the_file_is_located_and_not_printed_raw() {
+        let e = error("[dumps]\n# a comment\ndir = \"/tmp/a\0b\"\n");
+        assert!(!e.contains('\0'), "raw NUL in {e:?}");
+        assert!(
+            e.contains("/etc/jemsafe/test.toml, line 3, column 14: a NUL byte (\\0)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_located_by_line_and_column() {
+        let dir = nix::unistd::mkdtemp("/tmp/jemsafe-config-utf8.XXXXXX").unwrap();
+        let path = dir.join("jemsafe.toml");
+        std::fs::write(
+            &path,
+            b"[supervise]\n\nruntime_dir = \"/run/\xc3\xa9\xff\"\n",
+        )
+        .unwrap();
+        let result = Config::load(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = result.unwrap_err().to_string();
+        // Column in characters: `runtime_dir = "/run/é` is 21 of them.
+        assert!(
+            e.contains(&format!(
+                "config file {}, line 3, column 22: byte 0xff is not UTF-8",
+                path.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn toml_messages_carry_no_raw_control_characters() {
+        assert_eq!(escape_controls("a\u{1b}[31mb\nc"), "a\\u{1b}[31mb\nc");
+    }
+
+    #[test]
+    fn loader_variables_in_mysqld_env_are_refused_when_they_load_from_anywhere() {
+        let e = error("[mysqld]\nenv = { LD_AUDIT = \"/usr/lib/audit.so\" }\n");
+        assert!(
+            e.contains("/etc/jemsafe/test.toml, line 2: `mysqld.env.LD_AUDIT`: jemsafe does not pass LD_AUDIT"),
+            "{e}"
+        );
+        let e = error("[mysqld]\nenv = { LD_PRELOAD = \"/usr/lib/a.so libb.so\" }\n");
+        assert!(
+            e.contains("`mysqld.env.LD_PRELOAD`: entry \"libb.so\" is not an absolute path"),
+            "{e}"
+        );
+        let e = error("[mysqld]\nenv = { LD_LIBRARY_PATH = \"/usr/lib:lib\" }\n");
+        assert!(
+            e.contains("`mysqld.env.LD_LIBRARY_PATH`: entry \"lib\" is not an absolute path"),
+            "{e}"
+        );
+        let e = error("[mysqld]\nenv = { LD_LIBRARY_PATH = \"/usr/lib:\" }\n");
+        assert!(
+            e.contains("empty entry") && e.contains("current directory"),
+            "{e}"
+        );
+        let c = parse(
+            "[mysqld]\nenv = { LD_PRELOAD = \"/usr/lib/a.so\", LD_LIBRARY_PATH = \"/opt/lib\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.mysqld.env.len(), 2);
     }
 }

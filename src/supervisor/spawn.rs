@@ -62,17 +62,76 @@ pub fn preload_value(library: &Path, shim: &Path, existing: &[&OsStr]) -> OsStri
 }
 
 /// Makes `cmd`'s child inherit `fd` (the shim's end of the channel) and name it in
-/// `JEMSAFE_SHIM_FD`; every other fd of jemsafe's stays close-on-exec.
+/// `JEMSAFE_SHIM_FD`; every other descriptor above stderr, including any jemsafe itself
+/// inherited without close-on-exec, is closed at exec.
 pub fn pass_shim_end(cmd: &mut Command, fd: std::os::fd::RawFd) {
     cmd.env(jemsafe_proto::ENV_SHIM_FD, fd.to_string());
-    // SAFETY: fcntl between fork and exec, on an fd number the parent keeps open.
+    // SAFETY: only system calls between fork and exec, on descriptor numbers.
     unsafe {
         cmd.pre_exec(move || {
+            cloexec_above_stderr()?;
             if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
         });
+    }
+}
+
+/// Makes `cmd`'s child inherit nothing but its stdin, stdout and stderr.
+pub fn close_inherited_fds(cmd: &mut Command) {
+    // SAFETY: only system calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(cloexec_above_stderr);
+    }
+}
+
+/// Marks every descriptor from 3 up close-on-exec. Runs between fork and exec, so it only
+/// makes system calls (async-signal-safe): close_range(2) with CLOSE_RANGE_CLOEXEC (Linux
+/// 5.11), else fcntl on every number below RLIMIT_NOFILE. Marking instead of closing keeps
+/// std's own exec-error pipe working until exec.
+fn cloexec_above_stderr() -> io::Result<()> {
+    // SAFETY: plain system calls with no pointers but to a local rlimit.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if !matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL)) {
+            return Err(err);
+        }
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+            && limit.rlim_cur != libc::RLIM_INFINITY
+        {
+            limit.rlim_cur.min(libc::c_int::MAX as libc::rlim_t) as libc::c_int
+        } else {
+            1 << 20
+        };
+        cloexec_each(3, max);
+    }
+    Ok(())
+}
+
+/// close_range's fallback: marks each open descriptor in `from..to` close-on-exec.
+fn cloexec_each(from: libc::c_int, to: libc::c_int) {
+    for fd in from..to {
+        // SAFETY: fcntl on a descriptor number; a closed one just fails with EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags != -1 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
     }
 }
 
@@ -158,5 +217,17 @@ mod tests {
             ],
         );
         assert_eq!(v, "/lib/libjemalloc.so.2:/lib/shim.so:/opt/a.so:/opt/b.so");
+    }
+
+    #[test]
+    fn the_fallback_marks_inherited_descriptors_close_on_exec() {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let fd = file.as_raw_fd();
+        let cloexec = || unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC;
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+        assert_eq!(cloexec(), 0);
+        cloexec_each(fd, fd + 1);
+        assert_eq!(cloexec(), libc::FD_CLOEXEC);
     }
 }
