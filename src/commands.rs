@@ -111,62 +111,50 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         println!("{}", serde_json::Value::Object(reply));
         return Ok(0);
     }
-    let v = serde_json::Value::Object(reply);
-    let s = |p: &str| match v.pointer(p) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => "-".into(),
-        Some(other) => other.to_string(),
-    };
-    let mib = |p: &str| {
-        v.pointer(p)
-            .and_then(|x| x.as_u64())
-            .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
-            .unwrap_or_else(|| "-".into())
-    };
-    println!(
-        "jemsafe     pid {}, profile {}",
-        s("/jemsafe_pid"),
-        s("/profile")
-    );
+    let st = control::Status::from_reply(reply)?;
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mib = |v: Option<u64>| opt(v.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)));
+    println!("jemsafe     pid {}, profile {}", st.jemsafe_pid, st.profile);
     println!(
         "mysqld      pid {}, up {} s, restarts {}, last exit: {}",
-        s("/mysqld_pid"),
-        s("/mysqld_uptime_s"),
-        s("/restarts"),
-        s("/last_exit")
+        opt(st.mysqld_pid.map(|p| p.to_string())),
+        opt(st.mysqld_uptime_s.map(|u| u.to_string())),
+        st.restarts,
+        opt(st.last_exit)
     );
-    if let Some(why) = v.pointer("/mysqld_not_answering").and_then(|w| w.as_str()) {
+    if let Some(why) = &st.mysqld_not_answering {
         println!("ATTENTION   {why}: the jemalloc figures below are missing");
     }
-    println!("MALLOC_CONF {}", s("/malloc_conf"));
-    println!("verified    {}", s("/verification/message"));
+    println!("MALLOC_CONF {}", st.malloc_conf);
+    println!("verified    {}", opt(st.verification.map(|v| v.message)));
+    let j = &st.jemalloc;
     println!(
         "jemalloc    {}: opt.prof {}, prof.active {}, lg_prof_sample {}",
-        s("/jemalloc/version"),
-        s("/jemalloc/opt_prof"),
-        s("/jemalloc/prof_active"),
-        s("/jemalloc/lg_prof_sample")
+        opt(j.version.clone()),
+        opt(j.opt_prof.map(|b| b.to_string())),
+        opt(j.prof_active.map(|b| b.to_string())),
+        opt(j.lg_prof_sample.map(|l| l.to_string()))
     );
+    let m = &st.stats;
     println!(
         "memory      allocated {}, active {}, resident {}, mapped {}, retained {}",
-        mib("/stats/allocated"),
-        mib("/stats/active"),
-        mib("/stats/resident"),
-        mib("/stats/mapped"),
-        mib("/stats/retained")
+        mib(m.allocated),
+        mib(m.active),
+        mib(m.resident),
+        mib(m.mapped),
+        mib(m.retained)
     );
     println!(
         "dumps       {}: {} files, {}; {} free",
-        s("/dumps/dir"),
-        s("/dumps/files"),
-        mib("/dumps/bytes"),
-        mib("/dumps/free_bytes")
+        st.dumps.dir,
+        st.dumps.files,
+        mib(Some(st.dumps.bytes)),
+        mib(st.dumps.free_bytes)
     );
-    println!(
-        "last dump   {} at {}",
-        s("/last_dump/path"),
-        s("/last_dump/time")
-    );
+    let (path, time) = st
+        .last_dump
+        .map_or((None, None), |d| (Some(d.path), Some(d.time)));
+    println!("last dump   {} at {}", opt(path), opt(time));
     Ok(0)
 }
 

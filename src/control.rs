@@ -38,6 +38,86 @@ pub enum ProfOp {
     Reset,
 }
 
+/// `status`'s answer: the server fills it, `jemsafe status` prints it, and `--json`
+/// shows it as it travels (with `"ok": true`). Field names are stable for monitoring.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub jemsafe_pid: u32,
+    pub profile: String,
+    pub malloc_conf: String,
+    pub mysqld_pid: Option<i32>,
+    pub mysqld_uptime_s: Option<u64>,
+    pub restarts: u64,
+    /// Why the jemalloc figures are missing although mysqld runs (it did not answer).
+    pub mysqld_not_answering: Option<String>,
+    pub last_exit: Option<String>,
+    pub verification: Option<Verification>,
+    pub jemalloc: JemallocStatus,
+    pub stats: JemallocStats,
+    pub dumps: DumpsStatus,
+    pub last_dump: Option<LastDump>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub ok: bool,
+    pub message: String,
+}
+
+/// What the shim's `hello` said; all None when it did not answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JemallocStatus {
+    pub version: Option<String>,
+    pub opt_prof: Option<bool>,
+    pub prof_active: Option<bool>,
+    pub lg_prof_sample: Option<u32>,
+    pub prof_prefix: Option<String>,
+}
+
+/// jemalloc's `stats.*` in bytes; all None when the shim did not answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JemallocStats {
+    pub allocated: Option<u64>,
+    pub active: Option<u64>,
+    pub resident: Option<u64>,
+    pub mapped: Option<u64>,
+    pub retained: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DumpsStatus {
+    pub dir: String,
+    pub files: usize,
+    pub bytes: u64,
+    pub free_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LastDump {
+    pub path: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+}
+
+impl Status {
+    /// As a reply on the socket.
+    pub fn reply(&self) -> Reply {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.insert("ok".into(), true.into());
+                map
+            }
+            _ => error_reply("cannot encode the status"),
+        }
+    }
+
+    /// From a reply on the socket.
+    pub fn from_reply(reply: Reply) -> Result<Status> {
+        serde_json::from_value(serde_json::Value::Object(reply))
+            .map_err(|e| Error::Refused(format!("unreadable status from jemsafe: {e}")))
+    }
+}
+
 /// A reply: `ok`, and either `error` or the command's fields.
 pub type Reply = serde_json::Map<String, serde_json::Value>;
 
@@ -399,6 +479,34 @@ pub fn call(runtime_dir: &Path, req: &Request, timeout: Duration) -> Result<Repl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_round_trips_with_its_field_names() {
+        let status = Status {
+            jemsafe_pid: 1,
+            mysqld_pid: Some(2),
+            stats: JemallocStats {
+                allocated: Some(3),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let reply = status.reply();
+        assert_eq!(reply.get("ok"), Some(&serde_json::Value::Bool(true)));
+        assert_eq!(reply["stats"]["allocated"], 3);
+        assert!(reply.contains_key("mysqld_not_answering"));
+        assert_eq!(Status::from_reply(reply).unwrap(), status);
+    }
+
+    #[test]
+    fn bad_requests_are_named() {
+        assert!(parse_request(b"\xff\n").unwrap_err().contains("not UTF-8"));
+        let e = parse_request(br#"{"cmd":"prof","op":"reset","lg_sample":64}"#).unwrap_err();
+        assert!(e.contains("allowed 0..=63"), "{e}");
+        let e = parse_request(br#"{"cmd":"prof","op":"on","lg_sample":3}"#).unwrap_err();
+        assert!(e.contains("goes with op = reset"), "{e}");
+        assert_eq!(parse_request(br#"{"cmd":"status"}"#), Ok(Request::Status));
+    }
 
     #[test]
     fn requests_have_a_stable_json_form() {

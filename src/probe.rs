@@ -9,7 +9,7 @@
 use crate::config::Profile;
 use crate::shim_link::ShimLink;
 use crate::supervisor::spawn::preload_value;
-use jemsafe_proto::{Command, Reply};
+use jemsafe_proto::{Binding, Command, Failure, Hello};
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -21,47 +21,61 @@ pub const PROBE_ARG: &str = "__probe";
 
 #[derive(Debug)]
 pub struct Probe {
-    pub hello: Reply,
+    /// The shim's hello, or why it could not be read.
+    pub hello: Result<Hello, Failure>,
     pub stderr: String,
 }
 
 impl Probe {
     pub fn summary(&self) -> String {
-        let h = &self.hello;
-        match h.get("jemalloc") {
-            Some("bound") => format!(
+        match &self.hello {
+            Ok(Hello {
+                jemalloc: Binding::Bound(b),
+                ..
+            }) => format!(
                 "jemalloc {} (profiling {}; opt.prof={} under this profile)",
-                h.get("version").unwrap_or("?"),
-                if h.get_bool("config_prof") == Some(true) {
+                b.version,
+                if b.config_prof {
                     "compiled in"
                 } else {
                     "NOT compiled in"
                 },
-                h.get("opt_prof").unwrap_or("?"),
+                b.opt_prof,
             ),
-            _ => format!(
-                "no usable jemalloc: {}",
-                h.get("reason").unwrap_or("unknown")
-            ),
+            Ok(Hello {
+                jemalloc: Binding::Missing { reason },
+                ..
+            }) => format!("no usable jemalloc: {reason}"),
+            Err(failure) => format!("no usable jemalloc: {failure}"),
         }
     }
 
     pub fn problems(&self, profile: &Profile) -> Vec<String> {
-        let h = &self.hello;
         let mut out = Vec::new();
-        if h.get("jemalloc") != Some("bound") {
-            out.push(format!(
-                "the shim found no usable jemalloc in the probe: {}",
-                h.get("reason").unwrap_or("unknown")
-            ));
-        } else if h.get_bool("config_prof") != Some(true) {
-            out.push(
-                "this libjemalloc was built without --enable-prof, so it cannot profile; \
-                 install one that can (Debian/Ubuntu's libjemalloc2 can)"
-                    .into(),
-            );
-        } else if profile.prof && h.get_bool("opt_prof") != Some(true) {
-            out.push("profiling stayed off although the profile sets prof = true".into());
+        match &self.hello {
+            Err(failure) => out.push(format!(
+                "the shim found no usable jemalloc in the probe: {failure}"
+            )),
+            Ok(Hello {
+                jemalloc: Binding::Missing { reason },
+                ..
+            }) => out.push(format!(
+                "the shim found no usable jemalloc in the probe: {reason}"
+            )),
+            Ok(Hello {
+                jemalloc: Binding::Bound(b),
+                ..
+            }) => {
+                if !b.config_prof {
+                    out.push(
+                        "this libjemalloc was built without --enable-prof, so it cannot profile; \
+                         install one that can (Debian/Ubuntu's libjemalloc2 can)"
+                            .into(),
+                    );
+                } else if profile.prof && !b.opt_prof {
+                    out.push("profiling stayed off although the profile sets prof = true".into());
+                }
+            }
         }
         for line in self.stderr.lines() {
             if line.contains("<jemalloc>") || line.contains("ld.so") {
@@ -102,7 +116,10 @@ pub fn probe(library: &Path, shim: &Path, malloc_conf: &str) -> Result<Probe, St
     }
     let _ = child.wait();
     match hello {
-        Ok(hello) => Ok(Probe { hello, stderr }),
+        Ok(hello) => Ok(Probe {
+            hello: hello.body(),
+            stderr,
+        }),
         Err(e) => Err(format!(
             "the shim did not answer in a probe process ({e}){}",
             if stderr.trim().is_empty() {

@@ -7,7 +7,7 @@
 //! judgement is a pure function of those inputs.
 
 use crate::config::Profile;
-use jemsafe_proto::Reply;
+use jemsafe_proto::{Binding, Bound, Hello, Reply};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -92,18 +92,49 @@ impl Verdict {
     }
 }
 
+/// What the filesystem and /proc say, gathered before judging (the judgement is pure).
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub maps: Vec<Mapping>,
+    /// The configured library and shim with symlinks resolved (overlayfs shows the
+    /// lower layer's device in maps: then the inode at the real path must match).
+    pub library_real: PathBuf,
+    pub shim_real: PathBuf,
+    /// Identity of the object the shim says serves malloc, when it says one.
+    pub served_by: Option<FileId>,
+}
+
+impl Facts {
+    /// Reads /proc/`pid`/maps and resolves the paths the judgement compares.
+    pub fn gather(pid: i32, hello: &Reply, expect: &Expectation) -> std::io::Result<Facts> {
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let served_by = hello
+            .body::<Hello>()
+            .ok()
+            .and_then(|h| h.bound().and_then(|b| FileId::of(Path::new(&b.path)).ok()));
+        Ok(Facts {
+            maps: read_maps(pid)?,
+            library_real: real(&expect.library),
+            shim_real: real(&expect.shim),
+            served_by,
+        })
+    }
+}
+
 /// Judges the maps and the handshake against the expectation.
-pub fn judge(pid: i32, maps: &[Mapping], hello: &Reply, expect: &Expectation) -> Verdict {
+pub fn judge(pid: i32, facts: &Facts, hello: &Reply, expect: &Expectation) -> Verdict {
     let mut problems = Vec::new();
     // Same device and inode; or, where overlayfs makes /proc/<pid>/maps show the lower
     // layer's device (containers on kernels before 6.8), the same inode at the same path.
-    let mapped = |id: FileId, path: &Path| {
-        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        maps.iter()
-            .any(|m| m.id == id || (m.id.inode == id.inode && Path::new(&m.path) == real.as_path()))
+    let mapped = |id: FileId, real: &Path| {
+        facts
+            .maps
+            .iter()
+            .any(|m| m.id == id || (m.id.inode == id.inode && Path::new(&m.path) == real))
     };
-    if !mapped(expect.library_id, &expect.library) {
-        let other = maps
+    if !mapped(expect.library_id, &facts.library_real) {
+        let other = facts
+            .maps
             .iter()
             .find(|m| m.path.contains("jemalloc"))
             .map(|m| format!(" (a different file is mapped: {})", m.path))
@@ -113,98 +144,104 @@ pub fn judge(pid: i32, maps: &[Mapping], hello: &Reply, expect: &Expectation) ->
             expect.library.display()
         ));
     }
-    if !mapped(expect.shim_id, &expect.shim) {
+    if !mapped(expect.shim_id, &facts.shim_real) {
         problems.push(format!(
             "the shim {} is not mapped in /proc/{pid}/maps",
             expect.shim.display()
         ));
     }
-    let field = |k: &str| hello.get(k).unwrap_or("?").to_owned();
-    let protocol = u64::from(jemsafe_proto::PROTOCOL_VERSION);
-    if !hello.ok {
-        problems.push(format!(
-            "the shim's handshake failed: {}",
-            hello.error_text()
-        ));
-    } else if hello.get_u64("protocol") != Some(protocol) {
+    // The protocol first, on the raw reply: a shim of another version may not even
+    // have the fields this jemsafe's Hello needs.
+    let protocol = jemsafe_proto::PROTOCOL_VERSION.to_string();
+    let mut bound = None;
+    if hello.ok && hello.get("protocol") != Some(protocol.as_str()) {
         problems.push(format!(
             "the shim {} speaks protocol {} but jemsafe speaks {protocol}: install the shim \
              that came with this jemsafe",
             expect.shim.display(),
             hello.get("protocol").unwrap_or("?")
         ));
-    } else if hello.get("jemalloc") != Some("bound") {
-        problems.push(format!(
-            "the shim found no usable jemalloc: {}",
-            hello.get("reason").unwrap_or("no reason given")
-        ));
     } else {
-        if let Some(path) = hello.get("jemalloc_path") {
-            if FileId::of(Path::new(path)).is_ok_and(|id| id != expect.library_id) {
-                problems.push(format!(
-                    "malloc is served by {path}, not by the configured {}",
-                    expect.library.display()
-                ));
-            }
-        }
-        let p = &expect.profile;
-        if hello.get_bool("config_prof") == Some(false) {
-            problems
-                .push("this libjemalloc was built without --enable-prof: it cannot profile".into());
-        } else {
-            let mut expect_eq = |what: &str, got: Option<String>, want: String| {
-                if got.as_deref() != Some(want.as_str()) {
-                    problems.push(format!(
-                        "{what} is {} but profile {:?} asks for {want}",
-                        got.unwrap_or_else(|| "unknown".into()),
-                        p.name
-                    ));
-                }
-            };
-            expect_eq(
-                "opt.prof",
-                hello.get("opt_prof").map(str::to_owned),
-                p.prof.to_string(),
-            );
-            if p.prof {
-                expect_eq(
-                    "prof.active",
-                    hello.get("prof_active").map(str::to_owned),
-                    p.prof_active.to_string(),
-                );
-                expect_eq(
-                    "opt.prof_prefix",
-                    hello.get("prof_prefix").map(str::to_owned),
-                    expect.prof_prefix.clone(),
-                );
-                if let Some(lg) = p.lg_prof_sample {
-                    expect_eq(
-                        "lg_prof_sample",
-                        hello.get("lg_prof_sample").map(str::to_owned),
-                        lg.to_string(),
-                    );
-                }
+        match hello.body::<Hello>() {
+            Err(failure) => problems.push(format!("the shim's handshake failed: {failure}")),
+            Ok(Hello {
+                jemalloc: Binding::Missing { reason },
+                ..
+            }) => problems.push(format!("the shim found no usable jemalloc: {reason}")),
+            Ok(Hello {
+                jemalloc: Binding::Bound(b),
+                ..
+            }) => {
+                problems.extend(judge_bound(&b, facts, expect));
+                bound = Some(b);
             }
         }
     }
-    let summary = if problems.is_empty() {
-        format!(
+    let summary = match (&bound, problems.is_empty()) {
+        (Some(b), true) => format!(
             "verified: mysqld pid {pid} runs jemalloc {} from {} with the shim; \
              opt.prof={} prof.active={} lg_prof_sample={} prof_prefix={}",
-            field("version"),
+            b.version,
             expect.library.display(),
-            field("opt_prof"),
-            field("prof_active"),
-            field("lg_prof_sample"),
-            hello.get("prof_prefix").unwrap_or("(none)"),
-        )
-    } else {
-        format!(
+            b.opt_prof,
+            b.prof_active,
+            b.lg_prof_sample
+                .map_or_else(|| "?".to_owned(), |l| l.to_string()),
+            b.prof_prefix.as_deref().unwrap_or("(none)"),
+        ),
+        _ => format!(
             "verification FAILED for mysqld pid {pid}: {}",
             problems.join("; ")
-        )
+        ),
     };
     Verdict { problems, summary }
+}
+
+/// What is wrong with the jemalloc the shim is bound to, for this profile.
+fn judge_bound(b: &Bound, facts: &Facts, expect: &Expectation) -> Vec<String> {
+    let mut problems = Vec::new();
+    if facts.served_by.is_some_and(|id| id != expect.library_id) {
+        problems.push(format!(
+            "malloc is served by {}, not by the configured {}",
+            b.path,
+            expect.library.display()
+        ));
+    }
+    let p = &expect.profile;
+    if !b.config_prof {
+        problems.push("this libjemalloc was built without --enable-prof: it cannot profile".into());
+        return problems;
+    }
+    let mut expect_eq = |what: &str, got: Option<String>, want: String| {
+        if got.as_deref() != Some(want.as_str()) {
+            problems.push(format!(
+                "{what} is {} but profile {:?} asks for {want}",
+                got.unwrap_or_else(|| "unknown".into()),
+                p.name
+            ));
+        }
+    };
+    expect_eq("opt.prof", Some(b.opt_prof.to_string()), p.prof.to_string());
+    if p.prof {
+        expect_eq(
+            "prof.active",
+            Some(b.prof_active.to_string()),
+            p.prof_active.to_string(),
+        );
+        expect_eq(
+            "opt.prof_prefix",
+            b.prof_prefix.clone(),
+            expect.prof_prefix.clone(),
+        );
+        if let Some(lg) = p.lg_prof_sample {
+            expect_eq(
+                "lg_prof_sample",
+                b.lg_prof_sample.map(|l| l.to_string()),
+                lg.to_string(),
+            );
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -241,18 +278,35 @@ mod tests {
     }
 
     fn hello(active: bool) -> Reply {
-        Reply::ok(1)
-            .with("protocol", jemsafe_proto::PROTOCOL_VERSION)
-            .with("jemalloc", "bound")
-            .with(
-                "version",
-                "5.3.0-0-g54eaed1d8b56b1aa528be3bdd1877e59c56fa90c",
-            )
-            .with("config_prof", true)
-            .with("opt_prof", true)
-            .with("prof_active", active)
-            .with("lg_prof_sample", 19)
-            .with("prof_prefix", "/var/lib/jemsafe/mysqld")
+        Reply::ok_with(
+            1,
+            &Hello {
+                protocol: jemsafe_proto::PROTOCOL_VERSION,
+                shim_version: "0.1.0".into(),
+                pid: 7,
+                jemalloc: Binding::Bound(Bound {
+                    path: "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2".into(),
+                    version: "5.3.0-0-g54eaed1d8b56b1aa528be3bdd1877e59c56fa90c".into(),
+                    config_prof: true,
+                    opt_prof: true,
+                    prof_active: active,
+                    prof_prefix: Some("/var/lib/jemsafe/mysqld".into()),
+                    lg_prof_interval: Some(-1),
+                    lg_prof_sample: Some(19),
+                    prof_gdump: Some(false),
+                }),
+            },
+        )
+    }
+
+    /// The facts of MAPS, as Facts::gather would find them on the machine it came from.
+    fn facts(maps: &str) -> Facts {
+        Facts {
+            maps: parse_maps(maps),
+            library_real: "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2".into(),
+            shim_real: "/opt/jem safe/libjemsafe_shim.so".into(),
+            served_by: None,
+        }
     }
 
     #[test]
@@ -272,7 +326,7 @@ mod tests {
 
     #[test]
     fn matching_maps_and_handshake_verify() {
-        let v = judge(7, &parse_maps(MAPS), &hello(false), &expectation("standby"));
+        let v = judge(7, &facts(MAPS), &hello(false), &expectation("standby"));
         assert!(v.ok(), "{v:?}");
         assert!(v
             .summary
@@ -282,37 +336,47 @@ mod tests {
     #[test]
     fn a_different_inode_is_not_our_library_even_with_the_same_path() {
         let maps = MAPS.replace(" 4242 ", " 4243 ");
-        let v = judge(
-            7,
-            &parse_maps(&maps),
-            &hello(false),
-            &expectation("standby"),
-        );
+        let v = judge(7, &facts(&maps), &hello(false), &expectation("standby"));
         assert!(!v.ok());
         assert!(v.summary.contains("is not mapped") && v.summary.contains("a different file"));
     }
 
     #[test]
     fn wrong_profiling_state_and_missing_jemalloc_are_problems() {
-        let v = judge(7, &parse_maps(MAPS), &hello(true), &expectation("standby"));
+        let v = judge(7, &facts(MAPS), &hello(true), &expectation("standby"));
         assert_eq!(
             v.problems,
             ["prof.active is true but profile \"standby\" asks for false"]
         );
-        let missing = Reply::ok(1)
-            .with("protocol", jemsafe_proto::PROTOCOL_VERSION)
-            .with("jemalloc", "missing")
-            .with("reason", "no mallctl");
-        let v = judge(7, &parse_maps(MAPS), &missing, &expectation("leak"));
+        let missing = Reply::ok_with(
+            1,
+            &Hello {
+                protocol: jemsafe_proto::PROTOCOL_VERSION,
+                shim_version: "0.1.0".into(),
+                pid: 7,
+                jemalloc: Binding::Missing {
+                    reason: "no mallctl".into(),
+                },
+            },
+        );
+        let v = judge(7, &facts(MAPS), &missing, &expectation("leak"));
         assert!(
             v.summary.contains("no usable jemalloc: no mallctl"),
             "{v:?}"
         );
         let old_shim = Reply::ok(1).with("protocol", 0).with("jemalloc", "bound");
-        let v = judge(7, &parse_maps(MAPS), &old_shim, &expectation("leak"));
+        let v = judge(7, &facts(MAPS), &old_shim, &expectation("leak"));
         assert!(
             v.summary.contains("speaks protocol 0 but jemsafe speaks 1"),
             "{v:?}"
         );
+        let mut served = facts(MAPS);
+        served.served_by = Some(FileId {
+            major: 8,
+            minor: 1,
+            inode: 5,
+        });
+        let v = judge(7, &served, &hello(false), &expectation("standby"));
+        assert!(v.summary.contains("malloc is served by"), "{v:?}");
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use jemsafe::shim_link::ShimLink;
-use jemsafe_proto::Command;
+use jemsafe_proto::{Command, Dumped, Hello, ProfState, ResetDone, Stats};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
@@ -95,19 +95,23 @@ fn stats_and_dump_see_the_hosts_allocations() {
     );
     let mut link = link.unwrap();
 
-    let hello = link.request(Command::Hello, T).unwrap();
-    assert_eq!(hello.get("jemalloc"), Some("bound"), "{hello:?}");
-    assert_eq!(hello.get_u64("pid"), Some(child.id() as u64));
-    assert!(hello.get("version").unwrap().starts_with("5."), "{hello:?}");
-    assert_eq!(hello.get("lg_prof_sample"), Some("16"));
+    let hello: Hello = link.request(Command::Hello, T).unwrap().body().unwrap();
+    assert_eq!(hello.pid as u32, child.id());
+    let bound = hello.bound().expect("bound to jemalloc");
+    assert!(bound.version.starts_with("5."), "{hello:?}");
+    assert_eq!(bound.lg_prof_sample, Some(16));
 
     // 96 MiB held by the host: only the host's jemalloc can report that much.
-    let stats = link.request(Command::Stats, T).unwrap();
-    let allocated = stats.get_u64("allocated").unwrap();
-    assert!(allocated >= 96 << 20, "stats.allocated = {allocated}");
-    for key in ["active", "resident", "mapped", "retained"] {
-        assert!(stats.get_u64(key).is_some(), "{key} in {stats:?}");
-    }
+    let stats: Stats = link.request(Command::Stats, T).unwrap().body().unwrap();
+    assert!(
+        stats.allocated >= 96 << 20,
+        "stats.allocated = {}",
+        stats.allocated
+    );
+    assert!(
+        stats.active >= stats.allocated && stats.mapped >= stats.active,
+        "{stats:?}"
+    );
 
     let path = dir.join("host.heap");
     let reply = link
@@ -118,13 +122,18 @@ fn stats_and_dump_see_the_hosts_allocations() {
     assert!(report.contains("jemsafe_workload_leak_marker"), "{report}");
 
     // A reset with a new sample rate, then deactivate: replies carry the new state.
-    let reset = link.request(Command::Reset(Some(18)), T).unwrap();
-    assert_eq!(reset.get("lg_prof_sample"), Some("18"));
-    let off = link.request(Command::Deactivate, T).unwrap();
-    assert_eq!(
-        (off.get("was_active"), off.get("prof_active")),
-        (Some("true"), Some("false"))
-    );
+    let reset: ResetDone = link
+        .request(Command::Reset(Some(18)), T)
+        .unwrap()
+        .body()
+        .unwrap();
+    assert_eq!(reset.lg_prof_sample, 18);
+    let off: ProfState = link
+        .request(Command::Deactivate, T)
+        .unwrap()
+        .body()
+        .unwrap();
+    assert_eq!((off.was_active, off.prof_active), (true, false));
     stop(child);
 }
 
@@ -136,10 +145,10 @@ fn mallctl_errors_travel_back_with_their_errno() {
     let reply = link
         .request(Command::Dump(Some("/tmp/never.heap".into())), T)
         .unwrap();
-    assert!(!reply.ok);
-    assert_eq!(reply.get("mallctl"), Some("prof.dump"));
-    assert_eq!(reply.get("error"), Some("ENOENT"));
-    assert_eq!(reply.get_u64("errno"), Some(2));
+    let failure = reply.body::<Dumped>().unwrap_err();
+    assert_eq!(failure.mallctl.as_deref(), Some("prof.dump"));
+    assert_eq!(failure.error.as_deref(), Some("ENOENT"));
+    assert_eq!(failure.errno, Some(2));
     assert!(!std::path::Path::new("/tmp/never.heap").exists());
     stop(child);
 }

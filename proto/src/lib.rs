@@ -150,13 +150,17 @@ impl Reply {
         }
     }
 
+    /// A failure with just a sentence; see [`Reply::failed`] for a failed mallctl.
     pub fn err(id: u64, message: impl Into<String>) -> Reply {
-        Reply {
+        Reply::failed(id, &Failure::new(message))
+    }
+
+    pub fn failed(id: u64, failure: &Failure) -> Reply {
+        failure.write(Reply {
             id,
             ok: false,
             fields: Vec::new(),
-        }
-        .with("message", message.into())
+        })
     }
 
     /// Adds a field; newlines in the value become spaces so the packet stays parseable.
@@ -173,38 +177,11 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn get_bool(&self, key: &str) -> Option<bool> {
-        match self.get(key)? {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        }
-    }
-
-    pub fn get_u64(&self, key: &str) -> Option<u64> {
-        self.get(key)?.parse().ok()
-    }
-
     /// The failure as one sentence: "prof.dump: ENOENT (errno 2): ...".
     pub fn error_text(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(call) = self.get("mallctl") {
-            parts.push(call.to_owned());
-        }
-        if let Some(name) = self.get("error") {
-            match self.get("errno") {
-                Some(n) => parts.push(format!("{name} (errno {n})")),
-                None => parts.push(name.to_owned()),
-            }
-        }
-        if let Some(m) = self.get("message") {
-            parts.push(m.to_owned());
-        }
-        if parts.is_empty() {
-            "unspecified failure".to_owned()
-        } else {
-            parts.join(": ")
-        }
+        Failure::read(self)
+            .map(|f| f.to_string())
+            .unwrap_or_else(|e| format!("malformed failure: {e}"))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -244,6 +221,300 @@ impl Reply {
     }
 }
 
+/// A reply's body: its field names on the wire, written down once for both sides, so a
+/// key misspelled on one side is a compile error on the other.
+pub trait Body: Sized {
+    /// Adds this body's fields to `reply`.
+    fn write(&self, reply: Reply) -> Reply;
+    /// Reads this body back from `reply`'s fields, naming the field that is missing or bad.
+    fn read(reply: &Reply) -> Result<Self, DecodeError>;
+}
+
+impl Reply {
+    /// A success carrying `body`.
+    pub fn ok_with(id: u64, body: &impl Body) -> Reply {
+        body.write(Reply::ok(id))
+    }
+
+    /// The body of a successful reply; a failure comes back as its [`Failure`].
+    pub fn body<B: Body>(&self) -> Result<B, Failure> {
+        if !self.ok {
+            return Err(Failure::read(self).unwrap_or_else(|e| Failure::new(e.0)));
+        }
+        B::read(self).map_err(|e| Failure::new(format!("malformed reply from the shim: {e}")))
+    }
+
+    fn field<T: std::str::FromStr>(&self, key: &str) -> Result<T, DecodeError> {
+        let text = self
+            .get(key)
+            .ok_or_else(|| DecodeError(format!("no field {key:?}")))?;
+        text.parse()
+            .map_err(|_| DecodeError(format!("bad value for {key:?}: {text:?}")))
+    }
+
+    fn optional<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, DecodeError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.field(key).map(Some),
+        }
+    }
+
+    fn with_some(self, key: &str, value: Option<impl fmt::Display>) -> Reply {
+        match value {
+            Some(v) => self.with(key, v),
+            None => self,
+        }
+    }
+}
+
+/// `hello`: the shim, the jemalloc it is bound to, and the profiling state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub protocol: u32,
+    pub shim_version: String,
+    pub pid: i32,
+    pub jemalloc: Binding,
+}
+
+/// Whether the shim found a jemalloc that serves this process's malloc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    Missing { reason: String },
+    Bound(Bound),
+}
+
+/// The jemalloc the shim is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    /// The object `mallctl` comes from (dladdr).
+    pub path: String,
+    /// `version`.
+    pub version: String,
+    /// `config.prof`: profiling compiled in.
+    pub config_prof: bool,
+    /// `opt.prof`: profiling switched on at start (false without config.prof).
+    pub opt_prof: bool,
+    /// `prof.active`.
+    pub prof_active: bool,
+    /// `opt.prof_prefix`, when profiling is compiled in.
+    pub prof_prefix: Option<String>,
+    /// `opt.lg_prof_interval`, when profiling is compiled in.
+    pub lg_prof_interval: Option<i64>,
+    /// `prof.lg_sample` (or `opt.lg_prof_sample` with profiling off).
+    pub lg_prof_sample: Option<u32>,
+    /// `prof.gdump`, with profiling on.
+    pub prof_gdump: Option<bool>,
+}
+
+impl Hello {
+    /// The jemalloc it is bound to, if any.
+    pub fn bound(&self) -> Option<&Bound> {
+        match &self.jemalloc {
+            Binding::Bound(b) => Some(b),
+            Binding::Missing { .. } => None,
+        }
+    }
+}
+
+impl Body for Hello {
+    fn write(&self, reply: Reply) -> Reply {
+        let reply = reply
+            .with("protocol", self.protocol)
+            .with("shim_version", &self.shim_version)
+            .with("pid", self.pid);
+        match &self.jemalloc {
+            Binding::Missing { reason } => reply.with("jemalloc", "missing").with("reason", reason),
+            Binding::Bound(b) => reply
+                .with("jemalloc", "bound")
+                .with("jemalloc_path", &b.path)
+                .with("version", &b.version)
+                .with("config_prof", b.config_prof)
+                .with("opt_prof", b.opt_prof)
+                .with("prof_active", b.prof_active)
+                .with_some("prof_prefix", b.prof_prefix.as_ref())
+                .with_some("lg_prof_interval", b.lg_prof_interval)
+                .with_some("lg_prof_sample", b.lg_prof_sample)
+                .with_some("prof_gdump", b.prof_gdump),
+        }
+    }
+
+    fn read(r: &Reply) -> Result<Hello, DecodeError> {
+        let jemalloc = match r.get("jemalloc") {
+            Some("bound") => Binding::Bound(Bound {
+                path: r.field("jemalloc_path")?,
+                version: r.field("version")?,
+                config_prof: r.field("config_prof")?,
+                opt_prof: r.field("opt_prof")?,
+                prof_active: r.field("prof_active")?,
+                prof_prefix: r.optional("prof_prefix")?,
+                lg_prof_interval: r.optional("lg_prof_interval")?,
+                lg_prof_sample: r.optional("lg_prof_sample")?,
+                prof_gdump: r.optional("prof_gdump")?,
+            }),
+            _ => Binding::Missing {
+                reason: r.field("reason")?,
+            },
+        };
+        Ok(Hello {
+            protocol: r.field("protocol")?,
+            shim_version: r.field("shim_version")?,
+            pid: r.field("pid")?,
+            jemalloc,
+        })
+    }
+}
+
+/// `stats`: jemalloc's global statistics after an `epoch` bump, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    pub allocated: u64,
+    pub active: u64,
+    pub resident: u64,
+    pub mapped: u64,
+    pub retained: u64,
+}
+
+impl Body for Stats {
+    fn write(&self, reply: Reply) -> Reply {
+        reply
+            .with("allocated", self.allocated)
+            .with("active", self.active)
+            .with("resident", self.resident)
+            .with("mapped", self.mapped)
+            .with("retained", self.retained)
+    }
+
+    fn read(r: &Reply) -> Result<Stats, DecodeError> {
+        Ok(Stats {
+            allocated: r.field("allocated")?,
+            active: r.field("active")?,
+            resident: r.field("resident")?,
+            mapped: r.field("mapped")?,
+            retained: r.field("retained")?,
+        })
+    }
+}
+
+/// `activate`, `deactivate`, `toggle`: prof.active before and after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfState {
+    pub was_active: bool,
+    pub prof_active: bool,
+}
+
+impl Body for ProfState {
+    fn write(&self, reply: Reply) -> Reply {
+        reply
+            .with("was_active", self.was_active)
+            .with("prof_active", self.prof_active)
+    }
+
+    fn read(r: &Reply) -> Result<ProfState, DecodeError> {
+        Ok(ProfState {
+            was_active: r.field("was_active")?,
+            prof_active: r.field("prof_active")?,
+        })
+    }
+}
+
+/// `reset`: the sample rate in force afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetDone {
+    pub lg_prof_sample: u32,
+}
+
+impl Body for ResetDone {
+    fn write(&self, reply: Reply) -> Reply {
+        reply.with("lg_prof_sample", self.lg_prof_sample)
+    }
+
+    fn read(r: &Reply) -> Result<ResetDone, DecodeError> {
+        Ok(ResetDone {
+            lg_prof_sample: r.field("lg_prof_sample")?,
+        })
+    }
+}
+
+/// `dump`: how long prof.dump took inside mysqld, and where it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dumped {
+    pub dump_us: u64,
+    pub path: Option<String>,
+}
+
+impl Body for Dumped {
+    fn write(&self, reply: Reply) -> Reply {
+        reply
+            .with("dump_us", self.dump_us)
+            .with_some("path", self.path.as_ref())
+    }
+
+    fn read(r: &Reply) -> Result<Dumped, DecodeError> {
+        Ok(Dumped {
+            dump_us: r.field("dump_us")?,
+            path: r.optional("path")?,
+        })
+    }
+}
+
+/// A failed request: a sentence, and for a failed mallctl which call and which errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// The mallctl name that failed.
+    pub mallctl: Option<String>,
+    /// The errno's name (`ENOENT`), or a word of the shim's own (`NOJEMALLOC`).
+    pub error: Option<String>,
+    pub errno: Option<i32>,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            mallctl: None,
+            error: None,
+            errno: None,
+        }
+    }
+}
+
+/// "prof.dump: ENOENT (errno 2): profiling is not enabled ..."
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(call) = &self.mallctl {
+            write!(f, "{call}: ")?;
+        }
+        match (&self.error, self.errno) {
+            (Some(name), Some(n)) => write!(f, "{name} (errno {n}): ")?,
+            (Some(name), None) => write!(f, "{name}: ")?,
+            _ => {}
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl Body for Failure {
+    fn write(&self, reply: Reply) -> Reply {
+        reply
+            .with("message", &self.message)
+            .with_some("mallctl", self.mallctl.as_ref())
+            .with_some("error", self.error.as_ref())
+            .with_some("errno", self.errno)
+    }
+
+    fn read(r: &Reply) -> Result<Failure, DecodeError> {
+        Ok(Failure {
+            message: r
+                .optional("message")?
+                .unwrap_or_else(|| "unspecified failure".to_owned()),
+            mallctl: r.optional("mallctl")?,
+            error: r.optional("error")?,
+            errno: r.optional("errno")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,13 +539,56 @@ mod tests {
 
     #[test]
     fn replies_round_trip_and_flatten_newlines() {
-        let reply = Reply::err(9, "line one\nline two")
-            .with("error", "ENOENT")
-            .with("errno", 2);
+        let reply = Reply::failed(
+            9,
+            &Failure {
+                message: "line one\nline two".into(),
+                mallctl: None,
+                error: Some("ENOENT".into()),
+                errno: Some(2),
+            },
+        );
         let back = Reply::decode(&reply.encode()).unwrap();
         assert_eq!(back, reply);
         assert_eq!(back.get("message"), Some("line one line two"));
         assert_eq!(back.error_text(), "ENOENT (errno 2): line one line two");
+    }
+
+    #[test]
+    fn bodies_round_trip_and_name_what_is_missing() {
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            shim_version: "0.1.0".into(),
+            pid: 7,
+            jemalloc: Binding::Bound(Bound {
+                path: "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2".into(),
+                version: "5.3.0-0-g54eaed1d8b56b1aa528be3bdd1877e59c56fa90c".into(),
+                config_prof: true,
+                opt_prof: true,
+                prof_active: false,
+                prof_prefix: Some("/var/lib/jemsafe/mysqld".into()),
+                lg_prof_interval: Some(-1),
+                lg_prof_sample: Some(19),
+                prof_gdump: Some(false),
+            }),
+        };
+        let wire = Reply::decode(&Reply::ok_with(3, &hello).encode()).unwrap();
+        assert_eq!(wire.body::<Hello>(), Ok(hello));
+        let stats = Stats {
+            allocated: 1,
+            active: 2,
+            resident: 3,
+            mapped: 4,
+            retained: 5,
+        };
+        assert_eq!(Reply::ok_with(1, &stats).body::<Stats>(), Ok(stats));
+        let e = Reply::ok(1)
+            .with("allocated", 1)
+            .body::<Stats>()
+            .unwrap_err();
+        assert!(e.message.contains("no field \"active\""), "{e}");
+        let failed = Reply::err(2, "no jemalloc").body::<Stats>().unwrap_err();
+        assert_eq!(failed.to_string(), "no jemalloc");
     }
 
     #[test]

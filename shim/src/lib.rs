@@ -13,7 +13,10 @@
 //! on any other copy. Without the variable (mysqld's children inherit LD_PRELOAD) the
 //! shim does nothing at all.
 
-use jemsafe_proto::{Command, Reply, Request, ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION};
+use jemsafe_proto::{
+    Binding, Bound, Command, Dumped, Failure, Hello, ProfState, Reply, Request, ResetDone, Stats,
+    ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
+};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::RawFd;
@@ -294,10 +297,15 @@ fn ctl_failure(id: u64, e: CtlError) -> Reply {
         }
         _ => "jemalloc refused the request",
     };
-    Reply::err(id, hint)
-        .with("mallctl", e.name)
-        .with("error", errno_name(e.errno))
-        .with("errno", e.errno)
+    Reply::failed(
+        id,
+        &Failure {
+            message: hint.to_owned(),
+            mallctl: Some(e.name.to_owned()),
+            error: Some(errno_name(e.errno).to_owned()),
+            errno: Some(e.errno),
+        },
+    )
 }
 
 fn handle(request: Request) -> Reply {
@@ -305,11 +313,22 @@ fn handle(request: Request) -> Reply {
     let jemalloc = match binding() {
         Ok(j) => j,
         Err(reason) if request.command == Command::Hello => {
-            return hello_base(id)
-                .with("jemalloc", "missing")
-                .with("reason", reason)
+            return Reply::ok_with(
+                id,
+                &hello_with(Binding::Missing {
+                    reason: reason.clone(),
+                }),
+            )
         }
-        Err(reason) => return Reply::err(id, reason.as_str()).with("error", "NOJEMALLOC"),
+        Err(reason) => {
+            return Reply::failed(
+                id,
+                &Failure {
+                    error: Some("NOJEMALLOC".into()),
+                    ..Failure::new(reason.as_str())
+                },
+            )
+        }
     };
     let result = match request.command {
         Command::Hello => hello(id, jemalloc),
@@ -323,44 +342,42 @@ fn handle(request: Request) -> Reply {
     result.unwrap_or_else(|e| ctl_failure(id, e))
 }
 
-fn hello_base(id: u64) -> Reply {
-    // SAFETY: getpid cannot fail.
-    let pid = unsafe { libc::getpid() };
-    Reply::ok(id)
-        .with("protocol", PROTOCOL_VERSION)
-        .with("shim_version", env!("CARGO_PKG_VERSION"))
-        .with("pid", pid)
+fn hello_with(jemalloc: Binding) -> Hello {
+    Hello {
+        protocol: PROTOCOL_VERSION,
+        shim_version: env!("CARGO_PKG_VERSION").to_owned(),
+        // SAFETY: getpid cannot fail.
+        pid: unsafe { libc::getpid() },
+        jemalloc,
+    }
 }
 
 fn hello(id: u64, j: &Jemalloc) -> Result<Reply, CtlError> {
-    let mut reply = hello_base(id)
-        .with("jemalloc", "bound")
-        .with("jemalloc_path", &j.path)
-        .with("version", j.read_str(c"version")?);
     let config_prof = j.read_bool(c"config.prof")?;
-    reply = reply.with("config_prof", config_prof);
-    if !config_prof {
-        return Ok(reply.with("opt_prof", false).with("prof_active", false));
+    let mut bound = Bound {
+        path: j.path.clone(),
+        version: j.read_str(c"version")?,
+        config_prof,
+        opt_prof: false,
+        prof_active: false,
+        prof_prefix: None,
+        lg_prof_interval: None,
+        lg_prof_sample: None,
+        prof_gdump: None,
+    };
+    if config_prof {
+        bound.opt_prof = j.read_bool(c"opt.prof")?;
+        bound.prof_prefix = Some(j.read_str(c"opt.prof_prefix")?);
+        bound.lg_prof_interval = Some(j.read::<isize>(c"opt.lg_prof_interval")? as i64);
+        if bound.opt_prof {
+            bound.prof_active = j.read_bool(c"prof.active")?;
+            bound.lg_prof_sample = Some(j.read::<usize>(c"prof.lg_sample")? as u32);
+            bound.prof_gdump = Some(j.read_bool(c"prof.gdump")?);
+        } else {
+            bound.lg_prof_sample = Some(j.read::<usize>(c"opt.lg_prof_sample")? as u32);
+        }
     }
-    let opt_prof = j.read_bool(c"opt.prof")?;
-    reply = reply
-        .with("opt_prof", opt_prof)
-        .with("prof_prefix", j.read_str(c"opt.prof_prefix")?)
-        .with(
-            "lg_prof_interval",
-            j.read::<isize>(c"opt.lg_prof_interval")?,
-        );
-    if opt_prof {
-        reply = reply
-            .with("prof_active", j.read_bool(c"prof.active")?)
-            .with("lg_prof_sample", j.read::<usize>(c"prof.lg_sample")?)
-            .with("prof_gdump", j.read_bool(c"prof.gdump")?);
-    } else {
-        reply = reply
-            .with("prof_active", false)
-            .with("lg_prof_sample", j.read::<usize>(c"opt.lg_prof_sample")?);
-    }
-    Ok(reply)
+    Ok(Reply::ok_with(id, &hello_with(Binding::Bound(bound))))
 }
 
 fn dump(id: u64, j: &Jemalloc, path: Option<String>) -> Result<Reply, CtlError> {
@@ -368,7 +385,11 @@ fn dump(id: u64, j: &Jemalloc, path: Option<String>) -> Result<Reply, CtlError> 
     match &path {
         Some(p) => {
             let Ok(c_path) = CString::new(p.as_bytes()) else {
-                return Ok(Reply::err(id, "dump path contains a NUL byte").with("error", "EINVAL"));
+                let failure = Failure {
+                    error: Some("EINVAL".into()),
+                    ..Failure::new("dump path contains a NUL byte")
+                };
+                return Ok(Reply::failed(id, &failure));
             };
             let mut ptr: *const c_char = c_path.as_ptr();
             let ptr_ref: *mut *const c_char = &mut ptr;
@@ -388,21 +409,26 @@ fn dump(id: u64, j: &Jemalloc, path: Option<String>) -> Result<Reply, CtlError> 
             0,
         )?,
     }
-    let micros = started.elapsed().as_micros();
-    let mut reply = Reply::ok(id).with("dump_us", micros);
-    if let Some(p) = path {
-        reply = reply.with("path", p);
-    }
-    Ok(reply)
+    Ok(Reply::ok_with(
+        id,
+        &Dumped {
+            dump_us: started.elapsed().as_micros() as u64,
+            path,
+        },
+    ))
 }
 
 fn set_active(id: u64, j: &Jemalloc, want: Option<bool>) -> Result<Reply, CtlError> {
     let was = j.read_bool(c"prof.active")?;
     let now = want.unwrap_or(!was);
     j.write::<u8>(c"prof.active", u8::from(now))?;
-    Ok(Reply::ok(id)
-        .with("was_active", was)
-        .with("prof_active", now))
+    Ok(Reply::ok_with(
+        id,
+        &ProfState {
+            was_active: was,
+            prof_active: now,
+        },
+    ))
 }
 
 fn reset(id: u64, j: &Jemalloc, lg: Option<u32>) -> Result<Reply, CtlError> {
@@ -416,20 +442,19 @@ fn reset(id: u64, j: &Jemalloc, lg: Option<u32>) -> Result<Reply, CtlError> {
             0,
         )?,
     }
-    Ok(Reply::ok(id).with("lg_prof_sample", j.read::<usize>(c"prof.lg_sample")?))
+    let lg_prof_sample = j.read::<usize>(c"prof.lg_sample")? as u32;
+    Ok(Reply::ok_with(id, &ResetDone { lg_prof_sample }))
 }
 
 fn stats(id: u64, j: &Jemalloc) -> Result<Reply, CtlError> {
     j.write::<u64>(c"epoch", 1)?;
-    let mut reply = Reply::ok(id);
-    for (key, name) in [
-        ("allocated", c"stats.allocated"),
-        ("active", c"stats.active"),
-        ("resident", c"stats.resident"),
-        ("mapped", c"stats.mapped"),
-        ("retained", c"stats.retained"),
-    ] {
-        reply = reply.with(key, j.read::<usize>(name)?);
-    }
-    Ok(reply)
+    let read = |name| j.read::<usize>(name).map(|v| v as u64);
+    let stats = Stats {
+        allocated: read(c"stats.allocated")?,
+        active: read(c"stats.active")?,
+        resident: read(c"stats.resident")?,
+        mapped: read(c"stats.mapped")?,
+        retained: read(c"stats.retained")?,
+    };
+    Ok(Reply::ok_with(id, &stats))
 }

@@ -6,7 +6,7 @@ use super::{Pending, Supervisor, DUMP_DEADLINE};
 use crate::control;
 use crate::dumps::{self, files, retention, Trigger};
 use crate::{debug, error, info, warn};
-use jemsafe_proto::{Command, Reply};
+use jemsafe_proto::{Command, Dumped, Reply};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use serde_json::json;
 use std::os::unix::net::UnixStream;
@@ -213,11 +213,13 @@ impl Supervisor<'_> {
     ) {
         let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
         let path = self.plan.dump_dir.join(&name);
-        let outcome = if reply.ok {
-            self.finalize(&name)
-        } else {
-            self.discard_partial(&name);
-            Err(reply.error_text())
+        let dumped = reply.body::<Dumped>();
+        let outcome = match &dumped {
+            Ok(_) => self.finalize(&name),
+            Err(failure) => {
+                self.discard_partial(&name);
+                Err(failure.to_string())
+            }
         };
         if trigger == Trigger::Growth {
             self.growth.finished(outcome.is_ok());
@@ -237,7 +239,7 @@ impl Supervisor<'_> {
             "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
             path.display(),
             trigger.as_str(),
-            reply.get("dump_us").unwrap_or("?")
+            dumped.map_or(0, |d| d.dump_us)
         );
         self.last_dump = Some((path.clone(), SystemTime::now()));
         let line = self.status_line();

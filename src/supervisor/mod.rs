@@ -26,16 +26,16 @@ use crate::shim_link::{Received, ShimLink};
 use crate::verify::{self, Expectation};
 use crate::{debug, error, info, warn};
 use dumping::DumpWatch;
-use jemsafe_proto::{Command, Reply};
+use jemsafe_proto::{Command, Hello, ProfState, Reply, ResetDone, Stats};
 use ledger::Ledger;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use policy::{Decision, Ending, Growth, RestartHistory, RestartPolicy, SignalEffect, Throttle};
+use serde_json::json;
 use signal_hook::consts::SIGCHLD;
 use signals::Signals;
 use spawn::Launch;
-use status::shim_reply_json;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -103,7 +103,8 @@ enum Pending {
         waiter: Option<UnixStream>,
     },
     StatusHello(UnixStream),
-    StatusStats(UnixStream, Reply),
+    /// The hello, when the shim's answer to it was readable.
+    StatusStats(UnixStream, Option<Hello>),
     GrowthStats,
 }
 
@@ -564,7 +565,7 @@ impl Supervisor<'_> {
                     control::respond(stream, &reply);
                 }
                 Pending::StatusStats(stream, hello) => {
-                    let reply = self.status(Some(&hello), None, Some(why));
+                    let reply = self.status(hello.as_ref(), None, Some(why));
                     control::respond(stream, &reply);
                 }
                 Pending::GrowthStats => debug!("growth check: {why}"),
@@ -720,36 +721,49 @@ impl Supervisor<'_> {
                 waiters,
             } => self.dumped(trigger, name, sent, waiters, &reply),
             Pending::Prof { what, waiter } => {
-                match (reply.ok, reply.get("was_active")) {
-                    (true, Some(was)) => info!(
-                        "{what}: prof.active is now {} (was {was})",
-                        reply.get("prof_active").unwrap_or("?")
-                    ),
-                    (true, None) => info!(
-                        "{what}: profile data reset, lg_prof_sample = {}",
-                        reply.get("lg_prof_sample").unwrap_or("?")
-                    ),
-                    (false, _) => error!("{what} failed: {}", reply.error_text()),
-                }
-                if let Some(w) = waiter {
-                    control::respond(w, &shim_reply_json(&reply));
+                let answer = if what == "reset" {
+                    reply.body::<ResetDone>().map(|r| {
+                        info!(
+                            "{what}: profile data reset, lg_prof_sample = {}",
+                            r.lg_prof_sample
+                        );
+                        json!({ "ok": true, "lg_prof_sample": r.lg_prof_sample })
+                    })
+                } else {
+                    reply.body::<ProfState>().map(|p| {
+                        info!(
+                            "{what}: prof.active is now {} (was {})",
+                            p.prof_active, p.was_active
+                        );
+                        json!({ "ok": true, "prof_active": p.prof_active, "was_active": p.was_active })
+                    })
+                };
+                let answer = answer.unwrap_or_else(|failure| {
+                    error!("{what} failed: {failure}");
+                    json!({ "ok": false, "error": failure.to_string() })
+                });
+                if let (Some(w), serde_json::Value::Object(map)) = (waiter, answer) {
+                    control::respond(w, &map);
                 }
             }
             Pending::StatusHello(stream) => {
                 self.send(
                     Command::Stats,
-                    Pending::StatusStats(stream, reply),
+                    Pending::StatusStats(stream, reply.body().ok()),
                     STATUS_DEADLINE,
                 );
             }
             Pending::StatusStats(stream, hello) => {
-                let status = self.status(Some(&hello), Some(&reply), None);
+                let status = self.status(hello.as_ref(), reply.body().ok().as_ref(), None);
                 control::respond(stream, &status);
             }
             Pending::GrowthStats => {
-                let Some(allocated) = reply.get_u64("allocated") else {
-                    debug!("growth check: no stats ({})", reply.error_text());
-                    return;
+                let allocated = match reply.body::<Stats>() {
+                    Ok(stats) => stats.allocated,
+                    Err(failure) => {
+                        debug!("growth check: no stats ({failure})");
+                        return;
+                    }
                 };
                 if self.growth.observe(allocated) {
                     info!(
@@ -768,9 +782,9 @@ impl Supervisor<'_> {
             return;
         };
         let pid = child.pid.as_raw();
-        let result = match verify::read_maps(pid) {
-            Ok(maps) => {
-                let verdict = verify::judge(pid, &maps, &reply, &self.plan.expectation);
+        let result = match verify::Facts::gather(pid, &reply, &self.plan.expectation) {
+            Ok(facts) => {
+                let verdict = verify::judge(pid, &facts, &reply, &self.plan.expectation);
                 if verdict.ok() {
                     Ok(verdict.summary)
                 } else {

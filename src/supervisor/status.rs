@@ -5,8 +5,7 @@ use super::{notify, Supervisor};
 use crate::control;
 use crate::dumps;
 use crate::{debug, info};
-use jemsafe_proto::Reply;
-use serde_json::json;
+use jemsafe_proto::{Hello, Stats};
 
 impl Supervisor<'_> {
     /// Sends to systemd when jemsafe runs under it.
@@ -86,102 +85,54 @@ impl Supervisor<'_> {
     /// answer within its deadline): the rest is jemsafe's own state, always current.
     pub(super) fn status(
         &self,
-        hello: Option<&Reply>,
-        stats: Option<&Reply>,
+        hello: Option<&Hello>,
+        stats: Option<&Stats>,
         unanswered: Option<String>,
     ) -> control::Reply {
         let plan = self.plan;
         let child = self.child.as_ref();
-        let field = |r: Option<&Reply>, k: &str| {
-            r.and_then(|r| r.get(k))
-                .map(shim_value)
-                .unwrap_or(serde_json::Value::Null)
-        };
+        let bound = hello.and_then(Hello::bound);
         let files = dumps::list(&plan.dump_dir, &plan.dump_prefix).unwrap_or_default();
-        let mut r = control::ok_reply();
-        r.insert("jemsafe_pid".into(), std::process::id().into());
-        r.insert(
-            "profile".into(),
-            plan.expectation.profile.name.clone().into(),
-        );
-        r.insert("malloc_conf".into(), plan.launch.malloc_conf.clone().into());
-        r.insert("mysqld_pid".into(), json!(child.map(|c| c.pid.as_raw())));
-        r.insert(
-            "mysqld_uptime_s".into(),
-            json!(child.map(|c| c.started.elapsed().as_secs())),
-        );
-        r.insert("restarts".into(), self.history.total.into());
-        r.insert("mysqld_not_answering".into(), json!(unanswered));
-        r.insert("last_exit".into(), json!(self.last_exit));
-        r.insert(
-            "verification".into(),
-            json!(child
-                .and_then(|c| c.verification.as_ref())
-                .map(|v| match v {
-                    Ok(s) => json!({"ok": true, "message": s}),
-                    Err(s) => json!({"ok": false, "message": s}),
-                })),
-        );
-        r.insert(
-            "jemalloc".into(),
-            json!({
-                "version": field(hello, "version"),
-                "opt_prof": field(hello, "opt_prof"),
-                "prof_active": field(hello, "prof_active"),
-                "lg_prof_sample": field(hello, "lg_prof_sample"),
-                "prof_prefix": field(hello, "prof_prefix"),
+        control::Status {
+            jemsafe_pid: std::process::id(),
+            profile: plan.expectation.profile.name.clone(),
+            malloc_conf: plan.launch.malloc_conf.clone(),
+            mysqld_pid: child.map(|c| c.pid.as_raw()),
+            mysqld_uptime_s: child.map(|c| c.started.elapsed().as_secs()),
+            restarts: self.history.total,
+            mysqld_not_answering: unanswered,
+            last_exit: self.last_exit.clone(),
+            verification: child.and_then(|c| c.verification.as_ref()).map(|v| {
+                control::Verification {
+                    ok: v.is_ok(),
+                    message: v.clone().unwrap_or_else(|e| e),
+                }
             }),
-        );
-        r.insert(
-            "stats".into(),
-            json!({
-                "allocated": field(stats, "allocated"),
-                "active": field(stats, "active"),
-                "resident": field(stats, "resident"),
-                "mapped": field(stats, "mapped"),
-                "retained": field(stats, "retained"),
+            jemalloc: control::JemallocStatus {
+                version: bound.map(|b| b.version.clone()),
+                opt_prof: bound.map(|b| b.opt_prof),
+                prof_active: bound.map(|b| b.prof_active),
+                lg_prof_sample: bound.and_then(|b| b.lg_prof_sample),
+                prof_prefix: bound.and_then(|b| b.prof_prefix.clone()),
+            },
+            stats: control::JemallocStats {
+                allocated: stats.map(|s| s.allocated),
+                active: stats.map(|s| s.active),
+                resident: stats.map(|s| s.resident),
+                mapped: stats.map(|s| s.mapped),
+                retained: stats.map(|s| s.retained),
+            },
+            dumps: control::DumpsStatus {
+                dir: plan.dump_dir.display().to_string(),
+                files: files.len(),
+                bytes: files.iter().map(|f| f.size).sum(),
+                free_bytes: dumps::free_bytes(&plan.dump_dir).ok(),
+            },
+            last_dump: self.last_dump.as_ref().map(|(p, t)| control::LastDump {
+                path: p.display().to_string(),
+                time: humantime::format_rfc3339_seconds(*t).to_string(),
             }),
-        );
-        r.insert(
-            "dumps".into(),
-            json!({
-                "dir": plan.dump_dir.display().to_string(),
-                "files": files.len(),
-                "bytes": files.iter().map(|f| f.size).sum::<u64>(),
-                "free_bytes": dumps::free_bytes(&plan.dump_dir).ok(),
-            }),
-        );
-        r.insert(
-            "last_dump".into(),
-            json!(self.last_dump.as_ref().map(|(p, t)| json!({
-                "path": p.display().to_string(),
-                "time": humantime::format_rfc3339_seconds(*t).to_string(),
-            }))),
-        );
-        r
-    }
-}
-
-/// A shim reply as a control reply: its fields, typed where they look like numbers.
-pub(super) fn shim_reply_json(reply: &Reply) -> control::Reply {
-    if !reply.ok {
-        return control::error_reply(reply.error_text());
-    }
-    let mut r = control::ok_reply();
-    for (k, v) in &reply.fields {
-        r.insert(k.clone(), shim_value(v));
-    }
-    r
-}
-
-/// A shim field as JSON: booleans and counts typed, the rest strings.
-pub(super) fn shim_value(v: &str) -> serde_json::Value {
-    match v {
-        "true" => true.into(),
-        "false" => false.into(),
-        s => s
-            .parse::<u64>()
-            .map(Into::into)
-            .unwrap_or_else(|_| s.into()),
+        }
+        .reply()
     }
 }
