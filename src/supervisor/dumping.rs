@@ -2,7 +2,8 @@
 //! made whole under its final name, jemalloc's own dumps checked, retention, and the
 //! inotify watch on the dump directory (kept alive when the directory is re-created).
 
-use super::{Pending, Supervisor, DUMP_DEADLINE};
+use super::shim_requests::DUMP_DEADLINE;
+use super::{Pending, Supervisor};
 use crate::control;
 use crate::dumps::{self, files, retention, Trigger};
 use crate::{debug, error, info, warn};
