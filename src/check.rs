@@ -187,12 +187,21 @@ pub fn inspect(
         shim,
     };
 
+    let launch = Launch::new(
+        &located,
+        config.mysqld.args.clone(),
+        config
+            .mysqld
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        malloc_conf,
+    );
     if config_ok && library_ok && shim_ok && loader_ok {
-        match probe::probe(
-            &located.library,
-            &located.shim,
-            &profile.malloc_conf(Path::new("")),
-        ) {
+        // The process `run` would start, with jemsafe in mysqld's place and no automatic
+        // dumps (empty prof_prefix).
+        match probe::probe(&launch, &profile.malloc_conf(Path::new(""))) {
             Ok(found) => {
                 report.row("allocator", found.summary());
                 report.problems.extend(found.problems(profile));
@@ -225,17 +234,7 @@ pub fn inspect(
         }
     };
     let plan = Plan {
-        launch: Launch::new(
-            &located,
-            config.mysqld.args.clone(),
-            config
-                .mysqld
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            malloc_conf,
-        ),
+        launch,
         extra_args: extra_args.to_vec(),
         expectation: Expectation {
             library: located.library.clone(),

@@ -8,11 +8,9 @@
 
 use crate::config::Profile;
 use crate::shim_link::ShimLink;
-use crate::supervisor::spawn::preload_value;
+use crate::supervisor::spawn::Launch;
 use jemsafe_proto::{Binding, Command, Failure, Hello};
 use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -86,24 +84,18 @@ impl Probe {
     }
 }
 
-/// Runs the probe child and asks its shim `hello`.
-pub fn probe(library: &Path, shim: &Path, malloc_conf: &str) -> Result<Probe, String> {
+/// Runs the probe child, built as mysqld would be ([`Launch::command`]) with jemsafe in
+/// its place and automatic dumps off, and asks its shim `hello`.
+pub fn probe(launch: &Launch, malloc_conf: &str) -> Result<Probe, String> {
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find jemsafe's own executable: {e}"))?;
     let (mut link, theirs) =
         ShimLink::pair().map_err(|e| format!("cannot create a socketpair: {e}"))?;
-    let fd = theirs.as_raw_fd();
-    let inherited = std::env::var_os("LD_PRELOAD");
-    let existing: Vec<&std::ffi::OsStr> = inherited.iter().map(|v| v.as_os_str()).collect();
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = launch.command(&exe, malloc_conf, &theirs, None);
     cmd.arg(PROBE_ARG)
-        .env("LD_PRELOAD", preload_value(library, shim, &existing))
-        .env("MALLOC_CONF", malloc_conf)
-        .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    crate::supervisor::spawn::pass_shim_end(&mut cmd, fd);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the probe: {e}"))?;

@@ -56,32 +56,6 @@ fn marker_script(path: &Path, marker: &Path) {
     chmod(path, 0o755);
 }
 
-/// A shared library whose constructor leaves `marker` behind when anything loads it.
-fn marker_library(dir: &Path, marker: &Path) -> PathBuf {
-    let src = dir.join("marker.c");
-    let lib = dir.join("libmarker.so");
-    std::fs::write(
-        &src,
-        format!(
-            "#include <stdio.h>\n#include <unistd.h>\n\
-             __attribute__((constructor)) static void mark(void) {{\n\
-               FILE *f = fopen(\"{}\", \"a\");\n\
-               if (f) {{ fprintf(f, \"uid=%d euid=%d\\n\", (int)getuid(), (int)geteuid()); fclose(f); }}\n\
-             }}\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    let status = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .status()
-        .expect("run gcc (apt-get install gcc)");
-    assert!(status.success(), "gcc failed");
-    lib
-}
-
 /// Replaces the `key = ...` line of the config at `path`.
 fn set_key(path: &Path, key: &str, value: &str) {
     let text = std::fs::read_to_string(path).unwrap();

@@ -405,6 +405,27 @@ fn check_reports_an_option_this_jemalloc_rejects() {
     assert!(stdout.contains("the probe printed: <jemalloc>"), "{stdout}");
 }
 
+/// `check`'s probe is the process `run` would start: `[mysqld] env` included (it used
+/// to be ignored, so a preload from there was never proven).
+#[test]
+fn check_probes_with_mysqld_env_as_run_launches_it() {
+    let dir = TempDir::new("probe-env");
+    let marker = dir.join("marker");
+    let lib = marker_library(dir.path(), &marker);
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    add_to_section(
+        &config,
+        "[mysqld]",
+        &format!("env = {{ LD_PRELOAD = {:?} }}", lib.display().to_string()),
+    );
+    let out = cli(&["check", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        marker.exists(),
+        "the probe did not load [mysqld] env's LD_PRELOAD"
+    );
+}
+
 #[test]
 fn env_prints_shell_quoted_variables() {
     let dir = TempDir::new("env");

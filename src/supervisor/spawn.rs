@@ -135,69 +135,84 @@ fn cloexec_each(from: libc::c_int, to: libc::c_int) {
     }
 }
 
+impl Launch {
+    /// The process mysqld runs as: `[mysqld] env`, LD_PRELOAD (libjemalloc, the shim,
+    /// then what jemsafe's environment and `[mysqld] env` already preload), MALLOC_CONF,
+    /// MYSQLD_PARENT_PID, the shim's end of the channel and no other inherited
+    /// descriptor, default signal dispositions, an empty mask and a process group of its
+    /// own. The probe is this same process with jemsafe in mysqld's place (`program`) and
+    /// its own `malloc_conf`, so `check` proves exactly the environment `run` launches.
+    /// `notify_socket`: mysqld's NOTIFY_SOCKET (jemsafe's relay); None removes it, so that
+    /// mysqld never talks to systemd behind jemsafe's back.
+    pub fn command(
+        &self,
+        program: &Path,
+        malloc_conf: &str,
+        shim_end: &OwnedFd,
+        notify_socket: Option<&str>,
+    ) -> Command {
+        let inherited = std::env::var_os("LD_PRELOAD");
+        let configured: Option<OsString> = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "LD_PRELOAD")
+            .map(|(_, v)| v.into());
+        let existing: Vec<&OsStr> = inherited
+            .iter()
+            .chain(configured.iter())
+            .map(|v| v.as_os_str())
+            .collect();
+
+        let mut cmd = Command::new(program);
+        cmd.env_remove("MALLOC_CONF").env_remove("NOTIFY_SOCKET");
+        if let Some(socket) = notify_socket {
+            cmd.env("NOTIFY_SOCKET", socket);
+        }
+        for (k, v) in &self.env {
+            if k != "LD_PRELOAD" {
+                cmd.env(k, v);
+            }
+        }
+        cmd.env(
+            "LD_PRELOAD",
+            preload_value(&self.library, &self.shim, &existing),
+        )
+        .env("MALLOC_CONF", malloc_conf)
+        .env("MYSQLD_PARENT_PID", std::process::id().to_string());
+        pass_shim_end(&mut cmd, shim_end.as_raw_fd());
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls on memory it owns.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Default dispositions (an ignored signal would stay ignored across exec)
+                // and an empty mask: mysqld expects to set up its signals from a clean state.
+                for sig in 1..libc::SIGRTMAX() {
+                    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                        libc::signal(sig, libc::SIG_DFL);
+                    }
+                }
+                let mut empty = std::mem::zeroed::<libc::sigset_t>();
+                libc::sigemptyset(&mut empty);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                // A process group of its own: a terminal's ^C reaches jemsafe only, which
+                // decides what mysqld gets (mysqld_safe does the same by backgrounding it).
+                libc::setpgid(0, 0);
+                Ok(())
+            });
+        }
+        cmd
+    }
+}
+
 /// Starts mysqld with the shim's end of the channel inherited as `JEMSAFE_SHIM_FD`.
-/// `notify_socket`: mysqld's NOTIFY_SOCKET (jemsafe's relay); None removes the variable,
-/// so that mysqld never talks to systemd behind jemsafe's back.
 pub fn spawn(
     launch: &Launch,
     extra_args: &[String],
     shim_end: &OwnedFd,
     notify_socket: Option<&str>,
 ) -> io::Result<u32> {
-    let inherited = std::env::var_os("LD_PRELOAD");
-    let configured: Option<OsString> = launch
-        .env
-        .iter()
-        .find(|(k, _)| k == "LD_PRELOAD")
-        .map(|(_, v)| v.into());
-    let existing: Vec<&OsStr> = inherited
-        .iter()
-        .chain(configured.iter())
-        .map(|v| v.as_os_str())
-        .collect();
-    let fd = shim_end.as_raw_fd();
-
-    let mut cmd = Command::new(&launch.mysqld);
-    cmd.args(&launch.args)
-        .args(extra_args)
-        .stdin(Stdio::null())
-        .env_remove("MALLOC_CONF")
-        .env_remove("NOTIFY_SOCKET");
-    if let Some(socket) = notify_socket {
-        cmd.env("NOTIFY_SOCKET", socket);
-    }
-    for (k, v) in &launch.env {
-        if k != "LD_PRELOAD" {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env(
-        "LD_PRELOAD",
-        preload_value(&launch.library, &launch.shim, &existing),
-    )
-    .env("MALLOC_CONF", &launch.malloc_conf)
-    .env("MYSQLD_PARENT_PID", std::process::id().to_string());
-    pass_shim_end(&mut cmd, fd);
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls on memory it owns.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Default dispositions (an ignored signal would stay ignored across exec) and
-            // an empty mask: mysqld expects to set up its signals from a clean state.
-            for sig in 1..libc::SIGRTMAX() {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            let mut empty = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigemptyset(&mut empty);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            // A process group of its own: a terminal's ^C reaches jemsafe only, which
-            // decides what mysqld gets (mysqld_safe does the same by backgrounding it).
-            libc::setpgid(0, 0);
-            Ok(())
-        });
-    }
+    let mut cmd = launch.command(&launch.mysqld, &launch.malloc_conf, shim_end, notify_socket);
+    cmd.args(&launch.args).args(extra_args).stdin(Stdio::null());
     let child = cmd.spawn()?;
     Ok(child.id())
 }

@@ -539,3 +539,29 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     // After the name: state is field 3, utime 14, stime 15 (1-based in proc(5)).
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+/// A shared library whose constructor leaves `marker` behind when anything loads it.
+pub fn marker_library(dir: &Path, marker: &Path) -> PathBuf {
+    let src = dir.join("marker.c");
+    let lib = dir.join("libmarker.so");
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdio.h>\n#include <unistd.h>\n\
+             __attribute__((constructor)) static void mark(void) {{\n\
+               FILE *f = fopen(\"{}\", \"a\");\n\
+               if (f) {{ fprintf(f, \"uid=%d euid=%d\\n\", (int)getuid(), (int)geteuid()); fclose(f); }}\n\
+             }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .expect("run gcc (apt-get install gcc)");
+    assert!(status.success(), "gcc failed");
+    lib
+}

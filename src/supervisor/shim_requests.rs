@@ -1,0 +1,304 @@
+//! Requests to the shim inside mysqld: sent with a deadline, answered (or not) through
+//! the ledger, and carried out when the answer comes; the handshake's verification.
+
+use super::{dumping, Supervisor};
+use crate::config::VerifyMode;
+use crate::control;
+use crate::dumps::Trigger;
+use crate::shim_link::Received;
+use crate::verify;
+use crate::{debug, error, info, warn};
+use jemsafe_proto::{Command, Hello, ProfState, Reply, ResetDone, Stats};
+use nix::sys::signal::{kill, Signal};
+use serde_json::json;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// How long the shim may take to answer a dump before its waiters hear that mysqld is
+/// not answering: a dump of a very large heap takes seconds, a stopped mysqld forever.
+pub(super) const DUMP_DEADLINE: Duration = Duration::from_secs(60);
+/// For the shim's other answers (hello, stats, prof.*), which take microseconds.
+pub(super) const SHIM_DEADLINE: Duration = Duration::from_secs(5);
+/// `status` waits this long for the shim's part, then answers from jemsafe's own state.
+pub(super) const STATUS_DEADLINE: Duration = Duration::from_secs(1);
+
+/// A request in flight to the shim, and who waits for its answer.
+pub(super) enum Pending {
+    Hello,
+    Dump {
+        trigger: Trigger,
+        /// The final file name in the dump directory; the shim writes a temporary one.
+        name: String,
+        sent: Instant,
+        waiters: Vec<UnixStream>,
+    },
+    Prof {
+        what: &'static str,
+        waiter: Option<UnixStream>,
+    },
+    StatusHello(UnixStream),
+    /// The hello, when the shim's answer to it was readable.
+    StatusStats(UnixStream, Option<Hello>),
+    GrowthStats,
+}
+
+impl Supervisor<'_> {
+    /// Requests the shim did not answer in time: their waiters hear so now. An overdue
+    /// dump stays on the ledger, so that a late answer still finalises its file.
+    pub(super) fn overdue(&mut self, now: Instant) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        let pid = child.pid.as_raw();
+        let mut late = Vec::new();
+        for id in child.pending.overdue(now) {
+            if let Some(Pending::Dump { waiters, sent, .. }) = child.pending.get_mut(id) {
+                let why = format!(
+                    "no heap dump within {} s: {}; the dump is still pending and will be kept if it completes",
+                    sent.elapsed().as_secs(),
+                    dumping::not_answering(pid)
+                );
+                warn!("{why}");
+                for w in waiters.drain(..) {
+                    control::respond(w, &control::error_reply(why.clone()));
+                }
+            } else if !matches!(child.pending.get_mut(id), Some(Pending::Hello)) {
+                late.extend(child.pending.take(id));
+            }
+        }
+        for pending in late {
+            let why = dumping::not_answering(pid);
+            match pending {
+                Pending::StatusHello(stream) => {
+                    let reply = self.status(None, None, Some(why));
+                    control::respond(stream, &reply);
+                }
+                Pending::StatusStats(stream, hello) => {
+                    let reply = self.status(hello.as_ref(), None, Some(why));
+                    control::respond(stream, &reply);
+                }
+                Pending::GrowthStats => debug!("growth check: {why}"),
+                other => self.fail(
+                    other,
+                    &format!("{why}: no answer within {} s", SHIM_DEADLINE.as_secs()),
+                ),
+            }
+        }
+    }
+
+    /// The shim never answered its handshake: nothing will come from it, so requests
+    /// fail at once instead of waiting for an answer that cannot come.
+    pub(super) fn abandon_link(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        child.link_open = false;
+        let why = format!("the shim in mysqld pid {} never answered", child.pid);
+        let pending: Vec<Pending> = child.pending.drain();
+        for p in pending {
+            self.fail(p, &why);
+        }
+    }
+
+    /// Why requests cannot reach the shim right now.
+    pub(super) fn unreachable_reason(&self) -> String {
+        match &self.child {
+            None => "mysqld is not running (jemsafe is between restarts)".to_owned(),
+            Some(c) => format!(
+                "the shim in mysqld pid {} is not reachable (it never answered, or its channel closed)",
+                c.pid
+            ),
+        }
+    }
+
+    /// Sends `command` to the shim; on failure, answers whoever waits.
+    pub(super) fn send(&mut self, command: Command, pending: Pending, deadline: Duration) {
+        if !self.child.as_ref().is_some_and(|c| c.link_open) {
+            let why = self.unreachable_reason();
+            self.fail(pending, &why);
+            return;
+        }
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        match child.link.send(command) {
+            Ok(id) => {
+                child.pending.insert(id, Instant::now() + deadline, pending);
+            }
+            Err(e) => {
+                warn!("cannot send to the shim in mysqld pid {}: {e}", child.pid);
+                self.fail(pending, &format!("cannot reach the shim: {e}"));
+            }
+        }
+    }
+
+    /// A request that will get no answer: tell whoever waits, and let a growth dump go.
+    pub(super) fn fail(&mut self, pending: Pending, why: &str) {
+        if matches!(
+            pending,
+            Pending::Dump {
+                trigger: Trigger::Growth,
+                ..
+            }
+        ) {
+            self.growth.finished(false);
+        }
+        for waiter in waiters_of(pending) {
+            control::respond(waiter, &control::error_reply(why));
+        }
+    }
+
+    pub(super) fn read_replies(&mut self) {
+        loop {
+            let Some(child) = self.child.as_mut() else {
+                return;
+            };
+            let reply = match child.link.receive() {
+                Ok(Received::Reply(reply)) => reply,
+                Ok(Received::Nothing) => return,
+                Ok(Received::Closed) => {
+                    child.link_open = false;
+                    return;
+                }
+                Err(e) => {
+                    warn!("unreadable message from the shim: {e}");
+                    return;
+                }
+            };
+            let Some(pending) = child.pending.take(reply.id) else {
+                debug!("dropping an unexpected reply from the shim: {reply:?}");
+                continue;
+            };
+            self.replied(pending, reply);
+        }
+    }
+
+    pub(super) fn replied(&mut self, pending: Pending, reply: Reply) {
+        match pending {
+            Pending::Hello => self.hello(reply),
+            Pending::Dump {
+                trigger,
+                name,
+                sent,
+                waiters,
+            } => self.dumped(trigger, name, sent, waiters, &reply),
+            Pending::Prof { what, waiter } => {
+                let answer = if what == "reset" {
+                    reply.body::<ResetDone>().map(|r| {
+                        info!(
+                            "{what}: profile data reset, lg_prof_sample = {}",
+                            r.lg_prof_sample
+                        );
+                        json!({ "ok": true, "lg_prof_sample": r.lg_prof_sample })
+                    })
+                } else {
+                    reply.body::<ProfState>().map(|p| {
+                        info!(
+                            "{what}: prof.active is now {} (was {})",
+                            p.prof_active, p.was_active
+                        );
+                        json!({ "ok": true, "prof_active": p.prof_active, "was_active": p.was_active })
+                    })
+                };
+                let answer = answer.unwrap_or_else(|failure| {
+                    error!("{what} failed: {failure}");
+                    json!({ "ok": false, "error": failure.to_string() })
+                });
+                if let (Some(w), serde_json::Value::Object(map)) = (waiter, answer) {
+                    control::respond(w, &map);
+                }
+            }
+            Pending::StatusHello(stream) => {
+                self.send(
+                    Command::Stats,
+                    Pending::StatusStats(stream, reply.body().ok()),
+                    STATUS_DEADLINE,
+                );
+            }
+            Pending::StatusStats(stream, hello) => {
+                let status = self.status(hello.as_ref(), reply.body().ok().as_ref(), None);
+                control::respond(stream, &status);
+            }
+            Pending::GrowthStats => {
+                let allocated = match reply.body::<Stats>() {
+                    Ok(stats) => stats.allocated,
+                    Err(failure) => {
+                        debug!("growth check: no stats ({failure})");
+                        return;
+                    }
+                };
+                if self.growth.observe(allocated) {
+                    info!(
+                        "stats.allocated = {} MiB, {} MiB above the last growth dump: dumping",
+                        allocated >> 20,
+                        self.plan.growth_step_bytes >> 20
+                    );
+                    self.send_dump(Trigger::Growth, Vec::new());
+                }
+            }
+        }
+    }
+
+    pub(super) fn hello(&mut self, reply: Reply) {
+        let Some(child) = self.child.as_ref() else {
+            return;
+        };
+        let pid = child.pid.as_raw();
+        let result = match verify::Facts::gather(pid, &reply, &self.plan.expectation) {
+            Ok(facts) => {
+                let verdict = verify::judge(pid, &facts, &reply, &self.plan.expectation);
+                if verdict.ok() {
+                    Ok(verdict.summary)
+                } else {
+                    Err(verdict.problems.join("; "))
+                }
+            }
+            Err(e) => Err(format!("cannot read /proc/{pid}/maps: {e}")),
+        };
+        self.verified(result);
+    }
+
+    /// Ends verification: one log line, and with `require` a clean stop on failure.
+    pub(super) fn verified(&mut self, result: std::result::Result<String, String>) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        if child.verify_deadline.take().is_none() {
+            return;
+        }
+        child.verification = Some(result.clone());
+        let passed = result.is_ok() || self.plan.verify == VerifyMode::Warn;
+        match result {
+            Ok(summary) => info!("{summary}"),
+            Err(why) => match self.plan.verify {
+                VerifyMode::Warn => warn!(
+                    "verification FAILED for mysqld pid {} (verify = \"warn\": mysqld keeps running without working profiling): {why}",
+                    child.pid
+                ),
+                VerifyMode::Require => {
+                    error!(
+                        "verification FAILED for mysqld pid {} (verify = \"require\": stopping it with SIGTERM): {why}",
+                        child.pid
+                    );
+                    self.stopping = true;
+                    if let Err(e) = kill(child.pid, Signal::SIGTERM) {
+                        warn!("cannot signal mysqld pid {}: {e}", child.pid);
+                    }
+                }
+            },
+        }
+        if passed && self.ready_gate.verified() {
+            self.ready();
+        }
+    }
+}
+
+/// The connections waiting on `pending`.
+pub(super) fn waiters_of(pending: Pending) -> Vec<UnixStream> {
+    match pending {
+        Pending::Dump { waiters, .. } => waiters,
+        Pending::Prof { waiter, .. } => waiter.into_iter().collect(),
+        Pending::StatusHello(s) | Pending::StatusStats(s, _) => vec![s],
+        Pending::Hello | Pending::GrowthStats => Vec::new(),
+    }
+}
