@@ -16,6 +16,7 @@ pub mod leaks;
 pub mod names;
 pub mod parse;
 pub mod pprof;
+pub mod safe;
 pub mod select;
 pub mod svg;
 pub mod symbolize;
