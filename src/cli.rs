@@ -223,6 +223,10 @@ pub struct ReportArgs {
     /// Write the output to this file instead of standard output
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
+    #[arg(long, value_name = "MiB", default_value_t = crate::report::DEFAULT_MAX_DUMP_MB,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_dump_mb: u64,
 }
 
 #[derive(Debug, Args)]
@@ -236,4 +240,8 @@ pub struct LeaksArgs {
     /// Rows per table; 0 = all
     #[arg(long, value_name = "N", default_value_t = 15)]
     pub top: usize,
+    /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
+    #[arg(long, value_name = "MiB", default_value_t = crate::report::DEFAULT_MAX_DUMP_MB,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_dump_mb: u64,
 }

@@ -3,9 +3,10 @@
 //! pipeline copes with whatever the parser accepts.
 
 use jemsafe::report::aggregate::{AddrProfile, FlatCum, Metric, NameProfile};
-use jemsafe::report::parse::{decompress, parse, Counts, MapEntry};
+use jemsafe::report::parse::{decompress, decompress_limited, parse, Counts, MapEntry};
 use jemsafe::report::symbolize::{symbolize, Frame, Options, Symbols};
 use proptest::prelude::*;
+use std::os::unix::fs::MetadataExt;
 
 const VALID: &str = "heap_v2/524288\n  t*: 3: 200 [0: 0]\n  t0: 3: 200 [0: 0]\n\
 @ 0x55d1c3a4b5c6 0x55d1c3a4b000 0x7f0000001234\n  t*: 2: 100 [5: 500]\n  t0: 2: 100 [5: 500]\n\
@@ -94,6 +95,11 @@ proptest! {
             0..20,
         )
     ) {
+        // jemalloc writes a pair as both zero or both non-zero.
+        let stacks: Vec<_> = stacks
+            .into_iter()
+            .map(|(a, n1, s1, n2, s2)| (a, n1, if n1 == 0 { 0 } else { s1 }, n2, if n2 == 0 { 0 } else { s2 }))
+            .collect();
         let mut text = format!("heap_v2/{rate}\n  t*: 0: 0 [0: 0]\n");
         for (addrs, n1, s1, n2, s2) in &stacks {
             let a: Vec<String> = addrs.iter().map(|a| format!("0x{a:x}")).collect();
@@ -119,9 +125,12 @@ proptest! {
 
     #[test]
     fn symbolizing_with_arbitrary_mappings_never_panics(
-        maps in proptest::collection::vec((any::<u64>(), 0u64..1 << 20, any::<u64>(), any::<bool>(), 0u8..3), 0..6),
+        maps in proptest::collection::vec((any::<u64>(), 0u64..1 << 20, any::<u64>(), any::<bool>(), 0u8..4), 0..6),
         pcs in proptest::collection::btree_set(any::<u64>(), 0..20),
     ) {
+        // /usr/bin/true as it is (so that it is loaded and read), or with inode 0.
+        let real = std::fs::metadata("/usr/bin/true").unwrap();
+        let real_dev = (libc::major(real.dev()), libc::minor(real.dev()));
         let entries: Vec<MapEntry> = maps
             .iter()
             .map(|&(start, len, offset, exec, path)| MapEntry {
@@ -129,8 +138,8 @@ proptest! {
                 end: start.saturating_add(len),
                 perms: if exec { "r-xp".into() } else { "r--p".into() },
                 offset,
-                dev: (0, 0),
-                inode: 0,
+                dev: if path == 2 { real_dev } else { (0, 0) },
+                inode: if path == 2 { real.ino() } else { 0 },
                 path: match path {
                     0 => None,
                     1 => Some("/nonexistent/lib.so".into()),
@@ -141,6 +150,60 @@ proptest! {
         let out = symbolize(&entries, &pcs, &Options::default());
         for pc in &pcs {
             prop_assert!(out.symbols.get(pc).is_some_and(|f| !f.is_empty()));
+        }
+    }
+
+    #[test]
+    fn counts_of_any_size_give_totals_that_fit_or_an_error_at_their_line(
+        rate_log in 0u32..64,
+        counts in proptest::collection::vec((any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()), 1..6),
+    ) {
+        let mut text = format!("heap_v2/{}\n", 1u64 << rate_log);
+        for (i, (n1, s1, n2, s2)) in counts.iter().enumerate() {
+            text.push_str(&format!("@ 0x{:x}\n  t*: {n1}: {s1} [{n2}: {s2}]\n", i + 1));
+        }
+        text.push_str("MAPPED_LIBRARIES:\n");
+        match parse(text.as_bytes()) {
+            Ok(d) => {
+                // Nothing that parsed can overflow: every total fits in 64 bits.
+                let p = AddrProfile::from_dump(&d);
+                for m in [Metric::InuseObjects, Metric::InuseSpace, Metric::AllocObjects, Metric::AllocSpace] {
+                    let t = p.total(m);
+                    prop_assert!(t.is_finite() && (0.0..18_446_744_073_709_551_616.0).contains(&t), "{t}");
+                }
+                for c in d.stacks.iter().map(|s| s.counts) {
+                    prop_assert!(c.inuse_objects != 0 || c.inuse_bytes == 0);
+                    prop_assert!(c.alloc_objects != 0 || c.alloc_bytes == 0);
+                }
+            }
+            Err(e) => {
+                // The error is at a `t*:` line (lines 3, 5, ...), and says why.
+                prop_assert!(e.line >= 3 && e.line % 2 == 1, "{e}");
+                prop_assert!(e.message.contains("2^64") || e.message.contains("0 objects"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn decompression_never_exceeds_its_limit(
+        chunk in proptest::collection::vec(any::<u8>(), 1..64),
+        repeat in 1usize..20_000,
+        max in 0u64..100_000,
+    ) {
+        use std::io::Write;
+        let data: Vec<u8> = chunk.iter().copied().cycle().take(chunk.len() * repeat).collect();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&data).unwrap();
+        let gz = enc.finish().unwrap();
+        match decompress_limited(gz, max) {
+            Ok(out) => {
+                prop_assert!(out.len() as u64 <= max);
+                prop_assert_eq!(out, data);
+            }
+            Err(e) => {
+                prop_assert!(data.len() as u64 > max, "{e}");
+                prop_assert!(e.message.contains("more than"), "{e}");
+            }
         }
     }
 }

@@ -2,8 +2,10 @@
 //! the output.
 
 use super::aggregate::{AddrProfile, FlatCum, Metric, NameProfile};
+use super::safe::shown;
 use super::symbolize::{self, Frame, Symbols};
-use super::{collapsed, human_bytes, leaks as leak, pprof, select, svg, text, LoadedDump};
+use super::LoadedDump;
+use super::{collapsed, human_bytes, leaks as leak, pprof, select, svg, text, DumpLimits};
 use crate::cli::{LeaksArgs, ReportArgs, ReportBy, ReportFormat};
 use crate::error::{Error, Result};
 use std::io::{IsTerminal, Write};
@@ -33,7 +35,7 @@ fn symbolize_for(dump: &LoadedDump, profile: &AddrProfile) -> symbolize::Outcome
     if dump.dump.maps.is_empty() {
         crate::warn!(
             "{}: the dump lists no mapped objects; addresses are shown raw",
-            dump.path.display()
+            shown(&dump.path)
         );
     }
     outcome
@@ -44,7 +46,7 @@ fn open_output(path: Option<&Path>, binary: bool) -> Result<Box<dyn Write>> {
     match path {
         Some(p) if p != Path::new("-") => {
             let f = std::fs::File::create(p)
-                .map_err(Error::io(format!("cannot create {}", p.display())))?;
+                .map_err(Error::io(format!("cannot create {}", shown(p))))?;
             Ok(Box::new(std::io::BufWriter::new(f)))
         }
         _ => {
@@ -75,19 +77,26 @@ fn value_text(v: f64, m: Metric) -> String {
 }
 
 pub fn report(args: &ReportArgs) -> Result<i32> {
-    let target_path = match &args.dump {
-        Some(p) => p.clone(),
-        None => select::newest(&args.config)?,
+    // Paths the user named may be symlinks; those picked from the dump directory (which
+    // mysqld's user can write) may not.
+    let named = DumpLimits::new(args.max_dump_mb, true);
+    let picked = DumpLimits::new(args.max_dump_mb, false);
+    let (target_path, target_limits) = match &args.dump {
+        Some(p) => (p.clone(), named),
+        None => (select::newest(&args.config)?, picked),
     };
     let base_path = match &args.base {
         Some(b) if b == Path::new("previous") && !b.exists() => {
-            Some(select::previous(&target_path)?)
+            Some((select::previous(&target_path)?, picked))
         }
-        Some(b) => Some(b.clone()),
+        Some(b) => Some((b.clone(), named)),
         None => None,
     };
-    let mut target = super::load(&target_path)?;
-    let mut base = base_path.as_deref().map(super::load).transpose()?;
+    let mut target = super::load(&target_path, &target_limits)?;
+    let mut base = base_path
+        .as_ref()
+        .map(|(p, l)| super::load(p, l))
+        .transpose()?;
     let stack_count = target.dump.stacks.len();
     let m = metric(args);
     if matches!(m, Metric::AllocSpace | Metric::AllocObjects)
@@ -99,7 +108,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
     {
         crate::warn!(
             "{}: no allocation totals in this dump (they need MALLOC_CONF prof_accum:true)",
-            target.path.display()
+            shown(&target.path)
         );
     }
     let mut profile = AddrProfile::take_from_dump(&mut target.dump);
@@ -141,11 +150,11 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
             value_text(total, m),
             b.time
                 .map(super::format_time)
-                .unwrap_or_else(|| b.path.display().to_string()),
+                .unwrap_or_else(|| shown(&b.path)),
             target
                 .time
                 .map(super::format_time)
-                .unwrap_or_else(|| target.path.display().to_string()),
+                .unwrap_or_else(|| shown(&target.path)),
         ),
         None => format!(
             "{}: {} {}",
@@ -159,11 +168,11 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
             let mut s = String::new();
             s.push_str(&format!(
                 "File: {} ({})\n",
-                target.path.display(),
+                shown(&target.path),
                 target.describe()
             ));
             if let Some(b) = &base {
-                s.push_str(&format!("Base: {} ({})\n", b.path.display(), b.describe()));
+                s.push_str(&format!("Base: {} ({})\n", shown(&b.path), b.describe()));
             }
             s.push_str(&format!(
                 "Type: {}; {} stacks, {} threads; sampled 1 in {} on average\n",
@@ -218,7 +227,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
                 let mut out = open_output(args.output.as_deref(), false)?;
                 write_all(&mut out, s.as_bytes(), "folded stacks")?;
             } else {
-                let subtitle = format!("{}", target.path.display());
+                let subtitle = shown(&target.path);
                 let mut buf = Vec::new();
                 svg::render(&lines, &title, Some(&subtitle), m.is_bytes(), &mut buf)
                     .map_err(Error::io("cannot draw the flame graph"))?;
@@ -244,6 +253,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
 }
 
 pub fn leaks(args: &LeaksArgs) -> Result<i32> {
+    let limits = DumpLimits::new(args.max_dump_mb, !args.dumps.is_empty());
     let mut paths: Vec<PathBuf> = if args.dumps.is_empty() {
         select::newest_series(&args.config)?
     } else {
@@ -257,13 +267,13 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
             paths.len(),
             paths
                 .first()
-                .map(|p| format!(" ({})", p.display()))
+                .map(|p| format!(" ({})", shown(p)))
                 .unwrap_or_default()
         )));
     }
     let mut dumps: Vec<LoadedDump> = paths
         .iter()
-        .map(|p| super::load(p))
+        .map(|p| super::load(p, &limits))
         .collect::<Result<_>>()?;
     let mut pids: Vec<u32> = dumps.iter().filter_map(|d| d.pid).collect();
     pids.sort_unstable();
@@ -322,7 +332,7 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
             "  {:>12}  {}  {}\n",
             human_bytes(np.total[m as usize]),
             d.time.map(super::format_time).unwrap_or_else(|| "-".into()),
-            d.path.display()
+            shown(&d.path)
         ));
     }
     s.push('\n');

@@ -16,6 +16,7 @@ pub mod leaks;
 pub mod names;
 pub mod parse;
 pub mod pprof;
+pub mod safe;
 pub mod select;
 pub mod svg;
 pub mod symbolize;
@@ -36,11 +37,12 @@ pub struct LoadedDump {
 }
 
 impl LoadedDump {
-    /// The program's file name (`mariadbd`), from the dump's mappings.
+    /// The program's file name (`mariadbd`), from the dump's mappings (control
+    /// characters escaped).
     pub fn program(&self) -> String {
         self.dump
             .program()
-            .map(|p| p.rsplit('/').next().unwrap_or(p).to_owned())
+            .map(|p| safe::escape(p.rsplit('/').next().unwrap_or(p)).into_owned())
             .unwrap_or_else(|| "unknown program".into())
     }
 
@@ -63,34 +65,125 @@ pub fn format_time(t: SystemTime) -> String {
     format!("{} UTC", s.trim_end_matches('Z').replace('T', " "))
 }
 
-/// Reads, decompresses (gzip) and parses a dump; errors name the file and the line.
-pub fn load(path: &Path) -> Result<LoadedDump> {
+/// Default of `--max-dump-mb`: how much dump text (after gzip decompression) is read.
+/// Real dumps are far smaller (16k distinct stacks, every allocation sampled: 10 MB); a
+/// hostile one of many tiny distinct stacks costs about 30 times its size in memory.
+pub const DEFAULT_MAX_DUMP_MB: u64 = 1024;
+
+/// How a dump may be read.
+#[derive(Debug, Clone, Copy)]
+pub struct DumpLimits {
+    /// Bytes of dump text read at most (after decompression); more is refused.
+    pub max_bytes: u64,
+    /// Whether a symbolic link as the last component is followed: yes for a path the
+    /// user named, no for one picked from the dump directory (mysqld's user writes there).
+    pub follow_symlinks: bool,
+}
+
+impl DumpLimits {
+    pub fn new(max_dump_mb: u64, follow_symlinks: bool) -> DumpLimits {
+        DumpLimits {
+            max_bytes: max_dump_mb.saturating_mul(1 << 20),
+            follow_symlinks,
+        }
+    }
+}
+
+impl Default for DumpLimits {
+    fn default() -> Self {
+        DumpLimits::new(DEFAULT_MAX_DUMP_MB, true)
+    }
+}
+
+/// A reader that fails once more than `left` bytes come through, and remembers that it
+/// did (so the caller can tell "too large" from a damaged file).
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    hit: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte beyond the cap tells "exactly the cap" from "more".
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.hit.set(true);
+            return Err(std::io::Error::other("the dump is larger than the limit"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn too_large(path: &Path, limits: &DumpLimits, what: &str) -> Error {
+    Error::BadInput(format!(
+        "{}: {what} more than {} MiB of dump text: refused, so that a hostile or broken \
+         file cannot exhaust memory; if this dump is genuine, raise the limit with \
+         --max-dump-mb N",
+        safe::shown(path),
+        limits.max_bytes >> 20
+    ))
+}
+
+/// Reads, decompresses (gzip) and parses a dump; errors name the file and the line. The
+/// file must be a regular file (a FIFO or device is refused without being opened), and
+/// at most `limits.max_bytes` of text are read.
+pub fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
     use std::io::BufRead;
-    let file = std::fs::File::open(path).map_err(Error::io(format!(
-        "cannot read heap dump {}",
-        path.display()
-    )))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
-    let gzip = parse::is_gzip(reader.fill_buf().map_err(Error::io(format!(
-        "cannot read heap dump {}",
-        path.display()
-    )))?);
+    let shown = safe::shown(path);
+    let opened = safe::open_regular(path, limits.follow_symlinks).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Error::BadInput(format!(
+                "{shown} {e}: a heap dump is a regular file (name the file itself)"
+            ))
+        } else {
+            Error::io(format!("cannot read heap dump {shown}"))(e)
+        }
+    })?;
+    if opened.meta.len() > limits.max_bytes {
+        return Err(too_large(path, limits, "holds"));
+    }
+    let hit = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, opened.file);
+    let gzip = parse::is_gzip(
+        reader
+            .fill_buf()
+            .map_err(Error::io(format!("cannot read heap dump {shown}")))?,
+    );
     let parsed = if gzip {
         parse::parse_reader(std::io::BufReader::with_capacity(
             1 << 16,
-            flate2::bufread::MultiGzDecoder::new(reader),
+            Capped {
+                inner: flate2::bufread::MultiGzDecoder::new(reader),
+                left: limits.max_bytes,
+                hit: hit.clone(),
+            },
         ))
     } else {
-        parse::parse_reader(reader)
+        parse::parse_reader(std::io::BufReader::with_capacity(
+            1 << 16,
+            Capped {
+                inner: reader,
+                left: limits.max_bytes,
+                hit: hit.clone(),
+            },
+        ))
     };
+    if hit.get() {
+        let what = if gzip { "decompresses to" } else { "holds" };
+        return Err(too_large(path, limits, what));
+    }
     let dump = parsed.map_err(|e| {
         Error::BadInput(format!(
-            "{}: {e}; is this a complete jemalloc heap dump (heap_v2)?",
-            path.display()
+            "{shown}: {e}; is this a complete jemalloc heap dump (heap_v2)?"
         ))
     })?;
     let (pid, stamp) = select::name_info(path);
-    let time = stamp.or_else(|| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+    let time = stamp.or_else(|| opened.meta.modified().ok());
     Ok(LoadedDump {
         path: path.to_owned(),
         dump,

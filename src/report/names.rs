@@ -14,25 +14,111 @@ pub fn demangle(raw: &str) -> String {
     if version.is_empty() {
         demangled
     } else {
-        format!("{demangled}{version}")
+        bounded(&format!("{demangled}{version}"))
     }
 }
 
+/// The longest name kept, in bytes. Symbol names come from files other users can write;
+/// a short mangled name can demangle to an enormous one. Longer names are cut (ending in
+/// `...`), and names that would demangle to more are shown mangled.
+pub const MAX_NAME: usize = 64 * 1024;
+
+/// A `fmt::Write` into a String that fails beyond [`MAX_NAME`] bytes.
+struct Bounded(String);
+
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.0.len() + s.len() > MAX_NAME {
+            return Err(std::fmt::Error);
+        }
+        self.0.push_str(s);
+        Ok(())
+    }
+}
+
+/// `name`, cut to [`MAX_NAME`] bytes at a character boundary.
+fn bounded(name: &str) -> String {
+    if name.len() <= MAX_NAME {
+        return name.to_owned();
+    }
+    let mut end = MAX_NAME - 3;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &name[..end])
+}
+
 fn demangle_plain(name: &str) -> String {
+    if name.len() > MAX_NAME {
+        return bounded(name);
+    }
     if name.starts_with("_R") || is_rust_legacy(name) {
         if let Ok(d) = rustc_demangle::try_demangle(name) {
             // `{:#}` leaves out the hash, as binutils does.
-            return format!("{d:#}");
+            let mut out = Bounded(String::new());
+            if std::fmt::Write::write_fmt(&mut out, format_args!("{d:#}")).is_ok() {
+                return out.0;
+            }
         }
     }
     if name.starts_with("_Z") {
         if let Ok(sym) = cpp_demangle::Symbol::new(name) {
-            if let Ok(s) = sym.demangle() {
-                return s;
+            let mut out = Bounded(String::new());
+            if sym
+                .structured_demangle(&mut out, &Default::default())
+                .is_ok()
+            {
+                return out.0;
             }
         }
     }
     name.to_owned()
+}
+
+#[cfg(test)]
+#[test]
+fn names_stay_bounded() {
+    let long = "x".repeat(MAX_NAME + 10);
+    let d = demangle(&long);
+    assert_eq!(d.len(), MAX_NAME);
+    assert!(d.ends_with("..."));
+    // Each level refers twice to the one before, so the output doubles per level.
+    let bomb = |levels: usize| {
+        let mut m = String::from("_Z1fIPi");
+        for level in 1..=levels {
+            // The previous level's pointer type is substitution 2(level-1).
+            let i = 2 * (level - 1);
+            let s = if i == 0 {
+                "S_".to_owned()
+            } else {
+                format!("S{}_", radix36(i - 1))
+            };
+            m.push_str(&format!("PFv{s}{s}E"));
+        }
+        m.push_str("EvT_");
+        m
+    };
+    fn radix36(mut n: usize) -> String {
+        let digits = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let mut out = Vec::new();
+        loop {
+            out.insert(0, digits[n % 36]);
+            n /= 36;
+            if n == 0 {
+                return String::from_utf8(out).unwrap_or_default();
+            }
+        }
+    }
+    let unbounded = cpp_demangle::Symbol::new(bomb(14).as_str())
+        .unwrap()
+        .demangle()
+        .unwrap();
+    assert!(unbounded.len() > 4 * MAX_NAME, "{}", unbounded.len());
+    // 40 levels: 2^40 bytes written out; ours stops at MAX_NAME and keeps the raw name.
+    let m = bomb(40);
+    assert_eq!(demangle(&m), m);
+    assert!(demangle(&bomb(14)).len() <= MAX_NAME);
+    assert_eq!(demangle("_ZN5space3fooEibc"), "space::foo(int, bool, char)");
 }
 
 /// `_ZN...17h0123456789abcdefE`: Rust's legacy mangling (a C++-like name with a hash).

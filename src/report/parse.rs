@@ -112,19 +112,33 @@ pub fn is_gzip(data: &[u8]) -> bool {
     data.starts_with(&[0x1f, 0x8b])
 }
 
-/// Decompresses gzip (all members) or returns the data unchanged.
+/// Decompresses gzip (all members) or returns the data unchanged; at most
+/// `DEFAULT_MAX_DUMP_MB` MiB (see [`decompress_limited`]).
 pub fn decompress(data: Vec<u8>) -> Result<Vec<u8>, ParseError> {
+    decompress_limited(data, super::DEFAULT_MAX_DUMP_MB << 20)
+}
+
+/// Decompresses gzip (all members) or returns the data unchanged; more than `max` bytes
+/// of output is an error (a small file can hold a gzip bomb).
+pub fn decompress_limited(data: Vec<u8>, max: u64) -> Result<Vec<u8>, ParseError> {
     if !is_gzip(&data) {
         return Ok(data);
     }
     use std::io::Read;
-    let mut out = Vec::with_capacity(data.len() * 8);
+    let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(&data[..])
+        .take(max.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| ParseError {
             line: 0,
             message: format!("gzip data is damaged or truncated: {e}"),
         })?;
+    if out.len() as u64 > max {
+        return err(
+            0,
+            format!("the gzip data decompresses to more than {} MiB", max >> 20),
+        );
+    }
     Ok(out)
 }
 
@@ -232,7 +246,11 @@ fn parse_map_line(line: &str) -> Option<MapEntry> {
     (entry.start <= entry.end).then_some(entry)
 }
 
-/// Parses a whole dump (already decompressed). Never panics; every error names its line.
+/// The longest line a dump may have, newline included. jemalloc writes at most 128
+/// frames per stack (about 2.5 KiB) and maps lines hold one path (at most 4 KiB); a
+/// longer line is not a heap dump's, and reading it whole could take any amount of memory.
+pub const MAX_LINE: usize = 1 << 20;
+
 /// Lines of a reader, numbered from 1; the last one may lack its newline.
 struct LineReader<R> {
     reader: R,
@@ -244,23 +262,118 @@ impl<R: std::io::BufRead> LineReader<R> {
     /// The next line (without `\n`, `\r`) and whether it was terminated by a newline.
     fn next(&mut self) -> Result<Option<(usize, bool)>, ParseError> {
         self.buf.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|e| ParseError {
-                line: self.number + 1,
-                message: format!("cannot read the dump: {e}"),
-            })?;
-        if n == 0 {
+        let line = self.number + 1;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return err(line, format!("cannot read the dump: {e}"));
+                }
+            };
+            if available.is_empty() {
+                break;
+            }
+            let (used, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            if self.buf.len() + used > MAX_LINE {
+                return err(
+                    line,
+                    format!(
+                        "the line is longer than {} KiB (no heap dump line is): not a \
+                         jemalloc heap dump, or a damaged one",
+                        MAX_LINE >> 10
+                    ),
+                );
+            }
+            self.buf.extend_from_slice(&available[..used]);
+            self.reader.consume(used);
+            if done {
+                break;
+            }
+        }
+        if self.buf.is_empty() {
             return Ok(None);
         }
-        self.number += 1;
+        self.number = line;
         let terminated = self.buf.last() == Some(&b'\n');
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
         Ok(Some((self.number, terminated)))
     }
+}
+
+/// What the `t*:` lines of the stacks add up to, raw and un-sampled, so that counts
+/// whose sums do not fit in 64 bits are refused with the line where they overflow
+/// (rather than shown as "16384.0 PiB").
+#[derive(Default)]
+struct Sums {
+    raw: [u64; 4],
+    unsampled: [f64; 4],
+}
+
+const COUNT_NAMES: [&str; 4] = [
+    "in-use objects",
+    "in-use bytes",
+    "allocated objects",
+    "allocated bytes",
+];
+
+/// 2^64: the first value that does not fit in a u64.
+const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+
+impl Sums {
+    fn add(&mut self, n: usize, rate: u64, c: Counts) -> Result<(), ParseError> {
+        let raw = [
+            c.inuse_objects,
+            c.inuse_bytes,
+            c.alloc_objects,
+            c.alloc_bytes,
+        ];
+        let unsampled = super::aggregate::unsample(rate, c);
+        for i in 0..4 {
+            let total = self.raw[i].checked_add(raw[i]);
+            let scaled = self.unsampled[i] + unsampled[i];
+            match total {
+                Some(t) if unsampled[i] < TWO_POW_64 && scaled < TWO_POW_64 => {
+                    self.raw[i] = t;
+                    self.unsampled[i] = scaled;
+                }
+                _ => {
+                    return err(
+                        n,
+                        format!(
+                            "the {} of the stacks up to this line add up to more than \
+                             2^64 - 1 (after un-sampling at 1 in {rate}): the counts are \
+                             corrupt",
+                            COUNT_NAMES[i]
+                        ),
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// jemalloc writes a count pair as both zero or both non-zero; bytes without objects
+/// cannot come from it.
+fn check_pairs(n: usize, c: &Counts) -> Result<(), ParseError> {
+    for (objects, bytes, what) in [
+        (c.inuse_objects, c.inuse_bytes, "in use"),
+        (c.alloc_objects, c.alloc_bytes, "allocated"),
+    ] {
+        if objects == 0 && bytes != 0 {
+            return err(
+                n,
+                format!("0 objects but {bytes} bytes {what}: malformed counts"),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Parses a whole dump (already decompressed). Never panics; every error names its line.
@@ -320,6 +433,7 @@ pub fn parse_reader(reader: impl std::io::BufRead) -> Result<Dump, ParseError> {
 
     // Stacks until MAPPED_LIBRARIES.
     let mut current: Option<StackRecord> = None;
+    let mut sums = Sums::default();
     let mut in_header = true;
     let mut maps_found = false;
     let mut last_line = 1;
@@ -389,6 +503,7 @@ pub fn parse_reader(reader: impl std::io::BufRead) -> Result<Dump, ParseError> {
                     ),
                 );
             };
+            check_pairs(n, &counts)?;
             if let Some(t) = thread {
                 threads.insert(t);
             }
@@ -397,6 +512,7 @@ pub fn parse_reader(reader: impl std::io::BufRead) -> Result<Dump, ParseError> {
                 (Some(_), _) => {}
                 (None, false) => match current.take() {
                     Some(mut stack) => {
+                        sums.add(n, dump.rate, counts)?;
                         stack.counts = counts;
                         dump.stacks.push(stack);
                     }
@@ -528,6 +644,17 @@ mod tests {
             ),
             ("heap_v2/8\n@ 0x1\n", 2, "truncated"),
             ("heap_v2/8\nbogus\n", 2, "unexpected"),
+            ("heap_v2/8\n@ 0x1\n  t*: 0: 8 [0: 0]\n", 3, "0 objects but 8 bytes"),
+            (
+                "heap_v2/8\n  t*: 1: 8 [0: 8]\n",
+                2,
+                "0 objects but 8 bytes allocated",
+            ),
+            (
+                "heap_v2/8\n@ 0x1\n  t*: 1: 18446744073709551615 [0: 0]\n@ 0x2\n  t*: 1: 1 [0: 0]\n",
+                3,
+                "2^64",
+            ),
             (
                 "heap_v2/8\n@ 0x1\n  t*: 1: 8 [0: 0]\nMAPPED_LIBRARIES:\nnot a map line\n",
                 5,
@@ -539,6 +666,25 @@ mod tests {
             assert_eq!(e.line, *line, "{text:?}: {e}");
             assert!(e.message.contains(needle), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_line_longer_than_any_dump_line_is_refused_without_reading_it_whole() {
+        let mut text = b"heap_v2/8\n@ ".to_vec();
+        text.extend(std::iter::repeat(b'1').take(MAX_LINE));
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("longer than 1024 KiB"), "{e}");
+        // A line of exactly the limit (newline included) is read: here a blank one, and
+        // then the file ends without its maps.
+        let mut ok = b"heap_v2/8\n".to_vec();
+        ok.extend(std::iter::repeat(b' ').take(MAX_LINE - 1));
+        ok.push(b'\n');
+        let e = parse(&ok).unwrap_err();
+        assert!(
+            e.message.contains("without a MAPPED_LIBRARIES section"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -171,7 +171,7 @@ pub fn build(
             memory_start: m.start,
             memory_limit: m.end,
             file_offset: m.offset,
-            filename: strings.id(m.path.as_deref().unwrap_or("")),
+            filename: strings.id(&super::safe::escape(m.path.as_deref().unwrap_or(""))),
             build_id: 0,
             has_functions: true,
             has_filenames: false,

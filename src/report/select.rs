@@ -1,6 +1,7 @@
 //! Which dumps to read when the command line names none: the dump directory of a config,
 //! the newest dump, the one before it of the same pid, all dumps of one pid.
 
+use super::safe::shown;
 use crate::dumps::naming::{HeapName, Origin};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -60,15 +61,15 @@ pub fn config_dumps(config_path: &Path) -> Result<Vec<crate::dumps::HeapFile>> {
     let files =
         crate::dumps::list(&config.dumps.dir, &config.dumps.prefix).map_err(Error::io(format!(
             "cannot list the dump directory {} (from {})",
-            config.dumps.dir.display(),
-            config_path.display()
+            shown(&config.dumps.dir),
+            shown(config_path)
         )))?;
     if files.is_empty() {
         return Err(Error::NotFound(format!(
             "no heap dumps in {} (dumps.dir of {}): take one with `kill -USR1 <jemsafe pid>` \
              or `jemsafe dump`, or name a dump file",
-            config.dumps.dir.display(),
-            config_path.display()
+            shown(&config.dumps.dir),
+            shown(config_path)
         )));
     }
     Ok(files)
@@ -86,7 +87,7 @@ pub fn previous(dump: &Path) -> Result<PathBuf> {
         return Err(Error::Refused(format!(
             "--base previous: {} is not named like a jemsafe or jemalloc heap file, so its \
              process is unknown; name the base dump instead",
-            dump.display()
+            shown(dump)
         )));
     };
     let dir = match dump.parent() {
@@ -100,8 +101,8 @@ pub fn previous(dump: &Path) -> Result<PathBuf> {
         _ => Err(Error::NotFound(format!(
             "--base previous: no earlier dump of pid {} than {} in {}",
             name.pid,
-            dump.display(),
-            dir.display()
+            shown(dump),
+            shown(&dir)
         ))),
     }
 }
@@ -132,10 +133,14 @@ pub fn sort_by_time(paths: &mut [PathBuf]) {
 /// All heap files of `pid` in `dir` (any prefix), oldest first.
 pub fn series(dir: &Path, pid: u32) -> Result<Vec<PathBuf>> {
     let entries =
-        std::fs::read_dir(dir).map_err(Error::io(format!("cannot list {}", dir.display())))?;
+        std::fs::read_dir(dir).map_err(Error::io(format!("cannot list {}", shown(dir))))?;
     let mut out: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && heap_name(p).is_some_and(|n| n.pid == pid))
+        // Regular files only: a symlink in mysqld's directory is not a dump of ours.
+        .filter(|p| {
+            p.symlink_metadata().is_ok_and(|m| m.is_file())
+                && heap_name(p).is_some_and(|n| n.pid == pid)
+        })
         .collect();
     sort_by_time(&mut out);
     Ok(out)

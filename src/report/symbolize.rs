@@ -18,10 +18,10 @@
 
 use super::names::{demangle, short_function_name};
 use super::parse::MapEntry;
+use super::safe::escape_in_place;
 use addr2line::gimli;
 use object::read::elf::{FileHeader, SectionHeader, Sym};
 use object::{Object, ObjectSection, ObjectSegment};
-use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -82,15 +82,119 @@ impl Default for Options {
     }
 }
 
-/// Keeps a file's bytes for the rest of the process: symbolization is done once per run
-/// and the parsed structures borrow from the bytes.
-fn map_file(path: &Path) -> std::io::Result<&'static [u8]> {
-    let file = std::fs::File::open(path)?;
-    // SAFETY: the mapping is read-only and private; a file changed under us while we read
-    // it can give wrong names, never memory unsafety in safe code that only reads bytes.
-    let mmap = unsafe { memmap2::Mmap::map(&file)? };
-    let leaked: &'static memmap2::Mmap = Box::leak(Box::new(mmap));
-    Ok(&leaked[..])
+/// The largest section jemsafe decompresses (`SHF_COMPRESSED`, `.zdebug_*`).
+pub const MAX_SECTION: u64 = 1 << 30;
+/// The decompressed sections of one file add up to at most this many times its size.
+/// (Debian's libc6-dbg files reach 13x at most; zlib can reach 1000x.)
+pub const MAX_RATIO: u64 = 64;
+/// Symbol names copied from one file add up to at most this many times its size.
+pub const NAME_RATIO: u64 = 4;
+/// A file another user can write is read into memory rather than mapped: at most this.
+const MAX_READ: u64 = 2 << 30;
+
+/// An object or debug file, opened safely (see [`super::safe`]), its bytes kept for the
+/// rest of the process: symbolization is done once per run and the parsed structures
+/// borrow from the bytes.
+struct FileData {
+    data: &'static [u8],
+    meta: std::fs::Metadata,
+    /// `statfs`'s f_type.
+    fs_type: Option<nix::sys::statfs::FsType>,
+}
+
+/// Opens a file named by a dump (or found for one): a regular file only, never blocking,
+/// `follow`: whether the last component may be a symbolic link. Err is the reason.
+fn open_file(path: &Path, follow: bool) -> Result<FileData, String> {
+    let opened = super::safe::open_regular(path, follow).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            e.to_string()
+        } else {
+            format!("cannot be read ({e})")
+        }
+    })?;
+    let fs_type = nix::sys::statfs::fstatfs(&opened.file)
+        .ok()
+        .map(|s| s.filesystem_type());
+    let data = super::safe::file_bytes(&opened, MAX_READ)?;
+    Ok(FileData {
+        data,
+        meta: opened.meta,
+        fs_type,
+    })
+}
+
+/// Debug sections of one file, decompressed within bounds: each at most [`MAX_SECTION`],
+/// all together at most [`MAX_RATIO`] times the file's size. All or nothing: when one is
+/// too large none is decompressed, and Err names it (for a warning).
+fn debug_sections(
+    file: &object::File<'static>,
+    file_size: u64,
+    ids: &[gimli::SectionId],
+) -> Result<HashMap<gimli::SectionId, &'static [u8]>, String> {
+    let budget = file_size.saturating_mul(MAX_RATIO);
+    let mut wanted = Vec::new();
+    let mut total: u64 = 0;
+    for &id in ids {
+        let Some(section) = file.section_by_name(id.name()) else {
+            continue;
+        };
+        let Ok(c) = section.compressed_data() else {
+            continue;
+        };
+        if c.format != object::CompressionFormat::None {
+            let name = section.name().unwrap_or(id.name());
+            total = total.saturating_add(c.uncompressed_size);
+            if c.uncompressed_size > MAX_SECTION || total > budget {
+                return Err(format!(
+                    "its section {name} claims {} bytes once decompressed ({} compressed), \
+                     more than jemsafe decompresses (at most {} MiB per section, and \
+                     {MAX_RATIO} times the file's size, here {budget} bytes, in all): its \
+                     debug information is not used",
+                    c.uncompressed_size,
+                    c.data.len(),
+                    MAX_SECTION >> 20
+                ));
+            }
+        }
+        wanted.push((id, c));
+    }
+    let mut out = HashMap::new();
+    for (id, c) in wanted {
+        // A section that cannot be decompressed is left out, as before.
+        let data = decompress_section(c).unwrap_or(&[]);
+        out.insert(id, data);
+    }
+    Ok(out)
+}
+
+/// One section's data, decompressed into exactly its declared size (checked above): the
+/// output never grows beyond it, whatever the compressed stream holds.
+fn decompress_section(c: object::CompressedData<'static>) -> Option<&'static [u8]> {
+    use std::io::Read;
+    if c.format == object::CompressionFormat::None {
+        return Some(c.data);
+    }
+    let size = usize::try_from(c.uncompressed_size).ok()?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(size).ok()?;
+    match c.format {
+        object::CompressionFormat::Zlib => {
+            // decompress_vec writes into the spare capacity only: at most `size` bytes.
+            flate2::Decompress::new(true)
+                .decompress_vec(c.data, &mut out, flate2::FlushDecompress::Finish)
+                .ok()?;
+        }
+        object::CompressionFormat::Zstandard => {
+            let mut input = c.data;
+            while !input.is_empty() && out.len() <= size {
+                let decoder = ruzstd::StreamingDecoder::new(&mut input).ok()?;
+                let room = (size - out.len()) as u64 + 1;
+                decoder.take(room).read_to_end(&mut out).ok()?;
+            }
+        }
+        _ => return None,
+    }
+    (out.len() == size).then(|| &*out.leak())
 }
 
 fn basename(path: &str) -> &str {
@@ -176,17 +280,21 @@ fn nm_index(table: &[NmSym], mpc: u64) -> Option<usize> {
 type Elf64 = object::elf::FileHeader64<object::Endianness>;
 
 /// The symbols nm would list: `.symtab`, or `.dynsym` (with `@VERSION`/`@@VERSION`) when
-/// there is no `.symtab`.
-fn elf_symbols(data: &[u8]) -> Vec<RawSym> {
+/// there is no `.symtab`. Names are copied; in an ordinary file they add up to about its
+/// string table, so more than [`NAME_RATIO`] times the file's size means entries that
+/// share one long name over and over, and the table is refused (Err says so).
+fn elf_symbols(data: &[u8]) -> Result<Vec<RawSym>, String> {
     let Ok(header) = Elf64::parse(data) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let Ok(endian) = header.endian() else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let Ok(sections) = header.sections(endian, data) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
+    let budget = (data.len() as u64).saturating_mul(NAME_RATIO);
+    let mut copied: u64 = 0;
     for kind in [object::elf::SHT_SYMTAB, object::elf::SHT_DYNSYM] {
         let Ok(table) = sections.symbols(endian, data, kind) else {
             continue;
@@ -212,10 +320,24 @@ fn elf_symbols(data: &[u8]) -> Vec<RawSym> {
             if name.is_empty() {
                 continue;
             }
+            copied = copied.saturating_add(name.len() as u64);
+            if copied > budget {
+                return Err(format!(
+                    "its symbol names add up to more than {NAME_RATIO} times the file's size \
+                     (many symbols share a name): its symbol table is not used"
+                ));
+            }
             let mut name = String::from_utf8_lossy(name).into_owned();
             if let Some(v) = &versions {
                 let vi = v.version_index(endian, object::read::SymbolIndex(index));
                 if let Ok(Some(version)) = v.version(vi) {
+                    copied = copied.saturating_add(version.name().len() as u64);
+                    if copied > budget {
+                        return Err(format!(
+                            "its symbol versions add up to more than {NAME_RATIO} times the \
+                             file's size: its symbol table is not used"
+                        ));
+                    }
                     let sep = if vi.is_hidden() { "@" } else { "@@" };
                     name.push_str(sep);
                     name.push_str(&String::from_utf8_lossy(version.name()));
@@ -243,10 +365,10 @@ fn elf_symbols(data: &[u8]) -> Vec<RawSym> {
             });
         }
         if !out.is_empty() {
-            return out;
+            return Ok(out);
         }
     }
-    Vec::new()
+    Ok(Vec::new())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -262,40 +384,45 @@ struct DwarfData {
     sup: Option<std::sync::Arc<gimli::Dwarf<Reader>>>,
 }
 
+/// The DWARF sections gimli reads, except location lists and type units: names need
+/// neither, and not decompressing them saves much of the time on a distribution's debug
+/// files.
+fn dwarf_section_ids() -> Vec<gimli::SectionId> {
+    let mut ids = Vec::new();
+    let _ = gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader, gimli::Error> {
+        if !matches!(
+            id,
+            gimli::SectionId::DebugLoc
+                | gimli::SectionId::DebugLocLists
+                | gimli::SectionId::DebugTypes
+        ) {
+            ids.push(id);
+        }
+        Ok(gimli::EndianSlice::new(&[], gimli::RunTimeEndian::Little))
+    });
+    ids
+}
+
+fn endian_of(file: &object::File<'static>) -> gimli::RunTimeEndian {
+    if file.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    }
+}
+
 impl DwarfData {
-    fn load(file: &object::File<'static>) -> Option<DwarfData> {
-        file.section_by_name(".debug_info")?;
-        let endian = if file.is_little_endian() {
-            gimli::RunTimeEndian::Little
-        } else {
-            gimli::RunTimeEndian::Big
-        };
-        let mut sections = HashMap::new();
-        let _ = gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-            // Names need neither location lists nor type units: not decompressing them
-            // saves much of the time on a distribution's debug files.
-            if !matches!(
-                id,
-                gimli::SectionId::DebugLoc
-                    | gimli::SectionId::DebugLocLists
-                    | gimli::SectionId::DebugTypes
-            ) {
-                if let Some(s) = file.section_by_name(id.name()) {
-                    let data: &'static [u8] = match s.uncompressed_data() {
-                        Ok(Cow::Borrowed(b)) => b,
-                        Ok(Cow::Owned(v)) => v.leak(),
-                        Err(_) => &[],
-                    };
-                    sections.insert(id, data);
-                }
-            }
-            Ok(gimli::EndianSlice::new(&[], endian))
-        });
-        Some(DwarfData {
+    /// None: no DWARF; Err: DWARF too large to decompress (the reason, for a warning).
+    fn load(file: &object::File<'static>, file_size: u64) -> Result<Option<DwarfData>, String> {
+        if file.section_by_name(".debug_info").is_none() {
+            return Ok(None);
+        }
+        let sections = debug_sections(file, file_size, &dwarf_section_ids())?;
+        Ok(Some(DwarfData {
             sections,
-            endian,
+            endian: endian_of(file),
             sup: None,
-        })
+        }))
     }
 
     /// A `Dwarf` over the sections; with `unit`, `.debug_info` is cut to that one unit
@@ -453,13 +580,30 @@ fn build_id_path(dir: &Path, id: &[u8]) -> Option<PathBuf> {
     )
 }
 
+/// A separate debug file found for an object.
+struct DebugFile {
+    path: PathBuf,
+    data: &'static [u8],
+    file: object::File<'static>,
+}
+
+/// A `.gnu_debuglink` or `.gnu_debugaltlink` name usable under a directory: one plain
+/// file name, no `/`, not `.` or `..` (the object may be someone else's file).
+fn plain_file_name(name: &[u8]) -> Option<String> {
+    let name = std::str::from_utf8(name).ok()?;
+    (!name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']))
+        .then(|| name.to_owned())
+}
+
 /// A separate debug file for `path`: by build-id, by path, by .gnu_debuglink; it must have
-/// the same build-id when both have one.
+/// the same build-id when both have one. Candidates may be symbolic links (the
+/// `.build-id` tree is made of them) but must lead to regular files.
 fn find_debug_file(
     path: &Path,
     file: &object::File<'static>,
     opts: &Options,
-) -> Option<(PathBuf, object::File<'static>)> {
+    notes: &mut Vec<String>,
+) -> Option<DebugFile> {
     let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
     let mut candidates: Vec<PathBuf> = Vec::new();
     for dir in &opts.debug_dirs {
@@ -474,8 +618,7 @@ fn find_debug_file(
         }
     }
     if let Ok(Some((link, _crc))) = file.gnu_debuglink() {
-        let link = String::from_utf8_lossy(link).into_owned();
-        if let Some(parent) = path.parent() {
+        if let (Some(link), Some(parent)) = (plain_file_name(link), path.parent()) {
             candidates.push(parent.join(&link));
             candidates.push(parent.join(".debug").join(&link));
             for dir in &opts.debug_dirs {
@@ -486,11 +629,18 @@ fn find_debug_file(
         }
     }
     for c in candidates {
-        if c == path || !c.is_file() {
+        // Missing candidates are the rule; anything else found there is worth a word.
+        if c == path || std::fs::metadata(&c).is_err() {
             continue;
         }
-        let Ok(data) = map_file(&c) else { continue };
-        let Ok(dbg) = object::File::parse(data) else {
+        let opened = match open_file(&c, true) {
+            Ok(o) => o,
+            Err(why) => {
+                notes.push(format!("debug file {} {why}; not used", c.display()));
+                continue;
+            }
+        };
+        let Ok(dbg) = object::File::parse(opened.data) else {
             continue;
         };
         let dbg_id = dbg.build_id().ok().flatten();
@@ -499,48 +649,61 @@ fn find_debug_file(
             (Some(a), b) if b != Some(&a[..]) => continue,
             _ => {}
         }
-        return Some((c, dbg));
+        return Some(DebugFile {
+            path: c,
+            data: opened.data,
+            file: dbg,
+        });
     }
     None
 }
 
-/// The dwz supplementary file a debug file refers to (`.gnu_debugaltlink`).
-fn load_sup(target: &mut DwarfData, file: &object::File<'static>, opts: &Options) {
+/// The dwz supplementary file a debug file refers to (`.gnu_debugaltlink`); it must carry
+/// the build-id the link names.
+fn load_sup(
+    target: &mut DwarfData,
+    file: &object::File<'static>,
+    opts: &Options,
+    notes: &mut Vec<String>,
+) {
     let mut dwarf = gimli::Dwarf::<Reader>::default();
     let Ok(Some((name, id))) = file.gnu_debugaltlink() else {
         return;
     };
-    let name = PathBuf::from(String::from_utf8_lossy(name).into_owned());
     let mut candidates = vec![];
     for dir in &opts.debug_dirs {
         candidates.extend(build_id_path(dir, id));
     }
-    if name.is_absolute() {
-        candidates.push(name);
-    } else {
-        for dir in &opts.debug_dirs {
-            candidates.push(dir.join(".dwz").join(&name));
+    match std::str::from_utf8(name) {
+        Ok(n) if n.starts_with('/') && !n.contains('\0') => candidates.push(PathBuf::from(n)),
+        _ => {
+            if let Some(n) = plain_file_name(name) {
+                for dir in &opts.debug_dirs {
+                    candidates.push(dir.join(".dwz").join(&n));
+                }
+            }
         }
     }
     for c in candidates {
-        let Ok(data) = map_file(&c) else { continue };
-        let Ok(sup) = object::File::parse(data) else {
+        let Ok(opened) = open_file(&c, true) else {
             continue;
         };
-        let endian = if sup.is_little_endian() {
-            gimli::RunTimeEndian::Little
-        } else {
-            gimli::RunTimeEndian::Big
+        let Ok(sup) = object::File::parse(opened.data) else {
+            continue;
         };
+        if sup.build_id().ok().flatten() != Some(id) {
+            continue;
+        }
+        let sections = match debug_sections(&sup, opened.meta.len(), &dwarf_section_ids()) {
+            Ok(s) => s,
+            Err(why) => {
+                notes.push(format!("{}: {why}", c.display()));
+                return;
+            }
+        };
+        let endian = endian_of(&sup);
         let loaded = dwarf.load_sup(|sid: gimli::SectionId| -> Result<Reader, gimli::Error> {
-            let data: &'static [u8] = match sup.section_by_name(sid.name()) {
-                Some(s) => match s.uncompressed_data() {
-                    Ok(Cow::Borrowed(b)) => b,
-                    Ok(Cow::Owned(v)) => v.leak(),
-                    Err(_) => &[],
-                },
-                None => &[],
-            };
+            let data: &'static [u8] = sections.get(&sid).copied().unwrap_or(&[]);
             Ok(gimli::EndianSlice::new(data, endian))
         });
         if loaded.is_ok() {
@@ -550,33 +713,81 @@ fn load_sup(target: &mut DwarfData, file: &object::File<'static>, opts: &Options
     }
 }
 
-/// Opens `path` as mapped by `entry`; Err is the reason it cannot be used.
+const OVERLAYFS: nix::sys::statfs::FsType = nix::sys::statfs::OVERLAYFS_SUPER_MAGIC;
+const BTRFS: nix::sys::statfs::FsType = nix::sys::statfs::BTRFS_SUPER_MAGIC;
+
+/// Whether the file at a maps line's path (device `dev`, inode `ino` by fstat, on a
+/// file system of type `fs_type`) is the file that was mapped. The inode must match, and
+/// so must the device, except where the kernel's maps and stat disagree by design:
+/// overlayfs (before Linux 6.8 the maps show the lower layer's device; the same rule as
+/// `verify`) and btrfs (stat shows a subvolume's anonymous device).
+fn same_file(
+    entry: &MapEntry,
+    dev: (u32, u32),
+    ino: u64,
+    fs_type: Option<nix::sys::statfs::FsType>,
+) -> Result<(), String> {
+    if ino != entry.inode {
+        return Err(format!(
+            "is not the file that was mapped (inode {ino} now, {} in the dump): it was \
+             replaced after the dump, e.g. by a package upgrade",
+            entry.inode
+        ));
+    }
+    if dev != entry.dev && !matches!(fs_type, Some(t) if t == OVERLAYFS || t == BTRFS) {
+        return Err(format!(
+            "is not the file that was mapped (device {:02x}:{:02x} now, {:02x}:{:02x} in \
+             the dump, same inode number): another file system is mounted there now",
+            dev.0, dev.1, entry.dev.0, entry.dev.1
+        ));
+    }
+    Ok(())
+}
+
+/// A file's DWARF, or None with a note when it is too large to decompress.
+fn dwarf_or_note(
+    file: &object::File<'static>,
+    size: u64,
+    shown: &str,
+    notes: &mut Vec<String>,
+) -> Option<DwarfData> {
+    DwarfData::load(file, size).unwrap_or_else(|why| {
+        notes.push(format!("{shown}: {why}"));
+        None
+    })
+}
+
+/// Opens `path` as mapped by `entry`; Err is the reason it cannot be used. Warnings
+/// (e.g. debug information too large to decompress) go to `notes`.
 fn load_object(
     path: &str,
     entry: &MapEntry,
     file_offsets: &[u64],
     opts: &Options,
+    notes: &mut Vec<String>,
 ) -> Result<Loaded, String> {
     if path.ends_with(" (deleted)") {
         return Err("was deleted after it was mapped (replaced by an upgrade?)".into());
     }
+    if entry.inode == 0 {
+        // No file has inode 0: the line is not a file mapping or was forged, and without
+        // the inode a replaced object cannot be told from the one that was mapped.
+        return Err(
+            "has inode 0 in the dump's maps, so it cannot be checked to be the \
+             file that was mapped"
+                .into(),
+        );
+    }
     let p = Path::new(path);
-    let meta = std::fs::metadata(p).map_err(|e| format!("cannot be read ({e})"))?;
+    // The kernel writes resolved paths in the maps: the last component is never a link.
+    let opened = open_file(p, false)?;
     {
         use std::os::unix::fs::MetadataExt;
-        // The inode must match. (Overlay filesystems may show another device in the maps
-        // than stat does, so a device mismatch alone does not condemn the file; a
-        // different inode always does.)
-        if entry.inode != 0 && meta.ino() != entry.inode {
-            return Err(format!(
-                "is not the file that was mapped (inode {} now, {} in the dump): it was \
-                 replaced after the dump, e.g. by a package upgrade",
-                meta.ino(),
-                entry.inode
-            ));
-        }
+        let st_dev = opened.meta.dev();
+        let dev = (libc::major(st_dev), libc::minor(st_dev));
+        same_file(entry, dev, opened.meta.ino(), opened.fs_type)?;
     }
-    let data = map_file(p).map_err(|e| format!("cannot be read ({e})"))?;
+    let data = opened.data;
     let file = object::File::parse(data).map_err(|e| format!("is not an ELF object ({e})"))?;
     let segments: Vec<(u64, u64, u64)> = file
         .segments()
@@ -589,24 +800,32 @@ fn load_object(
         let (off, _) = s.file_range()?;
         Some(s.address() as i128 - off as i128)
     });
-    let debug = find_debug_file(p, &file, opts);
+    let debug = find_debug_file(p, &file, opts, notes);
     // Symbols as `nm` lists them for the object itself (its .symtab, else .dynsym): nm
     // does not follow debug links, and jeprof's names depend on exactly this table. The
     // debug file's DWARF still gives the names of functions the table lacks.
-    let raw = elf_symbols(data);
-    let nm = nm_table(raw);
+    let mut symbols_or_note = |data: &[u8], shown: &str| {
+        elf_symbols(data).unwrap_or_else(|why| {
+            notes.push(format!("{shown}: {why}"));
+            Vec::new()
+        })
+    };
+    let nm = nm_table(symbols_or_note(data, path));
     let debug_syms = match &debug {
-        Some((dpath, _)) => nm_table(map_file(dpath).map(elf_symbols).unwrap_or_default()),
+        Some(d) => nm_table(symbols_or_note(d.data, &d.path.display().to_string())),
         None => Vec::new(),
     };
-    let dwarf = match &debug {
-        Some((_, dbg)) => DwarfData::load(dbg).map(|mut d| {
-            load_sup(&mut d, dbg, opts);
-            d
-        }),
-        None => None,
+    let from_debug = debug.as_ref().and_then(|d| {
+        let shown = d.path.display().to_string();
+        dwarf_or_note(&d.file, d.data.len() as u64, &shown, notes)
+    });
+    let dwarf = match (from_debug, &debug) {
+        (Some(mut d), Some(dbg)) => {
+            load_sup(&mut d, &dbg.file, opts, notes);
+            Some(d)
+        }
+        _ => dwarf_or_note(&file, data.len() as u64, path, notes),
     }
-    .or_else(|| DwarfData::load(&file))
     .and_then(|d| {
         let addrs: Vec<u64> = file_offsets
             .iter()
@@ -620,7 +839,7 @@ fn load_object(
         dwarf,
         segments,
         text_adjust,
-        debug_file: debug.map(|(p, _)| p),
+        debug_file: debug.map(|d| d.path),
     })
 }
 
@@ -750,7 +969,7 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
         if opts.progress {
             eprint!(
                 "\rsymbolizing {done_objects}/{total_objects}: {} ({} addresses)\x1b[K",
-                basename(&path),
+                super::safe::escape(basename(&path)),
                 pcs.len()
             );
         }
@@ -759,7 +978,7 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
                 .iter()
                 .map(|pc| (pc - m.start).wrapping_add(m.offset))
                 .collect();
-            load_object(&path, m, &offsets, opts)
+            load_object(&path, m, &offsets, opts, &mut out.notes)
         });
         *counts.entry(path.clone()).or_default() += pcs.len();
         let label = basename(&path).to_owned();
@@ -793,6 +1012,16 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
             )),
         }
     }
+    // Names come from files and dumps other users can write: no control character
+    // reaches a terminal, a flame graph or a pprof file.
+    for frames in out.symbols.values_mut() {
+        for f in frames {
+            escape_in_place(&mut f.func);
+            escape_in_place(&mut f.full);
+        }
+    }
+    out.object.values_mut().for_each(escape_in_place);
+    out.notes.iter_mut().for_each(escape_in_place);
     out
 }
 
@@ -806,6 +1035,61 @@ mod tests {
             name: name.into(),
             text,
         }
+    }
+
+    fn entry(dev: (u32, u32), inode: u64) -> MapEntry {
+        MapEntry {
+            start: 0x1000,
+            end: 0x2000,
+            perms: "r-xp".into(),
+            offset: 0,
+            dev,
+            inode,
+            path: Some("/usr/lib/x.so".into()),
+        }
+    }
+
+    #[test]
+    fn an_object_must_have_the_mapped_device_and_inode() {
+        let ext4 = Some(nix::sys::statfs::EXT4_SUPER_MAGIC);
+        assert!(same_file(&entry((0xfe, 0), 42), (0xfe, 0), 42, ext4).is_ok());
+        let e = same_file(&entry((0xfe, 0), 42), (0xfe, 0), 43, ext4).unwrap_err();
+        assert!(e.contains("inode 43 now, 42 in the dump"), "{e}");
+        let e = same_file(&entry((0x12, 0x34), 42), (0xfe, 0), 42, ext4).unwrap_err();
+        assert!(e.contains("device fe:00 now, 12:34 in the dump"), "{e}");
+        // overlayfs (maps show the lower layer's device) and btrfs (stat shows the
+        // subvolume's): the inode decides.
+        for fs in [OVERLAYFS, BTRFS] {
+            assert!(same_file(&entry((0x12, 0x34), 42), (0, 0x2f), 42, Some(fs)).is_ok());
+            assert!(same_file(&entry((0x12, 0x34), 42), (0, 0x2f), 7, Some(fs)).is_err());
+        }
+    }
+
+    #[test]
+    fn link_names_are_plain_file_names() {
+        assert_eq!(
+            plain_file_name(b"libc.so.6.debug").as_deref(),
+            Some("libc.so.6.debug")
+        );
+        for bad in [
+            &b"../../etc/shadow"[..],
+            b"/etc/shadow",
+            b"..",
+            b".",
+            b"",
+            b"a\0b",
+            b"\xff",
+        ] {
+            assert_eq!(plain_file_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sections_beyond_the_bounds_are_not_decompressed() {
+        // The test binary's own sections are not compressed: nothing to refuse.
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let file = object::File::parse(&*exe.leak()).unwrap();
+        assert!(debug_sections(&file, 1, &dwarf_section_ids()).is_ok());
     }
 
     #[test]
@@ -826,6 +1110,74 @@ mod tests {
         // C1 sorts first and is queued; C2 (text) replaces it, untagged.
         assert_eq!(t[1].names(), ("THD::THD".into(), "THD::THD()".into()));
         assert_eq!(t[2].names().0, "weak_only");
+    }
+
+    /// A minimal ELF64 (little-endian) with a `.symtab` of `count` function symbols that
+    /// all use one name of `name_len` bytes (what a string table shared by every entry
+    /// costs nothing to write).
+    fn elf_with_shared_name(count: usize, name_len: usize) -> Vec<u8> {
+        let mut strtab = vec![0u8];
+        strtab.extend(std::iter::repeat(b'n').take(name_len));
+        strtab.push(0);
+        let mut symtab = vec![0u8; 24]; // the null symbol
+        for i in 0..count {
+            let mut sym = [0u8; 24];
+            sym[0..4].copy_from_slice(&1u32.to_le_bytes()); // st_name
+            sym[4] = 0x12; // STB_GLOBAL, STT_FUNC
+            sym[6..8].copy_from_slice(&0xfff1u16.to_le_bytes()); // SHN_ABS
+            sym[8..16].copy_from_slice(&(0x1000 + i as u64).to_le_bytes());
+            symtab.extend_from_slice(&sym);
+        }
+        let shstrtab = b"\0.strtab\0.symtab\0.shstrtab\0".to_vec();
+        let mut data = vec![0u8; 64];
+        let place = |data: &mut Vec<u8>, bytes: &[u8]| {
+            let at = data.len() as u64;
+            data.extend_from_slice(bytes);
+            at
+        };
+        let str_at = place(&mut data, &strtab);
+        let sym_at = place(&mut data, &symtab);
+        let shstr_at = place(&mut data, &shstrtab);
+        let shoff = data.len() as u64;
+        let section = |name: u32, kind: u32, off: u64, size: u64, link: u32, entsize: u64| {
+            let mut h = [0u8; 64];
+            h[0..4].copy_from_slice(&name.to_le_bytes());
+            h[4..8].copy_from_slice(&kind.to_le_bytes());
+            h[24..32].copy_from_slice(&off.to_le_bytes());
+            h[32..40].copy_from_slice(&size.to_le_bytes());
+            h[40..44].copy_from_slice(&link.to_le_bytes());
+            h[48..56].copy_from_slice(&1u64.to_le_bytes());
+            h[56..64].copy_from_slice(&entsize.to_le_bytes());
+            h
+        };
+        data.extend_from_slice(&[0u8; 64]);
+        data.extend_from_slice(&section(1, 3, str_at, strtab.len() as u64, 0, 0));
+        data.extend_from_slice(&section(9, 2, sym_at, symtab.len() as u64, 1, 24));
+        data.extend_from_slice(&section(17, 3, shstr_at, shstrtab.len() as u64, 0, 0));
+        data[0..4].copy_from_slice(b"\x7fELF");
+        data[4] = 2; // ELFCLASS64
+        data[5] = 1; // little-endian
+        data[6] = 1; // EV_CURRENT
+        data[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
+        data[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+        data[20..24].copy_from_slice(&1u32.to_le_bytes());
+        data[40..48].copy_from_slice(&shoff.to_le_bytes());
+        data[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        data[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
+        data[60..62].copy_from_slice(&4u16.to_le_bytes()); // e_shnum
+        data[62..64].copy_from_slice(&3u16.to_le_bytes()); // e_shstrndx
+        data
+    }
+
+    #[test]
+    fn symbol_names_shared_by_many_entries_are_not_copied_without_bound() {
+        // An ordinary table is read whole.
+        let ok = elf_symbols(&elf_with_shared_name(3, 10)).unwrap();
+        assert_eq!(ok.len(), 3);
+        assert_eq!(ok[0].name, "nnnnnnnnnn");
+        // 20000 entries naming one 64 KiB string: 0.5 MB of file, 1.3 GB if copied.
+        let e = elf_symbols(&elf_with_shared_name(20_000, 64 * 1024)).unwrap_err();
+        assert!(e.contains("symbol table is not used"), "{e}");
     }
 
     #[test]
