@@ -224,7 +224,7 @@ pub struct ReportArgs {
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
     /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
-    #[arg(long, value_name = "MiB", default_value_t = crate::report::DEFAULT_MAX_DUMP_MB,
+    #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_dump_mb: u64,
 }
@@ -241,7 +241,7 @@ pub struct LeaksArgs {
     #[arg(long, value_name = "N", default_value_t = 15)]
     pub top: usize,
     /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
-    #[arg(long, value_name = "MiB", default_value_t = crate::report::DEFAULT_MAX_DUMP_MB,
+    #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_dump_mb: u64,
 }

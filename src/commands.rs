@@ -187,12 +187,12 @@ pub fn dumps(config_path: &Path) -> Result<i32> {
 
 /// `jemsafe report`: one dump (or the difference of two) as text, folded stacks, SVG or pprof.
 pub fn report(args: &crate::cli::ReportArgs) -> Result<i32> {
-    crate::report::command::report(args)
+    crate::report::report(args)
 }
 
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
 pub fn leaks(args: &crate::cli::LeaksArgs) -> Result<i32> {
-    crate::report::command::leaks(args)
+    crate::report::leaks(args)
 }
 
 /// Refuses with every trust problem found, if any.

@@ -180,13 +180,12 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
          \x20 config:    {config}\n\
          \x20 connect:   {connect}\n\
          \x20 heap dump: kill -USR1 {pid}   (files appear in {dumps})\n\
-         \x20 read it:   jeprof --text {mysqld} {dumps}/<file>.heap\n\
+         \x20 read it:   jemsafe report -c {config}   (the newest dump; `jemsafe leaks -c {config}` ranks growth)\n\
          \x20 stop:      Ctrl-C, or kill {pid}; the directory stays until you remove it",
         dir = dir.display(),
         config = config_path.display(),
         pid = std::process::id(),
         dumps = dumps.display(),
-        mysqld = mysqld.display(),
     );
     Ok(config_path)
 }

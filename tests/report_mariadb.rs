@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use nix::sys::signal::Signal;
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -35,77 +34,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// (total, name -> (flat, cum), names in order) of jeprof --show_bytes or jemsafe --bytes text.
-fn table(text: &str, ours: bool) -> (f64, Vec<(String, f64, f64)>) {
-    let total_line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Total: "))
-        .unwrap_or_else(|| panic!("no total:\n{text}"));
-    let total = if ours {
-        total_line.split('(').nth(1).unwrap_or("")
-    } else {
-        total_line
-    }
-    .split_whitespace()
-    .next()
-    .and_then(|t| t.parse().ok())
-    .unwrap_or_else(|| panic!("bad total line {total_line:?}"));
-    let mut rows = Vec::new();
-    for line in text.lines() {
-        if line.starts_with("Shrank since the base") {
-            break;
-        }
-        let p: Vec<&str> = line.split_whitespace().collect();
-        if p.len() >= 6 && p[1].ends_with('%') {
-            if let (Ok(f), Ok(c)) = (p[0].parse(), p[3].parse()) {
-                rows.push((p[5..].join(" "), f, c));
-            }
-        }
-    }
-    (total, rows)
-}
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 0.005 * a.abs().max(b.abs()) + 2.0
-}
-
-/// Every allocation site jeprof lists (flat != 0, up to `top`) agrees in flat and cum;
-/// nearly all other rows agree too (see tests/report_jeprof.rs on inlined frames).
-fn compare(ours: &str, oracle: &str, top: usize) {
-    let (ot, orows) = table(ours, true);
-    let (jt, jrows) = table(oracle, false);
-    let ctx = format!("\n--- jemsafe\n{ours}\n--- jeprof\n{oracle}");
-    assert!(close(ot, jt), "total {ot} vs {jt}{ctx}");
-    let by_name: HashMap<&str, (f64, f64)> = orows
-        .iter()
-        .map(|(n, f, c)| (n.as_str(), (*f, *c)))
-        .collect();
-    for (name, f, c) in jrows.iter().filter(|r| r.1 != 0.0).take(top) {
-        let (of, oc) = by_name
-            .get(name.as_str())
-            .copied()
-            .unwrap_or_else(|| panic!("{name} missing{ctx}"));
-        assert!(
-            close(of, *f) && close(oc, *c),
-            "{name}: {of} {oc} vs {f} {c}{ctx}"
-        );
-    }
-    let others: Vec<_> = jrows.iter().filter(|r| r.1 == 0.0).collect();
-    let same = others
-        .iter()
-        .filter(|(n, _, c)| {
-            by_name
-                .get(n.as_str())
-                .is_some_and(|&(f, oc)| f == 0.0 && close(oc, *c))
-        })
-        .count();
-    assert!(
-        same * 10 >= others.len() * 9,
-        "only {same} of {} other rows agree{ctx}",
-        others.len()
-    );
 }
 
 #[test]
@@ -147,7 +75,7 @@ fn mariadb_dumps_match_jeprof_and_leaks_runs() {
     let oracle = run(Command::new("jeprof")
         .args(["--text", "--show_bytes", MARIADBD])
         .arg(&b));
-    compare(&ours, &oracle, 15);
+    assert_parity(&ours, &oracle, 15);
     assert!(ours.contains("my_malloc"), "{ours}");
 
     let ours = run(Command::new(jemsafe_bin())
@@ -160,7 +88,7 @@ fn mariadb_dumps_match_jeprof_and_leaks_runs() {
         .arg(format!("--base={}", a.display()))
         .arg(MARIADBD)
         .arg(&b));
-    compare(&ours, &oracle, 10);
+    assert_parity(&ours, &oracle, 10);
 
     let leaks = run(Command::new(jemsafe_bin())
         .args(["leaks", "-c"])

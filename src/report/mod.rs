@@ -1,220 +1,158 @@
-//! Native analysis of jemalloc heap dumps (`jemsafe report`, `jemsafe leaks`).
-//!
-//! Works on any `heap_v2` dump, whether or not jemsafe took it. The numbers are jeprof's:
-//! the same un-sampling, the same caller-address adjustment, the same allocator frames
-//! dropped, the same flat/cumulative accounting (see [`aggregate`]); names come from the
-//! objects the dump says were mapped (see [`symbolize`]).
-//!
-//! Data path: [`parse`] -> [`aggregate::AddrProfile`] (un-sampled, optional base
-//! subtracted) -> [`symbolize`] -> [`aggregate::NameProfile`] -> [`text`], [`collapsed`],
-//! [`svg`], [`pprof`]; several dumps -> [`leaks`].
+//! `jemsafe report` and `jemsafe leaks`: the command line's side of the analyzer crate
+//! (`jemsafe-report`). Here: which dumps (a config's dump directory, `--base previous`),
+//! what the dumps' file names say (pid, time), flags mapped to typed options, and where
+//! the output goes.
 
-pub mod aggregate;
-pub mod collapsed;
-pub mod command;
-pub mod leaks;
-pub mod names;
-pub mod parse;
-pub mod pprof;
-pub mod safe;
 pub mod select;
-pub mod svg;
-pub mod symbolize;
-pub mod text;
 
+use crate::cli::{LeaksArgs, ReportArgs, ReportBy, ReportFormat};
 use crate::error::{Error, Result};
+use jemsafe_report::aggregate::Metric;
+use jemsafe_report::render::{self, By, Format, LeaksOptions, ReportOptions};
+use jemsafe_report::safe::shown;
+use jemsafe_report::{symbolize, DumpLimits, LoadedDump};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-/// A dump read from disk, with what its file name and mappings say about it.
-#[derive(Debug, Clone)]
-pub struct LoadedDump {
-    pub path: PathBuf,
-    pub dump: parse::Dump,
-    pub pid: Option<u32>,
-    /// When it was taken: the UTC stamp in jemsafe's file names, else the file's mtime.
-    pub time: Option<SystemTime>,
-}
-
-impl LoadedDump {
-    /// The program's file name (`mariadbd`), from the dump's mappings (control
-    /// characters escaped).
-    pub fn program(&self) -> String {
-        self.dump
-            .program()
-            .map(|p| safe::escape(p.rsplit('/').next().unwrap_or(p)).into_owned())
-            .unwrap_or_else(|| "unknown program".into())
-    }
-
-    /// `mariadbd pid 4711, 2026-11-26 18:25:54 UTC`
-    pub fn describe(&self) -> String {
-        let mut s = self.program();
-        if let Some(pid) = self.pid {
-            s.push_str(&format!(" pid {pid}"));
-        }
-        if let Some(t) = self.time {
-            s.push_str(&format!(", {}", format_time(t)));
-        }
-        s
-    }
-}
-
-/// `2026-11-26 18:25:54 UTC`
-pub fn format_time(t: SystemTime) -> String {
-    let s = humantime::format_rfc3339_seconds(t).to_string();
-    format!("{} UTC", s.trim_end_matches('Z').replace('T', " "))
-}
-
-/// Default of `--max-dump-mb`: how much dump text (after gzip decompression) is read.
-/// Real dumps are far smaller (16k distinct stacks, every allocation sampled: 10 MB); a
-/// hostile one of many tiny distinct stacks costs about 30 times its size in memory.
-pub const DEFAULT_MAX_DUMP_MB: u64 = 1024;
-
-/// How a dump may be read.
-#[derive(Debug, Clone, Copy)]
-pub struct DumpLimits {
-    /// Bytes of dump text read at most (after decompression); more is refused.
-    pub max_bytes: u64,
-    /// Whether a symbolic link as the last component is followed: yes for a path the
-    /// user named, no for one picked from the dump directory (mysqld's user writes there).
-    pub follow_symlinks: bool,
-}
-
-impl DumpLimits {
-    pub fn new(max_dump_mb: u64, follow_symlinks: bool) -> DumpLimits {
-        DumpLimits {
-            max_bytes: max_dump_mb.saturating_mul(1 << 20),
-            follow_symlinks,
+impl From<jemsafe_report::Error> for Error {
+    fn from(e: jemsafe_report::Error) -> Error {
+        match e {
+            jemsafe_report::Error::BadDump(m) => Error::BadInput(m),
+            jemsafe_report::Error::Mismatch(m) => Error::Usage(m),
+            jemsafe_report::Error::Io { context, source } => Error::Io { context, source },
         }
     }
 }
 
-impl Default for DumpLimits {
-    fn default() -> Self {
-        DumpLimits::new(DEFAULT_MAX_DUMP_MB, true)
+fn metric(args: &ReportArgs) -> Metric {
+    match (args.alloc, args.objects) {
+        (false, false) => Metric::InuseSpace,
+        (false, true) => Metric::InuseObjects,
+        (true, false) => Metric::AllocSpace,
+        (true, true) => Metric::AllocObjects,
     }
 }
 
-/// A reader that fails once more than `left` bytes come through, and remembers that it
-/// did (so the caller can tell "too large" from a damaged file).
-struct Capped<R> {
-    inner: R,
-    left: u64,
-    hit: std::rc::Rc<std::cell::Cell<bool>>,
-}
-
-impl<R: std::io::Read> std::io::Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // One byte beyond the cap tells "exactly the cap" from "more".
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n as u64 > self.left {
-            self.hit.set(true);
-            return Err(std::io::Error::other("the dump is larger than the limit"));
-        }
-        self.left -= n as u64;
-        Ok(n)
+fn sym_options() -> symbolize::Options {
+    symbolize::Options {
+        progress: std::io::stderr().is_terminal(),
+        ..Default::default()
     }
 }
 
-fn too_large(path: &Path, limits: &DumpLimits, what: &str) -> Error {
-    Error::BadInput(format!(
-        "{}: {what} more than {} MiB of dump text: refused, so that a hostile or broken \
-         file cannot exhaust memory; if this dump is genuine, raise the limit with \
-         --max-dump-mb N",
-        safe::shown(path),
-        limits.max_bytes >> 20
-    ))
-}
-
-/// Reads, decompresses (gzip) and parses a dump; errors name the file and the line. The
-/// file must be a regular file (a FIFO or device is refused without being opened), and
-/// at most `limits.max_bytes` of text are read.
-pub fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
-    use std::io::BufRead;
-    let shown = safe::shown(path);
-    let opened = safe::open_regular(path, limits.follow_symlinks).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            Error::BadInput(format!(
-                "{shown} {e}: a heap dump is a regular file (name the file itself)"
-            ))
-        } else {
-            Error::io(format!("cannot read heap dump {shown}"))(e)
-        }
-    })?;
-    if opened.meta.len() > limits.max_bytes {
-        return Err(too_large(path, limits, "holds"));
-    }
-    let hit = std::rc::Rc::new(std::cell::Cell::new(false));
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, opened.file);
-    let gzip = parse::is_gzip(
-        reader
-            .fill_buf()
-            .map_err(Error::io(format!("cannot read heap dump {shown}")))?,
-    );
-    let parsed = if gzip {
-        parse::parse_reader(std::io::BufReader::with_capacity(
-            1 << 16,
-            Capped {
-                inner: flate2::bufread::MultiGzDecoder::new(reader),
-                left: limits.max_bytes,
-                hit: hit.clone(),
-            },
-        ))
-    } else {
-        parse::parse_reader(std::io::BufReader::with_capacity(
-            1 << 16,
-            Capped {
-                inner: reader,
-                left: limits.max_bytes,
-                hit: hit.clone(),
-            },
-        ))
-    };
-    if hit.get() {
-        let what = if gzip { "decompresses to" } else { "holds" };
-        return Err(too_large(path, limits, what));
-    }
-    let dump = parsed.map_err(|e| {
-        Error::BadInput(format!(
-            "{shown}: {e}; is this a complete jemalloc heap dump (heap_v2)?"
-        ))
-    })?;
+/// Reads a dump; its pid and time come from its file name when jemsafe or jemalloc
+/// named it.
+fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
+    let mut dump = jemsafe_report::load(path, limits)?;
     let (pid, stamp) = select::name_info(path);
-    let time = stamp.or_else(|| opened.meta.modified().ok());
-    Ok(LoadedDump {
-        path: path.to_owned(),
-        dump,
-        pid,
-        time,
-    })
+    dump.pid = pid;
+    dump.time = stamp.or(dump.time);
+    Ok(dump)
 }
 
-/// Human units: `512 B`, `1.5 KiB`, `64.0 MiB`, `-3.2 GiB`.
-pub fn human_bytes(v: f64) -> String {
-    let a = v.abs();
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if a < 1024.0 {
-        return format!("{:.0} B", v);
+/// Where the output goes; binary formats are not written to a terminal.
+fn open_output(path: Option<&Path>, binary: bool) -> Result<Box<dyn Write>> {
+    match path {
+        Some(p) if p != Path::new("-") => {
+            let f = std::fs::File::create(p)
+                .map_err(Error::io(format!("cannot create {}", shown(p))))?;
+            Ok(Box::new(std::io::BufWriter::new(f)))
+        }
+        _ => {
+            if binary && std::io::stdout().is_terminal() {
+                return Err(Error::Usage(
+                    "this format is not for a terminal: write it to a file with -o FILE \
+                     (or redirect standard output)"
+                        .into(),
+                ));
+            }
+            Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock())))
+        }
     }
-    let mut x = v / 1024.0;
-    let mut unit = 0;
-    while x.abs() >= 1024.0 && unit + 1 < UNITS.len() {
-        x /= 1024.0;
-        unit += 1;
-    }
-    format!("{x:.1} {}", UNITS[unit])
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn human_units() {
-        assert_eq!(super::human_bytes(512.0), "512 B");
-        assert_eq!(super::human_bytes(1536.0), "1.5 KiB");
-        assert_eq!(super::human_bytes(64.0 * 1048576.0), "64.0 MiB");
-        assert_eq!(super::human_bytes(-3.0 * 1073741824.0), "-3.0 GiB");
+/// Writes the notes to the log, then the output. A reader that stopped reading
+/// (`jemsafe report | head`) is not an error, as with any Unix filter.
+fn emit(rendered: render::Rendered, output: Option<&Path>, binary: bool) -> Result<i32> {
+    for note in &rendered.notes {
+        crate::warn!("{note}");
     }
+    let mut out = open_output(output, binary)?;
+    match out.write_all(&rendered.data).and_then(|_| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(Error::io("cannot write the report")(e)),
+    }
+}
+
+/// `jemsafe report`: one dump (or the difference of two) as text, folded stacks, SVG or pprof.
+pub fn report(args: &ReportArgs) -> Result<i32> {
+    // Paths the user named may be symlinks; those picked from the dump directory (which
+    // mysqld's user can write) may not.
+    let named = DumpLimits::new(args.max_dump_mb, true);
+    let picked = DumpLimits::new(args.max_dump_mb, false);
+    let (target_path, target_limits) = match &args.dump {
+        Some(p) => (p.clone(), named),
+        None => (select::newest(&args.config)?, picked),
+    };
+    let base_path = match &args.base {
+        Some(b) if b == Path::new("previous") && !b.exists() => {
+            Some((select::previous(&target_path)?, picked))
+        }
+        Some(b) => Some((b.clone(), named)),
+        None => None,
+    };
+    let target = load(&target_path, &target_limits)?;
+    let base = base_path.as_ref().map(|(p, l)| load(p, l)).transpose()?;
+    let format = match args.format {
+        ReportFormat::Text => Format::Text,
+        ReportFormat::Collapsed => Format::Collapsed,
+        ReportFormat::Svg => Format::Svg,
+        ReportFormat::Pprof => Format::Pprof,
+    };
+    let options = ReportOptions {
+        metric: metric(args),
+        format,
+        by: match args.by {
+            ReportBy::Function => By::Function,
+            ReportBy::Stack => By::Stack,
+            ReportBy::Object => By::Object,
+        },
+        top: args.top,
+        exact: args.bytes,
+        symbolize: sym_options(),
+    };
+    let rendered = render::report(target, base, &options)?;
+    emit(rendered, args.output.as_deref(), format.is_binary())
+}
+
+/// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
+pub fn leaks(args: &LeaksArgs) -> Result<i32> {
+    let limits = DumpLimits::new(args.max_dump_mb, !args.dumps.is_empty());
+    let mut paths: Vec<PathBuf> = if args.dumps.is_empty() {
+        select::newest_series(&args.config)?
+    } else {
+        args.dumps.clone()
+    };
+    select::sort_by_time(&mut paths);
+    if paths.len() < 2 {
+        return Err(Error::NotFound(format!(
+            "jemsafe leaks needs at least two dumps of one process, found {}{}: take more with \
+             `kill -USR1 <jemsafe pid>` (or `jemsafe dump`) as memory grows",
+            paths.len(),
+            paths
+                .first()
+                .map(|p| format!(" ({})", shown(p)))
+                .unwrap_or_default()
+        )));
+    }
+    let dumps: Vec<LoadedDump> = paths
+        .iter()
+        .map(|p| load(p, &limits))
+        .collect::<Result<_>>()?;
+    let options = LeaksOptions {
+        top: args.top,
+        symbolize: sym_options(),
+    };
+    emit(render::leaks(dumps, &options)?, None, false)
 }

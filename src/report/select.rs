@@ -1,9 +1,9 @@
 //! Which dumps to read when the command line names none: the dump directory of a config,
 //! the newest dump, the one before it of the same pid, all dumps of one pid.
 
-use super::safe::shown;
 use crate::dumps::naming::{HeapName, Origin};
 use crate::error::{Error, Result};
+use jemsafe_report::safe::shown;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -181,8 +181,8 @@ pub fn stacks(np: &NameProfile, o: &TextOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::aggregate::AddrProfile;
-    use crate::report::symbolize::{Frame, Symbols};
+    use crate::aggregate::AddrProfile;
+    use crate::symbolize::{Frame, Symbols};
 
     fn np() -> NameProfile {
         let mut p = AddrProfile::default();

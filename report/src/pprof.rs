@@ -277,7 +277,7 @@ pub fn encode(p: &Profile) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::symbolize::Frame;
+    use crate::symbolize::Frame;
     use prost::Message;
 
     #[test]
@@ -317,7 +317,7 @@ mod tests {
         }];
         let prof = build(&p, &s, &maps, Metric::InuseSpace, None, "test");
         let gz = encode(&prof).unwrap();
-        let raw = crate::report::parse::decompress(gz).unwrap();
+        let raw = crate::parse::decompress(gz).unwrap();
         let back = Profile::decode(&raw[..]).unwrap();
         assert_eq!(back, prof);
         assert_eq!(back.string_table[0], "");

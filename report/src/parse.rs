@@ -14,7 +14,7 @@
 //! 55d1c3800000-55d1c3a00000 r-xp 00000000 fe:00 247030   /usr/sbin/mariadbd
 //! ```
 //!
-//! Counts are kept as written (sampled); [`crate::report::aggregate`] un-samples them.
+//! Counts are kept as written (sampled); [`crate::aggregate`] un-samples them.
 
 use std::fmt;
 

@@ -44,8 +44,8 @@ pub fn lines(np: &NameProfile, metric: Metric) -> (Vec<String>, usize, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::aggregate::AddrProfile;
-    use crate::report::symbolize::{Frame, Symbols};
+    use crate::aggregate::AddrProfile;
+    use crate::symbolize::{Frame, Symbols};
 
     #[test]
     fn folded_lines_are_root_first_with_integer_values() {

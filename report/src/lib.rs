@@ -1,0 +1,247 @@
+//! jemsafe-report: read jemalloc heap profiles (`heap_v2`, as `prof.dump` writes them,
+//! also gzipped) and say what holds memory.
+//!
+//! Works on any dump, whether or not jemsafe took it, and knows nothing of jemsafe's
+//! configuration or command line: callers pass typed options ([`render::ReportOptions`],
+//! [`render::LeaksOptions`]). The numbers are jeprof's: the same un-sampling, the same
+//! caller-address adjustment, the same allocator frames dropped, the same flat/cumulative
+//! accounting (see [`aggregate`]); names come from the objects the dump says were mapped
+//! (see [`symbolize`]). A dump is treated as hostile input ([`safe`]): bounded reads, no
+//! blocking opens, escaped names.
+//!
+//! Data path: [`load`] -> [`parse`] -> [`aggregate::AddrProfile`] (un-sampled, optional
+//! base subtracted) -> [`symbolize`] -> [`aggregate::NameProfile`] -> [`text`],
+//! [`collapsed`], [`svg`], [`pprof`]; several dumps -> [`leaks`]. [`render`] runs it.
+
+pub mod aggregate;
+pub mod collapsed;
+pub mod leaks;
+pub mod names;
+pub mod parse;
+pub mod pprof;
+pub mod render;
+pub mod safe;
+pub mod svg;
+pub mod symbolize;
+pub mod text;
+
+/// What can go wrong reading or rendering dumps.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The dump (or a file it names) is malformed, too large or not a file.
+    #[error("{0}")]
+    BadDump(String),
+    /// The dumps asked for cannot be compared (other processes, too few).
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// A dump read from disk, with what its file name and mappings say about it.
+#[derive(Debug, Clone)]
+pub struct LoadedDump {
+    pub path: PathBuf,
+    pub dump: parse::Dump,
+    /// The process it was taken of, when the caller knows (jemalloc's and jemsafe's file
+    /// names carry it; `load` leaves it unset).
+    pub pid: Option<u32>,
+    /// When it was taken: the file's mtime from `load`, or what the caller knows better.
+    pub time: Option<SystemTime>,
+}
+
+impl LoadedDump {
+    /// The program's file name (`mariadbd`), from the dump's mappings (control
+    /// characters escaped).
+    pub fn program(&self) -> String {
+        self.dump
+            .program()
+            .map(|p| safe::escape(p.rsplit('/').next().unwrap_or(p)).into_owned())
+            .unwrap_or_else(|| "unknown program".into())
+    }
+
+    /// `mariadbd pid 4711, 2026-11-26 18:25:54 UTC`
+    pub fn describe(&self) -> String {
+        let mut s = self.program();
+        if let Some(pid) = self.pid {
+            s.push_str(&format!(" pid {pid}"));
+        }
+        if let Some(t) = self.time {
+            s.push_str(&format!(", {}", format_time(t)));
+        }
+        s
+    }
+}
+
+/// `2026-11-26 18:25:54 UTC`
+pub fn format_time(t: SystemTime) -> String {
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} UTC", s.trim_end_matches('Z').replace('T', " "))
+}
+
+/// Default of `--max-dump-mb`: how much dump text (after gzip decompression) is read.
+/// Real dumps are far smaller (16k distinct stacks, every allocation sampled: 10 MB); a
+/// hostile one of many tiny distinct stacks costs about 30 times its size in memory.
+pub const DEFAULT_MAX_DUMP_MB: u64 = 1024;
+
+/// How a dump may be read.
+#[derive(Debug, Clone, Copy)]
+pub struct DumpLimits {
+    /// Bytes of dump text read at most (after decompression); more is refused.
+    pub max_bytes: u64,
+    /// Whether a symbolic link as the last component is followed: yes for a path the
+    /// user named, no for one picked from the dump directory (mysqld's user writes there).
+    pub follow_symlinks: bool,
+}
+
+impl DumpLimits {
+    pub fn new(max_dump_mb: u64, follow_symlinks: bool) -> DumpLimits {
+        DumpLimits {
+            max_bytes: max_dump_mb.saturating_mul(1 << 20),
+            follow_symlinks,
+        }
+    }
+}
+
+impl Default for DumpLimits {
+    fn default() -> Self {
+        DumpLimits::new(DEFAULT_MAX_DUMP_MB, true)
+    }
+}
+
+/// A reader that fails once more than `left` bytes come through, and remembers that it
+/// did (so the caller can tell "too large" from a damaged file).
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    hit: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte beyond the cap tells "exactly the cap" from "more".
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.hit.set(true);
+            return Err(std::io::Error::other("the dump is larger than the limit"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn too_large(path: &Path, limits: &DumpLimits, what: &str) -> Error {
+    Error::BadDump(format!(
+        "{}: {what} more than {} MiB of dump text: refused, so that a hostile or broken \
+         file cannot exhaust memory; if this dump is genuine, raise the limit with \
+         --max-dump-mb N",
+        safe::shown(path),
+        limits.max_bytes >> 20
+    ))
+}
+
+/// Reads, decompresses (gzip) and parses a dump; errors name the file and the line. The
+/// file must be a regular file (a FIFO or device is refused without being opened), and
+/// at most `limits.max_bytes` of text are read.
+pub fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
+    use std::io::BufRead;
+    let shown = safe::shown(path);
+    let opened = safe::open_regular(path, limits.follow_symlinks).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Error::BadDump(format!(
+                "{shown} {e}: a heap dump is a regular file (name the file itself)"
+            ))
+        } else {
+            Error::io(format!("cannot read heap dump {shown}"))(e)
+        }
+    })?;
+    if opened.meta.len() > limits.max_bytes {
+        return Err(too_large(path, limits, "holds"));
+    }
+    let hit = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, opened.file);
+    let gzip = parse::is_gzip(
+        reader
+            .fill_buf()
+            .map_err(Error::io(format!("cannot read heap dump {shown}")))?,
+    );
+    let parsed = if gzip {
+        parse::parse_reader(std::io::BufReader::with_capacity(
+            1 << 16,
+            Capped {
+                inner: flate2::bufread::MultiGzDecoder::new(reader),
+                left: limits.max_bytes,
+                hit: hit.clone(),
+            },
+        ))
+    } else {
+        parse::parse_reader(std::io::BufReader::with_capacity(
+            1 << 16,
+            Capped {
+                inner: reader,
+                left: limits.max_bytes,
+                hit: hit.clone(),
+            },
+        ))
+    };
+    if hit.get() {
+        let what = if gzip { "decompresses to" } else { "holds" };
+        return Err(too_large(path, limits, what));
+    }
+    let dump = parsed.map_err(|e| {
+        Error::BadDump(format!(
+            "{shown}: {e}; is this a complete jemalloc heap dump (heap_v2)?"
+        ))
+    })?;
+    Ok(LoadedDump {
+        path: path.to_owned(),
+        dump,
+        pid: None,
+        time: opened.meta.modified().ok(),
+    })
+}
+
+/// Human units: `512 B`, `1.5 KiB`, `64.0 MiB`, `-3.2 GiB`.
+pub fn human_bytes(v: f64) -> String {
+    let a = v.abs();
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if a < 1024.0 {
+        return format!("{:.0} B", v);
+    }
+    let mut x = v / 1024.0;
+    let mut unit = 0;
+    while x.abs() >= 1024.0 && unit + 1 < UNITS.len() {
+        x /= 1024.0;
+        unit += 1;
+    }
+    format!("{x:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_units() {
+        assert_eq!(super::human_bytes(512.0), "512 B");
+        assert_eq!(super::human_bytes(1536.0), "1.5 KiB");
+        assert_eq!(super::human_bytes(64.0 * 1048576.0), "64.0 MiB");
+        assert_eq!(super::human_bytes(-3.0 * 1073741824.0), "-3.0 GiB");
+    }
+}

@@ -1,0 +1,325 @@
+//! The whole pipeline for one report (a dump, or what grew since a base) and for a leak
+//! ranking across dumps: typed options in, bytes and notes out. Writing them is the
+//! caller's business.
+
+use crate::aggregate::{AddrProfile, FlatCum, Metric, NameProfile};
+use crate::safe::shown;
+use crate::symbolize::{self, Frame, Symbols};
+use crate::{collapsed, format_time, human_bytes, leaks, pprof, svg, text};
+use crate::{Error, LoadedDump, Result};
+
+/// The output format of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// jeprof --text's columns: flat, flat%, sum%, cum, cum%, name.
+    Text,
+    /// Folded stacks (`root;...;leaf value`) for any flame-graph tool.
+    Collapsed,
+    /// An interactive flame graph.
+    Svg,
+    /// A gzipped pprof profile.proto.
+    Pprof,
+}
+
+impl Format {
+    /// Binary formats are not for a terminal.
+    pub fn is_binary(self) -> bool {
+        matches!(self, Format::Svg | Format::Pprof)
+    }
+}
+
+/// What the rows of a text report are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    Function,
+    Stack,
+    /// The program and each library.
+    Object,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub metric: Metric,
+    pub format: Format,
+    pub by: By,
+    /// Rows in a text report.
+    pub top: usize,
+    /// Exact byte counts instead of human units (jeprof's --show_bytes).
+    pub exact: bool,
+    pub symbolize: symbolize::Options,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeaksOptions {
+    /// Stacks and functions listed.
+    pub top: usize,
+    pub symbolize: symbolize::Options,
+}
+
+/// A rendered report, and what the reader should be told beside it.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    pub data: Vec<u8>,
+    /// Warnings: objects that could not be read, stacks a flame graph leaves out, ...
+    pub notes: Vec<String>,
+}
+
+fn value_text(v: f64, m: Metric) -> String {
+    if m.is_bytes() {
+        format!("{} ({} B)", human_bytes(v), v.trunc() as i64)
+    } else {
+        format!("{} objects", v.trunc() as i64)
+    }
+}
+
+fn symbolize_for(
+    dump: &LoadedDump,
+    profile: &AddrProfile,
+    options: &symbolize::Options,
+    notes: &mut Vec<String>,
+) -> symbolize::Outcome {
+    let outcome = symbolize::symbolize(&dump.dump.maps, &profile.pcs(), options);
+    notes.extend(outcome.notes.iter().cloned());
+    if dump.dump.maps.is_empty() {
+        notes.push(format!(
+            "{}: the dump lists no mapped objects; addresses are shown raw",
+            shown(&dump.path)
+        ));
+    }
+    outcome
+}
+
+/// What holds memory in `target`, or (with `base`) what grew since `base`.
+pub fn report(
+    mut target: LoadedDump,
+    mut base: Option<LoadedDump>,
+    opts: &ReportOptions,
+) -> Result<Rendered> {
+    let mut notes = Vec::new();
+    let m = opts.metric;
+    let stack_count = target.dump.stacks.len();
+    if matches!(m, Metric::AllocSpace | Metric::AllocObjects)
+        && target
+            .dump
+            .stacks
+            .iter()
+            .all(|s| s.counts.alloc_objects == 0)
+    {
+        notes.push(format!(
+            "{}: no allocation totals in this dump (they need MALLOC_CONF prof_accum:true)",
+            shown(&target.path)
+        ));
+    }
+    let mut profile = AddrProfile::take_from_dump(&mut target.dump);
+    if let Some(b) = &mut base {
+        if let (Some(a), Some(b)) = (target.pid, b.pid) {
+            if a != b {
+                return Err(Error::Mismatch(format!(
+                    "the base is from another process (pid {b}, dump pid {a}): addresses differ \
+                     between processes, so their difference means nothing; compare two dumps of \
+                     one process"
+                )));
+            }
+        }
+        profile = profile.subtract(&AddrProfile::take_from_dump(&mut b.dump));
+    }
+    let outcome = symbolize_for(&target, &profile, &opts.symbolize, &mut notes);
+    let display: Option<Symbols> = (opts.by == By::Object).then(|| {
+        outcome
+            .object
+            .iter()
+            .map(|(&pc, o)| {
+                (
+                    pc,
+                    vec![Frame {
+                        func: o.clone(),
+                        full: o.clone(),
+                    }],
+                )
+            })
+            .collect()
+    });
+    let np = NameProfile::build(&profile, &outcome.symbols, display.as_ref());
+    let total = np.total[m as usize];
+    let title = match &base {
+        Some(b) => format!(
+            "{}: {} {} from {} to {}",
+            target.program(),
+            m.name(),
+            value_text(total, m),
+            b.time.map(format_time).unwrap_or_else(|| shown(&b.path)),
+            target
+                .time
+                .map(format_time)
+                .unwrap_or_else(|| shown(&target.path)),
+        ),
+        None => format!(
+            "{}: {} {}",
+            target.describe(),
+            m.name(),
+            value_text(total, m)
+        ),
+    };
+    let data = match opts.format {
+        Format::Text => {
+            let mut s = String::new();
+            s.push_str(&format!(
+                "File: {} ({})\n",
+                shown(&target.path),
+                target.describe()
+            ));
+            if let Some(b) = &base {
+                s.push_str(&format!("Base: {} ({})\n", shown(&b.path), b.describe()));
+            }
+            s.push_str(&format!(
+                "Type: {}; {} stacks, {} threads; sampled 1 in {} on average\n",
+                m.name(),
+                stack_count,
+                target.dump.threads,
+                human_bytes(target.dump.rate as f64)
+            ));
+            let sign = if base.is_some() && total > 0.0 {
+                "+"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "Total: {sign}{}{}\n",
+                value_text(total, m),
+                if base.is_some() {
+                    " from base to dump"
+                } else {
+                    ""
+                }
+            ));
+            let o = text::TextOptions {
+                metric: m,
+                top: opts.top,
+                exact: opts.exact,
+                diff: base.is_some(),
+            };
+            match opts.by {
+                By::Function | By::Object => {
+                    s.push_str(&text::functions(&np, &FlatCum::of(&np), &o))
+                }
+                By::Stack => s.push_str(&text::stacks(&np, &o)),
+            }
+            s.into_bytes()
+        }
+        Format::Collapsed | Format::Svg => {
+            let (lines, dropped, dropped_sum) = collapsed::lines(&np, m);
+            if dropped > 0 {
+                notes.push(format!(
+                    "{dropped} stacks shrank since the base (together {}); flame graphs show \
+                     growth only: see them with --format text",
+                    value_text(dropped_sum, m)
+                ));
+            }
+            if opts.format == Format::Collapsed {
+                let mut s = lines.join("\n");
+                if !s.is_empty() {
+                    s.push('\n');
+                }
+                s.into_bytes()
+            } else {
+                let subtitle = shown(&target.path);
+                let mut buf = Vec::new();
+                svg::render(&lines, &title, Some(&subtitle), m.is_bytes(), &mut buf)
+                    .map_err(Error::io("cannot draw the flame graph"))?;
+                buf
+            }
+        }
+        Format::Pprof => {
+            let p = pprof::build(
+                &profile,
+                &outcome.symbols,
+                &target.dump.maps,
+                m,
+                target.time,
+                &title,
+            );
+            pprof::encode(&p).map_err(Error::io("cannot encode the pprof profile"))?
+        }
+    };
+    Ok(Rendered { data, notes })
+}
+
+/// Stacks and functions ranked by steady growth across `dumps` of one process, oldest
+/// first.
+pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered> {
+    let mut notes = Vec::new();
+    if dumps.len() < 2 {
+        return Err(Error::Mismatch(format!(
+            "a leak ranking needs at least two dumps of one process, found {}{}",
+            dumps.len(),
+            dumps
+                .first()
+                .map(|d| format!(" ({})", shown(&d.path)))
+                .unwrap_or_default()
+        )));
+    }
+    let mut pids: Vec<u32> = dumps.iter().filter_map(|d| d.pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    if pids.len() > 1 {
+        return Err(Error::Mismatch(format!(
+            "these dumps come from different processes (pids {pids:?}); addresses differ between \
+             processes: pass the dumps of one pid"
+        )));
+    }
+    let profiles: Vec<AddrProfile> = dumps
+        .iter_mut()
+        .map(|d| AddrProfile::take_from_dump(&mut d.dump))
+        .collect();
+    let mut all = AddrProfile::default();
+    for p in &profiles {
+        for k in p.stacks.keys() {
+            all.stacks.entry(k.clone()).or_insert([0.0; 4]);
+        }
+    }
+    let newest = &dumps[dumps.len() - 1];
+    let outcome = symbolize_for(newest, &all, &opts.symbolize, &mut notes);
+    let names: Vec<NameProfile> = profiles
+        .iter()
+        .map(|p| NameProfile::build(p, &outcome.symbols, None))
+        .collect();
+    let m = Metric::InuseSpace;
+    let times: Vec<_> = dumps.iter().map(|d| d.time).collect();
+    let (stacks, funcs) = leaks::analyze(&names, &times, m);
+    let mut s = String::new();
+    let first = &dumps[0];
+    let span = match (first.time, newest.time) {
+        (Some(a), Some(b)) => b
+            .duration_since(a)
+            .map(|d| {
+                format!(
+                    ", {} to {} ({})",
+                    format_time(a),
+                    format_time(b),
+                    humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
+                )
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    s.push_str(&format!(
+        "Leak suspects in {} dumps of {}{}{span}:\n",
+        dumps.len(),
+        newest.program(),
+        newest.pid.map(|p| format!(" pid {p}")).unwrap_or_default()
+    ));
+    for (d, np) in dumps.iter().zip(&names) {
+        s.push_str(&format!(
+            "  {:>12}  {}  {}\n",
+            human_bytes(np.total[m as usize]),
+            d.time.map(format_time).unwrap_or_else(|| "-".into()),
+            shown(&d.path)
+        ));
+    }
+    s.push('\n');
+    s.push_str(&leaks::render(&stacks, &funcs, opts.top, m));
+    Ok(Rendered {
+        data: s.into_bytes(),
+        notes,
+    })
+}

@@ -1,0 +1,125 @@
+//! The jeprof oracle: its output, and one parity check that every report test uses.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+/// `jeprof --text BINARY DUMP` output (Debian's jeprof from libjemalloc-dev).
+pub fn jeprof_text(binary: &Path, dump: &Path) -> String {
+    jeprof_with(&["--text"], binary, dump)
+}
+
+/// `jeprof ARGS BINARY DUMP` output.
+pub fn jeprof_with(args: &[&str], binary: &Path, dump: &Path) -> String {
+    let out = Command::new("jeprof")
+        .args(args)
+        .arg(binary)
+        .arg(dump)
+        .output()
+        .expect("run jeprof (apt-get install libjemalloc-dev)");
+    assert!(
+        out.status.success(),
+        "jeprof failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[derive(Debug)]
+pub struct Table {
+    pub total: f64,
+    /// (name, flat, cum) in printed order.
+    pub rows: Vec<(String, f64, f64)>,
+}
+
+fn parse_rows(text: &str, total: f64, stop_at: Option<&str>) -> Table {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if stop_at.is_some_and(|s| line.starts_with(s)) {
+            break;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if parts.len() < 6 || !parts[1].ends_with('%') {
+            continue;
+        }
+        let (Ok(flat), Ok(cum)) = (parts[0].parse::<f64>(), parts[3].parse::<f64>()) else {
+            continue;
+        };
+        rows.push((parts[5..].join(" "), flat, cum));
+    }
+    Table { total, rows }
+}
+
+/// jeprof --text --show_bytes: `Total: N B` and rows.
+pub fn parse_jeprof(text: &str) -> Table {
+    let total = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Total: "))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0.0);
+    parse_rows(text, total, None)
+}
+
+/// jemsafe report --bytes: `Total: 64.0 MiB (67108864 B)` and rows (the main table only).
+pub fn parse_jemsafe(text: &str) -> Table {
+    let total = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Total: "))
+        .and_then(|t| t.split('(').nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no total in:\n{text}"));
+    parse_rows(text, total, Some("Shrank since the base"))
+}
+
+pub fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 0.005 * a.abs().max(b.abs()) + 2.0
+}
+
+/// Same total; every allocation site jeprof lists (rows with a flat value, up to `n`)
+/// has the same flat and cum in ours; and nearly all of jeprof's other rows too. (With a
+/// distribution's debug files installed, binutils sometimes reports an inlined function
+/// without its caller chain where the DWARF has one; such rows may differ.)
+pub fn assert_parity(ours: &str, oracle: &str, n: usize) {
+    let o = parse_jemsafe(ours);
+    let j = parse_jeprof(oracle);
+    let ctx = format!("\n--- jemsafe\n{ours}\n--- jeprof\n{oracle}");
+    assert!(
+        close(o.total, j.total),
+        "total {} vs jeprof {}{ctx}",
+        o.total,
+        j.total
+    );
+    let ours_by_name: HashMap<&str, (f64, f64)> = o
+        .rows
+        .iter()
+        .map(|(n, f, c)| (n.as_str(), (*f, *c)))
+        .collect();
+    let mut compared = 0;
+    for (name, flat, cum) in j.rows.iter().filter(|r| r.1 != 0.0).take(n) {
+        let Some(&(f, c)) = ours_by_name.get(name.as_str()) else {
+            panic!("jeprof's row {name:?} ({flat} {cum}) is missing{ctx}");
+        };
+        assert!(
+            close(f, *flat) && close(c, *cum),
+            "{name}: flat {f} cum {c} vs jeprof {flat} {cum}{ctx}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 0, "no rows compared:{ctx}");
+    let others: Vec<_> = j.rows.iter().filter(|r| r.1 == 0.0).collect();
+    let same = others
+        .iter()
+        .filter(|(name, _, cum)| {
+            ours_by_name
+                .get(name.as_str())
+                .is_some_and(|&(f, c)| f == 0.0 && close(c, *cum))
+        })
+        .count();
+    assert!(
+        same * 10 >= others.len() * 9,
+        "only {same} of jeprof's {} other rows agree{ctx}",
+        others.len()
+    );
+}
