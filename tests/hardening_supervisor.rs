@@ -59,6 +59,7 @@ fn a_planted_pid_file_cannot_hang_or_flood_a_restart() {
     add_to_section(&config, "[supervise]", "restart_delay_ms = 50");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     let mut mysqld = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
 
     let plant_fifo = |p: &Path| {
         nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
@@ -74,6 +75,7 @@ fn a_planted_pid_file_cannot_hang_or_flood_a_restart() {
         kill(Pid::from_raw(mysqld), Signal::SIGKILL).unwrap();
         mysqld = js.wait_started(n, T);
         js.err.wait_for_nth("leaving pid file", n - 1, T);
+        js.out.wait_for_nth("ready pid=", n, T);
         let out = cli(&["status", "-c", config.to_str().unwrap()]);
         assert!(out.status.success(), "{out:?}");
     }
@@ -265,6 +267,7 @@ fn slow_huge_and_malformed_control_clients_cannot_stall_the_loop() {
     kill(Pid::from_raw(mysqld), Signal::SIGKILL).unwrap();
     js.err.wait_for("was killed by SIGKILL", T);
     js.wait_started(2, T);
+    js.out.wait_for_nth("ready pid=", 2, T);
     let served_while_dribbling = dribblers.iter().all(|d| !d.is_finished());
     for d in dribblers {
         let reply = d.join().unwrap();
@@ -328,6 +331,7 @@ fn a_persistent_accept_error_does_not_make_the_loop_spin() {
         }
     });
     js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
     let clients: Vec<UnixStream> = (0..40)
         .map(|_| UnixStream::connect(dir.join("run/jemsafe.sock")).unwrap())
         .collect();
@@ -444,6 +448,7 @@ fn the_notify_relay_socket_belongs_to_mysqlds_user_alone() {
         cmd.env("NOTIFY_SOCKET", &path);
     });
     js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
     let relay = std::fs::symlink_metadata(dir.join("run/notify.sock")).unwrap();
     assert_eq!(relay.mode() & 0o777, 0o600);
     assert_eq!((relay.uid(), relay.gid()), mysql_user());
