@@ -11,6 +11,8 @@
 //! --kill-self SIG     die of signal SIG right after allocating
 //! --report-child      run `sh` and print what a child of ours inherits (env, fds)
 //! --spawn-orphan      leave a grandchild behind for PID 1 to reap (a UDF or script would)
+//! --fragment-mb N     allocate N MiB of 1 KiB objects, then free all but every 16th
+//! --mmap-on-hup N     on each SIGHUP, map and touch N MiB with mmap (outside malloc)
 
 use nix::sys::signal::{SigSet, Signal};
 use std::hint::black_box;
@@ -37,6 +39,15 @@ fn main() {
     }
     let alloc_mb: usize = arg(&args, "--alloc-mb").unwrap_or(64);
     let held = jemsafe_workload_leak_marker(alloc_mb << 20);
+    // Slabs of 1 KiB regions with one live region in 16: fragmentation, not leaks.
+    let fragment_mb: usize = arg(&args, "--fragment-mb").unwrap_or(0);
+    // All allocated first, then freed: freeing as we go would let jemalloc reuse the
+    // same regions and leave nothing scattered.
+    let all: Vec<Vec<u8>> = (0..(fragment_mb << 10))
+        .map(|i| black_box(vec![(i % 251) as u8; 1024]))
+        .collect();
+    let survivors: Vec<Vec<u8>> = all.into_iter().step_by(16).collect();
+    let mut mapped: Vec<&'static mut [u8]> = Vec::new();
 
     // Block everything like mysqld does before its signal thread takes over.
     let all = SigSet::all();
@@ -83,7 +94,12 @@ fn main() {
             sd_notify::NotifyState::Status("workload ready"),
         ],
     );
-    println!("ready pid={} held={}", std::process::id(), held.len());
+    println!(
+        "ready pid={} held={} fragments={}",
+        std::process::id(),
+        held.len(),
+        survivors.len()
+    );
 
     let on_term: i32 = arg(&args, "--on-term-exit").unwrap_or(0);
     let mut waitset = SigSet::empty();
@@ -102,8 +118,36 @@ fn main() {
                 println!("terminating");
                 std::process::exit(on_term)
             }
-            Ok(Signal::SIGHUP) => println!("reload"),
+            Ok(Signal::SIGHUP) => {
+                if let Some(mb) = arg::<usize>(&args, "--mmap-on-hup") {
+                    mapped.push(map_and_touch(mb << 20));
+                    println!("mapped {mb} MiB");
+                }
+                println!("reload")
+            }
             _ => {}
         }
+    }
+}
+
+/// Anonymous memory that malloc never sees (as InnoDB maps its buffer pool), every page
+/// written so that it is resident.
+fn map_and_touch(bytes: usize) -> &'static mut [u8] {
+    // SAFETY: a fresh private anonymous mapping, used only through the slice returned.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert!(p != libc::MAP_FAILED, "mmap of {bytes} bytes failed");
+        let s = std::slice::from_raw_parts_mut(p.cast::<u8>(), bytes);
+        for page in s.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        s
     }
 }

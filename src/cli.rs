@@ -77,7 +77,7 @@ Exit status: mysqld's (128+N if it died of signal N); 2 when nothing could be st
 
     /// Create a throwaway MariaDB/MySQL datadir and run it under jemsafe
     #[command(
-        after_help = "Example:\n  jemsafe sandbox                       # in a new /tmp/jemsafe-sandbox.XXXXXX\n  jemsafe sandbox /srv/try -p standby --port 3307\n\n\
+        after_help = "Example:\n  jemsafe sandbox                       # in a new /tmp/jemsafe-sandbox.XXXXXX\n  jemsafe sandbox /srv/try -p standby --port 3307\n  jemsafe sandbox -- --innodb-buffer-pool-size=256M\n\n\
 It writes DIR/jemsafe.toml and runs exactly what `jemsafe run -c DIR/jemsafe.toml` runs; \
 the directory is kept after exit (reused by the next run with the same DIR)."
     )]
@@ -93,6 +93,10 @@ the directory is kept after exit (reused by the next run with the same DIR)."
         /// mysqld or mariadbd binary (default: searched like [mysqld] path)
         #[arg(long, value_name = "PATH")]
         mysqld: Option<PathBuf>,
+        /// Extra arguments for mysqld, after `--` (they come last, so they win), e.g.
+        /// `-- --innodb-buffer-pool-size=256M`
+        #[arg(last = true, value_name = "MYSQLD ARGS")]
+        mysqld_args: Vec<String>,
     },
 
     /// Take a heap dump now, through the running jemsafe; prints the new file's path
@@ -114,6 +118,25 @@ below [dumps] min_free_mb free space the dump is refused with the reason."
         #[command(flatten)]
         config: ConfigOnly,
         /// Machine-readable output (stable field names)
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Where mysqld's memory is: RSS broken down into heap in use, fragmentation, freed
+    /// pages not yet returned, jemalloc metadata, memory outside jemalloc, files, shmem
+    #[command(
+        after_help = "Examples:\n  jemsafe memory                 the running mysqld, now\n  jemsafe memory --json | jq .outside_jemalloc\n\n\
+Every line is in bytes and % of RSS; the lines add up to RSS, and what does not fit is shown \
+as the residual. \"outside jemalloc\" is anonymous memory mysqld maps without malloc (InnoDB's \
+buffer pool, thread stacks): a heap profile cannot show it. Advice appears only when a \
+threshold is crossed, with the jemsafe profile setting to change."
+    )]
+    Memory {
+        #[command(flatten)]
+        config: ConfigOnly,
+        /// Machine-readable output: integer fields in bytes (rss, heap_in_use, fragmentation,
+        /// dirty_pages, metadata, outside_jemalloc, file_backed, shmem, swap, residual) and
+        /// size_classes
         #[arg(long)]
         json: bool,
     },

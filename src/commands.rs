@@ -52,9 +52,9 @@ fn run_with(config_path: &Path, profile: Option<&str>, mysqld_args: &[String]) -
     supervisor::run(&plan)
 }
 
-pub fn sandbox(opts: sandbox::Options) -> Result<i32> {
+pub fn sandbox(opts: sandbox::Options, mysqld_args: &[String]) -> Result<i32> {
     let config_path = sandbox::prepare(&opts)?;
-    run_with(&config_path, None, &[])
+    run_with(&config_path, None, mysqld_args)
 }
 
 pub fn dump(config_path: &Path) -> Result<i32> {
@@ -155,6 +155,31 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         .last_dump
         .map_or((None, None), |d| (Some(d.path), Some(d.time)));
     println!("last dump   {} at {}", opt(path), opt(time));
+    if let Some(b) = &st.memory {
+        println!("where mysqld's memory is:");
+        print!("{}", b.render());
+    }
+    Ok(0)
+}
+
+/// `jemsafe memory`: the running mysqld's RSS broken down, through the control socket.
+pub fn memory(config_path: &Path, as_json: bool) -> Result<i32> {
+    let config = crate::config::Config::load(config_path)?;
+    let mut reply = control::call(
+        &config.supervise.runtime_dir,
+        &Request::Memory,
+        CALL_TIMEOUT,
+    )?;
+    reply.remove("ok");
+    let value = serde_json::Value::Object(reply);
+    if as_json {
+        println!("{value}");
+        return Ok(0);
+    }
+    let b: crate::memory::Breakdown = serde_json::from_value(value).map_err(|e| {
+        crate::error::Error::Refused(format!("unreadable answer from jemsafe: {e}"))
+    })?;
+    print!("{}", b.render());
     Ok(0)
 }
 

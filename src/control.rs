@@ -24,7 +24,12 @@ pub fn socket_path(runtime_dir: &Path) -> PathBuf {
 pub enum Request {
     Dump,
     Status,
-    Prof { op: ProfOp, lg_sample: Option<u32> },
+    /// mysqld's RSS broken down, now.
+    Memory,
+    Prof {
+        op: ProfOp,
+        lg_sample: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -56,6 +61,8 @@ pub struct Status {
     pub stats: JemallocStats,
     pub dumps: DumpsStatus,
     pub last_dump: Option<LastDump>,
+    /// mysqld's RSS broken down (`jemsafe memory`); None when the shim did not answer.
+    pub memory: Option<crate::memory::Breakdown>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ pub mod error;
 pub mod locate;
 
 pub mod log;
+pub mod memory;
 pub mod probe;
 pub mod report;
 pub mod sandbox;

@@ -33,12 +33,16 @@ fn main() {
             profile,
             port,
             mysqld,
-        } => commands::sandbox(jemsafe::sandbox::Options {
-            dir,
-            profile,
-            port,
-            mysqld,
-        }),
+            mysqld_args,
+        } => commands::sandbox(
+            jemsafe::sandbox::Options {
+                dir,
+                profile,
+                port,
+                mysqld,
+            },
+            &mysqld_args,
+        ),
         Cmd::Dump { config } => commands::dump(&config.config),
         Cmd::Status { config, json } => commands::status(&config.config, json),
         Cmd::Prof {
@@ -47,6 +51,7 @@ fn main() {
             lg_sample,
         } => commands::prof(&config.config, op, lg_sample),
         Cmd::Dumps { config } => commands::dumps(&config.config),
+        Cmd::Memory { config, json } => commands::memory(&config.config, json),
         Cmd::Report(args) => commands::report(&args),
         Cmd::Leaks(args) => commands::leaks(&args),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),

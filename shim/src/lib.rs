@@ -13,6 +13,8 @@
 //! on any other copy. Without the variable (mysqld's children inherit LD_PRELOAD) the
 //! shim does nothing at all.
 
+mod memory;
+
 use jemsafe_proto::{
     Binding, Bound, Command, Dumped, Failure, Hello, ProfState, Reply, Request, ResetDone, Stats,
     ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
@@ -338,6 +340,7 @@ fn handle(request: Request) -> Reply {
         Command::Toggle => set_active(id, jemalloc, None),
         Command::Reset(lg) => reset(id, jemalloc, lg),
         Command::Stats => stats(id, jemalloc),
+        Command::Memory => return memory::memory(id, jemalloc),
     };
     result.unwrap_or_else(|e| ctl_failure(id, e))
 }

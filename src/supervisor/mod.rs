@@ -539,6 +539,11 @@ impl Supervisor<'_> {
         match request {
             Request::Dump => self.request_dump(Trigger::Cli, Some(stream)),
             Request::Prof { op, lg_sample } => self.prof(op, lg_sample, Some(stream)),
+            Request::Memory => self.send(
+                Command::Memory,
+                Pending::Memory(stream, Instant::now()),
+                STATUS_DEADLINE,
+            ),
             Request::Status => {
                 if self.child.as_ref().is_some_and(|c| c.link_open) {
                     self.send(

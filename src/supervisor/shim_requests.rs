@@ -8,7 +8,7 @@ use crate::dumps::Trigger;
 use crate::shim_link::Received;
 use crate::verify;
 use crate::{debug, error, info, warn};
-use jemsafe_proto::{Command, Hello, ProfState, Reply, ResetDone, Stats};
+use jemsafe_proto::{Command, Hello, Memory, ProfState, Reply, ResetDone, Stats};
 use nix::sys::signal::{kill, Signal};
 use serde_json::json;
 use std::os::unix::net::UnixStream;
@@ -38,7 +38,9 @@ pub(super) enum Pending {
     },
     StatusHello(UnixStream),
     /// The hello, when the shim's answer to it was readable.
-    StatusStats(UnixStream, Option<Hello>),
+    StatusMemory(UnixStream, Option<Hello>),
+    /// `jemsafe memory`, and when it was asked (the snapshot's round trip is logged).
+    Memory(UnixStream, Instant),
     GrowthStats,
 }
 
@@ -73,7 +75,7 @@ impl Supervisor<'_> {
                     let reply = self.status(None, None, Some(why));
                     control::respond(stream, &reply);
                 }
-                Pending::StatusStats(stream, hello) => {
+                Pending::StatusMemory(stream, hello) => {
                     let reply = self.status(hello.as_ref(), None, Some(why));
                     control::respond(stream, &reply);
                 }
@@ -210,14 +212,37 @@ impl Supervisor<'_> {
             }
             Pending::StatusHello(stream) => {
                 self.send(
-                    Command::Stats,
-                    Pending::StatusStats(stream, reply.body().ok()),
+                    Command::Memory,
+                    Pending::StatusMemory(stream, reply.body().ok()),
                     STATUS_DEADLINE,
                 );
             }
-            Pending::StatusStats(stream, hello) => {
+            Pending::StatusMemory(stream, hello) => {
                 let status = self.status(hello.as_ref(), reply.body().ok().as_ref(), None);
                 control::respond(stream, &status);
+            }
+            Pending::Memory(stream, sent) => {
+                debug!(
+                    "memory snapshot: the shim answered in {} us",
+                    sent.elapsed().as_micros()
+                );
+                let answer = match reply.body::<Memory>() {
+                    Ok(jem) => match self.memory_breakdown(&jem) {
+                        Ok(b) => serde_json::to_value(&b)
+                            .ok()
+                            .and_then(|v| match v {
+                                serde_json::Value::Object(mut map) => {
+                                    map.insert("ok".into(), true.into());
+                                    Some(map)
+                                }
+                                _ => None,
+                            })
+                            .unwrap_or_else(|| control::error_reply("cannot encode the breakdown")),
+                        Err(why) => control::error_reply(why),
+                    },
+                    Err(failure) => control::error_reply(failure.to_string()),
+                };
+                control::respond(stream, &answer);
             }
             Pending::GrowthStats => {
                 let allocated = match reply.body::<Stats>() {
@@ -298,7 +323,7 @@ pub(super) fn waiters_of(pending: Pending) -> Vec<UnixStream> {
     match pending {
         Pending::Dump { waiters, .. } => waiters,
         Pending::Prof { waiter, .. } => waiter.into_iter().collect(),
-        Pending::StatusHello(s) | Pending::StatusStats(s, _) => vec![s],
+        Pending::StatusHello(s) | Pending::StatusMemory(s, _) | Pending::Memory(s, _) => vec![s],
         Pending::Hello | Pending::GrowthStats => Vec::new(),
     }
 }

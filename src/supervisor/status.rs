@@ -5,7 +5,7 @@ use super::{notify, Supervisor};
 use crate::control;
 use crate::dumps;
 use crate::{debug, info};
-use jemsafe_proto::{Hello, Stats};
+use jemsafe_proto::{Hello, Memory};
 
 impl Supervisor<'_> {
     /// Sends to systemd when jemsafe runs under it.
@@ -86,9 +86,10 @@ impl Supervisor<'_> {
     pub(super) fn status(
         &self,
         hello: Option<&Hello>,
-        stats: Option<&Stats>,
+        memory: Option<&Memory>,
         unanswered: Option<String>,
     ) -> control::Reply {
+        let breakdown = memory.and_then(|m| self.memory_breakdown(m).ok());
         let plan = self.plan;
         let child = self.child.as_ref();
         let bound = hello.and_then(Hello::bound);
@@ -116,12 +117,13 @@ impl Supervisor<'_> {
                 prof_prefix: bound.and_then(|b| b.prof_prefix.clone()),
             },
             stats: control::JemallocStats {
-                allocated: stats.map(|s| s.allocated),
-                active: stats.map(|s| s.active),
-                resident: stats.map(|s| s.resident),
-                mapped: stats.map(|s| s.mapped),
-                retained: stats.map(|s| s.retained),
+                allocated: memory.map(|s| s.allocated),
+                active: memory.map(|s| s.active),
+                resident: memory.map(|s| s.resident),
+                mapped: memory.map(|s| s.mapped),
+                retained: memory.map(|s| s.retained),
             },
+            memory: breakdown,
             dumps: control::DumpsStatus {
                 dir: plan.dump_dir.display().to_string(),
                 files: files.len(),
@@ -134,5 +136,20 @@ impl Supervisor<'_> {
             }),
         }
         .reply()
+    }
+
+    /// mysqld's RSS broken down: jemalloc's reading `jem` beside the kernel's, now.
+    pub(super) fn memory_breakdown(
+        &self,
+        jem: &Memory,
+    ) -> std::result::Result<crate::memory::Breakdown, String> {
+        let pid = self
+            .child
+            .as_ref()
+            .map(|c| c.pid.as_raw())
+            .ok_or("mysqld is not running")?;
+        let proc = crate::memory::ProcMemory::read(pid)
+            .map_err(|e| format!("cannot read /proc/{pid}/smaps_rollup: {e}"))?;
+        Ok(crate::memory::breakdown(&proc, jem))
     }
 }

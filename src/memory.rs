@@ -1,0 +1,403 @@
+//! Where mysqld's resident memory is: jemalloc's own accounting (through the shim) laid
+//! beside what the kernel says (/proc/PID/smaps_rollup and status), so that "RSS grows
+//! but the heap profile doesn't" has an answer: fragmentation, freed pages not yet
+//! returned, jemalloc's metadata, or memory mysqld maps without malloc (InnoDB's buffer
+//! pool, thread stacks).
+//!
+//! The accounting is a pure function of the two readings; the lines add up to RSS, and
+//! what does not fit is shown as the residual, never spread over the other lines.
+
+use jemsafe_proto::Memory;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+
+/// What the kernel says about a process's memory, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProcMemory {
+    /// `Rss` of smaps_rollup: resident pages, counted exactly.
+    pub rss: u64,
+    /// `Anonymous`: resident anonymous pages (malloc, mmap without a file, stacks).
+    pub anonymous: u64,
+    /// `LazyFree`: pages freed with MADV_FREE that the kernel has not taken back yet.
+    pub lazy_free: u64,
+    /// `RssShmem` of status: shared memory (SysV, tmpfs, memfd).
+    pub shmem: u64,
+    /// `Swap`: swapped out (not part of RSS).
+    pub swap: u64,
+}
+
+impl ProcMemory {
+    /// Reads /proc/`pid`/smaps_rollup and /proc/`pid`/status (a few KiB, read with a bound).
+    pub fn read(pid: i32) -> std::io::Result<ProcMemory> {
+        let rollup = read_bounded(&format!("/proc/{pid}/smaps_rollup"))?;
+        let status = read_bounded(&format!("/proc/{pid}/status"))?;
+        Ok(ProcMemory::parse(&rollup, &status))
+    }
+
+    /// From the texts of smaps_rollup and status; missing fields count as 0.
+    pub fn parse(smaps_rollup: &str, status: &str) -> ProcMemory {
+        let kib = |text: &str, key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                .saturating_mul(1024)
+        };
+        ProcMemory {
+            rss: kib(smaps_rollup, "Rss"),
+            anonymous: kib(smaps_rollup, "Anonymous"),
+            lazy_free: kib(smaps_rollup, "LazyFree"),
+            shmem: kib(status, "RssShmem"),
+            swap: kib(smaps_rollup, "Swap"),
+        }
+    }
+}
+
+fn read_bounded(path: &str) -> std::io::Result<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(1 << 20)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// One small size class and what it wastes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeClass {
+    /// Region size in bytes.
+    pub size: u64,
+    /// Regions in use, and slabs holding them (each slab has room for `regions_per_slab`).
+    pub regions: u64,
+    pub slabs: u64,
+    pub regions_per_slab: u64,
+    /// Bytes in this class's slabs that hold no live region.
+    pub wasted: u64,
+}
+
+/// mysqld's RSS, line by line. Integer fields in bytes; the JSON names are stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breakdown {
+    pub rss: u64,
+    /// jemalloc's `stats.allocated`: what the heap profile accounts for.
+    pub heap_in_use: u64,
+    /// `stats.active - stats.allocated`: pages of active extents that hold no allocation.
+    pub fragmentation: u64,
+    /// Dirty and muzzy pages: freed, not yet returned to the kernel.
+    pub dirty_pages: u64,
+    /// jemalloc's own bookkeeping.
+    pub metadata: u64,
+    /// Anonymous memory jemalloc does not account for: mmap without malloc (InnoDB's
+    /// buffer pool), thread stacks, other allocators.
+    pub outside_jemalloc: u64,
+    pub file_backed: u64,
+    pub shmem: u64,
+    /// Swapped out; not part of RSS.
+    pub swap: u64,
+    /// RSS minus the lines above (may be negative: jemalloc counts muzzy pages and
+    /// metadata the kernel already took back or never paged in).
+    pub residual: i64,
+    /// Small size classes in use, most wasteful first.
+    pub size_classes: Vec<SizeClass>,
+    /// The knobs that decide the lines above.
+    pub narenas: u64,
+    pub dirty_decay_ms: i64,
+    pub muzzy_decay_ms: i64,
+    pub background_thread: bool,
+}
+
+/// The breakdown of one process's RSS from the kernel's and jemalloc's readings.
+pub fn breakdown(proc: &ProcMemory, jem: &Memory) -> Breakdown {
+    let fragmentation = jem.active.saturating_sub(jem.allocated);
+    let dirty_pages = jem.dirty.saturating_add(jem.muzzy);
+    let jemalloc = jem
+        .allocated
+        .saturating_add(fragmentation)
+        .saturating_add(dirty_pages)
+        .saturating_add(jem.metadata);
+    let outside_jemalloc = proc.anonymous.saturating_sub(jemalloc);
+    let file_backed = proc
+        .rss
+        .saturating_sub(proc.anonymous)
+        .saturating_sub(proc.shmem);
+    let lines = [
+        jem.allocated,
+        fragmentation,
+        dirty_pages,
+        jem.metadata,
+        outside_jemalloc,
+        file_backed,
+        proc.shmem,
+    ];
+    let residual = proc.rss as i64 - lines.iter().map(|&v| v as i64).sum::<i64>();
+    let mut size_classes: Vec<SizeClass> = jem
+        .bins
+        .iter()
+        .filter(|b| b.curslabs > 0)
+        .map(|b| SizeClass {
+            size: b.size,
+            regions: b.curregs,
+            slabs: b.curslabs,
+            regions_per_slab: b.nregs,
+            wasted: b.wasted(),
+        })
+        .collect();
+    size_classes.sort_by(|a, b| b.wasted.cmp(&a.wasted).then(a.size.cmp(&b.size)));
+    Breakdown {
+        rss: proc.rss,
+        heap_in_use: jem.allocated,
+        fragmentation,
+        dirty_pages,
+        metadata: jem.metadata,
+        outside_jemalloc,
+        file_backed,
+        shmem: proc.shmem,
+        swap: proc.swap,
+        residual,
+        size_classes,
+        narenas: jem.narenas,
+        dirty_decay_ms: jem.dirty_decay_ms,
+        muzzy_decay_ms: jem.muzzy_decay_ms,
+        background_thread: jem.background_thread,
+    }
+}
+
+impl Breakdown {
+    /// Advice, only where a threshold is crossed: which knob, and how to set it in a
+    /// jemsafe profile.
+    pub fn advice(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let share = |v: u64| v as f64 / self.rss.max(1) as f64;
+        if share(self.dirty_pages) > 0.10 {
+            out.push(format!(
+                "{:.0}% of RSS is freed pages jemalloc has not returned yet (dirty_decay_ms = {}, \
+                 muzzy_decay_ms = {}, background_thread = {}): return them sooner with, in your \
+                 jemsafe profile, `extra = {{ dirty_decay_ms = 1000, muzzy_decay_ms = 0 }}`, or let \
+                 jemalloc purge on threads of its own with `extra = {{ background_thread = true }}`",
+                100.0 * share(self.dirty_pages),
+                self.dirty_decay_ms,
+                self.muzzy_decay_ms,
+                self.background_thread
+            ));
+        }
+        if self.fragmentation as f64 > 0.25 * self.heap_in_use.max(1) as f64 {
+            let worst: Vec<String> = self
+                .size_classes
+                .iter()
+                .take(3)
+                .map(|c| format!("{} B ({} wasted)", c.size, human(c.wasted)))
+                .collect();
+            out.push(format!(
+                "fragmentation is {:.0}% of the heap in use: freed regions are scattered over \
+                 slabs that stay active; the most wasteful size classes are {}. Fewer arenas \
+                 (now {}) pack allocations tighter: `extra = {{ narenas = N }}` in your jemsafe \
+                 profile, at some cost in lock contention",
+                100.0 * self.fragmentation as f64 / self.heap_in_use.max(1) as f64,
+                if worst.is_empty() {
+                    "none in particular (large allocations)".to_owned()
+                } else {
+                    worst.join(", ")
+                },
+                self.narenas
+            ));
+        }
+        out
+    }
+
+    /// The breakdown as a table: bytes and % of RSS on every line.
+    pub fn render(&self) -> String {
+        let pct = |v: i64| 100.0 * v as f64 / self.rss.max(1) as f64;
+        let mut s = String::new();
+        let mut line = |name: &str, v: i64, note: &str| {
+            s.push_str(&format!(
+                "  {name:<26} {:>12}  {:>5.1}%  {note}\n",
+                human_signed(v),
+                pct(v)
+            ));
+        };
+        line("RSS", self.rss as i64, "");
+        line(
+            "heap in use",
+            self.heap_in_use as i64,
+            "what the heap profile shows",
+        );
+        line(
+            "fragmentation",
+            self.fragmentation as i64,
+            "active pages minus live allocations",
+        );
+        line(
+            "freed, not yet returned",
+            self.dirty_pages as i64,
+            "dirty + muzzy pages",
+        );
+        line("jemalloc metadata", self.metadata as i64, "");
+        line(
+            "outside jemalloc",
+            self.outside_jemalloc as i64,
+            "anonymous: buffer pool, thread stacks, mmap",
+        );
+        line("file-backed", self.file_backed as i64, "code, mapped files");
+        line("shared memory", self.shmem as i64, "");
+        line("residual", self.residual, "RSS minus the lines above");
+        s.push_str(&format!(
+            "  swapped out: {}; narenas {}, dirty_decay_ms {}, muzzy_decay_ms {}, background_thread {}\n",
+            human(self.swap),
+            self.narenas,
+            self.dirty_decay_ms,
+            self.muzzy_decay_ms,
+            self.background_thread
+        ));
+        let wasteful: Vec<&SizeClass> = self
+            .size_classes
+            .iter()
+            .filter(|c| c.wasted > 0)
+            .take(5)
+            .collect();
+        if !wasteful.is_empty() {
+            s.push_str("  size classes wasting most:\n");
+            for c in wasteful {
+                s.push_str(&format!(
+                    "    {:>7} B  {:>10} wasted  {} regions in {} slabs of {}\n",
+                    c.size,
+                    human(c.wasted),
+                    c.regions,
+                    c.slabs,
+                    c.regions_per_slab
+                ));
+            }
+        }
+        for a in self.advice() {
+            s.push_str(&format!("  advice: {a}\n"));
+        }
+        s
+    }
+}
+
+fn human(v: u64) -> String {
+    human_signed(v as i64)
+}
+
+fn human_signed(v: i64) -> String {
+    let a = v.unsigned_abs() as f64;
+    let sign = if v < 0 { "-" } else { "" };
+    if a < 1024.0 * 1024.0 {
+        format!("{sign}{:.0} KiB", a / 1024.0)
+    } else if a < 1024.0 * 1024.0 * 1024.0 {
+        format!("{sign}{:.1} MiB", a / 1048576.0)
+    } else {
+        format!("{sign}{:.2} GiB", a / 1073741824.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jemsafe_proto::Bin;
+
+    const MIB: u64 = 1 << 20;
+
+    fn jem() -> Memory {
+        Memory {
+            allocated: 100 * MIB,
+            active: 150 * MIB,
+            metadata: 5 * MIB,
+            dirty: 20 * MIB,
+            muzzy: 0,
+            page: 4096,
+            narenas: 8,
+            dirty_decay_ms: 10000,
+            bins: vec![
+                Bin {
+                    size: 1024,
+                    nregs: 4,
+                    curregs: 4,
+                    curslabs: 1,
+                },
+                Bin {
+                    size: 64,
+                    nregs: 64,
+                    curregs: 1,
+                    curslabs: 10,
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_lines_add_up_to_rss() {
+        let proc = ProcMemory {
+            rss: 600 * MIB,
+            anonymous: 500 * MIB,
+            shmem: 10 * MIB,
+            ..Default::default()
+        };
+        let b = breakdown(&proc, &jem());
+        assert_eq!(b.heap_in_use, 100 * MIB);
+        assert_eq!(b.fragmentation, 50 * MIB);
+        assert_eq!(b.dirty_pages, 20 * MIB);
+        assert_eq!(b.outside_jemalloc, 500 * MIB - 175 * MIB);
+        assert_eq!(b.file_backed, 90 * MIB);
+        assert_eq!(b.residual, 0);
+        let sum = b.heap_in_use
+            + b.fragmentation
+            + b.dirty_pages
+            + b.metadata
+            + b.outside_jemalloc
+            + b.file_backed
+            + b.shmem;
+        assert_eq!(sum as i64 + b.residual, b.rss as i64);
+        // Most wasteful class first: 64 B, 10 slabs of 64 with one region used.
+        assert_eq!(b.size_classes[0].size, 64);
+        assert_eq!(b.size_classes[0].wasted, (640 - 1) * 64);
+    }
+
+    #[test]
+    fn jemalloc_counting_more_than_the_kernel_shows_as_a_negative_residual() {
+        let proc = ProcMemory {
+            rss: 150 * MIB,
+            anonymous: 140 * MIB,
+            ..Default::default()
+        };
+        let b = breakdown(&proc, &jem());
+        assert_eq!(b.outside_jemalloc, 0);
+        assert_eq!(b.residual, 140 * MIB as i64 - 175 * MIB as i64);
+    }
+
+    #[test]
+    fn advice_only_past_its_threshold() {
+        let proc = ProcMemory {
+            rss: 600 * MIB,
+            anonymous: 500 * MIB,
+            ..Default::default()
+        };
+        let b = breakdown(&proc, &jem());
+        // dirty 20 MiB of 600 (3%): no advice on decay; fragmentation 50% of heap: advice.
+        let a = b.advice();
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!(a[0].contains("narenas") && a[0].contains("64 B"), "{a:?}");
+        let mut j = jem();
+        j.active = j.allocated;
+        j.dirty = 200 * MIB;
+        let a = breakdown(&proc, &j).advice();
+        assert!(a.len() == 1 && a[0].contains("dirty_decay_ms"), "{a:?}");
+    }
+
+    #[test]
+    fn proc_fields_parse_in_kib() {
+        let p = ProcMemory::parse(
+            "55d0-7ffd ---p 00000000 00:00 0 [rollup]\nRss:              123 kB\nAnonymous:         100 kB\nLazyFree:            4 kB\nSwap:                7 kB\n",
+            "Name:\tmariadbd\nRssShmem:\t       8 kB\n",
+        );
+        assert_eq!(
+            p,
+            ProcMemory {
+                rss: 123 * 1024,
+                anonymous: 100 * 1024,
+                lazy_free: 4096,
+                shmem: 8 * 1024,
+                swap: 7 * 1024,
+            }
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! `jemsafe memory`: mysqld's RSS broken down from jemalloc's own accounting (read through
+//! the shim) and the kernel's (/proc), on the workload program and on a real MariaDB.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+const MIB: f64 = 1048576.0;
+
+/// `jemsafe memory --json` of the jemsafe with `config`.
+fn memory(config: &Path) -> Value {
+    let out = cli(&["memory", "--json", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn field(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no integer {key} in {v}"))
+}
+
+/// The lines add up to RSS, with the residual.
+fn assert_adds_up(v: &Value) {
+    let lines = [
+        "heap_in_use",
+        "fragmentation",
+        "dirty_pages",
+        "metadata",
+        "outside_jemalloc",
+        "file_backed",
+        "shmem",
+        "residual",
+    ];
+    let sum: f64 = lines.iter().map(|k| field(v, k)).sum();
+    assert_eq!(sum, field(v, "rss"), "{v}");
+}
+
+/// (a) Memory mapped without malloc shows up outside jemalloc, to within 5%.
+#[test]
+fn mmap_without_malloc_is_outside_jemalloc() {
+    let dir = TempDir::new("mem-mmap");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--mmap-on-hup", "64"],
+        "",
+    );
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let before = memory(&config);
+    assert_adds_up(&before);
+    js.signal(Signal::SIGHUP); // forwarded: the workload maps and touches 64 MiB
+    js.out.wait_for("mapped 64 MiB", T);
+    let after = memory(&config);
+    assert_adds_up(&after);
+    let grew = field(&after, "outside_jemalloc") - field(&before, "outside_jemalloc");
+    assert!(
+        (grew - 64.0 * MIB).abs() <= 0.05 * 64.0 * MIB,
+        "outside jemalloc grew by {:.1} MiB, not 64 MiB: {before} -> {after}",
+        grew / MIB
+    );
+    // Human form: every line with its share of RSS.
+    let out = cli(&["memory", "-c", config.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("outside jemalloc") && text.contains("% "),
+        "{text}"
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+/// (b) 200 MiB of 1 KiB objects of which one in 16 survives: the gap between RSS and the
+/// heap in use is fragmentation and freed pages, to within 5% of RSS; and the advice
+/// names the size class and the knob.
+#[test]
+fn freed_objects_in_live_slabs_are_fragmentation() {
+    let dir = TempDir::new("mem-frag");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--fragment-mb", "200"],
+        "",
+    );
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let m = memory(&config);
+    assert_adds_up(&m);
+    let rss = field(&m, "rss");
+    let gap = rss - field(&m, "heap_in_use");
+    let freed = field(&m, "fragmentation") + field(&m, "dirty_pages");
+    // 51,200 slabs of 4 KiB cost jemalloc about 9 MiB of metadata (4% of RSS here): the
+    // gap is fragmentation and freed pages plus that bookkeeping.
+    let explained = freed + field(&m, "metadata");
+    assert!(
+        freed >= 0.9 * gap && (gap - explained).abs() <= 0.05 * rss,
+        "gap {:.1} MiB; fragmentation + dirty {:.1} MiB, with metadata {:.1} MiB; RSS {:.1} MiB: {m}",
+        gap / MIB,
+        freed / MIB,
+        explained / MIB,
+        rss / MIB
+    );
+    let worst = &m["size_classes"][0];
+    assert_eq!(worst["size"], 1024, "{m}");
+    let out = cli(&["memory", "-c", config.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("advice: fragmentation") && text.contains("narenas"),
+        "{text}"
+    );
+    // `status` shows the same breakdown live.
+    let out = cli(&["status", "--json", "-c", config.to_str().unwrap()]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        status["memory"]["fragmentation"].as_u64().unwrap() > 20 << 20,
+        "{status}"
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+fn sql(socket: &Path, query: &str) -> String {
+    let out = Command::new("mariadb")
+        .arg(format!("--socket={}", socket.display()))
+        .args(["-uroot", "--batch", "--skip-column-names", "-e", query])
+        .output()
+        .expect("run the mariadb client");
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// (c) A real MariaDB with a 256 MiB buffer pool, after a load: the pool is outside
+/// jemalloc (mmap), and the heap in use is stats.allocated.
+#[test]
+fn mariadbs_buffer_pool_is_outside_jemalloc() {
+    let tmp = TempDir::new("mem-maria");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.join("sb");
+    let mut js = Running::start(&[
+        "sandbox",
+        dir.to_str().unwrap(),
+        "--",
+        "--innodb-buffer-pool-size=256M",
+    ]);
+    let start = Duration::from_secs(180);
+    js.wait_verified(start);
+    js.err.wait_for("ready for connections", start);
+    let socket = dir.join("mysqld/mysqld.sock");
+    sql(
+        &socket,
+        "CREATE DATABASE m; USE m; CREATE TABLE m.t (id INT PRIMARY KEY, pad VARCHAR(1000)) ENGINE=InnoDB; \
+         INSERT INTO m.t SELECT seq, REPEAT('x', 1000) FROM seq_1_to_100000;",
+    );
+    let pages = |name: &str| -> f64 {
+        sql(
+            &socket,
+            &format!("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_{name}'"),
+        )
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Innodb_buffer_pool_pages_{name}"))
+    };
+    let page_size: f64 = sql(&socket, "SELECT @@innodb_page_size")
+        .trim()
+        .parse()
+        .unwrap();
+    let touched = (pages("total") - pages("free")) * page_size;
+    assert!(
+        touched > 64.0 * MIB,
+        "the load touched only {touched} bytes"
+    );
+
+    let config = dir.join("jemsafe.toml");
+    let out = cli(&["status", "--json", "-c", config.to_str().unwrap()]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &status["memory"];
+    assert_adds_up(m);
+    assert!(
+        field(m, "outside_jemalloc") >= touched,
+        "outside jemalloc {:.1} MiB < buffer pool pages in use {:.1} MiB: {m}",
+        field(m, "outside_jemalloc") / MIB,
+        touched / MIB
+    );
+    assert_eq!(m["heap_in_use"], status["stats"]["allocated"], "{status}");
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(start), 0);
+}
