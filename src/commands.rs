@@ -156,8 +156,7 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         .map_or((None, None), |d| (Some(d.path), Some(d.time)));
     println!("last dump   {} at {}", opt(path), opt(time));
     if let Some(b) = &st.memory {
-        println!("where mysqld's memory is:");
-        print!("{}", b.render());
+        println!("breakdown   {}", b.summary());
     }
     Ok(0)
 }

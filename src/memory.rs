@@ -203,6 +203,22 @@ impl Breakdown {
         out
     }
 
+    /// One line for `jemsafe status`.
+    pub fn summary(&self) -> String {
+        format!(
+            "RSS {}: heap in use {}, fragmentation {}, freed not returned {}, metadata {}, \
+             outside jemalloc {}, file-backed {}, shmem {} (details: jemsafe memory)",
+            human(self.rss),
+            human(self.heap_in_use),
+            human(self.fragmentation),
+            human(self.dirty_pages),
+            human(self.metadata),
+            human(self.outside_jemalloc),
+            human(self.file_backed),
+            human(self.shmem)
+        )
+    }
+
     /// The breakdown as a table: bytes and % of RSS on every line.
     pub fn render(&self) -> String {
         let pct = |v: i64| 100.0 * v as f64 / self.rss.max(1) as f64;
