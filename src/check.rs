@@ -133,6 +133,10 @@ pub fn inspect(
         {
             untrusted.extend(crate::trust::problems(dir, "runtime_dir"));
         }
+        // The bearer token: someone who could change it could let anyone in.
+        if let Some(token) = &config.http.token_file {
+            untrusted.extend(crate::trust::problems(token, "[http] token_file"));
+        }
     }
     const NOT_EXECUTED: &str = "not executed: untrusted (see the problems below):";
 
@@ -267,6 +271,10 @@ pub fn inspect(
         min_free_bytes: config.dumps.min_free_mb << 20,
         growth_step_bytes: config.dumps.on_growth_mb << 20,
         growth_check: Duration::from_secs(config.dumps.growth_check_s),
+        http: config
+            .http
+            .address()
+            .map(|a| (a, config.http.token_file.clone())),
     };
     (Some(plan), report)
 }

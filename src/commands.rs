@@ -59,7 +59,13 @@ pub fn sandbox(opts: sandbox::Options, mysqld_args: &[String]) -> Result<i32> {
 
 pub fn dump(config_path: &Path) -> Result<i32> {
     let config = crate::config::Config::load(config_path)?;
-    let reply = control::call(&config.supervise.runtime_dir, &Request::Dump, CALL_TIMEOUT)?;
+    let reply = control::call(
+        &config.supervise.runtime_dir,
+        &Request::Dump {
+            via: control::DumpVia::Cli,
+        },
+        CALL_TIMEOUT,
+    )?;
     println!(
         "{}",
         reply.get("path").and_then(|p| p.as_str()).unwrap_or("")

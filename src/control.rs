@@ -22,7 +22,11 @@ pub fn socket_path(runtime_dir: &Path) -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
-    Dump,
+    Dump {
+        /// Who asks: the command line (the default) or the HTTP server.
+        #[serde(default)]
+        via: DumpVia,
+    },
     Status,
     /// mysqld's RSS broken down, now.
     Memory,
@@ -30,6 +34,15 @@ pub enum Request {
         op: ProfOp,
         lg_sample: Option<u32>,
     },
+}
+
+/// Who asks for a dump; part of the file name as its trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpVia {
+    #[default]
+    Cli,
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -53,6 +66,8 @@ pub struct Status {
     pub mysqld_pid: Option<i32>,
     pub mysqld_uptime_s: Option<u64>,
     pub restarts: u64,
+    /// mysqld's last exit status (128+N for signal N), None before the first exit.
+    pub last_exit_status: Option<i32>,
     /// Why the jemalloc figures are missing although mysqld runs (it did not answer).
     pub mysqld_not_answering: Option<String>,
     pub last_exit: Option<String>,
@@ -527,7 +542,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"dump"}"#).unwrap(),
-            Request::Dump
+            Request::Dump { via: DumpVia::Cli }
         );
     }
 }

@@ -12,10 +12,12 @@ pub mod config;
 pub mod control;
 pub mod dumps;
 pub mod error;
+pub mod http;
 pub mod locate;
 
 pub mod log;
 pub mod memory;
+pub mod metrics;
 pub mod probe;
 pub mod report;
 pub mod sandbox;

@@ -308,6 +308,27 @@ fn default_verify_timeout() -> u64 {
     10
 }
 
+/// `[http]`: Prometheus metrics and a pprof endpoint. Off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// `"127.0.0.1:19104"`; None: no HTTP server.
+    pub listen: Option<String>,
+    /// Whether an address other than loopback may be used (a heap profile reveals the
+    /// address-space layout); needs `token_file`.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// A file holding the bearer token clients must send (`Authorization: Bearer ...`).
+    pub token_file: Option<PathBuf>,
+}
+
+impl HttpSection {
+    /// The address to listen on, once validated.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.listen.as_deref().and_then(|l| l.parse().ok())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalsSection {
@@ -349,6 +370,8 @@ struct RawConfig {
     #[serde(default)]
     signals: SignalsSection,
     #[serde(default)]
+    http: HttpSection,
+    #[serde(default)]
     profiles: BTreeMap<String, ProfileDef>,
 }
 
@@ -366,6 +389,7 @@ pub struct Config {
     pub dumps: DumpsSection,
     pub supervise: SuperviseSection,
     pub signals: SignalsSection,
+    pub http: HttpSection,
     pub profiles: BTreeMap<String, ProfileDef>,
 }
 
@@ -436,6 +460,7 @@ impl Config {
             dumps: raw.dumps,
             supervise: raw.supervise,
             signals: raw.signals,
+            http: raw.http,
             profiles: raw.profiles,
         };
         config.validate()?;
@@ -530,6 +555,7 @@ impl Config {
                 )?;
             }
         }
+        self.validate_http()?;
         let s = &self.supervise;
         if s.restart_delay_ms > s.restart_delay_max_ms {
             let set = |key: &str| {
@@ -630,6 +656,56 @@ impl Config {
             return Ok(());
         };
         Err(self.invalid(key, self.find(short), problem))
+    }
+
+    /// `[http]`: an address that parses; anything but loopback only with `allow_remote`
+    /// and a token file.
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let h = &self.http;
+        if let Some(path) = &h.token_file {
+            self.check_path(
+                "http.token_file",
+                "token_file",
+                path,
+                "the absolute path of a file holding the bearer token (root's, mode 0600)",
+            )?;
+        }
+        let Some(listen) = &h.listen else {
+            return Ok(());
+        };
+        let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
+            return Err(self.invalid(
+                "http.listen",
+                self.find("listen"),
+                format!(
+                    "{listen:?} is not an address and port: give e.g. \"127.0.0.1:19104\" \
+                     (or \"[::1]:19104\")"
+                ),
+            ));
+        };
+        if !addr.ip().is_loopback() {
+            if !h.allow_remote {
+                return Err(self.invalid(
+                    "http.listen",
+                    self.find("listen"),
+                    format!(
+                        "{addr} is not a loopback address: a heap profile reveals mysqld's \
+                         address-space layout, so listening beyond this host needs \
+                         `allow_remote = true` and a `token_file` in [http]"
+                    ),
+                ));
+            }
+            if h.token_file.is_none() {
+                return Err(self.invalid(
+                    "http.allow_remote",
+                    self.find("allow_remote"),
+                    "allow_remote = true needs `token_file`: the file with the bearer token \
+                     that every client must send"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn profile_exists(&self, name: &str) -> bool {

@@ -9,6 +9,8 @@ pub enum Trigger {
     Usr2,
     Cli,
     Growth,
+    /// `/debug/pprof/heap` of jemsafe's HTTP server.
+    Http,
 }
 
 impl Trigger {
@@ -18,6 +20,7 @@ impl Trigger {
             Trigger::Usr2 => "usr2",
             Trigger::Cli => "cli",
             Trigger::Growth => "growth",
+            Trigger::Http => "http",
         }
     }
 
@@ -27,6 +30,7 @@ impl Trigger {
             "usr2" => Trigger::Usr2,
             "cli" => Trigger::Cli,
             "growth" => Trigger::Growth,
+            "http" => Trigger::Http,
             _ => return None,
         })
     }

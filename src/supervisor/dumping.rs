@@ -6,6 +6,7 @@ use super::shim_requests::DUMP_DEADLINE;
 use super::{Pending, Supervisor};
 use crate::control;
 use crate::dumps::{self, files, retention, Trigger};
+use crate::metrics::DumpFailure;
 use crate::{debug, error, info, warn};
 use jemsafe_proto::{Command, Dumped, Reply};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
@@ -170,6 +171,11 @@ impl Supervisor<'_> {
         };
         let pid = self.child.as_ref().map(|c| c.pid);
         let (Some(pid), None) = (pid, &refusal) else {
+            self.metrics.dump_failed(if refusal.is_some() {
+                DumpFailure::DiskSpace
+            } else {
+                DumpFailure::Unreachable
+            });
             let why = refusal.unwrap_or_else(|| self.unreachable_reason());
             error!("{} dump not taken: {why}", trigger.as_str());
             let pending = Pending::Dump {
@@ -216,8 +222,11 @@ impl Supervisor<'_> {
         let path = self.plan.dump_dir.join(&name);
         let dumped = reply.body::<Dumped>();
         let outcome = match &dumped {
-            Ok(_) => self.finalize(&name),
+            Ok(_) => self.finalize(&name).inspect_err(|_| {
+                self.metrics.dump_failed(DumpFailure::Incomplete);
+            }),
             Err(failure) => {
+                self.metrics.dump_failed(DumpFailure::Jemalloc);
                 self.discard_partial(&name);
                 Err(failure.to_string())
             }
@@ -236,6 +245,8 @@ impl Supervisor<'_> {
                 return;
             }
         };
+        self.metrics
+            .dumped(trigger.as_str(), round_trip_ms / 1000.0);
         info!(
             "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
             path.display(),

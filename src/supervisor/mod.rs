@@ -67,6 +67,8 @@ pub struct Plan {
     pub min_free_bytes: u64,
     pub growth_step_bytes: u64,
     pub growth_check: Duration,
+    /// `[http] listen` and `token_file`.
+    pub http: Option<(std::net::SocketAddr, Option<PathBuf>)>,
 }
 
 impl Plan {
@@ -110,6 +112,9 @@ struct Supervisor<'a> {
     /// A stop signal was forwarded (or verification failed): mysqld's exit is final.
     stopping: bool,
     last_exit: Option<String>,
+    last_exit_status: Option<i32>,
+    /// What Prometheus sees; shared with the HTTP server's thread.
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     dump_seq: u64,
     throttle: Throttle,
     trailing: Vec<UnixStream>,
@@ -130,6 +135,15 @@ pub fn run(plan: &Plan) -> Result<i32> {
     dumps::prepare_dir(&plan.dump_dir, dump_owner)?;
     let control = control::Server::bind(&plan.runtime_dir)?;
     let signals = Signals::install().map_err(Error::io("cannot install signal handlers"))?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    if let Some((addr, token_file)) = &plan.http {
+        crate::http::start(
+            *addr,
+            token_file.as_deref(),
+            &plan.runtime_dir,
+            std::sync::Arc::clone(&metrics),
+        )?;
+    }
     let mut sup = Supervisor {
         plan,
         signals,
@@ -142,6 +156,8 @@ pub fn run(plan: &Plan) -> Result<i32> {
         history: RestartHistory::default(),
         stopping: false,
         last_exit: None,
+        last_exit_status: None,
+        metrics,
         dump_seq: 0,
         throttle: Throttle::new(plan.min_dump_interval),
         trailing: Vec::new(),
@@ -425,6 +441,7 @@ impl Supervisor<'_> {
         self.next_growth_check = None;
         let how = describe(status);
         self.last_exit = Some(format!("pid {} {how}", child.pid));
+        self.last_exit_status = Some(exit_code(status));
         if let (VerifyMode::Require, Some(Err(reason))) = (self.plan.verify, &child.verification) {
             error!("mysqld stopped because verification failed: {reason}");
             return Some(VERIFY_FAILED_STATUS);
@@ -465,6 +482,7 @@ impl Supervisor<'_> {
                     );
                 }
                 self.restart_at = Some(Instant::now() + delay);
+                self.metrics.restarted();
                 let status = format!("mysqld pid {} {how}; restarting it", child.pid);
                 let mut states = vec![sd_notify::NotifyState::Reloading];
                 states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
@@ -537,7 +555,13 @@ impl Supervisor<'_> {
     fn control_request(&mut self, stream: UnixStream, request: Request) {
         debug!("control request: {request:?}");
         match request {
-            Request::Dump => self.request_dump(Trigger::Cli, Some(stream)),
+            Request::Dump { via } => self.request_dump(
+                match via {
+                    control::DumpVia::Cli => Trigger::Cli,
+                    control::DumpVia::Http => Trigger::Http,
+                },
+                Some(stream),
+            ),
             Request::Prof { op, lg_sample } => self.prof(op, lg_sample, Some(stream)),
             Request::Memory => self.send(
                 Command::Memory,

@@ -55,6 +55,8 @@ impl Supervisor<'_> {
         let mut late = Vec::new();
         for id in child.pending.overdue(now) {
             if let Some(Pending::Dump { waiters, sent, .. }) = child.pending.get_mut(id) {
+                self.metrics
+                    .dump_failed(crate::metrics::DumpFailure::Timeout);
                 let why = format!(
                     "no heap dump within {} s: {}; the dump is still pending and will be kept if it completes",
                     sent.elapsed().as_secs(),

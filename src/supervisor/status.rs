@@ -103,6 +103,7 @@ impl Supervisor<'_> {
             restarts: self.history.total,
             mysqld_not_answering: unanswered,
             last_exit: self.last_exit.clone(),
+            last_exit_status: self.last_exit_status,
             verification: child.and_then(|c| c.verification.as_ref()).map(|v| {
                 control::Verification {
                     ok: v.is_ok(),

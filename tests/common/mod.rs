@@ -7,11 +7,13 @@
 mod notify;
 mod parity;
 mod running;
+mod servers;
 mod system;
 
 pub use notify::*;
 pub use parity::*;
 pub use running::*;
+pub use servers::*;
 pub use system::*;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,299 @@
+//! Prometheus metrics: what the supervisor counts as it goes (dumps, failures, round
+//! trips, restarts), and gauges filled from a `Status` at each scrape. Names follow the
+//! Prometheus conventions: units in the name, `_total` for counters.
+
+use crate::control::Status;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Why an on-demand dump failed, as a label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpFailure {
+    /// Below `min_free_mb` on the dump filesystem.
+    DiskSpace,
+    /// mysqld not running, or its shim not reachable.
+    Unreachable,
+    /// jemalloc refused or failed (prof.dump's errno).
+    Jemalloc,
+    /// The file was cut short (full disk) and removed.
+    Incomplete,
+    /// mysqld did not answer within the deadline.
+    Timeout,
+}
+
+impl DumpFailure {
+    fn label(self) -> &'static str {
+        match self {
+            DumpFailure::DiskSpace => "disk_space",
+            DumpFailure::Unreachable => "mysqld_unreachable",
+            DumpFailure::Jemalloc => "jemalloc",
+            DumpFailure::Incomplete => "incomplete",
+            DumpFailure::Timeout => "timeout",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    dumps: IntCounterVec,
+    dump_failures: IntCounterVec,
+    dump_round_trip: Histogram,
+    restarts: IntCounter,
+    up: IntGauge,
+    pid: IntGauge,
+    start_time: Gauge,
+    last_exit: IntGauge,
+    verified: IntGauge,
+    prof_active: IntGauge,
+    lg_prof_sample: IntGauge,
+    /// jemalloc's stats.*: one gauge each, `jemsafe_jemalloc_<stat>_bytes`.
+    /// Without labels, so that an unknown value is absent rather than a made-up number.
+    jemalloc: Vec<(&'static str, IntGaugeVec)>,
+    memory: IntGaugeVec,
+    dump_dir_bytes: IntGauge,
+    dump_dir_files: IntGauge,
+    dump_dir_free: IntGauge,
+}
+
+const JEMALLOC_STATS: [&str; 5] = ["allocated", "active", "resident", "mapped", "retained"];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let opts = |name: &str, help: &str| Opts::new(name, help);
+        let dumps = IntCounterVec::new(
+            opts("jemsafe_dumps_total", "Heap dumps written, by trigger"),
+            &["trigger"],
+        );
+        let dump_failures = IntCounterVec::new(
+            opts(
+                "jemsafe_dump_failures_total",
+                "On-demand heap dumps that failed, by reason",
+            ),
+            &["reason"],
+        );
+        let dump_round_trip = Histogram::with_opts(
+            HistogramOpts::new(
+                "jemsafe_dump_round_trip_seconds",
+                "From the request to a whole heap file under its final name",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+        );
+        let gauge = |name: &str, help: &str| IntGauge::with_opts(opts(name, help));
+        let m = (|| -> prometheus::Result<Metrics> {
+            let m = Metrics {
+                dumps: dumps?,
+                dump_failures: dump_failures?,
+                dump_round_trip: dump_round_trip?,
+                restarts: IntCounter::with_opts(opts(
+                    "jemsafe_restarts_total",
+                    "mysqld restarts by jemsafe's restart policy",
+                ))?,
+                up: gauge("jemsafe_mysqld_up", "1 when mysqld runs under jemsafe")?,
+                pid: gauge("jemsafe_mysqld_pid", "mysqld's process id")?,
+                start_time: Gauge::with_opts(opts(
+                    "jemsafe_mysqld_start_time_seconds",
+                    "When the running mysqld started, in seconds since the Unix epoch",
+                ))?,
+                last_exit: gauge(
+                    "jemsafe_mysqld_last_exit_status",
+                    "mysqld's last exit status (128+N for signal N); -1 before any exit",
+                )?,
+                verified: gauge(
+                    "jemsafe_verification_ok",
+                    "1 when /proc maps and the shim's handshake proved the profiling allocator",
+                )?,
+                prof_active: gauge("jemsafe_prof_active", "jemalloc's prof.active (0 or 1)")?,
+                lg_prof_sample: gauge(
+                    "jemsafe_lg_prof_sample",
+                    "jemalloc's lg_prof_sample: one sample per 2^N bytes allocated",
+                )?,
+                jemalloc: JEMALLOC_STATS
+                    .iter()
+                    .map(|stat| {
+                        IntGaugeVec::new(
+                            opts(
+                                &format!("jemsafe_jemalloc_{stat}_bytes"),
+                                &format!("jemalloc's stats.{stat} in mysqld"),
+                            ),
+                            &[],
+                        )
+                        .map(|g| (*stat, g))
+                    })
+                    .collect::<prometheus::Result<_>>()?,
+                memory: IntGaugeVec::new(
+                    opts(
+                        "jemsafe_memory_bytes",
+                        "mysqld's RSS broken down (part: rss, heap_in_use, fragmentation, dirty_pages, metadata, outside_jemalloc, file_backed, shmem, swap)",
+                    ),
+                    &["part"],
+                )?,
+                dump_dir_bytes: gauge(
+                    "jemsafe_dump_dir_bytes",
+                    "Bytes of heap files in the dump directory",
+                )?,
+                dump_dir_files: gauge(
+                    "jemsafe_dump_dir_files",
+                    "Heap files in the dump directory",
+                )?,
+                dump_dir_free: gauge(
+                    "jemsafe_dump_dir_free_bytes",
+                    "Free bytes on the dump directory's filesystem",
+                )?,
+                registry,
+            };
+            let r = &m.registry;
+            r.register(Box::new(m.dumps.clone()))?;
+            r.register(Box::new(m.dump_failures.clone()))?;
+            r.register(Box::new(m.dump_round_trip.clone()))?;
+            r.register(Box::new(m.restarts.clone()))?;
+            for g in [
+                &m.up,
+                &m.pid,
+                &m.last_exit,
+                &m.verified,
+                &m.prof_active,
+                &m.lg_prof_sample,
+            ] {
+                r.register(Box::new(g.clone()))?;
+            }
+            for (_, g) in &m.jemalloc {
+                r.register(Box::new(g.clone()))?;
+            }
+            for g in [&m.dump_dir_bytes, &m.dump_dir_files, &m.dump_dir_free] {
+                r.register(Box::new(g.clone()))?;
+            }
+            r.register(Box::new(m.start_time.clone()))?;
+            r.register(Box::new(m.memory.clone()))?;
+            Ok(m)
+        })();
+        // The names and options above are constants: an error here is a bug in them.
+        m.unwrap_or_else(|e| panic!("jemsafe's metric definitions are invalid: {e}"))
+    }
+
+    pub fn dumped(&self, trigger: &str, round_trip_s: f64) {
+        self.dumps.with_label_values(&[trigger]).inc();
+        self.dump_round_trip.observe(round_trip_s);
+    }
+
+    pub fn dump_failed(&self, why: DumpFailure) {
+        self.dump_failures.with_label_values(&[why.label()]).inc();
+    }
+
+    pub fn restarted(&self) {
+        self.restarts.inc();
+    }
+
+    /// The text exposition format, gauges taken from `status`.
+    pub fn render(&self, status: &Status, now: std::time::SystemTime) -> Vec<u8> {
+        let up = status.mysqld_pid.is_some();
+        self.up.set(i64::from(up));
+        self.pid.set(status.mysqld_pid.map_or(0, i64::from));
+        let since_epoch = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.start_time.set(
+            status
+                .mysqld_uptime_s
+                .map_or(0.0, |u| (since_epoch - u as f64).floor()),
+        );
+        self.last_exit
+            .set(status.last_exit_status.map_or(-1, i64::from));
+        self.verified.set(i64::from(
+            status.verification.as_ref().is_some_and(|v| v.ok),
+        ));
+        self.prof_active
+            .set(i64::from(status.jemalloc.prof_active == Some(true)));
+        self.lg_prof_sample
+            .set(status.jemalloc.lg_prof_sample.map_or(0, i64::from));
+        // Unknown is absent, never 0; "" addresses a family without labels.
+        let set = |vec: &IntGaugeVec, label: &str, v: Option<u64>| {
+            let labels: &[&str] = if label.is_empty() { &[] } else { &[label] };
+            match v {
+                Some(v) => vec
+                    .with_label_values(labels)
+                    .set(i64::try_from(v).unwrap_or(i64::MAX)),
+                None => {
+                    let _ = vec.remove_label_values(labels);
+                }
+            }
+        };
+        let j = &status.stats;
+        for (stat, gauge) in &self.jemalloc {
+            let v = match *stat {
+                "allocated" => j.allocated,
+                "active" => j.active,
+                "resident" => j.resident,
+                "mapped" => j.mapped,
+                _ => j.retained,
+            };
+            set(gauge, "", v);
+        }
+        let b = status.memory.as_ref();
+        for (k, v) in [
+            ("rss", b.map(|b| b.rss)),
+            ("heap_in_use", b.map(|b| b.heap_in_use)),
+            ("fragmentation", b.map(|b| b.fragmentation)),
+            ("dirty_pages", b.map(|b| b.dirty_pages)),
+            ("metadata", b.map(|b| b.metadata)),
+            ("outside_jemalloc", b.map(|b| b.outside_jemalloc)),
+            ("file_backed", b.map(|b| b.file_backed)),
+            ("shmem", b.map(|b| b.shmem)),
+            ("swap", b.map(|b| b.swap)),
+        ] {
+            set(&self.memory, k, v);
+        }
+        let d = &status.dumps;
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.dump_dir_bytes.set(clamp(d.bytes));
+        self.dump_dir_files.set(clamp(d.files as u64));
+        self.dump_dir_free.set(d.free_bytes.map_or(-1, clamp));
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_gauges_are_exposed_with_their_units() {
+        let m = Metrics::new();
+        m.dumped("usr1", 0.0012);
+        m.dump_failed(DumpFailure::DiskSpace);
+        let status = Status {
+            mysqld_pid: Some(42),
+            mysqld_uptime_s: Some(10),
+            ..Default::default()
+        };
+        let text = String::from_utf8(m.render(&status, std::time::SystemTime::now())).unwrap();
+        for needle in [
+            "jemsafe_mysqld_up 1",
+            "jemsafe_mysqld_pid 42",
+            "jemsafe_dumps_total{trigger=\"usr1\"} 1",
+            "jemsafe_dump_failures_total{reason=\"disk_space\"} 1",
+            "jemsafe_dump_round_trip_seconds_bucket{le=\"0.0025\"} 1",
+            "jemsafe_dump_dir_files 0",
+        ] {
+            assert!(text.contains(needle), "{needle} not in:\n{text}");
+        }
+        // Unknown figures are absent, not 0.
+        assert!(!text.contains("jemsafe_memory_bytes{"), "{text}");
+        assert!(
+            !text.contains("jemsafe_jemalloc_allocated_bytes "),
+            "{text}"
+        );
+    }
+}
