@@ -224,11 +224,13 @@ impl Breakdown {
         let pct = |v: i64| 100.0 * v as f64 / self.rss.max(1) as f64;
         let mut s = String::new();
         let mut line = |name: &str, v: i64, note: &str| {
-            s.push_str(&format!(
-                "  {name:<26} {:>12}  {:>5.1}%  {note}\n",
+            let row = format!(
+                "  {name:<26} {:>12}  {:>5.1}%  {note}",
                 human_signed(v),
                 pct(v)
-            ));
+            );
+            s.push_str(row.trim_end());
+            s.push('\n');
         };
         line("RSS", self.rss as i64, "");
         line(
