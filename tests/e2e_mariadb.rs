@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 /// MariaDB's first start includes creating the datadir; CI machines can be slow.
@@ -20,20 +19,6 @@ fn sandbox_dir(tag: &str) -> TempDir {
     let dir = TempDir::new(tag);
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
-}
-
-fn sql(socket: &Path, query: &str) -> String {
-    let out = Command::new("mariadb")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-uroot", "--batch", "--skip-column-names", "-e", query])
-        .output()
-        .expect("run the mariadb client (apt-get install mariadb-client)");
-    assert!(
-        out.status.success(),
-        "{query}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]

@@ -7,7 +7,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -126,20 +125,6 @@ fn freed_objects_in_live_slabs_are_fragmentation() {
     );
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
-}
-
-fn sql(socket: &Path, query: &str) -> String {
-    let out = Command::new("mariadb")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-uroot", "--batch", "--skip-column-names", "-e", query])
-        .output()
-        .expect("run the mariadb client");
-    assert!(
-        out.status.success(),
-        "{query}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// (c) A real MariaDB with a 256 MiB buffer pool, after a load: the pool is outside

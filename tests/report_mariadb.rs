@@ -5,26 +5,12 @@ mod common;
 
 use common::*;
 use nix::sys::signal::Signal;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const START: Duration = Duration::from_secs(180);
 const T: Duration = Duration::from_secs(60);
 const MARIADBD: &str = "/usr/sbin/mariadbd";
-
-fn sql(socket: &Path, query: &str) {
-    let out = Command::new("mariadb")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-uroot", "--batch", "-e", query])
-        .output()
-        .expect("run the mariadb client");
-    assert!(
-        out.status.success(),
-        "{query}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

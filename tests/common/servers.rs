@@ -1,4 +1,5 @@
-//! Servers a test starts and always stops (Prometheus), free ports, and a tiny HTTP client.
+//! Servers a test starts and always stops (Prometheus), free ports, a tiny HTTP client,
+//! and the MariaDB client.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -81,4 +82,19 @@ pub fn start_prometheus(dir: &std::path::Path, port: u16, target: SocketAddr) ->
         .spawn()
         .expect("run prometheus (apt-get install prometheus)");
     ChildGuard(child)
+}
+
+/// Runs `query` with the mariadb client on `socket` as root; its output, trimmed.
+pub fn sql(socket: &std::path::Path, query: &str) -> String {
+    let out = Command::new("mariadb")
+        .arg(format!("--socket={}", socket.display()))
+        .args(["-uroot", "--batch", "--skip-column-names", "-e", query])
+        .output()
+        .expect("run the mariadb client (apt-get install mariadb-client)");
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
