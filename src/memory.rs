@@ -291,6 +291,53 @@ impl Breakdown {
     }
 }
 
+/// Which part of RSS grew from `first` to `last`, as the opening of a leak ranking:
+/// stacks explain only the heap's growth, so when most of it is elsewhere that comes first.
+pub fn growth(first: &Breakdown, last: &Breakdown) -> String {
+    let d = |a: u64, b: u64| b as i64 - a as i64;
+    let rss = d(first.rss, last.rss);
+    let heap = d(first.heap_in_use, last.heap_in_use);
+    let parts = [
+        ("heap", heap),
+        ("fragmentation", d(first.fragmentation, last.fragmentation)),
+        ("freed not returned", d(first.dirty_pages, last.dirty_pages)),
+        ("metadata", d(first.metadata, last.metadata)),
+        (
+            "outside jemalloc",
+            d(first.outside_jemalloc, last.outside_jemalloc),
+        ),
+        ("file-backed", d(first.file_backed, last.file_backed)),
+    ];
+    let mut s = format!(
+        "RSS {}{}, of which {}.\n",
+        if rss >= 0 { "+" } else { "" },
+        human_signed(rss),
+        parts
+            .iter()
+            .map(|(name, v)| format!(
+                "{name} {}{}",
+                if *v >= 0 { "+" } else { "" },
+                human_signed(*v)
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if rss > 0 && heap < rss / 2 {
+        let (name, v) = parts[1..]
+            .iter()
+            .max_by_key(|(_, v)| *v)
+            .copied()
+            .unwrap_or(("elsewhere", 0));
+        s.push_str(&format!(
+            "Most of the growth is not in the heap (largest: {name} {}): the stacks below explain \
+             only the heap's {}; see `jemsafe memory` for the rest.\n",
+            human_signed(v),
+            human_signed(heap)
+        ));
+    }
+    s
+}
+
 fn human(v: u64) -> String {
     human_signed(v as i64)
 }
@@ -399,6 +446,32 @@ mod tests {
         j.dirty = 200 * MIB;
         let a = breakdown(&proc, &j).advice();
         assert!(a.len() == 1 && a[0].contains("dirty_decay_ms"), "{a:?}");
+    }
+
+    #[test]
+    fn growth_says_where_rss_grew_and_warns_when_not_in_the_heap() {
+        let proc = ProcMemory {
+            rss: 600 * MIB,
+            anonymous: 500 * MIB,
+            ..Default::default()
+        };
+        let first = breakdown(&proc, &jem());
+        let mut later = proc;
+        later.rss += 200 * MIB;
+        later.anonymous += 200 * MIB;
+        let last = breakdown(&later, &jem());
+        let g = growth(&first, &last);
+        assert!(g.starts_with("RSS +200.0 MiB, of which heap +0 KiB"), "{g}");
+        assert!(g.contains("outside jemalloc +200.0 MiB"), "{g}");
+        assert!(
+            g.contains("Most of the growth is not in the heap (largest: outside jemalloc"),
+            "{g}"
+        );
+        let mut j = jem();
+        j.allocated += 200 * MIB;
+        j.active += 200 * MIB;
+        let g = growth(&first, &breakdown(&later, &j));
+        assert!(!g.contains("Most of the growth"), "{g}");
     }
 
     #[test]
