@@ -177,6 +177,17 @@ pub enum ReportFormat {
     Pprof,
 }
 
+/// How addresses are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NamesMode {
+    /// Only names that hold the address (DWARF, or a symbol whose extent holds it);
+    /// other addresses are shown as OBJECT+0xADDRESS
+    Exact,
+    /// jeprof's naming: the closest symbol below the address, even outside its extent
+    /// (for comparisons with jeprof; such names may be another function's)
+    Jeprof,
+}
+
 /// What the rows of a text report are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportBy {
@@ -223,6 +234,9 @@ pub struct ReportArgs {
     /// Write the output to this file instead of standard output
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// How addresses are named: exact (no guesses) or jeprof (closest symbol below)
+    #[arg(long, value_enum, default_value = "exact")]
+    pub names: NamesMode,
     /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
     #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -240,6 +254,9 @@ pub struct LeaksArgs {
     /// Rows per table; 0 = all
     #[arg(long, value_name = "N", default_value_t = 15)]
     pub top: usize,
+    /// How addresses are named: exact (no guesses) or jeprof (closest symbol below)
+    #[arg(long, value_enum, default_value = "exact")]
+    pub names: NamesMode,
     /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
     #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
           value_parser = clap::value_parser!(u64).range(1..))]

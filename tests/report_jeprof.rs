@@ -180,10 +180,15 @@ fn jeprof(args: &[&str], binary: &Path, dump: &Path) -> String {
     jeprof_with(&all, binary, dump)
 }
 
+/// `jemsafe report` with jeprof's closest-symbol naming, for comparisons with jeprof.
 fn jemsafe(args: &[&str]) -> String {
+    jemsafe_names("jeprof", args)
+}
+
+fn jemsafe_names(names: &str, args: &[&str]) -> String {
     let out = Command::new(jemsafe_bin())
         .arg("report")
-        .args(["--bytes", "--top", "0"])
+        .args(["--bytes", "--top", "0", "--names", names])
         .args(args)
         .output()
         .unwrap();
@@ -225,6 +230,34 @@ fn c_program_with_thousands_of_stacks_matches_jeprof_plain_and_with_base() {
     let ours = jemsafe(&[b.to_str().unwrap(), "--alloc"]);
     let oracle = jeprof(&["--alloc_space"], &bin, b);
     assert_parity(&ours, &oracle, 10);
+
+    // By default no name is a guess. libstdc++ is stripped (.dynsym only): its emergency
+    // exception pool, allocated at start-up by a static constructor, lies outside every
+    // exported symbol's extent, and jeprof names it after the exported function below it.
+    let oracle = jeprof(&[], &bin, b);
+    assert!(oracle.contains("std::__throw_ios_failure"), "{oracle}");
+    let exact = jemsafe_names("exact", &[b.to_str().unwrap()]);
+    assert!(!exact.contains("__throw_ios_failure"), "{exact}");
+    let unnamed = parse_jemsafe(&exact)
+        .rows
+        .into_iter()
+        .find(|r| r.0.starts_with("libstdc++.so.6.0.30+0x"))
+        .unwrap_or_else(|| panic!("no libstdc++ address row:\n{exact}"));
+    // Same numbers as jeprof's guessed row; only the name differs.
+    let guessed = parse_jeprof(&oracle)
+        .rows
+        .into_iter()
+        .find(|r| r.0.starts_with("std::__throw_ios_failure"))
+        .unwrap();
+    assert_eq!((unnamed.1, unnamed.2), (guessed.1, guessed.2), "{exact}");
+    // The report says where its names came from.
+    let names = exact.lines().find(|l| l.starts_with("Names: ")).unwrap();
+    assert!(
+        names.contains("frames from DWARF") && names.contains("unnamed"),
+        "{names}"
+    );
+    let parity = parse_jemsafe(&exact);
+    assert_eq!(parity.total, parse_jeprof(&oracle).total);
 }
 
 #[test]

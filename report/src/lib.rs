@@ -19,6 +19,7 @@ pub mod leaks;
 pub mod names;
 pub mod parse;
 pub mod pprof;
+pub mod provenance;
 pub mod render;
 pub mod safe;
 pub mod svg;

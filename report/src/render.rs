@@ -134,6 +134,8 @@ pub fn report(
                     vec![Frame {
                         func: o.clone(),
                         full: o.clone(),
+                        source: Default::default(),
+                        allocator: false,
                     }],
                 )
             })
@@ -192,6 +194,10 @@ pub fn report(
                     ""
                 }
             ));
+            s.push_str(
+                &crate::provenance::Provenance::of(&profile, &outcome.symbols, &outcome.object, m)
+                    .text(&outcome.objects, m, opts.symbolize.names),
+            );
             let o = text::TextOptions {
                 metric: m,
                 top: opts.top,
@@ -315,6 +321,15 @@ pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered
             d.time.map(format_time).unwrap_or_else(|| "-".into()),
             shown(&d.path)
         ));
+    }
+    if let Some(p) = profiles.last() {
+        s.push_str(
+            &crate::provenance::Provenance::of(p, &outcome.symbols, &outcome.object, m).text(
+                &outcome.objects,
+                m,
+                opts.symbolize.names,
+            ),
+        );
     }
     s.push('\n');
     s.push_str(&leaks::render(&stacks, &funcs, opts.top, m));

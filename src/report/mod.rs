@@ -5,7 +5,7 @@
 
 pub mod select;
 
-use crate::cli::{LeaksArgs, ReportArgs, ReportBy, ReportFormat};
+use crate::cli::{LeaksArgs, NamesMode, ReportArgs, ReportBy, ReportFormat};
 use crate::error::{Error, Result};
 use jemsafe_report::aggregate::Metric;
 use jemsafe_report::render::{self, By, Format, LeaksOptions, ReportOptions};
@@ -33,9 +33,13 @@ fn metric(args: &ReportArgs) -> Metric {
     }
 }
 
-fn sym_options() -> symbolize::Options {
+fn sym_options(names: NamesMode) -> symbolize::Options {
     symbolize::Options {
         progress: std::io::stderr().is_terminal(),
+        names: match names {
+            NamesMode::Exact => symbolize::NameMode::Exact,
+            NamesMode::Jeprof => symbolize::NameMode::Jeprof,
+        },
         ..Default::default()
     }
 }
@@ -120,7 +124,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         },
         top: args.top,
         exact: args.bytes,
-        symbolize: sym_options(),
+        symbolize: sym_options(args.names),
     };
     let rendered = render::report(target, base, &options)?;
     emit(rendered, args.output.as_deref(), format.is_binary())
@@ -152,7 +156,7 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
         .collect::<Result<_>>()?;
     let options = LeaksOptions {
         top: args.top,
-        symbolize: sym_options(),
+        symbolize: sym_options(args.names),
     };
     emit(render::leaks(dumps, &options)?, None, false)
 }
