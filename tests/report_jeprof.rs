@@ -420,3 +420,63 @@ fn broken_dumps_are_refused_with_the_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("truncated"), "{err}");
 }
+
+/// Runs `program args` under profiling with a final dump at exit; returns the dump.
+fn final_dump(dir: &TempDir, tag: &str, program: &str, args: &[&str]) -> PathBuf {
+    let prefix = dir.join(tag);
+    let child = Command::new(program)
+        .args(args)
+        .env("LD_PRELOAD", libjemalloc())
+        .env(
+            "MALLOC_CONF",
+            format!("prof:true,prof_final:true,prof_prefix:{}", prefix.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // jemalloc's name for the final dump: <prefix>.<pid>.<seq>.f.heap
+    let dump = dir.join(&format!("{tag}.{pid}.0.f.heap"));
+    assert!(dump.is_file(), "{} missing", dump.display());
+    dump
+}
+
+/// Programs other than mysqld, stripped distribution binaries: with `--names jeprof` the
+/// numbers and names are jeprof's; by default the same total, and no row is named after
+/// a symbol that does not hold its address.
+#[test]
+fn python3_and_perl_dumps_match_jeprof() {
+    let dir = TempDir::new("report-interp");
+    let py = final_dump(
+        &dir,
+        "py",
+        "python3",
+        &["-c", "x = [str(i) * 20 for i in range(300000)]"],
+    );
+    let perl = final_dump(
+        &dir,
+        "pl",
+        "perl",
+        &["-e", "my @a = map { 'x' x 100 } 1 .. 200000;"],
+    );
+    for (dump, program) in [(py, "/usr/bin/python3"), (perl, "/usr/bin/perl")] {
+        let program = std::fs::canonicalize(program).unwrap();
+        let d = dump.to_str().unwrap();
+        let oracle = jeprof(&[], &program, &dump);
+        assert_parity(&jemsafe(&[d]), &oracle, 10);
+        let exact = jemsafe_names("exact", &[d]);
+        assert_eq!(
+            parse_jemsafe(&exact).total,
+            parse_jeprof(&oracle).total,
+            "{exact}"
+        );
+        assert!(exact.lines().any(|l| l.starts_with("Names: ")), "{exact}");
+    }
+}
