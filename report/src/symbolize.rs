@@ -466,6 +466,17 @@ fn elf_symbols(data: &[u8]) -> Result<Vec<RawSym>, String> {
     Ok(Vec::new())
 }
 
+/// Bytes of an even-length hex string (at most 64 bytes, as build-ids are).
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 || s.is_empty() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -863,11 +874,84 @@ fn load_object(
     file_offsets: &[u64],
     opts: &Options,
     notes: &mut Vec<String>,
+    recorded: Option<&[u8]>,
 ) -> Result<Loaded, String> {
+    let (data, file) = match mapped_file(path, entry, recorded) {
+        Ok(found) => found,
+        Err(why) => match recorded.and_then(|id| by_build_id(id, opts, notes)) {
+            // The build that was mapped, found by the build-id its sidecar recorded.
+            Some(found) => found,
+            None => {
+                return Err(match recorded {
+                    Some(id) => format!(
+                        "{why}; the build that was mapped (build-id {}) was not found by \
+                         build-id either (in {})",
+                        hex(id),
+                        shown_dirs(opts)
+                    ),
+                    None => why,
+                })
+            }
+        },
+    };
+    build_loaded(path, data, file, file_offsets, opts, notes)
+}
+
+fn shown_dirs(opts: &Options) -> String {
+    let dirs: Vec<String> = opts
+        .debug_dirs
+        .iter()
+        .map(|d| d.join(".build-id").display().to_string())
+        .collect();
+    if dirs.is_empty() {
+        "no debug directory".into()
+    } else {
+        dirs.join(", ")
+    }
+}
+
+/// A file found by build-id (a separate debug file: symbols and DWARF, no code), checked
+/// to carry that build-id.
+fn by_build_id(
+    id: &[u8],
+    opts: &Options,
+    notes: &mut Vec<String>,
+) -> Option<(&'static [u8], object::File<'static>)> {
+    for dir in &opts.debug_dirs {
+        let Some(c) = build_id_path(dir, id) else {
+            continue;
+        };
+        if std::fs::metadata(&c).is_err() {
+            continue;
+        }
+        let opened = match open_file(&c, true) {
+            Ok(o) => o,
+            Err(why) => {
+                notes.push(format!("debug file {} {why}; not used", c.display()));
+                continue;
+            }
+        };
+        let Ok(file) = object::File::parse(opened.data) else {
+            continue;
+        };
+        if file.build_id().ok().flatten() == Some(id) {
+            return Some((opened.data, file));
+        }
+    }
+    None
+}
+
+/// The file at `path` if it is the one that was mapped: same device and inode as the
+/// dump's maps say, or (when the dump's sidecar recorded one) the same build-id.
+fn mapped_file(
+    path: &str,
+    entry: &MapEntry,
+    recorded: Option<&[u8]>,
+) -> Result<(&'static [u8], object::File<'static>), String> {
     if path.ends_with(" (deleted)") {
         return Err("was deleted after it was mapped (replaced by an upgrade?)".into());
     }
-    if entry.inode == 0 {
+    if entry.inode == 0 && recorded.is_none() {
         // No file has inode 0: the line is not a file mapping or was forged, and without
         // the inode a replaced object cannot be told from the one that was mapped.
         return Err(
@@ -879,14 +963,45 @@ fn load_object(
     let p = Path::new(path);
     // The kernel writes resolved paths in the maps: the last component is never a link.
     let opened = open_file(p, false)?;
-    {
+    let same = {
         use std::os::unix::fs::MetadataExt;
         let st_dev = opened.meta.dev();
         let dev = (libc::major(st_dev), libc::minor(st_dev));
-        same_file(entry, dev, opened.meta.ino(), opened.fs_type)?;
-    }
+        same_file(entry, dev, opened.meta.ino(), opened.fs_type)
+    };
     let data = opened.data;
     let file = object::File::parse(data).map_err(|e| format!("is not an ELF object ({e})"))?;
+    match recorded {
+        // The build-id decides: the same build elsewhere (another machine, a copy) is
+        // the file; a file rewritten in place is not.
+        Some(id) => {
+            let now = file.build_id().ok().flatten();
+            if now == Some(id) {
+                Ok((data, file))
+            } else {
+                same?;
+                Err(format!(
+                    "is not the build that was mapped (build-id {} now, {} when the dump \
+                     was taken)",
+                    now.map(hex).unwrap_or_else(|| "none".into()),
+                    hex(id)
+                ))
+            }
+        }
+        None => same.map(|()| (data, file)),
+    }
+}
+
+/// An object (or the debug file standing in for it) ready to answer.
+fn build_loaded(
+    path: &str,
+    data: &'static [u8],
+    file: object::File<'static>,
+    file_offsets: &[u64],
+    opts: &Options,
+    notes: &mut Vec<String>,
+) -> Result<Loaded, String> {
+    let p = Path::new(path);
     let segments: Vec<(u64, u64, u64)> = file
         .segments()
         .map(|s| {
@@ -1086,6 +1201,21 @@ fn frames_for(
 
 /// Symbolizes `pcs` with the dump's mappings.
 pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outcome {
+    symbolize_recorded(maps, pcs, opts, &[])
+}
+
+/// [`symbolize`], with the objects the dump's sidecar recorded: an object whose file was
+/// replaced or is elsewhere is found by the build-id recorded for its path.
+pub fn symbolize_recorded(
+    maps: &[MapEntry],
+    pcs: &BTreeSet<u64>,
+    opts: &Options,
+    recorded: &[crate::sidecar::Object],
+) -> Outcome {
+    let recorded_id = |path: &str| -> Option<Vec<u8>> {
+        let o = recorded.iter().find(|o| o.path == path)?;
+        unhex(o.build_id.as_deref()?)
+    };
     let mut out = Outcome::default();
     let mut exec: Vec<&MapEntry> = maps
         .iter()
@@ -1136,7 +1266,8 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
                 .iter()
                 .map(|pc| (pc - m.start).wrapping_add(m.offset))
                 .collect();
-            load_object(&path, m, &offsets, opts, &mut out.notes)
+            let id = recorded_id(&path);
+            load_object(&path, m, &offsets, opts, &mut out.notes, id.as_deref())
         });
         *counts.entry(path.clone()).or_default() += pcs.len();
         let label = basename(&path).to_owned();
@@ -1167,7 +1298,7 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
         let mut info = ObjectInfo {
             path: path.clone(),
             label: basename(path).to_owned(),
-            build_id: None,
+            build_id: recorded_id(path).map(|id| hex(&id)),
             debug_file: None,
             dwarf: false,
             addresses: n,

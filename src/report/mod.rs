@@ -49,7 +49,7 @@ fn sym_options(names: NamesMode) -> symbolize::Options {
 fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
     let mut dump = jemsafe_report::load(path, limits)?;
     let (pid, stamp) = select::name_info(path);
-    dump.pid = pid;
+    dump.pid = pid.or(dump.pid);
     dump.time = stamp.or(dump.time);
     Ok(dump)
 }
