@@ -237,6 +237,13 @@ pub struct ReportArgs {
     /// How addresses are named: exact (no guesses) or jeprof (closest symbol below)
     #[arg(long, value_enum, default_value = "exact")]
     pub names: NamesMode,
+    /// Ask this debuginfod server for debug files by build-id (repeatable; default:
+    /// DEBUGINFOD_URLS, else the config's [report] debuginfod)
+    #[arg(long = "debuginfod", value_name = "URL")]
+    pub debuginfod: Vec<String>,
+    /// Download nothing: use local debug files and the debuginfod cache only
+    #[arg(long)]
+    pub offline: bool,
     /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
     #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -257,6 +264,13 @@ pub struct LeaksArgs {
     /// How addresses are named: exact (no guesses) or jeprof (closest symbol below)
     #[arg(long, value_enum, default_value = "exact")]
     pub names: NamesMode,
+    /// Ask this debuginfod server for debug files by build-id (repeatable; default:
+    /// DEBUGINFOD_URLS, else the config's [report] debuginfod)
+    #[arg(long = "debuginfod", value_name = "URL")]
+    pub debuginfod: Vec<String>,
+    /// Download nothing: use local debug files and the debuginfod cache only
+    #[arg(long)]
+    pub offline: bool,
     /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
     #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
           value_parser = clap::value_parser!(u64).range(1..))]

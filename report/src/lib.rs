@@ -15,6 +15,7 @@
 
 pub mod aggregate;
 pub mod collapsed;
+pub mod debuginfod;
 pub mod leaks;
 pub mod names;
 pub mod parse;

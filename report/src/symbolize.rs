@@ -117,6 +117,8 @@ pub struct Options {
     /// Show progress on stderr (on a terminal).
     pub progress: bool,
     pub names: NameMode,
+    /// debuginfod servers, cache and limits. Its cache is searched even with no server.
+    pub debuginfod: super::debuginfod::Config,
 }
 
 impl Default for Options {
@@ -133,6 +135,7 @@ impl Default for Options {
             debug_dirs,
             progress: false,
             names: NameMode::Exact,
+            debuginfod: super::debuginfod::Config::from_env(),
         }
     }
 }
@@ -715,6 +718,13 @@ fn find_debug_file(
 ) -> Option<DebugFile> {
     let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
     let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(id) = &build_id {
+        candidates.push(super::debuginfod::cached(
+            &opts.debuginfod.cache,
+            id,
+            super::debuginfod::Kind::Debuginfo,
+        ));
+    }
     for dir in &opts.debug_dirs {
         if let Some(id) = &build_id {
             candidates.extend(build_id_path(dir, id));
@@ -917,10 +927,11 @@ fn by_build_id(
     opts: &Options,
     notes: &mut Vec<String>,
 ) -> Option<(&'static [u8], object::File<'static>)> {
-    for dir in &opts.debug_dirs {
-        let Some(c) = build_id_path(dir, id) else {
-            continue;
-        };
+    use super::debuginfod::{cached, Kind};
+    let in_cache =
+        [Kind::Debuginfo, Kind::Executable].map(|k| cached(&opts.debuginfod.cache, id, k));
+    let local = opts.debug_dirs.iter().filter_map(|d| build_id_path(d, id));
+    for c in local.chain(in_cache) {
         if std::fs::metadata(&c).is_err() {
             continue;
         }
@@ -1199,6 +1210,77 @@ fn frames_for(
     symlist
 }
 
+/// Whether debug information for build `id` is at hand without a download: a separate
+/// debug file by build-id, one in the debuginfod cache, or DWARF in the object itself.
+fn local_debug_info(id: &[u8], object: Option<&object::File<'static>>, opts: &Options) -> bool {
+    if object.is_some_and(|f| f.section_by_name(".debug_info").is_some()) {
+        return true;
+    }
+    let cache = super::debuginfod::cached(
+        &opts.debuginfod.cache,
+        id,
+        super::debuginfod::Kind::Debuginfo,
+    );
+    cache.exists()
+        || opts
+            .debug_dirs
+            .iter()
+            .filter_map(|d| build_id_path(d, id))
+            .any(|p| p.exists())
+}
+
+/// Fetches from debuginfod, several at once, the debug files of the objects holding
+/// `pcs` that have none at hand (and the executable of an object that is gone or was
+/// replaced), into the cache where the lookups find them.
+fn prefetch(
+    maps: &[MapEntry],
+    pcs: &BTreeSet<u64>,
+    opts: &Options,
+    recorded_id: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> super::debuginfod::Fetched {
+    use super::debuginfod::{Kind, Want};
+    let cfg = &opts.debuginfod;
+    if cfg.urls.is_empty() || cfg.offline {
+        return Default::default();
+    }
+    let mut seen = BTreeSet::new();
+    let mut wants: Vec<Want> = Vec::new();
+    for m in maps.iter().filter(|m| m.executable()) {
+        let Some(path) = m.path.as_deref().filter(|p| p.starts_with('/')) else {
+            continue;
+        };
+        if !seen.insert(path) || pcs.range(m.start..m.end).next().is_none() {
+            continue;
+        }
+        let recorded = recorded_id(path);
+        let mapped = mapped_file(path, m, recorded.as_deref()).ok();
+        let Some(id) = recorded.or_else(|| {
+            mapped
+                .as_ref()
+                .and_then(|(_, f)| f.build_id().ok().flatten().map(<[u8]>::to_vec))
+        }) else {
+            continue;
+        };
+        if local_debug_info(&id, mapped.as_ref().map(|(_, f)| f), opts) {
+            continue;
+        }
+        let label = basename(path).to_owned();
+        if mapped.is_none() {
+            wants.push(Want {
+                id: id.clone(),
+                kind: Kind::Executable,
+                label: label.clone(),
+            });
+        }
+        wants.push(Want {
+            id,
+            kind: Kind::Debuginfo,
+            label,
+        });
+    }
+    super::debuginfod::fetch_all(cfg, &wants)
+}
+
 /// Symbolizes `pcs` with the dump's mappings.
 pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outcome {
     symbolize_recorded(maps, pcs, opts, &[])
@@ -1217,6 +1299,8 @@ pub fn symbolize_recorded(
         unhex(o.build_id.as_deref()?)
     };
     let mut out = Outcome::default();
+    let prefetched = prefetch(maps, pcs, opts, &recorded_id);
+    out.notes.extend(prefetched.notes);
     let mut exec: Vec<&MapEntry> = maps
         .iter()
         .filter(|m| m.executable() && m.path.as_deref().is_some_and(|p| p.starts_with('/')))

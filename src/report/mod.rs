@@ -33,8 +33,33 @@ fn metric(args: &ReportArgs) -> Metric {
     }
 }
 
-fn sym_options(names: NamesMode) -> symbolize::Options {
+/// debuginfod: `--debuginfod` URLs, else DEBUGINFOD_URLS, else the config's
+/// `[report] debuginfod` (a config that cannot be read is skipped with a warning: a named
+/// dump needs no config).
+fn debuginfod(urls: &[String], offline: bool, config: &Path) -> jemsafe_report::debuginfod::Config {
+    use jemsafe_report::debuginfod;
+    let mut cfg = debuginfod::Config::from_env();
+    cfg.offline = offline;
+    if !urls.is_empty() {
+        cfg.urls = urls
+            .iter()
+            .flat_map(|u| debuginfod::split_urls(u))
+            .collect();
+    } else if std::env::var_os("DEBUGINFOD_URLS").is_none() && config.exists() {
+        match crate::config::Config::load(config) {
+            Ok(c) => cfg.urls = c.report.debuginfod.clone(),
+            Err(e) => crate::warn!("{e}; its [report] debuginfod servers are not used"),
+        }
+    }
+    cfg
+}
+
+fn sym_options(
+    names: NamesMode,
+    debuginfod: jemsafe_report::debuginfod::Config,
+) -> symbolize::Options {
     symbolize::Options {
+        debuginfod,
         progress: std::io::stderr().is_terminal(),
         names: match names {
             NamesMode::Exact => symbolize::NameMode::Exact,
@@ -124,7 +149,10 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         },
         top: args.top,
         exact: args.bytes,
-        symbolize: sym_options(args.names),
+        symbolize: sym_options(
+            args.names,
+            debuginfod(&args.debuginfod, args.offline, &args.config),
+        ),
     };
     let rendered = render::report(target, base, &options)?;
     emit(rendered, args.output.as_deref(), format.is_binary())
@@ -156,7 +184,10 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
         .collect::<Result<_>>()?;
     let options = LeaksOptions {
         top: args.top,
-        symbolize: sym_options(args.names),
+        symbolize: sym_options(
+            args.names,
+            debuginfod(&args.debuginfod, args.offline, &args.config),
+        ),
     };
     emit(render::leaks(dumps, &options)?, None, false)
 }
