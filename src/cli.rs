@@ -159,6 +159,15 @@ intervals it grew. Score = gained x (share of intervals that grew)^2, so steady 
     )]
     Leaks(LeaksArgs),
 
+    /// Pack dumps with their sidecars, mapped objects and debug files (by build-id) into one
+    /// .tar.gz that `jemsafe report --archive` reads on any machine
+    #[command(
+        after_help = "Examples:\n  jemsafe archive -o heap.tar.gz                  the newest process's dumps in the dump directory\n  jemsafe archive A.heap B.heap -o heap.tar.gz\n  jemsafe report --archive heap.tar.gz            (on another machine) the newest dump in it\n\n\
+Like `perf archive`: the report of an archive names functions as it would here, with none of \
+the binaries or debug packages installed there."
+    )]
+    Archive(ArchiveArgs),
+
     /// (internal) the probe process started by `check` and `run`
     #[command(name = "__probe", hide = true)]
     Probe,
@@ -210,6 +219,10 @@ pub struct ReportArgs {
     /// Subtract this dump (show DUMP - BASE); `previous`: the dump before DUMP of the same pid
     #[arg(long, value_name = "DUMP")]
     pub base: Option<PathBuf>,
+    /// Read dumps and binaries from this `jemsafe archive` file; DUMP and --base name
+    /// dumps in it (default: its newest)
+    #[arg(long, value_name = "FILE.tar.gz")]
+    pub archive: Option<PathBuf>,
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
@@ -244,6 +257,28 @@ pub struct ReportArgs {
     /// Download nothing: use local debug files and the debuginfod cache only
     #[arg(long)]
     pub offline: bool,
+    /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
+    #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_dump_mb: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Configuration file, for its dump directory when no DUMP is given
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Dumps to pack; default: all dumps of the newest process in the dump directory
+    #[arg(value_name = "DUMP")]
+    pub dumps: Vec<PathBuf>,
+    /// The archive to write (.tar.gz); an existing file is not replaced
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE.tar.gz",
+        required = true
+    )]
+    pub output: PathBuf,
     /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
     #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
           value_parser = clap::value_parser!(u64).range(1..))]

@@ -49,6 +49,7 @@ fn main() {
         Cmd::Dumps { config } => commands::dumps(&config.config),
         Cmd::Report(args) => commands::report(&args),
         Cmd::Leaks(args) => commands::leaks(&args),
+        Cmd::Archive(args) => commands::archive(&args),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),
     };
     match result {

@@ -194,3 +194,76 @@ fn retention_deletes_a_sidecar_with_its_dump() {
     assert!(!jemsafe_report::sidecar::path_for(&a).exists());
     assert!(jemsafe_report::sidecar::path_for(&b).is_file());
 }
+
+/// The table of a text report (from its column header on).
+fn table(text: &str) -> String {
+    let at = text
+        .find("      flat")
+        .unwrap_or_else(|| panic!("no table:\n{text}"));
+    text[at..].to_owned()
+}
+
+#[test]
+fn an_archive_reads_the_same_where_none_of_its_binaries_are() {
+    let dir = TempDir::new("archive");
+    let program = dir.join("workload-copy");
+    std::fs::copy(workload(), &program).unwrap();
+    let (mut js, a, b) = two_dumps(&dir, &program);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    // Here, with the system's debug files (libc6-dbg is installed by the test setup).
+    let system = Path::new("/usr/lib/debug");
+    let (ok, here, err) = report(&[b.as_os_str()], system);
+    assert!(ok, "{err}");
+    assert!(here.contains("jemsafe_workload_leak_marker"), "{here}");
+
+    let archive = dir.join("heap.tar.gz");
+    let out = Command::new(jemsafe_bin())
+        .args(["archive", "-o"])
+        .arg(&archive)
+        .args([&a, &b])
+        .env("JEMSAFE_DEBUG_DIRS", system)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An existing file is not replaced.
+    let again = Command::new(jemsafe_bin())
+        .args(["archive", "-o"])
+        .arg(&archive)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    // "Another machine": the program replaced, no debug files, the dumps gone.
+    let new = dir.join("workload-copy.dpkg-new");
+    std::fs::copy("/usr/bin/true", &new).unwrap();
+    std::fs::rename(&new, &program).unwrap();
+    std::fs::remove_file(&a).unwrap();
+    std::fs::remove_file(&b).unwrap();
+    let none = dir.join("no-debug");
+    std::fs::create_dir_all(&none).unwrap();
+    let name = b.file_name().unwrap();
+    let (ok, there, err) = report(&["--archive".as_ref(), archive.as_os_str(), name], &none);
+    assert!(ok, "{err}");
+    assert_eq!(table(&there), table(&here), "{err}");
+    // The newest dump by default, and --base previous inside the archive.
+    let (ok, newest, err) = report(&["--archive".as_ref(), archive.as_os_str()], &none);
+    assert!(ok, "{err}");
+    assert_eq!(table(&newest), table(&here));
+    let (ok, growth, err) = report(
+        &[
+            "--archive".as_ref(),
+            archive.as_os_str(),
+            "--base".as_ref(),
+            "previous".as_ref(),
+        ],
+        &none,
+    );
+    assert!(ok, "{err}");
+    assert!(growth.contains("Base: "), "{growth}");
+}

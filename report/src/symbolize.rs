@@ -777,6 +777,14 @@ fn find_debug_file(
     None
 }
 
+/// The separate debug file jemsafe would use for the object at `path` (by build-id, by
+/// path, by `.gnu_debuglink`, or in the debuginfod cache), for packing it with a dump.
+pub fn debug_file_for(path: &Path, opts: &Options) -> Option<PathBuf> {
+    let opened = open_file(path, true).ok()?;
+    let file = object::File::parse(opened.data).ok()?;
+    find_debug_file(path, &file, opts, &mut Vec::new()).map(|d| d.path)
+}
+
 /// The dwz supplementary file a debug file refers to (`.gnu_debugaltlink`); it must carry
 /// the build-id the link names.
 fn load_sup(
@@ -930,7 +938,16 @@ fn by_build_id(
     use super::debuginfod::{cached, Kind};
     let in_cache =
         [Kind::Debuginfo, Kind::Executable].map(|k| cached(&opts.debuginfod.cache, id, k));
-    let local = opts.debug_dirs.iter().filter_map(|d| build_id_path(d, id));
+    let local = opts.debug_dirs.iter().flat_map(|d| {
+        // `xx/rest.debug`, the debug file; `xx/rest`, the object itself (as Fedora's
+        // .build-id trees and `jemsafe archive` have it).
+        let debug = build_id_path(d, id);
+        let exe = debug
+            .as_ref()
+            .map(|p| p.with_extension(""))
+            .filter(|p| p.extension().is_none());
+        exe.into_iter().chain(debug)
+    });
     for c in local.chain(in_cache) {
         if std::fs::metadata(&c).is_err() {
             continue;

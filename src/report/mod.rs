@@ -3,9 +3,10 @@
 //! what the dumps' file names say (pid, time), flags mapped to typed options, and where
 //! the output goes.
 
+pub mod archive;
 pub mod select;
 
-use crate::cli::{LeaksArgs, NamesMode, ReportArgs, ReportBy, ReportFormat};
+use crate::cli::{ArchiveArgs, LeaksArgs, NamesMode, ReportArgs, ReportBy, ReportFormat};
 use crate::error::{Error, Result};
 use jemsafe_report::aggregate::Metric;
 use jemsafe_report::render::{self, By, Format, LeaksOptions, ReportOptions};
@@ -120,15 +121,41 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
     // mysqld's user can write) may not.
     let named = DumpLimits::new(args.max_dump_mb, true);
     let picked = DumpLimits::new(args.max_dump_mb, false);
-    let (target_path, target_limits) = match &args.dump {
-        Some(p) => (p.clone(), named),
-        None => (select::newest(&args.config)?, picked),
+    let unpacked = args.archive.as_deref().map(archive::unpack).transpose()?;
+    // In an archive, dumps are named by their file names.
+    let in_archive = |p: &Path| -> Result<PathBuf> {
+        let Some(u) = &unpacked else {
+            return Ok(p.to_owned());
+        };
+        u.dumps()
+            .into_iter()
+            .find(|d| d.file_name() == p.file_name())
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no dump named {} in the archive {}",
+                    shown(p),
+                    args.archive.as_deref().map(shown).unwrap_or_default()
+                ))
+            })
+    };
+    let (target_path, target_limits) = match (&args.dump, &unpacked) {
+        (Some(p), _) => (in_archive(p)?, named),
+        (None, Some(u)) => (
+            u.dumps().pop().ok_or_else(|| {
+                Error::NotFound(format!(
+                    "the archive {} holds no dump",
+                    args.archive.as_deref().map(shown).unwrap_or_default()
+                ))
+            })?,
+            picked,
+        ),
+        (None, None) => (select::newest(&args.config)?, picked),
     };
     let base_path = match &args.base {
         Some(b) if b == Path::new("previous") && !b.exists() => {
             Some((select::previous(&target_path)?, picked))
         }
-        Some(b) => Some((b.clone(), named)),
+        Some(b) => Some((in_archive(b)?, named)),
         None => None,
     };
     let target = load(&target_path, &target_limits)?;
@@ -154,6 +181,11 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
             debuginfod(&args.debuginfod, args.offline, &args.config),
         ),
     };
+    let mut options = options;
+    if let Some(u) = &unpacked {
+        // The archive's .build-id tree first: its files are the builds that were mapped.
+        options.symbolize.debug_dirs.insert(0, u.dir.clone());
+    }
     let rendered = render::report(target, base, &options)?;
     emit(rendered, args.output.as_deref(), format.is_binary())
 }
@@ -190,4 +222,18 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
         ),
     };
     emit(render::leaks(dumps, &options)?, None, false)
+}
+
+/// `jemsafe archive`.
+pub fn archive_command(args: &ArchiveArgs) -> Result<i32> {
+    let dumps = if args.dumps.is_empty() {
+        select::newest_series(&args.config)?
+    } else {
+        args.dumps.clone()
+    };
+    let limits = DumpLimits::new(args.max_dump_mb, !args.dumps.is_empty());
+    let summary = archive::create(&dumps, &args.output, &limits)?;
+    crate::info!("{summary}");
+    println!("{}", shown(&args.output));
+    Ok(0)
 }
