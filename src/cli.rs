@@ -182,6 +182,15 @@ intervals it grew. Score = gained x (share of intervals that grew)^2, so steady 
     )]
     Leaks(LeaksArgs),
 
+    /// Pack dumps with their sidecars, mapped objects and debug files (by build-id) into one
+    /// .tar.gz that `jemsafe report --archive` reads on any machine
+    #[command(
+        after_help = "Examples:\n  jemsafe archive -o heap.tar.gz                  the newest process's dumps in the dump directory\n  jemsafe archive A.heap B.heap -o heap.tar.gz\n  jemsafe report --archive heap.tar.gz            (on another machine) the newest dump in it\n\n\
+Like `perf archive`: the report of an archive names functions as it would here, with none of \
+the binaries or debug packages installed there."
+    )]
+    Archive(ArchiveArgs),
+
     /// (internal) the probe process started by `check` and `run`
     #[command(name = "__probe", hide = true)]
     Probe,
@@ -198,6 +207,17 @@ pub enum ReportFormat {
     Svg,
     /// A gzipped pprof profile.proto
     Pprof,
+}
+
+/// How addresses are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NamesMode {
+    /// Only names that hold the address (DWARF, or a symbol whose extent holds it);
+    /// other addresses are shown as OBJECT+0xADDRESS
+    Exact,
+    /// jeprof's naming: the closest symbol below the address, even outside its extent
+    /// (for comparisons with jeprof; such names may be another function's)
+    Jeprof,
 }
 
 /// What the rows of a text report are.
@@ -222,6 +242,10 @@ pub struct ReportArgs {
     /// Subtract this dump (show DUMP - BASE); `previous`: the dump before DUMP of the same pid
     #[arg(long, value_name = "DUMP")]
     pub base: Option<PathBuf>,
+    /// Read dumps and binaries from this `jemsafe archive` file; DUMP and --base name
+    /// dumps in it (default: its newest)
+    #[arg(long, value_name = "FILE.tar.gz")]
+    pub archive: Option<PathBuf>,
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
@@ -246,6 +270,38 @@ pub struct ReportArgs {
     /// Write the output to this file instead of standard output
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// How addresses are named: exact (no guesses) or jeprof (closest symbol below)
+    #[arg(long, value_enum, default_value = "exact")]
+    pub names: NamesMode,
+    /// Ask this debuginfod server for debug files by build-id (repeatable; default:
+    /// DEBUGINFOD_URLS, else the config's [report] debuginfod)
+    #[arg(long = "debuginfod", value_name = "URL")]
+    pub debuginfod: Vec<String>,
+    /// Download nothing: use local debug files and the debuginfod cache only
+    #[arg(long)]
+    pub offline: bool,
+    /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
+    #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_dump_mb: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Configuration file, for its dump directory when no DUMP is given
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Dumps to pack; default: all dumps of the newest process in the dump directory
+    #[arg(value_name = "DUMP")]
+    pub dumps: Vec<PathBuf>,
+    /// The archive to write (.tar.gz); an existing file is not replaced
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE.tar.gz",
+        required = true
+    )]
+    pub output: PathBuf,
     /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
     #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -263,6 +319,16 @@ pub struct LeaksArgs {
     /// Rows per table; 0 = all
     #[arg(long, value_name = "N", default_value_t = 15)]
     pub top: usize,
+    /// How addresses are named: exact (no guesses) or jeprof (closest symbol below)
+    #[arg(long, value_enum, default_value = "exact")]
+    pub names: NamesMode,
+    /// Ask this debuginfod server for debug files by build-id (repeatable; default:
+    /// DEBUGINFOD_URLS, else the config's [report] debuginfod)
+    #[arg(long = "debuginfod", value_name = "URL")]
+    pub debuginfod: Vec<String>,
+    /// Download nothing: use local debug files and the debuginfod cache only
+    #[arg(long)]
+    pub offline: bool,
     /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
     #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
           value_parser = clap::value_parser!(u64).range(1..))]

@@ -220,6 +220,11 @@ pub fn report(args: &crate::cli::ReportArgs) -> Result<i32> {
     crate::report::report(args)
 }
 
+/// `jemsafe archive`: dumps with what reading them needs, in one .tar.gz.
+pub fn archive(args: &crate::cli::ArchiveArgs) -> Result<i32> {
+    crate::report::archive_command(args)
+}
+
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
 pub fn leaks(args: &crate::cli::LeaksArgs) -> Result<i32> {
     crate::report::leaks(args)

@@ -54,6 +54,7 @@ fn main() {
         Cmd::Memory { config, json } => commands::memory(&config.config, json),
         Cmd::Report(args) => commands::report(&args),
         Cmd::Leaks(args) => commands::leaks(&args),
+        Cmd::Archive(args) => commands::archive(&args),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),
     };
     match result {

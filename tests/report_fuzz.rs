@@ -32,6 +32,8 @@ fn check(data: &[u8]) {
                     vec![Frame {
                         func: format!("f{}", pc % 7),
                         full: format!("f{}", pc % 7),
+                        source: Default::default(),
+                        allocator: false,
                     }],
                 );
             }

@@ -180,10 +180,15 @@ fn jeprof(args: &[&str], binary: &Path, dump: &Path) -> String {
     jeprof_with(&all, binary, dump)
 }
 
+/// `jemsafe report` with jeprof's closest-symbol naming, for comparisons with jeprof.
 fn jemsafe(args: &[&str]) -> String {
+    jemsafe_names("jeprof", args)
+}
+
+fn jemsafe_names(names: &str, args: &[&str]) -> String {
     let out = Command::new(jemsafe_bin())
         .arg("report")
-        .args(["--bytes", "--top", "0"])
+        .args(["--bytes", "--top", "0", "--names", names])
         .args(args)
         .output()
         .unwrap();
@@ -225,6 +230,34 @@ fn c_program_with_thousands_of_stacks_matches_jeprof_plain_and_with_base() {
     let ours = jemsafe(&[b.to_str().unwrap(), "--alloc"]);
     let oracle = jeprof(&["--alloc_space"], &bin, b);
     assert_parity(&ours, &oracle, 10);
+
+    // By default no name is a guess. libstdc++ is stripped (.dynsym only): its emergency
+    // exception pool, allocated at start-up by a static constructor, lies outside every
+    // exported symbol's extent, and jeprof names it after the exported function below it.
+    let oracle = jeprof(&[], &bin, b);
+    assert!(oracle.contains("std::__throw_ios_failure"), "{oracle}");
+    let exact = jemsafe_names("exact", &[b.to_str().unwrap()]);
+    assert!(!exact.contains("__throw_ios_failure"), "{exact}");
+    let unnamed = parse_jemsafe(&exact)
+        .rows
+        .into_iter()
+        .find(|r| r.0.starts_with("libstdc++.so.6.0.30+0x"))
+        .unwrap_or_else(|| panic!("no libstdc++ address row:\n{exact}"));
+    // Same numbers as jeprof's guessed row; only the name differs.
+    let guessed = parse_jeprof(&oracle)
+        .rows
+        .into_iter()
+        .find(|r| r.0.starts_with("std::__throw_ios_failure"))
+        .unwrap();
+    assert_eq!((unnamed.1, unnamed.2), (guessed.1, guessed.2), "{exact}");
+    // The report says where its names came from.
+    let names = exact.lines().find(|l| l.starts_with("Names: ")).unwrap();
+    assert!(
+        names.contains("frames from DWARF") && names.contains("unnamed"),
+        "{names}"
+    );
+    let parity = parse_jemsafe(&exact);
+    assert_eq!(parity.total, parse_jeprof(&oracle).total);
 }
 
 #[test]
@@ -386,4 +419,64 @@ fn broken_dumps_are_refused_with_the_line() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("truncated"), "{err}");
+}
+
+/// Runs `program args` under profiling with a final dump at exit; returns the dump.
+fn final_dump(dir: &TempDir, tag: &str, program: &str, args: &[&str]) -> PathBuf {
+    let prefix = dir.join(tag);
+    let child = Command::new(program)
+        .args(args)
+        .env("LD_PRELOAD", libjemalloc())
+        .env(
+            "MALLOC_CONF",
+            format!("prof:true,prof_final:true,prof_prefix:{}", prefix.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // jemalloc's name for the final dump: <prefix>.<pid>.<seq>.f.heap
+    let dump = dir.join(&format!("{tag}.{pid}.0.f.heap"));
+    assert!(dump.is_file(), "{} missing", dump.display());
+    dump
+}
+
+/// Programs other than mysqld, stripped distribution binaries: with `--names jeprof` the
+/// numbers and names are jeprof's; by default the same total, and no row is named after
+/// a symbol that does not hold its address.
+#[test]
+fn python3_and_perl_dumps_match_jeprof() {
+    let dir = TempDir::new("report-interp");
+    let py = final_dump(
+        &dir,
+        "py",
+        "python3",
+        &["-c", "x = [str(i) * 20 for i in range(300000)]"],
+    );
+    let perl = final_dump(
+        &dir,
+        "pl",
+        "perl",
+        &["-e", "my @a = map { 'x' x 100 } 1 .. 200000;"],
+    );
+    for (dump, program) in [(py, "/usr/bin/python3"), (perl, "/usr/bin/perl")] {
+        let program = std::fs::canonicalize(program).unwrap();
+        let d = dump.to_str().unwrap();
+        let oracle = jeprof(&[], &program, &dump);
+        assert_parity(&jemsafe(&[d]), &oracle, 10);
+        let exact = jemsafe_names("exact", &[d]);
+        assert_eq!(
+            parse_jemsafe(&exact).total,
+            parse_jeprof(&oracle).total,
+            "{exact}"
+        );
+        assert!(exact.lines().any(|l| l.starts_with("Names: ")), "{exact}");
+    }
 }

@@ -146,19 +146,38 @@ pub struct NameProfile {
     pub total: Values,
 }
 
+/// Where the frames of one pc (caller first) enter the allocator: the index of the
+/// outermost allocator frame. `Some(0)`: the pc is in an allocator function; `Some(k)`:
+/// an allocator wrapper (e.g. ld.so's `calloc`, which calls `__rtld_calloc`) is inlined
+/// into the pc's function, and only the first `k` frames are the caller's.
+pub fn allocator_cut(frames: &[Frame]) -> Option<usize> {
+    frames
+        .iter()
+        .position(|f| f.allocator || super::names::is_allocator_frame(&f.func))
+}
+
+/// The frames of a pc that a report shows: those outside the allocator.
+pub fn shown_frames(frames: &[Frame]) -> &[Frame] {
+    match allocator_cut(frames) {
+        Some(k) => &frames[..k],
+        None => frames,
+    }
+}
+
 /// jeprof's RemoveUninterestingFrames: an allocator function (malloc, operator new...)
-/// throws away everything seen so far in the stack (allocator internals) and itself.
+/// throws away everything seen so far in the stack (allocator internals) and itself. An
+/// allocator wrapper inlined into a caller does the same, and the pc stays for the
+/// caller's frames ([`shown_frames`]).
 pub fn without_allocator_frames(addrs: &[u64], symbols: &Symbols) -> Vec<u64> {
     let mut kept: Vec<u64> = Vec::with_capacity(addrs.len());
     for &pc in addrs {
-        let skip = symbols
-            .get(&pc)
-            .and_then(|f| f.first())
-            .is_some_and(|outer| super::names::is_allocator_frame(&outer.func));
-        if skip {
-            kept.clear();
-        } else {
-            kept.push(pc);
+        match symbols.get(&pc).and_then(|f| allocator_cut(f)) {
+            Some(0) => kept.clear(),
+            Some(_) => {
+                kept.clear();
+                kept.push(pc);
+            }
+            None => kept.push(pc),
         }
     }
     kept
@@ -248,7 +267,11 @@ impl NameProfile {
                 continue;
             }
             let mut v = Vec::new();
-            match shown.get(&pc) {
+            let frames = match (display, symbols.get(&pc)) {
+                (None, Some(f)) => Some(shown_frames(f)),
+                _ => shown.get(&pc).map(Vec::as_slice),
+            };
+            match frames {
                 Some(frames) if !frames.is_empty() => translate(frames, &map, &mut v),
                 _ => v.push(format!("0x{pc:016x}")),
             }
@@ -333,6 +356,8 @@ mod tests {
         Frame {
             func: func.into(),
             full: func.into(),
+            source: Default::default(),
+            allocator: false,
         }
     }
 
@@ -407,6 +432,22 @@ mod tests {
     }
 
     #[test]
+    fn an_allocator_wrapper_inlined_into_its_caller_is_dropped_with_what_it_called() {
+        // ld.so: calloc (rtld_malloc.h, inlined) in _dl_new_object calls __rtld_calloc.
+        let mut p = AddrProfile::default();
+        p.stacks
+            .insert(vec![0x1, 0x2, 0x10, 0x30], [1.0, 64.0, 0.0, 0.0]);
+        let mut s = Symbols::new();
+        s.insert(0x1, vec![frame("je_internal")]);
+        s.insert(0x2, vec![frame("__minimal_calloc")]);
+        s.insert(0x10, vec![frame("_dl_new_object"), frame("calloc")]);
+        s.insert(0x30, vec![frame("main")]);
+        let np = NameProfile::build(&p, &s, None);
+        let names: Vec<&str> = np.stacks[0].0.iter().map(|&i| np.names.get(i)).collect();
+        assert_eq!(names, vec!["_dl_new_object", "main"]);
+    }
+
+    #[test]
     fn base_subtraction_keeps_negative_stacks() {
         let (p, _) = profile();
         let mut base = AddrProfile::default();
@@ -429,6 +470,8 @@ mod tests {
             vec![Frame {
                 func: "f".into(),
                 full: "f(int)<0000000000001000>".into(),
+                source: Default::default(),
+                allocator: false,
             }],
         );
         s.insert(
@@ -436,6 +479,8 @@ mod tests {
             vec![Frame {
                 func: "f".into(),
                 full: "f(char)<0000000000002000>".into(),
+                source: Default::default(),
+                allocator: false,
             }],
         );
         let np = NameProfile::build(&p, &s, None);

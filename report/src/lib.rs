@@ -15,12 +15,15 @@
 
 pub mod aggregate;
 pub mod collapsed;
+pub mod debuginfod;
 pub mod leaks;
 pub mod names;
 pub mod parse;
 pub mod pprof;
+pub mod provenance;
 pub mod render;
 pub mod safe;
+pub mod sidecar;
 pub mod svg;
 pub mod symbolize;
 pub mod text;
@@ -63,6 +66,11 @@ pub struct LoadedDump {
     pub pid: Option<u32>,
     /// When it was taken: the file's mtime from `load`, or what the caller knows better.
     pub time: Option<SystemTime>,
+    /// What jemsafe recorded when it took the dump (`<dump>.json`), when there is one:
+    /// `load` reads it.
+    pub sidecar: Option<sidecar::Sidecar>,
+    /// Warnings from loading (e.g. a sidecar that could not be used).
+    pub notes: Vec<String>,
 }
 
 impl LoadedDump {
@@ -73,6 +81,31 @@ impl LoadedDump {
             .program()
             .map(|p| safe::escape(p.rsplit('/').next().unwrap_or(p)).into_owned())
             .unwrap_or_else(|| "unknown program".into())
+    }
+
+    /// The process it was taken of, from its sidecar.
+    pub fn process(&self) -> Option<&sidecar::Process> {
+        self.sidecar.as_ref()?.process.as_ref()
+    }
+
+    /// Err when `self` and `other` are dumps of two processes (different pids, or one pid
+    /// reused by a later process).
+    pub fn same_process(&self, other: &LoadedDump) -> std::result::Result<(), String> {
+        if let (Some(a), Some(b)) = (self.pid, other.pid) {
+            if a != b {
+                return Err(format!("pid {b} and pid {a}"));
+            }
+        }
+        if let (Some(a), Some(b)) = (self.process(), other.process()) {
+            if !a.same_as(b) {
+                return Err(format!(
+                    "two processes that had the same pid: {} and {}",
+                    b.describe(),
+                    a.describe()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `mariadbd pid 4711, 2026-11-26 18:25:54 UTC`
@@ -211,11 +244,24 @@ pub fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
             "{shown}: {e}; is this a complete jemalloc heap dump (heap_v2)?"
         ))
     })?;
+    let mut notes = Vec::new();
+    let sidecar = match sidecar::read_for(path, limits.follow_symlinks) {
+        Ok(s) => s,
+        Err(why) => {
+            notes.push(format!("{why}; the dump is read without it"));
+            None
+        }
+    };
     Ok(LoadedDump {
         path: path.to_owned(),
         dump,
-        pid: None,
+        pid: sidecar
+            .as_ref()
+            .and_then(|s| s.process.as_ref())
+            .map(|p| p.pid),
         time: opened.meta.modified().ok(),
+        sidecar,
+        notes,
     })
 }
 

@@ -206,7 +206,10 @@ pub fn build(
         for pc in kept {
             let id = *location_ids.entry(pc).or_insert_with(|| {
                 let id = locations.len() as u64 + 1;
-                let frames = symbols.get(&pc).cloned().unwrap_or_default();
+                let frames = symbols
+                    .get(&pc)
+                    .map(|f| super::aggregate::shown_frames(f).to_vec())
+                    .unwrap_or_default();
                 let mut line = Vec::new();
                 // Symbols are caller first; pprof wants the innermost line first.
                 for f in frames.iter().rev() {
@@ -292,10 +295,14 @@ mod tests {
                 Frame {
                     func: "outer".into(),
                     full: "outer()".into(),
+                    source: Default::default(),
+                    allocator: false,
                 },
                 Frame {
                     func: "inner".into(),
                     full: "inner()".into(),
+                    source: Default::default(),
+                    allocator: false,
                 },
             ],
         );
@@ -304,6 +311,8 @@ mod tests {
             vec![Frame {
                 func: "main".into(),
                 full: "main".into(),
+                source: Default::default(),
+                allocator: false,
             }],
         );
         let maps = vec![MapEntry {

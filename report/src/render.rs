@@ -78,7 +78,8 @@ fn symbolize_for(
     options: &symbolize::Options,
     notes: &mut Vec<String>,
 ) -> symbolize::Outcome {
-    let outcome = symbolize::symbolize(&dump.dump.maps, &profile.pcs(), options);
+    let recorded = dump.sidecar.as_ref().map_or(&[][..], |s| &s.objects[..]);
+    let outcome = symbolize::symbolize_recorded(&dump.dump.maps, &profile.pcs(), options, recorded);
     notes.extend(outcome.notes.iter().cloned());
     if dump.dump.maps.is_empty() {
         notes.push(format!(
@@ -110,16 +111,16 @@ pub fn report(
             shown(&target.path)
         ));
     }
+    notes.extend(target.notes.iter().cloned());
     let mut profile = AddrProfile::take_from_dump(&mut target.dump);
     if let Some(b) = &mut base {
-        if let (Some(a), Some(b)) = (target.pid, b.pid) {
-            if a != b {
-                return Err(Error::Mismatch(format!(
-                    "the base is from another process (pid {b}, dump pid {a}): addresses differ \
-                     between processes, so their difference means nothing; compare two dumps of \
-                     one process"
-                )));
-            }
+        notes.extend(b.notes.iter().cloned());
+        if let Err(which) = target.same_process(b) {
+            return Err(Error::Mismatch(format!(
+                "the base is from another process than the dump ({which}): addresses differ \
+                 between processes, so their difference means nothing; compare two dumps of \
+                 one process"
+            )));
         }
         profile = profile.subtract(&AddrProfile::take_from_dump(&mut b.dump));
     }
@@ -134,6 +135,8 @@ pub fn report(
                     vec![Frame {
                         func: o.clone(),
                         full: o.clone(),
+                        source: Default::default(),
+                        allocator: false,
                     }],
                 )
             })
@@ -192,6 +195,10 @@ pub fn report(
                     ""
                 }
             ));
+            s.push_str(
+                &crate::provenance::Provenance::of(&profile, &outcome.symbols, &outcome.object, m)
+                    .text(&outcome.objects, m, opts.symbolize.names),
+            );
             let o = text::TextOptions {
                 metric: m,
                 top: opts.top,
@@ -258,6 +265,17 @@ pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered
                 .unwrap_or_default()
         )));
     }
+    for d in &dumps {
+        notes.extend(d.notes.iter().cloned());
+    }
+    for d in &dumps[1..] {
+        if let Err(which) = dumps[0].same_process(d) {
+            return Err(Error::Mismatch(format!(
+                "these dumps come from different processes ({which}); addresses differ \
+                 between processes: pass the dumps of one process"
+            )));
+        }
+    }
     let mut pids: Vec<u32> = dumps.iter().filter_map(|d| d.pid).collect();
     pids.sort_unstable();
     pids.dedup();
@@ -315,6 +333,15 @@ pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered
             d.time.map(format_time).unwrap_or_else(|| "-".into()),
             shown(&d.path)
         ));
+    }
+    if let Some(p) = profiles.last() {
+        s.push_str(
+            &crate::provenance::Provenance::of(p, &outcome.symbols, &outcome.object, m).text(
+                &outcome.objects,
+                m,
+                opts.symbolize.names,
+            ),
+        );
     }
     s.push('\n');
     s.push_str(&leaks::render(&stacks, &funcs, opts.top, m));

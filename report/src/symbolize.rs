@@ -16,7 +16,7 @@
 //! An object that is missing, or is not the file that was mapped, is reported once, and its
 //! addresses are shown as `object+0xoffset`, never with a name that could be wrong.
 
-use super::names::{demangle, short_function_name};
+use super::names::{demangle, is_allocator_frame, short_function_name};
 use super::parse::MapEntry;
 use super::safe::escape_in_place;
 use addr2line::gimli;
@@ -25,6 +25,21 @@ use object::{Object, ObjectSection, ObjectSegment};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+/// Where the name of a frame came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Source {
+    /// DWARF: the function (or inlined function) that holds the address.
+    Dwarf,
+    /// A symbol table entry whose extent `[st_value, st_value + st_size)` holds the address.
+    #[default]
+    Symtab,
+    /// `--names jeprof` only: the closest symbol below an address outside its extent
+    /// (jeprof's naming; possibly another function's name).
+    Guess,
+    /// No name: shown as `object+0xaddress` (or a raw address).
+    Unnamed,
+}
+
 /// One frame of a pc: jeprof's (short name, full name) pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -32,15 +47,53 @@ pub struct Frame {
     pub func: String,
     /// Demangled full name; names from the symbol table end in `<start address>`.
     pub full: String,
+    pub source: Source,
+    /// Whether jeprof's name for this frame (the closest symbol below, even outside its
+    /// extent) is an allocator function's: jeprof drops such frames, and so do reports,
+    /// whatever name they show.
+    pub allocator: bool,
 }
 
 impl Frame {
-    fn plain(name: String) -> Frame {
+    fn plain(name: String, source: Source) -> Frame {
         Frame {
             func: name.clone(),
             full: name,
+            source,
+            allocator: false,
         }
     }
+}
+
+/// How addresses outside every symbol's extent are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NameMode {
+    /// Only names that hold the address: DWARF, or a symbol whose extent holds it;
+    /// anything else is `object+0xaddress`.
+    #[default]
+    Exact,
+    /// jeprof's naming: the closest symbol at or below the address, whatever its size
+    /// (for comparisons with jeprof).
+    Jeprof,
+}
+
+/// One object that held sampled addresses.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    /// The path in the dump's maps.
+    pub path: String,
+    /// Its file name, as addresses in it are shown (`mariadbd+0x...`).
+    pub label: String,
+    /// Its GNU build-id (hex), when the object could be read.
+    pub build_id: Option<String>,
+    /// The separate debug file used.
+    pub debug_file: Option<PathBuf>,
+    /// Whether any DWARF was used (from the object or its debug file).
+    pub dwarf: bool,
+    /// Sampled addresses in it.
+    pub addresses: usize,
+    /// Why it could not be read, if so.
+    pub error: Option<String>,
 }
 
 /// pc -> frames, caller (outermost) first, as jeprof keeps them.
@@ -53,8 +106,8 @@ pub struct Outcome {
     /// pc -> the object it is in (file name), or its raw name when it is in none.
     pub object: HashMap<u64, String>,
     pub notes: Vec<String>,
-    /// Objects symbolized: (path, debug file used, addresses).
-    pub objects: Vec<(String, Option<PathBuf>, usize)>,
+    /// Objects that held sampled addresses, by path.
+    pub objects: Vec<ObjectInfo>,
 }
 
 /// Where to look for separate debug files (default `/usr/lib/debug`).
@@ -63,6 +116,9 @@ pub struct Options {
     pub debug_dirs: Vec<PathBuf>,
     /// Show progress on stderr (on a terminal).
     pub progress: bool,
+    pub names: NameMode,
+    /// debuginfod servers, cache and limits. Its cache is searched even with no server.
+    pub debuginfod: super::debuginfod::Config,
 }
 
 impl Default for Options {
@@ -78,6 +134,8 @@ impl Default for Options {
         Options {
             debug_dirs,
             progress: false,
+            names: NameMode::Exact,
+            debuginfod: super::debuginfod::Config::from_env(),
         }
     }
 }
@@ -207,6 +265,9 @@ fn basename(path: &str) -> &str {
 #[derive(Debug, Clone)]
 struct NmSym {
     start: u64,
+    /// The end of its extent: the largest `st_value + st_size` of the symbols at `start`
+    /// (`start` itself for symbols of size 0, which hold no address).
+    end: u64,
     /// The raw (mangled) name; demangled only when an address needs it.
     raw: String,
     /// Whether jeprof tags it with its address.
@@ -228,6 +289,7 @@ impl NmSym {
 #[derive(Debug, Clone)]
 struct RawSym {
     value: u64,
+    size: u64,
     name: String,
     text: bool,
 }
@@ -249,8 +311,14 @@ fn nm_table(mut raw: Vec<RawSym>) -> Vec<NmSym> {
             Some(k) => (group[1 + k].name.clone(), false),
             None => (group[0].name.clone(), true),
         };
+        let end = group
+            .iter()
+            .map(|s| s.value.saturating_add(s.size))
+            .max()
+            .unwrap_or(value);
         out.push(NmSym {
             start: value,
+            end,
             raw,
             tagged,
         });
@@ -275,6 +343,35 @@ fn nm_index(table: &[NmSym], mpc: u64) -> Option<usize> {
         return None;
     }
     Some(idx - 1)
+}
+
+/// The symbol whose extent `[start, end)` holds `mpc`: the closest one at or below it, or
+/// failing that an earlier, larger one around it (`max_end[i]`: the largest end among
+/// `table[..=i]`). None: no symbol holds the address, any name would be a guess.
+fn covering_index(table: &[NmSym], max_end: &[u64], mpc: u64) -> Option<usize> {
+    let idx = table.partition_point(|s| s.start <= mpc);
+    let mut i = idx.checked_sub(1)?;
+    loop {
+        if table[i].end > mpc {
+            return Some(i);
+        }
+        if *max_end.get(i)? <= mpc {
+            return None;
+        }
+        i = i.checked_sub(1)?;
+    }
+}
+
+/// The running maximum of the extents' ends, for [`covering_index`].
+fn max_ends(table: &[NmSym]) -> Vec<u64> {
+    let mut m = 0;
+    table
+        .iter()
+        .map(|s| {
+            m = m.max(s.end);
+            m
+        })
+        .collect()
 }
 
 type Elf64 = object::elf::FileHeader64<object::Endianness>;
@@ -360,6 +457,7 @@ fn elf_symbols(data: &[u8]) -> Result<Vec<RawSym>, String> {
                 && st_type != object::elf::STT_GNU_IFUNC;
             out.push(RawSym {
                 value: sym.st_value(endian),
+                size: sym.st_size(endian),
                 name,
                 text,
             });
@@ -369,6 +467,17 @@ fn elf_symbols(data: &[u8]) -> Result<Vec<RawSym>, String> {
         }
     }
     Ok(Vec::new())
+}
+
+/// Bytes of an even-length hex string (at most 64 bytes, as build-ids are).
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 || s.is_empty() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -532,6 +641,9 @@ impl DwarfIndex {
 /// An object file ready to answer.
 struct Loaded {
     nm: Vec<NmSym>,
+    nm_max_end: Vec<u64>,
+    debug_max_end: Vec<u64>,
+    build_id: Option<String>,
     /// The separate debug file's own symbol table: what addr2line falls back to where
     /// DWARF has no function (it reads the debug file, nm does not).
     debug_syms: Vec<NmSym>,
@@ -606,6 +718,13 @@ fn find_debug_file(
 ) -> Option<DebugFile> {
     let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
     let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(id) = &build_id {
+        candidates.push(super::debuginfod::cached(
+            &opts.debuginfod.cache,
+            id,
+            super::debuginfod::Kind::Debuginfo,
+        ));
+    }
     for dir in &opts.debug_dirs {
         if let Some(id) = &build_id {
             candidates.extend(build_id_path(dir, id));
@@ -656,6 +775,14 @@ fn find_debug_file(
         });
     }
     None
+}
+
+/// The separate debug file jemsafe would use for the object at `path` (by build-id, by
+/// path, by `.gnu_debuglink`, or in the debuginfod cache), for packing it with a dump.
+pub fn debug_file_for(path: &Path, opts: &Options) -> Option<PathBuf> {
+    let opened = open_file(path, true).ok()?;
+    let file = object::File::parse(opened.data).ok()?;
+    find_debug_file(path, &file, opts, &mut Vec::new()).map(|d| d.path)
 }
 
 /// The dwz supplementary file a debug file refers to (`.gnu_debugaltlink`); it must carry
@@ -765,11 +892,94 @@ fn load_object(
     file_offsets: &[u64],
     opts: &Options,
     notes: &mut Vec<String>,
+    recorded: Option<&[u8]>,
 ) -> Result<Loaded, String> {
+    let (data, file) = match mapped_file(path, entry, recorded) {
+        Ok(found) => found,
+        Err(why) => match recorded.and_then(|id| by_build_id(id, opts, notes)) {
+            // The build that was mapped, found by the build-id its sidecar recorded.
+            Some(found) => found,
+            None => {
+                return Err(match recorded {
+                    Some(id) => format!(
+                        "{why}; the build that was mapped (build-id {}) was not found by \
+                         build-id either (in {})",
+                        hex(id),
+                        shown_dirs(opts)
+                    ),
+                    None => why,
+                })
+            }
+        },
+    };
+    build_loaded(path, data, file, file_offsets, opts, notes)
+}
+
+fn shown_dirs(opts: &Options) -> String {
+    let dirs: Vec<String> = opts
+        .debug_dirs
+        .iter()
+        .map(|d| d.join(".build-id").display().to_string())
+        .collect();
+    if dirs.is_empty() {
+        "no debug directory".into()
+    } else {
+        dirs.join(", ")
+    }
+}
+
+/// A file found by build-id (a separate debug file: symbols and DWARF, no code), checked
+/// to carry that build-id.
+fn by_build_id(
+    id: &[u8],
+    opts: &Options,
+    notes: &mut Vec<String>,
+) -> Option<(&'static [u8], object::File<'static>)> {
+    use super::debuginfod::{cached, Kind};
+    let in_cache =
+        [Kind::Debuginfo, Kind::Executable].map(|k| cached(&opts.debuginfod.cache, id, k));
+    let local = opts.debug_dirs.iter().flat_map(|d| {
+        // `xx/rest.debug`, the debug file; `xx/rest`, the object itself (as Fedora's
+        // .build-id trees and `jemsafe archive` have it).
+        let debug = build_id_path(d, id);
+        let exe = debug
+            .as_ref()
+            .map(|p| p.with_extension(""))
+            .filter(|p| p.extension().is_none());
+        exe.into_iter().chain(debug)
+    });
+    for c in local.chain(in_cache) {
+        if std::fs::metadata(&c).is_err() {
+            continue;
+        }
+        let opened = match open_file(&c, true) {
+            Ok(o) => o,
+            Err(why) => {
+                notes.push(format!("debug file {} {why}; not used", c.display()));
+                continue;
+            }
+        };
+        let Ok(file) = object::File::parse(opened.data) else {
+            continue;
+        };
+        if file.build_id().ok().flatten() == Some(id) {
+            return Some((opened.data, file));
+        }
+    }
+    None
+}
+
+/// The file at `path` if it is the one that was mapped: same device and inode as the
+/// dump's maps say, or (when the dump's sidecar recorded one) the same build-id.
+fn mapped_file(
+    path: &str,
+    entry: &MapEntry,
+    recorded: Option<&[u8]>,
+) -> Result<(&'static [u8], object::File<'static>), String> {
     if path.ends_with(" (deleted)") {
         return Err("was deleted after it was mapped (replaced by an upgrade?)".into());
     }
-    if entry.inode == 0 {
+    if entry.inode == 0 && recorded.is_none() {
         // No file has inode 0: the line is not a file mapping or was forged, and without
         // the inode a replaced object cannot be told from the one that was mapped.
         return Err(
@@ -781,14 +991,45 @@ fn load_object(
     let p = Path::new(path);
     // The kernel writes resolved paths in the maps: the last component is never a link.
     let opened = open_file(p, false)?;
-    {
+    let same = {
         use std::os::unix::fs::MetadataExt;
         let st_dev = opened.meta.dev();
         let dev = (libc::major(st_dev), libc::minor(st_dev));
-        same_file(entry, dev, opened.meta.ino(), opened.fs_type)?;
-    }
+        same_file(entry, dev, opened.meta.ino(), opened.fs_type)
+    };
     let data = opened.data;
     let file = object::File::parse(data).map_err(|e| format!("is not an ELF object ({e})"))?;
+    match recorded {
+        // The build-id decides: the same build elsewhere (another machine, a copy) is
+        // the file; a file rewritten in place is not.
+        Some(id) => {
+            let now = file.build_id().ok().flatten();
+            if now == Some(id) {
+                Ok((data, file))
+            } else {
+                same?;
+                Err(format!(
+                    "is not the build that was mapped (build-id {} now, {} when the dump \
+                     was taken)",
+                    now.map(hex).unwrap_or_else(|| "none".into()),
+                    hex(id)
+                ))
+            }
+        }
+        None => same.map(|()| (data, file)),
+    }
+}
+
+/// An object (or the debug file standing in for it) ready to answer.
+fn build_loaded(
+    path: &str,
+    data: &'static [u8],
+    file: object::File<'static>,
+    file_offsets: &[u64],
+    opts: &Options,
+    notes: &mut Vec<String>,
+) -> Result<Loaded, String> {
+    let p = Path::new(path);
     let segments: Vec<(u64, u64, u64)> = file
         .segments()
         .map(|s| {
@@ -834,6 +1075,9 @@ fn load_object(
         DwarfIndex::build(&d, &addrs)
     });
     Ok(Loaded {
+        nm_max_end: max_ends(&nm),
+        debug_max_end: max_ends(&debug_syms),
+        build_id: file.build_id().ok().flatten().map(hex),
         nm,
         debug_syms,
         dwarf,
@@ -861,75 +1105,219 @@ fn dwarf_frames(ctx: &addr2line::Context<Reader>, addr: u64) -> Vec<Option<Strin
     out
 }
 
-/// jeprof's MapToSymbols for one pc: frames caller first.
+/// A symbol table's answer for one address: its (short, full) names and whether its
+/// extent holds the address.
+type NmAnswer = Option<((String, String), bool)>;
+
+/// jeprof's MapToSymbols for one pc: frames caller first. With [`NameMode::Exact`], a
+/// symbol names an address only when its extent holds it.
 fn frames_for(
     loaded: &Loaded,
     cache: &mut HashMap<usize, (String, String)>,
     pc: u64,
     mpc: u64,
     label: &str,
+    mode: NameMode,
 ) -> Vec<Frame> {
-    let index = nm_index(&loaded.nm, mpc);
-    let nms = if loaded.nm.is_empty() {
+    let closest = nm_index(&loaded.nm, mpc);
+    let covering = covering_index(&loaded.nm, &loaded.nm_max_end, mpc);
+    let chosen = match mode {
+        NameMode::Exact => covering,
+        NameMode::Jeprof => closest,
+    };
+    let nms: NmAnswer = if loaded.nm.is_empty() {
         None
     } else {
-        Some(match index {
-            Some(i) => cache
-                .entry(i)
-                .or_insert_with(|| loaded.nm[i].names())
-                .clone(),
-            None => {
+        match chosen {
+            Some(i) => Some((
+                cache
+                    .entry(i)
+                    .or_insert_with(|| loaded.nm[i].names())
+                    .clone(),
+                covering == Some(i),
+            )),
+            None if mode == NameMode::Jeprof => {
                 let a = format!("0x{pc:016x}");
-                (a.clone(), a)
+                Some(((a.clone(), a), false))
             }
-        })
+            None => None,
+        }
     };
-    let mut dwarf = match &loaded.dwarf {
-        Some(index) => index.frames(mpc),
+    let mut dwarf: Vec<(Option<String>, Source)> = match &loaded.dwarf {
+        Some(index) => index
+            .frames(mpc)
+            .into_iter()
+            .map(|n| (n, Source::Dwarf))
+            .collect(),
         None => Vec::new(),
     };
     if dwarf.is_empty() {
-        dwarf.push(None);
+        dwarf.push((None, Source::Unnamed));
     }
     // Where DWARF has no function, addr2line names the closest symbol (demangled, without
     // nm's address tag) of the debug file, else of the object, or says `??`.
-    if let Some(first @ None) = dwarf.first_mut() {
-        let fallback = if loaded.debug_syms.is_empty() {
-            index.map(|i| &loaded.nm[i])
+    if let Some(first @ (None, _)) = dwarf.first_mut() {
+        let (table, ends) = if loaded.debug_syms.is_empty() {
+            (&loaded.nm, &loaded.nm_max_end)
         } else {
-            nm_index(&loaded.debug_syms, mpc).map(|i| &loaded.debug_syms[i])
+            (&loaded.debug_syms, &loaded.debug_max_end)
         };
-        *first = fallback.map(|s| demangle(&s.raw));
+        let cover = covering_index(table, ends, mpc);
+        let pick = match mode {
+            NameMode::Exact => cover,
+            NameMode::Jeprof => nm_index(table, mpc),
+        };
+        if let Some(i) = pick {
+            let source = if cover == Some(i) {
+                Source::Symtab
+            } else {
+                Source::Guess
+            };
+            *first = (Some(demangle(&table[i].raw)), source);
+        }
     }
     let mut symlist: Vec<Frame> = Vec::with_capacity(dwarf.len());
-    for name in dwarf {
+    for (name, source) in dwarf {
         let mut frame = match name {
             Some(full) => Frame {
                 func: short_function_name(&full),
                 full,
+                source,
+                allocator: false,
             },
-            None => Frame::plain("??".into()),
+            None => Frame::plain("??".into(), Source::Unnamed),
         };
-        if let Some((nm_func, nm_full)) = &nms {
+        if let Some(((nm_func, nm_full), covers)) = &nms {
             if frame.full == "??" || nm_full.starts_with(&frame.func) {
+                // Where DWARF named the function, the symbol only adds its address tag.
+                let source = match (frame.source, covers) {
+                    (Source::Dwarf, _) => Source::Dwarf,
+                    (_, true) => Source::Symtab,
+                    _ if nm_func.starts_with("0x") => Source::Unnamed,
+                    _ => Source::Guess,
+                };
                 frame = Frame {
                     func: nm_func.clone(),
                     full: nm_full.clone(),
+                    source,
+                    allocator: false,
                 };
             }
         }
         if frame.func == "??" {
-            frame = Frame::plain(format!("{label}+0x{mpc:x}"));
+            frame = Frame::plain(format!("{label}+0x{mpc:x}"), Source::Unnamed);
         }
+        frame.allocator = is_allocator_frame(&frame.func);
         symlist.push(frame);
     }
     symlist.reverse(); // caller first
+    if mode == NameMode::Exact
+        && (closest != covering || symlist.iter().any(|f| f.source == Source::Unnamed))
+    {
+        // jeprof's names decide which frames are the allocator's (inside libjemalloc,
+        // internal functions have no symbol of their own: jeprof calls them `malloc`...).
+        let jeprof = frames_for(loaded, cache, pc, mpc, label, NameMode::Jeprof);
+        let same_depth = jeprof.len() == symlist.len();
+        for (i, f) in symlist.iter_mut().enumerate() {
+            if (i == 0 || same_depth) && jeprof.get(i).is_some_and(|j| j.allocator) {
+                f.allocator = true;
+            }
+        }
+    }
     symlist
+}
+
+/// Whether debug information for build `id` is at hand without a download: a separate
+/// debug file by build-id, one in the debuginfod cache, or DWARF in the object itself.
+fn local_debug_info(id: &[u8], object: Option<&object::File<'static>>, opts: &Options) -> bool {
+    if object.is_some_and(|f| f.section_by_name(".debug_info").is_some()) {
+        return true;
+    }
+    let cache = super::debuginfod::cached(
+        &opts.debuginfod.cache,
+        id,
+        super::debuginfod::Kind::Debuginfo,
+    );
+    cache.exists()
+        || opts
+            .debug_dirs
+            .iter()
+            .filter_map(|d| build_id_path(d, id))
+            .any(|p| p.exists())
+}
+
+/// Fetches from debuginfod, several at once, the debug files of the objects holding
+/// `pcs` that have none at hand (and the executable of an object that is gone or was
+/// replaced), into the cache where the lookups find them.
+fn prefetch(
+    maps: &[MapEntry],
+    pcs: &BTreeSet<u64>,
+    opts: &Options,
+    recorded_id: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> super::debuginfod::Fetched {
+    use super::debuginfod::{Kind, Want};
+    let cfg = &opts.debuginfod;
+    if cfg.urls.is_empty() || cfg.offline {
+        return Default::default();
+    }
+    let mut seen = BTreeSet::new();
+    let mut wants: Vec<Want> = Vec::new();
+    for m in maps.iter().filter(|m| m.executable()) {
+        let Some(path) = m.path.as_deref().filter(|p| p.starts_with('/')) else {
+            continue;
+        };
+        if !seen.insert(path) || pcs.range(m.start..m.end).next().is_none() {
+            continue;
+        }
+        let recorded = recorded_id(path);
+        let mapped = mapped_file(path, m, recorded.as_deref()).ok();
+        let Some(id) = recorded.or_else(|| {
+            mapped
+                .as_ref()
+                .and_then(|(_, f)| f.build_id().ok().flatten().map(<[u8]>::to_vec))
+        }) else {
+            continue;
+        };
+        if local_debug_info(&id, mapped.as_ref().map(|(_, f)| f), opts) {
+            continue;
+        }
+        let label = basename(path).to_owned();
+        if mapped.is_none() {
+            wants.push(Want {
+                id: id.clone(),
+                kind: Kind::Executable,
+                label: label.clone(),
+            });
+        }
+        wants.push(Want {
+            id,
+            kind: Kind::Debuginfo,
+            label,
+        });
+    }
+    super::debuginfod::fetch_all(cfg, &wants)
 }
 
 /// Symbolizes `pcs` with the dump's mappings.
 pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outcome {
+    symbolize_recorded(maps, pcs, opts, &[])
+}
+
+/// [`symbolize`], with the objects the dump's sidecar recorded: an object whose file was
+/// replaced or is elsewhere is found by the build-id recorded for its path.
+pub fn symbolize_recorded(
+    maps: &[MapEntry],
+    pcs: &BTreeSet<u64>,
+    opts: &Options,
+    recorded: &[crate::sidecar::Object],
+) -> Outcome {
+    let recorded_id = |path: &str| -> Option<Vec<u8>> {
+        let o = recorded.iter().find(|o| o.path == path)?;
+        unhex(o.build_id.as_deref()?)
+    };
     let mut out = Outcome::default();
+    let prefetched = prefetch(maps, pcs, opts, &recorded_id);
+    out.notes.extend(prefetched.notes);
     let mut exec: Vec<&MapEntry> = maps
         .iter()
         .filter(|m| m.executable() && m.path.as_deref().is_some_and(|p| p.starts_with('/')))
@@ -952,7 +1340,8 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
                 _ => format!("0x{pc:016x}"),
             };
             out.object.insert(pc, name.clone());
-            out.symbols.insert(pc, vec![Frame::plain(name)]);
+            out.symbols
+                .insert(pc, vec![Frame::plain(name, Source::Unnamed)]);
         }
     }
     // One load per object path.
@@ -978,7 +1367,8 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
                 .iter()
                 .map(|pc| (pc - m.start).wrapping_add(m.offset))
                 .collect();
-            load_object(&path, m, &offsets, opts, &mut out.notes)
+            let id = recorded_id(&path);
+            load_object(&path, m, &offsets, opts, &mut out.notes, id.as_deref())
         });
         *counts.entry(path.clone()).or_default() += pcs.len();
         let label = basename(&path).to_owned();
@@ -988,9 +1378,12 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
             let frames = match obj {
                 Ok(l) => {
                     let mpc = l.object_address(file_offset);
-                    frames_for(l, &mut cache, pc, mpc, &label)
+                    frames_for(l, &mut cache, pc, mpc, &label, opts.names)
                 }
-                Err(_) => vec![Frame::plain(format!("{label}+0x{file_offset:x}"))],
+                Err(_) => vec![Frame::plain(
+                    format!("{label}+0x{file_offset:x}"),
+                    Source::Unnamed,
+                )],
             };
             out.symbols.insert(pc, frames);
             out.object.insert(pc, label.clone());
@@ -1003,14 +1396,31 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
     paths.sort();
     for path in paths {
         let n = counts.get(path).copied().unwrap_or(0);
+        let mut info = ObjectInfo {
+            path: path.clone(),
+            label: basename(path).to_owned(),
+            build_id: recorded_id(path).map(|id| hex(&id)),
+            debug_file: None,
+            dwarf: false,
+            addresses: n,
+            error: None,
+        };
         match &loaded[path] {
-            Ok(l) => out.objects.push((path.clone(), l.debug_file.clone(), n)),
-            Err(why) => out.notes.push(format!(
-                "{path} {why}; its {n} address{} shown as {}+0xOFFSET",
-                if n == 1 { " is" } else { "es are" },
-                basename(path)
-            )),
+            Ok(l) => {
+                info.build_id = l.build_id.clone();
+                info.debug_file = l.debug_file.clone();
+                info.dwarf = l.dwarf.is_some();
+            }
+            Err(why) => {
+                out.notes.push(format!(
+                    "{path} {why}; its {n} address{} shown as {}+0xOFFSET",
+                    if n == 1 { " is" } else { "es are" },
+                    basename(path)
+                ));
+                info.error = Some(why.clone());
+            }
         }
+        out.objects.push(info);
     }
     // Names come from files and dumps other users can write: no control character
     // reaches a terminal, a flame graph or a pprof file.
@@ -1022,6 +1432,10 @@ pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outc
     }
     out.object.values_mut().for_each(escape_in_place);
     out.notes.iter_mut().for_each(escape_in_place);
+    for o in &mut out.objects {
+        escape_in_place(&mut o.path);
+        escape_in_place(&mut o.label);
+    }
     out
 }
 
@@ -1030,8 +1444,13 @@ mod tests {
     use super::*;
 
     fn raw(value: u64, name: &str, text: bool) -> RawSym {
+        sized(value, 0, name, text)
+    }
+
+    fn sized(value: u64, size: u64, name: &str, text: bool) -> RawSym {
         RawSym {
             value,
+            size,
             name: name.into(),
             text,
         }
@@ -1197,6 +1616,9 @@ mod tests {
 
     fn loaded(nm: Vec<NmSym>) -> Loaded {
         Loaded {
+            nm_max_end: max_ends(&nm),
+            debug_max_end: vec![],
+            build_id: None,
             nm,
             debug_syms: vec![],
             dwarf: None,
@@ -1213,19 +1635,66 @@ mod tests {
             raw(0x1000, "_Z3fooi", true),
             raw(0x2000, "_end", false),
         ]));
-        let f = frames_for(&l, &mut HashMap::new(), 0x5555_0000_1010, 0x1010, "x");
+        let f = frames_for(
+            &l,
+            &mut HashMap::new(),
+            0x5555_0000_1010,
+            0x1010,
+            "x",
+            NameMode::Jeprof,
+        );
         assert_eq!(
             f,
             vec![Frame {
                 func: "foo".into(),
-                full: "foo(int)<0000000000001000>".into()
+                full: "foo(int)<0000000000001000>".into(),
+                source: Source::Guess,
+                allocator: false,
             }]
         );
         let none = loaded(vec![]);
         assert_eq!(
-            frames_for(&none, &mut HashMap::new(), 0x1, 0x1010, "libx.so")[0].func,
+            frames_for(
+                &none,
+                &mut HashMap::new(),
+                0x1,
+                0x1010,
+                "libx.so",
+                NameMode::Exact
+            )[0]
+            .func,
             "libx.so+0x1010"
         );
+    }
+
+    #[test]
+    fn exact_names_only_inside_a_symbols_extent() {
+        // foo: [0x1000, 0x1100); bar: [0x2000, 0x2800) holds baz: [0x2100, 0x2110).
+        let l = loaded(nm_table(vec![
+            sized(0x1000, 0x100, "_Z3fooi", true),
+            sized(0x2000, 0x800, "bar", true),
+            sized(0x2100, 0x10, "baz", true),
+            sized(0x3000, 0, "_end", false),
+        ]));
+        let name = |mpc: u64, mode| {
+            let f = frames_for(&l, &mut HashMap::new(), 0x7000_0000 + mpc, mpc, "x", mode);
+            (f[0].func.clone(), f[0].source)
+        };
+        use NameMode::*;
+        assert_eq!(name(0x1010, Exact), ("foo".into(), Source::Symtab));
+        assert_eq!(name(0x1010, Jeprof), ("foo".into(), Source::Symtab));
+        // Past foo's end: no name (jeprof still says foo, a guess).
+        assert_eq!(name(0x1200, Exact), ("x+0x1200".into(), Source::Unnamed));
+        assert_eq!(name(0x1200, Jeprof), ("foo".into(), Source::Guess));
+        // Past baz but inside bar: bar.
+        assert_eq!(name(0x2200, Exact), ("bar".into(), Source::Symtab));
+        assert_eq!(name(0x2200, Jeprof), ("baz".into(), Source::Guess));
+        assert_eq!(name(0x2108, Exact), ("baz".into(), Source::Symtab));
+        // Below the first symbol and after the last.
+        assert_eq!(name(0x10, Exact), ("x+0x10".into(), Source::Unnamed));
+        assert_eq!(name(0x3004, Exact), ("x+0x3004".into(), Source::Unnamed));
+        // Distinct addresses, distinct names.
+        assert_ne!(name(0x1200, Exact).0, name(0x1204, Exact).0);
     }
 
     #[test]

@@ -196,6 +196,8 @@ mod tests {
                 vec![Frame {
                     func: n.into(),
                     full: n.into(),
+                    source: Default::default(),
+                    allocator: false,
                 }],
             );
         }

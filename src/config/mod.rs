@@ -373,6 +373,18 @@ struct RawConfig {
     http: HttpSection,
     #[serde(default)]
     profiles: BTreeMap<String, ProfileDef>,
+    #[serde(default)]
+    report: ReportSection,
+}
+
+/// `[report]`: how `jemsafe report` and `jemsafe leaks` read dumps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// debuginfod servers asked for debug files by build-id, after `--debuginfod` and
+    /// `DEBUGINFOD_URLS` (used when neither is given).
+    #[serde(default)]
+    pub debuginfod: Vec<String>,
 }
 
 /// A parsed and validated configuration file.
@@ -391,6 +403,7 @@ pub struct Config {
     pub signals: SignalsSection,
     pub http: HttpSection,
     pub profiles: BTreeMap<String, ProfileDef>,
+    pub report: ReportSection,
 }
 
 /// Variables jemsafe sets itself; a config may not override them.
@@ -462,6 +475,7 @@ impl Config {
             signals: raw.signals,
             http: raw.http,
             profiles: raw.profiles,
+            report: raw.report,
         };
         config.validate()?;
         Ok(config)
@@ -498,6 +512,20 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        for url in &self.report.debuginfod {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.contains(char::is_whitespace)
+            {
+                return Err(self.invalid(
+                    "report.debuginfod",
+                    self.find("debuginfod"),
+                    format!(
+                        "{url:?} is not a server URL: give http:// or https:// URLs, e.g. \
+                         debuginfod = [\"https://debuginfod.debian.net\"]"
+                    ),
+                ));
+            }
+        }
         let dir = &self.dumps.dir;
         self.check_path(
             "dumps.dir",

@@ -3,6 +3,7 @@
 pub mod files;
 pub mod naming;
 pub mod retention;
+pub mod sidecar;
 
 pub use naming::{on_demand_name, HeapName, Trigger};
 

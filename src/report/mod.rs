@@ -3,9 +3,10 @@
 //! what the dumps' file names say (pid, time), flags mapped to typed options, and where
 //! the output goes.
 
+pub mod archive;
 pub mod select;
 
-use crate::cli::{LeaksArgs, ReportArgs, ReportBy, ReportFormat};
+use crate::cli::{ArchiveArgs, LeaksArgs, NamesMode, ReportArgs, ReportBy, ReportFormat};
 use crate::error::{Error, Result};
 use jemsafe_report::aggregate::Metric;
 use jemsafe_report::render::{self, By, Format, LeaksOptions, ReportOptions};
@@ -33,9 +34,38 @@ fn metric(args: &ReportArgs) -> Metric {
     }
 }
 
-fn sym_options() -> symbolize::Options {
+/// debuginfod: `--debuginfod` URLs, else DEBUGINFOD_URLS, else the config's
+/// `[report] debuginfod` (a config that cannot be read is skipped with a warning: a named
+/// dump needs no config).
+fn debuginfod(urls: &[String], offline: bool, config: &Path) -> jemsafe_report::debuginfod::Config {
+    use jemsafe_report::debuginfod;
+    let mut cfg = debuginfod::Config::from_env();
+    cfg.offline = offline;
+    if !urls.is_empty() {
+        cfg.urls = urls
+            .iter()
+            .flat_map(|u| debuginfod::split_urls(u))
+            .collect();
+    } else if std::env::var_os("DEBUGINFOD_URLS").is_none() && config.exists() {
+        match crate::config::Config::load(config) {
+            Ok(c) => cfg.urls = c.report.debuginfod.clone(),
+            Err(e) => crate::warn!("{e}; its [report] debuginfod servers are not used"),
+        }
+    }
+    cfg
+}
+
+fn sym_options(
+    names: NamesMode,
+    debuginfod: jemsafe_report::debuginfod::Config,
+) -> symbolize::Options {
     symbolize::Options {
+        debuginfod,
         progress: std::io::stderr().is_terminal(),
+        names: match names {
+            NamesMode::Exact => symbolize::NameMode::Exact,
+            NamesMode::Jeprof => symbolize::NameMode::Jeprof,
+        },
         ..Default::default()
     }
 }
@@ -45,7 +75,7 @@ fn sym_options() -> symbolize::Options {
 fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
     let mut dump = jemsafe_report::load(path, limits)?;
     let (pid, stamp) = select::name_info(path);
-    dump.pid = pid;
+    dump.pid = pid.or(dump.pid);
     dump.time = stamp.or(dump.time);
     Ok(dump)
 }
@@ -91,15 +121,41 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
     // mysqld's user can write) may not.
     let named = DumpLimits::new(args.max_dump_mb, true);
     let picked = DumpLimits::new(args.max_dump_mb, false);
-    let (target_path, target_limits) = match &args.dump {
-        Some(p) => (p.clone(), named),
-        None => (select::newest(&args.config)?, picked),
+    let unpacked = args.archive.as_deref().map(archive::unpack).transpose()?;
+    // In an archive, dumps are named by their file names.
+    let in_archive = |p: &Path| -> Result<PathBuf> {
+        let Some(u) = &unpacked else {
+            return Ok(p.to_owned());
+        };
+        u.dumps()
+            .into_iter()
+            .find(|d| d.file_name() == p.file_name())
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no dump named {} in the archive {}",
+                    shown(p),
+                    args.archive.as_deref().map(shown).unwrap_or_default()
+                ))
+            })
+    };
+    let (target_path, target_limits) = match (&args.dump, &unpacked) {
+        (Some(p), _) => (in_archive(p)?, named),
+        (None, Some(u)) => (
+            u.dumps().pop().ok_or_else(|| {
+                Error::NotFound(format!(
+                    "the archive {} holds no dump",
+                    args.archive.as_deref().map(shown).unwrap_or_default()
+                ))
+            })?,
+            picked,
+        ),
+        (None, None) => (select::newest(&args.config)?, picked),
     };
     let base_path = match &args.base {
         Some(b) if b == Path::new("previous") && !b.exists() => {
             Some((select::previous(&target_path)?, picked))
         }
-        Some(b) => Some((b.clone(), named)),
+        Some(b) => Some((in_archive(b)?, named)),
         None => None,
     };
     let target = load(&target_path, &target_limits)?;
@@ -120,8 +176,16 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         },
         top: args.top,
         exact: args.bytes,
-        symbolize: sym_options(),
+        symbolize: sym_options(
+            args.names,
+            debuginfod(&args.debuginfod, args.offline, &args.config),
+        ),
     };
+    let mut options = options;
+    if let Some(u) = &unpacked {
+        // The archive's .build-id tree first: its files are the builds that were mapped.
+        options.symbolize.debug_dirs.insert(0, u.dir.clone());
+    }
     let rendered = render::report(target, base, &options)?;
     emit(rendered, args.output.as_deref(), format.is_binary())
 }
@@ -152,7 +216,24 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
         .collect::<Result<_>>()?;
     let options = LeaksOptions {
         top: args.top,
-        symbolize: sym_options(),
+        symbolize: sym_options(
+            args.names,
+            debuginfod(&args.debuginfod, args.offline, &args.config),
+        ),
     };
     emit(render::leaks(dumps, &options)?, None, false)
+}
+
+/// `jemsafe archive`.
+pub fn archive_command(args: &ArchiveArgs) -> Result<i32> {
+    let dumps = if args.dumps.is_empty() {
+        select::newest_series(&args.config)?
+    } else {
+        args.dumps.clone()
+    };
+    let limits = DumpLimits::new(args.max_dump_mb, !args.dumps.is_empty());
+    let summary = archive::create(&dumps, &args.output, &limits)?;
+    crate::info!("{summary}");
+    println!("{}", shown(&args.output));
+    Ok(0)
 }

@@ -94,7 +94,11 @@ pub fn previous(dump: &Path) -> Result<PathBuf> {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    let same_pid = series(&dir, name.pid)?;
+    let mut same_pid = series(&dir, name.pid)?;
+    // Another process that had the same pid (a restart in a container) is not "previous".
+    if let Some(mine) = process_of(dump) {
+        same_pid.retain(|p| process_of(p).map_or(true, |other| other.same_as(&mine)));
+    }
     let me = same_pid.iter().position(|p| same_file(p, dump));
     match me {
         Some(i) if i > 0 => Ok(same_pid[i - 1].clone()),
@@ -105,6 +109,14 @@ pub fn previous(dump: &Path) -> Result<PathBuf> {
             shown(&dir)
         ))),
     }
+}
+
+/// The process a dump was taken of, from its sidecar (never through a symlink).
+pub fn process_of(dump: &Path) -> Option<jemsafe_report::sidecar::Process> {
+    jemsafe_report::sidecar::read_for(dump, false)
+        .ok()
+        .flatten()
+        .and_then(|s| s.process)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -150,10 +162,15 @@ pub fn series(dir: &Path, pid: u32) -> Result<Vec<PathBuf>> {
 pub fn newest_series(config_path: &Path) -> Result<Vec<PathBuf>> {
     let files = config_dumps(config_path)?;
     let newest = files.last().map(|f| f.name.pid).unwrap_or(0);
+    let mine = files.last().and_then(|f| process_of(&f.path));
     let mut paths: Vec<PathBuf> = files
         .iter()
         .filter(|f| f.name.pid == newest)
         .map(|f| f.path.clone())
+        .filter(|p| match (&mine, process_of(p)) {
+            (Some(a), Some(b)) => a.same_as(&b),
+            _ => true,
+        })
         .collect();
     sort_by_time(&mut paths);
     Ok(paths)

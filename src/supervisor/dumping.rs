@@ -247,6 +247,8 @@ impl Supervisor<'_> {
         };
         self.metrics
             .dumped(trigger.as_str(), round_trip_ms / 1000.0);
+        // Before the dump is announced: whoever reads it next finds its sidecar.
+        self.write_sidecar(&name, trigger.as_str());
         info!(
             "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
             path.display(),
@@ -307,6 +309,33 @@ impl Supervisor<'_> {
         })?;
         files::restrict_file(&file).map_err(|e| format!("cannot chmod it: {e}"))?;
         Ok(size)
+    }
+
+    /// Writes `<name>.json` beside the dump `name` of the running mysqld (a warning when
+    /// it cannot: the dump is still good without it).
+    fn write_sidecar(&self, name: &str, trigger: &str) {
+        let Some(child) = self.child.as_ref() else {
+            return;
+        };
+        let ctx = dumps::sidecar::Context {
+            pid: child.pid.as_raw(),
+            trigger: trigger.to_owned(),
+            profile: Some(self.plan.expectation.profile.name.clone()),
+            malloc_conf: Some(self.plan.launch.malloc_conf.clone()),
+            mysqld_version: self.mysqld_version.clone(),
+            jemalloc: child.jemalloc.clone(),
+        };
+        let s = dumps::sidecar::collect(&ctx, name);
+        let dir = &self.plan.dump_dir;
+        let written = files::open_dir(dir)
+            .map_err(|e| format!("cannot open {}: {e}", dir.display()))
+            .and_then(|fd| dumps::sidecar::write(&fd, name, &s, Some(self.heap_owner())));
+        if let Err(why) = written {
+            warn!(
+                "sidecar of {}: {why} (the dump is read without it, as a dump of unknown build)",
+                dir.join(name).display()
+            );
+        }
     }
 
     /// Who writes heap files: the running mysqld's filesystem uid (it may have switched
@@ -412,7 +441,17 @@ impl Supervisor<'_> {
                 .as_ref()
                 .map(|c| c.pid.as_raw())
                 .filter(|p| *p as u32 == heap.pid);
-            if let Err(why) = self.check_heap_file(&dir_fd, name, pid) {
+            let checked = self.check_heap_file(&dir_fd, name, pid);
+            if checked.is_ok() && pid.is_some() {
+                let kind = match heap.origin {
+                    dumps::naming::Origin::Automatic { kind: 'i' } => "interval",
+                    dumps::naming::Origin::Automatic { kind: 'u' } => "gdump",
+                    dumps::naming::Origin::Automatic { kind: 'f' } => "final",
+                    _ => "manual",
+                };
+                self.write_sidecar(name, kind);
+            }
+            if let Err(why) = checked {
                 let removed = why.starts_with("the file is incomplete")
                     && files::remove(&dir_fd, name).is_ok();
                 warn!(
@@ -451,6 +490,13 @@ impl Supervisor<'_> {
             match std::fs::remove_file(&path) {
                 Ok(()) => info!("retention: deleted {} ({reason})", path.display()),
                 Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
+            }
+            // Its sidecar goes with it (the entry itself: remove_file does not follow).
+            let side = jemsafe_report::sidecar::path_for(&path);
+            match std::fs::remove_file(&side) {
+                Ok(()) => debug!("retention: deleted {}", side.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!("retention: cannot delete {}: {e}", side.display()),
             }
         }
     }

@@ -94,6 +94,8 @@ struct Child {
     verify_deadline: Option<Instant>,
     /// The verification's one-line outcome.
     verification: Option<std::result::Result<String, String>>,
+    /// The jemalloc the shim said it is bound to (for sidecars).
+    jemalloc: Option<jemsafe_report::sidecar::Jemalloc>,
 }
 
 struct Supervisor<'a> {
@@ -126,6 +128,8 @@ struct Supervisor<'a> {
     relay: Option<notify::Relay>,
     ready_gate: notify::ReadyGate,
     mysqld_status: String,
+    /// `mysqld --version`, asked once at start-up (for sidecars).
+    mysqld_version: Option<String>,
 }
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
@@ -173,6 +177,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         )))?,
         ready_gate: notify::ReadyGate::default(),
         mysqld_status: String::new(),
+        mysqld_version: crate::check::mysqld_version(&plan.launch.mysqld),
     };
     sup.apply_retention();
     sup.start()?;
@@ -229,6 +234,7 @@ impl Supervisor<'_> {
             pending,
             verify_deadline: Some(Instant::now() + plan.verify_timeout),
             verification: None,
+            jemalloc: None,
         });
         self.next_growth_check =
             (plan.growth_step_bytes > 0).then(|| Instant::now() + plan.growth_check);

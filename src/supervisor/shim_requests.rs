@@ -267,9 +267,16 @@ impl Supervisor<'_> {
     }
 
     pub(super) fn hello(&mut self, reply: Reply) {
-        let Some(child) = self.child.as_ref() else {
+        let Some(child) = self.child.as_mut() else {
             return;
         };
+        if let Ok(hello) = reply.body::<jemsafe_proto::Hello>() {
+            child.jemalloc = hello.bound().map(|b| jemsafe_report::sidecar::Jemalloc {
+                version: Some(b.version.clone()),
+                path: Some(b.path.clone()),
+                lg_prof_sample: b.lg_prof_sample,
+            });
+        }
         let pid = child.pid.as_raw();
         let result = match verify::Facts::gather(pid, &reply, &self.plan.expectation) {
             Ok(facts) => {

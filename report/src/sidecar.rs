@@ -1,0 +1,279 @@
+//! The sidecar of a dump: `<dump>.json`, written by jemsafe at the moment of the dump,
+//! holding what is needed to read the dump correctly later and elsewhere: which files
+//! were mapped (path, build-id, device, inode, size), which process it was (pid and
+//! start time, so that two processes that shared a pid are never compared), and how it
+//! was profiled.
+//!
+//! The format grows: [`Sidecar::version`] is [`VERSION`] for what this module writes;
+//! readers ignore fields they do not know and treat every field but `version` as
+//! optional, so a newer writer's file still reads, and an older one's too. A field added
+//! later (a memory snapshot, ...) is an `Option` or a `Vec` with `#[serde(default)]`.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The format version this module writes.
+pub const VERSION: u32 = 1;
+
+/// Sidecars larger than this are refused (a few hundred objects take some 50 KB).
+pub const MAX_SIDECAR: u64 = 16 << 20;
+
+/// What jemsafe knew about a dump when it was taken.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sidecar {
+    /// Format version ([`VERSION`] when written by this jemsafe).
+    pub version: u32,
+    /// The dump's file name, for a sidecar that travels alone.
+    #[serde(default)]
+    pub dump: Option<String>,
+    /// What asked for the dump: `usr1`, `cli`, `growth`, ... or jemalloc's own kind
+    /// (`interval`, `gdump`, `final`, `manual`).
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// When the sidecar was written (RFC 3339, UTC).
+    #[serde(default)]
+    pub written_at: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The process the dump was taken of.
+    #[serde(default)]
+    pub process: Option<Process>,
+    /// `mysqld --version`'s first line.
+    #[serde(default)]
+    pub mysqld_version: Option<String>,
+    /// jemsafe's profile and the MALLOC_CONF mysqld was started with.
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub malloc_conf: Option<String>,
+    #[serde(default)]
+    pub jemalloc: Option<Jemalloc>,
+    /// Every file mapped executable in the process when the dump was taken.
+    #[serde(default)]
+    pub objects: Vec<Object>,
+    #[serde(default)]
+    pub jemsafe_version: Option<String>,
+}
+
+/// A process, told apart from any other that had the same pid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    /// The 22nd field of /proc/PID/stat: clock ticks from boot to the process's start.
+    pub start_ticks: u64,
+    /// /proc/sys/kernel/random/boot_id: with `start_ticks`, unique per process.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// The start time, RFC 3339 UTC (for people; `start_ticks` decides).
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub executable: Option<String>,
+}
+
+impl Process {
+    /// Whether `self` and `other` are one process (same pid, boot and start time).
+    pub fn same_as(&self, other: &Process) -> bool {
+        self.pid == other.pid
+            && self.start_ticks == other.start_ticks
+            && (self.boot_id.is_none() || other.boot_id.is_none() || self.boot_id == other.boot_id)
+    }
+
+    /// `pid 4711 started 2026-11-27T08:00:00Z`
+    pub fn describe(&self) -> String {
+        match &self.started_at {
+            Some(t) => format!("pid {} started {t}", self.pid),
+            None => format!("pid {} (start tick {})", self.pid, self.start_ticks),
+        }
+    }
+}
+
+/// The jemalloc inside the process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jemalloc {
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub lg_prof_sample: Option<u32>,
+}
+
+/// One mapped file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Object {
+    /// The path in /proc/PID/maps.
+    pub path: String,
+    /// GNU build-id, lower-case hex.
+    #[serde(default)]
+    pub build_id: Option<String>,
+    /// `major:minor` in hex, as /proc/PID/maps writes it.
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub inode: Option<u64>,
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+impl Sidecar {
+    /// A new sidecar of this version.
+    pub fn new() -> Sidecar {
+        Sidecar {
+            version: VERSION,
+            ..Default::default()
+        }
+    }
+
+    /// The object recorded for `path`.
+    pub fn object(&self, path: &str) -> Option<&Object> {
+        self.objects.iter().find(|o| o.path == path)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    pub fn from_json(data: &[u8]) -> Result<Sidecar, String> {
+        let s: Sidecar = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        if s.version == 0 {
+            return Err("its version is 0 (not a jemsafe sidecar)".into());
+        }
+        Ok(s)
+    }
+}
+
+/// `<dump>.json`.
+pub fn path_for(dump: &Path) -> PathBuf {
+    let mut p = dump.as_os_str().to_owned();
+    p.push(".json");
+    PathBuf::from(p)
+}
+
+/// The sidecar of `dump`, if there is one. Ok(None): none (a dump jemsafe did not take,
+/// or taken before sidecars); Err: one that cannot be used (the reason, for a warning).
+/// `follow`: whether a symbolic link is followed (not for files picked from the dump
+/// directory, which mysqld's user can write).
+pub fn read_for(dump: &Path, follow: bool) -> Result<Option<Sidecar>, String> {
+    use std::io::Read;
+    let path = path_for(dump);
+    let opened = match crate::safe::open_regular(&path, follow) {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", crate::safe::shown(&path))),
+    };
+    if opened.meta.len() > MAX_SIDECAR {
+        return Err(format!(
+            "{}: {} bytes, more than a sidecar has (at most {MAX_SIDECAR}); not used",
+            crate::safe::shown(&path),
+            opened.meta.len()
+        ));
+    }
+    let mut data = Vec::new();
+    (&opened.file)
+        .take(MAX_SIDECAR + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("{}: {e}", crate::safe::shown(&path)))?;
+    Sidecar::from_json(&data).map(Some).map_err(|e| {
+        format!(
+            "{} is not a usable sidecar ({e})",
+            crate::safe::shown(&path)
+        )
+    })
+}
+
+/// The GNU build-id of an ELF file, from its program headers' notes, reading only the
+/// headers and the notes (bounded). None: not ELF, or no build-id.
+pub fn build_id(file: &std::fs::File) -> Option<Vec<u8>> {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0u8; 64 * 1024];
+    let n = file.read_at(&mut head, 0).ok()?;
+    head.truncate(n);
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(&head[..]).ok()?;
+    let endian = header.endian().ok()?;
+    let phdrs = header.program_headers(endian, &head[..]).ok()?;
+    for ph in phdrs {
+        if ph.p_type(endian) != object::elf::PT_NOTE {
+            continue;
+        }
+        let (off, size) = (ph.p_offset(endian), ph.p_filesz(endian));
+        if size > 64 * 1024 {
+            continue;
+        }
+        let mut notes = vec![0u8; size as usize];
+        file.read_exact_at(&mut notes, off).ok()?;
+        let align = ph.p_align(endian).max(4);
+        let Ok(mut it) = object::read::elf::NoteIterator::<
+            object::elf::FileHeader64<object::Endianness>,
+        >::new(endian, align, &notes[..]) else {
+            continue;
+        };
+        while let Ok(Some(note)) = it.next() {
+            if note.name() == object::elf::ELF_NOTE_GNU
+                && note.n_type(endian) == object::elf::NT_GNU_BUILD_ID
+            {
+                return Some(note.desc().to_vec());
+            }
+        }
+    }
+    None
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_reads_what_it_does_not_know() {
+        let mut s = Sidecar::new();
+        s.trigger = Some("usr1".into());
+        s.objects.push(Object {
+            path: "/usr/sbin/mariadbd".into(),
+            build_id: Some("abcd".into()),
+            device: Some("fe:01".into()),
+            inode: Some(42),
+            size: Some(1000),
+        });
+        let back = Sidecar::from_json(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        // A later version with a field this one does not know still reads.
+        let newer = br#"{"version": 2, "memory": {"rss": 1}, "objects": []}"#;
+        assert_eq!(Sidecar::from_json(newer).unwrap().version, 2);
+        assert!(Sidecar::from_json(b"{}").is_err());
+    }
+
+    #[test]
+    fn the_test_binary_has_the_build_id_object_finds() {
+        use object::Object as _;
+        let exe = std::env::current_exe().unwrap();
+        let data = std::fs::read(&exe).unwrap();
+        let parsed = object::File::parse(&data[..]).unwrap();
+        let want = parsed.build_id().unwrap().map(<[u8]>::to_vec);
+        let f = std::fs::File::open(&exe).unwrap();
+        assert_eq!(build_id(&f), want);
+    }
+
+    #[test]
+    fn processes_with_one_pid_are_told_apart_by_start_time() {
+        let a = Process {
+            pid: 1,
+            start_ticks: 100,
+            boot_id: Some("b".into()),
+            ..Default::default()
+        };
+        let b = Process {
+            start_ticks: 200,
+            ..a.clone()
+        };
+        assert!(a.same_as(&a.clone()));
+        assert!(!a.same_as(&b));
+    }
+}

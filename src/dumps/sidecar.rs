@@ -1,0 +1,215 @@
+//! Writing a dump's sidecar (`<dump>.json`, format in `jemsafe_report::sidecar`) while
+//! mysqld still runs: the objects it has mapped (build-ids read through
+//! /proc/PID/map_files, so the very file that was mapped even after an upgrade replaced
+//! it), its identity (pid, start time, boot), how it was profiled.
+//!
+//! Root writes in mysqld's directory: the file is created relative to the directory's
+//! descriptor with `O_CREAT | O_EXCL | O_NOFOLLOW` (a name planted in advance, a symlink
+//! included, makes the write fail rather than follow), given to the heap files' owner
+//! and mode 0640, like the dump it describes.
+
+use jemsafe_report::sidecar::{self, Jemalloc, Object, Process, Sidecar};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+/// What the supervisor knows beside /proc.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub pid: i32,
+    pub trigger: String,
+    pub profile: Option<String>,
+    pub malloc_conf: Option<String>,
+    pub mysqld_version: Option<String>,
+    pub jemalloc: Option<Jemalloc>,
+}
+
+/// The sidecar for a dump of `ctx.pid` taken now.
+pub fn collect(ctx: &Context, dump_name: &str) -> Sidecar {
+    let mut s = Sidecar::new();
+    s.dump = Some(dump_name.to_owned());
+    s.trigger = Some(ctx.trigger.clone());
+    s.written_at =
+        Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    s.host = read_trimmed("/proc/sys/kernel/hostname");
+    s.process = process(ctx.pid);
+    s.mysqld_version = ctx.mysqld_version.clone();
+    s.profile = ctx.profile.clone();
+    s.malloc_conf = ctx.malloc_conf.clone();
+    s.jemalloc = ctx.jemalloc.clone();
+    s.objects = objects(ctx.pid);
+    s.jemsafe_version = Some(env!("CARGO_PKG_VERSION").to_owned());
+    s
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// pid, start ticks and boot id from /proc.
+pub fn process(pid: i32) -> Option<Process> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold anything: fields follow the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    // rest starts with field 3 (state); starttime is field 22.
+    let start_ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let started_at = boot_time().and_then(|btime| {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (hz > 0).then(|| {
+            let secs = btime + start_ticks / hz as u64;
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            )
+            .to_string()
+        })
+    });
+    Some(Process {
+        pid: pid as u32,
+        start_ticks,
+        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        started_at,
+        executable: std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned()),
+    })
+}
+
+fn boot_time() -> Option<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Every file mapped executable by `pid`, once, in maps order.
+pub fn objects(pid: i32) -> Vec<Object> {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Object> = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms), Some(_off), Some(dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let path: String = f.collect::<Vec<_>>().join(" ");
+        if !perms.contains('x') || !path.starts_with('/') || out.iter().any(|o| o.path == path) {
+            continue;
+        }
+        let inode: Option<u64> = inode.parse().ok();
+        let mut o = Object {
+            path: path.clone(),
+            build_id: None,
+            device: Some(dev.to_owned()),
+            inode,
+            size: None,
+        };
+        // The mapped file itself (root can open map_files), else the path if it is still
+        // the same inode.
+        let file = std::fs::File::open(format!("/proc/{pid}/map_files/{range}"))
+            .ok()
+            .or_else(|| {
+                let f = std::fs::File::open(path.trim_end_matches(" (deleted)")).ok()?;
+                let same = f.metadata().ok().is_some_and(|m| Some(m.ino()) == inode);
+                same.then_some(f)
+            });
+        if let Some(file) = file {
+            o.size = file.metadata().ok().map(|m| m.len());
+            o.build_id = sidecar::build_id(&file).map(|id| sidecar::hex(&id));
+        }
+        out.push(o);
+    }
+    out
+}
+
+/// Writes `s` as `<dump_name>.json` in the directory `dir`, owned by `owner`; never over
+/// an existing name, never through a symlink.
+pub fn write(
+    dir: &OwnedFd,
+    dump_name: &str,
+    s: &Sidecar,
+    owner: Option<u32>,
+) -> Result<(), String> {
+    let name = format!("{dump_name}.json");
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name.as_str(),
+        nix::fcntl::OFlag::O_WRONLY
+            | nix::fcntl::OFlag::O_CREAT
+            | nix::fcntl::OFlag::O_EXCL
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .map_err(|e| format!("cannot create {name}: {e}"))?;
+    // SAFETY: openat just returned this descriptor; nothing else owns it.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let result = (|| -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+        if let Some(uid) = owner {
+            if uid != nix::unistd::geteuid().as_raw() {
+                std::os::unix::fs::fchown(&file, Some(uid), None)?;
+            }
+        }
+        file.write_all(&s.to_json())?;
+        file.sync_data()
+    })();
+    result.map_err(|e| {
+        let _ = nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        format!("cannot write {name}: {e}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_described_with_its_objects_and_build_ids() {
+        let pid = std::process::id() as i32;
+        let p = process(pid).unwrap();
+        assert_eq!(p.pid, pid as u32);
+        assert!(p.start_ticks > 0);
+        assert!(p.same_as(&process(pid).unwrap()));
+        let objs = objects(pid);
+        let me = std::fs::read_link("/proc/self/exe").unwrap();
+        let exe = objs
+            .iter()
+            .find(|o| std::path::Path::new(&o.path) == me)
+            .expect("the executable is mapped");
+        assert!(exe.build_id.is_some() && exe.inode.is_some() && exe.size.is_some());
+    }
+
+    #[test]
+    fn a_planted_name_or_symlink_is_never_written_through() {
+        let dir = std::env::temp_dir().join(format!("jemsafe-sidecar-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let target = dir.join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("d.heap.json")).unwrap();
+        let fd = crate::dumps::files::open_dir(&dir).unwrap();
+        let s = Sidecar::new();
+        assert!(write(&fd, "d.heap", &s, None).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        write(&fd, "e.heap", &s, None).unwrap();
+        let back = Sidecar::from_json(&std::fs::read(dir.join("e.heap.json")).unwrap()).unwrap();
+        assert_eq!(back, s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
