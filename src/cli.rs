@@ -125,7 +125,7 @@ below [dumps] min_free_mb free space the dump is refused with the reason."
     /// Where mysqld's memory is: RSS broken down into heap in use, fragmentation, freed
     /// pages not yet returned, jemalloc metadata, memory outside jemalloc, files, shmem
     #[command(
-        after_help = "Examples:\n  jemsafe memory                 the running mysqld, now\n  jemsafe memory --json | jq .outside_jemalloc\n\n\
+        after_help = "Examples:\n  jemsafe memory                 the running mysqld, now\n  jemsafe memory DUMP            when DUMP was taken (from its sidecar)\n  jemsafe memory --json | jq .outside_jemalloc\n\n\
 Every line is in bytes and % of RSS; the lines add up to RSS, and what does not fit is shown \
 as the residual. \"outside jemalloc\" is anonymous memory mysqld maps without malloc (InnoDB's \
 buffer pool, thread stacks): a heap profile cannot show it. Advice appears only when a \
@@ -134,6 +134,13 @@ threshold is crossed, with the jemsafe profile setting to change."
     Memory {
         #[command(flatten)]
         config: ConfigOnly,
+        /// A heap dump taken by jemsafe: the breakdown recorded in its sidecar when it was
+        /// taken (default: the running mysqld, now)
+        #[arg(value_name = "DUMP", conflicts_with = "live")]
+        dump: Option<PathBuf>,
+        /// The running mysqld, now (the default without DUMP)
+        #[arg(long)]
+        live: bool,
         /// Machine-readable output: integer fields in bytes (rss, heap_in_use, fragmentation,
         /// dirty_pages, metadata, outside_jemalloc, file_backed, shmem, swap, residual) and
         /// size_classes

@@ -167,8 +167,43 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// The breakdown recorded with `dump`, or why there is none: never invented numbers.
+fn recorded_breakdown(dump: &Path) -> Result<jemsafe_report::memory::Breakdown> {
+    use crate::error::Error;
+    let shown = jemsafe_report::safe::shown(dump);
+    let sidecar = jemsafe_report::sidecar::read_for(dump, true)
+        .map_err(Error::BadInput)?
+        .ok_or_else(|| {
+            Error::BadInput(format!(
+                "{shown} has no sidecar ({shown}.json): only dumps jemsafe took record where \
+                 the memory was; for the running mysqld use `jemsafe memory --live`"
+            ))
+        })?;
+    let snapshot = sidecar.memory.ok_or_else(|| {
+        Error::BadInput(format!(
+            "{shown}: its sidecar holds no memory snapshot (jemalloc's own automatic dumps \
+             have none); for the running mysqld use `jemsafe memory --live`"
+        ))
+    })?;
+    snapshot
+        .breakdown()
+        .map_err(|why| Error::BadInput(format!("{shown}: {why}")))
+}
+
 /// `jemsafe memory`: the running mysqld's RSS broken down, through the control socket.
-pub fn memory(config_path: &Path, as_json: bool) -> Result<i32> {
+pub fn memory(config_path: &Path, dump: Option<&Path>, as_json: bool) -> Result<i32> {
+    if let Some(dump) = dump {
+        let b = recorded_breakdown(dump)?;
+        if as_json {
+            let text = serde_json::to_string(&b)
+                .map_err(|e| crate::error::Error::Refused(e.to_string()))?;
+            println!("{text}");
+        } else {
+            println!("{} (when it was taken):", jemsafe_report::safe::shown(dump));
+            print!("{}", b.render());
+        }
+        return Ok(0);
+    }
     let config = crate::config::Config::load(config_path)?;
     let mut reply = control::call(
         &config.supervise.runtime_dir,
@@ -181,7 +216,7 @@ pub fn memory(config_path: &Path, as_json: bool) -> Result<i32> {
         println!("{value}");
         return Ok(0);
     }
-    let b: crate::memory::Breakdown = serde_json::from_value(value).map_err(|e| {
+    let b: jemsafe_report::memory::Breakdown = serde_json::from_value(value).map_err(|e| {
         crate::error::Error::Refused(format!("unreadable answer from jemsafe: {e}"))
     })?;
     print!("{}", b.render());

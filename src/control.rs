@@ -77,7 +77,7 @@ pub struct Status {
     pub dumps: DumpsStatus,
     pub last_dump: Option<LastDump>,
     /// mysqld's RSS broken down (`jemsafe memory`); None when the shim did not answer.
-    pub memory: Option<crate::memory::Breakdown>,
+    pub memory: Option<jemsafe_report::memory::Breakdown>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

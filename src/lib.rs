@@ -16,7 +16,6 @@ pub mod http;
 pub mod locate;
 
 pub mod log;
-pub mod memory;
 pub mod metrics;
 pub mod probe;
 pub mod report;

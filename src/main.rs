@@ -51,7 +51,12 @@ fn main() {
             lg_sample,
         } => commands::prof(&config.config, op, lg_sample),
         Cmd::Dumps { config } => commands::dumps(&config.config),
-        Cmd::Memory { config, json } => commands::memory(&config.config, json),
+        Cmd::Memory {
+            config,
+            json,
+            dump,
+            live: _,
+        } => commands::memory(&config.config, dump.as_deref(), json),
         Cmd::Report(args) => commands::report(&args),
         Cmd::Leaks(args) => commands::leaks(&args),
         Cmd::Archive(args) => commands::archive(&args),

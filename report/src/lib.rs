@@ -17,6 +17,7 @@ pub mod aggregate;
 pub mod collapsed;
 pub mod debuginfod;
 pub mod leaks;
+pub mod memory;
 pub mod names;
 pub mod parse;
 pub mod pprof;

@@ -53,6 +53,10 @@ pub struct Sidecar {
     pub objects: Vec<Object>,
     #[serde(default)]
     pub jemsafe_version: Option<String>,
+    /// Where the process's memory was, read just before the dump (jemsafe's on-demand
+    /// dumps; jemalloc's automatic ones have none).
+    #[serde(default)]
+    pub memory: Option<crate::memory::Snapshot>,
 }
 
 /// A process, told apart from any other that had the same pid.

@@ -221,7 +221,24 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
             debuginfod(&args.debuginfod, args.offline, &args.config),
         ),
     };
-    emit(render::leaks(dumps, &options)?, None, false)
+    let opening = memory_growth(&dumps);
+    let mut rendered = render::leaks(dumps, &options)?;
+    if let Some(opening) = opening {
+        rendered.data.splice(0..0, opening.into_bytes());
+    }
+    emit(rendered, None, false)
+}
+
+/// Which part of RSS grew from the first dump to the last, from their sidecars' memory
+/// snapshots; None when either has none (dumps of jemalloc's own, or of an older jemsafe).
+fn memory_growth(dumps: &[LoadedDump]) -> Option<String> {
+    let snapshot = |d: &LoadedDump| d.sidecar.as_ref()?.memory.as_ref()?.breakdown().ok();
+    let first = snapshot(dumps.first()?)?;
+    let last = snapshot(dumps.last()?)?;
+    Some(format!(
+        "Memory, first dump to last: {}\n",
+        jemsafe_report::memory::growth(&first, &last).trim_end()
+    ))
 }
 
 /// `jemsafe archive`.

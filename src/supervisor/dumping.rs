@@ -196,6 +196,13 @@ impl Supervisor<'_> {
             trigger,
         );
         let temp = plan.dump_dir.join(files::temp_name(&name));
+        // Where the memory is, read just before the dump (the shim answers in order):
+        // it goes into the dump's sidecar.
+        self.send(
+            Command::Memory,
+            Pending::DumpSnapshot(name.clone()),
+            DUMP_DEADLINE,
+        );
         self.send(
             Command::Dump(Some(temp.to_string_lossy().into_owned())),
             Pending::Dump {
@@ -219,6 +226,8 @@ impl Supervisor<'_> {
         reply: &Reply,
     ) {
         let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
+        // Taken whatever the outcome, so that none is left behind.
+        let snapshot = self.take_snapshot(&name);
         let path = self.plan.dump_dir.join(&name);
         let dumped = reply.body::<Dumped>();
         let outcome = match &dumped {
@@ -248,7 +257,7 @@ impl Supervisor<'_> {
         self.metrics
             .dumped(trigger.as_str(), round_trip_ms / 1000.0);
         // Before the dump is announced: whoever reads it next finds its sidecar.
-        self.write_sidecar(&name, trigger.as_str());
+        self.write_sidecar(&name, trigger.as_str(), snapshot);
         info!(
             "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
             path.display(),
@@ -313,7 +322,19 @@ impl Supervisor<'_> {
 
     /// Writes `<name>.json` beside the dump `name` of the running mysqld (a warning when
     /// it cannot: the dump is still good without it).
-    fn write_sidecar(&self, name: &str, trigger: &str) {
+    /// The memory snapshot taken for dump `name`, if it came.
+    fn take_snapshot(&mut self, name: &str) -> Option<jemsafe_report::memory::Snapshot> {
+        let child = self.child.as_mut()?;
+        let at = child.snapshots.iter().position(|(n, _)| n == name)?;
+        Some(child.snapshots.swap_remove(at).1)
+    }
+
+    fn write_sidecar(
+        &self,
+        name: &str,
+        trigger: &str,
+        memory: Option<jemsafe_report::memory::Snapshot>,
+    ) {
         let Some(child) = self.child.as_ref() else {
             return;
         };
@@ -325,7 +346,8 @@ impl Supervisor<'_> {
             mysqld_version: self.mysqld_version.clone(),
             jemalloc: child.jemalloc.clone(),
         };
-        let s = dumps::sidecar::collect(&ctx, name);
+        let mut s = dumps::sidecar::collect(&ctx, name);
+        s.memory = memory;
         let dir = &self.plan.dump_dir;
         let written = files::open_dir(dir)
             .map_err(|e| format!("cannot open {}: {e}", dir.display()))
@@ -449,7 +471,7 @@ impl Supervisor<'_> {
                     dumps::naming::Origin::Automatic { kind: 'f' } => "final",
                     _ => "manual",
                 };
-                self.write_sidecar(name, kind);
+                self.write_sidecar(name, kind, None);
             }
             if let Err(why) = checked {
                 let removed = why.starts_with("the file is incomplete")

@@ -96,6 +96,8 @@ struct Child {
     verification: Option<std::result::Result<String, String>>,
     /// The jemalloc the shim said it is bound to (for sidecars).
     jemalloc: Option<jemsafe_report::sidecar::Jemalloc>,
+    /// Memory snapshots taken just before dumps still in flight, by dump name.
+    snapshots: Vec<(String, jemsafe_report::memory::Snapshot)>,
 }
 
 struct Supervisor<'a> {
@@ -235,6 +237,7 @@ impl Supervisor<'_> {
             verify_deadline: Some(Instant::now() + plan.verify_timeout),
             verification: None,
             jemalloc: None,
+            snapshots: Vec::new(),
         });
         self.next_growth_check =
             (plan.growth_step_bytes > 0).then(|| Instant::now() + plan.growth_check);

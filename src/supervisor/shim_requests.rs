@@ -41,6 +41,8 @@ pub(super) enum Pending {
     StatusMemory(UnixStream, Option<Hello>),
     /// `jemsafe memory`, and when it was asked (the snapshot's round trip is logged).
     Memory(UnixStream, Instant),
+    /// The memory snapshot for the sidecar of the dump that follows it.
+    DumpSnapshot(String),
     GrowthStats,
 }
 
@@ -223,6 +225,19 @@ impl Supervisor<'_> {
                 let status = self.status(hello.as_ref(), reply.body().ok().as_ref(), None);
                 control::respond(stream, &status);
             }
+            Pending::DumpSnapshot(name) => {
+                let Some(child) = self.child.as_mut() else {
+                    return;
+                };
+                match reply
+                    .body::<Memory>()
+                    .map_err(|f| f.to_string())
+                    .and_then(|m| super::status::memory_snapshot(child.pid.as_raw(), &m))
+                {
+                    Ok(snapshot) => child.snapshots.push((name, snapshot)),
+                    Err(why) => debug!("no memory snapshot for {name}: {why}"),
+                }
+            }
             Pending::Memory(stream, sent) => {
                 debug!(
                     "memory snapshot: the shim answered in {} us",
@@ -333,6 +348,6 @@ pub(super) fn waiters_of(pending: Pending) -> Vec<UnixStream> {
         Pending::Dump { waiters, .. } => waiters,
         Pending::Prof { waiter, .. } => waiter.into_iter().collect(),
         Pending::StatusHello(s) | Pending::StatusMemory(s, _) | Pending::Memory(s, _) => vec![s],
-        Pending::Hello | Pending::GrowthStats => Vec::new(),
+        Pending::Hello | Pending::GrowthStats | Pending::DumpSnapshot(_) => Vec::new(),
     }
 }

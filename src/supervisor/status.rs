@@ -143,14 +143,57 @@ impl Supervisor<'_> {
     pub(super) fn memory_breakdown(
         &self,
         jem: &Memory,
-    ) -> std::result::Result<crate::memory::Breakdown, String> {
+    ) -> std::result::Result<jemsafe_report::memory::Breakdown, String> {
         let pid = self
             .child
             .as_ref()
             .map(|c| c.pid.as_raw())
             .ok_or("mysqld is not running")?;
-        let proc = crate::memory::ProcMemory::read(pid)
-            .map_err(|e| format!("cannot read /proc/{pid}/smaps_rollup: {e}"))?;
-        Ok(crate::memory::breakdown(&proc, jem))
+        Ok(memory_snapshot(pid, jem)?.breakdown()?)
     }
+}
+
+/// jemalloc's reading `jem` of process `pid`, with the kernel's taken now.
+pub(super) fn memory_snapshot(
+    pid: i32,
+    jem: &Memory,
+) -> std::result::Result<jemsafe_report::memory::Snapshot, String> {
+    use jemsafe_report::memory::{Bin, JemallocMemory, ProcMemory, Snapshot};
+    use std::io::Read;
+    let read = |name: &str| {
+        let path = format!("/proc/{pid}/{name}");
+        let mut text = String::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+            .map(|_| text)
+            .map_err(|e| format!("cannot read {path}: {e}"))
+    };
+    let proc = ProcMemory::parse(&read("smaps_rollup")?, &read("status")?);
+    let jemalloc = JemallocMemory {
+        allocated: jem.allocated,
+        active: jem.active,
+        metadata: jem.metadata,
+        resident: jem.resident,
+        mapped: jem.mapped,
+        retained: jem.retained,
+        dirty: jem.dirty,
+        muzzy: jem.muzzy,
+        page: jem.page,
+        narenas: jem.narenas,
+        dirty_decay_ms: jem.dirty_decay_ms,
+        muzzy_decay_ms: jem.muzzy_decay_ms,
+        background_thread: jem.background_thread,
+        thp: jem.thp.clone(),
+        bins: jem
+            .bins
+            .iter()
+            .map(|b| Bin {
+                size: b.size,
+                nregs: b.nregs,
+                curregs: b.curregs,
+                curslabs: b.curslabs,
+            })
+            .collect(),
+    };
+    Ok(Snapshot::new(proc, jemalloc))
 }

@@ -1,15 +1,88 @@
-//! Where mysqld's resident memory is: jemalloc's own accounting (through the shim) laid
-//! beside what the kernel says (/proc/PID/smaps_rollup and status), so that "RSS grows
-//! but the heap profile doesn't" has an answer: fragmentation, freed pages not yet
-//! returned, jemalloc's metadata, or memory mysqld maps without malloc (InnoDB's buffer
-//! pool, thread stacks).
+//! Where a process's resident memory is: jemalloc's own accounting (read with mallctl
+//! inside the process) laid beside what the kernel says (/proc/PID/smaps_rollup and
+//! status), so that "RSS grows but the heap profile doesn't" has an answer:
+//! fragmentation, freed pages not yet returned, jemalloc's metadata, or memory the
+//! process maps without malloc (InnoDB's buffer pool, thread stacks). The readings are
+//! the caller's to take; this module only accounts.
 //!
 //! The accounting is a pure function of the two readings; the lines add up to RSS, and
 //! what does not fit is shown as the residual, never spread over the other lines.
 
-use jemsafe_proto::Memory;
 use serde::{Deserialize, Serialize};
-use std::io::Read;
+
+/// The format version of [`Snapshot`] this module writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The readings a breakdown is made of, kept with a dump (in its sidecar) as evidence:
+/// the breakdown is computed when read, so a better accounting applies to old dumps too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    pub proc: ProcMemory,
+    pub jemalloc: JemallocMemory,
+}
+
+impl Snapshot {
+    pub fn new(proc: ProcMemory, jemalloc: JemallocMemory) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            proc,
+            jemalloc,
+        }
+    }
+
+    /// The breakdown, or why this snapshot cannot be read.
+    pub fn breakdown(&self) -> Result<Breakdown, String> {
+        if self.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "its memory snapshot has format version {}, and this jemsafe reads version \
+                 {SNAPSHOT_VERSION}: read it with the jemsafe that wrote it",
+                self.version
+            ));
+        }
+        Ok(breakdown(&self.proc, &self.jemalloc))
+    }
+}
+
+/// jemalloc's accounting as the shim reads it with mallctl (bytes unless named).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JemallocMemory {
+    pub allocated: u64,
+    pub active: u64,
+    pub metadata: u64,
+    pub resident: u64,
+    pub mapped: u64,
+    pub retained: u64,
+    /// Dirty and muzzy pages of all arenas, in bytes.
+    pub dirty: u64,
+    pub muzzy: u64,
+    pub page: u64,
+    pub narenas: u64,
+    pub dirty_decay_ms: i64,
+    pub muzzy_decay_ms: i64,
+    pub background_thread: bool,
+    pub thp: String,
+    pub bins: Vec<Bin>,
+}
+
+/// One small size class: region size, regions per slab, live regions, slabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Bin {
+    pub size: u64,
+    pub nregs: u64,
+    pub curregs: u64,
+    pub curslabs: u64,
+}
+
+impl Bin {
+    /// Bytes in this class's slabs that hold no live region.
+    pub fn wasted(&self) -> u64 {
+        self.curslabs
+            .saturating_mul(self.nregs)
+            .saturating_sub(self.curregs)
+            .saturating_mul(self.size)
+    }
+}
 
 /// What the kernel says about a process's memory, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -27,13 +100,6 @@ pub struct ProcMemory {
 }
 
 impl ProcMemory {
-    /// Reads /proc/`pid`/smaps_rollup and /proc/`pid`/status (a few KiB, read with a bound).
-    pub fn read(pid: i32) -> std::io::Result<ProcMemory> {
-        let rollup = read_bounded(&format!("/proc/{pid}/smaps_rollup"))?;
-        let status = read_bounded(&format!("/proc/{pid}/status"))?;
-        Ok(ProcMemory::parse(&rollup, &status))
-    }
-
     /// From the texts of smaps_rollup and status; missing fields count as 0.
     pub fn parse(smaps_rollup: &str, status: &str) -> ProcMemory {
         let kib = |text: &str, key: &str| {
@@ -51,14 +117,6 @@ impl ProcMemory {
             swap: kib(smaps_rollup, "Swap"),
         }
     }
-}
-
-fn read_bounded(path: &str) -> std::io::Result<String> {
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(1 << 20)
-        .read_to_string(&mut text)?;
-    Ok(text)
 }
 
 /// One small size class and what it wastes.
@@ -106,7 +164,7 @@ pub struct Breakdown {
 }
 
 /// The breakdown of one process's RSS from the kernel's and jemalloc's readings.
-pub fn breakdown(proc: &ProcMemory, jem: &Memory) -> Breakdown {
+pub fn breakdown(proc: &ProcMemory, jem: &JemallocMemory) -> Breakdown {
     let fragmentation = jem.active.saturating_sub(jem.allocated);
     let dirty_pages = jem.dirty.saturating_add(jem.muzzy);
     let jemalloc = jem
@@ -357,12 +415,11 @@ fn human_signed(v: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jemsafe_proto::Bin;
 
     const MIB: u64 = 1 << 20;
 
-    fn jem() -> Memory {
-        Memory {
+    fn jem() -> JemallocMemory {
+        JemallocMemory {
             allocated: 100 * MIB,
             active: 150 * MIB,
             metadata: 5 * MIB,
