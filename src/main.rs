@@ -33,11 +33,13 @@ fn main() {
             profile,
             port,
             mysqld,
+            library,
         } => commands::sandbox(jemsafe::sandbox::Options {
             dir,
             profile,
             port,
             mysqld,
+            bundled: library == "bundled",
         }),
         Cmd::Dump { config } => commands::dump(&config.config),
         Cmd::Status { config, json } => commands::status(&config.config, json),
