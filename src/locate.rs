@@ -160,22 +160,27 @@ pub fn library(setting: &Library, ask_ldconfig: bool) -> Result<PathBuf> {
             return Ok(found);
         }
     }
-    Err(Error::NotFound(format!(
+    Err(no_libjemalloc(&candidates, ask_ldconfig))
+}
+
+/// Why "auto" found no libjemalloc, and the ways out: the bundled library first.
+fn no_libjemalloc(candidates: &[PathBuf], asked_ldconfig: bool) -> Error {
+    Error::NotFound(format!(
         "libjemalloc not found (tried {}{}); set [jemalloc] library = \"bundled\" to use \
          jemsafe's own profiling jemalloc ({BUNDLED_FILE}), or install one built with \
          profiling (Debian/Ubuntu: apt-get install libjemalloc2; RHEL's jemalloc package has \
-         no profiling) or set [jemalloc] library to its absolute path",
+         none) and set [jemalloc] library to its absolute path if it is elsewhere",
         candidates
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        if ask_ldconfig {
+        if asked_ldconfig {
             " and `ldconfig -p`"
         } else {
             "; not `ldconfig -p`, since the config is not trusted"
         }
-    )))
+    ))
 }
 
 /// The system's ldconfig by its absolute path (root does not run whatever `ldconfig` is
@@ -292,5 +297,39 @@ mod tests {
         assert!(e.contains("/nonexistent/libjemalloc.so.2"), "{e}");
         assert!(preloadable(Path::new("/tmp/a b.so")).is_err());
         assert!(preloadable(Path::new("relative.so")).is_err());
+    }
+
+    #[test]
+    fn a_host_without_libjemalloc_is_told_about_the_bundled_one() {
+        let e = no_libjemalloc(&["/usr/lib/libjemalloc.so.2".into()], true).to_string();
+        assert!(
+            e.contains("/usr/lib/libjemalloc.so.2")
+                && e.contains("set [jemalloc] library = \"bundled\"")
+                && e.contains(BUNDLED_FILE),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_bundled_library_is_searched_beside_jemsafe_and_preloaded_alone() {
+        let e = beside_jemsafe(BUNDLED_FILE, "library");
+        if let Err(e) = e {
+            let e = e.to_string();
+            assert!(e.contains("/usr/lib/jemsafe/libjemsafe_jemalloc.so"), "{e}");
+        }
+        let p = Preload::Bundled {
+            library: "/usr/lib/jemsafe/libjemsafe_jemalloc.so".into(),
+        };
+        assert_eq!(
+            p.objects(),
+            [Path::new("/usr/lib/jemsafe/libjemsafe_jemalloc.so")]
+        );
+        assert_eq!((p.conf_var(), p.shim()), ("_RJEM_MALLOC_CONF", p.library()));
+        let s = Preload::System {
+            library: "/l.so".into(),
+            shim: "/s.so".into(),
+        };
+        assert_eq!(s.objects(), [Path::new("/l.so"), Path::new("/s.so")]);
+        assert_eq!(s.conf_var(), "MALLOC_CONF");
     }
 }
