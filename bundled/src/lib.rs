@@ -41,19 +41,29 @@ extern "C" {
     fn je_valloc(size: usize) -> *mut c_void;
 }
 
+/// Returns what an allocating entry point got from jemalloc, so that the call into
+/// jemalloc is not a tail call: the exported frame (`malloc`, `realloc`, ...) then stays
+/// on every stack jemalloc's profiler records, and reports drop everything inside the
+/// allocator at it, as jeprof does at libjemalloc's entry points. Without it the static
+/// functions behind them (`do_rallocx`, `imalloc_body`) would show as allocation sites.
+#[inline(always)]
+fn kept<T>(value: T) -> T {
+    std::hint::black_box(value)
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    je::malloc(size)
+    kept(je::malloc(size))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn calloc(number: usize, size: usize) -> *mut c_void {
-    je::calloc(number, size)
+    kept(je::calloc(number, size))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    je::realloc(ptr, size)
+    kept(je::realloc(ptr, size))
 }
 
 #[no_mangle]
@@ -67,22 +77,22 @@ pub unsafe extern "C" fn posix_memalign(
     alignment: usize,
     size: usize,
 ) -> c_int {
-    je::posix_memalign(ptr, alignment, size)
+    kept(je::posix_memalign(ptr, alignment, size))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn aligned_alloc(alignment: usize, size: usize) -> *mut c_void {
-    je::aligned_alloc(alignment, size)
+    kept(je::aligned_alloc(alignment, size))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn memalign(alignment: usize, size: usize) -> *mut c_void {
-    je_memalign(alignment, size)
+    kept(je_memalign(alignment, size))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    je_valloc(size)
+    kept(je_valloc(size))
 }
 
 /// valloc with the size rounded up to a whole number of pages (at least one), as glibc's.
@@ -93,7 +103,7 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
         _ => 4096,
     };
     match size.max(1).checked_next_multiple_of(page) {
-        Some(rounded) => je_valloc(rounded),
+        Some(rounded) => kept(je_valloc(rounded)),
         None => {
             *libc::__errno_location() = libc::ENOMEM;
             std::ptr::null_mut()
