@@ -281,6 +281,9 @@ fn run_verifies_dumps_and_reports_the_workload_under_the_bundled_library() {
     // The allocator's own frames (`_rjem_*`, the exported wrappers) are dropped.
     assert!(!report.contains("_rjem_"), "{report}");
     assert!(report.contains("jemsafe_workload_leak_marker"), "{report}");
+    let by_object = cli(&["report", "-c", config.to_str().unwrap(), "--by", "object"]);
+    let by_object = String::from_utf8_lossy(&by_object.stdout);
+    assert!(!by_object.contains("libjemsafe_jemalloc.so"), "{by_object}");
 
     let out = cli(&["status", "-c", config.to_str().unwrap()]);
     let status = String::from_utf8_lossy(&out.stdout);

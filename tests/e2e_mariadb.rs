@@ -286,7 +286,12 @@ fn under_the_bundled_jemalloc_mariadbd_is_verified_dumps_and_reports_like_under_
         js.signal(Signal::SIGUSR1);
         let dump = dump_path(&js.err.wait_for("heap dump written: ", T));
         assert!(dump.starts_with(dir.join("dumps")), "{}", dump.display());
-        paths.push(insert_path(&dir.join("jemsafe.toml")));
+        let config = dir.join("jemsafe.toml");
+        let by_object = cli(&["report", "-c", config.to_str().unwrap(), "--by", "object"]);
+        let by_object = String::from_utf8_lossy(&by_object.stdout);
+        // No memory is attributed to the bundled allocator itself: its frames are dropped.
+        assert!(!by_object.contains("libjemsafe_jemalloc.so"), "{by_object}");
+        paths.push(insert_path(&config));
     }
     let (bundled_report, bundled_names) = &paths[0];
     let (system_report, system_names) = &paths[1];
