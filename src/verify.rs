@@ -346,6 +346,34 @@ mod tests {
     }
 
     #[test]
+    fn the_bundled_library_is_one_object_with_the_shim_inside() {
+        let maps = "7f1e2b000000-7f1e2b010000 r-xp 00002000 fd:01 4242 /usr/lib/jemsafe/libjemsafe_jemalloc.so\n";
+        let mut expect = expectation("standby");
+        expect.library = "/usr/lib/jemsafe/libjemsafe_jemalloc.so".into();
+        expect.shim = expect.library.clone();
+        expect.shim_id = expect.library_id;
+        expect.bundled = true;
+        let mut facts = facts(maps);
+        facts.library_real = expect.library.clone();
+        facts.shim_real = expect.library.clone();
+        let v = judge(7, &facts, &hello(false), &expect);
+        assert!(v.ok(), "{v:?}");
+        assert!(
+            v.summary.contains(
+                "from /usr/lib/jemsafe/libjemsafe_jemalloc.so (bundled, the shim inside)"
+            ),
+            "{v:?}"
+        );
+        // Not mapped: one problem, about the library (the shim is the same object).
+        let v = judge(7, &Facts::default(), &hello(false), &expect);
+        assert_eq!(v.problems.len(), 1, "{v:?}");
+        assert!(
+            v.problems[0].contains("libjemsafe_jemalloc.so is not mapped"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
     fn a_different_inode_is_not_our_library_even_with_the_same_path() {
         let maps = MAPS.replace(" 4242 ", " 4243 ");
         let v = judge(7, &facts(&maps), &hello(false), &expectation("standby"));

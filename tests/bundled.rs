@@ -244,7 +244,15 @@ fn a_c_program_calling_every_exported_function_runs_under_it() {
 fn run_verifies_dumps_and_reports_the_workload_under_the_bundled_library() {
     let dir = TempDir::new("bundled-run");
     let config = bundled_workload_config(&dir, "leak", &["--alloc-mb", "64"], "");
-    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    // Options inherited from jemsafe's environment never reach mysqld: the profile's do.
+    let mut js = Running::start_with(&["run", "-c", config.to_str().unwrap()], |cmd| {
+        cmd.env("_RJEM_MALLOC_CONF", "prof:false");
+    });
+    let replaced = js.err.wait_for("in jemsafe's environment is replaced", T);
+    assert!(
+        replaced.contains("_RJEM_MALLOC_CONF=prof:false"),
+        "{replaced}"
+    );
     let pid = js.wait_verified(T);
     let verified = js.err.wait_for("verified: mysqld pid", T);
     assert!(
