@@ -219,18 +219,6 @@ pub fn shim(setting: &Locator) -> Result<PathBuf> {
     beside_jemsafe(SHIM_FILE, "shim")
 }
 
-/// What the config asks to preload: the bundled library alone, or libjemalloc and the shim.
-pub fn preload(config: &Config, ask_ldconfig: bool) -> Result<Preload> {
-    let library = library(&config.jemalloc.library, ask_ldconfig)?;
-    if config.jemalloc.library.is_bundled() {
-        return Ok(Preload::Bundled { library });
-    }
-    Ok(Preload::System {
-        library,
-        shim: shim(&config.jemalloc.shim)?,
-    })
-}
-
 /// `file` (one of jemsafe's own objects) next to the jemsafe executable, then in
 /// /usr/lib/jemsafe and /usr/local/lib/jemsafe; `key` is the `[jemalloc]` setting that
 /// can name it instead.
