@@ -428,3 +428,80 @@ fn a_path_to_the_bundled_library_is_refused_with_the_word_to_write() {
     assert_eq!(out.status.code(), Some(78), "{text}");
     assert!(text.contains("write library = \"bundled\""), "{text}");
 }
+
+/// The workload with `preload`, `var`=`conf` and the shim channel; returns once it is ready.
+fn host_with_channel(
+    preload: &str,
+    var: &str,
+    conf: &str,
+) -> (std::process::Child, jemsafe::shim_link::ShimLink, Lines) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let (link, theirs) = jemsafe::shim_link::ShimLink::pair().unwrap();
+    let fd = theirs.as_raw_fd();
+    let mut cmd = Command::new(workload());
+    cmd.args(["--alloc-mb", "32"])
+        .env("LD_PRELOAD", preload)
+        .env_remove("MALLOC_CONF")
+        .env_remove("_RJEM_MALLOC_CONF")
+        .env(var, conf)
+        .env(jemsafe_proto::ENV_SHIM_FD, fd.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: one fcntl between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::fcntl(fd, libc::F_SETFD, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(theirs);
+    let mut out = Lines::new(child.stdout.take().unwrap());
+    out.wait_for("ready pid=", T);
+    (child, link, out)
+}
+
+fn stop(mut child: std::process::Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn the_shim_inside_sees_the_hosts_heap_and_refuses_when_another_malloc_serves_it() {
+    use jemsafe_proto::{Command as Ask, Hello, Stats};
+    // First in LD_PRELOAD: the bundled jemalloc is the allocator; its shim reports the
+    // host's 32 MiB and dumps the host's stacks.
+    let (child, mut link, _out) = host_with_channel(
+        &bundled().display().to_string(),
+        "_RJEM_MALLOC_CONF",
+        "prof:true,prof_active:true,lg_prof_sample:16",
+    );
+    let hello: Hello = link.request(Ask::Hello, T).unwrap().body().unwrap();
+    let bound = hello.bound().expect("bound to the bundled jemalloc");
+    assert!(bound.path.ends_with("/libjemsafe_jemalloc.so"), "{hello:?}");
+    assert!(bound.config_prof && bound.opt_prof, "{hello:?}");
+    assert_eq!(bound.lg_prof_sample, Some(16));
+    let stats: Stats = link.request(Ask::Stats, T).unwrap().body().unwrap();
+    assert!(stats.allocated >= 32 << 20, "{stats:?}");
+    stop(child);
+
+    // Behind the system libjemalloc it allocates for no one: the shim inside says so
+    // instead of reporting an idle heap.
+    let preload = format!("{}:{}", libjemalloc().display(), bundled().display());
+    let (child, mut link, _out) = host_with_channel(&preload, "_RJEM_MALLOC_CONF", "prof:true");
+    let hello = link.request(Ask::Hello, T).unwrap();
+    assert_eq!(hello.get("jemalloc"), Some("missing"), "{hello:?}");
+    let reason = hello.get("reason").unwrap_or_default();
+    assert!(
+        reason.contains("libjemalloc.so.2") && reason.contains("must be first in LD_PRELOAD"),
+        "{reason}"
+    );
+    let stats = link.request(Ask::Stats, T).unwrap();
+    assert!(!stats.ok, "{stats:?}");
+    stop(child);
+}

@@ -180,7 +180,9 @@ impl Backend for Bundled {
 }
 
 fn bind() -> Result<Bundled, String> {
-    let ours = object_at(malloc as *const () as usize);
+    // This object, found through a function no one can interpose (taking `malloc`'s
+    // address would go through the GOT and name whichever object won `malloc`).
+    let ours = object_at(bind as *const () as usize);
     let served_by = object_of(c"malloc").map_or_else(|| "(nothing)".to_owned(), |(_, p)| p);
     if served_by != ours {
         return Err(format!(
