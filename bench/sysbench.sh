@@ -2,13 +2,17 @@
 # bench/sysbench.sh: what does running mariadbd under jemsafe cost?
 #
 # sysbench oltp_read_write against one MariaDB datadir (Unix socket, root, no password),
-# in three configurations, each started fresh for every run:
+# in up to four configurations, each started fresh for every run:
 #   (a) baseline: mariadbd started directly, LD_PRELOAD/MALLOC_CONF from `jemsafe env`
 #   (b) jemsafe:  `jemsafe run` with the same profile (adds the shim and its idle thread)
 #   (c) dumping:  (b) plus `kill -USR1 <jemsafe pid>` once a second during the whole run
-# Runs alternate a,b,c,a,b,c... so that drift and noise spread over all three.
+#   (d) bundled:  (b) with [jemalloc] library = "bundled" (jemsafe's own jemalloc,
+#                 libjemsafe_jemalloc.so, instead of the system libjemalloc and the shim)
+# Runs alternate a,b,c,d,a,b,c,d... so that drift and noise spread over all of them.
 #
 # Environment:
+#   BENCH_CONFIGS  which configurations, in run order (abcd); e.g. "bd" compares the
+#                  bundled jemalloc with the system one side by side
 #   BENCH_SECONDS  sysbench --time per run (60)      BENCH_ROUNDS   runs per configuration (2)
 #   BENCH_PROFILE  jemsafe profile (leak)            BENCH_OUT      results dir (new mktemp -d)
 #   BENCH_READY_TIMEOUT / BENCH_STOP_TIMEOUT  bounded waits for start / stop, s (120 / 120)
@@ -22,6 +26,7 @@ set -Eeuo pipefail
 BENCH_SECONDS=${BENCH_SECONDS:-60}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_PROFILE=${BENCH_PROFILE:-leak}
+BENCH_CONFIGS=${BENCH_CONFIGS:-abcd}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-120}
 STOP_TIMEOUT=${BENCH_STOP_TIMEOUT:-120}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +45,7 @@ die() {
 for v in BENCH_SECONDS BENCH_ROUNDS READY_TIMEOUT STOP_TIMEOUT; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
 done
+[[ $BENCH_CONFIGS =~ ^[abcd]+$ ]] || die "BENCH_CONFIGS must be letters of abcd, not '$BENCH_CONFIGS'"
 [[ -x $JEMSAFE ]] || die "$JEMSAFE not found: build it with 'cargo build --release --workspace'"
 for tool in sysbench mariadb python3; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
@@ -47,7 +53,7 @@ done
 python3 -c 'import tomllib' 2>/dev/null || die "python3 >= 3.11 (tomllib) is needed"
 
 # Whatever the caller preloads would end up in some configurations and not others.
-for v in LD_PRELOAD MALLOC_CONF; do
+for v in LD_PRELOAD MALLOC_CONF _RJEM_MALLOC_CONF; do
     if [[ -n ${!v:-} ]]; then
         say "warning: ignoring $v=${!v} from the environment"
         unset "$v"
@@ -65,6 +71,7 @@ OUT=$(cd "$OUT" && pwd)
 DIR=$(mktemp -d /tmp/jemsafe-bench.XXXXXX)
 chmod 755 "$DIR" # mysqld runs as the mysql user and must reach the sandbox in it
 TOML=$DIR/jemsafe.toml
+BUNDLED_TOML=$DIR/jemsafe-bundled.toml
 RESULTS=$OUT/results.tsv # cfg round tps max_ms
 DUMPS=$OUT/dumps.tsv     # round rt_ms dump_us bytes
 : >"$RESULTS"
@@ -221,10 +228,10 @@ wait_ready() {
     done
 }
 
-start_jemsafe() { # label log
+start_jemsafe() { # label log [config]
     SRV_KIND=jemsafe
     SRV_LOG=$2
-    "$JEMSAFE" run -c "$TOML" -p "$BENCH_PROFILE" </dev/null >"$SRV_LOG" 2>&1 &
+    "$JEMSAFE" run -c "${3:-$TOML}" -p "$BENCH_PROFILE" </dev/null >"$SRV_LOG" 2>&1 &
     SRV_PID=$!
     wait_ready "$1" yes
 }
@@ -300,6 +307,11 @@ until [[ -s $TOML ]] && grep -q 'started mysqld pid' "$SRV_LOG"; do
     sleep 0.2
 done
 cp "$TOML" "$OUT/jemsafe.toml"
+# (d): the same sandbox config with jemsafe's own jemalloc.
+{
+    cat "$TOML"
+    printf '\n[jemalloc]\nlibrary = "bundled"\n'
+} >"$BUNDLED_TOML"
 
 toml_field args "$OUT/.args" || die "cannot read [mysqld] args from $TOML"
 mapfile -d '' MYSQLD_ARGS <"$OUT/.args"
@@ -348,12 +360,18 @@ fi
 
 SB_ARGS=(--time="$BENCH_SECONDS" --report-interval=1 run)
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
-    for cfg in a b c; do
+    for ((ci = 0; ci < ${#BENCH_CONFIGS}; ci++)); do
+        cfg=${BENCH_CONFIGS:ci:1}
         label="round $round/$BENCH_ROUNDS ($cfg)"
         slog=$OUT/r$round-$cfg.server.log
         blog=$OUT/r$round-$cfg.sysbench.log
         case $cfg in
         a) start_baseline "$label" "$slog" ;;
+        d)
+            start_jemsafe "$label" "$slog" "$BUNDLED_TOML"
+            grep -q ' (bundled, the shim inside); ' "$slog" ||
+                die "$label: mysqld does not run the bundled jemalloc; see $slog"
+            ;;
         *) start_jemsafe "$label" "$slog" ;;
         esac
         what="${BENCH_SECONDS}s of sysbench oltp_read_write"
@@ -385,13 +403,14 @@ done
 
 # ---------------------------------------------------------------- report
 
-JEMALLOC_VERSION=$(sed -nE 's/.* info: verified: mysqld pid [0-9]+ runs jemalloc ([^ ]+) from .*/\1/p' "$OUT"/r*-b.server.log | head -n1)
+JEMALLOC_VERSION=$(cat "$OUT"/r*-[bcd].server.log 2>/dev/null | sed -nE 's/.* info: verified: mysqld pid [0-9]+ runs jemalloc ([^ ]+) from [^ ]+ with the shim.*/\1/p' | head -n1)
+BUNDLED_VERSION=$(cat "$OUT"/r*-d.server.log 2>/dev/null | sed -nE 's/.* info: verified: mysqld pid [0-9]+ runs jemalloc ([^ ]+) from .*bundled.*/\1/p' | head -n1)
 USR1_SENT=$(cat "$OUT"/r*-c.usr1.log 2>/dev/null | wc -l || true)
-DUMP_FAILED=$(cat "$OUT"/r*-c.server.log | grep -cE 'heap dump to .* failed|dump refused|dump skipped|cannot reach the shim|cannot send to the shim' || true)
+DUMP_FAILED=$(cat "$OUT"/r*-c.server.log 2>/dev/null | grep -cE 'heap dump to .* failed|dump refused|dump skipped|cannot reach the shim|cannot send to the shim' || true)
 NPROC=$(nproc)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-export RESULTS DUMPS OUT MYSQLD MARIADB_VERSION JEMALLOC_VERSION USR1_SENT DUMP_FAILED NPROC \
+export RESULTS DUMPS OUT MYSQLD MARIADB_VERSION JEMALLOC_VERSION BUNDLED_VERSION USR1_SENT DUMP_FAILED NPROC \
     LOAD_START LOAD_END \
     TABLES TABLE_SIZE THREADS BENCH_SECONDS BENCH_ROUNDS BENCH_PROFILE BASE_MALLOC_CONF
 python3 - <<'PY' | tee "$OUT/report.txt"
@@ -401,23 +420,26 @@ e = os.environ
 rows = [l.rstrip("\n").split("\t") for l in open(e["RESULTS"]) if l.strip()]
 names = {"a": "(a) baseline: mariadbd + jemalloc (LD_PRELOAD/MALLOC_CONF of `jemsafe env`), no jemsafe",
          "b": "(b) jemsafe run",
-         "c": "(c) jemsafe run + kill -USR1 (heap dump) every second"}
-tps = {c: [float(r[2]) for r in rows if r[0] == c] for c in "abc"}
-lat = {c: [float(r[3]) for r in rows if r[0] == c] for c in "abc"}
+         "c": "(c) jemsafe run + kill -USR1 (heap dump) every second",
+         "d": "(d) jemsafe run, [jemalloc] library = \"bundled\" (jemsafe's own jemalloc)"}
+configs = [c for c in "abcd" if any(r[0] == c for r in rows)]
+tps = {c: [float(r[2]) for r in rows if r[0] == c] for c in configs}
+lat = {c: [float(r[3]) for r in rows if r[0] == c] for c in configs}
 dumps = [l.rstrip("\n").split("\t") for l in open(e["DUMPS"]) if l.strip()]
 rt = [float(d[1]) for d in dumps]
 dus = [int(d[2]) for d in dumps if d[2].isdigit()]
 
 print()
 print("jemsafe sysbench benchmark")
-print(f"  machine:  nproc {e['NPROC']}, MariaDB {e['MARIADB_VERSION']}, jemalloc {e['JEMALLOC_VERSION'] or 'unknown'}")
+print(f"  machine:  nproc {e['NPROC']}, MariaDB {e['MARIADB_VERSION']}, jemalloc {e['JEMALLOC_VERSION'] or 'unknown'}"
+      + (f", bundled jemalloc {e['BUNDLED_VERSION']}" if e['BUNDLED_VERSION'] else ""))
 print(f"  load avg: {e['LOAD_START']} before, {e['LOAD_END']} after (other work on the machine adds noise)")
 print(f"  mysqld:   {e['MYSQLD']}")
 print(f"  workload: sysbench oltp_read_write, {e['TABLES']} tables x {e['TABLE_SIZE']} rows, "
       f"{e['THREADS']} threads, Unix socket, {e['BENCH_SECONDS']} s per run, "
-      f"{e['BENCH_ROUNDS']} round(s) in the order a,b,c")
+      f"{e['BENCH_ROUNDS']} round(s) in the order {','.join(configs)}")
 print(f"  profile:  {e['BENCH_PROFILE']} (MALLOC_CONF={e['BASE_MALLOC_CONF']})")
-for c in "abc":
+for c in configs:
     print()
     print(names[c])
     print(f"  {'round':>5}  {'tps':>10}  {'max latency ms':>14}")
@@ -425,28 +447,37 @@ for c in "abc":
         print(f"  {i:>5}  {t:>10.2f}  {l:>14.2f}")
     print(f"  {'mean':>5}  {statistics.mean(tps[c]):>10.2f}  {'worst ' + format(max(lat[c]), '.2f'):>14}")
 
-print()
-print("(c) heap dumps")
-print(f"  SIGUSR1 sent {int(e['USR1_SENT'])}, dumps written {len(rt)}, failures logged {int(e['DUMP_FAILED'])}")
-if rt:
-    print(f"  round trip (jemsafe):  median {statistics.median(rt):.2f} ms, worst {max(rt):.2f} ms")
-if dus:
-    print(f"  prof.dump in mariadbd: median {statistics.median(dus):.0f} us, worst {max(dus)} us")
+if "c" in configs:
+    print()
+    print("(c) heap dumps")
+    print(f"  SIGUSR1 sent {int(e['USR1_SENT'])}, dumps written {len(rt)}, failures logged {int(e['DUMP_FAILED'])}")
+    if rt:
+        print(f"  round trip (jemsafe):  median {statistics.median(rt):.2f} ms, worst {max(rt):.2f} ms")
+    if dus:
+        print(f"  prof.dump in mariadbd: median {statistics.median(dus):.0f} us, worst {max(dus)} us")
 
 def verdict(ok):
     return "PASS" if ok else "FAIL"
 
 print()
 print("targets")
-ratio = statistics.mean(tps["b"]) / statistics.mean(tps["a"])
-print(f"  mean tps (b)/(a)        = {ratio:7.4f}     target >= 0.99   {verdict(ratio >= 0.99)}")
-lr = max(lat["c"]) / max(lat["b"])
-print(f"  worst latency (c)/(b)   = {lr:7.3f}     target <= 1.5    {verdict(lr <= 1.5)}")
-if rt:
-    m = statistics.median(rt)
-    print(f"  dump round trip median  = {m:7.2f} ms  target <= 5 ms   {verdict(m <= 5)}")
-else:
-    print("  dump round trip median  =     n/a     target <= 5 ms   FAIL (no dump was logged)")
+if "a" in configs and "b" in configs:
+    ratio = statistics.mean(tps["b"]) / statistics.mean(tps["a"])
+    print(f"  mean tps (b)/(a)        = {ratio:7.4f}     target >= 0.99   {verdict(ratio >= 0.99)}")
+if "b" in configs and "c" in configs:
+    lr = max(lat["c"]) / max(lat["b"])
+    print(f"  worst latency (c)/(b)   = {lr:7.3f}     target <= 1.5    {verdict(lr <= 1.5)}")
+if "c" in configs:
+    if rt:
+        m = statistics.median(rt)
+        print(f"  dump round trip median  = {m:7.2f} ms  target <= 5 ms   {verdict(m <= 5)}")
+    else:
+        print("  dump round trip median  =     n/a     target <= 5 ms   FAIL (no dump was logged)")
+if "b" in configs and "d" in configs:
+    ratio = statistics.mean(tps["d"]) / statistics.mean(tps["b"])
+    per_round = ", ".join(f"{d / b:.3f}" for b, d in zip(tps["b"], tps["d"]))
+    print(f"  mean tps (d)/(b)        = {ratio:7.4f}     bundled vs system jemalloc, same profile "
+          f"(per round: {per_round}; no target, compare with the noise between rounds)")
 print()
 print(f"raw logs: {e['OUT']}")
 PY

@@ -6,7 +6,7 @@
 use crate::config::{Config, Profile};
 use crate::dumps::retention;
 use crate::error::{Error, Result};
-use crate::locate::{self, Located};
+use crate::locate::{self, Located, Preload};
 use crate::probe;
 use crate::supervisor::{policy::RestartPolicy, spawn::Launch, Plan};
 use crate::verify::{Expectation, FileId};
@@ -61,18 +61,21 @@ pub fn inspect(
     let mut report = Report::default();
     report.row("config", format!("{}: valid", config.source.display()));
     let malloc_conf = profile.malloc_conf(&config.dumps.prof_prefix());
+    let conf_var = locate::conf_var(config.jemalloc.library.is_bundled());
     report.row(
         "profile",
-        format!("{} -> MALLOC_CONF={malloc_conf}", profile.name),
+        format!("{} -> {conf_var}={malloc_conf}", profile.name),
     );
-    if let Some(inherited) = std::env::var_os("MALLOC_CONF") {
-        report.row(
-            "environment",
-            format!(
-                "MALLOC_CONF={} in jemsafe's environment is replaced by the profile's",
-                inherited.to_string_lossy()
-            ),
-        );
+    for var in ["MALLOC_CONF", locate::BUNDLED_CONF_VAR] {
+        if let Some(inherited) = std::env::var_os(var) {
+            report.row(
+                "environment",
+                format!(
+                    "{var}={} in jemsafe's environment is replaced by the profile's",
+                    inherited.to_string_lossy()
+                ),
+            );
+        }
     }
 
     // As root, trust comes first: the config decides what root executes and preloads, so
@@ -104,15 +107,28 @@ pub fn inspect(
             None
         }
     };
+    let bundled = config.jemalloc.library.is_bundled();
     let mysqld = find("mysqld", locate::mysqld(config));
     let library = find(
         "libjemalloc",
         locate::library(&config.jemalloc.library, config_ok),
     );
-    let shim = find("shim", locate::shim(&config.jemalloc.shim));
+    let shim = if bundled {
+        report.row("shim", "inside the bundled library");
+        library.clone()
+    } else {
+        find("shim", locate::shim(&config.jemalloc.shim))
+    };
     let mysqld_ok = trusted(mysqld.as_deref(), "mysqld binary") && config_ok;
-    let library_ok = trusted(library.as_deref(), "libjemalloc");
-    let shim_ok = trusted(shim.as_deref(), "shim");
+    let library_ok = trusted(
+        library.as_deref(),
+        if bundled {
+            "bundled jemalloc"
+        } else {
+            "libjemalloc"
+        },
+    );
+    let shim_ok = bundled || trusted(shim.as_deref(), "shim");
     // What else ld.so would load into mysqld (and into the probe), from jemsafe's
     // environment or [mysqld] env.
     let loader_ok = if root {
@@ -187,8 +203,11 @@ pub fn inspect(
     };
     let located = Located {
         mysqld,
-        library,
-        shim,
+        preload: if bundled {
+            Preload::Bundled { library }
+        } else {
+            Preload::System { library, shim }
+        },
     };
 
     let launch = Launch::new(
@@ -216,9 +235,14 @@ pub fn inspect(
         report.row(
             "allocator",
             format!(
-                "{NOT_EXECUTED} the probe preloading {} and {}",
-                located.library.display(),
-                located.shim.display()
+                "{NOT_EXECUTED} the probe preloading {}",
+                located
+                    .preload
+                    .objects()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             ),
         );
     }
@@ -227,7 +251,9 @@ pub fn inspect(
         return (None, report);
     }
 
-    let ids = FileId::of(&located.library).and_then(|l| Ok((l, FileId::of(&located.shim)?)));
+    let library = located.preload.library().to_path_buf();
+    let shim = located.preload.shim().to_path_buf();
+    let ids = FileId::of(&library).and_then(|l| Ok((l, FileId::of(&shim)?)));
     let (library_id, shim_id) = match ids {
         Ok(ids) => ids,
         Err(e) => {
@@ -241,10 +267,11 @@ pub fn inspect(
         launch,
         extra_args: extra_args.to_vec(),
         expectation: Expectation {
-            library: located.library.clone(),
+            library,
             library_id,
-            shim: located.shim.clone(),
+            shim,
             shim_id,
+            bundled,
             profile: profile.clone(),
             prof_prefix: config.dumps.prof_prefix().to_string_lossy().into_owned(),
         },

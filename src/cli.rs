@@ -93,6 +93,10 @@ the directory is kept after exit (reused by the next run with the same DIR)."
         /// mysqld or mariadbd binary (default: searched like [mysqld] path)
         #[arg(long, value_name = "PATH")]
         mysqld: Option<PathBuf>,
+        /// Allocator: the system's libjemalloc ("auto") or jemsafe's own profiling
+        /// jemalloc ("bundled"), as [jemalloc] library
+        #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "bundled"])]
+        library: String,
         /// Extra arguments for mysqld, after `--` (they come last, so they win), e.g.
         /// `-- --innodb-buffer-pool-size=256M`
         #[arg(last = true, value_name = "MYSQLD ARGS")]

@@ -22,13 +22,24 @@ pub fn env(args: &ConfigArgs) -> Result<i32> {
     if root {
         untrusted(crate::trust::problems(&args.config, "config file"))?;
     }
+    // The shim's thread starts only with jemsafe's channel, so other launchers get the
+    // allocator alone: libjemalloc, or the bundled library (whose shim then stays idle).
     let library = crate::locate::library(&config.jemalloc.library, true)?;
+    let bundled = config.jemalloc.library.is_bundled();
     if root {
-        untrusted(crate::trust::problems(&library, "libjemalloc"))?;
+        untrusted(crate::trust::problems(
+            &library,
+            if bundled {
+                "bundled jemalloc"
+            } else {
+                "libjemalloc"
+            },
+        ))?;
     }
     println!("LD_PRELOAD={}", sh_quote(&library.to_string_lossy()));
     println!(
-        "MALLOC_CONF={}",
+        "{}={}",
+        crate::locate::conf_var(bundled),
         sh_quote(&profile.malloc_conf(&config.dumps.prof_prefix()))
     );
     Ok(0)
@@ -41,12 +52,14 @@ pub fn run(args: &ConfigArgs, mysqld_args: &[String]) -> Result<i32> {
 /// `run` for a given config file; the sandbox comes through here too.
 fn run_with(config_path: &Path, profile: Option<&str>, mysqld_args: &[String]) -> Result<i32> {
     let (config, profile) = check::load(config_path, profile)?;
-    if let Some(old) = std::env::var_os("MALLOC_CONF") {
-        warn!(
-            "MALLOC_CONF={} in jemsafe's environment is replaced by profile {:?}",
-            old.to_string_lossy(),
-            profile.name
-        );
+    for var in ["MALLOC_CONF", crate::locate::BUNDLED_CONF_VAR] {
+        if let Some(old) = std::env::var_os(var) {
+            warn!(
+                "{var}={} in jemsafe's environment is replaced by profile {:?}",
+                old.to_string_lossy(),
+                profile.name
+            );
+        }
     }
     let plan = check::plan_for_run(&config, &profile, mysqld_args)?;
     supervisor::run(&plan)

@@ -33,6 +33,7 @@ fn main() {
             profile,
             port,
             mysqld,
+            library,
             mysqld_args,
         } => commands::sandbox(
             jemsafe::sandbox::Options {
@@ -40,6 +41,7 @@ fn main() {
                 profile,
                 port,
                 mysqld,
+                bundled: library == "bundled",
             },
             &mysqld_args,
         ),

@@ -65,11 +65,14 @@ impl Probe {
                 ..
             }) => {
                 if !b.config_prof {
-                    out.push(
-                        "this libjemalloc was built without --enable-prof, so it cannot profile; \
-                         install one that can (Debian/Ubuntu's libjemalloc2 can)"
-                            .into(),
-                    );
+                    out.push(format!(
+                        "this libjemalloc ({}) was built without --enable-prof, so it cannot \
+                         profile; set [jemalloc] library = \"bundled\" to use jemsafe's own \
+                         profiling jemalloc ({}), or install one that can (Debian/Ubuntu's \
+                         libjemalloc2 can)",
+                        b.path,
+                        crate::locate::BUNDLED_FILE
+                    ));
                 } else if profile.prof && !b.opt_prof {
                     out.push("profiling stayed off although the profile sets prof = true".into());
                 }

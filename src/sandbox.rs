@@ -19,6 +19,8 @@ pub struct Options {
     /// Listen on 127.0.0.1:PORT; None = Unix socket only.
     pub port: Option<u16>,
     pub mysqld: Option<PathBuf>,
+    /// `[jemalloc] library = "bundled"`: jemsafe's own profiling jemalloc.
+    pub bundled: bool,
 }
 
 /// Longest Unix socket path the kernel accepts (sun_path is 108 bytes with the NUL).
@@ -157,6 +159,9 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
         "args = [{}]",
         args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(", ")
     );
+    if opts.bundled {
+        let _ = writeln!(toml, "\n[jemalloc]\nlibrary = \"bundled\"");
+    }
     let _ = writeln!(
         toml,
         "\n[dumps]\ndir = {}\nprefix = \"mysqld\"",

@@ -74,6 +74,8 @@ pub struct Expectation {
     pub library_id: FileId,
     pub shim: PathBuf,
     pub shim_id: FileId,
+    /// The bundled jemalloc: `shim` is `library`, one object carries both.
+    pub bundled: bool,
     pub profile: Profile,
     /// `<dumps.dir>/<dumps.prefix>`.
     pub prof_prefix: String,
@@ -144,7 +146,7 @@ pub fn judge(pid: i32, facts: &Facts, hello: &Reply, expect: &Expectation) -> Ve
             expect.library.display()
         ));
     }
-    if !mapped(expect.shim_id, &facts.shim_real) {
+    if !expect.bundled && !mapped(expect.shim_id, &facts.shim_real) {
         problems.push(format!(
             "the shim {} is not mapped in /proc/{pid}/maps",
             expect.shim.display()
@@ -179,10 +181,15 @@ pub fn judge(pid: i32, facts: &Facts, hello: &Reply, expect: &Expectation) -> Ve
     }
     let summary = match (&bound, problems.is_empty()) {
         (Some(b), true) => format!(
-            "verified: mysqld pid {pid} runs jemalloc {} from {} with the shim; \
+            "verified: mysqld pid {pid} runs jemalloc {} from {} {}; \
              opt.prof={} prof.active={} lg_prof_sample={} prof_prefix={}",
             b.version,
             expect.library.display(),
+            if expect.bundled {
+                "(bundled, the shim inside)"
+            } else {
+                "with the shim"
+            },
             b.opt_prof,
             b.prof_active,
             b.lg_prof_sample
@@ -209,7 +216,11 @@ fn judge_bound(b: &Bound, facts: &Facts, expect: &Expectation) -> Vec<String> {
     }
     let p = &expect.profile;
     if !b.config_prof {
-        problems.push("this libjemalloc was built without --enable-prof: it cannot profile".into());
+        problems.push(
+            "this libjemalloc was built without --enable-prof: it cannot profile \
+             ([jemalloc] library = \"bundled\" can)"
+                .into(),
+        );
         return problems;
     }
     let mut expect_eq = |what: &str, got: Option<String>, want: String| {
@@ -272,6 +283,7 @@ mod tests {
                 minor: 1,
                 inode: 777,
             },
+            bundled: false,
             profile: config.resolve_profile(profile).unwrap(),
             prof_prefix: "/var/lib/jemsafe/mysqld".into(),
         }
@@ -331,6 +343,34 @@ mod tests {
         assert!(v
             .summary
             .contains("verified: mysqld pid 7 runs jemalloc 5.3.0"));
+    }
+
+    #[test]
+    fn the_bundled_library_is_one_object_with_the_shim_inside() {
+        let maps = "7f1e2b000000-7f1e2b010000 r-xp 00002000 fd:01 4242 /usr/lib/jemsafe/libjemsafe_jemalloc.so\n";
+        let mut expect = expectation("standby");
+        expect.library = "/usr/lib/jemsafe/libjemsafe_jemalloc.so".into();
+        expect.shim = expect.library.clone();
+        expect.shim_id = expect.library_id;
+        expect.bundled = true;
+        let mut facts = facts(maps);
+        facts.library_real = expect.library.clone();
+        facts.shim_real = expect.library.clone();
+        let v = judge(7, &facts, &hello(false), &expect);
+        assert!(v.ok(), "{v:?}");
+        assert!(
+            v.summary.contains(
+                "from /usr/lib/jemsafe/libjemsafe_jemalloc.so (bundled, the shim inside)"
+            ),
+            "{v:?}"
+        );
+        // Not mapped: one problem, about the library (the shim is the same object).
+        let v = judge(7, &Facts::default(), &hello(false), &expect);
+        assert_eq!(v.problems.len(), 1, "{v:?}");
+        assert!(
+            v.problems[0].contains("libjemsafe_jemalloc.so is not mapped"),
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -204,3 +204,101 @@ fn under_systemd_ready_is_relayed_from_jemsafes_pid_after_mariadbs_own() {
     assert_eq!(js.wait_exit(T), 0);
     systemd.assert_all_from(js.pid());
 }
+
+/// Fills a MEMORY table with about 200 MB (the engine allocates its blocks with malloc).
+const MEMORY_INSERT: &str = "SET SESSION max_heap_table_size = 1073741824; \
+     CREATE DATABASE jemsafe_mem; USE jemsafe_mem; \
+     CREATE TABLE jemsafe_mem.t (id INT PRIMARY KEY, pad VARCHAR(1000)) ENGINE=MEMORY; \
+     INSERT INTO jemsafe_mem.t SELECT seq, REPEAT('m', 1000) FROM seq_1_to_200000;";
+
+/// The functions of the newest dump's report whose cumulative share is at least 50 %:
+/// the MEMORY insert's allocation path, by name, sorted.
+fn insert_path(config: &Path) -> (String, Vec<String>) {
+    let out = cli(&["report", "-c", config.to_str().unwrap(), "--top", "0"]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    let mut names = report
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .skip(1)
+        .filter_map(|row| {
+            // flat (2 words) flat% sum% cum (2 words) cum% function
+            let words: Vec<&str> = row.split_whitespace().collect();
+            let cum: f64 = words.get(6)?.strip_suffix('%')?.parse().ok()?;
+            (cum >= 50.0).then(|| words[7..].join(" "))
+        })
+        .collect::<Vec<_>>();
+    names.sort();
+    (report, names)
+}
+
+#[test]
+fn under_the_bundled_jemalloc_mariadbd_is_verified_dumps_and_reports_like_under_the_system_one() {
+    let started = |tag: &str, extra: &[&str]| {
+        let dir = sandbox_dir(tag);
+        let mut args = vec!["sandbox", dir.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let js = Running::start(&args);
+        (dir, js)
+    };
+    let (bdir, mut bundled_js) = started("e2e-bundled", &["--library", "bundled"]);
+    let (sdir, mut system_js) = started("e2e-system", &[]);
+
+    let pid = bundled_js.wait_verified(START);
+    let verified = bundled_js.err.wait_for("verified: mysqld pid", START);
+    assert!(
+        verified.contains("libjemsafe_jemalloc.so (bundled, the shim inside)")
+            && verified.contains("opt.prof=true prof.active=true"),
+        "{verified}"
+    );
+    let started = bundled_js.err.wait_for("started mysqld pid", START);
+    assert!(started.contains("_RJEM_MALLOC_CONF=prof:true"), "{started}");
+    bundled_js.err.wait_for("ready for connections", START);
+    system_js.wait_verified(START);
+    system_js.err.wait_for("ready for connections", START);
+
+    // The bundled object is mariadbd's allocator; no system libjemalloc is loaded.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(maps.contains("/libjemsafe_jemalloc.so"), "{maps}");
+    assert!(!maps.contains("libjemalloc.so"), "{maps}");
+    assert!(!maps.contains("libjemsafe_shim.so"), "{maps}");
+
+    let mut paths = Vec::new();
+    for (dir, js) in [(&bdir, &mut bundled_js), (&sdir, &mut system_js)] {
+        let socket = dir.join("mysqld/mysqld.sock");
+        sql(&socket, MEMORY_INSERT);
+        assert_eq!(sql(&socket, "SELECT COUNT(*) FROM jemsafe_mem.t"), "200000");
+        js.signal(Signal::SIGUSR1);
+        let dump = dump_path(&js.err.wait_for("heap dump written: ", T));
+        assert!(dump.starts_with(dir.join("dumps")), "{}", dump.display());
+        let config = dir.join("jemsafe.toml");
+        let by_object = cli(&["report", "-c", config.to_str().unwrap(), "--by", "object"]);
+        let by_object = String::from_utf8_lossy(&by_object.stdout);
+        // No memory is attributed to the bundled allocator itself: its frames are dropped.
+        assert!(!by_object.contains("libjemsafe_jemalloc.so"), "{by_object}");
+        paths.push(insert_path(&config));
+    }
+    let (bundled_report, bundled_names) = &paths[0];
+    let (system_report, system_names) = &paths[1];
+    println!("the MEMORY insert's path under both: {bundled_names:?}");
+    assert!(!bundled_report.contains("_rjem_"), "{bundled_report}");
+    assert!(
+        bundled_names.iter().any(|n| n == "my_malloc"),
+        "{bundled_report}"
+    );
+    assert_eq!(
+        bundled_names, system_names,
+        "bundled:\n{bundled_report}\nsystem:\n{system_report}"
+    );
+
+    for js in [&mut bundled_js, &mut system_js] {
+        js.signal(Signal::SIGTERM);
+        assert_eq!(js.wait_exit(T), 0);
+        assert!(
+            js.err.seen.iter().any(|l| l.contains("Shutdown complete")),
+            "MariaDB shut down cleanly: {:?}",
+            js.err.seen
+        );
+    }
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}

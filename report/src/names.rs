@@ -287,6 +287,9 @@ pub fn is_allocator_frame(short_name: &str) -> bool {
         .filter(|rest| SKIP.contains(rest));
     SKIP.contains(&short_name)
         || plain.is_some()
+        // jemsafe's bundled jemalloc (libjemsafe_jemalloc.so): every jemalloc symbol in
+        // it carries the `_rjem_` prefix (`_rjem_malloc`, `_rjem_je_prof_backtrace`).
+        || short_name.starts_with("_rjem_")
         || short_name.contains("TCMalloc")
         || short_name.starts_with("tcmalloc::")
 }
@@ -353,6 +356,8 @@ mod tests {
             "calloc",
             "tcmalloc::x",
             "aTCMallocb",
+            "_rjem_malloc",
+            "_rjem_je_malloc_default",
         ] {
             assert!(is_allocator_frame(f), "{f}");
         }

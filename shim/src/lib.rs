@@ -1,10 +1,11 @@
-//! libjemsafe_shim.so: jemsafe's guest inside mysqld.
+//! libjemsafe_shim.so: jemsafe's guest inside mysqld, next to a system libjemalloc.
 //!
 //! Loaded through LD_PRELOAD after libjemalloc. At load time it takes the socket that
 //! jemsafe passed in `JEMSAFE_SHIM_FD`, hides it from mysqld's children (FD_CLOEXEC,
 //! variable removed) and starts one thread, `jemsafe-shim`, with every signal blocked.
 //! That thread answers jemsafe's requests by calling `mallctl` and does nothing else:
-//! no signal handlers, no allocation hooks, no work on mysqld's threads.
+//! no signal handlers, no allocation hooks, no work on mysqld's threads. The thread and
+//! the protocol handling are `jemsafe-shim-core`, shared with the bundled jemalloc.
 //!
 //! `mallctl` is looked up at run time (`dlsym(RTLD_DEFAULT)`) instead of being linked:
 //! the shim carries no jemalloc of its own and no DT_NEEDED on one, so it can only ever
@@ -13,182 +14,47 @@
 //! on any other copy. Without the variable (mysqld's children inherit LD_PRELOAD) the
 //! shim does nothing at all.
 
-mod memory;
-
-use jemsafe_proto::{
-    Binding, Bound, Command, Dumped, Failure, Hello, ProfState, Reply, Request, ResetDone, Stats,
-    ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
-};
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::mem::{size_of, MaybeUninit};
-use std::os::fd::RawFd;
-use std::sync::OnceLock;
-use std::time::Instant;
+use jemsafe_shim_core::{object_of, Backend};
+use std::ffi::{c_char, c_int, c_void, CStr};
 
 #[used]
 #[link_section = ".init_array"]
 static ON_LOAD: extern "C" fn() = jemsafe_shim_on_load;
 
 extern "C" fn jemsafe_shim_on_load() {
-    // A panic must never unwind into the dynamic loader of someone else's database.
-    let _ = std::panic::catch_unwind(start);
-}
-
-fn start() {
-    let Some(fd) = take_channel_fd() else {
-        return;
-    };
-    if let Err(errno) = spawn_control_thread(fd) {
-        // Nothing to report to: jemsafe notices the missing handshake and says so.
-        let _ = errno;
-        // SAFETY: fd was validated as our socket; no thread owns it.
-        unsafe { libc::close(fd) };
-    }
-}
-
-/// Reads and removes `JEMSAFE_SHIM_FD`; returns the fd only if it is a SEQPACKET socket.
-fn take_channel_fd() -> Option<RawFd> {
-    let name = CString::new(ENV_SHIM_FD).ok()?;
-    // SAFETY: runs from the loader's initialiser, before main and before any thread of
-    // the host exists, so nothing else reads or writes the environment concurrently.
-    let value = unsafe {
-        let raw = libc::getenv(name.as_ptr());
-        if raw.is_null() {
-            return None;
-        }
-        let value = CStr::from_ptr(raw).to_str().ok().map(str::to_owned);
-        libc::unsetenv(name.as_ptr());
-        value
-    }?;
-    let fd: RawFd = value.trim().parse().ok()?;
-    let mut kind: c_int = 0;
-    let mut len = size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: plain syscalls on an fd number; failure is reported through the return value.
-    unsafe {
-        if libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut c_int).cast(),
-            &mut len,
-        ) != 0
-            || kind != libc::SOCK_SEQPACKET
-        {
-            return None;
-        }
-        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-    }
-    Some(fd)
-}
-
-/// Starts the control thread with every signal blocked, so that no process-directed
-/// signal (SIGTERM!) can ever be delivered to it instead of to mysqld's signal thread.
-fn spawn_control_thread(fd: RawFd) -> Result<(), std::io::Error> {
-    // SAFETY: sigset manipulation on local storage; pthread_sigmask on the calling thread.
-    let saved = unsafe {
-        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigfillset(all.as_mut_ptr());
-        let mut saved = MaybeUninit::<libc::sigset_t>::uninit();
-        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), saved.as_mut_ptr());
-        saved.assume_init()
-    };
-    let spawned = std::thread::Builder::new()
-        .name(jemsafe_proto::THREAD_NAME.to_owned())
-        .stack_size(256 * 1024)
-        .spawn(move || serve(fd));
-    // SAFETY: restores the mask saved above on the same thread.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
-    spawned.map(|_| ())
-}
-
-fn serve(fd: RawFd) {
-    let mut buf = [0u8; MAX_PACKET];
-    loop {
-        // SAFETY: buf is valid for MAX_PACKET bytes.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n == 0 {
-            break; // jemsafe closed its end: stay out of the way from now on
-        }
-        if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            break;
-        }
-        let packet = &buf[..n as usize];
-        let reply = std::panic::catch_unwind(|| match Request::decode(packet) {
-            Ok(request) => handle(request),
-            // Echo the id when there is one, so that the sender is not left waiting.
-            Err(e) => Reply::err(leading_id(packet), format!("undecodable request: {e}")),
-        })
-        .unwrap_or_else(|_| Reply::err(0, "the shim failed internally handling this request"));
-        let out = reply.encode();
-        // SAFETY: out is a live buffer; MSG_NOSIGNAL keeps a vanished peer from raising SIGPIPE.
-        let sent = unsafe { libc::send(fd, out.as_ptr().cast(), out.len(), libc::MSG_NOSIGNAL) };
-        if sent < 0 {
-            break;
-        }
-    }
-    // SAFETY: this thread is the fd's only user.
-    unsafe { libc::close(fd) };
-}
-
-/// The request id a malformed packet starts with, or 0.
-fn leading_id(packet: &[u8]) -> u64 {
-    let digits: Vec<u8> = packet
-        .iter()
-        .copied()
-        .take_while(u8::is_ascii_digit)
-        .collect();
-    std::str::from_utf8(&digits)
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0)
+    // A panic must never unwind into the dynamic loader of someone else's database
+    // (start catches it).
+    jemsafe_shim_core::start(bind);
 }
 
 type MallctlFn =
     unsafe extern "C" fn(*const c_char, *mut c_void, *mut usize, *mut c_void, usize) -> c_int;
 
 /// The process's jemalloc, as found at run time.
-struct Jemalloc {
+struct Dlsym {
     mallctl: MallctlFn,
     /// The object `mallctl` came from (dladdr).
     path: String,
 }
 
-/// A failed mallctl call: which name, which errno.
-struct CtlError {
-    name: &'static str,
-    errno: c_int,
-}
+impl Backend for Dlsym {
+    unsafe fn mallctl(
+        &self,
+        name: &CStr,
+        old: *mut c_void,
+        old_len: *mut usize,
+        new: *mut c_void,
+        new_len: usize,
+    ) -> c_int {
+        (self.mallctl)(name.as_ptr(), old, old_len, new, new_len)
+    }
 
-fn binding() -> &'static Result<Jemalloc, String> {
-    static BINDING: OnceLock<Result<Jemalloc, String>> = OnceLock::new();
-    BINDING.get_or_init(bind)
-}
-
-fn object_of(symbol: &CStr) -> Option<(*mut c_void, String)> {
-    // SAFETY: dlsym/dladdr with valid C strings; dli_fname points into the loader's data.
-    unsafe {
-        let addr = libc::dlsym(libc::RTLD_DEFAULT, symbol.as_ptr());
-        if addr.is_null() {
-            return None;
-        }
-        let mut info = MaybeUninit::<libc::Dl_info>::zeroed();
-        let name = if libc::dladdr(addr, info.as_mut_ptr()) != 0
-            && !(*info.as_ptr()).dli_fname.is_null()
-        {
-            CStr::from_ptr((*info.as_ptr()).dli_fname)
-                .to_string_lossy()
-                .into_owned()
-        } else {
-            "(unknown object)".to_owned()
-        };
-        Some((addr, name))
+    fn object(&self) -> &str {
+        &self.path
     }
 }
 
-fn bind() -> Result<Jemalloc, String> {
+fn bind() -> Result<Dlsym, String> {
     let Some((addr, path)) = object_of(c"mallctl") else {
         return Err("no mallctl symbol in this process: jemalloc is not loaded \
                     (is libjemalloc first in LD_PRELOAD?)"
@@ -203,261 +69,5 @@ fn bind() -> Result<Jemalloc, String> {
     }
     // SAFETY: `mallctl` has had this signature in every jemalloc release.
     let mallctl = unsafe { std::mem::transmute::<*mut c_void, MallctlFn>(addr) };
-    Ok(Jemalloc { mallctl, path })
-}
-
-impl Jemalloc {
-    fn call(
-        &self,
-        name: &'static CStr,
-        old: *mut c_void,
-        old_len: *mut usize,
-        new: *mut c_void,
-        new_len: usize,
-    ) -> Result<(), CtlError> {
-        // SAFETY: pointers come from the typed wrappers below and match the sizes given.
-        let rc = unsafe { (self.mallctl)(name.as_ptr(), old, old_len, new, new_len) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(CtlError {
-                name: name.to_str().unwrap_or("mallctl"),
-                errno: rc,
-            })
-        }
-    }
-
-    fn read<T: Copy>(&self, name: &'static CStr) -> Result<T, CtlError> {
-        let mut value = MaybeUninit::<T>::zeroed();
-        let mut len = size_of::<T>();
-        self.call(
-            name,
-            value.as_mut_ptr().cast(),
-            &mut len,
-            std::ptr::null_mut(),
-            0,
-        )?;
-        // SAFETY: zero-initialised, then filled by jemalloc with exactly len == size_of::<T>() bytes
-        // (jemalloc returns EINVAL when the sizes differ).
-        Ok(unsafe { value.assume_init() })
-    }
-
-    fn write<T: Copy>(&self, name: &'static CStr, mut value: T) -> Result<(), CtlError> {
-        let ptr: *mut T = &mut value;
-        self.call(
-            name,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            ptr.cast(),
-            size_of::<T>(),
-        )
-    }
-
-    fn read_bool(&self, name: &'static CStr) -> Result<bool, CtlError> {
-        self.read::<u8>(name).map(|b| b != 0)
-    }
-
-    fn read_str(&self, name: &'static CStr) -> Result<String, CtlError> {
-        let ptr = self.read::<*const c_char>(name)?;
-        if ptr.is_null() {
-            return Ok(String::new());
-        }
-        // SAFETY: jemalloc returns pointers to its own static, NUL-terminated strings.
-        Ok(unsafe { CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned())
-    }
-}
-
-fn errno_name(errno: c_int) -> &'static str {
-    match errno {
-        libc::ENOENT => "ENOENT",
-        libc::EINVAL => "EINVAL",
-        libc::EPERM => "EPERM",
-        libc::EAGAIN => "EAGAIN",
-        libc::EFAULT => "EFAULT",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::ENOSPC => "ENOSPC",
-        _ => "EUNKNOWN",
-    }
-}
-
-fn ctl_failure(id: u64, e: CtlError) -> Reply {
-    let hint = match (e.name, e.errno) {
-        (name, libc::ENOENT) if name.starts_with("prof.") => {
-            "profiling is not enabled in this process (opt.prof is false): \
-             restart mysqld with a profile that sets prof = true"
-        }
-        (name, libc::ENOENT) if name.starts_with("stats.") || name == "epoch" => {
-            "this jemalloc was built without statistics (--disable-stats)"
-        }
-        (_, libc::ENOENT) => "this jemalloc does not know this mallctl (built without it?)",
-        ("prof.dump", libc::EFAULT) => {
-            "jemalloc could not write the heap file: the directory is missing or not \
-             writable by mysqld's user, or the disk is full"
-        }
-        _ => "jemalloc refused the request",
-    };
-    Reply::failed(
-        id,
-        &Failure {
-            message: hint.to_owned(),
-            mallctl: Some(e.name.to_owned()),
-            error: Some(errno_name(e.errno).to_owned()),
-            errno: Some(e.errno),
-        },
-    )
-}
-
-fn handle(request: Request) -> Reply {
-    let id = request.id;
-    let jemalloc = match binding() {
-        Ok(j) => j,
-        Err(reason) if request.command == Command::Hello => {
-            return Reply::ok_with(
-                id,
-                &hello_with(Binding::Missing {
-                    reason: reason.clone(),
-                }),
-            )
-        }
-        Err(reason) => {
-            return Reply::failed(
-                id,
-                &Failure {
-                    error: Some("NOJEMALLOC".into()),
-                    ..Failure::new(reason.as_str())
-                },
-            )
-        }
-    };
-    let result = match request.command {
-        Command::Hello => hello(id, jemalloc),
-        Command::Dump(path) => dump(id, jemalloc, path),
-        Command::Activate => set_active(id, jemalloc, Some(true)),
-        Command::Deactivate => set_active(id, jemalloc, Some(false)),
-        Command::Toggle => set_active(id, jemalloc, None),
-        Command::Reset(lg) => reset(id, jemalloc, lg),
-        Command::Stats => stats(id, jemalloc),
-        Command::Memory => return memory::memory(id, jemalloc),
-    };
-    result.unwrap_or_else(|e| ctl_failure(id, e))
-}
-
-fn hello_with(jemalloc: Binding) -> Hello {
-    Hello {
-        protocol: PROTOCOL_VERSION,
-        shim_version: env!("CARGO_PKG_VERSION").to_owned(),
-        // SAFETY: getpid cannot fail.
-        pid: unsafe { libc::getpid() },
-        jemalloc,
-    }
-}
-
-fn hello(id: u64, j: &Jemalloc) -> Result<Reply, CtlError> {
-    let config_prof = j.read_bool(c"config.prof")?;
-    let mut bound = Bound {
-        path: j.path.clone(),
-        version: j.read_str(c"version")?,
-        config_prof,
-        opt_prof: false,
-        prof_active: false,
-        prof_prefix: None,
-        lg_prof_interval: None,
-        lg_prof_sample: None,
-        prof_gdump: None,
-    };
-    if config_prof {
-        bound.opt_prof = j.read_bool(c"opt.prof")?;
-        bound.prof_prefix = Some(j.read_str(c"opt.prof_prefix")?);
-        bound.lg_prof_interval = Some(j.read::<isize>(c"opt.lg_prof_interval")? as i64);
-        if bound.opt_prof {
-            bound.prof_active = j.read_bool(c"prof.active")?;
-            bound.lg_prof_sample = Some(j.read::<usize>(c"prof.lg_sample")? as u32);
-            bound.prof_gdump = Some(j.read_bool(c"prof.gdump")?);
-        } else {
-            bound.lg_prof_sample = Some(j.read::<usize>(c"opt.lg_prof_sample")? as u32);
-        }
-    }
-    Ok(Reply::ok_with(id, &hello_with(Binding::Bound(bound))))
-}
-
-fn dump(id: u64, j: &Jemalloc, path: Option<String>) -> Result<Reply, CtlError> {
-    let started = Instant::now();
-    match &path {
-        Some(p) => {
-            let Ok(c_path) = CString::new(p.as_bytes()) else {
-                let failure = Failure {
-                    error: Some("EINVAL".into()),
-                    ..Failure::new("dump path contains a NUL byte")
-                };
-                return Ok(Reply::failed(id, &failure));
-            };
-            let mut ptr: *const c_char = c_path.as_ptr();
-            let ptr_ref: *mut *const c_char = &mut ptr;
-            j.call(
-                c"prof.dump",
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                ptr_ref.cast(),
-                size_of::<*const c_char>(),
-            )?;
-        }
-        None => j.call(
-            c"prof.dump",
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            0,
-        )?,
-    }
-    Ok(Reply::ok_with(
-        id,
-        &Dumped {
-            dump_us: started.elapsed().as_micros() as u64,
-            path,
-        },
-    ))
-}
-
-fn set_active(id: u64, j: &Jemalloc, want: Option<bool>) -> Result<Reply, CtlError> {
-    let was = j.read_bool(c"prof.active")?;
-    let now = want.unwrap_or(!was);
-    j.write::<u8>(c"prof.active", u8::from(now))?;
-    Ok(Reply::ok_with(
-        id,
-        &ProfState {
-            was_active: was,
-            prof_active: now,
-        },
-    ))
-}
-
-fn reset(id: u64, j: &Jemalloc, lg: Option<u32>) -> Result<Reply, CtlError> {
-    match lg {
-        Some(lg) => j.write::<usize>(c"prof.reset", lg as usize)?,
-        None => j.call(
-            c"prof.reset",
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            0,
-        )?,
-    }
-    let lg_prof_sample = j.read::<usize>(c"prof.lg_sample")? as u32;
-    Ok(Reply::ok_with(id, &ResetDone { lg_prof_sample }))
-}
-
-fn stats(id: u64, j: &Jemalloc) -> Result<Reply, CtlError> {
-    j.write::<u64>(c"epoch", 1)?;
-    let read = |name| j.read::<usize>(name).map(|v| v as u64);
-    let stats = Stats {
-        allocated: read(c"stats.allocated")?,
-        active: read(c"stats.active")?,
-        resident: read(c"stats.resident")?,
-        mapped: read(c"stats.mapped")?,
-        retained: read(c"stats.retained")?,
-    };
-    Ok(Reply::ok_with(id, &stats))
+    Ok(Dlsym { mallctl, path })
 }

@@ -101,11 +101,41 @@ pub struct MysqldSection {
     pub env: BTreeMap<String, String>,
 }
 
+/// `[jemalloc] library`: `"auto"` (the system's libjemalloc.so.2), `"bundled"` (jemsafe's
+/// own libjemsafe_jemalloc.so, which carries the shim) or an absolute path.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Library {
+    #[default]
+    Auto,
+    Bundled,
+    Path(PathBuf),
+}
+
+impl Library {
+    pub fn is_bundled(&self) -> bool {
+        *self == Library::Bundled
+    }
+}
+
+impl<'de> Deserialize<'de> for Library {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "auto" => Ok(Library::Auto),
+            "bundled" => Ok(Library::Bundled),
+            _ if s.starts_with('/') => Ok(Library::Path(PathBuf::from(s))),
+            _ => Err(serde::de::Error::custom(format!(
+                "{s:?} is neither \"auto\", \"bundled\" nor an absolute path"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JemallocSection {
     #[serde(default)]
-    pub library: Locator,
+    pub library: Library,
     #[serde(default)]
     pub shim: Locator,
 }
@@ -413,6 +443,10 @@ const RESERVED_ENV: &[(&str, &str)] = &[
         "set jemalloc options in a profile (its `extra` table)",
     ),
     (
+        "_RJEM_MALLOC_CONF",
+        "it is the bundled jemalloc's MALLOC_CONF: set jemalloc options in a profile (its `extra` table)",
+    ),
+    (
         "JEMSAFE_SHIM_FD",
         "it is jemsafe's private channel to the shim",
     ),
@@ -570,17 +604,43 @@ impl Config {
                 "the mysqld or mariadbd binary; leave `path` out to search PATH, /usr/sbin and /usr/local/mysql/bin",
             )?;
         }
-        for (key, locator) in [
-            ("library", &self.jemalloc.library),
-            ("shim", &self.jemalloc.shim),
-        ] {
-            if let Locator::Path(path) = locator {
-                self.check_path(
-                    &format!("jemalloc.{key}"),
-                    key,
-                    path,
-                    "\"auto\" or the absolute path of the file",
-                )?;
+        if let Library::Path(path) = &self.jemalloc.library {
+            self.check_path(
+                "jemalloc.library",
+                "library",
+                path,
+                "\"auto\", \"bundled\" or the absolute path of the file",
+            )?;
+            if path.file_name() == Some(std::ffi::OsStr::new(crate::locate::BUNDLED_FILE)) {
+                return Err(self.invalid(
+                    "jemalloc.library",
+                    self.find("library"),
+                    format!(
+                        "{} is jemsafe's bundled jemalloc, which reads _RJEM_MALLOC_CONF and \
+                         carries the shim inside: write library = \"bundled\" (it is found next \
+                         to the jemsafe executable, in /usr/lib/jemsafe or /usr/local/lib/jemsafe)",
+                        shown(path)
+                    ),
+                ));
+            }
+        }
+        if let Locator::Path(path) = &self.jemalloc.shim {
+            self.check_path(
+                "jemalloc.shim",
+                "shim",
+                path,
+                "\"auto\" or the absolute path of the file",
+            )?;
+            if self.jemalloc.library.is_bundled() {
+                return Err(self.invalid(
+                    "jemalloc.shim",
+                    self.find("shim"),
+                    format!(
+                        "shim = {} has no use with library = \"bundled\": the bundled library \
+                         carries the shim inside; remove the `shim` line",
+                        shown(path)
+                    ),
+                ));
             }
         }
         self.validate_http()?;
@@ -822,7 +882,7 @@ mod tests {
         assert_eq!(c.supervise.verify_timeout_s, 10);
         assert_eq!(c.signals.usr1, SignalAction::Dump);
         assert_eq!(c.signals.usr2, SignalAction::Toggle);
-        assert_eq!(c.jemalloc.library, Locator::Auto);
+        assert_eq!(c.jemalloc.library, Library::Auto);
     }
 
     #[test]
@@ -867,6 +927,29 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("absolute path"), "{e}");
         let c = parse("[jemalloc]\nshim = \"/opt/shim.so\"\n").unwrap();
         assert_eq!(c.jemalloc.shim, Locator::Path("/opt/shim.so".into()));
+    }
+
+    #[test]
+    fn bundled_library_is_a_word_and_takes_no_shim() {
+        let c = parse("[jemalloc]\nlibrary = \"bundled\"\n").unwrap();
+        assert_eq!(c.jemalloc.library, Library::Bundled);
+        let e = error("[jemalloc]\nlibrary = \"bundled\"\nshim = \"/opt/shim.so\"\n");
+        assert!(
+            e.contains("line 3") && e.contains("carries the shim inside"),
+            "{e}"
+        );
+        let e = error("[jemalloc]\nlibrary = \"/opt/libjemsafe_jemalloc.so\"\n");
+        assert!(
+            e.contains("line 2") && e.contains("write library = \"bundled\""),
+            "{e}"
+        );
+        let e = error("[jemalloc]\nlibrary = \"bundle\"\n");
+        assert!(
+            e.contains("\"auto\", \"bundled\" nor an absolute path"),
+            "{e}"
+        );
+        let e = error("[mysqld]\nenv = { _RJEM_MALLOC_CONF = \"prof:true\" }\n");
+        assert!(e.contains("_RJEM_MALLOC_CONF"), "{e}");
     }
 
     #[test]

@@ -211,9 +211,10 @@ impl Supervisor<'_> {
         drop(shim_end); // only mysqld holds it now, so its exit closes the channel
         let pid = Pid::from_raw(pid as i32);
         info!(
-            "started mysqld pid {pid}: {} with profile {:?}, MALLOC_CONF={}",
+            "started mysqld pid {pid}: {} with profile {:?}, {}={}",
             plan.launch.mysqld.display(),
             plan.expectation.profile.name,
+            plan.launch.preload.conf_var(),
             plan.launch.malloc_conf
         );
         let mut pending = Ledger::default();

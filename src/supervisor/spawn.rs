@@ -1,6 +1,6 @@
 //! Starting mysqld: environment, preload order, inherited channel, clean signal state.
 
-use crate::locate::Located;
+use crate::locate::{Located, Preload};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -16,8 +16,7 @@ pub struct Launch {
     pub args: Vec<String>,
     /// `[mysqld] env` from the config.
     pub env: Vec<(String, String)>,
-    pub library: std::path::PathBuf,
-    pub shim: std::path::PathBuf,
+    pub preload: Preload,
     pub malloc_conf: String,
 }
 
@@ -32,19 +31,22 @@ impl Launch {
             mysqld: located.mysqld.clone(),
             args,
             env,
-            library: located.library.clone(),
-            shim: located.shim.clone(),
+            preload: located.preload.clone(),
             malloc_conf,
         }
     }
 }
 
-/// libjemalloc first (it must win malloc), then the shim, then whatever was already in
-/// LD_PRELOAD (jemsafe's own environment, then `[mysqld] env`).
-pub fn preload_value(library: &Path, shim: &Path, existing: &[&OsStr]) -> OsString {
-    let mut out = OsString::from(library.as_os_str());
-    out.push(":");
-    out.push(shim.as_os_str());
+/// jemsafe's objects (libjemalloc first: it must win malloc; then the shim), then whatever
+/// was already in LD_PRELOAD (jemsafe's own environment, then `[mysqld] env`).
+pub fn preload_value(ours: &[&Path], existing: &[&OsStr]) -> OsString {
+    let mut out = OsString::new();
+    for (i, object) in ours.iter().enumerate() {
+        if i > 0 {
+            out.push(":");
+        }
+        out.push(object.as_os_str());
+    }
     for value in existing {
         for entry in value
             .as_bytes()
@@ -52,7 +54,7 @@ pub fn preload_value(library: &Path, shim: &Path, existing: &[&OsStr]) -> OsStri
             .filter(|e| !e.is_empty())
         {
             let entry = OsStr::from_bytes(entry);
-            if entry != library.as_os_str() && entry != shim.as_os_str() {
+            if !ours.iter().any(|o| o.as_os_str() == entry) {
                 out.push(":");
                 out.push(entry);
             }
@@ -136,8 +138,10 @@ fn cloexec_each(from: libc::c_int, to: libc::c_int) {
 }
 
 impl Launch {
-    /// The process mysqld runs as: `[mysqld] env`, LD_PRELOAD (libjemalloc, the shim,
-    /// then what jemsafe's environment and `[mysqld] env` already preload), MALLOC_CONF,
+    /// The process mysqld runs as: `[mysqld] env`, LD_PRELOAD (libjemalloc, the shim, or
+    /// the bundled library alone; then what jemsafe's environment and `[mysqld] env`
+    /// already preload), MALLOC_CONF (`_RJEM_MALLOC_CONF` for the bundled library; an
+    /// inherited value of either is removed),
     /// MYSQLD_PARENT_PID, the shim's end of the channel and no other inherited
     /// descriptor, default signal dispositions, an empty mask and a process group of its
     /// own. The probe is this same process with jemsafe in mysqld's place (`program`) and
@@ -164,7 +168,9 @@ impl Launch {
             .collect();
 
         let mut cmd = Command::new(program);
-        cmd.env_remove("MALLOC_CONF").env_remove("NOTIFY_SOCKET");
+        cmd.env_remove("MALLOC_CONF")
+            .env_remove(crate::locate::BUNDLED_CONF_VAR)
+            .env_remove("NOTIFY_SOCKET");
         if let Some(socket) = notify_socket {
             cmd.env("NOTIFY_SOCKET", socket);
         }
@@ -175,9 +181,9 @@ impl Launch {
         }
         cmd.env(
             "LD_PRELOAD",
-            preload_value(&self.library, &self.shim, &existing),
+            preload_value(&self.preload.objects(), &existing),
         )
-        .env("MALLOC_CONF", malloc_conf)
+        .env(self.preload.conf_var(), malloc_conf)
         .env("MYSQLD_PARENT_PID", std::process::id().to_string());
         pass_shim_end(&mut cmd, shim_end.as_raw_fd());
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
@@ -224,14 +230,23 @@ mod tests {
     #[test]
     fn jemalloc_then_shim_then_existing_without_duplicates() {
         let v = preload_value(
-            Path::new("/lib/libjemalloc.so.2"),
-            Path::new("/lib/shim.so"),
+            &[
+                Path::new("/lib/libjemalloc.so.2"),
+                Path::new("/lib/shim.so"),
+            ],
             &[
                 OsStr::new("/opt/a.so /lib/libjemalloc.so.2"),
                 OsStr::new("/opt/b.so:"),
             ],
         );
         assert_eq!(v, "/lib/libjemalloc.so.2:/lib/shim.so:/opt/a.so:/opt/b.so");
+        let bundled = preload_value(
+            &[Path::new("/usr/lib/jemsafe/libjemsafe_jemalloc.so")],
+            &[OsStr::new(
+                "/usr/lib/jemsafe/libjemsafe_jemalloc.so:/opt/a.so",
+            )],
+        );
+        assert_eq!(bundled, "/usr/lib/jemsafe/libjemsafe_jemalloc.so:/opt/a.so");
     }
 
     #[test]

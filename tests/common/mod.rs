@@ -32,14 +32,14 @@ fn target_dir() -> PathBuf {
 }
 
 /// `cargo test` neither builds cdylibs nor (with `--test NAME`) examples, so the first
-/// caller builds the shim and the workload with the cargo and profile that built the
-/// tests; a no-op when they are fresh.
+/// caller builds the shim, the bundled jemalloc and the workload with the cargo and
+/// profile that built the tests; a no-op when they are fresh.
 fn build_artifacts() -> &'static PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         for target in [
-            &["-p", "jemsafe-shim"][..],
+            &["-p", "jemsafe-shim", "-p", "jemsafe-jemalloc"][..],
             &["-p", "jemsafe", "--example", "workload"],
         ] {
             let mut cmd = Command::new(&cargo);
@@ -59,6 +59,13 @@ fn build_artifacts() -> &'static PathBuf {
 /// The shim cdylib.
 pub fn shim() -> PathBuf {
     let path = build_artifacts().join("libjemsafe_shim.so");
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
+/// The bundled jemalloc with the shim inside (`[jemalloc] library = "bundled"`).
+pub fn bundled() -> PathBuf {
+    let path = build_artifacts().join("libjemsafe_jemalloc.so");
     assert!(path.is_file(), "{} missing after build", path.display());
     path
 }
@@ -127,6 +134,23 @@ pub fn workload_config(dir: &TempDir, profile: &str, args: &[&str], extra: &str)
         dir.join("run").display().to_string(),
     );
     let path = dir.join("jemsafe.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// `workload_config` for the bundled jemalloc: `library = "bundled"` and no shim line.
+pub fn bundled_workload_config(
+    dir: &TempDir,
+    profile: &str,
+    args: &[&str],
+    extra: &str,
+) -> PathBuf {
+    bundled(); // built beside jemsafe, where "bundled" finds it
+    let path = workload_config(dir, profile, args, extra);
+    let text = std::fs::read_to_string(&path).expect("read config");
+    let shim_line = format!("shim = {:?}\n", shim().display().to_string());
+    assert!(text.contains(&shim_line), "{text}");
+    let text = text.replacen(&shim_line, "library = \"bundled\"\n", 1);
     std::fs::write(&path, text).expect("write config");
     path
 }

@@ -1,7 +1,7 @@
 //! The `memory` request: jemalloc's accounting of its memory, read with mallctl on the
 //! shim's thread (one `epoch` bump, then reads; no malloc_stats_print text parsing).
 
-use super::Jemalloc;
+use super::{Backend, Jemalloc};
 use jemsafe_proto::{Bin, Memory, Reply};
 use std::ffi::{c_void, CStr, CString};
 use std::mem::{size_of, MaybeUninit};
@@ -9,7 +9,7 @@ use std::mem::{size_of, MaybeUninit};
 /// jemalloc's `MALLCTL_ARENAS_ALL`: the arena index that means all arenas merged.
 const ARENAS_ALL: u32 = 4096;
 
-impl Jemalloc {
+impl<B: Backend> Jemalloc<B> {
     /// Reads a value of type `T` by a name built at run time.
     fn read_named<T: Copy>(&self, name: &str) -> Result<T, String> {
         let c = CString::new(name).map_err(|_| format!("bad mallctl name {name:?}"))?;
@@ -18,8 +18,8 @@ impl Jemalloc {
         // SAFETY: value has room for exactly len == size_of::<T>() bytes; jemalloc answers
         // EINVAL when the sizes differ and writes nothing then.
         let rc = unsafe {
-            (self.mallctl)(
-                c.as_ptr(),
+            self.0.mallctl(
+                &c,
                 value.as_mut_ptr().cast::<c_void>(),
                 &mut len,
                 std::ptr::null_mut(),
@@ -38,14 +38,14 @@ impl Jemalloc {
     }
 }
 
-fn snapshot(j: &Jemalloc) -> Result<Memory, String> {
+fn snapshot<B: Backend>(j: &Jemalloc<B>) -> Result<Memory, String> {
     // A new epoch refreshes the statistics jemalloc caches.
     let mut epoch: u64 = 1;
     let mut len = size_of::<u64>();
     // SAFETY: epoch is read and written as a u64, as jemalloc documents.
     let rc = unsafe {
-        (j.mallctl)(
-            c"epoch".as_ptr(),
+        j.0.mallctl(
+            c"epoch",
             (&mut epoch as *mut u64).cast(),
             &mut len,
             (&mut epoch as *mut u64).cast(),
@@ -97,7 +97,7 @@ fn snapshot(j: &Jemalloc) -> Result<Memory, String> {
 }
 
 /// The reply to `memory`.
-pub fn memory(id: u64, j: &Jemalloc) -> Reply {
+pub(crate) fn memory<B: Backend>(id: u64, j: &Jemalloc<B>) -> Reply {
     match snapshot(j) {
         Ok(m) => Reply::ok_with(id, &m),
         Err(why) => Reply::err(id, why),

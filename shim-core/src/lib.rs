@@ -1,0 +1,462 @@
+//! The shim's control thread, once, for both preloaded objects that carry it.
+//!
+//! At load time [`start`] takes the socket that jemsafe passed in `JEMSAFE_SHIM_FD`,
+//! hides it from mysqld's children (FD_CLOEXEC, variable removed) and starts one thread,
+//! `jemsafe-shim`, with every signal blocked. That thread answers jemsafe's requests by
+//! calling `mallctl` and does nothing else: no signal handlers, no allocation hooks, no
+//! work on mysqld's threads. Without the variable nothing happens at all.
+//!
+//! How `mallctl` is reached is the one thing that differs, so it is a [`Backend`]:
+//! - `libjemsafe_shim.so` (next to a system libjemalloc) looks `mallctl` up at run time
+//!   with `dlsym(RTLD_DEFAULT)` and checks that it comes from the object serving malloc;
+//! - `libjemsafe_jemalloc.so` (the bundled jemalloc) *is* the allocator and calls its own
+//!   statically linked jemalloc (tikv-jemalloc-sys).
+//!
+//! The backend is bound on the control thread at the first request, never in the loader's
+//! initialiser.
+
+mod memory;
+
+use jemsafe_proto::{
+    Binding, Bound, Command, Dumped, Failure, Hello, ProfState, Reply, Request, ResetDone, Stats,
+    ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
+};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+/// A way to call the process's jemalloc `mallctl`.
+pub trait Backend: Send + 'static {
+    /// `mallctl(name, old, old_len, new, new_len)`, returning jemalloc's error number.
+    ///
+    /// # Safety
+    /// The pointers must be valid for the sizes given, as `mallctl` requires.
+    unsafe fn mallctl(
+        &self,
+        name: &CStr,
+        old: *mut c_void,
+        old_len: *mut usize,
+        new: *mut c_void,
+        new_len: usize,
+    ) -> c_int;
+
+    /// The object the allocator lives in, as the handshake reports it.
+    fn object(&self) -> &str;
+}
+
+/// Call from the preloaded object's initialiser: takes the channel and starts the control
+/// thread; `bind` runs on that thread at the first request. Never panics.
+pub fn start<B: Backend>(bind: fn() -> Result<B, String>) {
+    let _ = std::panic::catch_unwind(|| {
+        let Some(fd) = take_channel_fd() else {
+            return;
+        };
+        if spawn_control_thread(fd, bind).is_err() {
+            // Nothing to report to: jemsafe notices the missing handshake and says so.
+            // SAFETY: fd was validated as our socket; no thread owns it.
+            unsafe { libc::close(fd) };
+        }
+    });
+}
+
+/// Reads and removes `JEMSAFE_SHIM_FD`; returns the fd only if it is a SEQPACKET socket.
+fn take_channel_fd() -> Option<RawFd> {
+    let name = CString::new(ENV_SHIM_FD).ok()?;
+    // SAFETY: runs from the loader's initialiser, before main and before any thread of
+    // the host exists, so nothing else reads or writes the environment concurrently.
+    let value = unsafe {
+        let raw = libc::getenv(name.as_ptr());
+        if raw.is_null() {
+            return None;
+        }
+        let value = CStr::from_ptr(raw).to_str().ok().map(str::to_owned);
+        libc::unsetenv(name.as_ptr());
+        value
+    }?;
+    let fd: RawFd = value.trim().parse().ok()?;
+    let mut kind: c_int = 0;
+    let mut len = size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: plain syscalls on an fd number; failure is reported through the return value.
+    unsafe {
+        if libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut c_int).cast(),
+            &mut len,
+        ) != 0
+            || kind != libc::SOCK_SEQPACKET
+        {
+            return None;
+        }
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    Some(fd)
+}
+
+/// Starts the control thread with every signal blocked, so that no process-directed
+/// signal (SIGTERM!) can ever be delivered to it instead of to mysqld's signal thread.
+fn spawn_control_thread<B: Backend>(
+    fd: RawFd,
+    bind: fn() -> Result<B, String>,
+) -> Result<(), std::io::Error> {
+    // SAFETY: sigset manipulation on local storage; pthread_sigmask on the calling thread.
+    let saved = unsafe {
+        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigfillset(all.as_mut_ptr());
+        let mut saved = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), saved.as_mut_ptr());
+        saved.assume_init()
+    };
+    let spawned = std::thread::Builder::new()
+        .name(jemsafe_proto::THREAD_NAME.to_owned())
+        .stack_size(256 * 1024)
+        .spawn(move || serve(fd, bind));
+    // SAFETY: restores the mask saved above on the same thread.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
+    spawned.map(|_| ())
+}
+
+fn serve<B: Backend>(fd: RawFd, bind: fn() -> Result<B, String>) {
+    let mut buf = [0u8; MAX_PACKET];
+    let mut binding: Option<Result<Jemalloc<B>, String>> = None;
+    loop {
+        // SAFETY: buf is valid for MAX_PACKET bytes.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n == 0 {
+            break; // jemsafe closed its end: stay out of the way from now on
+        }
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        let packet = &buf[..n as usize];
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let bound = binding.get_or_insert_with(|| bind().map(Jemalloc));
+            match Request::decode(packet) {
+                Ok(request) => handle(request, bound),
+                // Echo the id when there is one, so that the sender is not left waiting.
+                Err(e) => Reply::err(leading_id(packet), format!("undecodable request: {e}")),
+            }
+        }))
+        .unwrap_or_else(|_| Reply::err(0, "the shim failed internally handling this request"));
+        let out = reply.encode();
+        // SAFETY: out is a live buffer; MSG_NOSIGNAL keeps a vanished peer from raising SIGPIPE.
+        let sent = unsafe { libc::send(fd, out.as_ptr().cast(), out.len(), libc::MSG_NOSIGNAL) };
+        if sent < 0 {
+            break;
+        }
+    }
+    // SAFETY: this thread is the fd's only user.
+    unsafe { libc::close(fd) };
+}
+
+/// The request id a malformed packet starts with, or 0.
+fn leading_id(packet: &[u8]) -> u64 {
+    let digits: Vec<u8> = packet
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    std::str::from_utf8(&digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The address of `symbol` as the process resolves it (`dlsym(RTLD_DEFAULT)`) and the
+/// object it comes from (`dladdr`).
+pub fn object_of(symbol: &CStr) -> Option<(*mut c_void, String)> {
+    // SAFETY: dlsym with a valid C string.
+    let addr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, symbol.as_ptr()) };
+    if addr.is_null() {
+        return None;
+    }
+    Some((addr, object_at(addr as usize)))
+}
+
+/// The object that contains the code or data at `addr` (`dladdr`, which only compares
+/// the address with the loaded objects' ranges), or "(unknown object)".
+pub fn object_at(addr: usize) -> String {
+    // SAFETY: dladdr fills info; dli_fname points into the loader's data.
+    unsafe {
+        let mut info = MaybeUninit::<libc::Dl_info>::zeroed();
+        if libc::dladdr(addr as *const c_void, info.as_mut_ptr()) != 0
+            && !(*info.as_ptr()).dli_fname.is_null()
+        {
+            CStr::from_ptr((*info.as_ptr()).dli_fname)
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            "(unknown object)".to_owned()
+        }
+    }
+}
+
+/// A bound backend with typed access.
+struct Jemalloc<B>(B);
+
+/// A failed mallctl call: which name, which errno.
+struct CtlError {
+    name: &'static str,
+    errno: c_int,
+}
+
+impl<B: Backend> Jemalloc<B> {
+    fn call(
+        &self,
+        name: &'static CStr,
+        old: *mut c_void,
+        old_len: *mut usize,
+        new: *mut c_void,
+        new_len: usize,
+    ) -> Result<(), CtlError> {
+        // SAFETY: pointers come from the typed wrappers below and match the sizes given.
+        let rc = unsafe { self.0.mallctl(name, old, old_len, new, new_len) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(CtlError {
+                name: name.to_str().unwrap_or("mallctl"),
+                errno: rc,
+            })
+        }
+    }
+
+    fn read<T: Copy>(&self, name: &'static CStr) -> Result<T, CtlError> {
+        let mut value = MaybeUninit::<T>::zeroed();
+        let mut len = size_of::<T>();
+        self.call(
+            name,
+            value.as_mut_ptr().cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )?;
+        // SAFETY: zero-initialised, then filled by jemalloc with exactly len == size_of::<T>() bytes
+        // (jemalloc returns EINVAL when the sizes differ).
+        Ok(unsafe { value.assume_init() })
+    }
+
+    fn write<T: Copy>(&self, name: &'static CStr, mut value: T) -> Result<(), CtlError> {
+        let ptr: *mut T = &mut value;
+        self.call(
+            name,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            ptr.cast(),
+            size_of::<T>(),
+        )
+    }
+
+    fn read_bool(&self, name: &'static CStr) -> Result<bool, CtlError> {
+        self.read::<u8>(name).map(|b| b != 0)
+    }
+
+    fn read_str(&self, name: &'static CStr) -> Result<String, CtlError> {
+        let ptr = self.read::<*const c_char>(name)?;
+        if ptr.is_null() {
+            return Ok(String::new());
+        }
+        // SAFETY: jemalloc returns pointers to its own static, NUL-terminated strings.
+        Ok(unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
+fn errno_name(errno: c_int) -> &'static str {
+    match errno {
+        libc::ENOENT => "ENOENT",
+        libc::EINVAL => "EINVAL",
+        libc::EPERM => "EPERM",
+        libc::EAGAIN => "EAGAIN",
+        libc::EFAULT => "EFAULT",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::ENOSPC => "ENOSPC",
+        _ => "EUNKNOWN",
+    }
+}
+
+fn ctl_failure(id: u64, e: CtlError) -> Reply {
+    let hint = match (e.name, e.errno) {
+        (name, libc::ENOENT) if name.starts_with("prof.") => {
+            "profiling is not enabled in this process (opt.prof is false): \
+             restart mysqld with a profile that sets prof = true"
+        }
+        (name, libc::ENOENT) if name.starts_with("stats.") || name == "epoch" => {
+            "this jemalloc was built without statistics (--disable-stats)"
+        }
+        (_, libc::ENOENT) => "this jemalloc does not know this mallctl (built without it?)",
+        ("prof.dump", libc::EFAULT) => {
+            "jemalloc could not write the heap file: the directory is missing or not \
+             writable by mysqld's user, or the disk is full"
+        }
+        _ => "jemalloc refused the request",
+    };
+    Reply::failed(
+        id,
+        &Failure {
+            message: hint.to_owned(),
+            mallctl: Some(e.name.to_owned()),
+            error: Some(errno_name(e.errno).to_owned()),
+            errno: Some(e.errno),
+        },
+    )
+}
+
+fn handle<B: Backend>(request: Request, binding: &Result<Jemalloc<B>, String>) -> Reply {
+    let id = request.id;
+    let jemalloc = match binding {
+        Ok(j) => j,
+        Err(reason) if request.command == Command::Hello => {
+            return Reply::ok_with(
+                id,
+                &hello_with(Binding::Missing {
+                    reason: reason.clone(),
+                }),
+            )
+        }
+        Err(reason) => {
+            return Reply::failed(
+                id,
+                &Failure {
+                    error: Some("NOJEMALLOC".into()),
+                    ..Failure::new(reason.as_str())
+                },
+            )
+        }
+    };
+    let result = match request.command {
+        Command::Hello => hello(id, jemalloc),
+        Command::Dump(path) => dump(id, jemalloc, path),
+        Command::Activate => set_active(id, jemalloc, Some(true)),
+        Command::Deactivate => set_active(id, jemalloc, Some(false)),
+        Command::Toggle => set_active(id, jemalloc, None),
+        Command::Reset(lg) => reset(id, jemalloc, lg),
+        Command::Stats => stats(id, jemalloc),
+        Command::Memory => return memory::memory(id, jemalloc),
+    };
+    result.unwrap_or_else(|e| ctl_failure(id, e))
+}
+
+fn hello_with(jemalloc: Binding) -> Hello {
+    Hello {
+        protocol: PROTOCOL_VERSION,
+        shim_version: env!("CARGO_PKG_VERSION").to_owned(),
+        // SAFETY: getpid cannot fail.
+        pid: unsafe { libc::getpid() },
+        jemalloc,
+    }
+}
+
+fn hello<B: Backend>(id: u64, j: &Jemalloc<B>) -> Result<Reply, CtlError> {
+    let config_prof = j.read_bool(c"config.prof")?;
+    let mut bound = Bound {
+        path: j.0.object().to_owned(),
+        version: j.read_str(c"version")?,
+        config_prof,
+        opt_prof: false,
+        prof_active: false,
+        prof_prefix: None,
+        lg_prof_interval: None,
+        lg_prof_sample: None,
+        prof_gdump: None,
+    };
+    if config_prof {
+        bound.opt_prof = j.read_bool(c"opt.prof")?;
+        bound.prof_prefix = Some(j.read_str(c"opt.prof_prefix")?);
+        bound.lg_prof_interval = Some(j.read::<isize>(c"opt.lg_prof_interval")? as i64);
+        if bound.opt_prof {
+            bound.prof_active = j.read_bool(c"prof.active")?;
+            bound.lg_prof_sample = Some(j.read::<usize>(c"prof.lg_sample")? as u32);
+            bound.prof_gdump = Some(j.read_bool(c"prof.gdump")?);
+        } else {
+            bound.lg_prof_sample = Some(j.read::<usize>(c"opt.lg_prof_sample")? as u32);
+        }
+    }
+    Ok(Reply::ok_with(id, &hello_with(Binding::Bound(bound))))
+}
+
+fn dump<B: Backend>(id: u64, j: &Jemalloc<B>, path: Option<String>) -> Result<Reply, CtlError> {
+    let started = Instant::now();
+    match &path {
+        Some(p) => {
+            let Ok(c_path) = CString::new(p.as_bytes()) else {
+                let failure = Failure {
+                    error: Some("EINVAL".into()),
+                    ..Failure::new("dump path contains a NUL byte")
+                };
+                return Ok(Reply::failed(id, &failure));
+            };
+            let mut ptr: *const c_char = c_path.as_ptr();
+            let ptr_ref: *mut *const c_char = &mut ptr;
+            j.call(
+                c"prof.dump",
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                ptr_ref.cast(),
+                size_of::<*const c_char>(),
+            )?;
+        }
+        None => j.call(
+            c"prof.dump",
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )?,
+    }
+    Ok(Reply::ok_with(
+        id,
+        &Dumped {
+            dump_us: started.elapsed().as_micros() as u64,
+            path,
+        },
+    ))
+}
+
+fn set_active<B: Backend>(id: u64, j: &Jemalloc<B>, want: Option<bool>) -> Result<Reply, CtlError> {
+    let was = j.read_bool(c"prof.active")?;
+    let now = want.unwrap_or(!was);
+    j.write::<u8>(c"prof.active", u8::from(now))?;
+    Ok(Reply::ok_with(
+        id,
+        &ProfState {
+            was_active: was,
+            prof_active: now,
+        },
+    ))
+}
+
+fn reset<B: Backend>(id: u64, j: &Jemalloc<B>, lg: Option<u32>) -> Result<Reply, CtlError> {
+    match lg {
+        Some(lg) => j.write::<usize>(c"prof.reset", lg as usize)?,
+        None => j.call(
+            c"prof.reset",
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )?,
+    }
+    let lg_prof_sample = j.read::<usize>(c"prof.lg_sample")? as u32;
+    Ok(Reply::ok_with(id, &ResetDone { lg_prof_sample }))
+}
+
+fn stats<B: Backend>(id: u64, j: &Jemalloc<B>) -> Result<Reply, CtlError> {
+    j.write::<u64>(c"epoch", 1)?;
+    let read = |name| j.read::<usize>(name).map(|v| v as u64);
+    let stats = Stats {
+        allocated: read(c"stats.allocated")?,
+        active: read(c"stats.active")?,
+        resident: read(c"stats.resident")?,
+        mapped: read(c"stats.mapped")?,
+        retained: read(c"stats.retained")?,
+    };
+    Ok(Reply::ok_with(id, &stats))
+}
