@@ -77,6 +77,78 @@ fn mmap_without_malloc_is_outside_jemalloc() {
     assert_eq!(js.wait_exit(T), 0);
 }
 
+/// Every dump jemsafe takes carries a memory snapshot in its sidecar: `jemsafe memory
+/// DUMP` shows where the memory was then, and `leaks` opens with which part of RSS grew.
+/// A dump without one gets a clear message, never invented numbers; a snapshot of another
+/// format version is refused with the reason.
+#[test]
+fn dumps_remember_where_the_memory_was() {
+    let dir = TempDir::new("mem-dump");
+    let config = workload_config(
+        &dir,
+        "leak",
+        &["--alloc-mb", "1", "--mmap-on-hup", "64"],
+        "",
+    );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let c = config.to_str().unwrap();
+    let dump = |cfg: &str| {
+        let out = cli(&["dump", "-c", cfg]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let first = dump(c);
+    js.signal(Signal::SIGHUP);
+    js.out.wait_for("mapped 64 MiB", T);
+    let last = dump(c);
+
+    let out = cli(&["memory", "--json", &last]);
+    assert!(out.status.success(), "{out:?}");
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_adds_up(&m);
+    assert!(field(&m, "outside_jemalloc") >= 60.0 * MIB, "{m}");
+
+    let out = cli(&["leaks", "-c", c, &first, &last]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.starts_with("Memory, first dump to last: RSS +")
+            && text.contains("outside jemalloc +6")
+            && text.contains("Most of the growth is not in the heap"),
+        "{text}"
+    );
+
+    // A dump without a sidecar: the reason, no numbers.
+    let bare = dir.join("bare.heap");
+    std::fs::copy(&first, &bare).unwrap();
+    let out = cli(&["memory", bare.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no sidecar"),
+        "{out:?}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // A snapshot of a format this jemsafe does not read.
+    let sidecar = format!("{first}.json");
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["memory"]["version"] = 99.into();
+    let future = dir.join("future.heap");
+    std::fs::copy(&first, &future).unwrap();
+    std::fs::write(format!("{}.json", future.display()), v.to_string()).unwrap();
+    let out = cli(&["memory", future.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("format version 99"),
+        "{out:?}"
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
 /// (b) 200 MiB of 1 KiB objects of which one in 16 survives: the gap between RSS and the
 /// heap in use is fragmentation and freed pages, to within 5% of RSS; and the advice
 /// names the size class and the knob.
