@@ -199,6 +199,8 @@ fn a_dump_cut_short_by_a_full_disk_is_a_failure_and_leaves_no_file() {
     let size = std::fs::metadata(&whole).unwrap().len();
     assert!(size > 4096, "a dump of {size} bytes is too small to cut");
     std::fs::remove_file(&whole).unwrap();
+    // Its sidecar (<dump>.json) goes with it.
+    std::fs::remove_file(jemsafe_report::sidecar::path_for(&whole)).unwrap();
     let free = nix::sys::statvfs::statvfs(&dumps).unwrap();
     let room = free.blocks_available() * free.fragment_size();
     std::fs::write(dumps.join("filler"), vec![0u8; (room - 4096) as usize]).unwrap();

@@ -304,6 +304,8 @@ fn fifos_named_by_a_dump_hang_nothing() {
 }
 
 /// [`elf_copy`] with a function symbol, `hostile_test_func`, where the address is.
+/// objcopy's symbols have no size (st_size 0), so only jeprof's closest-symbol naming
+/// (`--names jeprof`) gives the address their name: the tests that look for it use it.
 fn elf_named(dir: &TempDir, name: &str) -> (PathBuf, u64) {
     let (path, pc) = elf_copy(dir, name);
     objcopy(&[
@@ -325,12 +327,12 @@ fn objects_that_cannot_be_checked_are_never_named() {
 
     // The file itself, correctly described, is named (so the checks below mean something).
     let d = dump(&dir, "good.heap", pc, &maps_line(&object, None, None));
-    let o = report(&[], &d, debug.path());
+    let o = report(&["--names", "jeprof"], &d, debug.path());
     assert!(named(&o), "{}\n{}", o.out(), o.stderr);
 
     // Inode 0 in the maps: no comparison possible, so no name; one note.
     let d = dump(&dir, "inode0.heap", pc, &maps_line(&object, None, Some(0)));
-    let o = report(&[], &d, debug.path());
+    let o = report(&["--names", "jeprof"], &d, debug.path());
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(!named(&o), "{}", o.out());
     assert_eq!(o.stderr.matches("inode 0").count(), 1, "{}", o.stderr);
@@ -340,7 +342,7 @@ fn objects_that_cannot_be_checked_are_never_named() {
     std::os::unix::fs::symlink(&object, &link).unwrap();
     let ino = std::fs::metadata(&object).unwrap().ino();
     let d = dump(&dir, "link.heap", pc, &maps_line(&link, None, Some(ino)));
-    let o = report(&[], &d, debug.path());
+    let o = report(&["--names", "jeprof"], &d, debug.path());
     assert!(!named(&o), "{}", o.out());
     assert!(o.stderr.contains("is a symbolic link"), "{}", o.stderr);
     assert!(o.out().contains("link+0x"), "{}", o.out());
@@ -357,7 +359,7 @@ fn objects_that_cannot_be_checked_are_never_named() {
         pc,
         &maps_line(&object, Some((0x12, 0x34)), None),
     );
-    let o = report(&[], &d, debug.path());
+    let o = report(&["--names", "jeprof"], &d, debug.path());
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(!named(&o), "{}", o.out());
     assert!(
@@ -382,7 +384,7 @@ fn compressed_debug_sections_are_decompressed_within_bounds() {
     payload.extend_from_slice(&zlib_zeros(800)[..]);
     add_compressed_debug_info(&object, &payload);
     let d = dump(&dir, "zlib.heap", pc, &maps_line(&object, None, None));
-    let o = report(&[], &d, debug.path());
+    let o = report(&["--names", "jeprof"], &d, debug.path());
     eprintln!("zlib bomb: peak RSS {} KiB", o.max_rss_kb);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("section .debug_info"), "{}", o.stderr);
@@ -399,7 +401,7 @@ fn compressed_debug_sections_are_decompressed_within_bounds() {
     payload.extend_from_slice(&zstd_zeros(6400));
     add_compressed_debug_info(&object, &payload);
     let d = dump(&dir, "zstd.heap", pc, &maps_line(&object, None, None));
-    let o = report(&[], &d, debug.path());
+    let o = report(&["--names", "jeprof"], &d, debug.path());
     eprintln!("zstd bomb: peak RSS {} KiB", o.max_rss_kb);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.max_rss_kb < SMALL_RSS_KB, "peak RSS {} KiB", o.max_rss_kb);
@@ -413,7 +415,7 @@ fn compressed_and_enormous_dumps_are_refused_within_bounds() {
     let gz = dir.join("zeros.heap.gz");
     let zeros = vec![0u8; 1 << 20];
     std::fs::write(&gz, gzip_repeated(b"", &zeros, 1024)).unwrap();
-    let o = report(&[], &gz, debug.path());
+    let o = report(&["--names", "jeprof"], &gz, debug.path());
     eprintln!("1 GiB gzip of zeros: peak RSS {} KiB", o.max_rss_kb);
     assert_eq!(o.code, 65, "{}", o.stderr);
     assert!(
@@ -550,7 +552,7 @@ fn control_characters_never_reach_any_output() {
     let d = dir.join("ctrl.heap");
     std::fs::write(&d, text).unwrap();
 
-    let o = report(&[], &d, debug.path());
+    let o = report(&["--names", "jeprof"], &d, debug.path());
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_no_controls("text report", &o.out());
     assert_no_controls("warnings", &o.stderr);
@@ -565,13 +567,17 @@ fn control_characters_never_reach_any_output() {
         o.stderr
     );
 
-    let o = report(&["--by", "stack"], &d, debug.path());
+    let o = report(&["--names", "jeprof", "--by", "stack"], &d, debug.path());
     assert_no_controls("stacks", &o.out());
-    let o = report(&["--by", "object"], &d, debug.path());
+    let o = report(&["--names", "jeprof", "--by", "object"], &d, debug.path());
     assert_no_controls("objects", &o.out());
 
     // Folded stacks: one line per stack, frames split only by our own `;`.
-    let o = report(&["--format", "collapsed"], &d, debug.path());
+    let o = report(
+        &["--names", "jeprof", "--format", "collapsed"],
+        &d,
+        debug.path(),
+    );
     assert_eq!(o.code, 0, "{}", o.stderr);
     let folded = o.out();
     assert_no_controls("folded stacks", &folded);
@@ -582,7 +588,14 @@ fn control_characters_never_reach_any_output() {
 
     let svg = dir.join("out.svg");
     let o = report(
-        &["--format", "svg", "-o", svg.to_str().unwrap()],
+        &[
+            "--names",
+            "jeprof",
+            "--format",
+            "svg",
+            "-o",
+            svg.to_str().unwrap(),
+        ],
         &d,
         debug.path(),
     );
@@ -591,7 +604,14 @@ fn control_characters_never_reach_any_output() {
 
     let pb = dir.join("out.pb.gz");
     let o = report(
-        &["--format", "pprof", "-o", pb.to_str().unwrap()],
+        &[
+            "--names",
+            "jeprof",
+            "--format",
+            "pprof",
+            "-o",
+            pb.to_str().unwrap(),
+        ],
         &d,
         debug.path(),
     );

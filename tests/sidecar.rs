@@ -267,3 +267,44 @@ fn an_archive_reads_the_same_where_none_of_its_binaries_are() {
     assert!(ok, "{err}");
     assert!(growth.contains("Base: "), "{growth}");
 }
+
+/// jemalloc's own dumps (here: every 2^20 bytes allocated) get their sidecar when inotify
+/// sees them, while mysqld still runs.
+#[test]
+fn jemallocs_interval_dumps_get_a_sidecar_too() {
+    let dir = TempDir::new("sidecar-auto");
+    let config = workload_config(
+        &dir,
+        "every-mib",
+        &["--alloc-mb", "8"],
+        "[profiles.every-mib]\ninherits = \"leak\"\nlg_prof_interval = 20\n",
+    );
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let dumps = dir.join("dumps");
+    let deadline = std::time::Instant::now() + T;
+    let side = loop {
+        let found = std::fs::read_dir(&dumps).ok().and_then(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.contains(".i") && n.ends_with(".heap.json"))
+            })
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sidecar of an interval dump in {}",
+            dumps.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    let s = Sidecar::from_json(&std::fs::read(&side).unwrap()).unwrap();
+    assert_eq!(s.trigger.as_deref(), Some("interval"), "{s:?}");
+    assert!(s.process.is_some() && !s.objects.is_empty(), "{s:?}");
+}

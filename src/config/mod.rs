@@ -895,6 +895,22 @@ mod tests {
     }
 
     #[test]
+    fn debuginfod_servers_must_be_urls() {
+        let ok = Config::parse(
+            "[report]\ndebuginfod = [\"https://debuginfod.debian.net\", \"http://127.0.0.1:8002\"]\n",
+            Path::new("/etc/jemsafe/test.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.report.debuginfod.len(), 2);
+        let e = error("\n[report]\ndebuginfod = [\"debuginfod.debian.net\"]\n");
+        assert!(
+            e.contains("line 3") && e.contains("report.debuginfod"),
+            "{e}"
+        );
+        assert!(e.contains("https://"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_allowed_keys() {
         let e = error("[dumps]\ndir = \"/tmp/x\"\nretain = 3\n");
         assert!(e.contains("/etc/jemsafe/test.toml"), "{e}");
