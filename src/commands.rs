@@ -192,14 +192,15 @@ fn recorded_breakdown(dump: &Path) -> Result<jemsafe_report::memory::Breakdown> 
                  the memory was; for the running mysqld use `jemsafe memory --live`"
             ))
         })?;
-    let snapshot = sidecar.memory.ok_or_else(|| {
-        Error::BadInput(format!(
-            "{shown}: its sidecar holds no memory snapshot (jemalloc's own automatic dumps \
-             have none); for the running mysqld use `jemsafe memory --live`"
-        ))
-    })?;
-    snapshot
-        .breakdown()
+    sidecar
+        .memory_snapshot()
+        .ok_or_else(|| {
+            Error::BadInput(format!(
+                "{shown}: its sidecar holds no memory snapshot (jemalloc's own automatic dumps \
+                 have none); for the running mysqld use `jemsafe memory --live`"
+            ))
+        })?
+        .and_then(|s| s.breakdown())
         .map_err(|why| Error::BadInput(format!("{shown}: {why}")))
 }
 

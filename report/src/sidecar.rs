@@ -55,8 +55,10 @@ pub struct Sidecar {
     pub jemsafe_version: Option<String>,
     /// Where the process's memory was, read just before the dump (jemsafe's on-demand
     /// dumps; jemalloc's automatic ones have none).
+    /// Kept as JSON here and read by [`Sidecar::memory_snapshot`], so that a snapshot of
+    /// another format never makes the rest of the sidecar unreadable.
     #[serde(default)]
-    pub memory: Option<crate::memory::Snapshot>,
+    pub memory: Option<serde_json::Value>,
 }
 
 /// A process, told apart from any other that had the same pid.
@@ -121,6 +123,30 @@ pub struct Object {
 }
 
 impl Sidecar {
+    /// The memory snapshot: None when there is none; Err with the reason when it cannot
+    /// be read (another format version, a damaged file).
+    pub fn memory_snapshot(&self) -> Option<Result<crate::memory::Snapshot, String>> {
+        let value = self.memory.as_ref()?;
+        let version = value.get("version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(crate::memory::SNAPSHOT_VERSION)) {
+            return Some(Err(format!(
+                "its memory snapshot has format version {}, and this jemsafe reads version {}: \
+                 read it with the jemsafe that wrote it",
+                version.map_or_else(|| "(none)".to_owned(), |v| v.to_string()),
+                crate::memory::SNAPSHOT_VERSION
+            )));
+        }
+        Some(
+            serde_json::from_value(value.clone())
+                .map_err(|e| format!("its memory snapshot is damaged ({e})")),
+        )
+    }
+
+    /// Stores `snapshot` as the memory snapshot.
+    pub fn set_memory(&mut self, snapshot: &crate::memory::Snapshot) {
+        self.memory = serde_json::to_value(snapshot).ok();
+    }
+
     /// A new sidecar of this version.
     pub fn new() -> Sidecar {
         Sidecar {
@@ -249,8 +275,12 @@ mod tests {
         let back = Sidecar::from_json(&s.to_json()).unwrap();
         assert_eq!(back, s);
         // A later version with a field this one does not know still reads.
-        let newer = br#"{"version": 2, "memory": {"rss": 1}, "objects": []}"#;
-        assert_eq!(Sidecar::from_json(newer).unwrap().version, 2);
+        let newer = br#"{"version": 2, "memory": {"rss": 1}, "future": [1], "objects": []}"#;
+        let s = Sidecar::from_json(newer).unwrap();
+        assert_eq!(s.version, 2);
+        // ...and a memory snapshot of another shape is refused with the reason.
+        let e = s.memory_snapshot().unwrap().unwrap_err();
+        assert!(e.contains("format version (none)"), "{e}");
         assert!(Sidecar::from_json(b"{}").is_err());
     }
 

@@ -232,7 +232,14 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
 /// Which part of RSS grew from the first dump to the last, from their sidecars' memory
 /// snapshots; None when either has none (dumps of jemalloc's own, or of an older jemsafe).
 fn memory_growth(dumps: &[LoadedDump]) -> Option<String> {
-    let snapshot = |d: &LoadedDump| d.sidecar.as_ref()?.memory.as_ref()?.breakdown().ok();
+    let snapshot = |d: &LoadedDump| {
+        d.sidecar
+            .as_ref()?
+            .memory_snapshot()?
+            .ok()?
+            .breakdown()
+            .ok()
+    };
     let first = snapshot(dumps.first()?)?;
     let last = snapshot(dumps.last()?)?;
     Some(format!(

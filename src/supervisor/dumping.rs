@@ -347,7 +347,9 @@ impl Supervisor<'_> {
             jemalloc: child.jemalloc.clone(),
         };
         let mut s = dumps::sidecar::collect(&ctx, name);
-        s.memory = memory;
+        if let Some(m) = &memory {
+            s.set_memory(m);
+        }
         let dir = &self.plan.dump_dir;
         let written = files::open_dir(dir)
             .map_err(|e| format!("cannot open {}: {e}", dir.display()))
