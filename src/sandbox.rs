@@ -88,8 +88,12 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
     let datadir = dir.join("data");
     let dumps = dir.join("dumps");
     let run = dir.join("run");
+    // mysqld's temporary files stay in the sandbox: nothing in /tmp, and no two
+    // sandboxes (or a system server) sharing one temporary directory.
+    let tmpdir = dir.join("tmp");
     for (d, mode, create) in [
         (&datadir, 0o750, true),
+        (&tmpdir, 0o750, true),
         (&dumps, 0o750, true),
         (&mysqld_run, 0o755, true),
         (&run, 0o755, false),
@@ -122,7 +126,14 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
             if mariadb { "MariaDB" } else { "MySQL" },
             datadir.display()
         );
-        initialize(&mysqld, mariadb, &datadir, user_arg.as_deref(), as_root)?;
+        initialize(
+            &mysqld,
+            mariadb,
+            &datadir,
+            &tmpdir,
+            user_arg.as_deref(),
+            as_root,
+        )?;
     } else {
         info!("reusing the datadir in {}", datadir.display());
     }
@@ -132,6 +143,7 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
         format!("--datadir={}", datadir.display()),
         format!("--socket={}", socket.display()),
         format!("--pid-file={}", mysqld_run.join("mysqld.pid").display()),
+        format!("--tmpdir={}", tmpdir.display()),
         "--innodb-buffer-pool-size=128M".to_owned(),
     ];
     match opts.port {
@@ -390,6 +402,7 @@ fn initialize(
     mysqld: &Path,
     mariadb: bool,
     datadir: &Path,
+    tmpdir: &Path,
     user_arg: Option<&str>,
     as_root: bool,
 ) -> Result<()> {
@@ -420,7 +433,8 @@ fn initialize(
         c
     };
     // The bootstrap server must not talk to systemd as if it were the service.
-    cmd.args(user_arg)
+    cmd.arg(format!("--tmpdir={}", tmpdir.display()))
+        .args(user_arg)
         .stdin(Stdio::null())
         .env_remove("NOTIFY_SOCKET");
     // The bootstrap server runs as mysqld's user: nothing of jemsafe's may reach it.
