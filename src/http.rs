@@ -32,7 +32,6 @@ struct Shared {
     runtime_dir: PathBuf,
     token: Option<String>,
     metrics: Arc<Metrics>,
-    max_dump_mb: u64,
     busy: AtomicUsize,
 }
 
@@ -55,7 +54,6 @@ pub fn start(
         runtime_dir: runtime_dir.to_owned(),
         token,
         metrics,
-        max_dump_mb: jemsafe_report::DEFAULT_MAX_DUMP_MB,
         busy: AtomicUsize::new(0),
     });
     std::thread::Builder::new()
@@ -287,7 +285,7 @@ fn heap(shared: &Shared, query: &str) -> (u16, &'static str, Vec<u8>) {
             b"500: no path in jemsafe's answer\n".to_vec(),
         );
     };
-    let limits = jemsafe_report::DumpLimits::new(shared.max_dump_mb, false);
+    let limits = jemsafe_report::DumpLimits::new(jemsafe_report::DEFAULT_MAX_DUMP_MB, false);
     if raw {
         return match jemsafe_report::safe::open_regular(&path, false) {
             Ok(opened) => {

@@ -18,6 +18,7 @@ pub mod locate;
 pub mod log;
 pub mod metrics;
 pub mod probe;
+pub mod procfs;
 pub mod report;
 pub mod sandbox;
 pub mod shim_link;

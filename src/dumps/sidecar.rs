@@ -51,11 +51,8 @@ fn read_trimmed(path: &str) -> Option<String> {
 
 /// pid, start ticks and boot id from /proc.
 pub fn process(pid: i32) -> Option<Process> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold anything: fields follow the last ')'.
-    let (_, rest) = stat.rsplit_once(')')?;
-    // rest starts with field 3 (state); starttime is field 22.
-    let start_ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    // Field 3 (the state) first; starttime is field 22.
+    let start_ticks: u64 = crate::procfs::stat_fields(pid)?.get(19)?.parse().ok()?;
     let started_at = boot_time().and_then(|btime| {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -528,10 +528,7 @@ impl Supervisor<'_> {
 
 /// The filesystem uid of process `pid` (the fourth `Uid:` field of /proc/PID/status).
 fn fs_uid(pid: i32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
+    crate::procfs::status_value(pid, "Uid")?
         .split_whitespace()
         .nth(3)?
         .parse()
@@ -540,14 +537,8 @@ fn fs_uid(pid: i32) -> Option<u32> {
 
 /// Why mysqld `pid` does not answer, as far as /proc tells.
 pub fn not_answering(pid: i32) -> String {
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // The state follows the command name, which is in parentheses and may
-            // contain anything: take what follows the last ')'.
-            let (_, rest) = s.rsplit_once(')')?;
-            rest.split_whitespace().next()?.chars().next()
-        });
+    let state =
+        crate::procfs::stat_fields(pid).and_then(|f| f.first().and_then(|s| s.chars().next()));
     let what = match state {
         Some('T') => " (it is stopped: SIGSTOP or SIGTSTP; `kill -CONT` resumes it)",
         Some('t') => " (it is stopped by a debugger)",

@@ -159,14 +159,8 @@ pub(super) fn memory_snapshot(
     jem: &Memory,
 ) -> std::result::Result<jemsafe_report::memory::Snapshot, String> {
     use jemsafe_report::memory::{Bin, JemallocMemory, ProcMemory, Snapshot};
-    use std::io::Read;
     let read = |name: &str| {
-        let path = format!("/proc/{pid}/{name}");
-        let mut text = String::new();
-        std::fs::File::open(&path)
-            .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
-            .map(|_| text)
-            .map_err(|e| format!("cannot read {path}: {e}"))
+        crate::procfs::read(pid, name).map_err(|e| format!("cannot read /proc/{pid}/{name}: {e}"))
     };
     let proc = ProcMemory::parse(&read("smaps_rollup")?, &read("status")?);
     let jemalloc = JemallocMemory {
