@@ -64,8 +64,9 @@ jemsafe there is nothing for it to do. Values are single-quoted for sh and syste
     #[command(
         after_help = "Example:\n  jemsafe run -c /etc/jemsafe/jemsafe.toml -p standby -- --skip-grant-tables\n\n\
 Signals to jemsafe:\n  USR1, USR2      run the actions in [signals] (default: dump, toggle prof.active);\n                  never forwarded (MariaDB uses SIGUSR1 internally)\n  TERM, QUIT, HUP forwarded to mysqld; INT is sent on as TERM (mysqld ignores INT)\n\n\
-Exit status: mysqld's (128+N if it died of signal N); 2 when nothing could be started \
-(config or installation problem); 3 when verify = \"require\" stopped mysqld."
+Exit status: mysqld's (128+N if it died of signal N); jemsafe's own failures use \
+sysexits.h codes that mysqld never exits with: 64 usage, 69 something missing or busy, \
+70 verify = \"require\" stopped mysqld, 74 I/O, 77 untrusted or not permitted, 78 config."
     )]
     Run {
         #[command(flatten)]

@@ -5,13 +5,33 @@ use crate::cli::ConfigArgs;
 use crate::control::{self, ProfOp, Request};
 use crate::error::Result;
 use crate::{sandbox, supervisor, warn};
+use std::io::Write;
 use std::path::Path;
+
+/// `println!` that returns the write error instead of panicking: `main` decides what a
+/// closed pipe means (exit 0), once for every command.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(crate::error::Error::io("cannot write to standard output"))?
+    };
+}
+
+/// `print!` counterpart of [`out!`].
+macro_rules! out_raw {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout().lock(), $($arg)*)
+            .map_err(crate::error::Error::io("cannot write to standard output"))?
+    };
+}
 
 pub fn check(args: &ConfigArgs) -> Result<i32> {
     let (config, profile) = check::load(&args.config, args.profile.as_deref())?;
     let (_, report) = check::inspect(&config, &profile, &[]);
     let mut out = std::io::stdout().lock();
-    let _ = report.print(&mut out);
+    report
+        .print(&mut out)
+        .map_err(crate::error::Error::io("cannot write to standard output"))?;
     Ok(if report.problems.is_empty() { 0 } else { 1 })
 }
 
@@ -36,8 +56,8 @@ pub fn env(args: &ConfigArgs) -> Result<i32> {
             },
         ))?;
     }
-    println!("LD_PRELOAD={}", sh_quote(&library.to_string_lossy()));
-    println!(
+    out!("LD_PRELOAD={}", sh_quote(&library.to_string_lossy()));
+    out!(
         "{}={}",
         crate::locate::conf_var(bundled),
         sh_quote(&profile.malloc_conf(&config.dumps.prof_prefix()))
@@ -79,7 +99,7 @@ pub fn dump(config_path: &Path) -> Result<i32> {
         },
         CALL_TIMEOUT,
     )?;
-    println!(
+    out!(
         "{}",
         reply.get("path").and_then(|p| p.as_str()).unwrap_or("")
     );
@@ -106,11 +126,11 @@ pub fn prof(config_path: &Path, op: ProfOp, lg_sample: Option<u32>) -> Result<i3
             .unwrap_or_else(|| "?".into())
     };
     match op {
-        ProfOp::Reset => println!(
+        ProfOp::Reset => out!(
             "prof.reset done; lg_prof_sample = {}",
             get("lg_prof_sample")
         ),
-        _ => println!(
+        _ => out!(
             "prof.active = {} (was {})",
             get("prof_active"),
             get("was_active")
@@ -127,14 +147,14 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         CALL_TIMEOUT,
     )?;
     if as_json {
-        println!("{}", serde_json::Value::Object(reply));
+        out!("{}", serde_json::Value::Object(reply));
         return Ok(0);
     }
     let st = control::Status::from_reply(reply)?;
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     let mib = |v: Option<u64>| opt(v.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)));
-    println!("jemsafe     pid {}, profile {}", st.jemsafe_pid, st.profile);
-    println!(
+    out!("jemsafe     pid {}, profile {}", st.jemsafe_pid, st.profile);
+    out!(
         "mysqld      pid {}, up {} s, restarts {}, last exit: {}",
         opt(st.mysqld_pid.map(|p| p.to_string())),
         opt(st.mysqld_uptime_s.map(|u| u.to_string())),
@@ -142,12 +162,12 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         opt(st.last_exit)
     );
     if let Some(why) = &st.mysqld_not_answering {
-        println!("ATTENTION   {why}: the jemalloc figures below are missing");
+        out!("ATTENTION   {why}: the jemalloc figures below are missing");
     }
-    println!("MALLOC_CONF {}", st.malloc_conf);
-    println!("verified    {}", opt(st.verification.map(|v| v.message)));
+    out!("MALLOC_CONF {}", st.malloc_conf);
+    out!("verified    {}", opt(st.verification.map(|v| v.message)));
     let j = &st.jemalloc;
-    println!(
+    out!(
         "jemalloc    {}: opt.prof {}, prof.active {}, lg_prof_sample {}",
         opt(j.version.clone()),
         opt(j.opt_prof.map(|b| b.to_string())),
@@ -155,7 +175,7 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         opt(j.lg_prof_sample.map(|l| l.to_string()))
     );
     let m = &st.stats;
-    println!(
+    out!(
         "memory      allocated {}, active {}, resident {}, mapped {}, retained {}",
         mib(m.allocated),
         mib(m.active),
@@ -163,7 +183,7 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         mib(m.mapped),
         mib(m.retained)
     );
-    println!(
+    out!(
         "dumps       {}: {} files, {}; {} free",
         st.dumps.dir,
         st.dumps.files,
@@ -173,16 +193,19 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
     let (path, time) = st
         .last_dump
         .map_or((None, None), |d| (Some(d.path), Some(d.time)));
-    println!("last dump   {} at {}", opt(path), opt(time));
+    out!("last dump   {} at {}", opt(path), opt(time));
     if let Some(b) = &st.memory {
-        println!("breakdown   {}", b.summary());
+        out!("breakdown   {}", b.summary());
     }
     Ok(0)
 }
 
 /// The breakdown recorded with `dump`, or why there is none: never invented numbers.
+/// `dump` may also name the sidecar itself (`X.heap.json`).
 fn recorded_breakdown(dump: &Path) -> Result<jemsafe_report::memory::Breakdown> {
     use crate::error::Error;
+    let dump = dump_of_sidecar(dump);
+    let dump = dump.as_path();
     let shown = jemsafe_report::safe::shown(dump);
     let sidecar = jemsafe_report::sidecar::read_for(dump, true)
         .map_err(Error::BadInput)?
@@ -204,6 +227,14 @@ fn recorded_breakdown(dump: &Path) -> Result<jemsafe_report::memory::Breakdown> 
         .map_err(|why| Error::BadInput(format!("{shown}: {why}")))
 }
 
+/// The dump a path names: `X.heap.json` (a sidecar) names `X.heap`, anything else itself.
+fn dump_of_sidecar(path: &Path) -> std::path::PathBuf {
+    match path.to_str().and_then(|p| p.strip_suffix(".heap.json")) {
+        Some(stem) => std::path::PathBuf::from(format!("{stem}.heap")),
+        None => path.to_owned(),
+    }
+}
+
 /// `jemsafe memory`: the running mysqld's RSS broken down, through the control socket.
 pub fn memory(config_path: &Path, dump: Option<&Path>, as_json: bool) -> Result<i32> {
     if let Some(dump) = dump {
@@ -211,10 +242,10 @@ pub fn memory(config_path: &Path, dump: Option<&Path>, as_json: bool) -> Result<
         if as_json {
             let text = serde_json::to_string(&b)
                 .map_err(|e| crate::error::Error::Refused(e.to_string()))?;
-            println!("{text}");
+            out!("{text}");
         } else {
-            println!("{} (when it was taken):", jemsafe_report::safe::shown(dump));
-            print!("{}", b.render());
+            out!("{} (when it was taken):", jemsafe_report::safe::shown(dump));
+            out_raw!("{}", b.render());
         }
         return Ok(0);
     }
@@ -227,13 +258,13 @@ pub fn memory(config_path: &Path, dump: Option<&Path>, as_json: bool) -> Result<
     reply.remove("ok");
     let value = serde_json::Value::Object(reply);
     if as_json {
-        println!("{value}");
+        out!("{value}");
         return Ok(0);
     }
     let b: jemsafe_report::memory::Breakdown = serde_json::from_value(value).map_err(|e| {
         crate::error::Error::Refused(format!("unreadable answer from jemsafe: {e}"))
     })?;
-    print!("{}", b.render());
+    out_raw!("{}", b.render());
     Ok(0)
 }
 
@@ -242,12 +273,15 @@ pub fn dumps(config_path: &Path) -> Result<i32> {
     let files = crate::dumps::list(&config.dumps.dir, &config.dumps.prefix).map_err(
         crate::error::Error::io(format!("cannot list {}", config.dumps.dir.display())),
     )?;
-    println!(
+    out!(
         "{:<20}  {:>8}  {:<8}  {:>12}  file",
-        "time (UTC)", "pid", "trigger", "bytes"
+        "time (UTC)",
+        "pid",
+        "trigger",
+        "bytes"
     );
     for f in &files {
-        println!(
+        out!(
             "{:<20}  {:>8}  {:<8}  {:>12}  {}",
             humantime::format_rfc3339_seconds(f.modified).to_string(),
             f.name.pid,
@@ -256,7 +290,7 @@ pub fn dumps(config_path: &Path) -> Result<i32> {
             f.path.display()
         );
     }
-    println!(
+    out!(
         "{} files, {} bytes",
         files.len(),
         files.iter().map(|f| f.size).sum::<u64>()
@@ -298,6 +332,19 @@ pub fn sh_quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sidecar_path_names_its_dump() {
+        use std::path::Path;
+        assert_eq!(
+            super::dump_of_sidecar(Path::new("/d/m.1.2.heap.json")),
+            Path::new("/d/m.1.2.heap")
+        );
+        assert_eq!(
+            super::dump_of_sidecar(Path::new("/d/m.1.2.heap")),
+            Path::new("/d/m.1.2.heap")
+        );
+    }
+
     #[test]
     fn sh_quote_survives_single_quotes() {
         assert_eq!(super::sh_quote("a'b"), r"'a'\''b'");

@@ -12,12 +12,67 @@ pub const EX_DATAERR: i32 = 65;
 /// sysexits.h: something needed is missing or busy (mysqld, libjemalloc, the shim, a
 /// running jemsafe, a free pid file); nothing was started.
 pub const EX_UNAVAILABLE: i32 = 69;
+/// sysexits.h (EX_SOFTWARE): `verify = "require"` stopped mysqld: the profiling allocator
+/// is not working in it as configured.
+pub const EX_SOFTWARE: i32 = 70;
 /// sysexits.h: jemsafe's own I/O failed (a directory it must create, a socket it binds).
 pub const EX_IOERR: i32 = 74;
 /// sysexits.h: refused for trust or permission (CVE-2016-6662 checks, control socket peer).
 pub const EX_NOPERM: i32 = 77;
 /// sysexits.h: the configuration is invalid.
 pub const EX_CONFIG: i32 = 78;
+
+/// One exit status jemsafe itself chooses.
+pub struct ExitStatus {
+    pub code: i32,
+    pub meaning: &'static str,
+    /// Whether restarting `jemsafe run` could help (None: `run` never exits with it): the
+    /// systemd units list every status where it cannot in `RestartPreventExitStatus=`.
+    pub restart_helps: Option<bool>,
+}
+
+/// Every status jemsafe's own failures exit with: the one table that `--help`, the README,
+/// the example config and the systemd units are checked against (tests/docs.rs).
+pub const EXIT_STATUSES: &[ExitStatus] = &[
+    ExitStatus {
+        code: EX_USAGE,
+        meaning: "wrong command line (usage)",
+        restart_helps: Some(false),
+    },
+    ExitStatus {
+        code: EX_DATAERR,
+        meaning: "a heap dump given to `report`/`leaks` is malformed",
+        restart_helps: None,
+    },
+    ExitStatus {
+        code: EX_UNAVAILABLE,
+        meaning: "something needed is missing or busy: mysqld, libjemalloc or the shim not \
+                  found, no jemsafe running (`dump`, `status`, `prof`), another jemsafe on the \
+                  runtime_dir, a live mysqld on the pid file or socket",
+        restart_helps: Some(false),
+    },
+    ExitStatus {
+        code: EX_SOFTWARE,
+        meaning: "`verify = \"require\"` stopped mysqld: the profiling allocator is not \
+                  working in it",
+        restart_helps: Some(false),
+    },
+    ExitStatus {
+        code: EX_IOERR,
+        meaning: "jemsafe's own I/O failed (a directory it must create, a socket it binds)",
+        restart_helps: Some(true),
+    },
+    ExitStatus {
+        code: EX_NOPERM,
+        meaning: "refused as root: untrusted files, or permission denied",
+        restart_helps: Some(false),
+    },
+    ExitStatus {
+        code: EX_CONFIG,
+        meaning: "the configuration is invalid",
+        restart_helps: Some(false),
+    },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -49,6 +104,12 @@ impl Error {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }
+    }
+
+    /// Whether this is a write to a reader that went away (`jemsafe dumps | head -1`):
+    /// not a failure for a Unix filter; `main` exits 0 on it, silently.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
     /// Exit status for this error (sysexits.h; never one mysqld uses).
@@ -85,5 +146,22 @@ mod tests {
         ];
         assert_eq!(ours, [64, 69, 77, 65, 74]);
         assert!(ours.iter().all(|c| (64..=78).contains(c)));
+        // Every status an error maps to is in the table, and the table has no mysqld status.
+        for c in ours {
+            assert!(
+                EXIT_STATUSES.iter().any(|s| s.code == c),
+                "{c} not in EXIT_STATUSES"
+            );
+        }
+        for s in EXIT_STATUSES {
+            assert!((64..=78).contains(&s.code), "{}", s.code);
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_is_told_apart() {
+        let e = Error::io("cannot write")(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(e.is_broken_pipe());
+        assert!(!Error::io("x")(std::io::Error::other("y")).is_broken_pipe());
     }
 }

@@ -66,6 +66,8 @@ fn main() {
     };
     match result {
         Ok(code) => std::process::exit(code),
+        // A reader that stopped reading (`jemsafe dumps | head -1`) is not a failure.
+        Err(e) if e.is_broken_pipe() => std::process::exit(0),
         Err(e) => {
             jemsafe::error!("{e}");
             std::process::exit(e.exit_code());

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::{info, locate, trust, warn};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -191,7 +192,9 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
         Some(port) => format!("{client} -h127.0.0.1 -P{port} -uroot"),
         None => format!("{client} --socket={} -uroot", socket.display()),
     };
-    println!(
+    // A closed standard output must not stop the sandbox's mysqld from starting.
+    let _ = writeln!(
+        std::io::stdout().lock(),
         "jemsafe sandbox in {dir}\n\
          \x20 server:    {version}\n\
          \x20 config:    {config}\n\

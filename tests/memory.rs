@@ -110,6 +110,10 @@ fn dumps_remember_where_the_memory_was() {
     let m: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_adds_up(&m);
     assert!(field(&m, "outside_jemalloc") >= 60.0 * MIB, "{m}");
+    // The sidecar's own path names the same snapshot.
+    let out = cli(&["memory", "--json", &format!("{last}.json")]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), m);
 
     let out = cli(&["leaks", "-c", c, &first, &last]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -101,18 +101,17 @@ fn open_output(path: Option<&Path>, binary: bool) -> Result<Box<dyn Write>> {
     }
 }
 
-/// Writes the notes to the log, then the output. A reader that stopped reading
-/// (`jemsafe report | head`) is not an error, as with any Unix filter.
+/// Writes the notes to the log, then the output (`main` decides what a reader that
+/// stopped reading means).
 fn emit(rendered: render::Rendered, output: Option<&Path>, binary: bool) -> Result<i32> {
     for note in &rendered.notes {
         crate::warn!("{note}");
     }
     let mut out = open_output(output, binary)?;
-    match out.write_all(&rendered.data).and_then(|_| out.flush()) {
-        Ok(()) => Ok(0),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(Error::io("cannot write the report")(e)),
-    }
+    out.write_all(&rendered.data)
+        .and_then(|_| out.flush())
+        .map_err(Error::io("cannot write the report"))?;
+    Ok(0)
 }
 
 /// `jemsafe report`: one dump (or the difference of two) as text, folded stacks, SVG or pprof.
@@ -258,6 +257,7 @@ pub fn archive_command(args: &ArchiveArgs) -> Result<i32> {
     let limits = DumpLimits::new(args.max_dump_mb, !args.dumps.is_empty());
     let summary = archive::create(&dumps, &args.output, &limits)?;
     crate::info!("{summary}");
-    println!("{}", shown(&args.output));
+    writeln!(std::io::stdout().lock(), "{}", shown(&args.output))
+        .map_err(Error::io("cannot write to standard output"))?;
     Ok(0)
 }

@@ -44,9 +44,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// mysqld's exit status asking for a restart (MySQL's `RESTART` statement, SIGUSR2).
 pub const RESTART_STATUS: i32 = 16;
-/// jemsafe's exit status when `verify = "require"` stopped mysqld (sysexits.h's
-/// EX_SOFTWARE: the profiling allocator is not working in mysqld as configured).
-pub const VERIFY_FAILED_STATUS: i32 = 70;
+/// jemsafe's exit status when `verify = "require"` stopped mysqld.
+pub const VERIFY_FAILED_STATUS: i32 = crate::error::EX_SOFTWARE;
 
 /// Everything `run` decided before starting anything.
 #[derive(Debug, Clone)]
