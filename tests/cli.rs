@@ -144,7 +144,11 @@ fn systemd_units_prevent_restart_exactly_where_it_cannot_help() {
                     .collect()
             })
             .collect();
-        assert_eq!(values, [want.clone()], "{unit}: RestartPreventExitStatus=");
+        assert_eq!(
+            values,
+            std::slice::from_ref(&want),
+            "{unit}: RestartPreventExitStatus="
+        );
     }
 }
 
