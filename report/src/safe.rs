@@ -7,9 +7,10 @@
 //!   (`O_PATH`), refused unless they are regular files, then opened through the same
 //!   descriptor with `O_NONBLOCK|O_NOCTTY`: a FIFO cannot hang a report, a device is
 //!   never opened, and nothing can be swapped in between the check and the open.
-//! - [`file_bytes`]: a file that someone other than root (or the caller) can write is read
-//!   into memory rather than mapped, so that truncating it under the report cannot kill
-//!   the report with SIGBUS.
+//! - [`FileStore`]: the bytes of the files a report reads, freed when it is done; a file
+//!   that someone other than root (or the caller) can write is read into memory rather
+//!   than mapped, so that truncating it under the report cannot kill the report with
+//!   SIGBUS.
 
 use std::borrow::Cow;
 use std::fs::{File, Metadata};
@@ -129,34 +130,62 @@ fn writable_by_others(meta: &Metadata) -> bool {
     (meta.uid() != 0 && meta.uid() != euid) || meta.mode() & 0o022 != 0
 }
 
-/// The bytes of an opened file, kept for the rest of the process (symbolization borrows
-/// from them): mapped when only root or the caller can change the file, else read (at
-/// most `max_read` bytes; a larger file is refused with the reason).
-pub fn file_bytes(opened: &Opened, max_read: u64) -> Result<&'static [u8], String> {
-    if !writable_by_others(&opened.meta) {
-        // SAFETY: a private read-only mapping of a file that only root or we can write:
-        // nobody else can truncate it under us (SIGBUS) or change what we read.
-        let mmap = unsafe { memmap2::Mmap::map(&opened.file) }
-            .map_err(|e| format!("cannot be mapped ({e})"))?;
-        let leaked: &'static memmap2::Mmap = Box::leak(Box::new(mmap));
-        return Ok(&leaked[..]);
+/// The bytes of the files one report reads, owned until the report is done: the parsed
+/// symbol tables and DWARF borrow from them, and dropping the store unmaps and frees them
+/// all, so a process that renders many reports (the supervisor's HTTP endpoint) does not
+/// grow with each.
+#[derive(Default)]
+pub struct FileStore {
+    kept: typed_arena::Arena<Kept>,
+}
+
+/// One file's bytes: mapped, or read into memory.
+enum Kept {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl FileStore {
+    /// The bytes of an opened file: mapped when only root or the caller can change the
+    /// file, else read (at most `max_read` bytes; a larger file is refused with the
+    /// reason).
+    pub fn file_bytes(&self, opened: &Opened, max_read: u64) -> Result<&[u8], String> {
+        if !writable_by_others(&opened.meta) {
+            // SAFETY: a private read-only mapping of a file that only root or we can
+            // write: nobody else can truncate it under us (SIGBUS) or change what we read.
+            let mmap = unsafe { memmap2::Mmap::map(&opened.file) }
+                .map_err(|e| format!("cannot be mapped ({e})"))?;
+            return Ok(self.keep(Kept::Mapped(mmap)));
+        }
+        let len = opened.meta.len();
+        if len > max_read {
+            return Err(format!(
+                "is {len} bytes and writable by another user (uid {}, mode {:o}); such files \
+                 are read into memory rather than mapped, and this one is larger than {} MiB",
+                opened.meta.uid(),
+                opened.meta.mode() & 0o7777,
+                max_read >> 20
+            ));
+        }
+        let mut data = Vec::with_capacity(len as usize);
+        (&opened.file)
+            .take(max_read)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("cannot be read ({e})"))?;
+        Ok(self.keep(Kept::Read(data)))
     }
-    let len = opened.meta.len();
-    if len > max_read {
-        return Err(format!(
-            "is {len} bytes and writable by another user (uid {}, mode {:o}); such files \
-             are read into memory rather than mapped, and this one is larger than {} MiB",
-            opened.meta.uid(),
-            opened.meta.mode() & 0o7777,
-            max_read >> 20
-        ));
+
+    /// Keeps `data` (e.g. a decompressed section) as long as the store.
+    pub fn buffer(&self, data: Vec<u8>) -> &[u8] {
+        self.keep(Kept::Read(data))
     }
-    let mut data = Vec::with_capacity(len as usize);
-    (&opened.file)
-        .take(max_read)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("cannot be read ({e})"))?;
-    Ok(data.leak())
+
+    fn keep(&self, kept: Kept) -> &[u8] {
+        match self.kept.alloc(kept) {
+            Kept::Mapped(m) => &m[..],
+            Kept::Read(v) => &v[..],
+        }
+    }
 }
 
 #[cfg(test)]
@@ -196,7 +225,8 @@ mod tests {
         let e = open_regular(&link, false).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
         let o = open_regular(&link, true).unwrap();
-        assert_eq!(file_bytes(&o, 1 << 20).unwrap(), b"data");
+        let store = FileStore::default();
+        assert_eq!(store.file_bytes(&o, 1 << 20).unwrap(), b"data");
         assert!(open_regular(Path::new("/dev/null"), true).is_err());
         assert!(open_regular(&dir, true).is_err());
 
@@ -206,8 +236,8 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
         let o = open_regular(&file, false).unwrap();
         assert!(writable_by_others(&o.meta));
-        assert_eq!(file_bytes(&o, 4).unwrap(), b"data");
-        let e = file_bytes(&o, 3).unwrap_err();
+        assert_eq!(store.file_bytes(&o, 4).unwrap(), b"data");
+        let e = store.file_bytes(&o, 3).unwrap_err();
         assert!(e.contains("writable by another user"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

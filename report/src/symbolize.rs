@@ -18,7 +18,7 @@
 
 use super::names::{demangle, is_allocator_frame, short_function_name};
 use super::parse::MapEntry;
-use super::safe::escape_in_place;
+use super::safe::{escape_in_place, FileStore};
 use addr2line::gimli;
 use object::read::elf::{FileHeader, SectionHeader, Sym};
 use object::{Object, ObjectSection, ObjectSegment};
@@ -150,11 +150,10 @@ pub const NAME_RATIO: u64 = 4;
 /// A file another user can write is read into memory rather than mapped: at most this.
 const MAX_READ: u64 = 2 << 30;
 
-/// An object or debug file, opened safely (see [`super::safe`]), its bytes kept for the
-/// rest of the process: symbolization is done once per run and the parsed structures
-/// borrow from the bytes.
-struct FileData {
-    data: &'static [u8],
+/// An object or debug file, opened safely (see [`super::safe`]), its bytes kept in the
+/// report's [`FileStore`]: the parsed structures borrow from them.
+struct FileData<'a> {
+    data: &'a [u8],
     meta: std::fs::Metadata,
     /// `statfs`'s f_type.
     fs_type: Option<nix::sys::statfs::FsType>,
@@ -162,7 +161,7 @@ struct FileData {
 
 /// Opens a file named by a dump (or found for one): a regular file only, never blocking,
 /// `follow`: whether the last component may be a symbolic link. Err is the reason.
-fn open_file(path: &Path, follow: bool) -> Result<FileData, String> {
+fn open_file<'a>(store: &'a FileStore, path: &Path, follow: bool) -> Result<FileData<'a>, String> {
     let opened = super::safe::open_regular(path, follow).map_err(|e| {
         if e.kind() == std::io::ErrorKind::InvalidData {
             e.to_string()
@@ -173,7 +172,7 @@ fn open_file(path: &Path, follow: bool) -> Result<FileData, String> {
     let fs_type = nix::sys::statfs::fstatfs(&opened.file)
         .ok()
         .map(|s| s.filesystem_type());
-    let data = super::safe::file_bytes(&opened, MAX_READ)?;
+    let data = store.file_bytes(&opened, MAX_READ)?;
     Ok(FileData {
         data,
         meta: opened.meta,
@@ -184,11 +183,12 @@ fn open_file(path: &Path, follow: bool) -> Result<FileData, String> {
 /// Debug sections of one file, decompressed within bounds: each at most [`MAX_SECTION`],
 /// all together at most [`MAX_RATIO`] times the file's size. All or nothing: when one is
 /// too large none is decompressed, and Err names it (for a warning).
-fn debug_sections(
-    file: &object::File<'static>,
+fn debug_sections<'a>(
+    store: &'a FileStore,
+    file: &object::File<'a>,
     file_size: u64,
     ids: &[gimli::SectionId],
-) -> Result<HashMap<gimli::SectionId, &'static [u8]>, String> {
+) -> Result<HashMap<gimli::SectionId, &'a [u8]>, String> {
     let budget = file_size.saturating_mul(MAX_RATIO);
     let mut wanted = Vec::new();
     let mut total: u64 = 0;
@@ -219,7 +219,7 @@ fn debug_sections(
     let mut out = HashMap::new();
     for (id, c) in wanted {
         // A section that cannot be decompressed is left out, as before.
-        let data = decompress_section(c).unwrap_or(&[]);
+        let data = decompress_section(store, c).unwrap_or(&[]);
         out.insert(id, data);
     }
     Ok(out)
@@ -227,7 +227,7 @@ fn debug_sections(
 
 /// One section's data, decompressed into exactly its declared size (checked above): the
 /// output never grows beyond it, whatever the compressed stream holds.
-fn decompress_section(c: object::CompressedData<'static>) -> Option<&'static [u8]> {
+fn decompress_section<'a>(store: &'a FileStore, c: object::CompressedData<'a>) -> Option<&'a [u8]> {
     use std::io::Read;
     if c.format == object::CompressionFormat::None {
         return Some(c.data);
@@ -252,7 +252,7 @@ fn decompress_section(c: object::CompressedData<'static>) -> Option<&'static [u8
         }
         _ => return None,
     }
-    (out.len() == size).then(|| &*out.leak())
+    (out.len() == size).then(|| store.buffer(out))
 }
 
 fn basename(path: &str) -> &str {
@@ -484,13 +484,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
+type Reader<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
 
 /// The DWARF sections of one file, decompressed once.
-struct DwarfData {
-    sections: HashMap<gimli::SectionId, &'static [u8]>,
+struct DwarfData<'a> {
+    sections: HashMap<gimli::SectionId, &'a [u8]>,
     endian: gimli::RunTimeEndian,
-    sup: Option<std::sync::Arc<gimli::Dwarf<Reader>>>,
+    sup: Option<std::sync::Arc<gimli::Dwarf<Reader<'a>>>>,
 }
 
 /// The DWARF sections gimli reads, except location lists and type units: names need
@@ -498,7 +498,7 @@ struct DwarfData {
 /// files.
 fn dwarf_section_ids() -> Vec<gimli::SectionId> {
     let mut ids = Vec::new();
-    let _ = gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader, gimli::Error> {
+    let _ = gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader<'_>, gimli::Error> {
         if !matches!(
             id,
             gimli::SectionId::DebugLoc
@@ -512,7 +512,7 @@ fn dwarf_section_ids() -> Vec<gimli::SectionId> {
     ids
 }
 
-fn endian_of(file: &object::File<'static>) -> gimli::RunTimeEndian {
+fn endian_of(file: &object::File<'_>) -> gimli::RunTimeEndian {
     if file.is_little_endian() {
         gimli::RunTimeEndian::Little
     } else {
@@ -520,13 +520,17 @@ fn endian_of(file: &object::File<'static>) -> gimli::RunTimeEndian {
     }
 }
 
-impl DwarfData {
+impl<'a> DwarfData<'a> {
     /// None: no DWARF; Err: DWARF too large to decompress (the reason, for a warning).
-    fn load(file: &object::File<'static>, file_size: u64) -> Result<Option<DwarfData>, String> {
+    fn load(
+        store: &'a FileStore,
+        file: &object::File<'a>,
+        file_size: u64,
+    ) -> Result<Option<DwarfData<'a>>, String> {
         if file.section_by_name(".debug_info").is_none() {
             return Ok(None);
         }
-        let sections = debug_sections(file, file_size, &dwarf_section_ids())?;
+        let sections = debug_sections(store, file, file_size, &dwarf_section_ids())?;
         Ok(Some(DwarfData {
             sections,
             endian: endian_of(file),
@@ -536,17 +540,18 @@ impl DwarfData {
 
     /// A `Dwarf` over the sections; with `unit`, `.debug_info` is cut to that one unit
     /// (its unit-relative references stay valid) and `.debug_aranges` left out.
-    fn dwarf(&self, unit: Option<std::ops::Range<usize>>) -> Option<gimli::Dwarf<Reader>> {
-        let mut d = gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-            let data: &'static [u8] = self.sections.get(&id).copied().unwrap_or(&[]);
-            let data = match (id, &unit) {
-                (gimli::SectionId::DebugInfo, Some(r)) => data.get(r.clone()).unwrap_or(&[]),
-                (gimli::SectionId::DebugAranges, Some(_)) => &[],
-                _ => data,
-            };
-            Ok(gimli::EndianSlice::new(data, self.endian))
-        })
-        .ok()?;
+    fn dwarf(&self, unit: Option<std::ops::Range<usize>>) -> Option<gimli::Dwarf<Reader<'a>>> {
+        let mut d =
+            gimli::Dwarf::load(|id: gimli::SectionId| -> Result<Reader<'a>, gimli::Error> {
+                let data: &'a [u8] = self.sections.get(&id).copied().unwrap_or(&[]);
+                let data = match (id, &unit) {
+                    (gimli::SectionId::DebugInfo, Some(r)) => data.get(r.clone()).unwrap_or(&[]),
+                    (gimli::SectionId::DebugAranges, Some(_)) => &[],
+                    _ => data,
+                };
+                Ok(gimli::EndianSlice::new(data, self.endian))
+            })
+            .ok()?;
         d.sup = self.sup.clone();
         Some(d)
     }
@@ -556,22 +561,22 @@ impl DwarfData {
 /// (abbreviations, line program headers): for a distribution's libc that is most of the
 /// time and memory of a report that needs a handful of its addresses. So where
 /// `.debug_aranges` says which unit holds an address, only those units are parsed.
-struct DwarfIndex {
+struct DwarfIndex<'a> {
     /// (begin, end, unit offset) from `.debug_aranges`, sorted.
     aranges: Vec<(u64, u64, usize)>,
-    units: HashMap<usize, addr2line::Context<Reader>>,
+    units: HashMap<usize, addr2line::Context<Reader<'a>>>,
     /// For addresses `.debug_aranges` does not cover: the whole file.
-    whole: Option<addr2line::Context<Reader>>,
+    whole: Option<addr2line::Context<Reader<'a>>>,
 }
 
-impl DwarfIndex {
+impl<'a> DwarfIndex<'a> {
     fn unit_of(&self, addr: u64) -> Option<usize> {
         let idx = self.aranges.partition_point(|a| a.0 <= addr);
         let (begin, end, unit) = *self.aranges.get(idx.checked_sub(1)?)?;
         (begin <= addr && addr < end).then_some(unit)
     }
 
-    fn build(data: &DwarfData, addrs: &[u64]) -> Option<DwarfIndex> {
+    fn build(data: &DwarfData<'a>, addrs: &[u64]) -> Option<DwarfIndex<'a>> {
         let whole = data.dwarf(None)?;
         let mut aranges = Vec::new();
         let mut headers = whole.debug_aranges.headers();
@@ -639,7 +644,7 @@ impl DwarfIndex {
 }
 
 /// An object file ready to answer.
-struct Loaded {
+struct Loaded<'a> {
     nm: Vec<NmSym>,
     nm_max_end: Vec<u64>,
     debug_max_end: Vec<u64>,
@@ -647,7 +652,7 @@ struct Loaded {
     /// The separate debug file's own symbol table: what addr2line falls back to where
     /// DWARF has no function (it reads the debug file, nm does not).
     debug_syms: Vec<NmSym>,
-    dwarf: Option<DwarfIndex>,
+    dwarf: Option<DwarfIndex<'a>>,
     /// (file offset, file size, vaddr) of PT_LOAD segments, to turn file offsets into
     /// addresses in the object.
     segments: Vec<(u64, u64, u64)>,
@@ -656,7 +661,7 @@ struct Loaded {
     debug_file: Option<PathBuf>,
 }
 
-impl Loaded {
+impl Loaded<'_> {
     fn object_address(&self, file_offset: u64) -> u64 {
         object_address(&self.segments, self.text_adjust, file_offset)
     }
@@ -693,10 +698,10 @@ fn build_id_path(dir: &Path, id: &[u8]) -> Option<PathBuf> {
 }
 
 /// A separate debug file found for an object.
-struct DebugFile {
+struct DebugFile<'a> {
     path: PathBuf,
-    data: &'static [u8],
-    file: object::File<'static>,
+    data: &'a [u8],
+    file: object::File<'a>,
 }
 
 /// A `.gnu_debuglink` or `.gnu_debugaltlink` name usable under a directory: one plain
@@ -710,12 +715,13 @@ fn plain_file_name(name: &[u8]) -> Option<String> {
 /// A separate debug file for `path`: by build-id, by path, by .gnu_debuglink; it must have
 /// the same build-id when both have one. Candidates may be symbolic links (the
 /// `.build-id` tree is made of them) but must lead to regular files.
-fn find_debug_file(
+fn find_debug_file<'a>(
+    store: &'a FileStore,
     path: &Path,
-    file: &object::File<'static>,
+    file: &object::File<'_>,
     opts: &Options,
     notes: &mut Vec<String>,
-) -> Option<DebugFile> {
+) -> Option<DebugFile<'a>> {
     let build_id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(id) = &build_id {
@@ -752,7 +758,7 @@ fn find_debug_file(
         if c == path || std::fs::metadata(&c).is_err() {
             continue;
         }
-        let opened = match open_file(&c, true) {
+        let opened = match open_file(store, &c, true) {
             Ok(o) => o,
             Err(why) => {
                 notes.push(format!("debug file {} {why}; not used", c.display()));
@@ -780,20 +786,22 @@ fn find_debug_file(
 /// The separate debug file jemsafe would use for the object at `path` (by build-id, by
 /// path, by `.gnu_debuglink`, or in the debuginfod cache), for packing it with a dump.
 pub fn debug_file_for(path: &Path, opts: &Options) -> Option<PathBuf> {
-    let opened = open_file(path, true).ok()?;
+    let store = FileStore::default();
+    let opened = open_file(&store, path, true).ok()?;
     let file = object::File::parse(opened.data).ok()?;
-    find_debug_file(path, &file, opts, &mut Vec::new()).map(|d| d.path)
+    find_debug_file(&store, path, &file, opts, &mut Vec::new()).map(|d| d.path)
 }
 
 /// The dwz supplementary file a debug file refers to (`.gnu_debugaltlink`); it must carry
 /// the build-id the link names.
-fn load_sup(
-    target: &mut DwarfData,
-    file: &object::File<'static>,
+fn load_sup<'a>(
+    store: &'a FileStore,
+    target: &mut DwarfData<'a>,
+    file: &object::File<'_>,
     opts: &Options,
     notes: &mut Vec<String>,
 ) {
-    let mut dwarf = gimli::Dwarf::<Reader>::default();
+    let mut dwarf = gimli::Dwarf::<Reader<'a>>::default();
     let Ok(Some((name, id))) = file.gnu_debugaltlink() else {
         return;
     };
@@ -812,7 +820,7 @@ fn load_sup(
         }
     }
     for c in candidates {
-        let Ok(opened) = open_file(&c, true) else {
+        let Ok(opened) = open_file(store, &c, true) else {
             continue;
         };
         let Ok(sup) = object::File::parse(opened.data) else {
@@ -821,7 +829,7 @@ fn load_sup(
         if sup.build_id().ok().flatten() != Some(id) {
             continue;
         }
-        let sections = match debug_sections(&sup, opened.meta.len(), &dwarf_section_ids()) {
+        let sections = match debug_sections(store, &sup, opened.meta.len(), &dwarf_section_ids()) {
             Ok(s) => s,
             Err(why) => {
                 notes.push(format!("{}: {why}", c.display()));
@@ -829,10 +837,12 @@ fn load_sup(
             }
         };
         let endian = endian_of(&sup);
-        let loaded = dwarf.load_sup(|sid: gimli::SectionId| -> Result<Reader, gimli::Error> {
-            let data: &'static [u8] = sections.get(&sid).copied().unwrap_or(&[]);
-            Ok(gimli::EndianSlice::new(data, endian))
-        });
+        let loaded = dwarf.load_sup(
+            |sid: gimli::SectionId| -> Result<Reader<'a>, gimli::Error> {
+                let data: &'a [u8] = sections.get(&sid).copied().unwrap_or(&[]);
+                Ok(gimli::EndianSlice::new(data, endian))
+            },
+        );
         if loaded.is_ok() {
             target.sup = dwarf.sup.take();
             return;
@@ -872,13 +882,14 @@ fn same_file(
 }
 
 /// A file's DWARF, or None with a note when it is too large to decompress.
-fn dwarf_or_note(
-    file: &object::File<'static>,
+fn dwarf_or_note<'a>(
+    store: &'a FileStore,
+    file: &object::File<'a>,
     size: u64,
     shown: &str,
     notes: &mut Vec<String>,
-) -> Option<DwarfData> {
-    DwarfData::load(file, size).unwrap_or_else(|why| {
+) -> Option<DwarfData<'a>> {
+    DwarfData::load(store, file, size).unwrap_or_else(|why| {
         notes.push(format!("{shown}: {why}"));
         None
     })
@@ -886,17 +897,18 @@ fn dwarf_or_note(
 
 /// Opens `path` as mapped by `entry`; Err is the reason it cannot be used. Warnings
 /// (e.g. debug information too large to decompress) go to `notes`.
-fn load_object(
+fn load_object<'a>(
+    store: &'a FileStore,
     path: &str,
     entry: &MapEntry,
     file_offsets: &[u64],
     opts: &Options,
     notes: &mut Vec<String>,
     recorded: Option<&[u8]>,
-) -> Result<Loaded, String> {
-    let (data, file) = match mapped_file(path, entry, recorded) {
+) -> Result<Loaded<'a>, String> {
+    let (data, file) = match mapped_file(store, path, entry, recorded) {
         Ok(found) => found,
-        Err(why) => match recorded.and_then(|id| by_build_id(id, opts, notes)) {
+        Err(why) => match recorded.and_then(|id| by_build_id(store, id, opts, notes)) {
             // The build that was mapped, found by the build-id its sidecar recorded.
             Some(found) => found,
             None => {
@@ -912,7 +924,7 @@ fn load_object(
             }
         },
     };
-    build_loaded(path, data, file, file_offsets, opts, notes)
+    build_loaded(store, path, data, file, file_offsets, opts, notes)
 }
 
 fn shown_dirs(opts: &Options) -> String {
@@ -930,11 +942,12 @@ fn shown_dirs(opts: &Options) -> String {
 
 /// A file found by build-id (a separate debug file: symbols and DWARF, no code), checked
 /// to carry that build-id.
-fn by_build_id(
+fn by_build_id<'a>(
+    store: &'a FileStore,
     id: &[u8],
     opts: &Options,
     notes: &mut Vec<String>,
-) -> Option<(&'static [u8], object::File<'static>)> {
+) -> Option<(&'a [u8], object::File<'a>)> {
     use super::debuginfod::{cached, Kind};
     let in_cache =
         [Kind::Debuginfo, Kind::Executable].map(|k| cached(&opts.debuginfod.cache, id, k));
@@ -952,7 +965,7 @@ fn by_build_id(
         if std::fs::metadata(&c).is_err() {
             continue;
         }
-        let opened = match open_file(&c, true) {
+        let opened = match open_file(store, &c, true) {
             Ok(o) => o,
             Err(why) => {
                 notes.push(format!("debug file {} {why}; not used", c.display()));
@@ -971,11 +984,12 @@ fn by_build_id(
 
 /// The file at `path` if it is the one that was mapped: same device and inode as the
 /// dump's maps say, or (when the dump's sidecar recorded one) the same build-id.
-fn mapped_file(
+fn mapped_file<'a>(
+    store: &'a FileStore,
     path: &str,
     entry: &MapEntry,
     recorded: Option<&[u8]>,
-) -> Result<(&'static [u8], object::File<'static>), String> {
+) -> Result<(&'a [u8], object::File<'a>), String> {
     if path.ends_with(" (deleted)") {
         return Err("was deleted after it was mapped (replaced by an upgrade?)".into());
     }
@@ -990,7 +1004,7 @@ fn mapped_file(
     }
     let p = Path::new(path);
     // The kernel writes resolved paths in the maps: the last component is never a link.
-    let opened = open_file(p, false)?;
+    let opened = open_file(store, p, false)?;
     let same = {
         use std::os::unix::fs::MetadataExt;
         let st_dev = opened.meta.dev();
@@ -1021,14 +1035,15 @@ fn mapped_file(
 }
 
 /// An object (or the debug file standing in for it) ready to answer.
-fn build_loaded(
+fn build_loaded<'a>(
+    store: &'a FileStore,
     path: &str,
-    data: &'static [u8],
-    file: object::File<'static>,
+    data: &'a [u8],
+    file: object::File<'a>,
     file_offsets: &[u64],
     opts: &Options,
     notes: &mut Vec<String>,
-) -> Result<Loaded, String> {
+) -> Result<Loaded<'a>, String> {
     let p = Path::new(path);
     let segments: Vec<(u64, u64, u64)> = file
         .segments()
@@ -1041,7 +1056,7 @@ fn build_loaded(
         let (off, _) = s.file_range()?;
         Some(s.address() as i128 - off as i128)
     });
-    let debug = find_debug_file(p, &file, opts, notes);
+    let debug = find_debug_file(store, p, &file, opts, notes);
     // Symbols as `nm` lists them for the object itself (its .symtab, else .dynsym): nm
     // does not follow debug links, and jeprof's names depend on exactly this table. The
     // debug file's DWARF still gives the names of functions the table lacks.
@@ -1058,14 +1073,14 @@ fn build_loaded(
     };
     let from_debug = debug.as_ref().and_then(|d| {
         let shown = d.path.display().to_string();
-        dwarf_or_note(&d.file, d.data.len() as u64, &shown, notes)
+        dwarf_or_note(store, &d.file, d.data.len() as u64, &shown, notes)
     });
     let dwarf = match (from_debug, &debug) {
         (Some(mut d), Some(dbg)) => {
-            load_sup(&mut d, &dbg.file, opts, notes);
+            load_sup(store, &mut d, &dbg.file, opts, notes);
             Some(d)
         }
-        _ => dwarf_or_note(&file, data.len() as u64, path, notes),
+        _ => dwarf_or_note(store, &file, data.len() as u64, path, notes),
     }
     .and_then(|d| {
         let addrs: Vec<u64> = file_offsets
@@ -1089,7 +1104,7 @@ fn build_loaded(
 
 /// DWARF frames for `addr`, innermost first: demangled names, None where DWARF has no
 /// function (addr2line's `??`).
-fn dwarf_frames(ctx: &addr2line::Context<Reader>, addr: u64) -> Vec<Option<String>> {
+fn dwarf_frames(ctx: &addr2line::Context<Reader<'_>>, addr: u64) -> Vec<Option<String>> {
     let mut out = Vec::new();
     let Ok(mut frames) = ctx.find_frames(addr).skip_all_loads() else {
         return out;
@@ -1112,7 +1127,7 @@ type NmAnswer = Option<((String, String), bool)>;
 /// jeprof's MapToSymbols for one pc: frames caller first. With [`NameMode::Exact`], a
 /// symbol names an address only when its extent holds it.
 fn frames_for(
-    loaded: &Loaded,
+    loaded: &Loaded<'_>,
     cache: &mut HashMap<usize, (String, String)>,
     pc: u64,
     mpc: u64,
@@ -1229,7 +1244,7 @@ fn frames_for(
 
 /// Whether debug information for build `id` is at hand without a download: a separate
 /// debug file by build-id, one in the debuginfod cache, or DWARF in the object itself.
-fn local_debug_info(id: &[u8], object: Option<&object::File<'static>>, opts: &Options) -> bool {
+fn local_debug_info(id: &[u8], object: Option<&object::File<'_>>, opts: &Options) -> bool {
     if object.is_some_and(|f| f.section_by_name(".debug_info").is_some()) {
         return true;
     }
@@ -1250,6 +1265,7 @@ fn local_debug_info(id: &[u8], object: Option<&object::File<'static>>, opts: &Op
 /// `pcs` that have none at hand (and the executable of an object that is gone or was
 /// replaced), into the cache where the lookups find them.
 fn prefetch(
+    store: &FileStore,
     maps: &[MapEntry],
     pcs: &BTreeSet<u64>,
     opts: &Options,
@@ -1270,7 +1286,7 @@ fn prefetch(
             continue;
         }
         let recorded = recorded_id(path);
-        let mapped = mapped_file(path, m, recorded.as_deref()).ok();
+        let mapped = mapped_file(store, path, m, recorded.as_deref()).ok();
         let Some(id) = recorded.or_else(|| {
             mapped
                 .as_ref()
@@ -1316,7 +1332,9 @@ pub fn symbolize_recorded(
         unhex(o.build_id.as_deref()?)
     };
     let mut out = Outcome::default();
-    let prefetched = prefetch(maps, pcs, opts, &recorded_id);
+    // Everything read for this report lives until it is done, then is freed.
+    let store = FileStore::default();
+    let prefetched = prefetch(&store, maps, pcs, opts, &recorded_id);
     out.notes.extend(prefetched.notes);
     let mut exec: Vec<&MapEntry> = maps
         .iter()
@@ -1368,7 +1386,15 @@ pub fn symbolize_recorded(
                 .map(|pc| (pc - m.start).wrapping_add(m.offset))
                 .collect();
             let id = recorded_id(&path);
-            load_object(&path, m, &offsets, opts, &mut out.notes, id.as_deref())
+            load_object(
+                &store,
+                &path,
+                m,
+                &offsets,
+                opts,
+                &mut out.notes,
+                id.as_deref(),
+            )
         });
         *counts.entry(path.clone()).or_default() += pcs.len();
         let label = basename(&path).to_owned();
@@ -1507,8 +1533,9 @@ mod tests {
     fn sections_beyond_the_bounds_are_not_decompressed() {
         // The test binary's own sections are not compressed: nothing to refuse.
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        let file = object::File::parse(&*exe.leak()).unwrap();
-        assert!(debug_sections(&file, 1, &dwarf_section_ids()).is_ok());
+        let file = object::File::parse(&exe[..]).unwrap();
+        let store = FileStore::default();
+        assert!(debug_sections(&store, &file, 1, &dwarf_section_ids()).is_ok());
     }
 
     #[test]
@@ -1614,7 +1641,7 @@ mod tests {
         assert_eq!(nm_index(&t, 0x9000), None);
     }
 
-    fn loaded(nm: Vec<NmSym>) -> Loaded {
+    fn loaded(nm: Vec<NmSym>) -> Loaded<'static> {
         Loaded {
             nm_max_end: max_ends(&nm),
             debug_max_end: vec![],
