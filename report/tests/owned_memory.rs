@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// DWARF (a debug build), so each report maps it and parses its debug sections.
 #[inline(never)]
 fn planted_allocation_site() -> usize {
-    std::hint::black_box(planted_allocation_site as usize)
+    std::hint::black_box(planted_allocation_site as *const () as usize)
 }
 
 fn status_kib(field: &str) -> u64 {
@@ -34,7 +34,7 @@ fn mappings() -> usize {
 /// MAPPED_LIBRARIES.
 fn dump_of_self(dir: &std::path::Path) -> PathBuf {
     let here = planted_allocation_site() as u64 + 4;
-    let libc_pc = libc::getpid as usize as u64 + 4;
+    let libc_pc = libc::getpid as *const () as usize as u64 + 4;
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     let text = format!(
         "heap_v2/524288\n  t*: 3: 12288 [0: 0]\n  t0: 3: 12288 [0: 0]\n\
