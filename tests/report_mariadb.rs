@@ -119,6 +119,21 @@ fn no_name_outside_a_symbols_extent(tmp: &TempDir, dump: &Path) {
     use prost::Message;
     let p = jemsafe_report::pprof::Profile::decode(&raw[..]).unwrap();
     let s = |i: i64| p.string_table[i as usize].as_str();
+    // Every mapping of mariadbd carries its build-id, so that Parca and Pyroscope can
+    // symbolize it server-side; it has names from the symbol table, no DWARF here.
+    let id = jemsafe_report::sidecar::build_id(&std::fs::File::open(MARIADBD).unwrap())
+        .map(|b| jemsafe_report::sidecar::hex(&b))
+        .expect("mariadbd has a build-id");
+    let ours: Vec<_> = p
+        .mapping
+        .iter()
+        .filter(|m| s(m.filename) == MARIADBD)
+        .collect();
+    assert!(!ours.is_empty(), "no mapping of {MARIADBD}");
+    for m in ours {
+        assert_eq!(s(m.build_id), id, "{m:?}");
+        assert!(m.has_functions && !m.has_inline_frames, "{m:?}");
+    }
     let (mut named, mut unnamed) = (0, 0);
     for loc in &p.location {
         let Some(m) = p.mapping.iter().find(|m| m.id == loc.mapping_id) else {

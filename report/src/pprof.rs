@@ -132,12 +132,54 @@ impl Strings {
     }
 }
 
+/// What the profile says of one mapped object beyond its maps line, so that Parca and
+/// Pyroscope can symbolize by build-id what jemsafe could not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectFacts {
+    /// GNU build-id, hex.
+    pub build_id: Option<String>,
+    /// Whether jemsafe named the addresses in it (false: the object could not be read,
+    /// and a server should symbolize them by build-id).
+    pub has_functions: bool,
+    /// Whether DWARF gave the names (and so inlined frames).
+    pub has_inline_frames: bool,
+}
+
+/// The facts by object path: what symbolization found for the objects holding sampled
+/// addresses, and the build-ids a sidecar recorded for the rest.
+pub fn object_facts(
+    objects: &[crate::symbolize::ObjectInfo],
+    recorded: &[crate::sidecar::Object],
+) -> HashMap<String, ObjectFacts> {
+    let mut facts: HashMap<String, ObjectFacts> = recorded
+        .iter()
+        .map(|o| {
+            let f = ObjectFacts {
+                build_id: o.build_id.clone(),
+                ..Default::default()
+            };
+            (o.path.clone(), f)
+        })
+        .collect();
+    for o in objects {
+        let f = facts.entry(o.path.clone()).or_default();
+        if o.build_id.is_some() {
+            f.build_id = o.build_id.clone();
+        }
+        f.has_functions = o.error.is_none();
+        f.has_inline_frames = o.error.is_none() && o.dwarf;
+    }
+    facts
+}
+
 /// Builds the profile: `metric` picks space vs objects of in-use vs allocated; both the
-/// objects and the space type are written, the space type is the default.
+/// objects and the space type are written, the space type is the default. `objects`:
+/// build-ids and symbolization by path (see [`object_facts`]).
 pub fn build(
     profile: &AddrProfile,
     symbols: &Symbols,
     maps: &[MapEntry],
+    objects: &HashMap<String, ObjectFacts>,
     metric: Metric,
     time: Option<std::time::SystemTime>,
     comment: &str,
@@ -166,17 +208,25 @@ pub fn build(
     let mut exec: Vec<&MapEntry> = maps.iter().filter(|m| m.executable()).collect();
     exec.sort_by_key(|m| m.start);
     for (i, m) in exec.iter().enumerate() {
+        let path = m.path.as_deref().unwrap_or("");
+        let facts = objects.get(path).cloned().unwrap_or_default();
+        let build_id = facts
+            .build_id
+            .as_deref()
+            .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map_or(0, |id| strings.id(id));
         mapping.push(Mapping {
             id: i as u64 + 1,
             memory_start: m.start,
             memory_limit: m.end,
             file_offset: m.offset,
-            filename: strings.id(&super::safe::escape(m.path.as_deref().unwrap_or(""))),
-            build_id: 0,
-            has_functions: true,
+            filename: strings.id(&super::safe::escape(path)),
+            build_id,
+            has_functions: facts.has_functions,
+            // Names only: no source files or lines are written.
             has_filenames: false,
             has_line_numbers: false,
-            has_inline_frames: true,
+            has_inline_frames: facts.has_inline_frames,
         });
     }
     let mapping_of = |pc: u64| -> u64 {
@@ -324,7 +374,19 @@ mod tests {
             inode: 0,
             path: Some("/bin/x".into()),
         }];
-        let prof = build(&p, &s, &maps, Metric::InuseSpace, None, "test");
+        let facts = object_facts(
+            &[crate::symbolize::ObjectInfo {
+                path: "/bin/x".into(),
+                label: "x".into(),
+                build_id: Some("abcd01".into()),
+                debug_file: None,
+                dwarf: false,
+                addresses: 2,
+                error: None,
+            }],
+            &[],
+        );
+        let prof = build(&p, &s, &maps, &facts, Metric::InuseSpace, None, "test");
         let gz = encode(&prof).unwrap();
         let raw = crate::parse::decompress(gz).unwrap();
         let back = Profile::decode(&raw[..]).unwrap();
@@ -333,6 +395,9 @@ mod tests {
         assert_eq!(back.sample[0].value, vec![2, 4096]);
         let loc = &back.location[0];
         assert_eq!(loc.mapping_id, 1);
+        let m = &back.mapping[0];
+        assert_eq!(back.string_table[m.build_id as usize], "abcd01");
+        assert!(m.has_functions && !m.has_inline_frames && !m.has_line_numbers);
         let first_fn = &back.function[(loc.line[0].function_id - 1) as usize];
         assert_eq!(back.string_table[first_fn.name as usize], "inner");
         assert_eq!(

@@ -237,10 +237,12 @@ pub fn report(
             }
         }
         Format::Pprof => {
+            let recorded = target.sidecar.as_ref().map_or(&[][..], |s| &s.objects[..]);
             let p = pprof::build(
                 &profile,
                 &outcome.symbols,
                 &target.dump.maps,
+                &pprof::object_facts(&outcome.objects, recorded),
                 m,
                 target.time,
                 &title,
