@@ -3,7 +3,7 @@
 //! (SubtractProfile), allocator frames dropped (RemoveUninterestingFrames), stacks of
 //! function names (TranslateStack, ReduceProfile), and flat/cumulative totals.
 
-use super::parse::{Counts, Dump, StackRecord};
+use super::parse::{Dump, StackRecord};
 use super::symbolize::{Frame, Symbols};
 use std::collections::{BTreeSet, HashMap};
 
@@ -30,33 +30,7 @@ impl Metric {
     }
 }
 
-/// `[inuse_objects, inuse_space, alloc_objects, alloc_space]`, un-sampled (floats, as in jeprof).
-pub type Values = [f64; 4];
-
-/// jeprof's AdjustSamples for `heap_v2` (Poisson sampling): each pair is scaled by
-/// `1 / (1 - exp(-(bytes/objects)/rate))`, independently.
-pub fn unsample(rate: u64, c: Counts) -> Values {
-    let scale = |n: u64, s: u64| -> f64 {
-        if n == 0 || rate == 0 {
-            return 1.0;
-        }
-        let ratio = (s as f64 / n as f64) / rate as f64;
-        let denom = 1.0 - (-ratio).exp();
-        if denom > 0.0 {
-            1.0 / denom
-        } else {
-            1.0
-        }
-    };
-    let a = scale(c.inuse_objects, c.inuse_bytes);
-    let b = scale(c.alloc_objects, c.alloc_bytes);
-    [
-        c.inuse_objects as f64 * a,
-        c.inuse_bytes as f64 * a,
-        c.alloc_objects as f64 * b,
-        c.alloc_bytes as f64 * b,
-    ]
-}
+pub use crate::counts::{unsample, Values};
 
 /// Stacks of (adjusted) addresses, innermost first, with their un-sampled values.
 #[derive(Debug, Clone, Default)]

@@ -15,8 +15,10 @@
 
 pub mod aggregate;
 pub mod collapsed;
+pub mod counts;
 pub mod debuginfod;
 pub mod leaks;
+pub mod maps;
 pub mod memory;
 pub mod names;
 pub mod parse;

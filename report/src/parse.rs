@@ -14,18 +14,12 @@
 //! 55d1c3800000-55d1c3a00000 r-xp 00000000 fe:00 247030   /usr/sbin/mariadbd
 //! ```
 //!
-//! Counts are kept as written (sampled); [`crate::aggregate`] un-samples them.
+//! Counts are kept as written (sampled); [`crate::aggregate`] un-samples them
+//! ([`crate::counts`]).
 
 use std::fmt;
 
-/// Counts of one `tN:` line: `<objs>: <bytes> [<accobjs>: <accbytes>]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counts {
-    pub inuse_objects: u64,
-    pub inuse_bytes: u64,
-    pub alloc_objects: u64,
-    pub alloc_bytes: u64,
-}
+pub use crate::counts::Counts;
 
 /// One `@ ...` record: the return addresses as written (innermost first) and its `t*:` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,25 +30,8 @@ pub struct StackRecord {
     pub line: usize,
 }
 
-/// One line of the MAPPED_LIBRARIES section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MapEntry {
-    pub start: u64,
-    pub end: u64,
-    pub perms: String,
-    pub offset: u64,
-    /// `major:minor` in hex, as /proc/PID/maps writes it.
-    pub dev: (u32, u32),
-    pub inode: u64,
-    /// The path or pseudo-name (`[vdso]`); None for anonymous memory.
-    pub path: Option<String>,
-}
-
-impl MapEntry {
-    pub fn executable(&self) -> bool {
-        self.perms.as_bytes().get(2) == Some(&b'x')
-    }
-}
+use crate::maps::parse_hex;
+pub use crate::maps::MapEntry;
 
 /// A parsed dump.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -154,22 +131,6 @@ fn trim(line: &[u8]) -> &[u8] {
     &line[start..end.max(start)]
 }
 
-fn parse_hex(s: &[u8]) -> Option<u64> {
-    let s = s
-        .strip_prefix(b"0x")
-        .or_else(|| s.strip_prefix(b"0X"))
-        .unwrap_or(s);
-    if s.is_empty() || s.len() > 16 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &b in s {
-        let d = (b as char).to_digit(16)?;
-        v = (v << 4) | d as u64;
-    }
-    Some(v)
-}
-
 fn parse_dec(s: &[u8]) -> Option<u64> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
@@ -208,42 +169,6 @@ fn parse_counts(line: &[u8]) -> Option<(Option<u64>, Counts)> {
             alloc_bytes: s2,
         },
     ))
-}
-
-/// One /proc/PID/maps line: `start-end perms offset major:minor inode [path]`.
-fn parse_map_line(line: &str) -> Option<MapEntry> {
-    let mut rest = line.trim_start();
-    let mut field = || -> Option<&str> {
-        let r = rest.trim_start();
-        let end = r.find(char::is_whitespace).unwrap_or(r.len());
-        let (f, tail) = r.split_at(end);
-        rest = tail;
-        (!f.is_empty()).then_some(f)
-    };
-    let range = field()?;
-    let perms = field()?;
-    let offset = field()?;
-    let dev = field()?;
-    let inode = field()?;
-    let (start, end) = range.split_once('-')?;
-    let (major, minor) = dev.split_once(':')?;
-    if perms.len() != 4 {
-        return None;
-    }
-    let path = rest.trim();
-    let entry = MapEntry {
-        start: parse_hex(start.as_bytes())?,
-        end: parse_hex(end.as_bytes())?,
-        perms: perms.to_owned(),
-        offset: parse_hex(offset.as_bytes())?,
-        dev: (
-            u32::from_str_radix(major, 16).ok()?,
-            u32::from_str_radix(minor, 16).ok()?,
-        ),
-        inode: inode.parse().ok()?,
-        path: (!path.is_empty()).then(|| path.to_owned()),
-    };
-    (entry.start <= entry.end).then_some(entry)
 }
 
 /// The longest line a dump may have, newline included. jemalloc writes at most 128
@@ -333,7 +258,7 @@ impl Sums {
             c.alloc_objects,
             c.alloc_bytes,
         ];
-        let unsampled = super::aggregate::unsample(rate, c);
+        let unsampled = crate::counts::unsample(rate, c);
         for i in 0..4 {
             let total = self.raw[i].checked_add(raw[i]);
             let scaled = self.unsampled[i] + unsampled[i];
@@ -557,7 +482,7 @@ pub fn parse_reader(reader: impl std::io::BufRead) -> Result<Dump, ParseError> {
                  (was it copied while jemalloc was still writing it?)",
             );
         }
-        match parse_map_line(&line) {
+        match crate::maps::parse_line(&line) {
             Some(entry) => dump.maps.push(entry),
             None => {
                 return err(

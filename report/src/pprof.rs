@@ -5,7 +5,7 @@
 //! one function per name. The messages are written by hand with prost's derive (no protoc).
 
 use super::aggregate::{AddrProfile, Metric};
-use super::parse::MapEntry;
+use super::maps::MapEntry;
 use super::symbolize::Symbols;
 use std::collections::HashMap;
 

@@ -16,8 +16,8 @@
 //! An object that is missing, or is not the file that was mapped, is reported once, and its
 //! addresses are shown as `object+0xoffset`, never with a name that could be wrong.
 
+use super::maps::MapEntry;
 use super::names::{demangle, is_allocator_frame, short_function_name};
-use super::parse::MapEntry;
 use super::safe::{escape_in_place, FileStore};
 use addr2line::gimli;
 use object::read::elf::{FileHeader, SectionHeader, Sym};
