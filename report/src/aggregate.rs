@@ -325,6 +325,7 @@ impl FlatCum {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counts::Counts;
 
     fn frame(func: &str) -> Frame {
         Frame {
