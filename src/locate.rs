@@ -15,8 +15,7 @@ pub struct Located {
 }
 
 pub const SHIM_FILE: &str = "libjemsafe_shim.so";
-/// jemsafe's own profiling jemalloc with the shim inside (`[jemalloc] library = "bundled"`).
-pub const BUNDLED_FILE: &str = "libjemsafe_jemalloc.so";
+pub use crate::config::BUNDLED_FILE;
 /// The variable a jemalloc built with the `_rjem_` prefix (the bundled one) reads its
 /// options from; a system libjemalloc reads `MALLOC_CONF`.
 pub const BUNDLED_CONF_VAR: &str = "_RJEM_MALLOC_CONF";

@@ -101,6 +101,9 @@ pub struct MysqldSection {
     pub env: BTreeMap<String, String>,
 }
 
+/// jemsafe's own profiling jemalloc with the shim inside (`[jemalloc] library = "bundled"`).
+pub const BUNDLED_FILE: &str = "libjemsafe_jemalloc.so";
+
 /// `[jemalloc] library`: `"auto"` (the system's libjemalloc.so.2), `"bundled"` (jemsafe's
 /// own libjemsafe_jemalloc.so, which carries the shim) or an absolute path.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -611,7 +614,7 @@ impl Config {
                 path,
                 "\"auto\", \"bundled\" or the absolute path of the file",
             )?;
-            if path.file_name() == Some(std::ffi::OsStr::new(crate::locate::BUNDLED_FILE)) {
+            if path.file_name() == Some(std::ffi::OsStr::new(BUNDLED_FILE)) {
                 return Err(self.invalid(
                     "jemalloc.library",
                     self.find("library"),
