@@ -5,32 +5,25 @@ use crate::dumps::naming::{HeapName, Origin};
 use crate::error::{Error, Result};
 use jemsafe_report::safe::shown;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `20261126T182554` (UTC) as a time.
 pub fn parse_stamp(stamp: &str) -> Option<SystemTime> {
-    if stamp.len() != 15 || stamp.as_bytes()[8] != b'T' {
+    let b = stamp.as_bytes();
+    if b.len() != 15 || b[8] != b'T' || !stamp.is_ascii() {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| stamp.get(r)?.parse::<u64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, mo) = (y as i64, mo as i64);
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    if days < 0 {
-        return None;
-    }
-    Some(UNIX_EPOCH + Duration::from_secs(days as u64 * 86400 + h * 3600 + mi * 60 + s))
+    let s = |r: std::ops::Range<usize>| &stamp[r];
+    let rfc3339 = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        s(0..4),
+        s(4..6),
+        s(6..8),
+        s(9..11),
+        s(11..13),
+        s(13..15)
+    );
+    humantime::parse_rfc3339(&rfc3339).ok()
 }
 
 /// The heap-file name of `path` parsed with whatever prefix makes it parse.
