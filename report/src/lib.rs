@@ -198,7 +198,35 @@ fn too_large(path: &Path, limits: &DumpLimits, what: &str) -> Error {
 /// file must be a regular file (a FIFO or device is refused without being opened), and
 /// at most `limits.max_bytes` of text are read.
 pub fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
-    use std::io::BufRead;
+    let opened = open_dump(path, limits)?;
+    let meta = opened.meta.clone();
+    let reader = std::io::BufReader::with_capacity(1 << 16, opened.file);
+    parse_dump(path, reader, &meta, limits)
+}
+
+/// [`load`], keeping the file's bytes as they were read and parsed: `jemsafe archive`
+/// packs exactly these, never the path again (mysqld's user can swap the file for a
+/// symbolic link once it has been checked). At most `limits.max_bytes` are read.
+pub fn load_with_bytes(path: &Path, limits: &DumpLimits) -> Result<(LoadedDump, Vec<u8>)> {
+    use std::io::Read;
+    let opened = open_dump(path, limits)?;
+    let mut bytes = Vec::new();
+    (&opened.file)
+        .take(limits.max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(Error::io(format!(
+            "cannot read heap dump {}",
+            safe::shown(path)
+        )))?;
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(too_large(path, limits, "holds"));
+    }
+    let dump = parse_dump(path, &bytes[..], &opened.meta, limits)?;
+    Ok((dump, bytes))
+}
+
+/// The dump file, opened safely ([`safe::open_regular`]) and not larger than the limit.
+fn open_dump(path: &Path, limits: &DumpLimits) -> Result<safe::Opened> {
     let shown = safe::shown(path);
     let opened = safe::open_regular(path, limits.follow_symlinks).map_err(|e| {
         if e.kind() == std::io::ErrorKind::InvalidData {
@@ -212,8 +240,19 @@ pub fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
     if opened.meta.len() > limits.max_bytes {
         return Err(too_large(path, limits, "holds"));
     }
+    Ok(opened)
+}
+
+/// Parses the dump `reader` reads (the file at `path`, with metadata `meta`) and reads
+/// its sidecar.
+fn parse_dump(
+    path: &Path,
+    mut reader: impl std::io::BufRead,
+    meta: &std::fs::Metadata,
+    limits: &DumpLimits,
+) -> Result<LoadedDump> {
+    let shown = safe::shown(path);
     let hit = std::rc::Rc::new(std::cell::Cell::new(false));
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, opened.file);
     let gzip = parse::is_gzip(
         reader
             .fill_buf()
@@ -262,7 +301,7 @@ pub fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
             .as_ref()
             .and_then(|s| s.process.as_ref())
             .map(|p| p.pid),
-        time: opened.meta.modified().ok(),
+        time: meta.modified().ok(),
         sidecar,
         notes,
     })

@@ -162,7 +162,7 @@ fn remedy(o: &ObjectInfo) -> String {
     if let Some(d) = &o.debug_file {
         return format!(
             ": its debug file {} does not cover these addresses",
-            d.display()
+            super::safe::shown(d)
         );
     }
     let mut s = format!(

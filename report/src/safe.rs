@@ -2,7 +2,8 @@
 //! `jemsafe report` usually runs as root.
 //!
 //! - [`escape`]: names and paths reach a terminal (and flame graphs, folded stacks,
-//!   pprof) only with their control characters written as `\xNN`.
+//!   pprof) only with their control characters written as `\xNN` and their Unicode
+//!   bidirectional controls as `\u{NNNN}`.
 //! - [`open_regular`]: files named by a dump are looked at without opening them first
 //!   (`O_PATH`), refused unless they are regular files, then opened through the same
 //!   descriptor with `O_NONBLOCK|O_NOCTTY`: a FIFO cannot hang a report, a device is
@@ -18,22 +19,34 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-/// True for the characters [`escape`] rewrites: C0 controls, DEL and C1 controls.
+/// True for the control characters [`escape`] writes as `\xNN`: C0 controls, DEL and C1
+/// controls.
 fn is_control(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
 }
 
+/// True for the Unicode bidirectional embeddings, overrides and isolates (LRE, RLE, PDF,
+/// LRO, RLO; LRI, RLI, FSI, PDI), which [`escape`] writes as `\u{NNNN}`: they reorder
+/// the text that follows on a terminal or in a viewer, so that a name shows other than
+/// it is (CVE-2021-42574, "Trojan Source").
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// `s` with every control character (`\x00`-`\x1f`, `\x7f`, and the C1 controls
-/// `\u{80}`-`\u{9f}`) written as `\xNN`; borrowed unchanged when there is none, so
-/// ordinary names cost nothing and stay byte-for-byte what jeprof prints.
+/// `\u{80}`-`\u{9f}`) written as `\xNN`, and every bidirectional control (U+202A-U+202E,
+/// U+2066-U+2069) as `\u{NNNN}`; borrowed unchanged when there is none, so ordinary
+/// names cost nothing and stay byte-for-byte what jeprof prints.
 pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(is_control) {
+    if !s.chars().any(|c| is_control(c) || is_bidi(c)) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         if is_control(c) {
             out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if is_bidi(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
         } else {
             out.push(c);
         }
@@ -193,7 +206,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escape_rewrites_c0_del_and_c1_only() {
+    fn escape_rewrites_controls_and_bidi_controls_only() {
         assert!(matches!(
             escape("operator new(unsigned long)"),
             Cow::Borrowed(_)
@@ -202,7 +215,18 @@ mod tests {
             escape("a\x1b[31mb\nc\x7fd\u{9b}e\0"),
             "a\\x1b[31mb\\x0ac\\x7fd\\x9be\\x00"
         );
-        // Other non-ASCII text is kept.
+        // Bidirectional controls, all nine, as \u{NNNN}: `evil\u{202e}cod.exe` would show
+        // as "evilexe.doc".
+        assert_eq!(escape("evil\u{202e}cod.exe"), "evil\\u{202e}cod.exe");
+        assert_eq!(
+            escape("\u{202a}\u{202b}\u{202c}\u{202d}\u{2066}\u{2067}\u{2068}\u{2069}"),
+            "\\u{202a}\\u{202b}\\u{202c}\\u{202d}\\u{2066}\\u{2067}\\u{2068}\\u{2069}"
+        );
+        // Their neighbours, and other non-ASCII text, are kept.
+        assert_eq!(
+            escape("\u{2029}\u{206a}\u{2065}"),
+            "\u{2029}\u{206a}\u{2065}"
+        );
         assert_eq!(escape("größe_ñ"), "größe_ñ");
         assert_eq!(shown(Path::new("/tmp/x\ty")), "/tmp/x\\x09y");
     }

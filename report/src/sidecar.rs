@@ -85,10 +85,10 @@ impl Process {
             && (self.boot_id.is_none() || other.boot_id.is_none() || self.boot_id == other.boot_id)
     }
 
-    /// `pid 4711 started 2026-11-27T08:00:00Z`
+    /// `pid 4711 started 2026-11-27T08:00:00Z` (the time as the sidecar has it, escaped).
     pub fn describe(&self) -> String {
         match &self.started_at {
-            Some(t) => format!("pid {} started {t}", self.pid),
+            Some(t) => format!("pid {} started {}", self.pid, crate::safe::escape(t)),
             None => format!("pid {} (start tick {})", self.pid, self.start_ticks),
         }
     }

@@ -1461,6 +1461,7 @@ pub fn symbolize_recorded(
     for o in &mut out.objects {
         escape_in_place(&mut o.path);
         escape_in_place(&mut o.label);
+        o.error.iter_mut().for_each(escape_in_place);
     }
     out
 }

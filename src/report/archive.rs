@@ -9,18 +9,44 @@
 //!   (the same tree as /usr/lib/debug/.build-id, so the report reads it as a debug
 //!   directory).
 //!
+//! Writing runs as root over files other users can write (mysqld's user owns the dump
+//! directory; a debuginfod cache may be a user's): every file goes into the archive from
+//! the descriptor that was checked, never reopened by name. A dump's bytes are the ones
+//! parsed; an object or debug file is opened with [`open_regular`] (regular files only,
+//! no blocking open, no device) and packed only when it is an ELF file whose build-id
+//! note is the build asked for. The archive is created mode 0600 (`O_EXCL|O_NOFOLLOW`)
+//! and removed again when writing it fails.
+//!
 //! An archive comes from elsewhere: it is unpacked into a new private directory, regular
-//! files only, each path checked to stay inside it, within a size bound.
+//! files only, each path checked to stay inside it, within bounds on entries, sizes and
+//! the ratio to the archive's own size; directories left by a killed jemsafe are removed
+//! by the next.
 
 use crate::error::{Error, Result};
-use jemsafe_report::safe::shown;
+use jemsafe_report::safe::{escape, open_regular, shown, Opened};
 use jemsafe_report::sidecar::{self, Object, Sidecar};
 use jemsafe_report::{symbolize, DumpLimits};
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Unpacked archives are at most this large (a distribution's debug files are big).
 pub const MAX_UNPACKED: u64 = 32 << 30;
+/// Entries in an archive, at most (jemsafe writes two per dump and two per build).
+pub const MAX_ENTRIES: u64 = 10_000;
+/// An archive unpacks to at most this many times its own size (jemsafe's: binaries and
+/// dump text, 3 to 10 times; gzip reaches 1000 times on zeros)...
+pub const MAX_RATIO: u64 = 200;
+/// ...or this, for small archives (mostly tar headers).
+pub const MIN_BUDGET: u64 = 16 << 20;
+/// One entry, at most (mariadbd's debug file is some 300 MB).
+pub const MAX_ENTRY: u64 = 4 << 30;
+/// A GNU long name, at most (a path is at most 4096 bytes).
+const MAX_NAME: u64 = 4096;
+/// Unpacking directories are `<temp dir>/jemsafe-archive.<pid>.<n>`.
+const UNPACK_PREFIX: &str = "jemsafe-archive.";
 
 fn build_id_rel(id: &str, debug: bool) -> Option<String> {
     let ok = id.len() >= 4 && id.bytes().all(|b| b.is_ascii_hexdigit());
@@ -34,19 +60,43 @@ fn build_id_rel(id: &str, debug: bool) -> Option<String> {
     })
 }
 
+/// Why a file named by a dump (or found for one) is not used, for the summary.
+fn reason(e: std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "not here".into(),
+        // "is a FIFO, not a regular file", ...
+        std::io::ErrorKind::InvalidData => e.to_string(),
+        _ => format!("cannot be read ({e})"),
+    }
+}
+
+/// An object a dump needs, and the file at its path here: opened once (see
+/// [`open_regular`]) and kept open, so that what is packed is what was checked; Err is
+/// why there is none.
+struct Needed {
+    object: Object,
+    file: std::result::Result<Opened, String>,
+}
+
 /// The objects a dump needs (executable mappings with a path), with build-ids: the
 /// sidecar's, else the file's now when it is still the mapped one (same inode).
-fn objects_of(dump: &jemsafe_report::LoadedDump) -> Vec<Object> {
-    let mut out: Vec<Object> = Vec::new();
+fn objects_of(dump: &jemsafe_report::LoadedDump) -> Vec<Needed> {
+    let mut out: Vec<Needed> = Vec::new();
     for m in dump.dump.maps.iter().filter(|m| m.executable()) {
         let Some(path) = m.path.as_deref().filter(|p| p.starts_with('/')) else {
             continue;
         };
-        if out.iter().any(|o| o.path == path) {
+        if out.iter().any(|n| n.object.path == path) {
             continue;
         }
+        // The kernel writes resolved paths in the maps: the last component is never a
+        // symbolic link. A FIFO or a device is refused without being opened.
+        let file = open_regular(Path::new(path), false).map_err(reason);
         if let Some(rec) = dump.sidecar.as_ref().and_then(|s| s.object(path)) {
-            out.push(rec.clone());
+            out.push(Needed {
+                object: rec.clone(),
+                file,
+            });
             continue;
         }
         let mut o = Object {
@@ -55,123 +105,270 @@ fn objects_of(dump: &jemsafe_report::LoadedDump) -> Vec<Object> {
             inode: Some(m.inode),
             ..Default::default()
         };
-        if let Ok(f) = std::fs::File::open(path) {
-            use std::os::unix::fs::MetadataExt;
-            if f.metadata().is_ok_and(|meta| meta.ino() == m.inode) {
-                o.size = f.metadata().ok().map(|meta| meta.len());
-                o.build_id = sidecar::build_id(&f).map(|id| sidecar::hex(&id));
+        let file = file.and_then(|f| {
+            if f.meta.ino() != m.inode {
+                return Err(format!(
+                    "is not the file that was mapped (inode {} now, {} in the dump)",
+                    f.meta.ino(),
+                    m.inode
+                ));
             }
-        }
-        out.push(o);
+            o.size = Some(f.meta.len());
+            o.build_id = sidecar::build_id(&f.file).map(|id| sidecar::hex(&id));
+            Ok(f)
+        });
+        out.push(Needed { object: o, file });
     }
     out
 }
 
-/// The file that is build `id` of `path` here, if any: the path itself when it has that
-/// build-id.
-fn local_object(path: &str, id: &str) -> Option<PathBuf> {
-    let f = std::fs::File::open(path).ok()?;
-    (sidecar::build_id(&f).map(|b| sidecar::hex(&b)).as_deref() == Some(id))
-        .then(|| PathBuf::from(path))
+/// `opened` if it is an ELF file whose build-id note is `id` (read from this descriptor);
+/// else why not.
+fn with_build_id(opened: Opened, id: &str) -> std::result::Result<Opened, String> {
+    match sidecar::build_id(&opened.file).map(|b| sidecar::hex(&b)) {
+        Some(now) if now == id => Ok(opened),
+        Some(now) => Err(format!("is another build now (build-id {now})")),
+        None => Err("is not an ELF file with a build-id".into()),
+    }
 }
 
-/// Writes the archive of `dumps` to `output`; a summary for the user.
+/// The separate debug file of build `id`: by build-id in the debug directories and the
+/// debuginfod cache, else as the report finds it through the object at `object` (its
+/// path, its `.gnu_debuglink`). Whatever a candidate path leads to (a `.build-id` tree
+/// is made of symbolic links, and a cache may be another user's), it is used only when
+/// the file opened is an ELF file carrying build-id `id`: a link to /etc/shadow is not.
+fn debug_file(id: &str, object: Option<&str>, sym: &symbolize::Options) -> Option<Opened> {
+    let by_id = sym
+        .debug_dirs
+        .iter()
+        .filter_map(|d| build_id_rel(id, true).map(|r| d.join(r)))
+        .chain(std::iter::once(jemsafe_report::debuginfod::cached(
+            &sym.debuginfod.cache,
+            &hex_bytes(id),
+            jemsafe_report::debuginfod::Kind::Debuginfo,
+        )));
+    // Looked for only when there is none by build-id (it reads the object).
+    let through_object = object
+        .into_iter()
+        .filter_map(|p| symbolize::debug_file_for(Path::new(p), sym));
+    by_id.chain(through_object).find_map(|candidate| {
+        let opened = open_regular(&candidate, true).ok()?;
+        with_build_id(opened, id).ok()
+    })
+}
+
+/// One "not found here" item of the summary: the path and build-id as a (hostile)
+/// dump or sidecar has them, escaped.
+fn missing_item(path: &str, id: Option<&str>, why: &str) -> String {
+    match id {
+        Some(id) => format!("{} (build-id {}: {why})", escape(path), escape(id)),
+        None => format!("{} ({why})", escape(path)),
+    }
+}
+
+/// The first `len` bytes of a file, read by position from the descriptor that was
+/// checked; a file that became shorter meanwhile is an error (not an entry shorter than
+/// its header says).
+struct Exactly<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    len: u64,
+}
+
+impl Read for Exactly<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = usize::try_from(self.len - self.at).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "it became shorter while it was being archived",
+            ));
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// The header of an entry: a private regular file (dumps show a process's memory).
+fn header(size: u64, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size);
+    h.set_mode(0o600);
+    h.set_mtime(mtime);
+    h
+}
+
+/// Adds `opened` as `name`, from its descriptor.
+fn append_opened<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    opened: &Opened,
+) -> std::io::Result<()> {
+    let len = opened.meta.len();
+    let mtime = u64::try_from(opened.meta.mtime()).unwrap_or(0);
+    let data = Exactly {
+        file: &opened.file,
+        at: 0,
+        len,
+    };
+    tar.append_data(&mut header(len, mtime), name, data)
+}
+
+/// The archive being written: removed unless kept, so that a failure leaves no partial
+/// or empty file behind (which `-o` would then refuse to replace). Removed only while its
+/// name still leads to the file created here, not to whatever is there instead.
+struct Partial<'a> {
+    path: &'a Path,
+    created: (u64, u64),
+    kept: bool,
+}
+
+impl Drop for Partial<'_> {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if std::fs::symlink_metadata(self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.created) {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
+}
+
+/// Writes the archive of `dumps` to `output`, a new file of mode 0600; a summary for
+/// the user. On failure no output is left.
 pub fn create(dumps: &[PathBuf], output: &Path, limits: &DumpLimits) -> Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_EXCL: never an existing file, nor through a symbolic link (O_NOFOLLOW says so
+    // again); 0600: the archive holds a process's heap profile and its binaries.
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(output)
         .map_err(Error::io(format!(
-            "cannot create {} (an existing file is not replaced)",
+            "cannot create {} (an existing file or link is not replaced)",
             shown(output)
         )))?;
+    let meta = file
+        .metadata()
+        .map_err(Error::io(format!("cannot create {}", shown(output))))?;
+    let mut partial = Partial {
+        path: output,
+        created: (meta.dev(), meta.ino()),
+        kept: false,
+    };
+    let summary = write(file, dumps, output, limits)?;
+    partial.kept = true;
+    Ok(summary)
+}
+
+fn write(
+    file: std::fs::File,
+    dumps: &[PathBuf],
+    output: &Path,
+    limits: &DumpLimits,
+) -> Result<String> {
     let gz =
         flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
-    tar.follow_symlinks(true);
     let sym = symbolize::Options::default();
-    // build-id -> (object path, debug file)
-    let mut objects: BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
+    // build-id -> (object, debug file), opened and checked
+    let mut builds: BTreeMap<String, (Option<Opened>, Option<Opened>)> = BTreeMap::new();
     let mut missing: Vec<String> = Vec::new();
     let io = |what: String| Error::io(format!("cannot write {}: {what}", shown(output)));
     for path in dumps {
-        let loaded = jemsafe_report::load(path, limits)?;
+        // The bytes that were read, checked and parsed are the ones packed.
+        let (loaded, bytes) = jemsafe_report::load_with_bytes(path, limits)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "dump.heap".into());
-        tar.append_path_with_name(path, format!("dumps/{name}"))
-            .map_err(io(shown(path)))?;
-        let objs = objects_of(&loaded);
+        let mtime = loaded
+            .time
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        tar.append_data(
+            &mut header(bytes.len() as u64, mtime),
+            format!("dumps/{name}"),
+            &bytes[..],
+        )
+        .map_err(io(shown(path)))?;
+        drop(bytes);
+        let needed = objects_of(&loaded);
         let side = match &loaded.sidecar {
             Some(s) => s.clone(),
             None => {
                 let mut s = Sidecar::new();
                 s.dump = Some(name.clone());
-                s.objects = objs.clone();
+                s.objects = needed.iter().map(|n| n.object.clone()).collect();
                 s
             }
         };
         let json = side.to_json();
-        let mut header = tar::Header::new_gnu();
-        header.set_size(json.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, format!("dumps/{name}.json"), &json[..])
-            .map_err(io(format!("{name}.json")))?;
-        for o in objs {
+        tar.append_data(
+            &mut header(json.len() as u64, mtime),
+            format!("dumps/{name}.json"),
+            &json[..],
+        )
+        .map_err(io(format!("{}.json", escape(&name))))?;
+        for Needed { object: o, file } in needed {
             let Some(id) = o.build_id.clone() else {
-                missing.push(format!("{} (no build-id known)", o.path));
+                let why = match &file {
+                    Err(why) => why.as_str(),
+                    Ok(_) => "no build-id known",
+                };
+                missing.push(missing_item(&o.path, None, why));
                 continue;
             };
-            if objects.contains_key(&id) {
+            if build_id_rel(&id, false).is_none() {
+                missing.push(missing_item(&o.path, Some(&id), "not a build-id"));
                 continue;
             }
-            let object = local_object(&o.path, &id);
-            let debug = object
-                .as_deref()
-                .and_then(|p| symbolize::debug_file_for(p, &sym))
-                .or_else(|| {
-                    // The object is gone here; its debug file may still be, by build-id.
-                    sym.debug_dirs
-                        .iter()
-                        .filter_map(|d| build_id_rel(&id, true).map(|r| d.join(r)))
-                        .chain(std::iter::once(jemsafe_report::debuginfod::cached(
-                            &sym.debuginfod.cache,
-                            &hex_bytes(&id),
-                            jemsafe_report::debuginfod::Kind::Debuginfo,
-                        )))
-                        .find(|p| p.is_file())
-                });
-            if object.is_none() && debug.is_none() {
-                missing.push(format!("{} (build-id {id})", o.path));
+            if builds.contains_key(&id) {
+                continue;
             }
-            objects.insert(id, (object, debug));
+            let object = file.and_then(|f| with_build_id(f, &id));
+            let found_at = object.is_ok().then_some(o.path.as_str());
+            let debug = debug_file(&id, found_at, &sym);
+            if let (Err(why), None) = (&object, &debug) {
+                missing.push(missing_item(&o.path, Some(&id), why));
+            }
+            builds.insert(id, (object.ok(), debug));
         }
     }
     let mut packed = 0;
-    for (id, (object, debug)) in &objects {
+    for (id, (object, debug)) in &builds {
         for (file, is_debug) in [(object, false), (debug, true)] {
             let (Some(file), Some(rel)) = (file, build_id_rel(id, is_debug)) else {
                 continue;
             };
-            tar.append_path_with_name(file, &rel)
-                .map_err(io(shown(file)))?;
+            append_opened(&mut tar, &rel, file).map_err(io(rel.clone()))?;
             packed += 1;
         }
     }
     let gz = tar
         .into_inner()
         .map_err(io("the end of the archive".into()))?;
-    let mut inner = gz.finish().map_err(io("its compression".into()))?;
-    std::io::Write::flush(&mut inner).map_err(io("the end of the file".into()))?;
+    let inner = gz.finish().map_err(io("its compression".into()))?;
+    let file = inner
+        .into_inner()
+        .map_err(|e| io("the end of the file".into())(e.into_error()))?;
+    file.sync_all().map_err(io("the end of the file".into()))?;
     let mut summary = format!(
-        "{}: {} dump{} with {} object and debug files for {} builds",
+        "{} (mode 0600, readable by its owner only): {} dump{} with {} object and debug \
+         files for {} builds",
         shown(output),
         dumps.len(),
         if dumps.len() == 1 { "" } else { "s" },
         packed,
-        objects.len()
+        builds.len()
     );
     if !missing.is_empty() {
         summary.push_str(&format!(
@@ -214,16 +411,108 @@ impl Unpacked {
     }
 }
 
+/// How many bytes an archive of `size` bytes may unpack to (headers, padding and skipped
+/// entries included).
+fn unpack_budget(size: u64) -> u64 {
+    size.saturating_mul(MAX_RATIO)
+        .clamp(MIN_BUDGET, MAX_UNPACKED)
+}
+
+/// The pid in the name of an unpacking directory, `jemsafe-archive.<pid>.<n>`.
+fn unpacker_pid(name: &str) -> Option<u32> {
+    let (pid, n) = name.strip_prefix(UNPACK_PREFIX)?.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    pid.parse().ok().filter(|&p| p > 0 && p <= i32::MAX as u32)
+}
+
+/// Whether process `pid` exists (a pid that cannot be signalled exists too).
+fn alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return true;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+/// Removes the unpacking directories in `base` left by jemsafes killed while they read
+/// an archive: those whose pid is gone, owned by this user, real directories (a link is
+/// never followed; other users' entries are left alone).
+fn remove_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(unpacker_pid) else {
+            continue;
+        };
+        if pid == std::process::id() || alive(pid) {
+            continue;
+        }
+        let path = e.path();
+        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && std::fs::remove_dir_all(&path).is_ok() {
+            crate::debug!(
+                "removed {}, left by jemsafe pid {pid} (no longer running)",
+                shown(&path)
+            );
+        }
+    }
+}
+
+/// A reader that fails once more than `left` bytes come through, and remembers that it
+/// did (so that a bomb is told from a damaged archive).
+struct Budget<R> {
+    inner: R,
+    left: u64,
+    hit: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for Budget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.hit.set(true);
+            return Err(std::io::Error::other(
+                "the archive unpacks to more than allowed",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Unpacks `archive`: regular files only, paths that stay inside, at most
-/// [`MAX_UNPACKED`] bytes.
+/// [`MAX_ENTRIES`] entries of at most [`MAX_ENTRY`] bytes each, [`unpack_budget`] bytes
+/// in all. Into a new private directory of the temporary directory (removed when the
+/// result is dropped, or by the next jemsafe after a kill).
 pub fn unpack(archive: &Path) -> Result<Unpacked> {
     use std::os::unix::fs::DirBuilderExt;
-    let file = std::fs::File::open(archive)
-        .map_err(Error::io(format!("cannot open {}", shown(archive))))?;
+    let opened = open_regular(archive, true).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Error::BadInput(format!(
+                "{} {e}: an archive is a .tar.gz file, as `jemsafe archive` writes",
+                shown(archive)
+            ))
+        } else {
+            Error::io(format!("cannot open {}", shown(archive)))(e)
+        }
+    })?;
+    let size = opened.meta.len();
+    let budget = unpack_budget(size);
     let base = std::env::temp_dir();
+    remove_stale(&base);
     let mut dir = None;
     for i in 0..100u32 {
-        let candidate = base.join(format!("jemsafe-archive.{}.{i}", std::process::id()));
+        let candidate = base.join(format!("{UNPACK_PREFIX}{}.{i}", std::process::id()));
         if std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&candidate)
@@ -242,22 +531,76 @@ pub fn unpack(archive: &Path) -> Result<Unpacked> {
     })?;
     let unpacked = Unpacked { dir };
     let bad = |why: String| Error::BadInput(format!("{}: {why}", shown(archive)));
-    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-        file,
-    )));
-    let mut total: u64 = 0;
+    let bomb = || {
+        bad(format!(
+            "unpacks to more than {budget} bytes ({MAX_RATIO} times its {size} bytes, at \
+             least {} MiB, at most {} GiB): refused, so that a compression bomb cannot \
+             fill the disk; nothing of it is kept",
+            MIN_BUDGET >> 20,
+            MAX_UNPACKED >> 30
+        ))
+    };
+    let hit = std::rc::Rc::new(std::cell::Cell::new(false));
+    let stream = Budget {
+        inner: flate2::read::MultiGzDecoder::new(std::io::BufReader::new(opened.file)),
+        left: budget,
+        hit: hit.clone(),
+    };
+    let damaged = |e: std::io::Error| {
+        if hit.get() {
+            bomb()
+        } else {
+            bad(format!("damaged ({e})"))
+        }
+    };
+    let mut tar = tar::Archive::new(stream);
+    // Raw: GNU long names are read here, bounded (the tar crate reads any size).
     let entries = tar
         .entries()
-        .map_err(|e| bad(format!("not a .tar.gz ({e})")))?;
+        .map_err(|e| bad(format!("not a .tar.gz ({e})")))?
+        .raw(true);
+    let mut count: u64 = 0;
+    let mut total: u64 = 0;
+    let mut long_name: Option<Vec<u8>> = None;
     for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("damaged ({e})")))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+        let mut entry = entry.map_err(&damaged)?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(bad(format!(
+                "more than {MAX_ENTRIES} entries (`jemsafe archive` writes two per dump and \
+                 two per build): refused; nothing of it is kept"
+            )));
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_gnu_longname() {
+            if entry.size() > MAX_NAME {
+                return Err(bad(format!(
+                    "a name of {} bytes, more than {MAX_NAME}: refused",
+                    entry.size()
+                )));
+            }
+            let mut name = Vec::new();
+            (&mut entry)
+                .take(MAX_NAME)
+                .read_to_end(&mut name)
+                .map_err(&damaged)?;
+            while name.last() == Some(&0) {
+                name.pop();
+            }
+            long_name = Some(name);
             continue;
         }
-        let rel = entry
-            .path()
-            .map_err(|e| bad(format!("a bad name ({e})")))?
-            .into_owned();
+        let name = long_name.take();
+        if kind != tar::EntryType::Regular {
+            continue;
+        }
+        let rel = match name {
+            Some(n) => PathBuf::from(<std::ffi::OsString as OsStringExt>::from_vec(n)),
+            None => entry
+                .path()
+                .map_err(|e| bad(format!("a bad name ({e})")))?
+                .into_owned(),
+        };
         if rel.as_os_str().is_empty()
             || !rel.components().all(|c| matches!(c, Component::Normal(_)))
         {
@@ -266,12 +609,18 @@ pub fn unpack(archive: &Path) -> Result<Unpacked> {
                 shown(&rel)
             )));
         }
-        total = total.saturating_add(entry.size());
-        if total > MAX_UNPACKED {
+        let entry_size = entry.size();
+        if entry_size > MAX_ENTRY {
             return Err(bad(format!(
-                "more than {} GiB unpacked; not read",
-                MAX_UNPACKED >> 30
+                "its entry {} is {entry_size} bytes, more than {} GiB: refused; nothing of \
+                 it is kept",
+                shown(&rel),
+                MAX_ENTRY >> 30
             )));
+        }
+        total = total.saturating_add(entry_size);
+        if total > budget {
+            return Err(bomb());
         }
         let to = unpacked.dir.join(&rel);
         if let Some(parent) = to.parent() {
@@ -286,11 +635,70 @@ pub fn unpack(archive: &Path) -> Result<Unpacked> {
             .create_new(true)
             .open(&to)
             .map_err(Error::io(format!("cannot unpack {}", shown(&to))))?;
-        let size = entry.size();
-        std::io::copy(&mut (&mut entry).take(size), &mut out)
-            .map_err(|e| bad(format!("damaged at {} ({e})", shown(&rel))))?;
+        std::io::copy(&mut (&mut entry).take(entry_size), &mut out).map_err(|e| {
+            if hit.get() {
+                bomb()
+            } else {
+                bad(format!("damaged at {} ({e})", shown(&rel)))
+            }
+        })?;
+        // A dump's time, when its name has none, is its file's: the one packed.
+        if let Some(t) = entry.header().mtime().ok().filter(|&t| t > 0) {
+            let _ = out.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t));
+        }
     }
     Ok(unpacked)
 }
 
-use std::io::Read;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_follow_the_archive_size_within_bounds() {
+        assert_eq!(unpack_budget(0), MIN_BUDGET);
+        assert_eq!(unpack_budget(1 << 20), 200 << 20);
+        assert_eq!(unpack_budget(1 << 30), MAX_UNPACKED);
+        assert_eq!(unpack_budget(u64::MAX), MAX_UNPACKED);
+    }
+
+    #[test]
+    fn unpacking_directories_are_told_by_name() {
+        assert_eq!(unpacker_pid("jemsafe-archive.4711.0"), Some(4711));
+        assert_eq!(unpacker_pid("jemsafe-archive.4711.12"), Some(4711));
+        for other in [
+            "jemsafe-archive.4711",
+            "jemsafe-archive..0",
+            "jemsafe-archive.+4711.0",
+            "jemsafe-archive.4711.0.x",
+            "jemsafe-archive.0.0",
+            "jemsafe-archive.99999999999.0",
+            "jemsafe-test-archive.1.0",
+        ] {
+            assert_eq!(unpacker_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn summary_items_are_escaped() {
+        let item = missing_item(
+            "/x/lib\u{1b}]0;t\u{7}\u{202e}os.so",
+            Some("ab\r\nforged"),
+            "not a build-id",
+        );
+        assert_eq!(
+            item,
+            "/x/lib\\x1b]0;t\\x07\\u{202e}os.so (build-id ab\\x0d\\x0aforged: not a build-id)"
+        );
+    }
+
+    #[test]
+    fn build_id_paths_need_hex() {
+        assert_eq!(
+            build_id_rel("abcdef", true).as_deref(),
+            Some(".build-id/ab/cdef.debug")
+        );
+        assert_eq!(build_id_rel("ab/../x", false), None);
+        assert_eq!(build_id_rel("abc", false), None);
+    }
+}
