@@ -287,7 +287,7 @@ pub fn dumps(config_path: &Path) -> Result<i32> {
             f.name.pid,
             f.name.trigger(),
             f.size,
-            f.path.display()
+            jemsafe_report::safe::shown(&f.path)
         );
     }
     out!(
