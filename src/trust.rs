@@ -231,6 +231,7 @@ fn environment_problems(
                 ));
                 continue;
             }
+            let before = out.len();
             match class {
                 Class::Preload => {
                     for entry in preload_entries(value) {
@@ -266,7 +267,16 @@ fn environment_problems(
                     out.extend(written_file_problems(Path::new(value), name));
                 }
                 Class::TempDir if !value.is_empty() => {
-                    out.extend(problems(Path::new(value), "TMPDIR directory"));
+                    out.extend(
+                        problems(Path::new(value), "TMPDIR directory")
+                            .into_iter()
+                            .map(|m| {
+                                format!(
+                                    "{m}; a directory of mysql's for mysqld's temporary files is \
+                             mysqld's --tmpdir (my.cnf, or [mysqld] args), which it uses as mysql"
+                                )
+                            }),
+                    );
                 }
                 Class::Profile if !value.is_empty() => {
                     // Where it goes is the value mysqld will see: [mysqld] env's, else ours.
@@ -283,6 +293,12 @@ fn environment_problems(
                     }
                 }
                 _ => {}
+            }
+            // Where the value came from, and the other way out.
+            if class != Class::Profile {
+                for m in &mut out[before..] {
+                    m.push_str(&format!("; or take {name} out of {source}"));
+                }
             }
         }
     }
@@ -301,7 +317,7 @@ fn search_dir_problems(dir: &Path, name: &str) -> Vec<String> {
             if mode & 0o022 != 0 {
                 out.push(format!(
                     "refusing to use {what} {} as root: others can add files to it (mode {mode:04o}); \
-                     fix: chmod go-w {}, or remove it from {name}",
+                     fix: chmod go-w {}",
                     dir.display(),
                     dir.display()
                 ));

@@ -671,7 +671,7 @@ fn glibcs_unsecure_variables_in_jemsafes_environment_naming_what_mysql_can_write
         jemsafe_pids.push(pid);
         assert_eq!(code, 77, "{vars:?}: {err}");
         assert!(
-            err.contains(needle.as_str()),
+            err.contains(needle.as_str()) && err.contains("jemsafe's environment"),
             "{vars:?}: {needle:?} not in {err}"
         );
         assert!(!err.contains("started mysqld"), "{err}");
@@ -735,7 +735,9 @@ fn glibcs_unsecure_variables_in_mysqld_env_naming_what_mysql_can_write_are_refus
         let (code, _, err) = jemsafe(&["run", "-c", config.to_str().unwrap()], |_| {});
         assert_eq!(code, 77, "{env}: {err}");
         assert!(
-            err.contains(&needle) && err.contains("owned by mysql"),
+            err.contains(&needle)
+                && err.contains("owned by mysql")
+                && err.contains("out of [mysqld] env"),
             "{env}: {needle:?} not in {err}"
         );
         assert!(!err.contains("started mysqld"), "{err}");
