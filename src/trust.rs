@@ -11,37 +11,157 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-/// The variables that make ld.so load code into mysqld, which runs as root until its
-/// `--user` takes effect.
-pub const LOADER_VARIABLES: [&str; 3] = ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"];
+/// How jemsafe treats a variable that would reach mysqld, which ld.so and libc set up
+/// while it is still root (its `--user` takes effect later). The variables are glibc's
+/// list of those it drops for setuid programs (sysdeps/generic/unsecvars.h, glibc 2.36),
+/// every other LD_* and TZ: the rest of the environment names nothing libc reads as root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Not passed at all: LD_AUDIT (audit libraries run before anything else) and LD_*
+    /// names ld.so may read that jemsafe does not know.
+    Refused,
+    /// LD_PRELOAD: files ld.so loads; each must be absolute and root's alone.
+    Preload,
+    /// A list of directories searched for code or data: LD_LIBRARY_PATH (libraries),
+    /// GCONV_PATH (iconv modules, code), LOCPATH (locale files). Every entry absolute;
+    /// every directory root's and nobody else may add files to it.
+    SearchPath,
+    /// One directory searched (TZDIR: zone files; GETCONF_DIR; LD_ORIGIN_PATH: $ORIGIN of
+    /// libraries) or written (LD_PROFILE_OUTPUT): as a SearchPath entry.
+    Dir,
+    /// NLSPATH: catopen(3)'s templates (`/usr/share/locale/%L/%N`); each absolute, the
+    /// directory before the first `%` as a SearchPath entry.
+    Templates,
+    /// A file libc reads: HOSTALIASES, RESOLV_HOST_CONF. Absolute, root's alone.
+    ReadFile,
+    /// A file written as root, or the prefix of its name: LD_DEBUG_OUTPUT (ld.so writes
+    /// VALUE.PID), MALLOC_TRACE (mtrace(3)). Absolute; nobody else may add files to the
+    /// directory it is in (a sticky /tmp is no help: someone could create the name first)
+    /// and, if it exists, the file is root's alone.
+    WrittenFile,
+    /// TMPDIR: absolute and root's, a sticky directory of root's like /tmp included.
+    /// (A directory of mysql's for mysqld's temporary files is mysqld's `--tmpdir`, used
+    /// after mysqld has become mysql.)
+    TempDir,
+    /// LD_PROFILE: ld.so writes the profile into LD_PROFILE_OUTPUT, else into /var/tmp,
+    /// where anyone can create the name first; so LD_PROFILE_OUTPUT must be set (Dir).
+    Profile,
+    /// TZ: a zone file when it is a path (`/…` or `:/…`), read like a ReadFile; else a
+    /// zone name under TZDIR, which must not climb out of it with `..`.
+    Tz,
+    /// Values, not paths, that change behaviour only and load nothing: LD_BIND_NOW,
+    /// LD_DEBUG (to stderr), LD_HWCAP_MASK..., GLIBC_TUNABLES (tunables name no file; a
+    /// root-owned config or root's environment is trusted with them, and the ld.so bug of
+    /// CVE-2023-4911 needed an attacker's value), LOCALDOMAIN, RES_OPTIONS, NIS_PATH
+    /// (NIS+ names, not files).
+    Value,
+}
+
+/// The class of variable `name`, or None for the variables libc reads no file for.
+pub fn class(name: &str) -> Option<Class> {
+    Some(match name {
+        "LD_AUDIT" => Class::Refused,
+        "LD_PRELOAD" => Class::Preload,
+        "LD_LIBRARY_PATH" | "GCONV_PATH" | "LOCPATH" => Class::SearchPath,
+        "TZDIR" | "GETCONF_DIR" | "LD_ORIGIN_PATH" | "LD_PROFILE_OUTPUT" => Class::Dir,
+        "NLSPATH" => Class::Templates,
+        "HOSTALIASES" | "RESOLV_HOST_CONF" => Class::ReadFile,
+        "LD_DEBUG_OUTPUT" | "MALLOC_TRACE" => Class::WrittenFile,
+        "TMPDIR" => Class::TempDir,
+        "LD_PROFILE" => Class::Profile,
+        "TZ" => Class::Tz,
+        "LD_BIND_NOW"
+        | "LD_BIND_NOT"
+        | "LD_DEBUG"
+        | "LD_DYNAMIC_WEAK"
+        | "LD_HWCAP_MASK"
+        | "LD_SHOW_AUXV"
+        | "LD_USE_LOAD_BIAS"
+        | "LD_WARN"
+        | "LD_VERBOSE"
+        | "LD_ASSUME_KERNEL"
+        | "LD_TRACE_LOADED_OBJECTS"
+        | "LD_TRACE_PRELINKING"
+        | "LD_POINTER_GUARD"
+        | "LD_LIBRARY_VERSION"
+        | "LD_PREFER_MAP_32BIT_EXEC"
+        | "LD_RUN_PATH"
+        | "GLIBC_TUNABLES"
+        | "LOCALDOMAIN"
+        | "RES_OPTIONS"
+        | "NIS_PATH" => Class::Value,
+        _ if name.starts_with("LD_") => Class::Refused,
+        _ => return None,
+    })
+}
 
 /// LD_PRELOAD's entries, as ld.so splits them (on ':' and ' '; empty ones are skipped).
 pub fn preload_entries(value: &str) -> impl Iterator<Item = &str> {
     value.split([':', ' ']).filter(|e| !e.is_empty())
 }
 
-/// LD_LIBRARY_PATH's entries, as ld.so splits them (on ':' and ';'), empty ones included:
-/// ld.so takes an empty entry for the current directory. An empty value has none.
-pub fn library_path_entries(value: &str) -> impl Iterator<Item = &str> {
-    value.split([':', ';']).filter(move |_| !value.is_empty())
+/// A search path's entries: LD_LIBRARY_PATH as ld.so splits it (on ':' and ';'), the
+/// others on ':'; empty entries included (ld.so takes one for the current directory).
+/// An empty value has none.
+pub fn path_entries<'a>(name: &str, value: &'a str) -> impl Iterator<Item = &'a str> {
+    let separators: &[char] = if name == "LD_LIBRARY_PATH" {
+        &[':', ';']
+    } else {
+        &[':']
+    };
+    value.split(separators).filter(move |_| !value.is_empty())
 }
 
-/// What makes a loader variable's value unacceptable whoever owns the files it names:
-/// LD_AUDIT at all, and entries that ld.so would look for relative to somewhere.
+/// NLSPATH's templates (catopen(3) ignores an empty NLSPATH).
+fn templates(value: &str) -> impl Iterator<Item = &str> {
+    value.split(':').filter(move |_| !value.is_empty())
+}
+
+/// The directory an NLSPATH template's fixed part ends in: what comes before the first
+/// `%` (which catopen(3) substitutes), up to its last '/'.
+pub fn template_dir(template: &str) -> &str {
+    let fixed = template.split('%').next().unwrap_or("");
+    match fixed.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &fixed[..i],
+        None => fixed,
+    }
+}
+
+/// TZ's file, when it names one (`/file` or `:/file`).
+fn tz_file(value: &str) -> Option<&str> {
+    let v = value.strip_prefix(':').unwrap_or(value);
+    v.starts_with('/').then_some(v)
+}
+
+/// What makes variable `name`'s value unacceptable whoever owns the files it names: a
+/// refused variable set at all, and paths that would be looked up relative to somewhere
+/// jemsafe cannot vouch for.
 pub fn loader_variable_problem(name: &str, value: &str) -> Option<String> {
-    match name {
-        "LD_AUDIT" if !value.is_empty() => Some(
+    let not_absolute = |e: &str| {
+        format!(
+            "{e:?} is not an absolute path: it would be resolved against mysqld's current \
+             directory; give an absolute path"
+        )
+    };
+    match class(name)? {
+        Class::Refused if name == "LD_AUDIT" && !value.is_empty() => Some(
             "jemsafe does not pass LD_AUDIT to mysqld: ld.so runs audit libraries in mysqld \
              before anything else, while it is still root; remove it"
                 .to_owned(),
         ),
-        "LD_PRELOAD" => preload_entries(value).find(|e| !e.starts_with('/')).map(|e| {
+        Class::Refused if !value.is_empty() => Some(format!(
+            "jemsafe does not know what ld.so does with {name}, so it does not pass it to \
+             mysqld, which ld.so sets up while it is still root; remove it"
+        )),
+        Class::Refused => None,
+        Class::Preload => preload_entries(value).find(|e| !e.starts_with('/')).map(|e| {
             format!(
                 "entry {e:?} is not an absolute path: ld.so would search directories for it \
                  that jemsafe cannot vouch for (LD_LIBRARY_PATH, the library cache); give its absolute path"
             )
         }),
-        "LD_LIBRARY_PATH" => library_path_entries(value)
+        Class::SearchPath => path_entries(name, value)
             .find(|e| !e.starts_with('/'))
             .map(|e| {
                 if e.is_empty() {
@@ -50,40 +170,134 @@ pub fn loader_variable_problem(name: &str, value: &str) -> Option<String> {
                         .to_owned()
                 } else {
                     format!(
-                        "entry {e:?} is not an absolute path: ld.so would resolve it against \
+                        "entry {e:?} is not an absolute path: it would be resolved against \
                          mysqld's current directory; give absolute directories"
                     )
                 }
             }),
-        _ => None,
+        Class::Templates => templates(value).find(|e| !e.starts_with('/')).map(|e| {
+            if e.is_empty() {
+                "has an empty entry (a leading, trailing or doubled ':'); remove it".to_owned()
+            } else {
+                format!("entry {}", not_absolute(e))
+            }
+        }),
+        Class::Dir | Class::ReadFile | Class::WrittenFile | Class::TempDir => {
+            // Empty: libc ignores it (LD_PROFILE_OUTPUT's case is LD_PROFILE's).
+            (!value.is_empty() && !value.starts_with('/')).then(|| not_absolute(value))
+        }
+        Class::Tz => (tz_file(value).is_none()
+            && value.split('/').any(|c| c == ".."))
+        .then(|| {
+            format!(
+                "zone {value:?} climbs out of TZDIR with \"..\": give a zone name (Europe/Paris) \
+                 or an absolute file (:/etc/localtime)"
+            )
+        }),
+        Class::Profile | Class::Value => None,
     }
 }
 
-/// For root: what is wrong with the loader variables mysqld would get, from jemsafe's own
-/// environment and from `[mysqld] env` (`configured`). Every LD_PRELOAD file and every
-/// LD_LIBRARY_PATH directory must be root's alone, like libjemalloc.
+/// For root: what is wrong with the variables of [`class`] mysqld would get, from
+/// jemsafe's own environment and from `[mysqld] env` (`configured`). Each file and
+/// directory they name must be root's alone, like libjemalloc.
 pub fn loader_environment_problems(configured: &BTreeMap<String, String>) -> Vec<String> {
+    let inherited: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            class(&k)?;
+            Some((k, v.to_string_lossy().into_owned()))
+        })
+        .collect();
+    environment_problems(&inherited, configured)
+}
+
+/// [`loader_environment_problems`] for a given inherited environment.
+fn environment_problems(
+    inherited: &BTreeMap<String, String>,
+    configured: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut out = Vec::new();
-    for name in LOADER_VARIABLES {
-        let inherited = std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        for (source, value) in [
-            ("jemsafe's environment", inherited),
-            ("[mysqld] env", configured.get(name).cloned()),
-        ] {
-            let Some(value) = value else { continue };
-            if let Some(problem) = loader_variable_problem(name, &value) {
+    let sources = [
+        ("jemsafe's environment", inherited),
+        ("[mysqld] env", configured),
+    ];
+    for (source, vars) in sources {
+        for (name, value) in vars {
+            let Some(class) = class(name) else { continue };
+            if let Some(problem) = loader_variable_problem(name, value) {
                 out.push(format!(
                     "refusing to start mysqld as root with {name}={value:?} from {source}: {problem}"
                 ));
                 continue;
             }
-            if name == "LD_PRELOAD" {
-                for entry in preload_entries(&value) {
-                    out.extend(problems(Path::new(entry), "LD_PRELOAD entry"));
+            let before = out.len();
+            match class {
+                Class::Preload => {
+                    for entry in preload_entries(value) {
+                        out.extend(problems(Path::new(entry), "LD_PRELOAD entry"));
+                    }
                 }
-            } else if name == "LD_LIBRARY_PATH" {
-                for dir in library_path_entries(&value) {
-                    out.extend(search_dir_problems(Path::new(dir)));
+                Class::SearchPath => {
+                    for dir in path_entries(name, value) {
+                        out.extend(search_dir_problems(Path::new(dir), name));
+                    }
+                }
+                Class::Dir if !value.is_empty() => {
+                    out.extend(search_dir_problems(Path::new(value), name));
+                }
+                Class::Templates => {
+                    let mut seen = Vec::new();
+                    for dir in templates(value).map(template_dir) {
+                        if !seen.contains(&dir) {
+                            seen.push(dir);
+                            out.extend(search_dir_problems(Path::new(dir), name));
+                        }
+                    }
+                }
+                Class::ReadFile if !value.is_empty() => {
+                    out.extend(problems(Path::new(value), &format!("{name} file")));
+                }
+                Class::Tz => {
+                    if let Some(file) = tz_file(value) {
+                        out.extend(problems(Path::new(file), "TZ file"));
+                    }
+                }
+                Class::WrittenFile if !value.is_empty() => {
+                    out.extend(written_file_problems(Path::new(value), name));
+                }
+                Class::TempDir if !value.is_empty() => {
+                    out.extend(
+                        problems(Path::new(value), "TMPDIR directory")
+                            .into_iter()
+                            .map(|m| {
+                                format!(
+                                    "{m}; a directory of mysql's for mysqld's temporary files is \
+                             mysqld's --tmpdir (my.cnf, or [mysqld] args), which it uses as mysql"
+                                )
+                            }),
+                    );
+                }
+                Class::Profile if !value.is_empty() => {
+                    // Where it goes is the value mysqld will see: [mysqld] env's, else ours.
+                    let output = configured
+                        .get("LD_PROFILE_OUTPUT")
+                        .or_else(|| inherited.get("LD_PROFILE_OUTPUT"));
+                    if !output.is_some_and(|o| !o.is_empty()) {
+                        out.push(format!(
+                            "refusing to start mysqld as root with LD_PROFILE={value:?} from \
+                             {source}: ld.so would write the profile as root into /var/tmp, \
+                             where anyone can create that name first; set LD_PROFILE_OUTPUT \
+                             to a directory of root's alone, or remove LD_PROFILE"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            // Where the value came from, and the other way out.
+            if class != Class::Profile {
+                for m in &mut out[before..] {
+                    m.push_str(&format!("; or take {name} out of {source}"));
                 }
             }
         }
@@ -91,23 +305,38 @@ pub fn loader_environment_problems(configured: &BTreeMap<String, String>) -> Vec
     out
 }
 
-/// A directory ld.so searches: trusted like a preloaded file, and moreover nobody else
-/// may add files to it (a sticky directory like /tmp is no help here).
-fn search_dir_problems(dir: &Path) -> Vec<String> {
-    let what = "LD_LIBRARY_PATH directory";
-    let mut out = problems(dir, what);
+/// A directory something is looked up in or written to as root (`name` is the variable
+/// it comes from): trusted like a preloaded file, and moreover nobody else may add files
+/// to it (a sticky directory like /tmp is no help here).
+fn search_dir_problems(dir: &Path, name: &str) -> Vec<String> {
+    let what = format!("{name} directory");
+    let mut out = problems(dir, &what);
     if out.is_empty() {
         if let Ok(meta) = std::fs::metadata(dir) {
             let mode = meta.mode() & 0o7777;
             if mode & 0o022 != 0 {
                 out.push(format!(
-                    "refusing to use {what} {} as root: others can add libraries to it (mode {mode:04o}); \
-                     fix: chmod go-w {}, or remove it from LD_LIBRARY_PATH",
+                    "refusing to use {what} {} as root: others can add files to it (mode {mode:04o}); \
+                     fix: chmod go-w {}",
                     dir.display(),
                     dir.display()
                 ));
             }
         }
+    }
+    out
+}
+
+/// A file written as root (or the prefix of its name): its directory must be closed to
+/// others and, if the file is there, it must be root's alone.
+fn written_file_problems(file: &Path, name: &str) -> Vec<String> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("/"),
+    };
+    let mut out = search_dir_problems(dir, name);
+    if out.is_empty() && std::fs::symlink_metadata(file).is_ok() {
+        out.extend(problems(file, &format!("{name} file")));
     }
     out
 }
@@ -298,14 +527,124 @@ mod tests {
             ["/a.so", "/b.so", "/c.so"]
         );
         assert_eq!(
-            library_path_entries("/a;/b::/c").collect::<Vec<_>>(),
+            path_entries("LD_LIBRARY_PATH", "/a;/b::/c").collect::<Vec<_>>(),
             ["/a", "/b", "", "/c"]
         );
-        assert_eq!(library_path_entries("").count(), 0);
+        assert_eq!(
+            path_entries("GCONV_PATH", "/a;/b:/c").collect::<Vec<_>>(),
+            ["/a;/b", "/c"]
+        );
+        assert_eq!(path_entries("LD_LIBRARY_PATH", "").count(), 0);
         assert!(loader_variable_problem("LD_AUDIT", "").is_none());
         assert!(loader_variable_problem("LD_AUDIT", "/usr/lib/x.so").is_some());
         assert!(loader_variable_problem("LD_PRELOAD", "/a.so x.so").is_some());
         assert!(loader_variable_problem("LD_LIBRARY_PATH", ":/usr/lib").is_some());
         assert!(loader_variable_problem("TZ", "UTC").is_none());
+    }
+
+    /// glibc 2.36's sysdeps/generic/unsecvars.h, in its order.
+    const UNSECURE_ENVVARS: [&str; 24] = [
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LD_AUDIT",
+        "LD_DEBUG",
+        "LD_DEBUG_OUTPUT",
+        "LD_DYNAMIC_WEAK",
+        "LD_HWCAP_MASK",
+        "LD_LIBRARY_PATH",
+        "LD_ORIGIN_PATH",
+        "LD_PRELOAD",
+        "LD_PROFILE",
+        "LD_SHOW_AUXV",
+        "LD_USE_LOAD_BIAS",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "MALLOC_TRACE",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TMPDIR",
+        "TZDIR",
+    ];
+
+    #[test]
+    fn every_variable_glibc_drops_for_setuid_programs_has_a_class() {
+        for name in UNSECURE_ENVVARS {
+            assert!(class(name).is_some(), "{name}");
+        }
+        // Paths must be absolute; refused variables are refused whatever their value.
+        for name in UNSECURE_ENVVARS {
+            let expect_problem = !matches!(class(name), Some(Class::Value | Class::Profile));
+            let relative = loader_variable_problem(name, "relative/x");
+            assert_eq!(relative.is_some(), expect_problem, "{name}: {relative:?}");
+            assert!(loader_variable_problem(name, "").is_none(), "{name}");
+        }
+        assert_eq!(class("LD_FUTURE_PATH"), Some(Class::Refused));
+        assert!(loader_variable_problem("LD_FUTURE_PATH", "/x")
+            .is_some_and(|p| p.contains("does not know what ld.so does with LD_FUTURE_PATH")));
+        assert_eq!(class("LANG"), None);
+        assert!(loader_variable_problem("LANG", "relative").is_none());
+    }
+
+    #[test]
+    fn paths_are_absolute_entry_by_entry() {
+        assert!(loader_variable_problem("GCONV_PATH", "/usr/lib/gconv:/opt/gconv").is_none());
+        let p = loader_variable_problem("GCONV_PATH", "/usr/lib/gconv:gconv").unwrap();
+        assert!(p.contains("entry \"gconv\" is not an absolute path"), "{p}");
+        assert!(loader_variable_problem("LOCPATH", "/usr/lib/locale:")
+            .is_some_and(|p| p.contains("empty entry")));
+        assert!(
+            loader_variable_problem("NLSPATH", "/usr/share/locale/%L/%N:%N.cat")
+                .is_some_and(|p| p.contains("\"%N.cat\" is not an absolute path"))
+        );
+        assert!(loader_variable_problem("NLSPATH", "/usr/share/locale/%L/%N").is_none());
+        assert!(loader_variable_problem("MALLOC_TRACE", "trace.log").is_some());
+        assert!(loader_variable_problem("TZ", "Europe/Paris").is_none());
+        assert!(loader_variable_problem("TZ", ":/etc/localtime").is_none());
+        assert!(loader_variable_problem("TZ", "../../../tmp/zone").is_some());
+        assert!(loader_variable_problem("GLIBC_TUNABLES", "glibc.malloc.check=3").is_none());
+    }
+
+    #[test]
+    fn nlspath_templates_are_trusted_by_their_fixed_directory() {
+        assert_eq!(
+            template_dir("/usr/share/locale/%L/LC_MESSAGES/%N.cat"),
+            "/usr/share/locale"
+        );
+        assert_eq!(template_dir("/usr/share/x.cat"), "/usr/share");
+        assert_eq!(template_dir("/%N"), "/");
+    }
+
+    #[test]
+    fn ld_profile_needs_an_output_directory_from_either_source() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let p = environment_problems(&map(&[("LD_PROFILE", "libc.so.6")]), &map(&[]));
+        assert!(
+            p.len() == 1
+                && p[0].contains("into /var/tmp")
+                && p[0].contains("jemsafe's environment"),
+            "{p:?}"
+        );
+        let p = environment_problems(
+            &map(&[("LD_PROFILE", "libc.so.6")]),
+            &map(&[("LD_PROFILE_OUTPUT", "")]),
+        );
+        assert!(p.iter().any(|m| m.contains("into /var/tmp")), "{p:?}");
+        if nix::unistd::geteuid().is_root() {
+            // /root is root's alone on any sane system.
+            let p = environment_problems(
+                &map(&[("LD_PROFILE", "libc.so.6")]),
+                &map(&[("LD_PROFILE_OUTPUT", "/root")]),
+            );
+            assert!(p.is_empty(), "{p:?}");
+        }
     }
 }

@@ -404,3 +404,327 @@ fn libc_frames_get_their_dwarf_names_from_a_served_deb() {
     assert!(out.text.contains("__libc_start_call_main"), "{}", out.text);
     assert!(!out.text.contains("libc.so.6+0x"), "{}", out.text);
 }
+
+/// A hostile HTTP server on 127.0.0.1: each connection gets its own thread running
+/// `answer(request path, stream, stop)`; stopped (threads woken and joined) when dropped.
+struct Hostile {
+    port: u16,
+    stop: std::sync::Arc<Stop>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Set when the server stops; waits on it end early.
+#[derive(Default)]
+struct Stop {
+    stopped: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Stop {
+    /// Waits `d`, or less if the server stops; whether it stopped.
+    fn wait(&self, d: Duration) -> bool {
+        let guard = self.stopped.lock().unwrap();
+        *self.cv.wait_timeout_while(guard, d, |s| !*s).unwrap().0
+    }
+}
+
+type Answer = dyn Fn(&str, &mut TcpStream, &Stop) + Send + Sync;
+
+impl Hostile {
+    fn start(answer: impl Fn(&str, &mut TcpStream, &Stop) + Send + Sync + 'static) -> Hostile {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(Stop::default());
+        let answer: std::sync::Arc<Answer> = std::sync::Arc::new(answer);
+        let flag = stop.clone();
+        let accept = std::thread::spawn(move || {
+            let mut threads = Vec::new();
+            for conn in listener.incoming() {
+                if *flag.stopped.lock().unwrap() {
+                    break;
+                }
+                let Ok(mut s) = conn else { continue };
+                let (answer, flag) = (answer.clone(), flag.clone());
+                threads.push(std::thread::spawn(move || {
+                    if let Some(path) = request_path(&mut s) {
+                        answer(&path, &mut s, &flag);
+                    }
+                }));
+            }
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        Hostile {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        *self.stop.stopped.lock().unwrap() = true;
+        self.stop.cv.notify_all();
+        // Wakes the accept loop, which then sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The path of the request on `s` (its head read with a bound in size and time).
+fn request_path(s: &mut TcpStream) -> Option<String> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16384 {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    head.split_whitespace().nth(1).map(str::to_owned)
+}
+
+/// Announces a 50 MB file and sends one byte of it every 2 s.
+fn dribbler() -> Hostile {
+    Hostile::start(|_, s, stop| {
+        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 50000000\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        while !stop.wait(Duration::from_secs(2)) {
+            if s.write_all(b"\x7f").is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// `jemsafe report` as [`report`] does, with more environment, killed (and the test
+/// failed) if it has not finished within `limit`; also how long it took.
+fn report_within(
+    tmp: &TempDir,
+    urls: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (Out, Duration) {
+    let mut js = start_report(tmp, urls, args, env);
+    let started = Instant::now();
+    let code = js.wait_exit(limit);
+    let elapsed = started.elapsed();
+    let text = js.out.drain(Duration::from_millis(500)).join("\n");
+    (
+        Out {
+            ok: code == 0,
+            text,
+            err: js.err.seen.join("\n"),
+        },
+        elapsed,
+    )
+}
+
+fn start_report(tmp: &TempDir, urls: &str, args: &[&str], env: &[(&str, &str)]) -> Running {
+    let empty = tmp.join("no-debug-files");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut cmd = Command::new(jemsafe_bin());
+    cmd.args(["report", "--bytes", "--top", "0"])
+        .args(args)
+        .env("JEMSAFE_DEBUG_DIRS", &empty)
+        .env("DEBUGINFOD_CACHE_PATH", tmp.join("cache"))
+        .env("DEBUGINFOD_URLS", urls)
+        .env_remove("JEMSAFE_DEBUGINFOD_REDIRECTS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Running::start_command(cmd, |_| {})
+}
+
+/// Every name under the client cache (relative), temporary files included.
+fn cache_names(tmp: &TempDir) -> Vec<String> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                walk(&p, base, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let cache = tmp.join("cache");
+    walk(&cache, &cache, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn a_server_sending_a_byte_every_2_s_is_given_up_with_one_warning_and_leaves_no_file() {
+    let tmp = TempDir::new("dbgd-slow");
+    let (_, stripped, _) = build(&tmp);
+    let dump = dump_of(&tmp, &stripped, "stripped");
+    let slow = dribbler();
+    let url = slow.url();
+    let (out, took) = report_within(
+        &tmp,
+        &url,
+        &[dump.to_str().unwrap()],
+        &[("DEBUGINFOD_TIMEOUT", "3")],
+        Duration::from_secs(60),
+    );
+    drop(slow);
+    eprintln!("report against the dribbling server took {took:?}");
+    assert!(out.ok, "{}", out.err);
+    // At most twice the timeout (a read waits up to it), with room for a loaded machine.
+    assert!(took < Duration::from_secs(15), "took {took:?}: {}", out.err);
+    let warning = format!("debuginfod server {url}:");
+    assert_eq!(out.err.matches(&warning).count(), 1, "{}", out.err);
+    assert!(
+        out.err
+            .contains("less than 100 KiB within DEBUGINFOD_TIMEOUT (3 s)"),
+        "{}",
+        out.err
+    );
+    assert!(out.text.contains("prog+0x"), "{}", out.text);
+    assert_eq!(cache_names(&tmp), Vec::<String>::new());
+}
+
+#[test]
+fn a_report_killed_during_a_download_leaves_nothing_in_the_cache() {
+    let tmp = TempDir::new("dbgd-kill");
+    let (_, stripped, id) = build(&tmp);
+    let dump = dump_of(&tmp, &stripped, "stripped");
+    let slow = dribbler();
+    let mut js = start_report(
+        &tmp,
+        &slow.url(),
+        &[dump.to_str().unwrap()],
+        &[("DEBUGINFOD_TIMEOUT", "60")],
+    );
+    // Wait (bounded) until report is writing a download in the cache.
+    let cache = tmp.join("cache");
+    let writing = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .find(|t| t.starts_with(&cache))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let file = loop {
+        if let Some(f) = writing(js.pid()) {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "report never opened a download");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("report writes {}", file.display());
+    js.signal(nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(js.wait_exit(Duration::from_secs(10)), 128 + 9);
+    drop(slow);
+    // The build-id directories may stay; no file in them.
+    let left: Vec<String> = cache_names(&tmp);
+    assert_eq!(left, Vec::<String>::new(), "build-id {id}");
+}
+
+/// Answers `/buildid/...` with a 302 to `to` + the same path, and `/moved/...` by
+/// relaying the request (without `/moved`) to `relay`'s port: a same-server redirect.
+fn redirector(to: String, relay: u16) -> Hostile {
+    Hostile::start(move |path, s, _| {
+        if let Some(rest) = path.strip_prefix("/moved") {
+            let Ok(mut up) = TcpStream::connect(("127.0.0.1", relay)) else {
+                return;
+            };
+            let _ = up.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                up,
+                "GET {rest} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            );
+            let _ = std::io::copy(&mut up, s);
+        } else {
+            let location = if to.is_empty() {
+                format!("/moved{path}")
+            } else {
+                format!("{to}{path}")
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    })
+}
+
+#[test]
+fn a_redirect_to_another_server_is_followed_only_when_configured() {
+    let tmp = TempDir::new("dbgd-redirect");
+    let (_, stripped, id) = build(&tmp);
+    let dump = dump_of(&tmp, &stripped, "stripped");
+    let d = dump.to_str().unwrap();
+    let server = Server::start(&tmp, "-F", &tmp.join("served"), &id);
+    let cached = tmp.join("cache").join(&id).join("debuginfo");
+    let limit = Duration::from_secs(60);
+
+    // To another port of the same host: not followed, one warning, nothing cached.
+    let away = redirector(server.url(), server.port);
+    let (out, _) = report_within(&tmp, &away.url(), &[d], &[], limit);
+    assert!(out.ok, "{}", out.err);
+    let warning = format!("debuginfod server {}:", away.url());
+    assert_eq!(out.err.matches(&warning).count(), 1, "{}", out.err);
+    assert!(
+        out.err.contains(&format!("to {}/buildid/", server.url()))
+            && out.err.contains("/debuginfo, another server"),
+        "{}",
+        out.err
+    );
+    assert!(!out.text.contains("static_alloc_leaf"), "{}", out.text);
+    assert!(!cached.exists());
+
+    // Within the same server: followed.
+    let moved = redirector(String::new(), server.port);
+    let (out, _) = report_within(&tmp, &moved.url(), &[d], &[], limit);
+    assert!(out.ok, "{}", out.err);
+    assert!(
+        out.text.contains("static_alloc_leaf"),
+        "{}\n{}",
+        out.text,
+        out.err
+    );
+    assert_eq!(build_id(&cached), id);
+    std::fs::remove_dir_all(tmp.join("cache")).unwrap();
+
+    // The user allows that server: followed.
+    let allow = server.url();
+    let (out, _) = report_within(
+        &tmp,
+        &away.url(),
+        &[d],
+        &[("JEMSAFE_DEBUGINFOD_REDIRECTS", allow.as_str())],
+        limit,
+    );
+    assert!(out.ok, "{}", out.err);
+    assert!(
+        out.text.contains("static_alloc_leaf"),
+        "{}\n{}",
+        out.text,
+        out.err
+    );
+    assert!(!out.err.contains("debuginfod server"), "{}", out.err);
+    assert_eq!(build_id(&cached), id);
+}

@@ -77,10 +77,16 @@ fn set_key(path: &Path, key: &str, value: &str) {
 
 /// Runs jemsafe with `args` to its end (bounded); returns (exit code, stdout, stderr).
 fn jemsafe(args: &[&str], tweak: impl FnOnce(&mut Command)) -> (i32, String, String) {
+    let (code, out, err, _) = jemsafe_pid(args, tweak);
+    (code, out, err)
+}
+
+/// [`jemsafe`], with the pid jemsafe had.
+fn jemsafe_pid(args: &[&str], tweak: impl FnOnce(&mut Command)) -> (i32, String, String, i32) {
     let mut js = Running::start_with(args, tweak);
     let code = js.wait_exit(T);
     let out = js.out.drain(Duration::from_millis(500)).join("\n");
-    (code, out, js.err.seen.join("\n"))
+    (code, out, js.err.seen.join("\n"), js.pid())
 }
 
 fn assert_not_executed(marker: &Path, what: &str) {
@@ -559,4 +565,276 @@ fn a_new_sandbox_directory_is_mode_0755_whatever_the_umask() {
     assert!(dir.join("jemsafe.toml").is_file(), "{err}");
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o755, "{err}");
+}
+
+/// What the `mysql` user can write, as an attacker would prepare it: `dir/mysql-owned`
+/// (theirs, with a file of theirs in it) and `dir/open` (root's, mode 1777 like /tmp).
+struct AttackerDirs {
+    mine: PathBuf,
+    open: PathBuf,
+}
+
+fn attacker_dirs(dir: &TempDir) -> AttackerDirs {
+    let mysql = mysql();
+    let mine = dir.join("mysql-owned");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("hosts"), "db1 attacker.example\n").unwrap();
+    chown_to(&mine.join("hosts"), mysql.uid, mysql.gid);
+    chown_to(&mine, mysql.uid, mysql.gid);
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    chmod(&open, 0o1777);
+    AttackerDirs { mine, open }
+}
+
+/// Files `dir` holds whose names start with `prefix`.
+fn files_named(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn glibcs_unsecure_variables_in_jemsafes_environment_naming_what_mysql_can_write_are_refused_as_root(
+) {
+    if !root() {
+        return;
+    }
+    let dir = TempDir::new("unsecvars-env");
+    let a = attacker_dirs(&dir);
+    let config = workload_config(&dir, "standby", &[], "");
+    let c = config.to_str().unwrap();
+    let mine = a.mine.display().to_string();
+    let open = a.open.display().to_string();
+    // (variables, what the refusal says): one case per class of glibc's list.
+    let cases: Vec<(Vec<(&str, String)>, String)> = vec![
+        // Search paths: iconv modules (code) and locale files.
+        (
+            vec![("GCONV_PATH", mine.clone())],
+            format!("refusing to use GCONV_PATH directory {mine} as root"),
+        ),
+        (
+            vec![("LOCPATH", format!("/usr/lib/locale:{mine}"))],
+            format!("refusing to use LOCPATH directory {mine} as root"),
+        ),
+        // One directory searched.
+        (
+            vec![("TZDIR", mine.clone())],
+            format!("refusing to use TZDIR directory {mine} as root"),
+        ),
+        // catopen's templates: the directory before the first %.
+        (
+            vec![("NLSPATH", format!("{mine}/%L/%N.cat"))],
+            format!("refusing to use NLSPATH directory {mine} as root"),
+        ),
+        // Files read.
+        (
+            vec![("HOSTALIASES", format!("{mine}/hosts"))],
+            format!("refusing to use HOSTALIASES file {mine}/hosts as root"),
+        ),
+        // Files written as root: into a directory others can add names to, even sticky.
+        (
+            vec![
+                ("LD_DEBUG", "files".to_owned()),
+                ("LD_DEBUG_OUTPUT", format!("{open}/ld-debug")),
+            ],
+            format!("refusing to use LD_DEBUG_OUTPUT directory {open} as root: others can add files to it (mode 1777)"),
+        ),
+        (
+            vec![("MALLOC_TRACE", format!("{mine}/trace"))],
+            format!("refusing to use MALLOC_TRACE directory {mine} as root"),
+        ),
+        (
+            vec![("LD_PROFILE", "libc.so.6".to_owned())],
+            "ld.so would write the profile as root into /var/tmp".to_owned(),
+        ),
+        (
+            vec![("TMPDIR", mine.clone())],
+            format!("refusing to use TMPDIR directory {mine} as root"),
+        ),
+        // ld.so variables jemsafe does not know are not passed.
+        (
+            vec![("LD_FUTURE_PATH", "/usr/lib".to_owned())],
+            "jemsafe does not know what ld.so does with LD_FUTURE_PATH".to_owned(),
+        ),
+    ];
+    let mut jemsafe_pids = Vec::new();
+    for (vars, needle) in &cases {
+        let set = |cmd: &mut Command| {
+            for (k, v) in vars {
+                cmd.env(k, v);
+            }
+        };
+        let (code, _, err, pid) = jemsafe_pid(&["run", "-c", c], set);
+        jemsafe_pids.push(pid);
+        assert_eq!(code, 77, "{vars:?}: {err}");
+        assert!(
+            err.contains(needle.as_str()) && err.contains("jemsafe's environment"),
+            "{vars:?}: {needle:?} not in {err}"
+        );
+        assert!(!err.contains("started mysqld"), "{err}");
+        let (code, out, _, pid) = jemsafe_pid(&["check", "-c", c], set);
+        jemsafe_pids.push(pid);
+        assert_eq!(code, 1, "{vars:?}: {out}");
+        assert!(
+            out.contains(needle.as_str()),
+            "{vars:?}: {needle:?} not in {out}"
+        );
+        assert!(out.contains("not executed: untrusted"), "{out}");
+    }
+    // Root's ld.so wrote nothing for mysqld (nor a probe) where the mysql user could have
+    // planted the name. jemsafe's own ld.so did: the test set the variables on jemsafe.
+    let written = files_named(&a.open, "ld-debug");
+    assert!(
+        written.iter().all(|f| jemsafe_pids
+            .iter()
+            .any(|pid| f == &format!("ld-debug.{pid}"))),
+        "{written:?}, jemsafe was {jemsafe_pids:?}"
+    );
+}
+
+#[test]
+fn glibcs_unsecure_variables_in_mysqld_env_naming_what_mysql_can_write_are_refused_as_root() {
+    if !root() {
+        return;
+    }
+    let dir = TempDir::new("unsecvars-config");
+    let a = attacker_dirs(&dir);
+    let config = workload_config(&dir, "standby", &[], "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mine = a.mine.display().to_string();
+    for (env, needle) in [
+        (
+            format!("env = {{ GCONV_PATH = {mine:?} }}"),
+            format!("refusing to use GCONV_PATH directory {mine} as root"),
+        ),
+        (
+            format!(
+                "env = {{ RESOLV_HOST_CONF = {:?} }}",
+                format!("{mine}/hosts")
+            ),
+            format!("refusing to use RESOLV_HOST_CONF file {mine}/hosts as root"),
+        ),
+        (
+            format!("env = {{ MALLOC_TRACE = {:?} }}", format!("{mine}/trace")),
+            format!("refusing to use MALLOC_TRACE directory {mine} as root"),
+        ),
+        (
+            format!("env = {{ LD_PROFILE = \"libc.so.6\", LD_PROFILE_OUTPUT = {mine:?} }}"),
+            format!("refusing to use LD_PROFILE_OUTPUT directory {mine} as root"),
+        ),
+        (
+            format!("env = {{ TZ = {:?} }}", format!(":{mine}/hosts")),
+            format!("refusing to use TZ file {mine}/hosts as root"),
+        ),
+    ] {
+        std::fs::write(&config, &text).unwrap();
+        add_to_section(&config, "[mysqld]", &env);
+        let (code, _, err) = jemsafe(&["run", "-c", config.to_str().unwrap()], |_| {});
+        assert_eq!(code, 77, "{env}: {err}");
+        assert!(
+            err.contains(&needle)
+                && err.contains("owned by mysql")
+                && err.contains("out of [mysqld] env"),
+            "{env}: {needle:?} not in {err}"
+        );
+        assert!(!err.contains("started mysqld"), "{err}");
+    }
+}
+
+#[test]
+fn relative_or_unknown_loader_variables_in_mysqld_env_are_config_errors() {
+    let dir = TempDir::new("unsecvars-syntax");
+    let config = workload_config(&dir, "standby", &[], "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    for (env, key, needle) in [
+        (
+            "env = { GCONV_PATH = \"/usr/lib/gconv:gconv\" }",
+            "mysqld.env.GCONV_PATH",
+            "entry \"gconv\" is not an absolute path",
+        ),
+        (
+            "env = { NLSPATH = \"%N.cat\" }",
+            "mysqld.env.NLSPATH",
+            "\"%N.cat\" is not an absolute path",
+        ),
+        (
+            "env = { TMPDIR = \"tmp\" }",
+            "mysqld.env.TMPDIR",
+            "\"tmp\" is not an absolute path",
+        ),
+        (
+            "env = { LD_DEBUG_OUTPUT = \"ld-debug\" }",
+            "mysqld.env.LD_DEBUG_OUTPUT",
+            "\"ld-debug\" is not an absolute path",
+        ),
+        (
+            "env = { TZ = \"../../tmp/zone\" }",
+            "mysqld.env.TZ",
+            "climbs out of TZDIR",
+        ),
+        (
+            "env = { LD_FUTURE_PATH = \"/usr/lib\" }",
+            "mysqld.env.LD_FUTURE_PATH",
+            "jemsafe does not know what ld.so does with LD_FUTURE_PATH",
+        ),
+    ] {
+        std::fs::write(&config, &text).unwrap();
+        add_to_section(&config, "[mysqld]", env);
+        for cmd in ["run", "check"] {
+            let (code, _, err) = jemsafe(&[cmd, "-c", config.to_str().unwrap()], |_| {});
+            assert_eq!(code, 78, "{cmd} {env}: {err}");
+            assert!(
+                err.contains(&format!("config file {}, line", config.display()))
+                    && err.contains(&format!("`{key}`"))
+                    && err.contains(needle),
+                "{cmd} {env}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn glibcs_unsecure_variables_naming_roots_own_files_reach_mysqld() {
+    if !root() {
+        return;
+    }
+    let dir = TempDir::new("unsecvars-ok");
+    chmod(dir.path(), 0o755);
+    let logs = dir.join("ld-logs");
+    std::fs::create_dir(&logs).unwrap();
+    chmod(&logs, 0o755);
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let debug_output = format!("{}/ld-debug", logs.display());
+    let vars = [
+        ("GCONV_PATH", "/usr/lib/x86_64-linux-gnu/gconv"),
+        ("TZDIR", "/usr/share/zoneinfo"),
+        ("TZ", ":/etc/localtime"),
+        ("TMPDIR", "/tmp"),
+        ("NLSPATH", "/usr/share/locale/%L/%N"),
+        ("LD_BIND_NOW", "1"),
+        ("GLIBC_TUNABLES", "glibc.malloc.check=0"),
+        ("LD_DEBUG", "statistics"),
+        ("LD_DEBUG_OUTPUT", debug_output.as_str()),
+    ];
+    let mut js = Running::start_with(&["run", "-c", config.to_str().unwrap()], |cmd| {
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+    });
+    let pid = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    for (k, v) in vars {
+        assert_eq!(env_value(pid, k).as_deref(), Some(v), "{k}");
+    }
+    // ld.so wrote its statistics for mysqld where root's config said.
+    assert!(
+        files_named(&logs, "ld-debug.").contains(&format!("ld-debug.{pid}")),
+        "{:?}",
+        files_named(&logs, "")
+    );
+    js.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
 }

@@ -446,13 +446,27 @@ fn env_prints_shell_quoted_variables() {
     );
 }
 
+/// jemsafe with `args`, `JOURNAL_STREAM` set by a shell to the device:inode of the
+/// shell's descriptor `fd` as systemd sets it (2: stderr is "journald's", 1: it is not).
+fn with_journal_stream_of(fd: u8, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/{fd}) && exec \"$0\" \"$@\""
+        ))
+        .arg(jemsafe_bin())
+        .args(args);
+    cmd
+}
+
 #[test]
 fn under_journald_lines_carry_priorities_and_no_timestamps() {
     let dir = TempDir::new("journal");
     let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
-    let mut js = Running::start_with(&["run", "-c", config.to_str().unwrap()], |cmd| {
-        cmd.env("JOURNAL_STREAM", "8:12345");
-    });
+    let mut js = Running::start_command(
+        with_journal_stream_of(2, &["run", "-c", config.to_str().unwrap()]),
+        |_| {},
+    );
     js.err.wait_for("verified:", T);
     js.out.wait_for("ready pid=", T);
     js.signal(Signal::SIGTERM);
@@ -467,11 +481,33 @@ fn under_journald_lines_carry_priorities_and_no_timestamps() {
         "no timestamps: {ours:?}"
     );
 
-    let out = std::process::Command::new(jemsafe_bin())
-        .args(["check", "-c", "/nonexistent.toml"])
-        .env("JOURNAL_STREAM", "8:12345")
+    let out = with_journal_stream_of(2, &["check", "-c", "/nonexistent.toml"])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr)
         .starts_with("<3>cannot read config file /nonexistent.toml"));
+}
+
+#[test]
+fn an_inherited_journal_stream_naming_another_stream_keeps_timestamps() {
+    // A stale value (the service's journal socket, not ours), and a real stream that is
+    // not stderr (stdout's pipe).
+    let stale = std::process::Command::new(jemsafe_bin())
+        .args(["check", "-c", "/nonexistent.toml"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    let stdout_s = with_journal_stream_of(1, &["check", "-c", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    for out in [stale, stdout_s] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let (time, rest) = err.split_once(' ').unwrap_or_default();
+        assert!(
+            humantime::parse_rfc3339(time).is_ok()
+                && rest.starts_with("jemsafe[")
+                && rest.contains("] error: cannot read config file /nonexistent.toml"),
+            "{err}"
+        );
+    }
 }
