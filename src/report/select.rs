@@ -176,7 +176,10 @@ mod tests {
     #[test]
     fn stamps_are_utc() {
         let t = parse_stamp("20261126T182554").unwrap();
-        assert_eq!(t, UNIX_EPOCH + std::time::Duration::from_secs(1_795_717_554));
+        assert_eq!(
+            t,
+            UNIX_EPOCH + std::time::Duration::from_secs(1_795_717_554)
+        );
         assert_eq!(parse_stamp("20261326T182554"), None);
         assert_eq!(parse_stamp("2026112618255"), None);
     }
