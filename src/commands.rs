@@ -40,14 +40,14 @@ pub fn env(args: &ConfigArgs) -> Result<i32> {
     // What this prints is meant for root's service files: root would preload it.
     let root = nix::unistd::geteuid().is_root();
     if root {
-        untrusted(crate::trust::problems(&args.config, "config file"))?;
+        crate::trust::refuse(crate::trust::problems(&args.config, "config file"))?;
     }
     // The shim's thread starts only with jemsafe's channel, so other launchers get the
     // allocator alone: libjemalloc, or the bundled library (whose shim then stays idle).
     let library = crate::locate::library(&config.jemalloc.library, true)?;
     let bundled = config.jemalloc.library.is_bundled();
     if root {
-        untrusted(crate::trust::problems(
+        crate::trust::refuse(crate::trust::problems(
             &library,
             if bundled {
                 "bundled jemalloc"
@@ -311,15 +311,6 @@ pub fn archive(args: &crate::cli::ArchiveArgs) -> Result<i32> {
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
 pub fn leaks(args: &crate::cli::LeaksArgs) -> Result<i32> {
     crate::report::leaks(args)
-}
-
-/// Refuses with every trust problem found, if any.
-fn untrusted(problems: Vec<String>) -> Result<()> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::error::Error::Untrusted(problems.join("; ")))
-    }
 }
 
 /// How long a control client waits: a dump of a very large heap can take seconds.

@@ -54,7 +54,7 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
     if as_root {
         let mut problems = trust::problems(&mysqld, "mysqld binary");
         problems.extend(trust::loader_environment_problems(&Default::default()));
-        refuse_untrusted(problems)?;
+        trust::refuse(problems)?;
     }
     // As root, mysqld runs as the `mysql` user, like the distribution's service does.
     let user = if as_root {
@@ -243,7 +243,7 @@ fn open_dir(requested: Option<&Path>) -> Result<PathBuf> {
                 .skip(1)
                 .find(|a| a.symlink_metadata().is_ok())
             {
-                refuse_untrusted(trust::problems(parent, "directory above the sandbox"))?;
+                trust::refuse(trust::problems(parent, "directory above the sandbox"))?;
             }
         }
         std::fs::create_dir_all(&requested)
@@ -255,7 +255,7 @@ fn open_dir(requested: Option<&Path>) -> Result<PathBuf> {
         // Whatever the umask made of it (0775 under umask 002).
         set_mode(&dir, 0o755)?;
     }
-    refuse_untrusted(dir_problems(&requested, &dir))?;
+    trust::refuse(dir_problems(&requested, &dir))?;
     if !existed {
         return Ok(dir);
     }
@@ -270,7 +270,7 @@ fn open_dir(requested: Option<&Path>) -> Result<PathBuf> {
                  jemsafe will not write through it: remove it or choose another directory",
                 config.display(),
                 file_kind(&m),
-                user_name(m.uid())
+                trust::user_name(m.uid())
             )))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -301,7 +301,7 @@ fn dir_problems(requested: &Path, dir: &Path) -> Vec<String> {
             out.push(format!(
                 "refusing to use the sandbox directory {}: it is a symbolic link owned by {}, who can point it elsewhere; give the real directory",
                 requested.display(),
-                user_name(m.uid())
+                trust::user_name(m.uid())
             ));
         }
     }
@@ -315,7 +315,7 @@ fn dir_problems(requested: &Path, dir: &Path) -> Vec<String> {
             "refusing to use the sandbox directory {}: it is owned by {}, who could redirect \
              what jemsafe writes there; remove it or choose a new directory",
             dir.display(),
-            user_name(m.uid())
+            trust::user_name(m.uid())
         )),
         Ok(m) if m.mode() & 0o022 != 0 => out.push(format!(
             "refusing to use the sandbox directory {}: it is writable by others (mode {:04o}), \
@@ -373,14 +373,6 @@ fn write_config(dir: &Path, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn refuse_untrusted(problems: Vec<String>) -> Result<()> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Untrusted(problems.join("; ")))
-    }
-}
-
 fn file_kind(m: &std::fs::Metadata) -> &'static str {
     let t = m.file_type();
     if t.is_symlink() {
@@ -391,13 +383,6 @@ fn file_kind(m: &std::fs::Metadata) -> &'static str {
         "a file"
     } else {
         "a special file"
-    }
-}
-
-fn user_name(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
-        _ => format!("uid {uid}"),
     }
 }
 
@@ -420,7 +405,7 @@ fn initialize(
             })?;
         // Found on PATH and run as root: trusted like mysqld itself.
         if as_root {
-            refuse_untrusted(trust::problems(&tool, "datadir installer"))?;
+            trust::refuse(trust::problems(&tool, "datadir installer"))?;
         }
         let mut c = Command::new(tool);
         c.arg("--no-defaults")

@@ -439,10 +439,20 @@ fn untrusted(p: &Path, follow: bool) -> Option<String> {
     None
 }
 
-fn user_name(uid: u32) -> String {
+/// A user as messages name it: `mysql (uid 102)`, or `uid 102` when it has no name.
+pub fn user_name(uid: u32) -> String {
     match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
         Ok(Some(u)) => format!("{} (uid {uid})", u.name),
         _ => format!("uid {uid}"),
+    }
+}
+
+/// Refuses with every trust problem found, if any.
+pub fn refuse(problems: Vec<String>) -> crate::error::Result<()> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Untrusted(problems.join("; ")))
     }
 }
 
