@@ -503,24 +503,50 @@ impl Supervisor<'_> {
 
     pub(super) fn apply_retention(&self) {
         let plan = self.plan;
-        let files = match dumps::list(&plan.dump_dir, &plan.dump_prefix) {
-            Ok(f) => f,
+        let dir = &plan.dump_dir;
+        let entries = match dumps::scan(dir, &plan.dump_prefix) {
+            Ok(e) => e,
             Err(e) => {
-                warn!("retention: cannot list {}: {e}", plan.dump_dir.display());
+                warn!("retention: cannot list {}: {e}", dir.display());
                 return;
             }
         };
-        for (path, reason) in retention::plan(&files, &plan.retention, SystemTime::now()) {
-            match std::fs::remove_file(&path) {
-                Ok(()) => info!("retention: deleted {} ({reason})", path.display()),
-                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
+        let in_flight: Vec<String> = self
+            .child
+            .iter()
+            .flat_map(|c| c.pending.items())
+            .filter_map(|p| match p {
+                Pending::Dump { name, .. } if !name.is_empty() => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let state = retention::State {
+            entries: &entries,
+            running: self.child.as_ref().map(|c| c.pid.as_raw() as u32),
+            in_flight: &in_flight,
+        };
+        let deletions = retention::plan(&state, &plan.retention, SystemTime::now());
+        if deletions.is_empty() {
+            return;
+        }
+        let dir_fd = match files::open_dir(dir) {
+            Ok(fd) => fd,
+            Err(e) => {
+                warn!("retention: cannot open {}: {e}", dir.display());
+                return;
             }
-            // Its sidecar goes with it (the entry itself: remove_file does not follow).
-            let side = jemsafe_report::sidecar::path_for(&path);
-            match std::fs::remove_file(&side) {
-                Ok(()) => debug!("retention: deleted {}", side.display()),
+        };
+        for d in deletions {
+            let path = dir.join(&d.name);
+            // The entry itself, by its name in the directory: a symlink swapped in since
+            // the listing is removed, never followed.
+            match files::remove(&dir_fd, &d.name) {
+                Ok(()) if d.what == retention::What::Sidecar => {
+                    debug!("retention: deleted {} ({})", path.display(), d.reason)
+                }
+                Ok(()) => info!("retention: deleted {} ({})", path.display(), d.reason),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => warn!("retention: cannot delete {}: {e}", side.display()),
+                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
             }
         }
     }

@@ -65,6 +65,11 @@ impl<T> Ledger<T> {
             .map(|e| &mut e.item)
     }
 
+    /// Every request still waited for, overdue or not.
+    pub fn items(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().map(|e| &e.item)
+    }
+
     /// The first request that `wanted` picks, and whether it is overdue.
     pub fn find_mut(&mut self, wanted: impl Fn(&T) -> bool) -> Option<(&mut T, bool)> {
         self.entries
