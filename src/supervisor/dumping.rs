@@ -170,6 +170,19 @@ impl Supervisor<'_> {
             }
         };
         let pid = self.child.as_ref().map(|c| c.pid);
+        if let Some(why) = pid.and_then(|p| self.still_starting(p.as_raw())) {
+            // Not a failure of anything: in a moment the same request succeeds.
+            self.metrics.dump_failed(DumpFailure::Unreachable);
+            warn!("{} dump not taken: {why}", trigger.as_str());
+            let pending = Pending::Dump {
+                trigger,
+                name: String::new(),
+                sent: Instant::now(),
+                waiters,
+            };
+            self.fail_with(pending, &control::temporary_reply(why));
+            return;
+        }
         let (Some(pid), None) = (pid, &refusal) else {
             self.metrics.dump_failed(if refusal.is_some() {
                 DumpFailure::DiskSpace
@@ -360,6 +373,21 @@ impl Supervisor<'_> {
                 dir.join(name).display()
             );
         }
+    }
+
+    /// Why mysqld `pid` cannot be dumped yet: it still runs as root, before switching to
+    /// its `--user` (MariaDB does so some 300 ms after exec, before writing its pid
+    /// file), and a dump now would be written by root and belong to root.
+    fn still_starting(&self, pid: i32) -> Option<String> {
+        let will_be = self.dump_owner.map(|(uid, _)| uid);
+        let fs_uid = fs_uid(pid);
+        still_root(fs_uid, will_be).then(|| {
+            format!(
+                "mysqld pid {pid} is still starting: it runs as root until it switches to uid {} \
+                 (its --user), and a dump now would belong to root; try again in a moment",
+                will_be.unwrap_or_default()
+            )
+        })
     }
 
     /// Who writes heap files: the running mysqld's filesystem uid (it may have switched
@@ -561,6 +589,12 @@ fn fs_uid(pid: i32) -> Option<u32> {
         .ok()
 }
 
+/// Whether a mysqld whose filesystem uid is `fs_uid` has yet to become `will_be`, the
+/// uid of its `--user`: it starts as root and switches early in its start-up.
+fn still_root(fs_uid: Option<u32>, will_be: Option<u32>) -> bool {
+    fs_uid == Some(0) && will_be.is_some_and(|uid| uid != 0)
+}
+
 /// Why mysqld `pid` does not answer, as far as /proc tells.
 pub fn not_answering(pid: i32) -> String {
     let state =
@@ -578,6 +612,17 @@ pub fn not_answering(pid: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mysqld_is_still_starting_while_root_before_its_user() {
+        assert!(still_root(Some(0), Some(102)));
+        // Switched, or never to switch (`--user=root`, no `--user`, jemsafe not root),
+        // or unknown: a dump goes ahead.
+        assert!(!still_root(Some(102), Some(102)));
+        assert!(!still_root(Some(0), Some(0)));
+        assert!(!still_root(Some(0), None));
+        assert!(!still_root(None, Some(102)));
+    }
 
     #[test]
     fn free_space_below_a_mib_is_said_in_kib() {
