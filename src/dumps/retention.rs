@@ -103,11 +103,11 @@ pub struct Deletion {
 /// process jemalloc's dump counter is the truth, so a later automatic dump is never older
 /// than an earlier one whatever the mtimes say. The running mysqld's dumps come after
 /// every other process's: it started after all of them ended, whatever the clock said.
-pub fn chronological<'a>(
-    entries: &'a [Entry],
+pub fn chronological(
+    entries: &[Entry],
     running: Option<u32>,
     now: SystemTime,
-) -> Vec<(&'a Entry, &'a HeapName, SystemTime)> {
+) -> Vec<(&Entry, &HeapName, SystemTime)> {
     let mut heaps: Vec<(&Entry, &HeapName, SystemTime)> = entries
         .iter()
         .filter(|e| e.regular)

@@ -3,8 +3,9 @@
 //! A shim inside a stopped (SIGSTOP), stuck or swapping mysqld answers late or never; a
 //! deadline makes sure whoever waits hears so. What an overdue request means is the
 //! supervisor's decision: an overdue dump keeps its entry (mysqld may still write the
-//! file, and a late answer still finalises it), an overdue status is answered from
-//! jemsafe's own state.
+//! file, and a late answer still finalises it), so does an overdue prof change (it was
+//! delivered and happens when mysqld runs; its late answer is logged), an overdue
+//! status is answered from jemsafe's own state.
 
 use std::time::Instant;
 

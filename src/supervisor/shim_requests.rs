@@ -52,7 +52,8 @@ pub(super) enum Pending {
 
 impl Supervisor<'_> {
     /// Requests the shim did not answer in time: their waiters hear so now. An overdue
-    /// dump stays on the ledger, so that a late answer still finalises its file.
+    /// dump stays on the ledger, so that a late answer still finalises its file; an
+    /// overdue prof change too, so that its late confirmation is logged.
     pub(super) fn overdue(&mut self, now: Instant) {
         let Some(child) = self.child.as_mut() else {
             return;
