@@ -171,7 +171,8 @@ impl Supervisor<'_> {
         };
         let pid = self.child.as_ref().map(|c| c.pid);
         if let Some(why) = pid.and_then(|p| self.still_starting(p.as_raw())) {
-            // Not a failure of anything: in a moment the same request succeeds.
+            // Counted as mysqld_unreachable: it cannot be dumped yet, and the same
+            // request succeeds in a moment.
             self.metrics.dump_failed(DumpFailure::Unreachable);
             warn!("{} dump not taken: {why}", trigger.as_str());
             let pending = Pending::Dump {
@@ -376,8 +377,8 @@ impl Supervisor<'_> {
     }
 
     /// Why mysqld `pid` cannot be dumped yet: it still runs as root, before switching to
-    /// its `--user` (MariaDB does so some 300 ms after exec, before writing its pid
-    /// file), and a dump now would be written by root and belong to root.
+    /// its `--user` (MariaDB does so in set_user(), early in its start-up and before it
+    /// writes its pid file), and a dump now would be written by root and belong to root.
     fn still_starting(&self, pid: i32) -> Option<String> {
         let will_be = self.dump_owner.map(|(uid, _)| uid);
         let fs_uid = fs_uid(pid);
