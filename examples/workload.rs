@@ -13,6 +13,8 @@
 //! --spawn-orphan      leave a grandchild behind for PID 1 to reap (a UDF or script would)
 //! --fragment-mb N     allocate N MiB of 1 KiB objects, then free all but every 16th
 //! --mmap-on-hup N     on each SIGHUP, map and touch N MiB with mmap (outside malloc)
+//! --become-on-hup U   started as root, on SIGHUP switch to user U for good (as mysqld's
+//!                     --user does early in its start-up)
 
 use nix::sys::signal::{SigSet, Signal};
 use std::hint::black_box;
@@ -119,6 +121,9 @@ fn main() {
                 std::process::exit(on_term)
             }
             Ok(Signal::SIGHUP) => {
+                if let Some(name) = arg::<String>(&args, "--become-on-hup") {
+                    become_user(&name);
+                }
                 if let Some(mb) = arg::<usize>(&args, "--mmap-on-hup") {
                     mapped.push(map_and_touch(mb << 20));
                     println!("mapped {mb} MiB");
@@ -128,6 +133,18 @@ fn main() {
             _ => {}
         }
     }
+}
+
+/// Switches every thread (glibc's setuid does) to user `name`, as mysqld's set_user().
+fn become_user(name: &str) {
+    let user = nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no user {name}"));
+    nix::unistd::setgroups(&[user.gid]).expect("setgroups");
+    nix::unistd::setgid(user.gid).expect("setgid");
+    nix::unistd::setuid(user.uid).expect("setuid");
+    println!("became uid={}", user.uid);
 }
 
 /// Anonymous memory that malloc never sees (as InnoDB maps its buffer pool), every page

@@ -156,6 +156,15 @@ pub fn error_reply(message: impl Into<String>) -> Reply {
     r
 }
 
+/// A request that is not done yet, for now (a change delivered to a stopped mysqld and
+/// not confirmed, a dump while mysqld is still starting): the client exits with
+/// EX_TEMPFAIL (75), not as for a refusal.
+pub fn temporary_reply(message: impl Into<String>) -> Reply {
+    let mut r = error_reply(message);
+    r.insert("temporary".into(), true.into());
+    r
+}
+
 /// Runs `f` (a bind) under `mask`, so that the socket file is born with its final mode:
 /// a chmod by path afterwards could be redirected through a symlink swapped in between.
 /// jemsafe is single-threaded here, so the process-wide umask is ours to borrow.
@@ -486,15 +495,17 @@ pub fn call(runtime_dir: &Path, req: &Request, timeout: Duration) -> Result<Repl
         ))
     })?;
     if reply.get("ok") == Some(&serde_json::Value::Bool(true)) {
-        Ok(reply)
+        return Ok(reply);
+    }
+    let message = reply
+        .get("error")
+        .and_then(|e| e.as_str())
+        .unwrap_or("jemsafe refused the request")
+        .to_owned();
+    if reply.get("temporary") == Some(&serde_json::Value::Bool(true)) {
+        Err(Error::Temporary(message))
     } else {
-        Err(Error::Refused(
-            reply
-                .get("error")
-                .and_then(|e| e.as_str())
-                .unwrap_or("jemsafe refused the request")
-                .to_owned(),
-        ))
+        Err(Error::Refused(message))
     }
 }
 

@@ -17,6 +17,10 @@ pub const EX_UNAVAILABLE: i32 = 69;
 pub const EX_SOFTWARE: i32 = 70;
 /// sysexits.h: jemsafe's own I/O failed (a directory it must create, a socket it binds).
 pub const EX_IOERR: i32 = 74;
+/// sysexits.h: not done yet, for now: a prof change delivered to a stopped or stuck
+/// mysqld and not confirmed yet (it takes effect when mysqld runs again, and `run` logs
+/// the confirmation), or a dump asked for while mysqld is still starting (try again).
+pub const EX_TEMPFAIL: i32 = 75;
 /// sysexits.h: refused for trust or permission (CVE-2016-6662 checks, control socket peer).
 pub const EX_NOPERM: i32 = 77;
 /// sysexits.h: the configuration is invalid.
@@ -90,6 +94,9 @@ pub enum Error {
     /// A file or directory root would use is not trustworthy, or a peer may not ask.
     #[error("{0}")]
     Untrusted(String),
+    /// Not done yet, for now; the message says what is pending or when to try again.
+    #[error("{0}")]
+    Temporary(String),
     /// An input file is malformed; the message names it and what is wrong.
     #[error("{0}")]
     BadInput(String),
@@ -120,6 +127,7 @@ impl Error {
             Error::NotFound(_) | Error::Refused(_) => EX_UNAVAILABLE,
             Error::Untrusted(_) => EX_NOPERM,
             Error::BadInput(_) => EX_DATAERR,
+            Error::Temporary(_) => EX_TEMPFAIL,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 EX_NOPERM
             }
@@ -143,8 +151,9 @@ mod tests {
             Error::Untrusted(String::new()).exit_code(),
             Error::BadInput(String::new()).exit_code(),
             Error::io("x")(std::io::Error::other("y")).exit_code(),
+            Error::Temporary(String::new()).exit_code(),
         ];
-        assert_eq!(ours, [64, 69, 77, 65, 74]);
+        assert_eq!(ours, [64, 69, 77, 65, 74, 75]);
         assert!(ours.iter().all(|c| (64..=78).contains(c)));
         // Every status an error maps to is in the table, and the table has no mysqld status.
         for c in ours {

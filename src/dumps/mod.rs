@@ -67,36 +67,47 @@ pub struct HeapFile {
     pub modified: SystemTime,
 }
 
-/// The heap files of `prefix` in `dir` (jemsafe's and jemalloc's names, any pid), oldest
-/// first. Other files are not listed, so nothing else can ever be deleted.
-pub fn list(dir: &Path, prefix: &str) -> std::io::Result<Vec<HeapFile>> {
-    let mut files = Vec::new();
+/// The entries of `dir` named like files of `prefix` (heap files of any pid, their
+/// sidecars, partial files), with what `lstat` says of each. Other names are not
+/// listed, so nothing else can ever be deleted.
+pub fn scan(dir: &Path, prefix: &str) -> std::io::Result<Vec<retention::Entry>> {
+    let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let file_name = entry.file_name();
-        let Some(name) = file_name.to_str().and_then(|n| HeapName::parse(prefix, n)) else {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        // symlink_metadata: a link is not a heap file of ours, whatever its name.
-        let Ok(meta) = entry.path().symlink_metadata() else {
+        let Some(kind) = retention::Kind::of(prefix, &name) else {
             continue;
         };
-        if !meta.is_file() {
+        // Not followed: a symlink is not a file of ours, whatever its name.
+        let Ok(meta) = entry.metadata() else {
             continue;
-        }
-        files.push(HeapFile {
-            path: entry.path(),
+        };
+        entries.push(retention::Entry {
             name,
+            kind,
             size: meta.len(),
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            regular: meta.is_file(),
         });
     }
-    files.sort_by(|a, b| {
-        a.modified
-            .cmp(&b.modified)
-            .then_with(|| a.path.cmp(&b.path))
-    });
-    Ok(files)
+    Ok(entries)
+}
+
+/// The heap files of `prefix` in `dir` (jemsafe's and jemalloc's names, any pid, regular
+/// files only), oldest first in [`retention::chronological`]'s order.
+pub fn list(dir: &Path, prefix: &str) -> std::io::Result<Vec<HeapFile>> {
+    let entries = scan(dir, prefix)?;
+    Ok(retention::chronological(&entries, None, SystemTime::now())
+        .into_iter()
+        .map(|(e, name, _)| HeapFile {
+            path: dir.join(&e.name),
+            name: name.clone(),
+            size: e.size,
+            modified: e.modified,
+        })
+        .collect())
 }
 
 /// Bytes available to unprivileged writers on the filesystem holding `dir`.

@@ -129,6 +129,15 @@ impl HeapName {
         }
     }
 
+    /// When jemsafe asked for the dump, from its name; None for jemalloc's own names,
+    /// which carry no time.
+    pub fn time(&self) -> Option<SystemTime> {
+        match &self.origin {
+            Origin::OnDemand { stamp, .. } => crate::report::select::parse_stamp(stamp),
+            Origin::Automatic { .. } => None,
+        }
+    }
+
     /// "usr1", "cli", "growth", or jemalloc's "interval", "manual", "gdump", "final".
     pub fn trigger(&self) -> &'static str {
         match &self.origin {
@@ -164,6 +173,9 @@ mod tests {
             (parsed.pid, parsed.seq, parsed.trigger()),
             (4242, 7, "usr1")
         );
+        assert_eq!(parsed.time(), Some(when));
+        let auto = HeapName::parse("mysqld", "mysqld.4242.3.i3.heap").unwrap();
+        assert_eq!(auto.time(), None);
     }
 
     #[test]

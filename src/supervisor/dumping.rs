@@ -170,6 +170,20 @@ impl Supervisor<'_> {
             }
         };
         let pid = self.child.as_ref().map(|c| c.pid);
+        if let Some(why) = pid.and_then(|p| self.still_starting(p.as_raw())) {
+            // Counted as mysqld_unreachable: it cannot be dumped yet, and the same
+            // request succeeds in a moment.
+            self.metrics.dump_failed(DumpFailure::Unreachable);
+            warn!("{} dump not taken: {why}", trigger.as_str());
+            let pending = Pending::Dump {
+                trigger,
+                name: String::new(),
+                sent: Instant::now(),
+                waiters,
+            };
+            self.fail_with(pending, &control::temporary_reply(why));
+            return;
+        }
         let (Some(pid), None) = (pid, &refusal) else {
             self.metrics.dump_failed(if refusal.is_some() {
                 DumpFailure::DiskSpace
@@ -362,6 +376,21 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Why mysqld `pid` cannot be dumped yet: it still runs as root, before switching to
+    /// its `--user` (MariaDB does so in set_user(), early in its start-up and before it
+    /// writes its pid file), and a dump now would be written by root and belong to root.
+    fn still_starting(&self, pid: i32) -> Option<String> {
+        let will_be = self.dump_owner.map(|(uid, _)| uid);
+        let fs_uid = fs_uid(pid);
+        still_root(fs_uid, will_be).then(|| {
+            format!(
+                "mysqld pid {pid} is still starting: it runs as root until it switches to uid {} \
+                 (its --user), and a dump now would belong to root; try again in a moment",
+                will_be.unwrap_or_default()
+            )
+        })
+    }
+
     /// Who writes heap files: the running mysqld's filesystem uid (it may have switched
     /// users through its own config, not only through `--user`).
     fn heap_owner(&self) -> u32 {
@@ -503,24 +532,50 @@ impl Supervisor<'_> {
 
     pub(super) fn apply_retention(&self) {
         let plan = self.plan;
-        let files = match dumps::list(&plan.dump_dir, &plan.dump_prefix) {
-            Ok(f) => f,
+        let dir = &plan.dump_dir;
+        let entries = match dumps::scan(dir, &plan.dump_prefix) {
+            Ok(e) => e,
             Err(e) => {
-                warn!("retention: cannot list {}: {e}", plan.dump_dir.display());
+                warn!("retention: cannot list {}: {e}", dir.display());
                 return;
             }
         };
-        for (path, reason) in retention::plan(&files, &plan.retention, SystemTime::now()) {
-            match std::fs::remove_file(&path) {
-                Ok(()) => info!("retention: deleted {} ({reason})", path.display()),
-                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
+        let in_flight: Vec<String> = self
+            .child
+            .iter()
+            .flat_map(|c| c.pending.items())
+            .filter_map(|p| match p {
+                Pending::Dump { name, .. } if !name.is_empty() => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let state = retention::State {
+            entries: &entries,
+            running: self.child.as_ref().map(|c| c.pid.as_raw() as u32),
+            in_flight: &in_flight,
+        };
+        let deletions = retention::plan(&state, &plan.retention, SystemTime::now());
+        if deletions.is_empty() {
+            return;
+        }
+        let dir_fd = match files::open_dir(dir) {
+            Ok(fd) => fd,
+            Err(e) => {
+                warn!("retention: cannot open {}: {e}", dir.display());
+                return;
             }
-            // Its sidecar goes with it (the entry itself: remove_file does not follow).
-            let side = jemsafe_report::sidecar::path_for(&path);
-            match std::fs::remove_file(&side) {
-                Ok(()) => debug!("retention: deleted {}", side.display()),
+        };
+        for d in deletions {
+            let path = dir.join(&d.name);
+            // The entry itself, by its name in the directory: a symlink swapped in since
+            // the listing is removed, never followed.
+            match files::remove(&dir_fd, &d.name) {
+                Ok(()) if d.what == retention::What::Sidecar => {
+                    debug!("retention: deleted {} ({})", path.display(), d.reason)
+                }
+                Ok(()) => info!("retention: deleted {} ({})", path.display(), d.reason),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => warn!("retention: cannot delete {}: {e}", side.display()),
+                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
             }
         }
     }
@@ -533,6 +588,12 @@ fn fs_uid(pid: i32) -> Option<u32> {
         .nth(3)?
         .parse()
         .ok()
+}
+
+/// Whether a mysqld whose filesystem uid is `fs_uid` has yet to become `will_be`, the
+/// uid of its `--user`: it starts as root and switches early in its start-up.
+fn still_root(fs_uid: Option<u32>, will_be: Option<u32>) -> bool {
+    fs_uid == Some(0) && will_be.is_some_and(|uid| uid != 0)
 }
 
 /// Why mysqld `pid` does not answer, as far as /proc tells.
@@ -552,6 +613,17 @@ pub fn not_answering(pid: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mysqld_is_still_starting_while_root_before_its_user() {
+        assert!(still_root(Some(0), Some(102)));
+        // Switched, or never to switch (`--user=root`, no `--user`, jemsafe not root),
+        // or unknown: a dump goes ahead.
+        assert!(!still_root(Some(102), Some(102)));
+        assert!(!still_root(Some(0), Some(0)));
+        assert!(!still_root(Some(0), None));
+        assert!(!still_root(None, Some(102)));
+    }
 
     #[test]
     fn free_space_below_a_mib_is_said_in_kib() {

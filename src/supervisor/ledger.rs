@@ -3,8 +3,9 @@
 //! A shim inside a stopped (SIGSTOP), stuck or swapping mysqld answers late or never; a
 //! deadline makes sure whoever waits hears so. What an overdue request means is the
 //! supervisor's decision: an overdue dump keeps its entry (mysqld may still write the
-//! file, and a late answer still finalises it), an overdue status is answered from
-//! jemsafe's own state.
+//! file, and a late answer still finalises it), so does an overdue prof change (it was
+//! delivered and happens when mysqld runs; its late answer is logged), an overdue
+//! status is answered from jemsafe's own state.
 
 use std::time::Instant;
 
@@ -63,6 +64,11 @@ impl<T> Ledger<T> {
             .iter_mut()
             .find(|e| e.id == id)
             .map(|e| &mut e.item)
+    }
+
+    /// Every request still waited for, overdue or not.
+    pub fn items(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().map(|e| &e.item)
     }
 
     /// The first request that `wanted` picks, and whether it is overdue.

@@ -546,6 +546,8 @@ impl Supervisor<'_> {
                 Pending::Prof {
                     what: "toggle",
                     waiter: None,
+                    sent: Instant::now(),
+                    late: false,
                 },
                 SHIM_DEADLINE,
             ),
@@ -558,7 +560,13 @@ impl Supervisor<'_> {
             ProfOp::Off => (Command::Deactivate, "deactivate"),
             ProfOp::Reset => (Command::Reset(lg_sample), "reset"),
         };
-        self.send(command, Pending::Prof { what, waiter }, SHIM_DEADLINE);
+        let pending = Pending::Prof {
+            what,
+            waiter,
+            sent: Instant::now(),
+            late: false,
+        };
+        self.send(command, pending, SHIM_DEADLINE);
     }
 
     fn control_request(&mut self, stream: UnixStream, request: Request) {

@@ -35,6 +35,10 @@ pub(super) enum Pending {
     Prof {
         what: &'static str,
         waiter: Option<UnixStream>,
+        sent: Instant,
+        /// Past its deadline: its waiter heard it is unconfirmed; the answer is logged
+        /// when it comes.
+        late: bool,
     },
     StatusHello(UnixStream),
     /// The hello, when the shim's answer to it was readable.
@@ -48,7 +52,8 @@ pub(super) enum Pending {
 
 impl Supervisor<'_> {
     /// Requests the shim did not answer in time: their waiters hear so now. An overdue
-    /// dump stays on the ledger, so that a late answer still finalises its file.
+    /// dump stays on the ledger, so that a late answer still finalises its file; an
+    /// overdue prof change too, so that its late confirmation is logged.
     pub(super) fn overdue(&mut self, now: Instant) {
         let Some(child) = self.child.as_mut() else {
             return;
@@ -67,6 +72,27 @@ impl Supervisor<'_> {
                 warn!("{why}");
                 for w in waiters.drain(..) {
                     control::respond(w, &control::error_reply(why.clone()));
+                }
+            } else if let Some(Pending::Prof {
+                what,
+                waiter,
+                late: overdue,
+                ..
+            }) = child.pending.get_mut(id)
+            {
+                // Written into mysqld's channel, so it happens when the shim reads it:
+                // unconfirmed, not failed. It stays on the ledger for its late answer.
+                *overdue = true;
+                let why = format!(
+                    "{what} ({}) was delivered to mysqld pid {pid} and is not confirmed within {} s: {}; \
+                     it takes effect when mysqld runs again, and jemsafe logs the confirmation",
+                    prof_change(what),
+                    SHIM_DEADLINE.as_secs(),
+                    dumping::not_answering(pid)
+                );
+                warn!("{why}");
+                if let Some(w) = waiter.take() {
+                    control::respond(w, &control::temporary_reply(why));
                 }
             } else if !matches!(child.pending.get_mut(id), Some(Pending::Hello)) {
                 late.extend(child.pending.take(id));
@@ -140,6 +166,11 @@ impl Supervisor<'_> {
 
     /// A request that will get no answer: tell whoever waits, and let a growth dump go.
     pub(super) fn fail(&mut self, pending: Pending, why: &str) {
+        self.fail_with(pending, &control::error_reply(why));
+    }
+
+    /// [`Supervisor::fail`] with this reply to whoever waits.
+    pub(super) fn fail_with(&mut self, pending: Pending, reply: &control::Reply) {
         if matches!(
             pending,
             Pending::Dump {
@@ -150,7 +181,7 @@ impl Supervisor<'_> {
             self.growth.finished(false);
         }
         for waiter in waiters_of(pending) {
-            control::respond(waiter, &control::error_reply(why));
+            control::respond(waiter, reply);
         }
     }
 
@@ -188,11 +219,21 @@ impl Supervisor<'_> {
                 sent,
                 waiters,
             } => self.dumped(trigger, name, sent, waiters, &reply),
-            Pending::Prof { what, waiter } => {
+            Pending::Prof {
+                what,
+                waiter,
+                sent,
+                late,
+            } => {
+                let when = if late {
+                    format!("; confirmed {} s late", sent.elapsed().as_secs())
+                } else {
+                    String::new()
+                };
                 let answer = if what == "reset" {
                     reply.body::<ResetDone>().map(|r| {
                         info!(
-                            "{what}: profile data reset, lg_prof_sample = {}",
+                            "{what}: profile data reset, lg_prof_sample = {}{when}",
                             r.lg_prof_sample
                         );
                         json!({ "ok": true, "lg_prof_sample": r.lg_prof_sample })
@@ -200,14 +241,14 @@ impl Supervisor<'_> {
                 } else {
                     reply.body::<ProfState>().map(|p| {
                         info!(
-                            "{what}: prof.active is now {} (was {})",
+                            "{what}: prof.active is now {} (was {}{when})",
                             p.prof_active, p.was_active
                         );
                         json!({ "ok": true, "prof_active": p.prof_active, "was_active": p.was_active })
                     })
                 };
                 let answer = answer.unwrap_or_else(|failure| {
-                    error!("{what} failed: {failure}");
+                    error!("{what} failed: {failure}{when}");
                     json!({ "ok": false, "error": failure.to_string() })
                 });
                 if let (Some(w), serde_json::Value::Object(map)) = (waiter, answer) {
@@ -339,6 +380,16 @@ impl Supervisor<'_> {
         if passed && self.ready_gate.verified() {
             self.ready();
         }
+    }
+}
+
+/// What a prof request changes, in jemalloc's terms.
+fn prof_change(what: &str) -> &'static str {
+    match what {
+        "activate" => "prof.active = true",
+        "deactivate" => "prof.active = false",
+        "reset" => "prof.reset",
+        _ => "prof.active toggled",
     }
 }
 
