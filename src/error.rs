@@ -67,6 +67,14 @@ pub const EXIT_STATUSES: &[ExitStatus] = &[
         restart_helps: Some(true),
     },
     ExitStatus {
+        code: EX_TEMPFAIL,
+        meaning: "not done yet, for now: a `prof` change delivered to a stopped or stuck \
+                  mysqld and not confirmed within 5 s (it takes effect when mysqld runs \
+                  again, and `run` logs it), or a dump asked for while mysqld is still \
+                  starting (it runs as root until it switches to its --user)",
+        restart_helps: None,
+    },
+    ExitStatus {
         code: EX_NOPERM,
         meaning: "refused as root: untrusted files, or permission denied",
         restart_helps: Some(false),
