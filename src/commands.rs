@@ -40,14 +40,14 @@ pub fn env(args: &ConfigArgs) -> Result<i32> {
     // What this prints is meant for root's service files: root would preload it.
     let root = nix::unistd::geteuid().is_root();
     if root {
-        crate::trust::refuse(crate::trust::problems(&args.config, "config file"))?;
+        crate::error::Error::untrusted_if_any(crate::trust::problems(&args.config, "config file"))?;
     }
     // The shim's thread starts only with jemsafe's channel, so other launchers get the
     // allocator alone: libjemalloc, or the bundled library (whose shim then stays idle).
     let library = crate::locate::library(&config.jemalloc.library, true)?;
     let bundled = config.jemalloc.library.is_bundled();
     if root {
-        crate::trust::refuse(crate::trust::problems(
+        crate::error::Error::untrusted_if_any(crate::trust::problems(
             &library,
             if bundled {
                 "bundled jemalloc"

@@ -121,6 +121,15 @@ impl Error {
         move |source| Error::Io { context, source }
     }
 
+    /// Refuses with every trust problem found, if any.
+    pub fn untrusted_if_any(problems: Vec<String>) -> Result<()> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Untrusted(problems.join("; ")))
+        }
+    }
+
     /// Whether this is a write to a reader that went away (`jemsafe dumps | head -1`):
     /// not a failure for a Unix filter; `main` exits 0 on it, silently.
     pub fn is_broken_pipe(&self) -> bool {

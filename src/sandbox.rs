@@ -54,7 +54,7 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
     if as_root {
         let mut problems = trust::problems(&mysqld, "mysqld binary");
         problems.extend(trust::loader_environment_problems(&Default::default()));
-        trust::refuse(problems)?;
+        Error::untrusted_if_any(problems)?;
     }
     // As root, mysqld runs as the `mysql` user, like the distribution's service does.
     let user = if as_root {
@@ -243,7 +243,7 @@ fn open_dir(requested: Option<&Path>) -> Result<PathBuf> {
                 .skip(1)
                 .find(|a| a.symlink_metadata().is_ok())
             {
-                trust::refuse(trust::problems(parent, "directory above the sandbox"))?;
+                Error::untrusted_if_any(trust::problems(parent, "directory above the sandbox"))?;
             }
         }
         std::fs::create_dir_all(&requested)
@@ -255,7 +255,7 @@ fn open_dir(requested: Option<&Path>) -> Result<PathBuf> {
         // Whatever the umask made of it (0775 under umask 002).
         set_mode(&dir, 0o755)?;
     }
-    trust::refuse(dir_problems(&requested, &dir))?;
+    Error::untrusted_if_any(dir_problems(&requested, &dir))?;
     if !existed {
         return Ok(dir);
     }
@@ -405,7 +405,7 @@ fn initialize(
             })?;
         // Found on PATH and run as root: trusted like mysqld itself.
         if as_root {
-            trust::refuse(trust::problems(&tool, "datadir installer"))?;
+            Error::untrusted_if_any(trust::problems(&tool, "datadir installer"))?;
         }
         let mut c = Command::new(tool);
         c.arg("--no-defaults")

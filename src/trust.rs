@@ -447,15 +447,6 @@ pub fn user_name(uid: u32) -> String {
     }
 }
 
-/// Refuses with every trust problem found, if any.
-pub fn refuse(problems: Vec<String>) -> crate::error::Result<()> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::error::Error::Untrusted(problems.join("; ")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,32 +39,31 @@ pub struct Mapping {
     pub path: String,
 }
 
+/// A maps line as a [`Mapping`]; None for anonymous memory.
+fn mapping(e: jemsafe_report::maps::MapEntry) -> Option<Mapping> {
+    (e.inode != 0).then(|| Mapping {
+        id: FileId {
+            major: e.dev.0 as u64,
+            minor: e.dev.1 as u64,
+            inode: e.inode,
+        },
+        path: e.path.unwrap_or_default(),
+    })
+}
+
 /// Parses /proc/<pid>/maps text; anonymous mappings and odd lines are skipped.
 pub fn parse_maps(text: &str) -> Vec<Mapping> {
     text.lines()
-        .filter_map(|line| {
-            // address perms offset dev inode [path]; the path may contain spaces.
-            let mut fields = line.splitn(6, ' ');
-            let (_addr, _perms, _offset) = (fields.next()?, fields.next()?, fields.next()?);
-            let (major, minor) = fields.next()?.split_once(':')?;
-            let inode: u64 = fields.next()?.parse().ok()?;
-            if inode == 0 {
-                return None;
-            }
-            Some(Mapping {
-                id: FileId {
-                    major: u64::from_str_radix(major, 16).ok()?,
-                    minor: u64::from_str_radix(minor, 16).ok()?,
-                    inode,
-                },
-                path: fields.next().unwrap_or("").trim().to_owned(),
-            })
-        })
+        .filter_map(jemsafe_report::maps::parse_line)
+        .filter_map(mapping)
         .collect()
 }
 
 pub fn read_maps(pid: i32) -> std::io::Result<Vec<Mapping>> {
-    std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|t| parse_maps(&t))
+    Ok(crate::procfs::maps(pid)?
+        .into_iter()
+        .filter_map(mapping)
+        .collect())
 }
 
 /// What the running mysqld must show.

@@ -138,10 +138,14 @@ pub fn read_tail(file: &mut File) -> io::Result<(u64, Vec<u8>)> {
 /// Whether a heap file is whole, judged from its size and its tail: jemalloc ends every
 /// dump with `MAPPED_LIBRARIES:` and a copy of /proc/PID/maps, and on a full disk it can
 /// report success for a file cut short (a short write is not an error to it).
-/// `last_maps_line`: the last line of the process's /proc/PID/maps now, when it still
+/// `last_mapping`: the last line of the process's /proc/PID/maps now, when it still
 /// runs. The top of the address space ([vsyscall], [stack]) does not change, so a dump
 /// cut at a line boundary inside its maps copy is caught too.
-pub fn completeness(size: u64, tail: &[u8], last_maps_line: Option<&str>) -> Result<(), String> {
+pub fn completeness(
+    size: u64,
+    tail: &[u8],
+    last_mapping: Option<&jemsafe_report::maps::MapEntry>,
+) -> Result<(), String> {
     if size == 0 {
         return Err("the file is empty".into());
     }
@@ -153,49 +157,20 @@ pub fn completeness(size: u64, tail: &[u8], last_maps_line: Option<&str>) -> Res
     if !maps.ends_with('\n') {
         return Err("its last line is cut short".into());
     }
-    let last = maps.lines().last().unwrap_or("");
-    if !is_maps_line(last) {
-        return Err(format!("its last line is not a maps line: {last:?}"));
-    }
-    if let Some(expected) = last_maps_line {
-        if last.split_whitespace().next() != expected.split_whitespace().next() {
+    let last_line = maps.lines().last().unwrap_or("");
+    let Some(last) = jemsafe_report::maps::parse_line(last_line) else {
+        return Err(format!("its last line is not a maps line: {last_line:?}"));
+    };
+    if let Some(expected) = last_mapping {
+        if (last.start, last.end) != (expected.start, expected.end) {
             return Err(format!(
-                "its maps copy ends at {:?}, but the process's maps end at {:?} (cut short)",
-                last.split_whitespace().next().unwrap_or(""),
-                expected.split_whitespace().next().unwrap_or("")
+                "its maps copy ends at {:x}-{:x}, but the process's maps end at {:x}-{:x} \
+                 (cut short)",
+                last.start, last.end, expected.start, expected.end
             ));
         }
     }
     Ok(())
-}
-
-/// `start-end perms offset major:minor inode [path]`, as /proc/PID/maps writes it.
-fn is_maps_line(line: &str) -> bool {
-    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let mut f = line.split_whitespace();
-    let range = f.next().and_then(|r| r.split_once('-'));
-    let perms = f.next().unwrap_or("");
-    let offset = f.next().unwrap_or("");
-    let dev = f.next().and_then(|d| d.split_once(':'));
-    let inode = f.next().unwrap_or("");
-    range.is_some_and(|(a, b)| hex(a) && hex(b))
-        && perms.len() == 4
-        && hex(offset)
-        && dev.is_some_and(|(a, b)| hex(a) && hex(b))
-        && !inode.is_empty()
-        && inode.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// The last line of /proc/`pid`/maps, read with a bound; None when it cannot be read.
-pub fn last_maps_line(pid: i32) -> Option<String> {
-    let mut file = File::open(format!("/proc/{pid}/maps")).ok()?;
-    let mut text = Vec::new();
-    // The maps of a large mysqld are a few hundred KiB; this is a bound, not a size.
-    (&mut file).take(64 << 20).read_to_end(&mut text).ok()?;
-    String::from_utf8_lossy(&text)
-        .lines()
-        .last()
-        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -213,7 +188,11 @@ mod tests {
     #[test]
     fn a_whole_dump_passes() {
         let d = dump();
-        let last = MAPS.lines().last();
+        let last = MAPS
+            .lines()
+            .last()
+            .and_then(jemsafe_report::maps::parse_line);
+        let last = last.as_ref();
         assert_eq!(completeness(d.len() as u64, d.as_bytes(), last), Ok(()));
         assert_eq!(completeness(d.len() as u64, d.as_bytes(), None), Ok(()));
     }
@@ -221,7 +200,11 @@ mod tests {
     #[test]
     fn cut_dumps_fail_with_the_reason() {
         let d = dump();
-        let last = MAPS.lines().last();
+        let last = MAPS
+            .lines()
+            .last()
+            .and_then(jemsafe_report::maps::parse_line);
+        let last = last.as_ref();
         assert!(completeness(0, b"", last).unwrap_err().contains("empty"));
         let cut = &d[..d.len() - 10];
         assert!(completeness(cut.len() as u64, cut.as_bytes(), last)
@@ -236,7 +219,7 @@ mod tests {
         // Cut exactly at a line boundary inside the maps copy.
         let at_line = &d[..d.rfind("ffffffffff600000").unwrap()];
         let e = completeness(at_line.len() as u64, at_line.as_bytes(), last).unwrap_err();
-        assert!(e.contains("ends at \"7ffd1f5e4000-7ffd1f605000\""), "{e}");
+        assert!(e.contains("ends at 7ffd1f5e4000-7ffd1f605000"), "{e}");
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl HeapName {
     /// which carry no time.
     pub fn time(&self) -> Option<SystemTime> {
         match &self.origin {
-            Origin::OnDemand { stamp, .. } => crate::report::select::parse_stamp(stamp),
+            Origin::OnDemand { stamp, .. } => parse_stamp(stamp),
             Origin::Automatic { .. } => None,
         }
     }
@@ -150,9 +150,40 @@ impl HeapName {
     }
 }
 
+/// `20261126T182554` (UTC) as a time.
+pub fn parse_stamp(stamp: &str) -> Option<SystemTime> {
+    let b = stamp.as_bytes();
+    if b.len() != 15 || b[8] != b'T' || !stamp.is_ascii() {
+        return None;
+    }
+    let s = |r: std::ops::Range<usize>| &stamp[r];
+    let rfc3339 = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        s(0..4),
+        s(4..6),
+        s(6..8),
+        s(9..11),
+        s(11..13),
+        s(13..15)
+    );
+    humantime::parse_rfc3339(&rfc3339).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_are_utc() {
+        let t = parse_stamp("20261126T182554").unwrap();
+        assert_eq!(
+            t,
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_717_554)
+        );
+        assert_eq!(parse_stamp("20261326T182554"), None);
+        assert_eq!(parse_stamp("2026112618255"), None);
+    }
+
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]

@@ -31,7 +31,7 @@ pub fn collect(ctx: &Context, dump_name: &str) -> Sidecar {
     s.trigger = Some(ctx.trigger.clone());
     s.written_at =
         Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
-    s.host = read_trimmed("/proc/sys/kernel/hostname");
+    s.host = crate::procfs::system("/proc/sys/kernel/hostname");
     s.process = process(ctx.pid);
     s.mysqld_version = ctx.mysqld_version.clone();
     s.profile = ctx.profile.clone();
@@ -40,13 +40,6 @@ pub fn collect(ctx: &Context, dump_name: &str) -> Sidecar {
     s.objects = objects(ctx.pid);
     s.jemsafe_version = Some(env!("CARGO_PKG_VERSION").to_owned());
     s
-}
-
-fn read_trimmed(path: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
 }
 
 /// pid, start ticks and boot id from /proc.
@@ -67,17 +60,14 @@ pub fn process(pid: i32) -> Option<Process> {
     Some(Process {
         pid: pid as u32,
         start_ticks,
-        boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        boot_id: crate::procfs::system("/proc/sys/kernel/random/boot_id"),
         started_at,
-        executable: std::fs::read_link(format!("/proc/{pid}/exe"))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned()),
+        executable: crate::procfs::exe(pid).map(|p| p.to_string_lossy().into_owned()),
     })
 }
 
 fn boot_time() -> Option<u64> {
-    std::fs::read_to_string("/proc/stat")
-        .ok()?
+    crate::procfs::system("/proc/stat")?
         .lines()
         .find_map(|l| l.strip_prefix("btime "))?
         .trim()
@@ -87,38 +77,31 @@ fn boot_time() -> Option<u64> {
 
 /// Every file mapped executable by `pid`, once, in maps order.
 pub fn objects(pid: i32) -> Vec<Object> {
-    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+    let Ok(maps) = crate::procfs::maps(pid) else {
         return Vec::new();
     };
     let mut out: Vec<Object> = Vec::new();
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms), Some(_off), Some(dev), Some(inode)) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
+    for m in &maps {
+        let Some(path) = m.path.as_deref() else {
             continue;
         };
-        let path: String = f.collect::<Vec<_>>().join(" ");
-        if !perms.contains('x') || !path.starts_with('/') || out.iter().any(|o| o.path == path) {
+        if !m.executable() || !path.starts_with('/') || out.iter().any(|o| o.path == path) {
             continue;
         }
-        let inode: Option<u64> = inode.parse().ok();
         let mut o = Object {
-            path: path.clone(),
+            path: path.to_owned(),
             build_id: None,
-            device: Some(dev.to_owned()),
-            inode,
+            device: Some(format!("{:02x}:{:02x}", m.dev.0, m.dev.1)),
+            inode: Some(m.inode),
             size: None,
         };
         // The mapped file itself (root can open map_files), else the path if it is still
         // the same inode.
-        let file = std::fs::File::open(format!("/proc/{pid}/map_files/{range}"))
-            .ok()
-            .or_else(|| {
-                let f = std::fs::File::open(path.trim_end_matches(" (deleted)")).ok()?;
-                let same = f.metadata().ok().is_some_and(|m| Some(m.ino()) == inode);
-                same.then_some(f)
-            });
+        let file = crate::procfs::mapped_file(pid, m).ok().or_else(|| {
+            let p = std::path::Path::new(path.trim_end_matches(" (deleted)"));
+            let f = jemsafe_report::safe::open_regular(p, false).ok()?;
+            (f.meta.ino() == m.inode).then_some(f.file)
+        });
         if let Some(file) = file {
             o.size = file.metadata().ok().map(|m| m.len());
             o.build_id = sidecar::build_id(&file).map(|id| sidecar::hex(&id));

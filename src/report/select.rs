@@ -1,30 +1,11 @@
 //! Which dumps to read when the command line names none: the dump directory of a config,
 //! the newest dump, the one before it of the same pid, all dumps of one pid.
 
-use crate::dumps::naming::{HeapName, Origin};
+use crate::dumps::naming::HeapName;
 use crate::error::{Error, Result};
 use jemsafe_report::safe::shown;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// `20261126T182554` (UTC) as a time.
-pub fn parse_stamp(stamp: &str) -> Option<SystemTime> {
-    let b = stamp.as_bytes();
-    if b.len() != 15 || b[8] != b'T' || !stamp.is_ascii() {
-        return None;
-    }
-    let s = |r: std::ops::Range<usize>| &stamp[r];
-    let rfc3339 = format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        s(0..4),
-        s(4..6),
-        s(6..8),
-        s(9..11),
-        s(11..13),
-        s(13..15)
-    );
-    humantime::parse_rfc3339(&rfc3339).ok()
-}
 
 /// The heap-file name of `path` parsed with whatever prefix makes it parse.
 fn heap_name(path: &Path) -> Option<HeapName> {
@@ -37,13 +18,7 @@ fn heap_name(path: &Path) -> Option<HeapName> {
 /// (pid, time stamp) from a dump's file name, when it is jemsafe's or jemalloc's.
 pub fn name_info(path: &Path) -> (Option<u32>, Option<SystemTime>) {
     match heap_name(path) {
-        Some(n) => {
-            let stamp = match &n.origin {
-                Origin::OnDemand { stamp, .. } => parse_stamp(stamp),
-                Origin::Automatic { .. } => None,
-            };
-            (Some(n.pid), stamp)
-        }
+        Some(n) => (Some(n.pid), n.time()),
         None => (None, None),
     }
 }
@@ -172,17 +147,6 @@ pub fn newest_series(config_path: &Path) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stamps_are_utc() {
-        let t = parse_stamp("20261126T182554").unwrap();
-        assert_eq!(
-            t,
-            UNIX_EPOCH + std::time::Duration::from_secs(1_795_717_554)
-        );
-        assert_eq!(parse_stamp("20261326T182554"), None);
-        assert_eq!(parse_stamp("2026112618255"), None);
-    }
 
     #[test]
     fn names_give_pid_and_time_with_any_prefix() {

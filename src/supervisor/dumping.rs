@@ -124,7 +124,7 @@ impl Supervisor<'_> {
                     if overdue {
                         let why = format!(
                             "a dump asked for {waited} s ago is still unanswered: {}",
-                            not_answering(pid.as_raw())
+                            crate::procfs::not_answering(pid.as_raw())
                         );
                         control::respond(w, &control::error_reply(why));
                     } else {
@@ -323,8 +323,8 @@ impl Supervisor<'_> {
         let mut file = files::open_heap_file(dir_fd, name, Some(self.heap_owner()))?;
         let (size, tail) =
             files::read_tail(&mut file).map_err(|e| format!("cannot read it: {e}"))?;
-        let last = pid.and_then(files::last_maps_line);
-        files::completeness(size, &tail, last.as_deref()).map_err(|why| {
+        let last = pid.and_then(|p| crate::procfs::maps(p).ok()?.pop());
+        files::completeness(size, &tail, last.as_ref()).map_err(|why| {
             let free = dumps::free_bytes(&self.plan.dump_dir)
                 .map(|f| format!("; {} free on its filesystem", human_space(f)))
                 .unwrap_or_default();
@@ -594,20 +594,6 @@ fn fs_uid(pid: i32) -> Option<u32> {
 /// uid of its `--user`: it starts as root and switches early in its start-up.
 fn still_root(fs_uid: Option<u32>, will_be: Option<u32>) -> bool {
     fs_uid == Some(0) && will_be.is_some_and(|uid| uid != 0)
-}
-
-/// Why mysqld `pid` does not answer, as far as /proc tells.
-pub fn not_answering(pid: i32) -> String {
-    let state =
-        crate::procfs::stat_fields(pid).and_then(|f| f.first().and_then(|s| s.chars().next()));
-    let what = match state {
-        Some('T') => " (it is stopped: SIGSTOP or SIGTSTP; `kill -CONT` resumes it)",
-        Some('t') => " (it is stopped by a debugger)",
-        Some('D') => " (it is in uninterruptible sleep: waiting on disk or swap)",
-        Some('Z') => " (it has exited)",
-        _ => "",
-    };
-    format!("mysqld pid {pid} is not answering{what}")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Requests to the shim inside mysqld: sent with a deadline, answered (or not) through
 //! the ledger, and carried out when the answer comes; the handshake's verification.
 
-use super::{dumping, Supervisor};
+use super::Supervisor;
 use crate::config::VerifyMode;
 use crate::control;
 use crate::dumps::Trigger;
@@ -67,7 +67,7 @@ impl Supervisor<'_> {
                 let why = format!(
                     "no heap dump within {} s: {}; the dump is still pending and will be kept if it completes",
                     sent.elapsed().as_secs(),
-                    dumping::not_answering(pid)
+                    crate::procfs::not_answering(pid)
                 );
                 warn!("{why}");
                 for w in waiters.drain(..) {
@@ -88,7 +88,7 @@ impl Supervisor<'_> {
                      it takes effect when mysqld runs again, and jemsafe logs the confirmation",
                     prof_change(what),
                     SHIM_DEADLINE.as_secs(),
-                    dumping::not_answering(pid)
+                    crate::procfs::not_answering(pid)
                 );
                 warn!("{why}");
                 if let Some(w) = waiter.take() {
@@ -99,7 +99,7 @@ impl Supervisor<'_> {
             }
         }
         for pending in late {
-            let why = dumping::not_answering(pid);
+            let why = crate::procfs::not_answering(pid);
             match pending {
                 Pending::StatusHello(stream) => {
                     let reply = self.status(None, None, Some(why));

@@ -162,10 +162,10 @@ fn file_kind(t: std::fs::FileType) -> &'static str {
 /// Whether `pid` is alive and is a mysqld: named mysqld or mariadbd, or running the
 /// very binary jemsafe would start.
 fn is_live_mysqld(pid: i32, mysqld: &Path) -> bool {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let comm = crate::procfs::comm(pid).unwrap_or_default();
+    let exe = crate::procfs::exe(pid);
     let ours = std::fs::canonicalize(mysqld).ok();
-    matches!(comm.trim(), "mysqld" | "mariadbd") || (exe.is_some() && exe == ours)
+    matches!(comm.as_str(), "mysqld" | "mariadbd") || (exe.is_some() && exe == ours)
 }
 
 #[derive(Debug, PartialEq, Eq)]
