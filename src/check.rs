@@ -6,9 +6,10 @@
 use crate::config::{Config, Profile};
 use crate::dumps::retention;
 use crate::error::{Error, Result};
+use crate::launch::{mysqld_version, Launch};
 use crate::locate::{self, Located, Preload};
 use crate::probe;
-use crate::supervisor::{policy::RestartPolicy, spawn::Launch, Plan};
+use crate::supervisor::{policy::RestartPolicy, Plan};
 use crate::verify::{Expectation, FileId};
 use std::path::Path;
 use std::time::Duration;
@@ -304,32 +305,6 @@ pub fn inspect(
             .map(|a| (a, config.http.token_file.clone())),
     };
     (Some(plan), report)
-}
-
-/// `mysqld --version`, first line, or None if it does not answer within 10 s.
-pub fn mysqld_version(mysqld: &Path) -> Option<String> {
-    use std::io::Read;
-    use std::os::fd::AsFd;
-    let mut cmd = std::process::Command::new(mysqld);
-    cmd.arg("--version")
-        // MariaDB tells systemd "server is down" on exit, even after --version.
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    crate::supervisor::spawn::close_inherited_fds(&mut cmd);
-    let mut child = cmd.spawn().ok()?;
-    let mut text = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        if crate::shim_link::wait_readable(out.as_fd(), Duration::from_secs(10)).unwrap_or(false) {
-            let mut buf = [0u8; 512];
-            let n = out.read(&mut buf).unwrap_or(0);
-            text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    text.lines().next().map(|l| l.trim().to_owned())
 }
 
 /// The plan for `run`, or the reason not to start.

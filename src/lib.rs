@@ -13,6 +13,7 @@ pub mod control;
 pub mod dumps;
 pub mod error;
 pub mod http;
+pub mod launch;
 pub mod locate;
 
 pub mod log;

@@ -7,8 +7,8 @@
 //! jemalloc itself would carry on without profiling.
 
 use crate::config::Profile;
+use crate::launch::Launch;
 use crate::shim_link::ShimLink;
-use crate::supervisor::spawn::Launch;
 use jemsafe_proto::{Binding, Command, Failure, Hello};
 use std::io::Read;
 use std::process::Stdio;

@@ -116,7 +116,7 @@ pub fn prepare(opts: &Options) -> Result<PathBuf> {
     }
     let user_arg = user.as_ref().map(|u| format!("--user={}", u.name));
 
-    let version = crate::check::mysqld_version(&mysqld).unwrap_or_default();
+    let version = crate::launch::mysqld_version(&mysqld).unwrap_or_default();
     let mariadb = version.contains("MariaDB") || mysqld.ends_with("mariadbd");
     // data/ belongs to mysqld's user, who could plant a symlink there: only a real
     // directory counts as an earlier datadir.
@@ -426,7 +426,7 @@ fn initialize(
         .stdin(Stdio::null())
         .env_remove("NOTIFY_SOCKET");
     // The bootstrap server runs as mysqld's user: nothing of jemsafe's may reach it.
-    crate::supervisor::spawn::close_inherited_fds(&mut cmd);
+    crate::launch::close_inherited_fds(&mut cmd);
     let out = cmd
         .output()
         .map_err(Error::io(format!("cannot run {:?}", cmd.get_program())))?;

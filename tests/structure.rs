@@ -252,7 +252,6 @@ fn the_checker_finds_a_cycle() {
 }
 
 #[test]
-#[ignore = "until supervisor/check and dumping/shim_requests are untangled"]
 fn no_import_cycles_between_source_files() {
     let mut found = Vec::new();
     for krate in CRATES {

@@ -13,7 +13,6 @@ mod pidfile;
 pub mod policy;
 mod shim_requests;
 pub mod signals;
-pub mod spawn;
 pub mod stale;
 mod status;
 
@@ -23,6 +22,7 @@ use crate::config::{SignalAction, VerifyMode};
 use crate::control::{self, ProfOp, Request};
 use crate::dumps::{self, retention, Trigger};
 use crate::error::{Error, Result};
+use crate::launch::{self, Launch};
 use crate::shim_link::ShimLink;
 use crate::verify::Expectation;
 use crate::{debug, error, info, warn};
@@ -36,7 +36,6 @@ use policy::{Decision, Ending, Growth, RestartHistory, RestartPolicy, SignalEffe
 use shim_requests::{waiters_of, Pending, SHIM_DEADLINE, STATUS_DEADLINE};
 use signal_hook::consts::SIGCHLD;
 use signals::Signals;
-use spawn::Launch;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -178,7 +177,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         )))?,
         ready_gate: notify::ReadyGate::default(),
         mysqld_status: String::new(),
-        mysqld_version: crate::check::mysqld_version(&plan.launch.mysqld),
+        mysqld_version: launch::mysqld_version(&plan.launch.mysqld),
     };
     sup.apply_retention();
     sup.start()?;
@@ -204,7 +203,7 @@ impl Supervisor<'_> {
         let (mut link, shim_end) =
             ShimLink::pair().map_err(Error::io("cannot create the shim channel"))?;
         let notify_socket = self.relay.as_ref().map(|r| r.child_value.as_str());
-        let pid = spawn::spawn(&plan.launch, &plan.extra_args, &shim_end, notify_socket).map_err(
+        let pid = launch::spawn(&plan.launch, &plan.extra_args, &shim_end, notify_socket).map_err(
             Error::io(format!("cannot start {}", plan.launch.mysqld.display())),
         )?;
         drop(shim_end); // only mysqld holds it now, so its exit closes the channel

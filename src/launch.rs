@@ -1,4 +1,5 @@
-//! Starting mysqld: environment, preload order, inherited channel, clean signal state.
+//! Starting mysqld (and the probe, and `mysqld --version`): environment, preload order,
+//! inherited channel, inherited descriptors closed, clean signal state.
 
 use crate::locate::{Located, Preload};
 use std::ffi::{OsStr, OsString};
@@ -221,6 +222,34 @@ pub fn spawn(
     cmd.args(&launch.args).args(extra_args).stdin(Stdio::null());
     let child = cmd.spawn()?;
     Ok(child.id())
+}
+
+/// `mysqld --version`, first line, or None if it does not answer within 10 s.
+pub fn mysqld_version(mysqld: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut cmd = std::process::Command::new(mysqld);
+    cmd.arg("--version")
+        // MariaDB tells systemd "server is down" on exit, even after --version.
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    close_inherited_fds(&mut cmd);
+    let mut child = cmd.spawn().ok()?;
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        if crate::shim_link::wait_readable(out.as_fd(), std::time::Duration::from_secs(10))
+            .unwrap_or(false)
+        {
+            let mut buf = [0u8; 512];
+            let n = out.read(&mut buf).unwrap_or(0);
+            text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text.lines().next().map(|l| l.trim().to_owned())
 }
 
 #[cfg(test)]
