@@ -348,8 +348,17 @@ pub struct HttpSection {
     /// address-space layout); needs `token_file`.
     #[serde(default)]
     pub allow_remote: bool,
-    /// A file holding the bearer token clients must send (`Authorization: Bearer ...`).
+    /// A file holding the bearer token clients must send (`Authorization: Bearer ...`):
+    /// always for /debug/pprof/*, and for everything off loopback.
     pub token_file: Option<PathBuf>,
+    /// Whether /debug/pprof/heap is served (it needs `token_file`); /metrics and /healthz
+    /// are served either way.
+    #[serde(default = "default_true")]
+    pub pprof: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl HttpSection {
@@ -792,6 +801,21 @@ impl Config {
                         .into(),
                 ));
             }
+        }
+        if h.pprof && h.token_file.is_none() {
+            // A heap profile shows mysqld's address-space layout and each request writes a
+            // dump: on loopback too, only holders of the token may ask.
+            return Err(self.invalid(
+                "http.token_file",
+                self.find("listen"),
+                "[http] serves /debug/pprof/heap, which needs a bearer token even on loopback \
+                 (a heap profile shows mysqld's address-space layout, and each request writes \
+                 a dump): make one with `install -m 600 /dev/null /etc/jemsafe/http-token; \
+                 head -c 32 /dev/urandom | base64 > /etc/jemsafe/http-token` and set \
+                 token_file = \"/etc/jemsafe/http-token\" in [http], or set pprof = false \
+                 to serve only /metrics and /healthz"
+                    .into(),
+            ));
         }
         Ok(())
     }
