@@ -363,11 +363,12 @@ fn half_sent_heads_from_a_local_user_do_not_keep_metrics_away() {
     );
     let mut lines = Lines::new(attacker.0.stdout.take().unwrap());
     lines.wait_for("holding", T);
-    // Scrapes for 6 s of the attack (longer than a head deadline, old or new).
+    // Scrapes for 6 s of the attack (longer than a head deadline, old or new). The token
+    // is sent although loopback needs none for /metrics, as the code before the fix did.
     let t0 = Instant::now();
     let mut answered = 0;
     while t0.elapsed() < Duration::from_secs(6) {
-        let r = http_request(addr, "/metrics", &[], T);
+        let r = http_request(addr, "/metrics", &[&bearer()], T);
         assert_eq!(
             r.code,
             200,
@@ -377,7 +378,7 @@ fn half_sent_heads_from_a_local_user_do_not_keep_metrics_away() {
         answered += 1;
     }
     drop(attacker);
-    let metrics = String::from_utf8(http_get(addr, "/metrics", &[], T).1).unwrap();
+    let metrics = String::from_utf8(http_get(addr, "/metrics", &[&bearer()], T).1).unwrap();
     // The attack did press on the limits.
     assert!(
         metrics.contains("jemsafe_http_refused_total{reason=\"peer_connections\"}")
@@ -397,7 +398,8 @@ fn healthz_is_503_while_mysqld_is_stopped() {
     let dir = TempDir::new("http-health");
     let (mut js, config, addr) = workload_with_http(&dir, "", "");
     let mysqld = js.mysqld_pid.unwrap();
-    let (code, body) = http_get(addr, "/healthz", &[], T);
+    // (The token is sent although loopback needs none, as the code before the fix did.)
+    let (code, body) = http_get(addr, "/healthz", &[&bearer()], T);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     kill(Pid::from_raw(mysqld), Signal::SIGSTOP).unwrap();
     struct Cont(i32);
@@ -407,7 +409,7 @@ fn healthz_is_503_while_mysqld_is_stopped() {
         }
     }
     let cont = Cont(mysqld);
-    let (code, body) = http_get(addr, "/healthz", &[], T);
+    let (code, body) = http_get(addr, "/healthz", &[&bearer()], T);
     let body = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(code, 503, "{body}");
     assert!(
@@ -421,12 +423,12 @@ fn healthz_is_503_while_mysqld_is_stopped() {
         String::from_utf8_lossy(&status.stdout).contains("ATTENTION"),
         "{status:?}"
     );
-    let metrics = String::from_utf8(http_get(addr, "/metrics", &[], T).1).unwrap();
+    let metrics = String::from_utf8(http_get(addr, "/metrics", &[&bearer()], T).1).unwrap();
     assert!(metrics.contains("jemsafe_mysqld_answering 0"), "{metrics}");
     drop(cont);
-    let (code, body) = http_get(addr, "/healthz", &[], T);
+    let (code, body) = http_get(addr, "/healthz", &[&bearer()], T);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let metrics = String::from_utf8(http_get(addr, "/metrics", &[], T).1).unwrap();
+    let metrics = String::from_utf8(http_get(addr, "/metrics", &[&bearer()], T).1).unwrap();
     assert!(metrics.contains("jemsafe_mysqld_answering 1"), "{metrics}");
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
