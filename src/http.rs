@@ -4,7 +4,10 @@
 //! The server runs on threads of its own and talks to the supervisor only as a client of
 //! the control socket, like `jemsafe status` and `jemsafe dump` do: a slow or hostile HTTP
 //! client can hold an HTTP thread, never the supervisor's loop (its signals, dumps and
-//! restarts). Requests are bounded in size and time; connections are capped.
+//! restarts). Requests are bounded in size and time; connections are capped, per peer
+//! address too, with slots kept for requests that arrive whole. /debug/pprof/heap renders
+//! in a short-lived child process ([`render`]), one profile at a time, so that what the
+//! analyzer maps never stays in the supervisor.
 
 mod render;
 

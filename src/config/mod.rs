@@ -919,6 +919,25 @@ mod tests {
     }
 
     #[test]
+    fn http_pprof_needs_a_token_file_even_on_loopback() {
+        let e = error("[http]\nlisten = \"127.0.0.1:19104\"\n");
+        for needle in [
+            "http.token_file",
+            "line 2",
+            "install -m 600",
+            "pprof = false",
+        ] {
+            assert!(e.contains(needle), "{needle} not in {e}");
+        }
+        for ok in [
+            "[http]\nlisten = \"127.0.0.1:19104\"\npprof = false\n",
+            "[http]\nlisten = \"127.0.0.1:19104\"\ntoken_file = \"/etc/jemsafe/http-token\"\n",
+        ] {
+            parse(ok).unwrap();
+        }
+    }
+
+    #[test]
     fn debuginfod_servers_must_be_urls() {
         let ok = Config::parse(
             "[report]\ndebuginfod = [\"https://debuginfod.debian.net\", \"http://127.0.0.1:8002\"]\n",

@@ -60,6 +60,9 @@ pub fn child_main(dump: &Path) -> Result<i32> {
 pub fn render(dump: &Path) -> std::result::Result<Vec<u8>, String> {
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("jemsafe").arg(SUBCOMMAND).arg("--").arg(dump);
+    // Its log goes to this side (plain lines, read for the reason of a failure), and it
+    // is not the service systemd waits for.
+    cmd.env_remove("JOURNAL_STREAM").env_remove("NOTIFY_SOCKET");
     run_framed(cmd, RENDER_TIMEOUT, MAX_PROFILE)
 }
 
