@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # [http] endpoints beside the plain paths, in one run on one MariaDB sandbox: a /metrics
 # scrape vs `jemsafe status`, and /debug/pprof/heap (dump + symbolized pprof) vs
-# `jemsafe dump` (dump only), ROUNDS times each (default 20), wall time per request.
+# `jemsafe dump` (dump only), and `jemsafe report --format pprof` alone (the rendering in a
+# process of its own, as the endpoint does it), ROUNDS times each (default 20), wall time.
 # Then HEAP_REQUESTS (default 200) requests to /debug/pprof/heap one after the other, with
 # `jemsafe run`'s RSS, virtual size, mappings and CPU time before and after: a daemon's
 # memory must stay flat however often Pyroscope or Parca scrape it.
@@ -20,6 +21,7 @@ trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # The sandbox writes its config; run it again with [http] added.
+: > "$dir/setup.log"; : > "$dir/log"   # there before the loops below read them
 "$jemsafe" sandbox "$dir/sb" -p leak >/dev/null 2>"$dir/setup.log" &
 pid=$!
 for _ in $(seq 1 300); do grep -q "ready for connections" "$dir/setup.log" && break; sleep 0.2; done
@@ -48,6 +50,8 @@ time_each "jemsafe status --json" "$jemsafe" status --json -c "$cfg"
 time_each "GET /debug/pprof/heap (dump + pprof)" curl -sf -H "$auth" -o /dev/null "http://127.0.0.1:$port/debug/pprof/heap"
 time_each "GET /debug/pprof/heap?raw=1 (dump + file)" curl -sf -H "$auth" -o /dev/null "http://127.0.0.1:$port/debug/pprof/heap?raw=1"
 time_each "jemsafe dump" "$jemsafe" dump -c "$cfg"
+# What the endpoint's renderer child does, alone: a fresh process renders the newest dump.
+time_each "jemsafe report --format pprof (a process)" "$jemsafe" report --format pprof -o /dev/null -c "$cfg"
 
 footprint() { # RSS MiB, virtual MiB, mappings, CPU s of `jemsafe run` (children not counted)
     local stat; stat=$(cut -d' ' -f14,15 "/proc/$pid/stat")
