@@ -299,10 +299,11 @@ pub fn inspect(
         min_free_bytes: config.dumps.min_free_mb << 20,
         growth_step_bytes: config.dumps.on_growth_mb << 20,
         growth_check: Duration::from_secs(config.dumps.growth_check_s),
-        http: config
-            .http
-            .address()
-            .map(|a| (a, config.http.token_file.clone())),
+        http: config.http.address().map(|listen| crate::http::Settings {
+            listen,
+            token_file: config.http.token_file.clone(),
+            pprof: config.http.pprof,
+        }),
     };
     (Some(plan), report)
 }

@@ -206,6 +206,10 @@ the binaries or debug packages installed there."
     /// (internal) the probe process started by `check` and `run`
     #[command(name = "__probe", hide = true)]
     Probe,
+
+    /// (internal) renders a dump for [http]'s /debug/pprof/heap, in a child of `run`
+    #[command(name = "__pprof", hide = true)]
+    Pprof { dump: PathBuf },
 }
 
 /// Output format of `jemsafe report`.

@@ -4,64 +4,132 @@
 //! The server runs on threads of its own and talks to the supervisor only as a client of
 //! the control socket, like `jemsafe status` and `jemsafe dump` do: a slow or hostile HTTP
 //! client can hold an HTTP thread, never the supervisor's loop (its signals, dumps and
-//! restarts). Requests are bounded in size and time; connections are capped.
+//! restarts). Requests are bounded in size and time; connections are capped, per peer
+//! address too, with slots kept for requests that arrive whole. /debug/pprof/heap renders
+//! in a short-lived child process ([`render`]), one profile at a time, so that what the
+//! analyzer maps never stays in the supervisor.
+
+mod render;
+
+pub use render::child_main as render_child_main;
 
 use crate::control::{self, DumpVia, Request, Status};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The request head (request line and headers) may take this long and this much.
-const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// The request head (request line and headers) may take this long and this much: a
+/// client that sends its request at once (as Prometheus, Pyroscope, Parca and curl do)
+/// is far below both.
+const HEAD_DEADLINE: Duration = Duration::from_secs(2);
 const MAX_HEAD: usize = 8 * 1024;
 /// Connections served at once; more get 503 at once.
 const MAX_CONNECTIONS: usize = 8;
+/// Of those, kept for requests whose head is already complete when they are accepted,
+/// so that connections trickling their heads cannot take every slot. Two: a client's
+/// next request may arrive while the thread that answered its last one is still ending.
+const RESERVED: usize = 2;
+/// Connections whose head is still coming, per peer address.
+const MAX_PER_PEER: usize = 3;
 /// How long writing a response may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A dump of a very large heap takes seconds; the supervisor answers within a minute.
 const DUMP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Status answers within a second even when mysqld does not.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Retry-After (seconds) for a heap profile asked while another is being made.
+const RETRY_PROFILE_S: u32 = 5;
+
+/// `[http]` as the supervisor's plan holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub token_file: Option<PathBuf>,
+    /// Whether /debug/pprof/heap is served (config validation requires the token then).
+    pub pprof: bool,
+}
 
 struct Shared {
     runtime_dir: PathBuf,
     token: Option<String>,
+    pprof: bool,
+    /// Listening on loopback: /metrics and /healthz need no token.
+    loopback: bool,
     metrics: Arc<Metrics>,
-    busy: AtomicUsize,
+    slots: Mutex<Slots>,
+    /// A heap profile (dump + rendering) is being made.
+    profiling: AtomicBool,
 }
 
-/// Binds `addr` and serves it on a thread of its own, for as long as jemsafe runs.
-pub fn start(
-    addr: SocketAddr,
-    token_file: Option<&Path>,
-    runtime_dir: &Path,
-    metrics: Arc<Metrics>,
-) -> Result<SocketAddr> {
-    let token = token_file.map(read_token).transpose()?;
+/// Connections being served: all of them, and those still reading their head per peer.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    reading: HashMap<IpAddr, usize>,
+}
+
+/// Binds `settings.listen` and serves it on a thread of its own, for as long as jemsafe runs.
+pub fn start(settings: &Settings, runtime_dir: &Path, metrics: Arc<Metrics>) -> Result<SocketAddr> {
+    let addr = settings.listen;
+    let token = settings.token_file.as_deref().map(read_token).transpose()?;
     let listener = TcpListener::bind(addr).map_err(Error::io(format!(
         "[http] listen = {addr}: cannot listen there (another program on that port? \
          choose another in [http] listen)"
     )))?;
+    defer_accept(&listener);
     let bound = listener
         .local_addr()
         .map_err(Error::io("cannot read the HTTP server's address"))?;
     let shared = Arc::new(Shared {
         runtime_dir: runtime_dir.to_owned(),
         token,
+        pprof: settings.pprof,
+        loopback: addr.ip().is_loopback(),
         metrics,
-        busy: AtomicUsize::new(0),
+        slots: Mutex::new(Slots::default()),
+        profiling: AtomicBool::new(false),
     });
     std::thread::Builder::new()
         .name("jemsafe-http".into())
         .spawn(move || accept_loop(listener, shared))
         .map_err(Error::io("cannot start the HTTP server's thread"))?;
-    crate::info!("HTTP server on http://{bound}/ (/metrics, /debug/pprof/heap, /healthz)");
+    let paths = if settings.pprof {
+        "/metrics, /debug/pprof/heap, /healthz"
+    } else {
+        "/metrics, /healthz; pprof = false"
+    };
+    crate::info!("HTTP server on http://{bound}/ ({paths})");
     Ok(bound)
+}
+
+/// TCP_DEFER_ACCEPT: a connection is accepted once its first data is in, so that a
+/// request sent at once is whole when accepted (see [`admit`]) and an idle connection
+/// holds no slot. Best effort: without it a request may merely look incomplete.
+fn defer_accept(listener: &TcpListener) {
+    let seconds: libc::c_int = HEAD_DEADLINE.as_secs() as libc::c_int;
+    // SAFETY: setsockopt reads the local integer only.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&seconds as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        crate::debug!(
+            "HTTP server: TCP_DEFER_ACCEPT: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// The bearer token: the file's first line, which must not be empty.
@@ -80,6 +148,108 @@ fn read_token(path: &Path) -> Result<String> {
     Ok(token)
 }
 
+/// Why a connection gets no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Every slot is taken.
+    Full,
+    /// Only the reserved slot is left, and this head is not complete.
+    Reserved,
+    /// Its peer already has [`MAX_PER_PEER`] connections reading their heads.
+    Peer,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Full => "connections",
+            Refusal::Reserved => "reserved",
+            Refusal::Peer => "peer_connections",
+        }
+    }
+}
+
+/// Whether a new connection gets a slot, given the connections served (`total`), those
+/// of its peer still reading their heads (`peer_reading`), and whether its head was
+/// complete on arrival. A complete head is answered at once, so it may take any slot,
+/// the reserved one included; an incomplete one only a shared slot within its peer's share.
+fn admit(total: usize, peer_reading: usize, complete: bool) -> std::result::Result<(), Refusal> {
+    if total >= MAX_CONNECTIONS {
+        Err(Refusal::Full)
+    } else if complete {
+        Ok(())
+    } else if total >= MAX_CONNECTIONS - RESERVED {
+        Err(Refusal::Reserved)
+    } else if peer_reading >= MAX_PER_PEER {
+        Err(Refusal::Peer)
+    } else {
+        Ok(())
+    }
+}
+
+/// A connection's slot, given back when it is dropped (also when its thread panics).
+struct Slot {
+    shared: Arc<Shared>,
+    /// The peer whose share this incomplete head counts against, until its head is in.
+    reading: Option<IpAddr>,
+}
+
+impl Slot {
+    fn take(
+        shared: &Arc<Shared>,
+        peer: IpAddr,
+        complete: bool,
+    ) -> std::result::Result<Slot, Refusal> {
+        let mut slots = shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let peer_reading = slots.reading.get(&peer).copied().unwrap_or(0);
+        admit(slots.total, peer_reading, complete)?;
+        slots.total += 1;
+        if !complete {
+            *slots.reading.entry(peer).or_insert(0) += 1;
+        }
+        Ok(Slot {
+            shared: Arc::clone(shared),
+            reading: (!complete).then_some(peer),
+        })
+    }
+
+    /// The head is in: the peer's share is free again.
+    fn head_read(&mut self) {
+        if let Some(peer) = self.reading.take() {
+            let mut slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = slots.reading.get_mut(&peer) {
+                *n -= 1;
+                if *n == 0 {
+                    slots.reading.remove(&peer);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.head_read();
+        let mut slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.total = slots.total.saturating_sub(1);
+    }
+}
+
+/// Whether the connection's whole head (or something that is no head at all) has
+/// arrived, looked at without consuming it and without waiting.
+fn head_arrived(stream: &TcpStream) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut buf = [0u8; MAX_HEAD];
+    match recv(
+        stream.as_raw_fd(),
+        &mut buf,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(n) if n > 0 => !matches!(parse_head(&buf[..n]), Ok(None)),
+        _ => false,
+    }
+}
+
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else {
@@ -87,19 +257,26 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             std::thread::sleep(Duration::from_millis(100));
             continue;
         };
-        if shared.busy.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            shared.busy.fetch_sub(1, Ordering::SeqCst);
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            respond(&stream, 503, "text/plain", b"busy: too many connections\n");
-            continue;
-        }
-        let shared = Arc::clone(&shared);
+        let peer = stream
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let mut slot = match Slot::take(&shared, peer, head_arrived(&stream)) {
+            Ok(slot) => slot,
+            Err(why) => {
+                crate::debug!("HTTP server: connection from {peer} refused: {why:?}");
+                shared.metrics.http_refused(why.label());
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                respond(
+                    &stream,
+                    &Response::text(503, "503: busy: too many connections\n").retry_after(1),
+                );
+                continue;
+            }
+        };
+        let conn = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name("jemsafe-http-conn".into())
-            .spawn(move || {
-                serve(&stream, &shared);
-                shared.busy.fetch_sub(1, Ordering::SeqCst);
-            });
+            .spawn(move || serve(&stream, &conn, &mut slot));
         if spawned.is_err() {
             crate::warn!("HTTP server: cannot start a thread for a connection");
         }
@@ -177,41 +354,107 @@ fn authorized(token: &str, authorization: Option<&str>) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn serve(stream: &TcpStream, shared: &Shared) {
+/// Whether `path` is under /debug/pprof/, which always needs the token.
+fn is_pprof(path: &str) -> bool {
+    path == "/debug/pprof" || path.starts_with("/debug/pprof/")
+}
+
+/// Whether a request for `path` must carry the token: /debug/pprof/* always (a heap
+/// profile shows mysqld's address-space layout, which /proc/PID/maps keeps from other
+/// users, and each request writes a dump); everything when listening beyond loopback.
+fn needs_token(path: &str, loopback: bool) -> bool {
+    is_pprof(path) || !loopback
+}
+
+fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let head = match read_head(stream) {
+    let head = read_head(stream);
+    slot.head_read();
+    let head = match head {
         Ok(h) => h,
         Err(code) => {
-            respond(stream, code, "text/plain", reason(code).as_bytes());
+            if code == 408 {
+                shared.metrics.http_refused("head_timeout");
+            }
+            respond(
+                stream,
+                &Response::text(code, &format!("{code}: {}\n", reason(code))),
+            );
             return;
         }
     };
-    if let Some(token) = &shared.token {
-        if !authorized(token, head.authorization.as_deref()) {
+    if is_pprof(&head.path) && !shared.pprof {
+        respond(
+            stream,
+            &Response::text(
+                404,
+                "404: pprof is off in this jemsafe ([http] pprof = false)\n",
+            ),
+        );
+        return;
+    }
+    if needs_token(&head.path, shared.loopback) {
+        let ok = shared
+            .token
+            .as_deref()
+            .is_some_and(|t| authorized(t, head.authorization.as_deref()));
+        if !ok {
+            shared.metrics.http_refused("unauthorized");
             respond(
                 stream,
-                401,
-                "text/plain",
-                b"401: send Authorization: Bearer <the token in [http] token_file>\n",
+                &Response::text(
+                    401,
+                    "401: send Authorization: Bearer <the token in [http] token_file>\n",
+                ),
             );
             return;
         }
     }
     if head.method != "GET" {
-        respond(stream, 405, "text/plain", b"405: only GET\n");
+        respond(stream, &Response::text(405, "405: only GET\n"));
         return;
     }
-    let (code, kind, body) = match head.path.as_str() {
+    let response = match head.path.as_str() {
         "/metrics" => metrics(shared),
         "/healthz" => healthz(shared),
         "/debug/pprof/heap" => heap(shared, &head.query),
-        _ => (
-            404,
-            "text/plain",
-            b"404: /metrics, /debug/pprof/heap, /healthz\n".to_vec(),
-        ),
+        _ => Response::text(404, "404: /metrics, /debug/pprof/heap, /healthz\n"),
     };
-    respond(stream, code, kind, &body);
+    respond(stream, &response);
+}
+
+/// What to answer.
+struct Response {
+    code: u16,
+    kind: &'static str,
+    body: Body,
+    retry_after: Option<u32>,
+}
+
+enum Body {
+    Bytes(Vec<u8>),
+    /// A file of this length, copied as it is sent (a raw dump may be large).
+    File(std::fs::File, u64),
+}
+
+impl Response {
+    fn text(code: u16, text: &str) -> Response {
+        Response::bytes(code, "text/plain", text.as_bytes().to_vec())
+    }
+
+    fn bytes(code: u16, kind: &'static str, body: Vec<u8>) -> Response {
+        Response {
+            code,
+            kind,
+            body: Body::Bytes(body),
+            retry_after: None,
+        }
+    }
+
+    fn retry_after(mut self, seconds: u32) -> Response {
+        self.retry_after = Some(seconds);
+        self
+    }
 }
 
 fn status(shared: &Shared) -> std::result::Result<Status, String> {
@@ -220,49 +463,83 @@ fn status(shared: &Shared) -> std::result::Result<Status, String> {
         .map_err(|e| e.to_string())
 }
 
-fn metrics(shared: &Shared) -> (u16, &'static str, Vec<u8>) {
+fn metrics(shared: &Shared) -> Response {
     match status(shared) {
-        Ok(st) => (
+        Ok(st) => Response::bytes(
             200,
             "text/plain; version=0.0.4; charset=utf-8",
             shared.metrics.render(&st, std::time::SystemTime::now()),
         ),
-        Err(why) => (503, "text/plain", format!("503: {why}\n").into_bytes()),
+        Err(why) => Response::text(503, &format!("503: {why}\n")),
     }
 }
 
-fn healthz(shared: &Shared) -> (u16, &'static str, Vec<u8>) {
-    match status(shared) {
-        Ok(st) => match (st.mysqld_pid, &st.verification) {
-            (Some(pid), Some(v)) if v.ok => (
-                200,
-                "text/plain",
-                format!("ok: mysqld pid {pid}, verified\n").into_bytes(),
+fn healthz(shared: &Shared) -> Response {
+    let (code, text) = match status(shared) {
+        Ok(st) => health(&st),
+        Err(why) => (503, format!("503: {why}\n")),
+    };
+    Response::text(code, &text)
+}
+
+/// /healthz from a status: 200 only when mysqld runs, answers (what `jemsafe status`
+/// flags as not answering is unhealthy: stopped, stuck) and passed verification.
+fn health(st: &Status) -> (u16, String) {
+    match (st.mysqld_pid, &st.mysqld_not_answering, &st.verification) {
+        (None, _, _) => (
+            503,
+            format!(
+                "503: mysqld is not running (between restarts){}\n",
+                st.last_exit
+                    .as_deref()
+                    .map(|e| format!("; last exit: {e}"))
+                    .unwrap_or_default()
             ),
-            (Some(pid), v) => (
-                503,
-                "text/plain",
-                format!(
-                    "503: mysqld pid {pid} runs, but {}\n",
-                    v.as_ref()
-                        .map(|v| v.message.clone())
-                        .unwrap_or_else(|| "verification is not over".into())
-                )
-                .into_bytes(),
+        ),
+        (Some(_), Some(why), _) => (503, format!("503: {why}\n")),
+        (Some(pid), None, Some(v)) if v.ok => (200, format!("ok: mysqld pid {pid}, verified\n")),
+        (Some(pid), None, v) => (
+            503,
+            format!(
+                "503: mysqld pid {pid} runs, but {}\n",
+                v.as_ref()
+                    .map(|v| v.message.clone())
+                    .unwrap_or_else(|| "verification is not over".into())
             ),
-            (None, _) => (
-                503,
-                "text/plain",
-                b"503: mysqld is not running (between restarts)\n".to_vec(),
-            ),
-        },
-        Err(why) => (503, "text/plain", format!("503: {why}\n").into_bytes()),
+        ),
+    }
+}
+
+/// One heap profile at a time: held while a request dumps and renders.
+struct Turn<'a>(&'a AtomicBool);
+
+impl<'a> Turn<'a> {
+    fn take(flag: &'a AtomicBool) -> Option<Turn<'a>> {
+        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Turn(flag))
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
 /// A dump through the supervisor's normal path (throttle, retention, trigger `http`),
-/// returned as gzipped profile.proto, or with `raw=1` as jemalloc wrote it.
-fn heap(shared: &Shared, query: &str) -> (u16, &'static str, Vec<u8>) {
+/// returned as gzipped profile.proto rendered in a child process, or with `raw=1` as
+/// jemalloc wrote it. One at a time: another request meanwhile gets 503 and Retry-After
+/// (before it causes a dump).
+fn heap(shared: &Shared, query: &str) -> Response {
+    let Some(_turn) = Turn::take(&shared.profiling) else {
+        shared.metrics.http_refused("profile_busy");
+        return Response::text(
+            503,
+            "503: another heap profile is being made; retry in a few seconds\n",
+        )
+        .retry_after(RETRY_PROFILE_S);
+    };
     let raw = query
         .split('&')
         .any(|kv| matches!(kv, "raw=1" | "raw=true"));
@@ -272,49 +549,56 @@ fn heap(shared: &Shared, query: &str) -> (u16, &'static str, Vec<u8>) {
         DUMP_TIMEOUT,
     ) {
         Ok(r) => r,
-        Err(e) => return (503, "text/plain", format!("503: {e}\n").into_bytes()),
+        Err(e) => return Response::text(503, &format!("503: {e}\n")).retry_after(RETRY_PROFILE_S),
     };
     let Some(path) = reply
         .get("path")
         .and_then(|p| p.as_str())
         .map(PathBuf::from)
     else {
-        return (
-            500,
-            "text/plain",
-            b"500: no path in jemsafe's answer\n".to_vec(),
-        );
+        return Response::text(500, "500: no path in jemsafe's answer\n");
     };
-    let limits = jemsafe_report::DumpLimits::new(jemsafe_report::DEFAULT_MAX_DUMP_MB, false);
     if raw {
-        return match jemsafe_report::safe::open_regular(&path, false) {
-            Ok(opened) => {
-                let mut data = Vec::new();
-                match opened.file.take(limits.max_bytes).read_to_end(&mut data) {
-                    Ok(_) => (200, "application/octet-stream", data),
-                    Err(e) => (500, "text/plain", format!("500: {e}\n").into_bytes()),
-                }
-            }
-            Err(e) => (500, "text/plain", format!("500: {e}\n").into_bytes()),
-        };
+        return raw_dump(&path);
     }
-    let rendered = jemsafe_report::load(&path, &limits).and_then(|mut dump| {
-        let (pid, stamp) = crate::report::select::name_info(&path);
-        dump.pid = pid;
-        dump.time = stamp.or(dump.time);
-        let options = jemsafe_report::render::ReportOptions {
-            metric: jemsafe_report::aggregate::Metric::InuseSpace,
-            format: jemsafe_report::render::Format::Pprof,
-            by: jemsafe_report::render::By::Function,
-            top: 0,
-            exact: false,
-            symbolize: jemsafe_report::symbolize::Options::default(),
-        };
-        jemsafe_report::render::report(dump, None, &options)
-    });
-    match rendered {
-        Ok(r) => (200, "application/octet-stream", r.data),
-        Err(e) => (500, "text/plain", format!("500: {e}\n").into_bytes()),
+    match render::render(&path) {
+        Ok(profile) => Response::bytes(200, "application/octet-stream", profile),
+        Err(why) => {
+            crate::warn!(
+                "/debug/pprof/heap: {}: {why}",
+                jemsafe_report::safe::shown(&path)
+            );
+            Response::text(500, &format!("500: {why}\n"))
+        }
+    }
+}
+
+/// The dump file itself (no symlink followed: the dump directory is mysqld's user's),
+/// sent as it is read, up to the dump size limit.
+fn raw_dump(path: &Path) -> Response {
+    let limits = jemsafe_report::DumpLimits::new(jemsafe_report::DEFAULT_MAX_DUMP_MB, false);
+    let opened = match jemsafe_report::safe::open_regular(path, false) {
+        Ok(o) => o,
+        Err(e) => return Response::text(500, &format!("500: {e}\n")),
+    };
+    let len = match opened.file.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => return Response::text(500, &format!("500: {e}\n")),
+    };
+    if len > limits.max_bytes {
+        return Response::text(
+            500,
+            &format!(
+                "500: the dump is larger than {} MiB\n",
+                limits.max_bytes >> 20
+            ),
+        );
+    }
+    Response {
+        code: 200,
+        kind: "application/octet-stream",
+        body: Body::File(opened.file, len),
+        retry_after: None,
     }
 }
 
@@ -333,19 +617,33 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-fn respond(stream: &TcpStream, code: u16, kind: &str, body: &[u8]) {
+fn respond(stream: &TcpStream, r: &Response) {
+    let len = match &r.body {
+        Body::Bytes(b) => b.len() as u64,
+        Body::File(_, len) => *len,
+    };
     let mut head = format!(
-        "HTTP/1.1 {code} {}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reason(code),
-        body.len()
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {len}\r\nConnection: close\r\n",
+        r.code,
+        reason(r.code),
+        r.kind,
     );
-    if code == 401 {
+    if r.code == 401 {
         head.push_str("WWW-Authenticate: Bearer realm=\"jemsafe\"\r\n");
     }
+    if let Some(s) = r.retry_after {
+        head.push_str(&format!("Retry-After: {s}\r\n"));
+    }
     head.push_str("\r\n");
-    let _ = (&*stream)
-        .write_all(head.as_bytes())
-        .and_then(|_| (&*stream).write_all(body));
+    let mut out = stream;
+    if out.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let _ = match &r.body {
+        Body::Bytes(b) => out.write_all(b),
+        // The length announced is what is sent: a file that changed is cut, not overrun.
+        Body::File(f, len) => std::io::copy(&mut f.take(*len), &mut out).map(|_| ()),
+    };
 }
 
 #[cfg(test)]
@@ -364,5 +662,91 @@ mod tests {
         assert!(!authorized("s3cret", None));
         assert_eq!(parse_head(b"GET /metrics HTTP/1.1\r\nHost"), Ok(None));
         assert_eq!(parse_head(b"\x01\x02 nonsense\r\n\r\n"), Err(400));
+    }
+
+    #[test]
+    fn trickling_heads_get_a_few_slots_per_peer_and_never_the_reserved_one() {
+        // A peer's incomplete heads: up to MAX_PER_PEER.
+        assert_eq!(admit(0, 0, false), Ok(()));
+        assert_eq!(admit(2, MAX_PER_PEER - 1, false), Ok(()));
+        assert_eq!(admit(3, MAX_PER_PEER, false), Err(Refusal::Peer));
+        // Other peers fill the shared slots, never the reserved one.
+        assert_eq!(admit(MAX_CONNECTIONS - RESERVED - 1, 0, false), Ok(()));
+        assert_eq!(
+            admit(MAX_CONNECTIONS - RESERVED, 0, false),
+            Err(Refusal::Reserved)
+        );
+        // A complete head takes the reserved slot, whatever its peer holds.
+        assert_eq!(
+            admit(MAX_CONNECTIONS - RESERVED, MAX_PER_PEER, true),
+            Ok(())
+        );
+        assert_eq!(admit(MAX_CONNECTIONS, 0, true), Err(Refusal::Full));
+    }
+
+    #[test]
+    fn pprof_always_needs_the_token_metrics_and_health_only_off_loopback() {
+        for path in [
+            "/debug/pprof/heap",
+            "/debug/pprof/",
+            "/debug/pprof",
+            "/debug/pprof/profile",
+        ] {
+            assert!(needs_token(path, true), "{path}");
+            assert!(needs_token(path, false), "{path}");
+        }
+        for path in ["/metrics", "/healthz", "/nothing", "/debug/pprofx"] {
+            assert!(!needs_token(path, true), "{path}");
+            assert!(needs_token(path, false), "{path}");
+        }
+    }
+
+    #[test]
+    fn health_is_503_with_the_reason_whenever_status_flags_mysqld() {
+        let verified = Some(crate::control::Verification {
+            ok: true,
+            message: "verified".into(),
+        });
+        let ok = Status {
+            mysqld_pid: Some(7),
+            verification: verified.clone(),
+            ..Default::default()
+        };
+        assert_eq!(health(&ok).0, 200);
+        let stopped = Status {
+            mysqld_not_answering: Some(
+                "mysqld pid 7 is not answering (it is stopped: SIGSTOP or SIGTSTP; `kill -CONT` resumes it)"
+                    .into(),
+            ),
+            ..ok.clone()
+        };
+        let (code, text) = health(&stopped);
+        assert_eq!(code, 503);
+        assert!(text.contains("it is stopped"), "{text}");
+        let down = Status {
+            mysqld_pid: None,
+            last_exit: Some("pid 7 killed by SIGKILL".into()),
+            ..ok.clone()
+        };
+        let (code, text) = health(&down);
+        assert_eq!(code, 503);
+        assert!(
+            text.contains("not running") && text.contains("SIGKILL"),
+            "{text}"
+        );
+        let unverified = Status {
+            verification: None,
+            ..ok
+        };
+        assert_eq!(health(&unverified).0, 503);
+    }
+
+    #[test]
+    fn one_heap_profile_at_a_time() {
+        let flag = AtomicBool::new(false);
+        let first = Turn::take(&flag).unwrap();
+        assert!(Turn::take(&flag).is_none());
+        drop(first);
+        assert!(Turn::take(&flag).is_some());
     }
 }

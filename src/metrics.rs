@@ -55,6 +55,8 @@ pub struct Metrics {
     dump_dir_bytes: IntGauge,
     dump_dir_files: IntGauge,
     dump_dir_free: IntGauge,
+    answering: IntGauge,
+    http_refused: IntCounterVec,
 }
 
 const JEMALLOC_STATS: [&str; 5] = ["allocated", "active", "resident", "mapped", "retained"];
@@ -144,6 +146,19 @@ impl Metrics {
                     "jemsafe_dump_dir_free_bytes",
                     "Free bytes on the dump directory's filesystem",
                 )?,
+                answering: gauge(
+                    "jemsafe_mysqld_answering",
+                    "1 when mysqld runs and answered the scrape's status request in time \
+                     (0: not running, or stopped or stuck, as `jemsafe status` says)",
+                )?,
+                http_refused: IntCounterVec::new(
+                    opts(
+                        "jemsafe_http_refused_total",
+                        "HTTP requests refused, by reason (connections, reserved, \
+                         peer_connections, head_timeout, unauthorized, profile_busy)",
+                    ),
+                    &["reason"],
+                )?,
                 registry,
             };
             let r = &m.registry;
@@ -169,6 +184,8 @@ impl Metrics {
             }
             r.register(Box::new(m.start_time.clone()))?;
             r.register(Box::new(m.memory.clone()))?;
+            r.register(Box::new(m.answering.clone()))?;
+            r.register(Box::new(m.http_refused.clone()))?;
             Ok(m)
         })();
         // The names and options above are constants: an error here is a bug in them.
@@ -188,10 +205,17 @@ impl Metrics {
         self.restarts.inc();
     }
 
+    /// The HTTP server refused a request or connection; `reason` is a label value.
+    pub fn http_refused(&self, reason: &str) {
+        self.http_refused.with_label_values(&[reason]).inc();
+    }
+
     /// The text exposition format, gauges taken from `status`.
     pub fn render(&self, status: &Status, now: std::time::SystemTime) -> Vec<u8> {
         let up = status.mysqld_pid.is_some();
         self.up.set(i64::from(up));
+        self.answering
+            .set(i64::from(up && status.mysqld_not_answering.is_none()));
         self.pid.set(status.mysqld_pid.map_or(0, i64::from));
         let since_epoch = now
             .duration_since(std::time::UNIX_EPOCH)
@@ -286,6 +310,7 @@ mod tests {
             "jemsafe_dump_failures_total{reason=\"disk_space\"} 1",
             "jemsafe_dump_round_trip_seconds_bucket{le=\"0.0025\"} 1",
             "jemsafe_dump_dir_files 0",
+            "jemsafe_mysqld_answering 1",
         ] {
             assert!(text.contains(needle), "{needle} not in:\n{text}");
         }

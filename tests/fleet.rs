@@ -1,5 +1,6 @@
 //! `[http]`: Prometheus scrapes jemsafe's /metrics, `go tool pprof` reads its
 //! /debug/pprof/heap, and neither a bad token nor a slow client gets anywhere.
+//! (The attacks on the server itself are in hardening_http.rs.)
 
 mod common;
 
@@ -13,14 +14,16 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
 
-/// A jemsafe running the workload with `[http] listen` on a free loopback port.
-fn with_http(dir: &TempDir, extra: &str) -> (Running, PathBuf, SocketAddr) {
+/// A jemsafe running the workload with `[http] listen` on a free loopback port and the
+/// token of `token_file` (pprof needs it).
+fn with_http(dir: &TempDir) -> (Running, PathBuf, SocketAddr) {
     let port = free_port();
+    let (_, token) = token_file(dir.path());
     let config = workload_config(
         dir,
         "leak",
         &["--alloc-mb", "32"],
-        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{extra}"),
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token}"),
     );
     add_to_section(&config, "[dumps]", "min_interval_ms = 0");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
@@ -50,7 +53,8 @@ fn query(prom: SocketAddr, q: &str) -> Vec<f64> {
 #[test]
 fn prometheus_scrapes_metrics_that_promtool_accepts() {
     let dir = TempDir::new("fleet-prom");
-    let (mut js, _config, addr) = with_http(&dir, "");
+    let (mut js, _config, addr) = with_http(&dir);
+    // On loopback, /metrics needs no token: Prometheus scrapes it as it is.
     let (code, body) = http_get(addr, "/metrics", &[], T);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let text = String::from_utf8_lossy(&body).into_owned();
@@ -170,12 +174,17 @@ fn shorten(name: &str) -> String {
 #[test]
 fn go_tool_pprof_reads_the_heap_endpoint_like_jemsafe_report() {
     let dir = TempDir::new("fleet-pprof");
-    let (mut js, config, addr) = with_http(&dir, "");
+    let (mut js, config, addr) = with_http(&dir);
     let tmp = dir.join("pprof-home");
     std::fs::create_dir(&tmp).unwrap();
+    // go tool pprof sends no Authorization header: fetch with the token, read the file.
+    let (code, profile) = http_get(addr, "/debug/pprof/heap?gc=1", &[&bearer()], T);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&profile));
+    let profile_path = tmp.join("heap.pb.gz");
+    std::fs::write(&profile_path, profile).unwrap();
     let out = Command::new("go")
         .args(["tool", "pprof", "-top"])
-        .arg(format!("http://{addr}/debug/pprof/heap?gc=1"))
+        .arg(&profile_path)
         .env("HOME", &tmp)
         .env("PPROF_TMPDIR", &tmp)
         .env("GOCACHE", tmp.join("gocache"))
@@ -221,7 +230,7 @@ fn go_tool_pprof_reads_the_heap_endpoint_like_jemsafe_report() {
         "pprof total {total} vs ours {ours_total} B"
     );
     // raw=1: the jemalloc file itself.
-    let (code, raw) = http_get(addr, "/debug/pprof/heap?raw=1&seconds=5", &[], T);
+    let (code, raw) = http_get(addr, "/debug/pprof/heap?raw=1&seconds=5", &[&bearer()], T);
     assert_eq!(code, 200);
     assert!(
         raw.starts_with(b"heap_v2/"),
@@ -233,27 +242,25 @@ fn go_tool_pprof_reads_the_heap_endpoint_like_jemsafe_report() {
 }
 
 #[test]
-fn tokens_are_required_when_configured_and_slow_clients_delay_nothing() {
+fn pprof_needs_the_token_and_slow_clients_delay_nothing() {
     let dir = TempDir::new("fleet-auth");
-    let token = dir.join("token");
-    std::fs::write(&token, "s3cret-token\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (mut js, config, addr) = with_http(
-        &dir,
-        &format!("token_file = {:?}\n", token.display().to_string()),
-    );
-    assert_eq!(http_get(addr, "/metrics", &[], T).0, 401);
+    let (mut js, config, addr) = with_http(&dir);
+    // On loopback /metrics and /healthz are open; /debug/pprof/* needs the token.
+    assert_eq!(http_get(addr, "/metrics", &[], T).0, 200);
+    assert_eq!(http_get(addr, "/healthz", &[], T).0, 200);
+    assert_eq!(http_get(addr, "/debug/pprof/heap", &[], T).0, 401);
     assert_eq!(
-        http_get(addr, "/metrics", &["Authorization: Bearer wrong"], T).0,
+        http_get(
+            addr,
+            "/debug/pprof/heap",
+            &["Authorization: Bearer wrong"],
+            T
+        )
+        .0,
         401
     );
     assert_eq!(
-        http_get(addr, "/metrics", &["Authorization: Bearer s3cret-token"], T).0,
-        200
-    );
-    assert_eq!(
-        http_get(addr, "/healthz", &["Authorization: Bearer s3cret-token"], T).0,
+        http_get(addr, "/debug/pprof/heap?raw=1", &[&bearer()], T).0,
         200
     );
 

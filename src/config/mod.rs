@@ -351,8 +351,17 @@ pub struct HttpSection {
     /// address-space layout); needs `token_file`.
     #[serde(default)]
     pub allow_remote: bool,
-    /// A file holding the bearer token clients must send (`Authorization: Bearer ...`).
+    /// A file holding the bearer token clients must send (`Authorization: Bearer ...`):
+    /// always for /debug/pprof/*, and for everything off loopback.
     pub token_file: Option<PathBuf>,
+    /// Whether /debug/pprof/heap is served (it needs `token_file`); /metrics and /healthz
+    /// are served either way.
+    #[serde(default = "default_true")]
+    pub pprof: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl HttpSection {
@@ -796,6 +805,21 @@ impl Config {
                 ));
             }
         }
+        if h.pprof && h.token_file.is_none() {
+            // A heap profile shows mysqld's address-space layout and each request writes a
+            // dump: on loopback too, only holders of the token may ask.
+            return Err(self.invalid(
+                "http.token_file",
+                self.find("listen"),
+                "[http] serves /debug/pprof/heap, which needs a bearer token even on loopback \
+                 (a heap profile shows mysqld's address-space layout, and each request writes \
+                 a dump): make one with `install -m 600 /dev/null /etc/jemsafe/http-token; \
+                 head -c 32 /dev/urandom | base64 > /etc/jemsafe/http-token` and set \
+                 token_file = \"/etc/jemsafe/http-token\" in [http], or set pprof = false \
+                 to serve only /metrics and /healthz"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -894,6 +918,25 @@ mod tests {
         let c = Config::load(&path).unwrap();
         for name in c.profile_names() {
             c.resolve_profile(&name).unwrap();
+        }
+    }
+
+    #[test]
+    fn http_pprof_needs_a_token_file_even_on_loopback() {
+        let e = error("[http]\nlisten = \"127.0.0.1:19104\"\n");
+        for needle in [
+            "http.token_file",
+            "line 2",
+            "install -m 600",
+            "pprof = false",
+        ] {
+            assert!(e.contains(needle), "{needle} not in {e}");
+        }
+        for ok in [
+            "[http]\nlisten = \"127.0.0.1:19104\"\npprof = false\n",
+            "[http]\nlisten = \"127.0.0.1:19104\"\ntoken_file = \"/etc/jemsafe/http-token\"\n",
+        ] {
+            parse(ok).unwrap();
         }
     }
 

@@ -65,8 +65,8 @@ pub struct Plan {
     pub min_free_bytes: u64,
     pub growth_step_bytes: u64,
     pub growth_check: Duration,
-    /// `[http] listen` and `token_file`.
-    pub http: Option<(std::net::SocketAddr, Option<PathBuf>)>,
+    /// `[http]`, when `listen` is set.
+    pub http: Option<crate::http::Settings>,
 }
 
 impl Plan {
@@ -140,13 +140,8 @@ pub fn run(plan: &Plan) -> Result<i32> {
     let control = control::Server::bind(&plan.runtime_dir)?;
     let signals = Signals::install().map_err(Error::io("cannot install signal handlers"))?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-    if let Some((addr, token_file)) = &plan.http {
-        crate::http::start(
-            *addr,
-            token_file.as_deref(),
-            &plan.runtime_dir,
-            std::sync::Arc::clone(&metrics),
-        )?;
+    if let Some(http) = &plan.http {
+        crate::http::start(http, &plan.runtime_dir, std::sync::Arc::clone(&metrics))?;
     }
     let mut sup = Supervisor {
         plan,

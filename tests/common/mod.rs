@@ -4,12 +4,14 @@
 //! `notify` a stand-in for systemd's notify socket; `parity` the jeprof oracle.
 #![allow(dead_code, unused_imports)]
 
+mod http;
 mod notify;
 mod parity;
 mod running;
 mod servers;
 mod system;
 
+pub use http::*;
 pub use notify::*;
 pub use parity::*;
 pub use running::*;
