@@ -76,7 +76,7 @@ pub fn run_framed(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    crate::supervisor::spawn::close_inherited_fds(&mut cmd);
+    crate::launch::close_inherited_fds(&mut cmd);
     // The backstop: SIGALRM ends the child a little after the deadline even if this side
     // could not kill it (alarms survive exec; jemsafe does not catch SIGALRM).
     let alarm = deadline.as_secs().saturating_add(5).min(u32::MAX as u64) as u32;
