@@ -184,6 +184,7 @@ pub fn inspect(
         "runtime_dir",
         config.supervise.runtime_dir.display().to_string(),
     );
+    report.row("memory", memory_row(config));
     if root {
         report.row(
             "trust",
@@ -302,8 +303,26 @@ pub fn inspect(
             .http
             .address()
             .map(|a| (a, config.http.token_file.clone())),
+        triggers: config.trigger_settings(),
     };
     (Some(plan), report)
+}
+
+/// The memory limit mysqld would run under (jemsafe's own cgroup: mysqld inherits it),
+/// where it comes from, and the dump triggers it makes.
+fn memory_row(config: &Config) -> String {
+    let group = crate::memlimit::Group::of(std::process::id() as i32);
+    let limit = crate::memlimit::limit_for(group.as_ref());
+    let cgroup = limit
+        .as_ref()
+        .is_some_and(crate::memlimit::Limit::from_cgroup);
+    format!(
+        "limit {}; dump triggers: {}",
+        limit
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), |l| l.describe()),
+        config.trigger_settings().describe(cgroup)
+    )
 }
 
 /// `mysqld --version`, first line, or None if it does not answer within 10 s.

@@ -135,12 +135,34 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
     let mib = |v: Option<u64>| opt(v.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)));
     println!("jemsafe     pid {}, profile {}", st.jemsafe_pid, st.profile);
     println!(
-        "mysqld      pid {}, up {} s, restarts {}, last exit: {}",
+        "mysqld      pid {}, up {} s, restarts {}, last exit: {}{}",
         opt(st.mysqld_pid.map(|p| p.to_string())),
         opt(st.mysqld_uptime_s.map(|u| u.to_string())),
         st.restarts,
-        opt(st.last_exit)
+        opt(st.last_exit),
+        if st.last_exit_oom_killed {
+            " (an OOM kill: the kernel's OOM killer)"
+        } else {
+            ""
+        }
     );
+    if let Some(l) = &st.memory_limit {
+        let rss = st
+            .rss_at_last_check
+            .map(|r| {
+                format!(
+                    "; RSS {} ({:.0}% of it)",
+                    crate::memlimit::human(r),
+                    100.0 * r as f64 / l.bytes.max(1) as f64
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "limit       {} from {}{rss}",
+            crate::memlimit::human(l.bytes),
+            l.source
+        );
+    }
     if let Some(why) = &st.mysqld_not_answering {
         println!("ATTENTION   {why}: the jemalloc figures below are missing");
     }

@@ -16,6 +16,7 @@ pub mod http;
 pub mod locate;
 
 pub mod log;
+pub mod memlimit;
 pub mod metrics;
 pub mod probe;
 pub mod procfs;
@@ -23,5 +24,6 @@ pub mod report;
 pub mod sandbox;
 pub mod shim_link;
 pub mod supervisor;
+pub mod triggers;
 pub mod trust;
 pub mod verify;

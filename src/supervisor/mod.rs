@@ -8,6 +8,7 @@
 
 mod dumping;
 mod ledger;
+mod moment;
 pub mod notify;
 mod pidfile;
 pub mod policy;
@@ -69,6 +70,8 @@ pub struct Plan {
     pub growth_check: Duration,
     /// `[http] listen` and `token_file`.
     pub http: Option<(std::net::SocketAddr, Option<PathBuf>)>,
+    /// `[triggers]`.
+    pub triggers: crate::triggers::Settings,
 }
 
 impl Plan {
@@ -117,6 +120,8 @@ struct Supervisor<'a> {
     stopping: bool,
     last_exit: Option<String>,
     last_exit_status: Option<i32>,
+    /// The last exit was a kill by the kernel's OOM killer.
+    last_exit_oom_killed: bool,
     /// What Prometheus sees; shared with the HTTP server's thread.
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     dump_seq: u64,
@@ -132,6 +137,8 @@ struct Supervisor<'a> {
     mysqld_status: String,
     /// `mysqld --version`, asked once at start-up (for sidecars).
     mysqld_version: Option<String>,
+    /// mysqld's memory between dumps: checks, triggers, limit.
+    moment: moment::Moment,
 }
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
@@ -163,6 +170,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         stopping: false,
         last_exit: None,
         last_exit_status: None,
+        last_exit_oom_killed: false,
         metrics,
         dump_seq: 0,
         throttle: Throttle::new(plan.min_dump_interval),
@@ -180,6 +188,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         ready_gate: notify::ReadyGate::default(),
         mysqld_status: String::new(),
         mysqld_version: crate::check::mysqld_version(&plan.launch.mysqld),
+        moment: moment::Moment::new(plan.triggers.clone()),
     };
     sup.apply_retention();
     sup.start()?;
@@ -244,6 +253,7 @@ impl Supervisor<'_> {
             (plan.growth_step_bytes > 0).then(|| Instant::now() + plan.growth_check);
         // A new process starts from nothing: its growth is measured afresh.
         self.growth = Growth::new(plan.growth_step_bytes);
+        self.watch_started(pid.as_raw());
         Ok(())
     }
 
@@ -256,6 +266,7 @@ impl Supervisor<'_> {
             self.restart_at,
             self.throttle.due(),
             self.next_growth_check,
+            self.moment.due(),
         ]
         .into_iter()
         .flatten()
@@ -449,6 +460,7 @@ impl Supervisor<'_> {
             }
         }
         self.next_growth_check = None;
+        self.watch_stopped();
         let how = describe(status);
         self.last_exit = Some(format!("pid {} {how}", child.pid));
         self.last_exit_status = Some(exit_code(status));
@@ -532,6 +544,7 @@ impl Supervisor<'_> {
             self.next_growth_check = Some(now + self.plan.growth_check);
             self.send(Command::Stats, Pending::GrowthStats, SHIM_DEADLINE);
         }
+        self.watch_timers(now);
         Ok(())
     }
 

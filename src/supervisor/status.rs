@@ -135,6 +135,9 @@ impl Supervisor<'_> {
                 path: p.display().to_string(),
                 time: humantime::format_rfc3339_seconds(*t).to_string(),
             }),
+            last_exit_oom_killed: self.last_exit_oom_killed,
+            memory_limit: self.limit_status(),
+            rss_at_last_check: child.and(self.moment.last.as_ref()).map(|c| c.rss),
         }
         .reply()
     }

@@ -4,12 +4,14 @@
 //! `notify` a stand-in for systemd's notify socket; `parity` the jeprof oracle.
 #![allow(dead_code, unused_imports)]
 
+mod moment;
 mod notify;
 mod parity;
 mod running;
 mod servers;
 mod system;
 
+pub use moment::*;
 pub use notify::*;
 pub use parity::*;
 pub use running::*;
