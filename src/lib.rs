@@ -18,6 +18,7 @@ pub mod locate;
 pub mod log;
 pub mod memlimit;
 pub mod metrics;
+pub mod oom;
 pub mod probe;
 pub mod procfs;
 pub mod report;

@@ -41,6 +41,7 @@ pub struct Metrics {
     dump_failures: IntCounterVec,
     dump_round_trip: Histogram,
     restarts: IntCounter,
+    oom_kills: IntCounter,
     up: IntGauge,
     pid: IntGauge,
     start_time: Gauge,
@@ -92,6 +93,10 @@ impl Metrics {
                 restarts: IntCounter::with_opts(opts(
                     "jemsafe_restarts_total",
                     "mysqld restarts by jemsafe's restart policy",
+                ))?,
+                oom_kills: IntCounter::with_opts(opts(
+                    "jemsafe_mysqld_oom_kills_total",
+                    "mysqld processes killed by the kernel's OOM killer",
                 ))?,
                 up: gauge("jemsafe_mysqld_up", "1 when mysqld runs under jemsafe")?,
                 pid: gauge("jemsafe_mysqld_pid", "mysqld's process id")?,
@@ -151,6 +156,7 @@ impl Metrics {
             r.register(Box::new(m.dump_failures.clone()))?;
             r.register(Box::new(m.dump_round_trip.clone()))?;
             r.register(Box::new(m.restarts.clone()))?;
+            r.register(Box::new(m.oom_kills.clone()))?;
             for g in [
                 &m.up,
                 &m.pid,
@@ -186,6 +192,10 @@ impl Metrics {
 
     pub fn restarted(&self) {
         self.restarts.inc();
+    }
+
+    pub fn oom_killed(&self) {
+        self.oom_kills.inc();
     }
 
     /// The text exposition format, gauges taken from `status`.
@@ -273,6 +283,8 @@ mod tests {
         let m = Metrics::new();
         m.dumped("usr1", 0.0012);
         m.dump_failed(DumpFailure::DiskSpace);
+        m.dumped("limit90", 0.1);
+        m.oom_killed();
         let status = Status {
             mysqld_pid: Some(42),
             mysqld_uptime_s: Some(10),
@@ -286,6 +298,8 @@ mod tests {
             "jemsafe_dump_failures_total{reason=\"disk_space\"} 1",
             "jemsafe_dump_round_trip_seconds_bucket{le=\"0.0025\"} 1",
             "jemsafe_dump_dir_files 0",
+            "jemsafe_dumps_total{trigger=\"limit90\"} 1",
+            "jemsafe_mysqld_oom_kills_total 1",
         ] {
             assert!(text.contains(needle), "{needle} not in:\n{text}");
         }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const START: Duration = Duration::from_secs(180);
@@ -30,7 +30,7 @@ fn count_with(names: &[String], needle: &str) -> usize {
 }
 
 #[test]
-fn crossing_80_90_95_percent_of_a_512_mib_limit_dumps_once_per_level() {
+fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained() {
     let port = free_port();
     let (dir, config) = prepared_sandbox(
         "moment-levels",
@@ -126,6 +126,106 @@ fn crossing_80_90_95_percent_of_a_512_mib_limit_dumps_once_per_level() {
             "{names:?}"
         );
     }
+
+    // Past the limit: the kernel kills mariadbd; jemsafe says so, and why.
+    let kills = cg.oom_kills();
+    let refused = try_sql(&socket, "SELECT jemsafe_alloc_mb(512)").unwrap_err();
+    assert!(
+        refused.contains("2013") || refused.contains("lost"),
+        "{refused}"
+    );
+    let line = js.err.wait_for("was killed by the kernel's OOM killer", T);
+    assert_eq!(cg.oom_kills(), kills + 1);
+    assert!(line.contains(" error: "), "at error priority: {line}");
+    for needle in [
+        format!("mysqld pid {pid} was killed by the kernel's OOM killer ("),
+        format!("{}/memory.oom_control oom_kill 0 -> 1", cg.path.display()),
+        format!(
+            "memory limit 512 MiB (memory.limit_in_bytes of {}",
+            cg.path.display()
+        ),
+        "RSS at the last check ".to_owned(),
+        format!("last dump: mysqld.{pid}."),
+        ".limit95.heap, ".to_owned(),
+        " s before, RSS then ".to_owned(),
+        " of 512 MiB; incident record ".to_owned(),
+    ] {
+        assert!(line.contains(&needle), "{needle:?} not in {line}");
+    }
+    let restart = js.err.wait_for("restarting it in", T);
+    assert!(
+        restart.contains(&format!(
+            "mysqld pid {pid} was killed by SIGKILL (the kernel's OOM killer): restarting it in"
+        )) && restart.contains("an OOM kill is a crash"),
+        "{restart}"
+    );
+    let incident_path = PathBuf::from(line.split("incident record ").nth(1).unwrap().trim());
+    let name = incident_path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        name.starts_with(&format!("mysqld.{pid}.")) && name.ends_with(".oom.json"),
+        "{name}"
+    );
+    let incident: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&incident_path).unwrap()).unwrap();
+    assert_eq!(incident["kind"], "oom_kill");
+    assert_eq!(incident["pid"], pid);
+    assert_eq!(incident["limit"]["bytes"], LIMIT);
+    assert!(incident["last_check"]["rss"].as_u64().unwrap() > LIMIT * 9 / 10);
+    let recorded = incident["dumps"].as_array().unwrap();
+    assert_eq!(
+        recorded[0]["trigger"], "limit95",
+        "newest first: {incident}"
+    );
+    assert!(recorded.len() >= 3, "{incident}");
+    assert!(recorded[0]["rss"].as_u64().unwrap() > LIMIT * 95 / 100);
+
+    let pid2 = js.wait_started(2, START);
+    assert_ne!(pid2, pid);
+    js.err.wait_for_nth("ready for connections", 2, START);
+    assert_eq!(sql(&socket, "SELECT 1"), "1");
+    let status = cli(&["status", "-c", config.to_str().unwrap(), "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["last_exit_oom_killed"], true, "{status}");
+    assert_eq!(status["last_exit_status"], 137);
+    let text = cli(&["status", "-c", config.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("was killed by SIGKILL (the kernel's OOM killer) (an OOM kill"),
+        "{text}"
+    );
+    let (_, body) = http_get(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        "/metrics",
+        &[],
+        T,
+    );
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(
+        metrics.contains("jemsafe_mysqld_oom_kills_total 1"),
+        "{metrics}"
+    );
+
+    // A plain kill -9 of the new mysqld is not an OOM kill.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid2),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let line = js
+        .err
+        .wait_for(&format!("mysqld pid {pid2} was killed by SIGKILL"), T);
+    assert!(!line.contains("OOM"), "{line}");
+    js.wait_started(3, START);
+    js.err.wait_for_nth("ready for connections", 3, START);
+    let status = cli(&["status", "-c", config.to_str().unwrap(), "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["last_exit_oom_killed"], false, "{status}");
+
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }

@@ -523,6 +523,7 @@ impl Supervisor<'_> {
                 Err(e) => warn!("retention: cannot delete {}: {e}", side.display()),
             }
         }
+        self.retire_incidents();
     }
 }
 

@@ -461,7 +461,16 @@ impl Supervisor<'_> {
         }
         self.next_growth_check = None;
         self.watch_stopped();
-        let how = describe(status);
+        let oom = match status {
+            WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(child.pid.as_raw()),
+            _ => None,
+        };
+        self.last_exit_oom_killed = oom.is_some();
+        let mut how = describe(status);
+        if let Some(evidence) = &oom {
+            how.push_str(" (the kernel's OOM killer)");
+            self.explain_oom(child.pid.as_raw(), child.started, evidence);
+        }
         self.last_exit = Some(format!("pid {} {how}", child.pid));
         self.last_exit_status = Some(exit_code(status));
         if let (VerifyMode::Require, Some(Err(reason))) = (self.plan.verify, &child.verification) {
@@ -497,10 +506,15 @@ impl Supervisor<'_> {
                     );
                 } else {
                     warn!(
-                        "mysqld pid {} {how}: restarting it in {} ms (restart #{})",
+                        "mysqld pid {} {how}: restarting it in {} ms (restart #{}{})",
                         child.pid,
                         delay.as_millis(),
-                        self.history.total
+                        self.history.total,
+                        if oom.is_some() {
+                            "; an OOM kill is a crash for [supervise] restart, with its back-off"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 self.restart_at = Some(Instant::now() + delay);

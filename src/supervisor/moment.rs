@@ -14,7 +14,6 @@ const LIMIT_REFRESH: Duration = Duration::from_secs(10);
 
 /// The last check's readings.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // read by the OOM explanation
 pub(super) struct Check {
     pub at: SystemTime,
     pub rss: u64,
@@ -35,6 +34,10 @@ pub(super) struct Moment {
     pub next_check: Option<Instant>,
     /// A budget refusal is logged once until a dump is admitted again.
     refused_logged: bool,
+    /// The kernel log, read from where it stood when mysqld started.
+    kmsg: Option<crate::oom::Kmsg>,
+    /// OOM-kill counters before the kill, to tell an OOM kill from a `kill -9`.
+    oom_base: crate::oom::Baseline,
 }
 
 impl Moment {
@@ -48,6 +51,8 @@ impl Moment {
             last: None,
             next_check: None,
             refused_logged: false,
+            kmsg: crate::oom::Kmsg::open(),
+            oom_base: crate::oom::Baseline::default(),
         }
     }
 
@@ -74,6 +79,15 @@ impl Moment {
         }
     }
 
+    fn oom_counters(&self) -> crate::oom::Counters {
+        let group = self.group.as_ref().and_then(Group::oom_kills);
+        crate::oom::Counters {
+            group,
+            // The machine's counter matters only where the group keeps none.
+            vmstat: group.is_none().then(memlimit::vmstat_oom_kills).flatten(),
+        }
+    }
+
     /// The PSI text the pressure rule reads: mysqld's v2 group's, else the machine's.
     fn pressure_text(&self) -> Option<String> {
         self.pressure_group
@@ -97,6 +111,10 @@ impl Supervisor<'_> {
         m.refresh_limit(Instant::now());
         m.last = None;
         m.triggers.rearm_all();
+        m.oom_base = crate::oom::Baseline::new(m.oom_counters());
+        if let Some(k) = m.kmsg.as_mut() {
+            k.skip_to_end();
+        }
         let cgroup_limit = m.limit.as_ref().is_some_and(Limit::from_cgroup);
         info!(
             "memory limit {}; dump triggers: {}",
@@ -127,13 +145,17 @@ impl Supervisor<'_> {
         let Some(pid) = self.child.as_ref().map(|c| c.pid.as_raw()) else {
             return;
         };
-        let Some(rss) = memlimit::statm_rss(pid) else {
-            debug!("memory check: /proc/{pid}/statm is unreadable");
+        // A process always has some RSS: 0 is one whose memory is already gone (it is
+        // exiting; the OOM killer's victim, perhaps), not a reading.
+        let Some(rss) = memlimit::statm_rss(pid).filter(|r| *r > 0) else {
+            debug!("memory check: no RSS in /proc/{pid}/statm");
             return;
         };
         let m = &mut self.moment;
         m.refresh_limit(now);
         let usage = m.group.as_ref().and_then(Group::usage);
+        let counters = m.oom_counters();
+        m.oom_base.observe(counters, now);
         m.last = Some(Check {
             at: SystemTime::now(),
             rss,
@@ -181,6 +203,141 @@ impl Supervisor<'_> {
         // name: it shows the memory as it is when it runs.
         if matches!(self.trailing_trigger, Some(crate::dumps::Trigger::Level(_))) {
             self.trailing_trigger = Some(fired.trigger);
+        }
+    }
+
+    /// Whether mysqld `pid`, just dead of SIGKILL, was killed by the kernel's OOM killer:
+    /// the evidence, or None.
+    pub(super) fn oom_verdict(&mut self, pid: i32) -> Option<String> {
+        let m = &mut self.moment;
+        let after = m.oom_counters();
+        let log = m
+            .kmsg
+            .as_mut()
+            .map_or(crate::oom::KernelLog::Unreadable, |k| k.find_kill(pid));
+        let counter = m
+            .group
+            .as_ref()
+            .map(|g| {
+                g.path()
+                    .join(match g.version() {
+                        memlimit::Version::V1 => "memory.oom_control",
+                        memlimit::Version::V2 => "memory.events",
+                    })
+                    .display()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        crate::oom::verdict(&m.oom_base.before(), &after, &log, &counter)
+    }
+
+    /// mysqld `pid` (started at `started`) was OOM-killed: one error line with the limit,
+    /// the last reading and the last dump; the incident record beside the dumps.
+    pub(super) fn explain_oom(&mut self, pid: i32, started: Instant, evidence: &str) {
+        use crate::oom::{DumpRecord, Incident, LastCheck};
+        self.metrics.oom_killed();
+        let now = SystemTime::now();
+        let plan = self.plan;
+        let mut dumps: Vec<crate::dumps::HeapFile> =
+            crate::dumps::list(&plan.dump_dir, &plan.dump_prefix)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| f.name.pid == pid as u32)
+                .collect();
+        dumps.reverse(); // newest first
+        let records: Vec<DumpRecord> = dumps
+            .iter()
+            .take(50)
+            .map(|f| DumpRecord {
+                file: f
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                time: humantime::format_rfc3339_seconds(f.modified).to_string(),
+                age_s: now.duration_since(f.modified).unwrap_or_default().as_secs(),
+                trigger: f.name.trigger().to_owned(),
+                rss: jemsafe_report::sidecar::read_for(&f.path, false)
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.memory_snapshot()?.ok())
+                    .map(|snap| snap.proc.rss),
+            })
+            .collect();
+        let limit = self.limit_status();
+        let incident = Incident {
+            version: crate::oom::VERSION,
+            kind: "oom_kill".into(),
+            time: humantime::format_rfc3339_seconds(now).to_string(),
+            pid,
+            ran_for_s: started.elapsed().as_secs(),
+            evidence: evidence.to_owned(),
+            limit: limit.clone(),
+            last_check: self.moment.last.map(|c| LastCheck {
+                time: humantime::format_rfc3339_millis(c.at).to_string(),
+                age_s: now.duration_since(c.at).unwrap_or_default().as_secs_f64(),
+                rss: c.rss,
+                cgroup_usage: c.usage,
+            }),
+            dumps: records,
+        };
+        let name = crate::oom::incident_name(&plan.dump_prefix, pid, now);
+        let written = crate::dumps::files::open_dir(&plan.dump_dir)
+            .map_err(|e| format!("cannot open {}: {e}", plan.dump_dir.display()))
+            .and_then(|fd| crate::oom::write(&fd, &name, &incident, Some(self.file_owner)));
+        let record = match written {
+            Ok(()) => format!("incident record {}", plan.dump_dir.join(&name).display()),
+            Err(why) => format!("no incident record: {why}"),
+        };
+        let limit_words = limit.as_ref().map_or_else(
+            || "unknown".to_owned(),
+            |l| format!("{} ({})", memlimit::human(l.bytes), l.source),
+        );
+        let last = incident.last_check.as_ref().map_or_else(
+            || "no memory check before it".to_owned(),
+            |c| {
+                let of = limit
+                    .as_ref()
+                    .map(|l| {
+                        format!(
+                            ", {:.0}% of the limit",
+                            100.0 * c.rss as f64 / l.bytes.max(1) as f64
+                        )
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "RSS at the last check {} ({:.1} s before{of})",
+                    memlimit::human(c.rss),
+                    c.age_s
+                )
+            },
+        );
+        crate::error!(
+            "mysqld pid {pid} was killed by the kernel's OOM killer ({evidence}); memory limit {limit_words}; \
+             {last}; {}; {record}",
+            crate::oom::last_dump_words(&incident)
+        );
+    }
+
+    /// Retention for incident records: they go with the dumps of their time.
+    pub(super) fn retire_incidents(&self) {
+        let plan = self.plan;
+        let (Ok(incidents), Ok(heaps)) = (
+            crate::oom::list(&plan.dump_dir, &plan.dump_prefix),
+            crate::dumps::list(&plan.dump_dir, &plan.dump_prefix),
+        ) else {
+            return;
+        };
+        for (path, reason) in crate::oom::retire(
+            &incidents,
+            &heaps,
+            plan.retention.max_age,
+            SystemTime::now(),
+        ) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!("retention: deleted {} ({reason})", path.display()),
+                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
+            }
         }
     }
 
