@@ -202,8 +202,9 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// The breakdown recorded with `dump`, or why there is none: never invented numbers.
-fn recorded_breakdown(dump: &Path) -> Result<jemsafe_report::memory::Breakdown> {
+/// The breakdown recorded with `dump` (and, for a dump jemalloc wrote on its own, how
+/// many ms after it the readings were taken), or why there is none: never invented numbers.
+fn recorded_breakdown(dump: &Path) -> Result<(jemsafe_report::memory::Breakdown, Option<u64>)> {
     use crate::error::Error;
     let shown = jemsafe_report::safe::shown(dump);
     let sidecar = jemsafe_report::sidecar::read_for(dump, true)
@@ -218,24 +219,28 @@ fn recorded_breakdown(dump: &Path) -> Result<jemsafe_report::memory::Breakdown> 
         .memory_snapshot()
         .ok_or_else(|| {
             Error::BadInput(format!(
-                "{shown}: its sidecar holds no memory snapshot (jemalloc's own automatic dumps \
-                 have none); for the running mysqld use `jemsafe memory --live`"
+                "{shown}: its sidecar holds no memory snapshot (a dump jemalloc wrote while \
+                 mysqld did not answer has none); for the running mysqld use `jemsafe memory --live`"
             ))
         })?
-        .and_then(|s| s.breakdown())
+        .and_then(|s| Ok((s.breakdown()?, s.after_close_ms)))
         .map_err(|why| Error::BadInput(format!("{shown}: {why}")))
 }
 
 /// `jemsafe memory`: the running mysqld's RSS broken down, through the control socket.
 pub fn memory(config_path: &Path, dump: Option<&Path>, as_json: bool) -> Result<i32> {
     if let Some(dump) = dump {
-        let b = recorded_breakdown(dump)?;
+        let (b, after_close_ms) = recorded_breakdown(dump)?;
         if as_json {
             let text = serde_json::to_string(&b)
                 .map_err(|e| crate::error::Error::Refused(e.to_string()))?;
             println!("{text}");
         } else {
-            println!("{} (when it was taken):", jemsafe_report::safe::shown(dump));
+            let when = match after_close_ms {
+                Some(ms) => format!("{ms} ms after jemalloc closed it"),
+                None => "when it was taken".to_owned(),
+            };
+            println!("{} ({when}):", jemsafe_report::safe::shown(dump));
             print!("{}", b.render());
         }
         return Ok(0);

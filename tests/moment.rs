@@ -229,3 +229,105 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
+
+/// jemalloc's own interval dumps (here every 2^24 bytes allocated) get a memory snapshot
+/// in their sidecar, taken when jemsafe sees the file; `jemsafe memory DUMP` and `leaks`
+/// read them like jemsafe's own.
+#[test]
+fn an_interval_profiles_own_dumps_carry_memory_snapshots() {
+    let (dir, config) = prepared_sandbox(
+        "moment-interval",
+        "[profiles.every16m]\ninherits = \"interval\"\nlg_prof_interval = 24\n",
+    );
+    let plugins = udf_plugin_dir(dir.path());
+    let mut js = Running::start(&[
+        "run",
+        "-c",
+        config.to_str().unwrap(),
+        "-p",
+        "every16m",
+        "--",
+        &format!("--plugin-dir={}", plugins.display()),
+    ]);
+    js.wait_started(1, START);
+    js.err.wait_for("ready for connections", START);
+    let socket = dir.join("mysqld/mysqld.sock");
+    create_udf_functions(&socket);
+    sql(&socket, "SELECT jemsafe_alloc_mb(64)");
+    sql(&socket, "SELECT jemsafe_leak_kb(32768)");
+    let dumps = dir.join("dumps");
+    // Sidecars of jemalloc's dumps come after a snapshot round trip: wait for one taken
+    // after the 64 MiB were allocated.
+    let snapshot_of = |side: &Path| {
+        let s = jemsafe_report::sidecar::Sidecar::from_json(&std::fs::read(side).ok()?).ok()?;
+        assert_eq!(s.trigger.as_deref(), Some("interval"));
+        let snap = s
+            .memory_snapshot()
+            .unwrap_or_else(|| panic!("no memory snapshot in {}", side.display()))
+            .unwrap();
+        let after = snap.after_close_ms.expect("after_close_ms");
+        assert!(after < 5000, "{after} ms");
+        assert!(snap.jemalloc.allocated > 0, "{snap:?}");
+        Some(snap)
+    };
+    let deadline = std::time::Instant::now() + T;
+    let (sidecars, late) = loop {
+        let found: Vec<PathBuf> = heap_names(&dumps)
+            .into_iter()
+            .filter(|n| n.contains(".i"))
+            .map(|n| dumps.join(format!("{n}.json")))
+            .filter(|p| p.exists())
+            .collect();
+        let late = found
+            .iter()
+            .find(|p| snapshot_of(p).is_some_and(|s| s.proc.rss > 64 * MIB))
+            .cloned();
+        if let Some(late) = late {
+            break (found, late);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no interval dump's sidecar with RSS above 64 MiB in {}: {:?}",
+            dumps.display(),
+            heap_names(&dumps)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(sidecars.len() >= 3, "{sidecars:?}");
+    let dump = late.with_extension("");
+    let out = cli(&["memory", dump.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("ms after jemalloc closed it):"), "{text}");
+    assert!(text.contains("heap in use"), "{text}");
+    // Every dump has its sidecar once its snapshot came back.
+    let deadline = std::time::Instant::now() + T;
+    while heap_names(&dumps)
+        .iter()
+        .any(|n| !dumps.join(format!("{n}.json")).exists())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            heap_names(&dumps)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = cli(&["leaks", "-c", config.to_str().unwrap(), "--top", "5"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("Memory, first dump to last: RSS +"),
+        "{text}"
+    );
+    js.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}

@@ -329,7 +329,7 @@ impl Supervisor<'_> {
         Some(child.snapshots.swap_remove(at).1)
     }
 
-    fn write_sidecar(
+    pub(super) fn write_sidecar(
         &self,
         name: &str,
         trigger: &str,
@@ -454,7 +454,7 @@ impl Supervisor<'_> {
 
     /// A heap file appeared: jemalloc's own dumps are checked for completeness (a full
     /// disk cuts them short) and every one loses its world-read bit, through the checks.
-    fn inspect_new_file(&self, name: &str, heap: &dumps::HeapName, mask: AddWatchFlags) {
+    fn inspect_new_file(&mut self, name: &str, heap: &dumps::HeapName, mask: AddWatchFlags) {
         let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) else {
             return;
         };
@@ -473,7 +473,7 @@ impl Supervisor<'_> {
                     dumps::naming::Origin::Automatic { kind: 'f' } => "final",
                     _ => "manual",
                 };
-                self.write_sidecar(name, kind, None);
+                self.snapshot_auto_dump(name, kind);
             }
             if let Err(why) = checked {
                 let removed = why.starts_with("the file is incomplete")

@@ -319,6 +319,47 @@ impl Supervisor<'_> {
         );
     }
 
+    /// jemalloc wrote dump `name` of its own (interval, gdump, final): its sidecar waits
+    /// for a memory snapshot, asked now (never blocking: the answer comes through the
+    /// ledger, and without one in time the sidecar is written without it).
+    pub(super) fn snapshot_auto_dump(&mut self, name: &str, kind: &'static str) {
+        let closed = std::fs::symlink_metadata(self.plan.dump_dir.join(name))
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| SystemTime::now());
+        self.send(
+            jemsafe_proto::Command::Memory,
+            super::Pending::AutoSnapshot {
+                name: name.to_owned(),
+                kind,
+                closed,
+            },
+            super::shim_requests::SHIM_DEADLINE,
+        );
+    }
+
+    /// The shim answered the snapshot for jemalloc's dump `name`: the sidecar, with it.
+    pub(super) fn auto_snapshot_came(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        closed: SystemTime,
+        reply: &jemsafe_proto::Reply,
+    ) {
+        let snapshot = self.child.as_ref().and_then(|c| {
+            let m = reply.body::<jemsafe_proto::Memory>().ok()?;
+            super::status::memory_snapshot(c.pid.as_raw(), &m).ok()
+        });
+        let snapshot = snapshot.map(|mut s| {
+            let after = SystemTime::now().duration_since(closed).unwrap_or_default();
+            s.after_close_ms = Some(after.as_millis() as u64);
+            s
+        });
+        if snapshot.is_none() {
+            debug!("no memory snapshot for jemalloc's dump {name}");
+        }
+        self.write_sidecar(name, kind, snapshot);
+    }
+
     /// Retention for incident records: they go with the dumps of their time.
     pub(super) fn retire_incidents(&self) {
         let plan = self.plan;

@@ -43,6 +43,13 @@ pub(super) enum Pending {
     Memory(UnixStream, Instant),
     /// The memory snapshot for the sidecar of the dump that follows it.
     DumpSnapshot(String),
+    /// The memory snapshot for the sidecar of jemalloc's own dump `name` (of kind
+    /// "interval", "gdump", "final"), closed at `closed`.
+    AutoSnapshot {
+        name: String,
+        kind: &'static str,
+        closed: std::time::SystemTime,
+    },
     GrowthStats,
 }
 
@@ -84,6 +91,7 @@ impl Supervisor<'_> {
                     control::respond(stream, &reply);
                 }
                 Pending::GrowthStats => debug!("growth check: {why}"),
+                Pending::AutoSnapshot { name, kind, .. } => self.write_sidecar(&name, kind, None),
                 other => self.fail(
                     other,
                     &format!("{why}: no answer within {} s", SHIM_DEADLINE.as_secs()),
@@ -140,6 +148,9 @@ impl Supervisor<'_> {
 
     /// A request that will get no answer: tell whoever waits, and let a growth dump go.
     pub(super) fn fail(&mut self, pending: Pending, why: &str) {
+        if let Pending::AutoSnapshot { name, kind, .. } = &pending {
+            self.write_sidecar(name, kind, None);
+        }
         if matches!(
             pending,
             Pending::Dump {
@@ -237,6 +248,9 @@ impl Supervisor<'_> {
                     Ok(snapshot) => child.snapshots.push((name, snapshot)),
                     Err(why) => debug!("no memory snapshot for {name}: {why}"),
                 }
+            }
+            Pending::AutoSnapshot { name, kind, closed } => {
+                self.auto_snapshot_came(&name, kind, closed, &reply)
             }
             Pending::Memory(stream, sent) => {
                 debug!(
@@ -348,6 +362,9 @@ pub(super) fn waiters_of(pending: Pending) -> Vec<UnixStream> {
         Pending::Dump { waiters, .. } => waiters,
         Pending::Prof { waiter, .. } => waiter.into_iter().collect(),
         Pending::StatusHello(s) | Pending::StatusMemory(s, _) | Pending::Memory(s, _) => vec![s],
-        Pending::Hello | Pending::GrowthStats | Pending::DumpSnapshot(_) => Vec::new(),
+        Pending::Hello
+        | Pending::GrowthStats
+        | Pending::DumpSnapshot(_)
+        | Pending::AutoSnapshot { .. } => Vec::new(),
     }
 }
