@@ -304,6 +304,12 @@ pub fn inspect(
             .address()
             .map(|a| (a, config.http.token_file.clone())),
         triggers: config.trigger_settings(),
+        timeline: (config.timeline.interval_s > 0).then(|| {
+            (
+                Duration::from_secs(config.timeline.interval_s),
+                config.timeline.max_mb << 20,
+            )
+        }),
     };
     (Some(plan), report)
 }

@@ -306,6 +306,126 @@ pub fn leaks(args: &crate::cli::LeaksArgs) -> Result<i32> {
     crate::report::leaks(args)
 }
 
+/// `jemsafe timeline`: mysqld's memory over time as text, CSV, JSON or SVG.
+pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
+    use crate::cli::TimelineFormat;
+    use crate::error::Error;
+    use crate::timeline::{self, render};
+    use std::time::{Duration, SystemTime};
+    let (path, limit) = match &args.file {
+        Some(f) => (f.clone(), 256u64 << 20),
+        None => {
+            let config = crate::config::Config::load(&args.config)?;
+            (
+                config
+                    .dumps
+                    .dir
+                    .join(timeline::file_name(&config.dumps.prefix)),
+                (config.timeline.max_mb << 21).max(64 << 20),
+            )
+        }
+    };
+    let shown = jemsafe_report::safe::shown(&path);
+    // A file named on the command line may be a symlink; the dump directory's may not.
+    let parsed =
+        timeline::file::read(&path, args.file.is_some(), limit).map_err(Error::NotFound)?;
+    if let Some(d) = &parsed.damage {
+        warn!("{shown}: {}", d.describe());
+    }
+    if parsed.started_mid_file {
+        warn!(
+            "{shown} is longer than {} MiB: only its newest part is read",
+            limit >> 20
+        );
+    }
+    let now = SystemTime::now();
+    let since = match args.since.as_deref() {
+        None => None,
+        Some(s) => Some(match humantime::parse_duration(s) {
+            Ok(d) => now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH),
+            Err(_) => humantime::parse_rfc3339_weak(s).map_err(|_| {
+                Error::Usage(format!(
+                    "--since {s:?}: give a duration (90m, 6h, 3d) or a time (2026-12-05T03:00:00Z)"
+                ))
+            })?,
+        }),
+    };
+    let records = timeline::select(&parsed.records, since, args.pid);
+    let text = match args.format {
+        TimelineFormat::Csv => render::csv(&records),
+        TimelineFormat::Json => render::json(&records),
+        TimelineFormat::Svg => timeline::svg::svg(
+            &records,
+            &format!(
+                "mysqld memory{}",
+                args.pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+            ),
+        ),
+        TimelineFormat::Text => {
+            let step = match args.step.as_deref() {
+                Some(s) => humantime::parse_duration(s)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "--step {s:?}: give a duration such as 30s, 10m, 1h"
+                        ))
+                    })?,
+                None => {
+                    let span = match (records.first(), records.last()) {
+                        (Some(a), Some(b)) => b.time().duration_since(a.time()).unwrap_or_default(),
+                        _ => Duration::ZERO,
+                    };
+                    let events = records
+                        .iter()
+                        .filter(|r| matches!(r, timeline::Record::Event(_)))
+                        .count();
+                    let rows = terminal_rows().saturating_sub(4 + events).max(10);
+                    render::choose_step(span, rows)
+                }
+            };
+            render::text(&records, step)
+        }
+    };
+    let written = match &args.output {
+        Some(out) if out != Path::new("-") => std::fs::write(out, text.as_bytes())
+            .map_err(Error::io(format!("cannot write {}", out.display()))),
+        _ => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(Error::io("cannot write the timeline")(e))
+                }
+                _ => Ok(()),
+            }
+        }
+    };
+    written.map(|()| 0)
+}
+
+/// Rows of the terminal on standard output, else $LINES, else 40.
+fn terminal_rows() -> usize {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given; stdout is a valid descriptor.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_row > 0 {
+        return usize::from(ws.ws_row);
+    }
+    std::env::var("LINES")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(40)
+}
+
 /// Refuses with every trust problem found, if any.
 fn untrusted(problems: Vec<String>) -> Result<()> {
     if problems.is_empty() {

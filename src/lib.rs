@@ -25,6 +25,7 @@ pub mod report;
 pub mod sandbox;
 pub mod shim_link;
 pub mod supervisor;
+pub mod timeline;
 pub mod triggers;
 pub mod trust;
 pub mod verify;

@@ -36,6 +36,7 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
         "moment-levels",
         &format!(
             "[triggers]\nlimit_percent = [80, 90, 95]\ncheck_ms = 200\n\
+             [timeline]\ninterval_s = 1\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\n"
         ),
     );
@@ -125,6 +126,31 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
             1,
             "{names:?}"
         );
+    }
+
+    // The timeline has a sample near the limit before the kill (one a second).
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let out = cli(&[
+            "timeline",
+            "-c",
+            config.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let near = v["samples"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["pid"] == pid && s["rss"].as_u64().unwrap_or(0) > LIMIT * 95 / 100)
+        });
+        if near {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sample above 95%: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 
     // Past the limit: the kernel kills mariadbd; jemsafe says so, and why.
@@ -225,6 +251,136 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
     let status = cli(&["status", "-c", config.to_str().unwrap(), "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["last_exit_oom_killed"], false, "{status}");
+
+    // The timeline of the run: the climb, the dumps, the kill, the restarts; and the
+    // jemsafe run that made the sandbox before this one (the file survives restarts).
+    let cfg = config.to_str().unwrap();
+    let out = cli(&["timeline", "-c", cfg, "--step", "1s"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for pct in [80, 90, 95] {
+        assert!(
+            text.contains(&format!(".limit{pct}.heap (limit{pct})")),
+            "limit{pct} in\n{text}"
+        );
+    }
+    let oom = format!("OOM kill: mysqld pid {pid} was killed by SIGKILL (the kernel's OOM killer)");
+    let restart = format!("mysqld pid {pid2} started (restart)");
+    let (at_oom, at_restart) = (text.find(&oom), text.find(&restart));
+    assert!(at_oom.is_some() && at_oom < at_restart, "{text}");
+    assert!(
+        text.lines()
+            .filter(|l| l.ends_with(" started") && l.contains("mysqld pid"))
+            .count()
+            >= 2,
+        "two jemsafe runs in one file:\n{text}"
+    );
+    let peak: Vec<&str> = text.lines().filter(|l| l.ends_with("<- peak")).collect();
+    assert_eq!(peak.len(), 1, "{text}");
+    assert!(peak[0].contains(&format!(" {pid} ")), "{}", peak[0]);
+    assert!(text.contains("memory limit 512 MiB"), "{text}");
+
+    let out = cli(&[
+        "timeline",
+        "-c",
+        cfg,
+        "--format",
+        "csv",
+        "--pid",
+        &pid.to_string(),
+    ]);
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut rows = csv.lines();
+    let head: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let (rss_col, heap_col) = (col("rss"), col("heap_in_use"));
+    let rss: Vec<u64> = rows
+        .map(|r| r.split(',').nth(rss_col).unwrap().parse().unwrap())
+        .collect();
+    assert!(rss.len() >= 2, "{csv}");
+    assert!(
+        rss[0] < LIMIT / 2 && *rss.iter().max().unwrap() > LIMIT * 9 / 10,
+        "the climb: {rss:?}"
+    );
+    assert!(
+        csv.lines()
+            .skip(1)
+            .any(|r| !r.split(',').nth(heap_col).unwrap().is_empty()),
+        "parts from the shim: {csv}"
+    );
+
+    let out = cli(&["timeline", "-c", cfg, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"oom_kill") && kinds.contains(&"dump"),
+        "{kinds:?}"
+    );
+    assert_eq!(v["peak"]["pid"], pid);
+
+    let svg = dir.join("timeline.svg");
+    let out = cli(&[
+        "timeline",
+        "-c",
+        cfg,
+        "--format",
+        "svg",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.contains(&format!(">OOM kill: mysqld pid {pid}</text>")),
+        "{chart}"
+    );
+    assert!(chart.contains(".limit95.heap</text>") && chart.contains("limit 512 MiB"));
+    let png = dir.join("timeline.png");
+    let rendered = std::process::Command::new("rsvg-convert")
+        .arg("-o")
+        .arg(&png)
+        .arg(&svg)
+        .output()
+        .expect("rsvg-convert (apt-get install librsvg2-bin)");
+    assert!(
+        rendered.status.success(),
+        "rsvg-convert: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let png = std::fs::read(&png).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    if let Ok(keep) = std::env::var("JEMSAFE_TEST_KEEP") {
+        // For the README: the chart and the text of a real run.
+        let _ = std::fs::copy(&svg, format!("{keep}/timeline.svg"));
+        let _ = std::fs::copy(
+            dumps.join("mysqld.timeline"),
+            format!("{keep}/mysqld.timeline"),
+        );
+        let _ = std::fs::write(format!("{keep}/timeline.txt"), &text);
+        let _ = std::fs::write(format!("{keep}/jemsafe.log"), js.err.seen.join("\n"));
+    }
 
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
@@ -330,4 +486,143 @@ fn an_interval_profiles_own_dumps_carry_memory_snapshots() {
     );
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
+}
+
+/// A timeline of `n` samples one second apart (RSS 100, 101, ... MiB), as jemsafe writes it.
+fn timeline_text(n: u64) -> String {
+    let mut text = String::from("{\"jemsafe_timeline\":1}\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "{{\"t\":{},\"pid\":42,\"start\":7,\"rss\":{}}}\n",
+            1_795_000_000_000u64 + i * 1000,
+            (100 + i) * MIB
+        ));
+    }
+    text
+}
+
+fn timeline_config(dir: &TempDir) -> PathBuf {
+    let config = dir.join("jemsafe.toml");
+    std::fs::create_dir_all(dir.join("dumps")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[dumps]\ndir = {:?}\n",
+            dir.join("dumps").display().to_string()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn csv_rss(out: &std::process::Output) -> Vec<u64> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|r| r.split(',').nth(3).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_truncated_or_corrupt_timeline_is_read_around_the_damage_with_one_warning() {
+    let dir = TempDir::new("moment-damage");
+    let config = timeline_config(&dir);
+    let path = dir.join("dumps/mysqld.timeline");
+    let whole = timeline_text(10);
+    // Cut in the middle of the last record (a crash during a write).
+    std::fs::write(&path, &whole[..whole.len() - 20]).unwrap();
+    let out = cli(&[
+        "timeline",
+        "-c",
+        config.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        csv_rss(&out),
+        (100..109).map(|m| m * MIB).collect::<Vec<_>>()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("mysqld.timeline: line 11 (byte") && err.contains("cut short"),
+        "{err}"
+    );
+
+    // Garbage in the middle (binary, and a line that is JSON but not a record).
+    let mut bytes = timeline_text(5).into_bytes();
+    bytes.extend(b"\x00\xff\xfe garbage\n{\"t\":1}\n");
+    bytes.extend(
+        timeline_text(3)
+            .lines()
+            .skip(1)
+            .flat_map(|l| format!("{l}\n").into_bytes()),
+    );
+    std::fs::write(&path, &bytes).unwrap();
+    let out = cli(&[
+        "timeline",
+        "-c",
+        config.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(csv_rss(&out).len(), 8);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("line 7 (byte") && err.contains("2 damaged lines in all"),
+        "{err}"
+    );
+
+    // No timeline at all: the reason, not a panic.
+    std::fs::remove_file(&path).unwrap();
+    let out = cli(&["timeline", "-c", config.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interval_s"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A symlink planted at its name is not followed.
+    std::fs::write(dir.join("elsewhere"), timeline_text(3)).unwrap();
+    std::os::unix::fs::symlink(dir.join("elsewhere"), &path).unwrap();
+    let out = cli(&["timeline", "-c", config.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unknown_trigger_keys_and_impossible_levels_are_config_errors_naming_the_key() {
+    let dir = TempDir::new("moment-config");
+    for (section, key) in [
+        (
+            "[triggers]\nlimit_percent = [80, 150]\n",
+            "`triggers.limit_percent`: 150 is out of range: allowed 1..=100",
+        ),
+        (
+            "[triggers]\nlimit_pct = [90]\n",
+            "unknown field `limit_pct`",
+        ),
+        (
+            "[triggers]\npressure = \"some avg10 >= 20\"\n",
+            "`triggers.pressure`",
+        ),
+        ("[timeline]\nmax_mb = 0\n", "max_mb = 0"),
+    ] {
+        let config = dir.join("bad.toml");
+        std::fs::write(&config, section).unwrap();
+        let out = cli(&["run", "-c", config.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{section}: {err}");
+        assert!(
+            err.contains(key) && err.contains("bad.toml") && err.contains("line 2"),
+            "{section}: {err}"
+        );
+    }
 }

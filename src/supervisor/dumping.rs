@@ -258,6 +258,7 @@ impl Supervisor<'_> {
             .dumped(trigger.as_str(), round_trip_ms / 1000.0);
         // Before the dump is announced: whoever reads it next finds its sidecar.
         self.write_sidecar(&name, trigger.as_str(), snapshot);
+        self.timeline_dump(&name, trigger.as_str());
         info!(
             "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
             path.display(),

@@ -72,6 +72,8 @@ pub struct Plan {
     pub http: Option<(std::net::SocketAddr, Option<PathBuf>)>,
     /// `[triggers]`.
     pub triggers: crate::triggers::Settings,
+    /// `[timeline]`: seconds between samples (None = off) and the file's bound in bytes.
+    pub timeline: Option<(Duration, u64)>,
 }
 
 impl Plan {
@@ -190,6 +192,16 @@ pub fn run(plan: &Plan) -> Result<i32> {
         mysqld_version: crate::check::mysqld_version(&plan.launch.mysqld),
         moment: moment::Moment::new(plan.triggers.clone()),
     };
+    if let Some((every, max_bytes)) = plan.timeline {
+        let writer = crate::timeline::file::Writer::new(
+            &plan.dump_dir,
+            &plan.dump_prefix,
+            max_bytes,
+            plan.retention.max_age,
+            dump_owner.map(|(_, gid)| gid),
+        );
+        sup.moment.set_timeline(writer, every);
+    }
     sup.apply_retention();
     sup.start()?;
     sup.serve()
@@ -471,6 +483,10 @@ impl Supervisor<'_> {
             how.push_str(" (the kernel's OOM killer)");
             self.explain_oom(child.pid.as_raw(), child.started, evidence);
         }
+        self.timeline_event(crate::timeline::EventKind::Exit {
+            how: how.clone(),
+            oom: oom.is_some(),
+        });
         self.last_exit = Some(format!("pid {} {how}", child.pid));
         self.last_exit_status = Some(exit_code(status));
         if let (VerifyMode::Require, Some(Err(reason))) = (self.plan.verify, &child.verification) {

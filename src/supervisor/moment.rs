@@ -2,6 +2,10 @@
 //! [`crate::triggers`], [`crate::oom`] and [`crate::timeline`]): every `check_ms` one
 //! read of /proc/PID/statm and, where they exist, of mysqld's cgroup files; a dump when a
 //! `[triggers]` level is crossed. Nothing is asked of mysqld unless a level is crossed.
+//! Every `[timeline] interval_s` (at a check's wake-up, so no extra one), a sample for the
+//! timeline: RSS and its parts from /proc/PID/status (counters, no page-table walk) and
+//! one memory request to the shim through the ledger, with a deadline; without an answer
+//! in time the sample has RSS alone.
 
 use super::Supervisor;
 use crate::memlimit::{self, Group, Limit};
@@ -38,6 +42,16 @@ pub(super) struct Moment {
     kmsg: Option<crate::oom::Kmsg>,
     /// OOM-kill counters before the kill, to tell an OOM kill from a `kill -9`.
     oom_base: crate::oom::Baseline,
+    timeline: Option<crate::timeline::file::Writer>,
+    sample_every: Duration,
+    next_sample: Option<Instant>,
+    sample_in_flight: bool,
+    next_maintain: Option<Instant>,
+    timeline_failing: bool,
+    /// The running (or last) mysqld: timeline records name the process by both.
+    pid: u32,
+    start_ticks: u64,
+    starts: u64,
 }
 
 impl Moment {
@@ -53,7 +67,22 @@ impl Moment {
             refused_logged: false,
             kmsg: crate::oom::Kmsg::open(),
             oom_base: crate::oom::Baseline::default(),
+            timeline: None,
+            sample_every: Duration::from_secs(10),
+            next_sample: None,
+            sample_in_flight: false,
+            next_maintain: None,
+            timeline_failing: false,
+            pid: 0,
+            start_ticks: 0,
+            starts: 0,
         }
+    }
+
+    /// Records the timeline with `writer`, a sample every `every`.
+    pub fn set_timeline(&mut self, writer: crate::timeline::file::Writer, every: Duration) {
+        self.timeline = Some(writer);
+        self.sample_every = every;
     }
 
     /// The next moment a check is due.
@@ -124,11 +153,25 @@ impl Supervisor<'_> {
             m.triggers.settings().describe(cgroup_limit)
         );
         m.next_check = Some(Instant::now() + m.triggers.settings().check);
+        m.pid = pid as u32;
+        m.start_ticks = crate::procfs::stat_fields(pid)
+            .and_then(|f| f.get(19)?.parse().ok())
+            .unwrap_or(0);
+        m.starts += 1;
+        if m.timeline.is_some() {
+            // The first sample at the first check; the file trimmed to its age now.
+            m.next_sample = Some(Instant::now());
+            m.next_maintain = Some(Instant::now());
+        }
+        let restart = m.starts > 1;
+        self.timeline_event(crate::timeline::EventKind::Start { restart });
     }
 
     /// mysqld is gone: no more checks until the next one starts.
     pub(super) fn watch_stopped(&mut self) {
         self.moment.next_check = None;
+        self.moment.next_sample = None;
+        self.moment.sample_in_flight = false;
     }
 
     pub(super) fn watch_timers(&mut self, now: Instant) {
@@ -137,6 +180,115 @@ impl Supervisor<'_> {
             // From now, not from the due time: a late wake-up never makes a burst.
             self.moment.next_check = Some(now + every);
             self.check_memory(now);
+        }
+        if self.moment.next_sample.is_some_and(|t| now >= t) {
+            self.timeline_tick(now);
+        }
+    }
+
+    /// Time for a timeline sample: ask the shim (or write RSS alone if it cannot answer).
+    fn timeline_tick(&mut self, now: Instant) {
+        let m = &mut self.moment;
+        m.next_sample = Some(now + m.sample_every);
+        if m.next_maintain.is_some_and(|t| now >= t) {
+            m.next_maintain = Some(now + Duration::from_secs(3600));
+            if let Some(Err(why)) = m.timeline.as_ref().map(|w| w.maintain(SystemTime::now())) {
+                warn!("timeline: {why}");
+            }
+        }
+        if m.sample_in_flight {
+            return; // the last one is still unanswered; its deadline will write it
+        }
+        m.sample_in_flight = true;
+        let deadline = m.sample_every.min(super::shim_requests::STATUS_DEADLINE);
+        self.send(
+            jemsafe_proto::Command::Memory,
+            super::Pending::TimelineSample,
+            deadline,
+        );
+    }
+
+    /// A timeline sample: the shim's reading when it came, the kernel's now.
+    pub(super) fn timeline_sampled(&mut self, reply: Option<&jemsafe_proto::Reply>) {
+        use crate::timeline::{Parts, Record, Sample};
+        self.moment.sample_in_flight = false;
+        let Some(pid) = self.child.as_ref().map(|c| c.pid.as_raw()) else {
+            return;
+        };
+        let jem = reply.and_then(|r| r.body::<jemsafe_proto::Memory>().ok());
+        let proc = crate::procfs::read(pid, "status")
+            .ok()
+            .map(|t| proc_from_status(&t))
+            .filter(|p| p.rss > 0);
+        let (rss, parts, allocated) = match (jem, proc) {
+            (Some(j), Some(p)) => {
+                let b = jemsafe_report::memory::breakdown(&p, &super::status::jemalloc_memory(&j));
+                (b.rss, Some(Parts::from_breakdown(&b)), Some(j.allocated))
+            }
+            (None, Some(p)) => (p.rss, None, None),
+            (_, None) => match memlimit::statm_rss(pid).filter(|r| *r > 0) {
+                Some(r) => (r, None, None),
+                None => return,
+            },
+        };
+        let m = &self.moment;
+        let sample = Sample {
+            time: SystemTime::now(),
+            pid: m.pid,
+            start: m.start_ticks,
+            rss,
+            parts,
+            allocated,
+            cgroup_usage: m.group.as_ref().and_then(Group::usage),
+            limit: m.limit.as_ref().map(|l| l.bytes),
+        };
+        self.timeline_write(&Record::Sample(sample));
+    }
+
+    /// An event of the current (or just ended) mysqld on the timeline.
+    pub(super) fn timeline_event(&mut self, kind: crate::timeline::EventKind) {
+        let m = &self.moment;
+        if m.timeline.is_none() || m.pid == 0 {
+            return;
+        }
+        let event = crate::timeline::Event {
+            time: SystemTime::now(),
+            pid: m.pid,
+            start: m.start_ticks,
+            kind,
+        };
+        self.timeline_write(&crate::timeline::Record::Event(event));
+    }
+
+    /// A dump on the timeline.
+    pub(super) fn timeline_dump(&mut self, file: &str, trigger: &str) {
+        self.timeline_event(crate::timeline::EventKind::Dump {
+            file: file.to_owned(),
+            trigger: trigger.to_owned(),
+        });
+    }
+
+    fn timeline_write(&mut self, record: &crate::timeline::Record) {
+        let m = &mut self.moment;
+        let Some(writer) = m.timeline.as_ref() else {
+            return;
+        };
+        match writer.append(&crate::timeline::encode(record)) {
+            Ok(note) => {
+                if let Some(note) = note {
+                    warn!("timeline: {note}");
+                }
+                if m.timeline_failing {
+                    info!("timeline: {} is written again", writer.path().display());
+                    m.timeline_failing = false;
+                }
+            }
+            Err(why) => {
+                if !m.timeline_failing {
+                    warn!("timeline: {why} (said once until it works again)");
+                    m.timeline_failing = true;
+                }
+            }
         }
     }
 
@@ -326,6 +478,7 @@ impl Supervisor<'_> {
         let closed = std::fs::symlink_metadata(self.plan.dump_dir.join(name))
             .and_then(|m| m.modified())
             .unwrap_or_else(|_| SystemTime::now());
+        self.timeline_dump(name, kind);
         self.send(
             jemsafe_proto::Command::Memory,
             super::Pending::AutoSnapshot {
@@ -390,5 +543,41 @@ impl Supervisor<'_> {
             source: l.source.describe(),
             kind: l.source.kind().to_owned(),
         })
+    }
+}
+
+/// mysqld's memory from /proc/PID/status: the kernel's counters (VmRSS, RssAnon,
+/// RssShmem, VmSwap), read without walking page tables as smaps_rollup does; LazyFree is
+/// not among them (0).
+pub(super) fn proc_from_status(status: &str) -> jemsafe_report::memory::ProcMemory {
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            .saturating_mul(1024)
+    };
+    jemsafe_report::memory::ProcMemory {
+        rss: kib("VmRSS"),
+        anonymous: kib("RssAnon"),
+        lazy_free: 0,
+        shmem: kib("RssShmem"),
+        swap: kib("VmSwap"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_counters_give_rss_and_its_kinds() {
+        let status = "Name:\tmariadbd\nVmRSS:\t  204800 kB\nRssAnon:\t  150000 kB\nRssFile:\t   50000 kB\nRssShmem:\t    4800 kB\nVmSwap:\t       8 kB\n";
+        let p = super::proc_from_status(status);
+        assert_eq!(
+            (p.rss, p.anonymous, p.shmem, p.swap, p.lazy_free),
+            (204800 << 10, 150000 << 10, 4800 << 10, 8 << 10, 0)
+        );
+        let me = crate::procfs::read(std::process::id() as i32, "status").unwrap();
+        assert!(super::proc_from_status(&me).rss > 0);
     }
 }

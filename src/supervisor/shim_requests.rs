@@ -43,6 +43,8 @@ pub(super) enum Pending {
     Memory(UnixStream, Instant),
     /// The memory snapshot for the sidecar of the dump that follows it.
     DumpSnapshot(String),
+    /// A timeline sample's jemalloc reading.
+    TimelineSample,
     /// The memory snapshot for the sidecar of jemalloc's own dump `name` (of kind
     /// "interval", "gdump", "final"), closed at `closed`.
     AutoSnapshot {
@@ -92,6 +94,7 @@ impl Supervisor<'_> {
                 }
                 Pending::GrowthStats => debug!("growth check: {why}"),
                 Pending::AutoSnapshot { name, kind, .. } => self.write_sidecar(&name, kind, None),
+                Pending::TimelineSample => self.timeline_sampled(None),
                 other => self.fail(
                     other,
                     &format!("{why}: no answer within {} s", SHIM_DEADLINE.as_secs()),
@@ -150,6 +153,9 @@ impl Supervisor<'_> {
     pub(super) fn fail(&mut self, pending: Pending, why: &str) {
         if let Pending::AutoSnapshot { name, kind, .. } = &pending {
             self.write_sidecar(name, kind, None);
+        }
+        if matches!(pending, Pending::TimelineSample) {
+            self.timeline_sampled(None);
         }
         if matches!(
             pending,
@@ -221,6 +227,9 @@ impl Supervisor<'_> {
                     error!("{what} failed: {failure}");
                     json!({ "ok": false, "error": failure.to_string() })
                 });
+                if let Some(active) = answer.get("prof_active").and_then(|a| a.as_bool()) {
+                    self.timeline_event(crate::timeline::EventKind::Prof { active });
+                }
                 if let (Some(w), serde_json::Value::Object(map)) = (waiter, answer) {
                     control::respond(w, &map);
                 }
@@ -252,6 +261,7 @@ impl Supervisor<'_> {
             Pending::AutoSnapshot { name, kind, closed } => {
                 self.auto_snapshot_came(&name, kind, closed, &reply)
             }
+            Pending::TimelineSample => self.timeline_sampled(Some(&reply)),
             Pending::Memory(stream, sent) => {
                 debug!(
                     "memory snapshot: the shim answered in {} us",
@@ -365,6 +375,7 @@ pub(super) fn waiters_of(pending: Pending) -> Vec<UnixStream> {
         Pending::Hello
         | Pending::GrowthStats
         | Pending::DumpSnapshot(_)
-        | Pending::AutoSnapshot { .. } => Vec::new(),
+        | Pending::AutoSnapshot { .. }
+        | Pending::TimelineSample => Vec::new(),
     }
 }

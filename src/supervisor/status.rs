@@ -161,12 +161,18 @@ pub(super) fn memory_snapshot(
     pid: i32,
     jem: &Memory,
 ) -> std::result::Result<jemsafe_report::memory::Snapshot, String> {
-    use jemsafe_report::memory::{Bin, JemallocMemory, ProcMemory, Snapshot};
+    use jemsafe_report::memory::{ProcMemory, Snapshot};
     let read = |name: &str| {
         crate::procfs::read(pid, name).map_err(|e| format!("cannot read /proc/{pid}/{name}: {e}"))
     };
     let proc = ProcMemory::parse(&read("smaps_rollup")?, &read("status")?);
-    let jemalloc = JemallocMemory {
+    Ok(Snapshot::new(proc, jemalloc_memory(jem)))
+}
+
+/// The shim's reading as the analyzer's type.
+pub(super) fn jemalloc_memory(jem: &Memory) -> jemsafe_report::memory::JemallocMemory {
+    use jemsafe_report::memory::{Bin, JemallocMemory};
+    JemallocMemory {
         allocated: jem.allocated,
         active: jem.active,
         metadata: jem.metadata,
@@ -191,6 +197,5 @@ pub(super) fn memory_snapshot(
                 curslabs: b.curslabs,
             })
             .collect(),
-    };
-    Ok(Snapshot::new(proc, jemalloc))
+    }
 }
