@@ -393,7 +393,8 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
 fn an_interval_profiles_own_dumps_carry_memory_snapshots() {
     let (dir, config) = prepared_sandbox(
         "moment-interval",
-        "[profiles.every16m]\ninherits = \"interval\"\nlg_prof_interval = 24\n",
+        "[profiles.every16m]\ninherits = \"interval\"\nlg_prof_interval = 24\n\
+         [timeline]\ninterval_s = 1\n",
     );
     let plugins = udf_plugin_dir(dir.path());
     let mut js = Running::start(&[
@@ -409,7 +410,33 @@ fn an_interval_profiles_own_dumps_carry_memory_snapshots() {
     js.err.wait_for("ready for connections", START);
     let socket = dir.join("mysqld/mysqld.sock");
     create_udf_functions(&socket);
-    sql(&socket, "SELECT jemsafe_alloc_mb(64)");
+    // Growth in steps, each seen by the timeline (a sample a second).
+    let pid = js.mysqld_pid.unwrap();
+    let samples = || {
+        let out = cli(&[
+            "timeline",
+            "-c",
+            config.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["samples"]
+            .as_array()
+            .map_or(0, |s| s.iter().filter(|s| s["pid"] == pid).count())
+    };
+    for _ in 0..4 {
+        sql(&socket, "SELECT jemsafe_alloc_mb(16)");
+        let seen = samples();
+        let deadline = std::time::Instant::now() + T;
+        while samples() == seen {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new timeline sample"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     sql(&socket, "SELECT jemsafe_leak_kb(32768)");
     let dumps = dir.join("dumps");
     // Sidecars of jemalloc's dumps come after a snapshot round trip: wait for one taken
@@ -481,9 +508,17 @@ fn an_interval_profiles_own_dumps_carry_memory_snapshots() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.starts_with("Memory, first dump to last: RSS +"),
+        text.starts_with(&format!("Timeline (mysqld pid {pid}): RSS +"))
+            && text.contains("/h since "),
         "{text}"
     );
+    assert!(
+        text.contains("\nMemory, first dump to last: RSS +"),
+        "{text}"
+    );
+    if let Ok(keep) = std::env::var("JEMSAFE_TEST_KEEP") {
+        let _ = std::fs::write(format!("{keep}/leaks.txt"), text.as_bytes());
+    }
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
