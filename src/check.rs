@@ -185,6 +185,7 @@ pub fn inspect(
         "runtime_dir",
         config.supervise.runtime_dir.display().to_string(),
     );
+    report.row("memory", memory_row(config));
     if root {
         report.row(
             "trust",
@@ -304,8 +305,32 @@ pub fn inspect(
             token_file: config.http.token_file.clone(),
             pprof: config.http.pprof,
         }),
+        triggers: config.trigger_settings(),
+        timeline: (config.timeline.interval_s > 0).then(|| {
+            (
+                Duration::from_secs(config.timeline.interval_s),
+                config.timeline.max_mb << 20,
+            )
+        }),
     };
     (Some(plan), report)
+}
+
+/// The memory limit mysqld would run under (jemsafe's own cgroup: mysqld inherits it),
+/// where it comes from, and the dump triggers it makes.
+fn memory_row(config: &Config) -> String {
+    let group = crate::memlimit::Group::of(std::process::id() as i32);
+    let limit = crate::memlimit::limit_for(group.as_ref());
+    let cgroup = limit
+        .as_ref()
+        .is_some_and(crate::memlimit::Limit::from_cgroup);
+    format!(
+        "limit {}; dump triggers: {}",
+        limit
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), |l| l.describe()),
+        config.trigger_settings().describe(cgroup)
+    )
 }
 
 /// The plan for `run`, or the reason not to start.

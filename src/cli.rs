@@ -203,6 +203,15 @@ the binaries or debug packages installed there."
     )]
     Archive(ArchiveArgs),
 
+    /// mysqld's memory over time, from the timeline jemsafe records: RSS and its parts,
+    /// dumps, restarts and OOM kills, the peak marked
+    #[command(
+        after_help = "Examples:\n  jemsafe timeline                              the whole timeline, one row per interval that fits the terminal\n  jemsafe timeline --since 6h --step 10m\n  jemsafe timeline --since 2026-12-05T03:00:00Z --pid 4242\n  jemsafe timeline --format svg -o oom.svg      a chart for an incident report\n  jemsafe timeline --format csv > memory.csv    one row per sample, bytes\n\n\
+jemsafe records it in <[dumps] dir>/<prefix>.timeline every [timeline] interval_s seconds (default 10). \
+A damaged or truncated file is read around the damage, with one warning."
+    )]
+    Timeline(TimelineArgs),
+
     /// (internal) the probe process started by `check` and `run`
     #[command(name = "__probe", hide = true)]
     Probe,
@@ -210,6 +219,43 @@ the binaries or debug packages installed there."
     /// (internal) renders a dump for [http]'s /debug/pprof/heap, in a child of `run`
     #[command(name = "__pprof", hide = true)]
     Pprof { dump: PathBuf },
+}
+
+/// Output format of `jemsafe timeline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimelineFormat {
+    /// One row per interval with RSS and its parts, the events between, the peak marked
+    Text,
+    /// A header row, then one row per sample: time (RFC 3339) and each part in bytes
+    Csv,
+    /// {"samples": [...], "events": [...], "peak": {...}}
+    Json,
+    /// A stacked area chart of the parts, the limit, dumps and OOM kills
+    Svg,
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// Configuration file, for the dump directory that holds the timeline
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Read this timeline file instead of the config's
+    #[arg(long, value_name = "TIMELINE")]
+    pub file: Option<PathBuf>,
+    /// Only the last DURATION (90m, 6h, 3d) or from TIME on (RFC 3339, UTC)
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Only this mysqld process
+    #[arg(long)]
+    pub pid: Option<u32>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TimelineFormat,
+    /// One text row per DURATION (default: as many as fit the terminal)
+    #[arg(long, value_name = "DURATION")]
+    pub step: Option<String>,
+    /// Write the output to this file instead of standard output
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
 }
 
 /// Output format of `jemsafe report`.

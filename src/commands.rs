@@ -155,12 +155,34 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
     let mib = |v: Option<u64>| opt(v.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)));
     out!("jemsafe     pid {}, profile {}", st.jemsafe_pid, st.profile);
     out!(
-        "mysqld      pid {}, up {} s, restarts {}, last exit: {}",
+        "mysqld      pid {}, up {} s, restarts {}, last exit: {}{}",
         opt(st.mysqld_pid.map(|p| p.to_string())),
         opt(st.mysqld_uptime_s.map(|u| u.to_string())),
         st.restarts,
-        opt(st.last_exit)
+        opt(st.last_exit),
+        if st.last_exit_oom_killed {
+            " (an OOM kill: the kernel's OOM killer)"
+        } else {
+            ""
+        }
     );
+    if let Some(l) = &st.memory_limit {
+        let rss = st
+            .rss_at_last_check
+            .map(|r| {
+                format!(
+                    "; RSS {} ({:.0}% of it)",
+                    crate::memlimit::human(r),
+                    100.0 * r as f64 / l.bytes.max(1) as f64
+                )
+            })
+            .unwrap_or_default();
+        out!(
+            "limit       {} from {}{rss}",
+            crate::memlimit::human(l.bytes),
+            l.source
+        );
+    }
     if let Some(why) = &st.mysqld_not_answering {
         out!("ATTENTION   {why}: the jemalloc figures below are missing");
     }
@@ -200,9 +222,10 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
     Ok(0)
 }
 
-/// The breakdown recorded with `dump`, or why there is none: never invented numbers.
+/// The breakdown recorded with `dump` (and, for a dump jemalloc wrote on its own, how
+/// many ms after it the readings were taken), or why there is none: never invented numbers.
 /// `dump` may also name the sidecar itself (`X.heap.json`).
-fn recorded_breakdown(dump: &Path) -> Result<jemsafe_report::memory::Breakdown> {
+fn recorded_breakdown(dump: &Path) -> Result<(jemsafe_report::memory::Breakdown, Option<u64>)> {
     use crate::error::Error;
     let dump = dump_of_sidecar(dump);
     let dump = dump.as_path();
@@ -219,11 +242,11 @@ fn recorded_breakdown(dump: &Path) -> Result<jemsafe_report::memory::Breakdown> 
         .memory_snapshot()
         .ok_or_else(|| {
             Error::BadInput(format!(
-                "{shown}: its sidecar holds no memory snapshot (jemalloc's own automatic dumps \
-                 have none); for the running mysqld use `jemsafe memory --live`"
+                "{shown}: its sidecar holds no memory snapshot (a dump jemalloc wrote while \
+                 mysqld did not answer has none); for the running mysqld use `jemsafe memory --live`"
             ))
         })?
-        .and_then(|s| s.breakdown())
+        .and_then(|s| Ok((s.breakdown()?, s.after_close_ms)))
         .map_err(|why| Error::BadInput(format!("{shown}: {why}")))
 }
 
@@ -238,13 +261,17 @@ fn dump_of_sidecar(path: &Path) -> std::path::PathBuf {
 /// `jemsafe memory`: the running mysqld's RSS broken down, through the control socket.
 pub fn memory(config_path: &Path, dump: Option<&Path>, as_json: bool) -> Result<i32> {
     if let Some(dump) = dump {
-        let b = recorded_breakdown(dump)?;
+        let (b, after_close_ms) = recorded_breakdown(dump)?;
         if as_json {
             let text = serde_json::to_string(&b)
                 .map_err(|e| crate::error::Error::Refused(e.to_string()))?;
             out!("{text}");
         } else {
-            out!("{} (when it was taken):", jemsafe_report::safe::shown(dump));
+            let when = match after_close_ms {
+                Some(ms) => format!("{ms} ms after jemalloc closed it"),
+                None => "when it was taken".to_owned(),
+            };
+            out!("{} ({when}):", jemsafe_report::safe::shown(dump));
             out_raw!("{}", b.render());
         }
         return Ok(0);
@@ -311,6 +338,114 @@ pub fn archive(args: &crate::cli::ArchiveArgs) -> Result<i32> {
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
 pub fn leaks(args: &crate::cli::LeaksArgs) -> Result<i32> {
     crate::report::leaks(args)
+}
+
+/// `jemsafe timeline`: mysqld's memory over time as text, CSV, JSON or SVG.
+pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
+    use crate::cli::TimelineFormat;
+    use crate::error::Error;
+    use crate::timeline::{self, render};
+    use std::time::{Duration, SystemTime};
+    let (path, limit) = match &args.file {
+        Some(f) => (f.clone(), 256u64 << 20),
+        None => {
+            let config = crate::config::Config::load(&args.config)?;
+            (
+                config
+                    .dumps
+                    .dir
+                    .join(timeline::file_name(&config.dumps.prefix)),
+                (config.timeline.max_mb << 21).max(64 << 20),
+            )
+        }
+    };
+    let shown = jemsafe_report::safe::shown(&path);
+    // A file named on the command line may be a symlink; the dump directory's may not.
+    let parsed =
+        timeline::file::read(&path, args.file.is_some(), limit).map_err(Error::NotFound)?;
+    if let Some(d) = &parsed.damage {
+        warn!("{shown}: {}", d.describe());
+    }
+    if parsed.started_mid_file {
+        warn!(
+            "{shown} is longer than {} MiB: only its newest part is read",
+            limit >> 20
+        );
+    }
+    let now = SystemTime::now();
+    let since = match args.since.as_deref() {
+        None => None,
+        Some(s) => Some(match humantime::parse_duration(s) {
+            Ok(d) => now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH),
+            Err(_) => humantime::parse_rfc3339_weak(s).map_err(|_| {
+                Error::Usage(format!(
+                    "--since {s:?}: give a duration (90m, 6h, 3d) or a time (2026-12-05T03:00:00Z)"
+                ))
+            })?,
+        }),
+    };
+    let records = timeline::select(&parsed.records, since, args.pid);
+    let text = match args.format {
+        TimelineFormat::Csv => render::csv(&records),
+        TimelineFormat::Json => render::json(&records),
+        TimelineFormat::Svg => timeline::svg::svg(
+            &records,
+            &format!(
+                "mysqld memory{}",
+                args.pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+            ),
+        ),
+        TimelineFormat::Text => {
+            let step = match args.step.as_deref() {
+                Some(s) => humantime::parse_duration(s)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "--step {s:?}: give a duration such as 30s, 10m, 1h"
+                        ))
+                    })?,
+                None => {
+                    let span = match (records.first(), records.last()) {
+                        (Some(a), Some(b)) => b.time().duration_since(a.time()).unwrap_or_default(),
+                        _ => Duration::ZERO,
+                    };
+                    let events = records
+                        .iter()
+                        .filter(|r| matches!(r, timeline::Record::Event(_)))
+                        .count();
+                    let rows = terminal_rows().saturating_sub(4 + events).max(10);
+                    render::choose_step(span, rows)
+                }
+            };
+            render::text(&records, step)
+        }
+    };
+    match &args.output {
+        Some(out) if out != Path::new("-") => std::fs::write(out, text.as_bytes())
+            .map_err(Error::io(format!("cannot write {}", out.display())))?,
+        _ => out_raw!("{text}"),
+    }
+    Ok(0)
+}
+
+/// Rows of the terminal on standard output, else $LINES, else 40.
+fn terminal_rows() -> usize {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given; stdout is a valid descriptor.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_row > 0 {
+        return usize::from(ws.ws_row);
+    }
+    std::env::var("LINES")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(40)
 }
 
 /// How long a control client waits: a dump of a very large heap can take seconds.

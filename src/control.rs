@@ -78,6 +78,25 @@ pub struct Status {
     pub last_dump: Option<LastDump>,
     /// mysqld's RSS broken down (`jemsafe memory`); None when the shim did not answer.
     pub memory: Option<jemsafe_report::memory::Breakdown>,
+    /// Whether mysqld's last exit was a kill by the kernel's OOM killer.
+    #[serde(default)]
+    pub last_exit_oom_killed: bool,
+    /// The memory limit that applies to mysqld, and where it comes from.
+    #[serde(default)]
+    pub memory_limit: Option<MemoryLimit>,
+    /// mysqld's RSS at the last memory check (/proc/PID/statm), in bytes.
+    #[serde(default)]
+    pub rss_at_last_check: Option<u64>,
+}
+
+/// The memory limit that applies to mysqld (a cgroup's, else the machine's memory).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryLimit {
+    pub bytes: u64,
+    /// Where it is set: `memory.max of /sys/fs/cgroup/system.slice/mariadb.service (cgroup v2)`.
+    pub source: String,
+    /// "cgroup v2", "cgroup v1" or "MemTotal".
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -17,12 +17,16 @@ pub mod launch;
 pub mod locate;
 
 pub mod log;
+pub mod memlimit;
 pub mod metrics;
+pub mod oom;
 pub mod probe;
 pub mod procfs;
 pub mod report;
 pub mod sandbox;
 pub mod shim_link;
 pub mod supervisor;
+pub mod timeline;
+pub mod triggers;
 pub mod trust;
 pub mod verify;

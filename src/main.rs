@@ -62,6 +62,7 @@ fn main() {
         Cmd::Report(args) => commands::report(&args),
         Cmd::Leaks(args) => commands::leaks(&args),
         Cmd::Archive(args) => commands::archive(&args),
+        Cmd::Timeline(args) => commands::timeline(&args),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),
         Cmd::Pprof { dump } => jemsafe::http::render_child_main(&dump),
     };

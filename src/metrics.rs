@@ -41,6 +41,7 @@ pub struct Metrics {
     dump_failures: IntCounterVec,
     dump_round_trip: Histogram,
     restarts: IntCounter,
+    oom_kills: IntCounter,
     up: IntGauge,
     pid: IntGauge,
     start_time: Gauge,
@@ -94,6 +95,10 @@ impl Metrics {
                 restarts: IntCounter::with_opts(opts(
                     "jemsafe_restarts_total",
                     "mysqld restarts by jemsafe's restart policy",
+                ))?,
+                oom_kills: IntCounter::with_opts(opts(
+                    "jemsafe_mysqld_oom_kills_total",
+                    "mysqld processes killed by the kernel's OOM killer",
                 ))?,
                 up: gauge("jemsafe_mysqld_up", "1 when mysqld runs under jemsafe")?,
                 pid: gauge("jemsafe_mysqld_pid", "mysqld's process id")?,
@@ -166,6 +171,7 @@ impl Metrics {
             r.register(Box::new(m.dump_failures.clone()))?;
             r.register(Box::new(m.dump_round_trip.clone()))?;
             r.register(Box::new(m.restarts.clone()))?;
+            r.register(Box::new(m.oom_kills.clone()))?;
             for g in [
                 &m.up,
                 &m.pid,
@@ -208,6 +214,11 @@ impl Metrics {
     /// The HTTP server refused a request or connection; `reason` is a label value.
     pub fn http_refused(&self, reason: &str) {
         self.http_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// mysqld was killed by the kernel's OOM killer.
+    pub fn oom_killed(&self) {
+        self.oom_kills.inc();
     }
 
     /// The text exposition format, gauges taken from `status`.
@@ -297,6 +308,8 @@ mod tests {
         let m = Metrics::new();
         m.dumped("usr1", 0.0012);
         m.dump_failed(DumpFailure::DiskSpace);
+        m.dumped("limit90", 0.1);
+        m.oom_killed();
         let status = Status {
             mysqld_pid: Some(42),
             mysqld_uptime_s: Some(10),
@@ -311,6 +324,8 @@ mod tests {
             "jemsafe_dump_round_trip_seconds_bucket{le=\"0.0025\"} 1",
             "jemsafe_dump_dir_files 0",
             "jemsafe_mysqld_answering 1",
+            "jemsafe_dumps_total{trigger=\"limit90\"} 1",
+            "jemsafe_mysqld_oom_kills_total 1",
         ] {
             assert!(text.contains(needle), "{needle} not in:\n{text}");
         }

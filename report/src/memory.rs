@@ -20,6 +20,11 @@ pub struct Snapshot {
     pub version: u32,
     pub proc: ProcMemory,
     pub jemalloc: JemallocMemory,
+    /// For a dump jemalloc wrote on its own (interval, gdump, final): how many ms after
+    /// the file was closed the readings were taken (they follow it; on-demand dumps take
+    /// theirs just before). Absent for on-demand dumps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_close_ms: Option<u64>,
 }
 
 impl Snapshot {
@@ -28,6 +33,7 @@ impl Snapshot {
             version: SNAPSHOT_VERSION,
             proc,
             jemalloc,
+            after_close_ms: None,
         }
     }
 

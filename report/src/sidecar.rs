@@ -53,8 +53,8 @@ pub struct Sidecar {
     pub objects: Vec<Object>,
     #[serde(default)]
     pub jemsafe_version: Option<String>,
-    /// Where the process's memory was, read just before the dump (jemsafe's on-demand
-    /// dumps; jemalloc's automatic ones have none).
+    /// Where the process's memory was: read just before jemsafe's on-demand dumps, and
+    /// just after jemalloc's automatic ones when jemsafe saw them (its `after_close_ms`).
     /// Kept as JSON here and read by [`Sidecar::memory_snapshot`], so that a snapshot of
     /// another format never makes the rest of the sidecar unreadable.
     #[serde(default)]

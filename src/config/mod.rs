@@ -417,7 +417,93 @@ struct RawConfig {
     profiles: BTreeMap<String, ProfileDef>,
     #[serde(default)]
     report: ReportSection,
+    #[serde(default)]
+    triggers: TriggersSection,
+    #[serde(default)]
+    timeline: TimelineSection,
 }
+
+/// `[triggers]`: dumps when mysqld's memory rises past levels (see [`crate::triggers`]).
+/// Levels are checked in `validate`, so that an impossible one names its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggersSection {
+    /// RSS levels in MiB.
+    #[serde(default)]
+    pub rss_mb: Vec<i64>,
+    /// Percentages of mysqld's memory limit; None: [90] when a cgroup sets the limit.
+    pub limit_percent: Option<Vec<i64>>,
+    /// `"some avg10 > 20"`.
+    pub pressure: Option<String>,
+    /// Trigger dumps per hour at most.
+    #[serde(
+        default = "default_per_hour",
+        deserialize_with = "bounded::<1, 3600, _>"
+    )]
+    pub per_hour: u64,
+    /// How often /proc/PID/statm (and the cgroup files) are read.
+    #[serde(
+        default = "default_check_ms",
+        deserialize_with = "bounded::<100, 60_000, _>"
+    )]
+    pub check_ms: u64,
+}
+
+impl Default for TriggersSection {
+    fn default() -> Self {
+        TriggersSection {
+            rss_mb: Vec::new(),
+            limit_percent: None,
+            pressure: None,
+            per_hour: default_per_hour(),
+            check_ms: default_check_ms(),
+        }
+    }
+}
+
+fn default_per_hour() -> u64 {
+    12
+}
+fn default_check_ms() -> u64 {
+    1000
+}
+
+/// `[timeline]`: mysqld's memory over time in `<dir>/<prefix>.timeline`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineSection {
+    /// Seconds between samples; 0 = no timeline.
+    #[serde(
+        default = "default_timeline_interval_s",
+        deserialize_with = "bounded::<0, 86_400, _>"
+    )]
+    pub interval_s: u64,
+    /// The file is kept below this many MiB (its oldest records go first).
+    #[serde(
+        default = "default_timeline_max_mb",
+        deserialize_with = "bounded::<1, 4096, _>"
+    )]
+    pub max_mb: u64,
+}
+
+impl Default for TimelineSection {
+    fn default() -> Self {
+        TimelineSection {
+            interval_s: default_timeline_interval_s(),
+            max_mb: default_timeline_max_mb(),
+        }
+    }
+}
+
+fn default_timeline_interval_s() -> u64 {
+    10
+}
+fn default_timeline_max_mb() -> u64 {
+    16
+}
+
+/// Most levels of one kind: each is a dump, and `per_hour` caps them anyway.
+const MAX_LEVELS: usize = 16;
 
 /// `[report]`: how `jemsafe report` and `jemsafe leaks` read dumps.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -446,6 +532,8 @@ pub struct Config {
     pub http: HttpSection,
     pub profiles: BTreeMap<String, ProfileDef>,
     pub report: ReportSection,
+    pub triggers: TriggersSection,
+    pub timeline: TimelineSection,
 }
 
 /// Variables jemsafe sets itself; a config may not override them.
@@ -522,6 +610,8 @@ impl Config {
             http: raw.http,
             profiles: raw.profiles,
             report: raw.report,
+            triggers: raw.triggers,
+            timeline: raw.timeline,
         };
         config.validate()?;
         Ok(config)
@@ -656,6 +746,7 @@ impl Config {
             }
         }
         self.validate_http()?;
+        self.validate_triggers()?;
         let s = &self.supervise;
         if s.restart_delay_ms > s.restart_delay_max_ms {
             let set = |key: &str| {
@@ -823,6 +914,66 @@ impl Config {
         Ok(())
     }
 
+    /// `[triggers]`: levels within their ranges, a pressure rule that parses.
+    fn validate_triggers(&self) -> Result<(), ConfigError> {
+        let t = &self.triggers;
+        let levels: [(&str, &str, &[i64], i64, &str); 2] = [
+            (
+                "triggers.limit_percent",
+                "limit_percent",
+                t.limit_percent.as_deref().unwrap_or(&[]),
+                100,
+                "percent of mysqld's memory limit",
+            ),
+            (
+                "triggers.rss_mb",
+                "rss_mb",
+                &t.rss_mb,
+                16 << 20,
+                "MiB of mysqld's RSS",
+            ),
+        ];
+        for (key, short, values, max, what) in levels {
+            if let Some(v) = values.iter().find(|v| !(1..=max).contains(*v)) {
+                return Err(self.invalid(
+                    key,
+                    self.find(short),
+                    format!("{v} is out of range: allowed 1..={max} ({what})"),
+                ));
+            }
+            if values.len() > MAX_LEVELS {
+                return Err(self.invalid(
+                    key,
+                    self.find(short),
+                    format!("{} levels: at most {MAX_LEVELS} are allowed", values.len()),
+                ));
+            }
+        }
+        if let Some(rule) = &t.pressure {
+            crate::triggers::PressureRule::parse(rule)
+                .map_err(|why| self.invalid("triggers.pressure", self.find("pressure"), why))?;
+        }
+        Ok(())
+    }
+
+    /// `[triggers]` for the supervisor (valid: `validate` checked it).
+    pub fn trigger_settings(&self) -> crate::triggers::Settings {
+        let t = &self.triggers;
+        crate::triggers::Settings {
+            rss_mb: t.rss_mb.iter().map(|v| *v as u64).collect(),
+            limit_percent: t
+                .limit_percent
+                .as_ref()
+                .map(|l| l.iter().map(|v| *v as u8).collect()),
+            pressure: t
+                .pressure
+                .as_deref()
+                .and_then(|p| crate::triggers::PressureRule::parse(p).ok()),
+            per_hour: t.per_hour as u32,
+            check: std::time::Duration::from_millis(t.check_ms),
+        }
+    }
+
     pub fn profile_exists(&self, name: &str) -> bool {
         self.profiles.contains_key(name) || profile::builtin(name).is_some()
     }
@@ -954,6 +1105,53 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn triggers_and_timeline_have_their_documented_defaults_and_ranges() {
+        let c = parse("").unwrap();
+        let t = c.trigger_settings();
+        assert_eq!(
+            (t.limit_percent, t.per_hour, t.check.as_millis()),
+            (None, 12, 1000)
+        );
+        assert_eq!((c.timeline.interval_s, c.timeline.max_mb), (10, 16));
+        let c = parse(
+            "[triggers]\nrss_mb = [2048]\nlimit_percent = [80, 90, 95]\npressure = \"some avg10 > 20\"\n\
+             per_hour = 3\ncheck_ms = 200\n[timeline]\ninterval_s = 0\n",
+        )
+        .unwrap();
+        let t = c.trigger_settings();
+        assert_eq!(t.limit_percent, Some(vec![80, 90, 95]));
+        assert_eq!(t.rss_mb, [2048]);
+        assert_eq!(t.pressure.unwrap().describe(), "some avg10 > 20");
+        assert_eq!(c.timeline.interval_s, 0);
+        let e = error("[triggers]\nlimit_percent = [80, 150]\n");
+        assert!(
+            e.contains("line 2: `triggers.limit_percent`: 150 is out of range: allowed 1..=100"),
+            "{e}"
+        );
+        let e = error("[triggers]\nrss_mb = [0]\n");
+        assert!(e.contains("`triggers.rss_mb`: 0 is out of range"), "{e}");
+        let e = error("[triggers]\n\npressure = \"some avg5 > 20\"\n");
+        assert!(
+            e.contains("line 3: `triggers.pressure`") && e.contains("avg10, avg60, avg300"),
+            "{e}"
+        );
+        let e = error("[triggers]\nlimit_pct = [90]\n");
+        assert!(
+            e.contains("line 2") && e.contains("limit_pct") && e.contains("limit_percent"),
+            "{e}"
+        );
+        let e = error("[triggers]\ncheck_ms = 10\n");
+        assert!(e.contains("allowed 100..=60000"), "{e}");
+        let e = error("[timeline]\nmax_mb = 0\n");
+        assert!(
+            e.contains("line 2") && e.contains("allowed 1..=4096"),
+            "{e}"
+        );
+        let e = error("[timeline]\nkeep = 1\n");
+        assert!(e.contains("keep") && e.contains("interval_s"), "{e}");
     }
 
     #[test]

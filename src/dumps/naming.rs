@@ -11,16 +11,19 @@ pub enum Trigger {
     Growth,
     /// `/debug/pprof/heap` of jemsafe's HTTP server.
     Http,
+    /// A `[triggers]` level crossed: `rss<MiB>`, `limit<percent>` or `pressure`.
+    Level(LevelName),
 }
 
 impl Trigger {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             Trigger::Usr1 => "usr1",
             Trigger::Usr2 => "usr2",
             Trigger::Cli => "cli",
             Trigger::Growth => "growth",
             Trigger::Http => "http",
+            Trigger::Level(name) => name.as_str(),
         }
     }
 
@@ -31,8 +34,77 @@ impl Trigger {
             "cli" => Trigger::Cli,
             "growth" => Trigger::Growth,
             "http" => Trigger::Http,
-            _ => return None,
+            _ => Trigger::Level(LevelName::parse(s)?),
         })
+    }
+
+    /// `rss<mib>`: RSS rose past `mib` MiB.
+    pub fn rss(mib: u64) -> Trigger {
+        Trigger::Level(LevelName::make("rss", Some(mib)))
+    }
+
+    /// `limit<percent>`: RSS rose past `percent` % of mysqld's memory limit.
+    pub fn limit(percent: u8) -> Trigger {
+        Trigger::Level(LevelName::make("limit", Some(u64::from(percent))))
+    }
+
+    /// `pressure`: memory pressure (PSI) rose past the configured level.
+    pub fn pressure() -> Trigger {
+        Trigger::Level(LevelName::make("pressure", None))
+    }
+}
+
+/// The name of a `[triggers]` level, kept inline so that a trigger stays `Copy`:
+/// `rss2048`, `limit90`, `pressure` (at most 24 ASCII bytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LevelName {
+    len: u8,
+    bytes: [u8; 24],
+}
+
+impl LevelName {
+    fn make(kind: &str, n: Option<u64>) -> LevelName {
+        let text = match n {
+            Some(n) => format!("{kind}{n}"),
+            None => kind.to_owned(),
+        };
+        let mut bytes = [0u8; 24];
+        // kind is ours and n has at most 20 digits: it always fits.
+        let len = text.len().min(bytes.len());
+        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        LevelName {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    /// `rss<digits>`, `limit<digits>` (1..=100) or `pressure`; None for anything else.
+    fn parse(s: &str) -> Option<LevelName> {
+        if s == "pressure" {
+            return Some(LevelName::make("pressure", None));
+        }
+        let digits = |d: &str| -> Option<u64> {
+            (!d.is_empty() && d.len() <= 19 && d.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| d.parse().ok())
+                .flatten()
+        };
+        if let Some(n) = s.strip_prefix("rss").and_then(digits) {
+            return Some(LevelName::make("rss", Some(n)));
+        }
+        let p = s.strip_prefix("limit").and_then(digits)?;
+        (1..=100)
+            .contains(&p)
+            .then(|| LevelName::make("limit", Some(p)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("level")
+    }
+}
+
+impl std::fmt::Debug for LevelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
     }
 }
 
@@ -138,8 +210,9 @@ impl HeapName {
         }
     }
 
-    /// "usr1", "cli", "growth", or jemalloc's "interval", "manual", "gdump", "final".
-    pub fn trigger(&self) -> &'static str {
+    /// "usr1", "cli", "growth", "limit90", or jemalloc's "interval", "manual", "gdump",
+    /// "final".
+    pub fn trigger(&self) -> &str {
         match &self.origin {
             Origin::OnDemand { trigger, .. } => trigger.as_str(),
             Origin::Automatic { kind: 'i' } => "interval",
@@ -226,6 +299,24 @@ mod tests {
     }
 
     #[test]
+    fn level_triggers_are_named_and_parse_back() {
+        let when = UNIX_EPOCH + Duration::from_secs(1_795_717_554);
+        for (t, text) in [
+            (Trigger::rss(2048), "rss2048"),
+            (Trigger::limit(90), "limit90"),
+            (Trigger::pressure(), "pressure"),
+        ] {
+            assert_eq!(t.as_str(), text);
+            let name = on_demand_name("mysqld", 7, when, 1, t);
+            assert_eq!(name, format!("mysqld.7.20261126T182554.0001.{text}.heap"));
+            let parsed = HeapName::parse("mysqld", &name).unwrap();
+            assert_eq!(parsed.trigger(), text);
+            assert!(matches!(parsed.origin, Origin::OnDemand { trigger, .. } if trigger == t));
+        }
+        assert_eq!(Trigger::rss(u64::MAX).as_str(), "rss18446744073709551615");
+    }
+
+    #[test]
     fn foreign_names_are_not_ours() {
         for name in [
             "mysqld.77.3.i12.heap.gz",
@@ -235,6 +326,11 @@ mod tests {
             "mysqld.77.3.f1.heap",
             "mysqld.77.20261126T18255.0001.usr1.heap",
             "mysqld.77.20261126T182554.0001.bogus.heap",
+            "mysqld.77.20261126T182554.0001.rss.heap",
+            "mysqld.77.20261126T182554.0001.rss12x.heap",
+            "mysqld.77.20261126T182554.0001.limit150.heap",
+            "mysqld.77.20261126T182554.0001.limit0.heap",
+            "mysqld.77.20261126T182554.0001.pressure2.heap",
             "mysqld.heap",
             "mysqld2.77.3.i12.heap",
             "notes.txt",

@@ -221,9 +221,13 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
         ),
     };
     let opening = memory_growth(&dumps);
+    let timeline = timeline_growth(&args.config, &dumps);
     let mut rendered = render::leaks(dumps, &options)?;
     if let Some(opening) = opening {
         rendered.data.splice(0..0, opening.into_bytes());
+    }
+    if let Some(line) = timeline {
+        rendered.data.splice(0..0, line.into_bytes());
     }
     emit(rendered, None, false)
 }
@@ -245,6 +249,22 @@ fn memory_growth(dumps: &[LoadedDump]) -> Option<String> {
         "Memory, first dump to last: {}\n",
         jemsafe_report::memory::growth(&first, &last).trim_end()
     ))
+}
+
+/// When RSS growth started and how fast it runs, from the config's timeline, for the
+/// process of `dumps` (pid and, from a sidecar, its start time); None without either.
+fn timeline_growth(config: &Path, dumps: &[LoadedDump]) -> Option<String> {
+    let pid = dumps.last()?.pid?;
+    let start = dumps
+        .iter()
+        .find_map(|d| d.sidecar.as_ref()?.process.as_ref().map(|p| p.start_ticks));
+    let config = crate::config::Config::load(config).ok()?;
+    let path = config
+        .dumps
+        .dir
+        .join(crate::timeline::file_name(&config.dumps.prefix));
+    let limit = (config.timeline.max_mb << 21).max(64 << 20);
+    crate::timeline::growth::leaks_line(&path, limit, pid, start)
 }
 
 /// `jemsafe archive`.

@@ -272,6 +272,7 @@ impl Supervisor<'_> {
             .dumped(trigger.as_str(), round_trip_ms / 1000.0);
         // Before the dump is announced: whoever reads it next finds its sidecar.
         self.write_sidecar(&name, trigger.as_str(), snapshot);
+        self.timeline_dump(&name, trigger.as_str());
         info!(
             "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
             path.display(),
@@ -343,7 +344,7 @@ impl Supervisor<'_> {
         Some(child.snapshots.swap_remove(at).1)
     }
 
-    fn write_sidecar(
+    pub(super) fn write_sidecar(
         &self,
         name: &str,
         trigger: &str,
@@ -483,7 +484,7 @@ impl Supervisor<'_> {
 
     /// A heap file appeared: jemalloc's own dumps are checked for completeness (a full
     /// disk cuts them short) and every one loses its world-read bit, through the checks.
-    fn inspect_new_file(&self, name: &str, heap: &dumps::HeapName, mask: AddWatchFlags) {
+    fn inspect_new_file(&mut self, name: &str, heap: &dumps::HeapName, mask: AddWatchFlags) {
         let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) else {
             return;
         };
@@ -502,7 +503,7 @@ impl Supervisor<'_> {
                     dumps::naming::Origin::Automatic { kind: 'f' } => "final",
                     _ => "manual",
                 };
-                self.write_sidecar(name, kind, None);
+                self.snapshot_auto_dump(name, kind);
             }
             if let Err(why) = checked {
                 let removed = why.starts_with("the file is incomplete")
@@ -578,6 +579,7 @@ impl Supervisor<'_> {
                 Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
             }
         }
+        self.retire_incidents();
     }
 }
 

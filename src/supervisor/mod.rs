@@ -8,6 +8,7 @@
 
 mod dumping;
 mod ledger;
+mod moment;
 pub mod notify;
 mod pidfile;
 pub mod policy;
@@ -67,6 +68,10 @@ pub struct Plan {
     pub growth_check: Duration,
     /// `[http]`, when `listen` is set.
     pub http: Option<crate::http::Settings>,
+    /// `[triggers]`.
+    pub triggers: crate::triggers::Settings,
+    /// `[timeline]`: seconds between samples (None = off) and the file's bound in bytes.
+    pub timeline: Option<(Duration, u64)>,
 }
 
 impl Plan {
@@ -115,6 +120,8 @@ struct Supervisor<'a> {
     stopping: bool,
     last_exit: Option<String>,
     last_exit_status: Option<i32>,
+    /// The last exit was a kill by the kernel's OOM killer.
+    last_exit_oom_killed: bool,
     /// What Prometheus sees; shared with the HTTP server's thread.
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     dump_seq: u64,
@@ -130,6 +137,8 @@ struct Supervisor<'a> {
     mysqld_status: String,
     /// `mysqld --version`, asked once at start-up (for sidecars).
     mysqld_version: Option<String>,
+    /// mysqld's memory between dumps: checks, triggers, limit.
+    moment: moment::Moment,
 }
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
@@ -156,6 +165,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         stopping: false,
         last_exit: None,
         last_exit_status: None,
+        last_exit_oom_killed: false,
         metrics,
         dump_seq: 0,
         throttle: Throttle::new(plan.min_dump_interval),
@@ -173,7 +183,18 @@ pub fn run(plan: &Plan) -> Result<i32> {
         ready_gate: notify::ReadyGate::default(),
         mysqld_status: String::new(),
         mysqld_version: launch::mysqld_version(&plan.launch.mysqld),
+        moment: moment::Moment::new(plan.triggers.clone()),
     };
+    if let Some((every, max_bytes)) = plan.timeline {
+        let writer = crate::timeline::file::Writer::new(
+            &plan.dump_dir,
+            &plan.dump_prefix,
+            max_bytes,
+            plan.retention.max_age,
+            dump_owner.map(|(_, gid)| gid),
+        );
+        sup.moment.set_timeline(writer, every);
+    }
     sup.apply_retention();
     sup.start()?;
     sup.serve()
@@ -237,6 +258,7 @@ impl Supervisor<'_> {
             (plan.growth_step_bytes > 0).then(|| Instant::now() + plan.growth_check);
         // A new process starts from nothing: its growth is measured afresh.
         self.growth = Growth::new(plan.growth_step_bytes);
+        self.watch_started(pid.as_raw());
         Ok(())
     }
 
@@ -249,6 +271,7 @@ impl Supervisor<'_> {
             self.restart_at,
             self.throttle.due(),
             self.next_growth_check,
+            self.moment.due(),
         ]
         .into_iter()
         .flatten()
@@ -442,7 +465,21 @@ impl Supervisor<'_> {
             }
         }
         self.next_growth_check = None;
-        let how = describe(status);
+        self.watch_stopped();
+        let oom = match status {
+            WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(child.pid.as_raw()),
+            _ => None,
+        };
+        self.last_exit_oom_killed = oom.is_some();
+        let mut how = describe(status);
+        if let Some(evidence) = &oom {
+            how.push_str(" (the kernel's OOM killer)");
+            self.explain_oom(child.pid.as_raw(), child.started, evidence);
+        }
+        self.timeline_event(crate::timeline::EventKind::Exit {
+            how: how.clone(),
+            oom: oom.is_some(),
+        });
         self.last_exit = Some(format!("pid {} {how}", child.pid));
         self.last_exit_status = Some(exit_code(status));
         if let (VerifyMode::Require, Some(Err(reason))) = (self.plan.verify, &child.verification) {
@@ -478,10 +515,15 @@ impl Supervisor<'_> {
                     );
                 } else {
                     warn!(
-                        "mysqld pid {} {how}: restarting it in {} ms (restart #{})",
+                        "mysqld pid {} {how}: restarting it in {} ms (restart #{}{})",
                         child.pid,
                         delay.as_millis(),
-                        self.history.total
+                        self.history.total,
+                        if oom.is_some() {
+                            "; an OOM kill is a crash for [supervise] restart, with its back-off"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 self.restart_at = Some(Instant::now() + delay);
@@ -525,6 +567,7 @@ impl Supervisor<'_> {
             self.next_growth_check = Some(now + self.plan.growth_check);
             self.send(Command::Stats, Pending::GrowthStats, SHIM_DEADLINE);
         }
+        self.watch_timers(now);
         Ok(())
     }
 

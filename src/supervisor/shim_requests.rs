@@ -47,6 +47,15 @@ pub(super) enum Pending {
     Memory(UnixStream, Instant),
     /// The memory snapshot for the sidecar of the dump that follows it.
     DumpSnapshot(String),
+    /// A timeline sample's jemalloc reading.
+    TimelineSample,
+    /// The memory snapshot for the sidecar of jemalloc's own dump `name` (of kind
+    /// "interval", "gdump", "final"), closed at `closed`.
+    AutoSnapshot {
+        name: String,
+        kind: &'static str,
+        closed: std::time::SystemTime,
+    },
     GrowthStats,
 }
 
@@ -110,6 +119,8 @@ impl Supervisor<'_> {
                     control::respond(stream, &reply);
                 }
                 Pending::GrowthStats => debug!("growth check: {why}"),
+                Pending::AutoSnapshot { name, kind, .. } => self.write_sidecar(&name, kind, None),
+                Pending::TimelineSample => self.timeline_sampled(None),
                 other => self.fail(
                     other,
                     &format!("{why}: no answer within {} s", SHIM_DEADLINE.as_secs()),
@@ -171,6 +182,12 @@ impl Supervisor<'_> {
 
     /// [`Supervisor::fail`] with this reply to whoever waits.
     pub(super) fn fail_with(&mut self, pending: Pending, reply: &control::Reply) {
+        if let Pending::AutoSnapshot { name, kind, .. } = &pending {
+            self.write_sidecar(name, kind, None);
+        }
+        if matches!(pending, Pending::TimelineSample) {
+            self.timeline_sampled(None);
+        }
         if matches!(
             pending,
             Pending::Dump {
@@ -251,6 +268,9 @@ impl Supervisor<'_> {
                     error!("{what} failed: {failure}{when}");
                     json!({ "ok": false, "error": failure.to_string() })
                 });
+                if let Some(active) = answer.get("prof_active").and_then(|a| a.as_bool()) {
+                    self.timeline_event(crate::timeline::EventKind::Prof { active });
+                }
                 if let (Some(w), serde_json::Value::Object(map)) = (waiter, answer) {
                     control::respond(w, &map);
                 }
@@ -279,6 +299,10 @@ impl Supervisor<'_> {
                     Err(why) => debug!("no memory snapshot for {name}: {why}"),
                 }
             }
+            Pending::AutoSnapshot { name, kind, closed } => {
+                self.auto_snapshot_came(&name, kind, closed, &reply)
+            }
+            Pending::TimelineSample => self.timeline_sampled(Some(&reply)),
             Pending::Memory(stream, sent) => {
                 debug!(
                     "memory snapshot: the shim answered in {} us",
@@ -399,6 +423,10 @@ pub(super) fn waiters_of(pending: Pending) -> Vec<UnixStream> {
         Pending::Dump { waiters, .. } => waiters,
         Pending::Prof { waiter, .. } => waiter.into_iter().collect(),
         Pending::StatusHello(s) | Pending::StatusMemory(s, _) | Pending::Memory(s, _) => vec![s],
-        Pending::Hello | Pending::GrowthStats | Pending::DumpSnapshot(_) => Vec::new(),
+        Pending::Hello
+        | Pending::GrowthStats
+        | Pending::DumpSnapshot(_)
+        | Pending::AutoSnapshot { .. }
+        | Pending::TimelineSample => Vec::new(),
     }
 }

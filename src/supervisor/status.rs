@@ -135,6 +135,9 @@ impl Supervisor<'_> {
                 path: p.display().to_string(),
                 time: humantime::format_rfc3339_seconds(*t).to_string(),
             }),
+            last_exit_oom_killed: self.last_exit_oom_killed,
+            memory_limit: self.limit_status(),
+            rss_at_last_check: child.and(self.moment.last.as_ref()).map(|c| c.rss),
         }
         .reply()
     }
@@ -158,12 +161,18 @@ pub(super) fn memory_snapshot(
     pid: i32,
     jem: &Memory,
 ) -> std::result::Result<jemsafe_report::memory::Snapshot, String> {
-    use jemsafe_report::memory::{Bin, JemallocMemory, ProcMemory, Snapshot};
+    use jemsafe_report::memory::{ProcMemory, Snapshot};
     let read = |name: &str| {
         crate::procfs::read(pid, name).map_err(|e| format!("cannot read /proc/{pid}/{name}: {e}"))
     };
     let proc = ProcMemory::parse(&read("smaps_rollup")?, &read("status")?);
-    let jemalloc = JemallocMemory {
+    Ok(Snapshot::new(proc, jemalloc_memory(jem)))
+}
+
+/// The shim's reading as the analyzer's type.
+pub(super) fn jemalloc_memory(jem: &Memory) -> jemsafe_report::memory::JemallocMemory {
+    use jemsafe_report::memory::{Bin, JemallocMemory};
+    JemallocMemory {
         allocated: jem.allocated,
         active: jem.active,
         metadata: jem.metadata,
@@ -188,6 +197,5 @@ pub(super) fn memory_snapshot(
                 curslabs: b.curslabs,
             })
             .collect(),
-    };
-    Ok(Snapshot::new(proc, jemalloc))
+    }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod http;
+mod moment;
 mod notify;
 mod parity;
 mod running;
@@ -12,6 +13,7 @@ mod servers;
 mod system;
 
 pub use http::*;
+pub use moment::*;
 pub use notify::*;
 pub use parity::*;
 pub use running::*;

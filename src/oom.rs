@@ -1,0 +1,570 @@
+//! Whether the kernel's OOM killer ended mysqld, and the incident record that explains it.
+//!
+//! A SIGKILL alone says nothing: an admin's `kill -9` looks the same. The kernel counts
+//! OOM kills in the victim's memory cgroup (v2 `memory.events`, v1 `memory.oom_control`:
+//! `oom_kill N`) before it sends the signal, and system-wide in /proc/vmstat; it logs
+//! "Killed process PID (mariadbd)" to /dev/kmsg. [`verdict`] weighs these (a pure
+//! function); [`Kmsg`] reads the kernel log from where it stood when mysqld started.
+//!
+//! The incident record `<prefix>.<pid>.<UTC time>.oom.json` goes next to the dumps,
+//! created relative to the dump directory's descriptor (`O_EXCL | O_NOFOLLOW`), and is
+//! deleted by retention together with the dumps of its time ([`retire`]).
+
+use crate::dumps::HeapFile;
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// The format version of [`Incident`].
+pub const VERSION: u32 = 1;
+
+/// At most this many incident records are kept, whatever else retention says.
+pub const MAX_INCIDENTS: usize = 100;
+
+/// OOM-kill counters read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// `oom_kill` of mysqld's own memory cgroup (None: the root group, or none).
+    pub group: Option<u64>,
+    /// /proc/vmstat `oom_kill`.
+    pub vmstat: Option<u64>,
+}
+
+/// The counters an OOM kill is measured against. The kernel counts the kill before the
+/// victim dies, so a check can see the new count while mysqld is still being reaped: a
+/// rise is kept out of the baseline for [`Baseline::SETTLE`], and taken in only when
+/// mysqld outlives it (the kill was another process's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Baseline {
+    base: Counters,
+    rise_seen: Option<std::time::Instant>,
+}
+
+impl Baseline {
+    pub const SETTLE: Duration = Duration::from_secs(10);
+
+    pub fn new(now: Counters) -> Baseline {
+        Baseline {
+            base: now,
+            rise_seen: None,
+        }
+    }
+
+    /// A check read `now` (mysqld alive).
+    pub fn observe(&mut self, now: Counters, at: std::time::Instant) {
+        if now == self.base {
+            self.rise_seen = None;
+            return;
+        }
+        match self.rise_seen {
+            None => self.rise_seen = Some(at),
+            Some(t) if at.duration_since(t) >= Self::SETTLE => {
+                self.base = now;
+                self.rise_seen = None;
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The counters before any rise that mysqld has not outlived.
+    pub fn before(&self) -> Counters {
+        self.base
+    }
+}
+
+/// What the kernel log says about a pid since mysqld started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelLog {
+    /// /dev/kmsg could not be read (not root, or `dmesg_restrict`).
+    Unreadable,
+    /// Read; no OOM kill of that pid in it.
+    Silent,
+    /// The kernel's "Killed process PID (...)" line.
+    Named(String),
+}
+
+/// Why mysqld's SIGKILL was an OOM kill (the evidence, in words), or None when nothing
+/// says it was. mysqld's own group counting a kill is decisive (the kernel counts it in
+/// the victim's group before it signals); the system-wide counter is, when the kernel log
+/// does not name another process.
+pub fn verdict(
+    before: &Counters,
+    after: &Counters,
+    log: &KernelLog,
+    counter_name: &str,
+) -> Option<String> {
+    let named = match log {
+        KernelLog::Named(line) => Some(format!("the kernel log: \"{line}\"")),
+        _ => None,
+    };
+    let rose = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) if b > a => Some((a, b)),
+        _ => None,
+    };
+    if let Some((a, b)) = rose(before.group, after.group) {
+        let counted = format!("{counter_name} oom_kill {a} -> {b}");
+        return Some(match named {
+            Some(n) => format!("{counted}; {n}"),
+            None => counted,
+        });
+    }
+    if named.is_some() {
+        return named;
+    }
+    let (a, b) = rose(before.vmstat, after.vmstat)?;
+    match log {
+        KernelLog::Unreadable => Some(format!(
+            "/proc/vmstat oom_kill {a} -> {b} (the kernel log could not be read to confirm \
+             that the victim was mysqld)"
+        )),
+        _ => None, // the kernel log names another victim
+    }
+}
+
+/// The kernel's OOM line for `pid` in a /dev/kmsg record (`prio,seq,usec,flags;text`).
+pub fn kill_line(record: &str, pid: i32) -> Option<String> {
+    let text = record.split_once(';')?.1.lines().next()?;
+    text.contains(&format!("Killed process {pid} ("))
+        .then(|| jemsafe_report::safe::escape(text.trim()).into_owned())
+}
+
+/// /dev/kmsg, positioned at its end when mysqld starts.
+pub struct Kmsg {
+    file: std::fs::File,
+}
+
+impl Kmsg {
+    /// None when jemsafe may not read the kernel log.
+    pub fn open() -> Option<Kmsg> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/kmsg")
+            .ok()?;
+        let mut k = Kmsg { file };
+        k.skip_to_end();
+        Some(k)
+    }
+
+    /// Forgets everything logged so far.
+    pub fn skip_to_end(&mut self) {
+        // SAFETY: lseek on a descriptor this struct owns.
+        unsafe { libc::lseek(self.file.as_raw_fd(), 0, libc::SEEK_END) };
+    }
+
+    /// Reads what was logged since the last look (one record per read; bounded by the
+    /// kernel's ring buffer and a count) for an OOM kill of `pid`.
+    pub fn find_kill(&mut self, pid: i32) -> KernelLog {
+        use std::io::Read;
+        let mut buf = vec![0u8; 16 << 10];
+        let mut found = None;
+        for _ in 0..200_000 {
+            match self.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let record = String::from_utf8_lossy(&buf[..n]);
+                    if let Some(line) = kill_line(&record, pid) {
+                        found = Some(line);
+                    }
+                }
+                // Overwritten before it was read: reading goes on from the oldest kept.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // EAGAIN: nothing more
+            }
+        }
+        found.map_or(KernelLog::Silent, KernelLog::Named)
+    }
+}
+
+/// The incident record of an OOM kill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub version: u32,
+    /// "oom_kill".
+    pub kind: String,
+    /// When jemsafe saw mysqld die (RFC 3339, UTC).
+    pub time: String,
+    pub pid: i32,
+    /// How long this mysqld had run.
+    pub ran_for_s: u64,
+    /// Why this was the OOM killer (counters, the kernel's line).
+    pub evidence: String,
+    pub limit: Option<crate::control::MemoryLimit>,
+    /// The last memory check before the kill.
+    pub last_check: Option<LastCheck>,
+    /// The dumps of this process, newest first.
+    pub dumps: Vec<DumpRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastCheck {
+    pub time: String,
+    /// Seconds before the kill.
+    pub age_s: f64,
+    pub rss: u64,
+    pub cgroup_usage: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DumpRecord {
+    pub file: String,
+    pub time: String,
+    /// Seconds before the kill.
+    pub age_s: u64,
+    pub trigger: String,
+    /// RSS when it was taken, from its sidecar's memory snapshot.
+    pub rss: Option<u64>,
+}
+
+/// `<prefix>.<pid>.<UTC yyyymmddThhmmss>.oom.json`.
+pub fn incident_name(prefix: &str, pid: i32, when: SystemTime) -> String {
+    format!(
+        "{prefix}.{pid}.{}.oom.json",
+        crate::dumps::naming::utc_stamp(when)
+    )
+}
+
+/// The pid in an incident record's name, if `name` is one of `prefix`'s.
+pub fn parse_incident_name(prefix: &str, name: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix(prefix)?
+        .strip_prefix('.')?
+        .strip_suffix(".oom.json")?;
+    let (pid, stamp) = rest.split_once('.')?;
+    let valid_stamp = stamp.len() == 15
+        && stamp.bytes().enumerate().all(|(i, b)| {
+            if i == 8 {
+                b == b'T'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    (valid_stamp && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+/// "last dump: FILE, 41 s before, RSS then 7.6 GiB of 8 GiB", or that there was none.
+pub fn last_dump_words(incident: &Incident) -> String {
+    let Some(d) = incident.dumps.first() else {
+        return "no dump of this process before it (a [triggers] limit_percent level dumps as memory nears the limit)".to_owned();
+    };
+    let of = incident
+        .limit
+        .as_ref()
+        .map(|l| format!(" of {}", crate::memlimit::human(l.bytes)))
+        .unwrap_or_default();
+    let rss = d
+        .rss
+        .map(|r| format!(", RSS then {}{of}", crate::memlimit::human(r)))
+        .unwrap_or_default();
+    format!("last dump: {}, {} s before{rss}", d.file, d.age_s)
+}
+
+/// Writes `incident` as `name` in the directory `dir`, never over an existing name or
+/// through a symlink; owned by `owner` (the dumps' owner) and mode 0640, like a sidecar.
+pub fn write(
+    dir: &OwnedFd,
+    name: &str,
+    incident: &Incident,
+    owner: Option<u32>,
+) -> Result<(), String> {
+    use std::io::Write;
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::OFlag::O_WRONLY
+            | nix::fcntl::OFlag::O_CREAT
+            | nix::fcntl::OFlag::O_EXCL
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .map_err(|e| format!("cannot create {name}: {e}"))?;
+    // SAFETY: openat just returned this descriptor; nothing else owns it.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let result = (|| -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+        if let Some(uid) = owner {
+            if uid != nix::unistd::geteuid().as_raw() {
+                std::os::unix::fs::fchown(&file, Some(uid), None)?;
+            }
+        }
+        let mut text = serde_json::to_vec_pretty(incident).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+        file.write_all(&text)?;
+        file.sync_data()
+    })();
+    result.map_err(|e| {
+        let _ = nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        format!("cannot write {name}: {e}")
+    })
+}
+
+/// An incident record in the dump directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentFile {
+    pub path: PathBuf,
+    pub pid: u32,
+    pub modified: SystemTime,
+}
+
+/// The incident records of `prefix` in `dir` (regular files only), oldest first.
+pub fn list(dir: &std::path::Path, prefix: &str) -> std::io::Result<Vec<IncidentFile>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| parse_incident_name(prefix, n))
+        else {
+            continue;
+        };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if meta.is_file() {
+            out.push(IncidentFile {
+                path: entry.path(),
+                pid,
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.modified.cmp(&b.modified).then(a.path.cmp(&b.path)));
+    Ok(out)
+}
+
+/// Incident records to delete, with the reason: kept while a dump of their process is, or
+/// while they are no older than the oldest dump kept (the dumps of their time); never
+/// beyond `max_age` (0 = no limit) or the newest [`MAX_INCIDENTS`].
+pub fn retire(
+    incidents: &[IncidentFile],
+    heaps: &[HeapFile],
+    max_age: Duration,
+    now: SystemTime,
+) -> Vec<(PathBuf, String)> {
+    let oldest_heap = heaps.iter().map(|h| h.modified).min();
+    let excess = incidents.len().saturating_sub(MAX_INCIDENTS);
+    let mut out = Vec::new();
+    for (i, inc) in incidents.iter().enumerate() {
+        let age = now.duration_since(inc.modified).unwrap_or_default();
+        let reason = if i < excess {
+            format!("more than {MAX_INCIDENTS} incident records")
+        } else if heaps.iter().any(|h| h.name.pid == inc.pid) {
+            continue;
+        } else if !max_age.is_zero() && age > max_age {
+            format!("older than max_age_h = {}", max_age.as_secs() / 3600)
+        } else if oldest_heap.is_some_and(|t| inc.modified < t) {
+            "the dumps of its time are gone".to_owned()
+        } else {
+            continue;
+        };
+        out.push((inc.path.clone(), reason));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dumps::HeapName;
+
+    fn counters(group: Option<u64>, vmstat: u64) -> Counters {
+        Counters {
+            group,
+            vmstat: Some(vmstat),
+        }
+    }
+
+    #[test]
+    fn the_groups_counter_decides_and_the_kernel_line_is_quoted() {
+        let line = "Memory cgroup out of memory: Killed process 42 (mariadbd) total-vm:1kB";
+        let v = verdict(
+            &counters(Some(0), 3),
+            &counters(Some(1), 4),
+            &KernelLog::Named(line.into()),
+            "memory.oom_control",
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            format!("memory.oom_control oom_kill 0 -> 1; the kernel log: \"{line}\"")
+        );
+        let v = verdict(
+            &counters(Some(0), 3),
+            &counters(Some(1), 3),
+            &KernelLog::Silent,
+            "memory.events",
+        );
+        assert_eq!(v.as_deref(), Some("memory.events oom_kill 0 -> 1"));
+    }
+
+    #[test]
+    fn outside_a_group_the_machines_counter_needs_the_kernel_log_not_to_disagree() {
+        let before = counters(None, 3);
+        let after = counters(None, 4);
+        let named = KernelLog::Named("Out of memory: Killed process 42 (mariadbd)".into());
+        assert!(verdict(&before, &after, &named, "x")
+            .unwrap()
+            .contains("Killed process 42"));
+        let unconfirmed = verdict(&before, &after, &KernelLog::Unreadable, "x").unwrap();
+        assert!(
+            unconfirmed.contains("could not be read to confirm"),
+            "{unconfirmed}"
+        );
+        assert_eq!(verdict(&before, &after, &KernelLog::Silent, "x"), None);
+    }
+
+    #[test]
+    fn a_plain_kill_9_is_not_an_oom_kill() {
+        for log in [KernelLog::Silent, KernelLog::Unreadable] {
+            assert_eq!(
+                verdict(&counters(Some(2), 5), &counters(Some(2), 5), &log, "x"),
+                None
+            );
+        }
+        // Counters that could not be read at one end decide nothing.
+        assert_eq!(
+            verdict(
+                &Counters::default(),
+                &counters(Some(9), 9),
+                &KernelLog::Silent,
+                "x"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_rise_seen_while_mysqld_dies_stays_out_of_the_baseline() {
+        let t0 = std::time::Instant::now();
+        let mut b = Baseline::new(counters(Some(0), 0));
+        b.observe(counters(Some(0), 0), t0);
+        b.observe(counters(Some(1), 0), t0 + Duration::from_millis(200));
+        assert_eq!(b.before(), counters(Some(0), 0), "the kill's own rise");
+        // mysqld lived on past the settling time: another process was killed.
+        b.observe(counters(Some(1), 0), t0 + Baseline::SETTLE * 2);
+        assert_eq!(b.before(), counters(Some(1), 0));
+        b.observe(counters(Some(1), 0), t0 + Baseline::SETTLE * 3);
+        assert_eq!(b.before(), counters(Some(1), 0));
+    }
+
+    #[test]
+    fn kernel_lines_are_matched_on_the_exact_pid() {
+        let rec = "3,1234,99,-;Memory cgroup out of memory: Killed process 4242 (mariadbd) total-vm:2kB, anon-rss:1kB\n SUBSYSTEM=x\n";
+        assert!(kill_line(rec, 4242)
+            .unwrap()
+            .starts_with("Memory cgroup out of memory"));
+        assert_eq!(kill_line(rec, 424), None);
+        assert_eq!(kill_line(rec, 42421), None);
+        assert_eq!(kill_line("no separator", 4242), None);
+        let esc = "3,1,1,-;Out of memory: Killed process 7 (evil\u{1b}[2J)";
+        assert!(!kill_line(esc, 7).unwrap().contains('\u{1b}'));
+    }
+
+    #[test]
+    fn incident_names_round_trip_and_foreign_names_are_not_ours() {
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_717_554);
+        let name = incident_name("mysqld", 4242, when);
+        assert_eq!(name, "mysqld.4242.20261126T182554.oom.json");
+        assert_eq!(parse_incident_name("mysqld", &name), Some(4242));
+        for bad in [
+            "mysqld.4242.20261126T182554.oom.json.tmp",
+            "mysqld.x.20261126T182554.oom.json",
+            "mysqld.4242.2026112T182554.oom.json",
+            "other.4242.20261126T182554.oom.json",
+            "mysqld.4242.20261126T182554.0001.usr1.heap.json",
+        ] {
+            assert_eq!(parse_incident_name("mysqld", bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn incidents_go_with_the_dumps_of_their_time() {
+        let now = SystemTime::now();
+        let h = Duration::from_secs(3600);
+        let heap = |pid: u32, age_h: u32| {
+            let name = format!("mysqld.{pid}.1.i1.heap");
+            HeapFile {
+                path: PathBuf::from(&name),
+                name: HeapName::parse("mysqld", &name).unwrap(),
+                size: 1,
+                modified: now - h * age_h,
+            }
+        };
+        let inc = |pid: u32, age_h: u32| IncidentFile {
+            path: PathBuf::from(format!("inc-{pid}")),
+            pid,
+            modified: now - h * age_h,
+        };
+        let incidents = [inc(1, 50), inc(2, 30), inc(3, 5), inc(4, 400)];
+        // pid 1's dumps remain; pid 2 has none, but dumps older than it remain; pid 3 is
+        // newer than every dump; pid 4 is too old.
+        let heaps = [heap(1, 60), heap(9, 40), heap(9, 1)];
+        let mut incidents = incidents.to_vec();
+        incidents.sort_by_key(|i| std::cmp::Reverse(now.duration_since(i.modified).unwrap()));
+        let out = retire(&incidents, &heaps, h * 168, now);
+        let deleted: Vec<_> = out.iter().map(|(p, _)| p.display().to_string()).collect();
+        assert_eq!(deleted, ["inc-4"]);
+        // pid 1's dumps gone and only newer dumps left: its record goes too.
+        let out = retire(&incidents, &[heap(9, 10)], Duration::ZERO, now);
+        let deleted: Vec<_> = out
+            .iter()
+            .map(|(p, r)| format!("{} {r}", p.display()))
+            .collect();
+        assert_eq!(
+            deleted,
+            [
+                "inc-4 the dumps of its time are gone",
+                "inc-1 the dumps of its time are gone",
+                "inc-2 the dumps of its time are gone"
+            ]
+        );
+        // Without any dump, only age removes them.
+        assert!(retire(&incidents, &[], Duration::ZERO, now).is_empty());
+        let many: Vec<IncidentFile> = (0..MAX_INCIDENTS as u32 + 2).map(|i| inc(i, 1)).collect();
+        assert_eq!(retire(&many, &[], Duration::ZERO, now).len(), 2);
+    }
+
+    #[test]
+    fn the_last_dump_is_said_with_its_age_and_rss_of_the_limit() {
+        let mut i = Incident {
+            version: VERSION,
+            kind: "oom_kill".into(),
+            time: "t".into(),
+            pid: 1,
+            ran_for_s: 1,
+            evidence: "e".into(),
+            limit: Some(crate::control::MemoryLimit {
+                bytes: 8 << 30,
+                source: "s".into(),
+                kind: "cgroup v2".into(),
+            }),
+            last_check: None,
+            dumps: vec![DumpRecord {
+                file: "mysqld.1.x.limit95.heap".into(),
+                time: "t".into(),
+                age_s: 41,
+                trigger: "limit95".into(),
+                rss: Some(7_600 << 20),
+            }],
+        };
+        assert_eq!(
+            last_dump_words(&i),
+            "last dump: mysqld.1.x.limit95.heap, 41 s before, RSS then 7.4 GiB of 8.0 GiB"
+        );
+        i.dumps.clear();
+        assert!(last_dump_words(&i).starts_with("no dump of this process"));
+    }
+}

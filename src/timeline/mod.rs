@@ -1,0 +1,668 @@
+//! mysqld's memory over time: `<dump dir>/<prefix>.timeline`, one JSON object per line.
+//!
+//! The first line is a header (`{"jemsafe_timeline":1}`); then samples (RSS and its parts
+//! as in `jemsafe memory`, stats.allocated, the cgroup's usage and limit) and events
+//! (mysqld started or ended, an OOM kill, a dump, prof on/off), each with the time, the
+//! pid and the process's start time (clock ticks after boot), so that restarts and a
+//! reused pid never merge two processes. Append-only; bounded by size and age by
+//! rewriting its newest part ([`keep_from`]).
+//!
+//! Reading is a pure function of the bytes ([`parse`]): damaged lines (a crash in the
+//! middle of a write, a corrupted or foreign file) are skipped and counted, the rest is
+//! read, and the caller says so once.
+
+pub mod file;
+pub mod growth;
+pub mod render;
+pub mod svg;
+
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The format version in the header line.
+pub const VERSION: u32 = 1;
+
+/// The file's name in the dump directory.
+pub fn file_name(prefix: &str) -> String {
+    format!("{prefix}.timeline")
+}
+
+/// The header line, with its newline.
+pub fn header() -> Vec<u8> {
+    format!("{{\"jemsafe_timeline\":{VERSION}}}\n").into_bytes()
+}
+
+/// RSS broken down, in bytes (as `jemsafe memory` has it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Parts {
+    pub heap_in_use: u64,
+    pub fragmentation: u64,
+    pub dirty_pages: u64,
+    pub metadata: u64,
+    pub outside_jemalloc: u64,
+    pub file_backed: u64,
+    pub shmem: u64,
+    pub swap: u64,
+}
+
+impl Parts {
+    pub fn from_breakdown(b: &jemsafe_report::memory::Breakdown) -> Parts {
+        Parts {
+            heap_in_use: b.heap_in_use,
+            fragmentation: b.fragmentation,
+            dirty_pages: b.dirty_pages,
+            metadata: b.metadata,
+            outside_jemalloc: b.outside_jemalloc,
+            file_backed: b.file_backed,
+            shmem: b.shmem,
+            swap: b.swap,
+        }
+    }
+
+    /// The parts that make up RSS, bottom of the stack first, with their names (CSV
+    /// column and legend).
+    pub fn resident(&self) -> [(&'static str, u64); 7] {
+        [
+            ("heap_in_use", self.heap_in_use),
+            ("fragmentation", self.fragmentation),
+            ("dirty_pages", self.dirty_pages),
+            ("metadata", self.metadata),
+            ("outside_jemalloc", self.outside_jemalloc),
+            ("file_backed", self.file_backed),
+            ("shmem", self.shmem),
+        ]
+    }
+}
+
+/// One sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub time: SystemTime,
+    pub pid: u32,
+    pub start: u64,
+    pub rss: u64,
+    /// None when mysqld did not answer in time (RSS is then from /proc alone).
+    pub parts: Option<Parts>,
+    pub allocated: Option<u64>,
+    pub cgroup_usage: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// mysqld started (`restart`: not the first start of this jemsafe).
+    Start {
+        restart: bool,
+    },
+    /// mysqld ended: how (`was killed by SIGKILL ...`), and whether the OOM killer did it.
+    Exit {
+        how: String,
+        oom: bool,
+    },
+    Dump {
+        file: String,
+        trigger: String,
+    },
+    Prof {
+        active: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub time: SystemTime,
+    pub pid: u32,
+    pub start: u64,
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// `dump mysqld.1.x.limit80.heap (limit80)`, `OOM kill: ...`: for the text view.
+    pub fn describe(&self) -> String {
+        let safe = |s: &str| jemsafe_report::safe::escape(s).into_owned();
+        match &self.kind {
+            EventKind::Start { restart: false } => format!("mysqld pid {} started", self.pid),
+            EventKind::Start { restart: true } => {
+                format!("mysqld pid {} started (restart)", self.pid)
+            }
+            EventKind::Exit { how, oom: true } => {
+                format!("OOM kill: mysqld pid {} {}", self.pid, safe(how))
+            }
+            EventKind::Exit { how, oom: false } => format!("mysqld pid {} {}", self.pid, safe(how)),
+            EventKind::Dump { file, trigger } => format!("dump {} ({})", safe(file), safe(trigger)),
+            EventKind::Prof { active } => {
+                format!("prof.active = {active}")
+            }
+        }
+    }
+
+    /// The word for CSV/JSON: start, exit, oom_kill, dump, prof.
+    pub fn word(&self) -> &'static str {
+        match &self.kind {
+            EventKind::Start { .. } => "start",
+            EventKind::Exit { oom: true, .. } => "oom_kill",
+            EventKind::Exit { .. } => "exit",
+            EventKind::Dump { .. } => "dump",
+            EventKind::Prof { .. } => "prof",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Sample(Sample),
+    Event(Event),
+}
+
+impl Record {
+    pub fn time(&self) -> SystemTime {
+        match self {
+            Record::Sample(s) => s.time,
+            Record::Event(e) => e.time,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        match self {
+            Record::Sample(s) => s.pid,
+            Record::Event(e) => e.pid,
+        }
+    }
+}
+
+/// One line as it is stored: short keys, absent when unknown (fields a newer writer adds
+/// are ignored).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Line {
+    /// Milliseconds since the Unix epoch.
+    t: u64,
+    pid: u32,
+    #[serde(default)]
+    start: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rss: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    heap: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    frag: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dirty: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    meta: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outside: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shmem: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    swap: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    allocated: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cg: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trigger: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    how: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flag: Option<bool>,
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// `record` as one line, with its newline.
+pub fn encode(record: &Record) -> Vec<u8> {
+    let mut l = Line {
+        t: millis(record.time()),
+        pid: record.pid(),
+        ..Default::default()
+    };
+    match record {
+        Record::Sample(s) => {
+            l.start = s.start;
+            l.rss = Some(s.rss);
+            if let Some(p) = s.parts {
+                l.heap = Some(p.heap_in_use);
+                l.frag = Some(p.fragmentation);
+                l.dirty = Some(p.dirty_pages);
+                l.meta = Some(p.metadata);
+                l.outside = Some(p.outside_jemalloc);
+                l.file = Some(p.file_backed);
+                l.shmem = Some(p.shmem);
+                l.swap = Some(p.swap);
+            }
+            l.allocated = s.allocated;
+            l.cg = s.cgroup_usage;
+            l.limit = s.limit;
+        }
+        Record::Event(e) => {
+            l.start = e.start;
+            match &e.kind {
+                EventKind::Start { restart } => {
+                    l.event = Some("start".into());
+                    l.flag = Some(*restart);
+                }
+                EventKind::Exit { how, oom } => {
+                    l.event = Some("exit".into());
+                    l.how = Some(how.clone());
+                    l.flag = Some(*oom);
+                }
+                EventKind::Dump { file, trigger } => {
+                    l.event = Some("dump".into());
+                    l.name = Some(file.clone());
+                    l.trigger = Some(trigger.clone());
+                }
+                EventKind::Prof { active } => {
+                    l.event = Some("prof".into());
+                    l.flag = Some(*active);
+                }
+            }
+        }
+    }
+    let mut out = serde_json::to_vec(&l).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// What one line holds.
+enum Decoded {
+    Record(Record),
+    Header(u32),
+    /// A well-formed line of a kind this version does not know (a newer writer's).
+    Unknown,
+}
+
+fn decode(line: &[u8]) -> Result<Decoded, String> {
+    #[derive(Deserialize)]
+    struct Header {
+        jemsafe_timeline: u32,
+    }
+    if let Ok(h) = serde_json::from_slice::<Header>(line) {
+        return Ok(Decoded::Header(h.jemsafe_timeline));
+    }
+    let l: Line = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let time = from_millis(l.t);
+    let Some(event) = l.event else {
+        let rss = l.rss.ok_or("a sample without rss")?;
+        let parts = match (l.heap, l.frag, l.dirty, l.meta, l.outside, l.file, l.shmem) {
+            (Some(h), Some(f), Some(d), Some(m), Some(o), Some(fi), Some(sh)) => Some(Parts {
+                heap_in_use: h,
+                fragmentation: f,
+                dirty_pages: d,
+                metadata: m,
+                outside_jemalloc: o,
+                file_backed: fi,
+                shmem: sh,
+                swap: l.swap.unwrap_or(0),
+            }),
+            _ => None,
+        };
+        return Ok(Decoded::Record(Record::Sample(Sample {
+            time,
+            pid: l.pid,
+            start: l.start,
+            rss,
+            parts,
+            allocated: l.allocated,
+            cgroup_usage: l.cg,
+            limit: l.limit,
+        })));
+    };
+    let kind = match event.as_str() {
+        "start" => EventKind::Start {
+            restart: l.flag.unwrap_or(false),
+        },
+        "exit" => EventKind::Exit {
+            how: l.how.unwrap_or_default(),
+            oom: l.flag.unwrap_or(false),
+        },
+        "dump" => EventKind::Dump {
+            file: l.name.ok_or("a dump event without its file")?,
+            trigger: l.trigger.unwrap_or_default(),
+        },
+        "prof" => EventKind::Prof {
+            active: l.flag.ok_or("a prof event without its state")?,
+        },
+        _ => return Ok(Decoded::Unknown),
+    };
+    Ok(Decoded::Record(Record::Event(Event {
+        time,
+        pid: l.pid,
+        start: l.start,
+        kind,
+    })))
+}
+
+/// Where a file stopped making sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// 1-based line of the first damaged line, and its byte offset.
+    pub line: usize,
+    pub offset: usize,
+    /// Damaged lines skipped in all.
+    pub lines: usize,
+    pub why: String,
+}
+
+impl Damage {
+    pub fn describe(&self) -> String {
+        format!(
+            "line {} (byte {}) is damaged ({}){}: read the rest around it",
+            self.line,
+            self.offset,
+            self.why,
+            if self.lines > 1 {
+                format!(", {} damaged lines in all", self.lines)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// A timeline's records, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Parsed {
+    pub records: Vec<Record>,
+    pub damage: Option<Damage>,
+    /// The file was read from somewhere in its middle (it was longer than the bound):
+    /// its first, partial line was dropped.
+    pub started_mid_file: bool,
+}
+
+/// Reads `bytes` as a timeline: every line that decodes, the others counted. A last line
+/// without its newline is a write cut short and counts as damage; so does a header of
+/// another version, and everything after it (a foreign format).
+pub fn parse(bytes: &[u8], started_mid_file: bool) -> Parsed {
+    let mut out = Parsed {
+        started_mid_file,
+        ..Default::default()
+    };
+    let mut offset = 0;
+    let damage = |out: &mut Parsed, line: usize, offset: usize, why: String| match &mut out.damage {
+        Some(d) => d.lines += 1,
+        None => {
+            out.damage = Some(Damage {
+                line,
+                offset,
+                lines: 1,
+                why,
+            })
+        }
+    };
+    let mut foreign = false;
+    for (i, raw) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+        let at = offset;
+        offset += raw.len();
+        if started_mid_file && i == 0 {
+            continue;
+        }
+        let Some(line) = raw.strip_suffix(b"\n") else {
+            damage(
+                &mut out,
+                i + 1,
+                at,
+                "cut short: no newline at its end".into(),
+            );
+            continue;
+        };
+        if line.is_empty() {
+            continue;
+        }
+        if foreign {
+            damage(
+                &mut out,
+                i + 1,
+                at,
+                "after a header of another version".into(),
+            );
+            continue;
+        }
+        match decode(line) {
+            Ok(Decoded::Record(r)) => out.records.push(r),
+            Ok(Decoded::Header(VERSION)) | Ok(Decoded::Unknown) => {}
+            Ok(Decoded::Header(v)) => {
+                foreign = true;
+                damage(
+                    &mut out,
+                    i + 1,
+                    at,
+                    format!("a header of format version {v}; this jemsafe reads version {VERSION}"),
+                );
+            }
+            Err(why) => damage(&mut out, i + 1, at, why),
+        }
+    }
+    out
+}
+
+/// Which line to keep the file from, so that it holds nothing older than `max_age` (0:
+/// no limit) and, once it is over `max_bytes`, at most half of that (so it is rewritten
+/// rarely): the index into `lines` (time and length of each line, in file order).
+/// `lines.len()` means none is kept.
+pub fn keep_from(
+    lines: &[(Option<SystemTime>, usize)],
+    max_bytes: u64,
+    max_age: Duration,
+    now: SystemTime,
+) -> usize {
+    let mut from = 0;
+    if !max_age.is_zero() {
+        if let Some(cutoff) = now.checked_sub(max_age) {
+            from = lines
+                .iter()
+                .position(|(t, _)| t.map_or(true, |t| t >= cutoff))
+                .unwrap_or(lines.len());
+        }
+    }
+    let total: u64 = lines[from..].iter().map(|(_, n)| *n as u64).sum();
+    if total > max_bytes {
+        let mut left = total;
+        while from < lines.len() && left > max_bytes / 2 {
+            left -= lines[from].1 as u64;
+            from += 1;
+        }
+    }
+    from
+}
+
+/// Records of process `pid` (any process when None) from `since` on.
+pub fn select(records: &[Record], since: Option<SystemTime>, pid: Option<u32>) -> Vec<Record> {
+    records
+        .iter()
+        .filter(|r| since.map_or(true, |s| r.time() >= s))
+        .filter(|r| pid.map_or(true, |p| r.pid() == p))
+        .cloned()
+        .collect()
+}
+
+/// The sample with the highest RSS.
+pub fn peak(records: &[Record]) -> Option<&Sample> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Sample(s) => Some(s),
+            _ => None,
+        })
+        .max_by_key(|s| (s.rss, std::cmp::Reverse(s.time)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn at(s: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_000_000 + s)
+    }
+
+    pub(crate) fn sample(s: u64, pid: u32, rss_mib: u64) -> Record {
+        Record::Sample(Sample {
+            time: at(s),
+            pid,
+            start: 100,
+            rss: rss_mib << 20,
+            parts: Some(Parts {
+                heap_in_use: (rss_mib / 2) << 20,
+                outside_jemalloc: (rss_mib / 4) << 20,
+                ..Default::default()
+            }),
+            allocated: Some((rss_mib / 2) << 20),
+            cgroup_usage: Some((rss_mib + 10) << 20),
+            limit: Some(512 << 20),
+        })
+    }
+
+    pub(crate) fn event(s: u64, pid: u32, kind: EventKind) -> Record {
+        Record::Event(Event {
+            time: at(s),
+            pid,
+            start: 100,
+            kind,
+        })
+    }
+
+    fn file(records: &[Record]) -> Vec<u8> {
+        let mut out = header();
+        for r in records {
+            out.extend(encode(r));
+        }
+        out
+    }
+
+    fn all_kinds() -> Vec<Record> {
+        vec![
+            event(0, 7, EventKind::Start { restart: false }),
+            sample(1, 7, 100),
+            Record::Sample(Sample {
+                parts: None,
+                allocated: None,
+                cgroup_usage: None,
+                limit: None,
+                ..match sample(2, 7, 120) {
+                    Record::Sample(s) => s,
+                    _ => unreachable!(),
+                }
+            }),
+            event(
+                3,
+                7,
+                EventKind::Dump {
+                    file: "mysqld.7.x.limit80.heap".into(),
+                    trigger: "limit80".into(),
+                },
+            ),
+            event(4, 7, EventKind::Prof { active: false }),
+            event(
+                5,
+                7,
+                EventKind::Exit {
+                    how: "was killed by SIGKILL (the kernel's OOM killer)".into(),
+                    oom: true,
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_kind_of_record_round_trips() {
+        let records = all_kinds();
+        let parsed = parse(&file(&records), false);
+        assert_eq!(parsed.damage, None);
+        assert_eq!(parsed.records, records);
+        let line = String::from_utf8(encode(&records[1])).unwrap();
+        assert!(line.len() < 300, "compact: {line}");
+    }
+
+    #[test]
+    fn a_truncated_file_is_read_up_to_the_cut() {
+        let records = all_kinds();
+        let bytes = file(&records);
+        let cut = bytes.len() - 10;
+        let parsed = parse(&bytes[..cut], false);
+        assert_eq!(parsed.records, records[..records.len() - 1]);
+        let d = parsed.damage.unwrap();
+        assert_eq!((d.line, d.lines), (records.len() + 1, 1));
+        assert!(d.describe().contains("cut short"), "{}", d.describe());
+    }
+
+    #[test]
+    fn corrupt_lines_are_skipped_counted_and_the_first_one_located() {
+        let records = all_kinds();
+        let mut bytes = file(&records[..2]);
+        let damaged_at = bytes.len();
+        bytes.extend(b"{\"t\":12,\"pid\":\x00garbage\n\xff\xfe\n");
+        bytes.extend(file(&records[2..]).split_off(header().len()));
+        let parsed = parse(&bytes, false);
+        assert_eq!(parsed.records, records);
+        let d = parsed.damage.unwrap();
+        assert_eq!((d.line, d.offset, d.lines), (4, damaged_at, 2));
+    }
+
+    #[test]
+    fn another_versions_file_and_unknown_events_are_not_misread() {
+        let mut bytes = b"{\"jemsafe_timeline\":2}\n".to_vec();
+        bytes.extend(encode(&sample(1, 7, 100)));
+        let parsed = parse(&bytes, false);
+        assert!(parsed.records.is_empty());
+        assert!(parsed.damage.unwrap().why.contains("format version 2"));
+        let mut bytes = header();
+        bytes.extend(b"{\"t\":1,\"pid\":7,\"event\":\"reload\"}\n");
+        bytes.extend(encode(&sample(1, 7, 100)));
+        let parsed = parse(&bytes, false);
+        assert_eq!((parsed.records.len(), parsed.damage), (1, None));
+    }
+
+    #[test]
+    fn a_read_from_the_middle_drops_its_partial_first_line() {
+        let bytes = file(&all_kinds());
+        let tail = &bytes[bytes.len() / 2..];
+        let parsed = parse(tail, true);
+        assert_eq!(parsed.damage, None);
+        assert!(!parsed.records.is_empty());
+    }
+
+    #[test]
+    fn the_file_keeps_its_newest_half_once_over_size_and_nothing_too_old() {
+        let now = at(10_000);
+        let lines: Vec<(Option<SystemTime>, usize)> =
+            (0..100).map(|i| (Some(at(i * 100)), 100)).collect();
+        assert_eq!(keep_from(&lines, 20_000, Duration::ZERO, now), 0);
+        // 10 000 bytes over a 9 000 byte bound: down to 4 500.
+        assert_eq!(keep_from(&lines, 9_000, Duration::ZERO, now), 55);
+        // Older than an hour (3600 s back from 10 000 s: lines before 6 400 s).
+        assert_eq!(
+            keep_from(&lines, 1 << 30, Duration::from_secs(3600), now),
+            64
+        );
+        assert_eq!(keep_from(&[], 10, Duration::from_secs(1), now), 0);
+        // The header (no time) is never what makes the file too old.
+        let with_header = [(None, 22), (Some(at(9_999)), 100)];
+        assert_eq!(
+            keep_from(&with_header, 1 << 20, Duration::from_secs(60), now),
+            0
+        );
+    }
+
+    #[test]
+    fn selection_by_time_and_pid_and_the_peak() {
+        let records = vec![sample(1, 7, 100), sample(2, 7, 300), sample(3, 8, 200)];
+        assert_eq!(select(&records, Some(at(2)), None).len(), 2);
+        assert_eq!(select(&records, None, Some(8)).len(), 1);
+        assert_eq!(peak(&records).unwrap().rss, 300 << 20);
+        assert_eq!(peak(&select(&records, None, Some(8))).unwrap().pid, 8);
+    }
+}

@@ -1,0 +1,385 @@
+//! `jemsafe timeline` as text, CSV and JSON (the SVG chart is in [`super::svg`]): pure
+//! functions of the records.
+
+use super::{peak, Event, Record, Sample};
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+/// CSV: a header row, then one row per sample; bytes, empty when unknown.
+pub fn csv(records: &[Record]) -> String {
+    let mut out = String::from(
+        "time,pid,start_ticks,rss,heap_in_use,fragmentation,dirty_pages,metadata,\
+         outside_jemalloc,file_backed,shmem,swap,allocated,cgroup_usage,limit\n",
+    );
+    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for s in samples(records) {
+        let p = s.parts;
+        let part = |f: fn(&super::Parts) -> u64| opt(p.as_ref().map(f));
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            humantime::format_rfc3339_millis(s.time),
+            s.pid,
+            s.start,
+            s.rss,
+            part(|p| p.heap_in_use),
+            part(|p| p.fragmentation),
+            part(|p| p.dirty_pages),
+            part(|p| p.metadata),
+            part(|p| p.outside_jemalloc),
+            part(|p| p.file_backed),
+            part(|p| p.shmem),
+            part(|p| p.swap),
+            opt(s.allocated),
+            opt(s.cgroup_usage),
+            opt(s.limit),
+        );
+    }
+    out
+}
+
+/// JSON: `{"samples": [...], "events": [...], "peak": {...}}`, bytes in integers.
+pub fn json(records: &[Record]) -> String {
+    use serde_json::{json, Value};
+    let time = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
+    let samples: Vec<Value> = samples(records)
+        .map(|s| {
+            let mut v = json!({
+                "time": time(s.time),
+                "pid": s.pid,
+                "start_ticks": s.start,
+                "rss": s.rss,
+                "allocated": s.allocated,
+                "cgroup_usage": s.cgroup_usage,
+                "limit": s.limit,
+            });
+            if let (Some(p), Value::Object(map)) = (s.parts, &mut v) {
+                for (k, b) in p.resident() {
+                    map.insert(k.into(), b.into());
+                }
+                map.insert("swap".into(), p.swap.into());
+            }
+            v
+        })
+        .collect();
+    let events: Vec<Value> = events(records)
+        .map(|e| {
+            let mut v = json!({"time": time(e.time), "pid": e.pid, "start_ticks": e.start, "event": e.word()});
+            if let Value::Object(map) = &mut v {
+                match &e.kind {
+                    super::EventKind::Dump { file, trigger } => {
+                        map.insert("file".into(), file.clone().into());
+                        map.insert("trigger".into(), trigger.clone().into());
+                    }
+                    super::EventKind::Exit { how, .. } => {
+                        map.insert("how".into(), how.clone().into());
+                    }
+                    super::EventKind::Prof { active } => {
+                        map.insert("active".into(), (*active).into());
+                    }
+                    super::EventKind::Start { restart } => {
+                        map.insert("restart".into(), (*restart).into());
+                    }
+                }
+            }
+            v
+        })
+        .collect();
+    let peak = peak(records).map(|p| json!({"time": time(p.time), "pid": p.pid, "rss": p.rss}));
+    let mut text = json!({"samples": samples, "events": events, "peak": peak}).to_string();
+    text.push('\n');
+    text
+}
+
+pub(super) fn samples(records: &[Record]) -> impl Iterator<Item = &Sample> {
+    records.iter().filter_map(|r| match r {
+        Record::Sample(s) => Some(s),
+        _ => None,
+    })
+}
+
+pub(super) fn events(records: &[Record]) -> impl Iterator<Item = &Event> {
+    records.iter().filter_map(|r| match r {
+        Record::Event(e) => Some(e),
+        _ => None,
+    })
+}
+
+/// Steps a text view is made of (one row each): round durations.
+const STEPS: &[u64] = &[
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+];
+
+/// The smallest round step that shows `span` in at most `rows` rows.
+pub fn choose_step(span: Duration, rows: usize) -> Duration {
+    let rows = rows.max(1) as u64;
+    let needed = span.as_secs().div_ceil(rows).max(1);
+    let secs = STEPS
+        .iter()
+        .copied()
+        .find(|s| *s >= needed)
+        .unwrap_or_else(|| needed.div_ceil(86400) * 86400);
+    Duration::from_secs(secs)
+}
+
+/// The text view: one row per `step` (the sample with the highest RSS in it), the events
+/// between rows, the peak marked.
+pub fn text(records: &[Record], step: Duration) -> String {
+    let mut out = String::new();
+    let all: Vec<&Sample> = samples(records).collect();
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return "no records in the timeline for this selection\n".to_owned();
+    };
+    let limit = all.iter().rev().find_map(|s| s.limit);
+    let _ = writeln!(
+        out,
+        "mysqld memory, {} to {} UTC ({}), one row per {}{}",
+        stamp(first.time()),
+        stamp(last.time()),
+        span_words(last.time().duration_since(first.time()).unwrap_or_default()),
+        span_words(step),
+        limit
+            .map(|l| format!("; memory limit {}", human(l)))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "{:<19}  {:>7}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>6}",
+        "time (UTC)",
+        "pid",
+        "RSS",
+        "heap",
+        "frag",
+        "freed",
+        "metadata",
+        "outside",
+        "files",
+        "shmem",
+        "limit"
+    );
+    let peak = peak(records).copied();
+    let step_ms = step.as_millis().max(1);
+    let bucket = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() / step_ms)
+    };
+    // Rows in time order; events follow the row of their bucket.
+    let mut i = 0;
+    while i < records.len() {
+        let b = bucket(records[i].time());
+        let mut j = i;
+        while j < records.len() && bucket(records[j].time()) == b {
+            j += 1;
+        }
+        let group = &records[i..j];
+        // One row per process in the bucket (a restart inside it shows both).
+        let mut shown: Vec<&Sample> = Vec::new();
+        for s in samples(group) {
+            match shown
+                .iter_mut()
+                .find(|x| x.pid == s.pid && x.start == s.start)
+            {
+                Some(x) if s.rss > x.rss => *x = s,
+                Some(_) => {}
+                None => shown.push(s),
+            }
+        }
+        // The rows and the events of the bucket, in time order.
+        let mut lines: Vec<(SystemTime, String)> = events(group)
+            .map(|e| (e.time, format!("  {}  {}", stamp(e.time), e.describe())))
+            .collect();
+        for s in shown {
+            let p = s.parts;
+            let part = |f: fn(&super::Parts) -> u64| p.as_ref().map_or("-".into(), |p| human(f(p)));
+            let pct = s
+                .limit
+                .map(|l| format!("{:.0}%", 100.0 * s.rss as f64 / l.max(1) as f64))
+                .unwrap_or_else(|| "-".into());
+            let mark = if peak.is_some_and(|p| p == *s) {
+                "  <- peak"
+            } else {
+                ""
+            };
+            lines.push((
+                s.time,
+                format!(
+                    "{:<19}  {:>7}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>6}{mark}",
+                    stamp(s.time),
+                    s.pid,
+                    human(s.rss),
+                    part(|p| p.heap_in_use),
+                    part(|p| p.fragmentation),
+                    part(|p| p.dirty_pages),
+                    part(|p| p.metadata),
+                    part(|p| p.outside_jemalloc),
+                    part(|p| p.file_backed),
+                    part(|p| p.shmem),
+                    pct,
+                ),
+            ));
+        }
+        lines.sort_by_key(|(t, _)| *t);
+        for (_, line) in lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        i = j;
+    }
+    if let Some(p) = peak {
+        let _ = writeln!(
+            out,
+            "peak: RSS {} at {} UTC (mysqld pid {}){}",
+            human(p.rss),
+            stamp(p.time),
+            p.pid,
+            p.limit
+                .map(|l| format!(
+                    ", {:.0}% of the limit {}",
+                    100.0 * p.rss as f64 / l.max(1) as f64,
+                    human(l)
+                ))
+                .unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// `2026-12-05 03:46:40` (UTC).
+pub fn stamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_owned()
+}
+
+/// `3 d`, `5 h`, `12 min`, `40 s`.
+pub fn span_words(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 2 * 86400 {
+        format!("{:.0} d", s as f64 / 86400.0)
+    } else if s >= 2 * 3600 {
+        format!("{:.0} h", s as f64 / 3600.0)
+    } else if s >= 120 {
+        format!("{:.0} min", s as f64 / 60.0)
+    } else {
+        format!("{s} s")
+    }
+}
+
+pub fn human(bytes: u64) -> String {
+    crate::memlimit::human(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{at, event, sample};
+    use super::super::EventKind;
+    use super::*;
+
+    fn climb() -> Vec<Record> {
+        let mut r = vec![event(0, 7, EventKind::Start { restart: false })];
+        for i in 0..60 {
+            r.push(sample(i * 10 + 5, 7, 100 + i * 6));
+        }
+        r.push(event(
+            300,
+            7,
+            EventKind::Dump {
+                file: "mysqld.7.20261126T182554.0001.limit80.heap".into(),
+                trigger: "limit80".into(),
+            },
+        ));
+        r.push(event(
+            601,
+            7,
+            EventKind::Exit {
+                how: "was killed by SIGKILL (the kernel's OOM killer)".into(),
+                oom: true,
+            },
+        ));
+        r.push(event(602, 8, EventKind::Start { restart: true }));
+        r.push(sample(610, 8, 90));
+        r.sort_by_key(|r| r.time());
+        r
+    }
+
+    #[test]
+    fn csv_has_a_header_and_one_row_per_sample_in_bytes() {
+        let text = csv(&climb());
+        let mut lines = text.lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(head[0], "time");
+        assert!(head.contains(&"rss") && head.contains(&"heap_in_use"));
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 61);
+        let first: Vec<&str> = rows[0].split(',').collect();
+        assert_eq!(first.len(), head.len());
+        assert!(
+            first[0].ends_with('Z') && first[0].contains('T'),
+            "{}",
+            first[0]
+        );
+        assert_eq!(first[3], (100u64 << 20).to_string());
+    }
+
+    #[test]
+    fn json_has_samples_events_and_the_peak() {
+        let v: serde_json::Value = serde_json::from_str(&json(&climb())).unwrap();
+        assert_eq!(v["samples"].as_array().unwrap().len(), 61);
+        let words: Vec<&str> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(words, ["start", "dump", "oom_kill", "start"]);
+        assert_eq!(v["peak"]["rss"], 454u64 << 20);
+    }
+
+    #[test]
+    fn the_text_view_fits_its_step_marks_the_peak_and_shows_events_between() {
+        let text = text(&climb(), Duration::from_secs(60));
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("2026")).collect();
+        // 600 s in minutes (11 buckets on this clock), and the restarted pid's row.
+        assert!((11..=12).contains(&rows.len()), "{text}");
+        assert!(rows.iter().any(|r| r.contains("       8  ")), "{text}");
+        let peak: Vec<&&str> = rows.iter().filter(|l| l.ends_with("<- peak")).collect();
+        assert_eq!(peak.len(), 1, "{text}");
+        assert!(
+            peak[0].contains("454 MiB") && peak[0].contains("89%"),
+            "{text}"
+        );
+        assert!(text.contains("dump mysqld.7.20261126T182554.0001.limit80.heap (limit80)"));
+        let oom = text
+            .find("OOM kill: mysqld pid 7 was killed by SIGKILL")
+            .unwrap();
+        let restart = text.find("mysqld pid 8 started (restart)").unwrap();
+        assert!(oom < restart && text[..oom].contains("<- peak"), "{text}");
+        assert!(text.contains("peak: RSS 454 MiB at "), "{text}");
+        assert_eq!(
+            super::text(&[], Duration::from_secs(1)),
+            "no records in the timeline for this selection\n"
+        );
+        let _ = at(0);
+    }
+
+    #[test]
+    fn steps_are_round_and_fit_the_rows() {
+        assert_eq!(
+            choose_step(Duration::from_secs(600), 40),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            choose_step(Duration::from_secs(3 * 86400), 40),
+            Duration::from_secs(7200)
+        );
+        assert_eq!(choose_step(Duration::ZERO, 40), Duration::from_secs(1));
+        assert_eq!(
+            choose_step(Duration::from_secs(400 * 86400), 10),
+            Duration::from_secs(40 * 86400)
+        );
+        assert_eq!(span_words(Duration::from_secs(3 * 86400)), "3 d");
+        assert_eq!(span_words(Duration::from_secs(40)), "40 s");
+    }
+}

@@ -1,0 +1,479 @@
+//! `[triggers]`: a heap dump the moment mysqld's memory rises past a level, so that the
+//! dump that explains an OOM kill exists before the kill. Pure decisions: which levels a
+//! reading crosses, when a level is armed again, and whether the hourly budget allows
+//! another dump. The supervisor reads /proc and the cgroup files and carries them out.
+//!
+//! A level fires once when the reading rises past it and is armed again only when the
+//! reading falls 10% below it, so a reading that hovers at a level dumps once, not at
+//! every check.
+
+use crate::dumps::Trigger;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// A level is armed again once the reading is below this share of it.
+const REARM: f64 = 0.9;
+
+/// `pressure = "some avg10 > 20"`: a PSI line, a window, a threshold in percent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PressureRule {
+    /// `full` (all tasks stalled) rather than `some`.
+    pub full: bool,
+    /// 10, 60 or 300 (seconds).
+    pub window: u16,
+    pub above: f64,
+}
+
+impl PressureRule {
+    /// Parses `some|full avg10|avg60|avg300 > N` (N in 0..100); the error says what is allowed.
+    pub fn parse(text: &str) -> Result<PressureRule, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let allowed = "give \"some|full avg10|avg60|avg300 > N\" with N a percentage below 100, \
+                       e.g. \"some avg10 > 20\"";
+        let [line, window, op, n] = words.as_slice() else {
+            return Err(format!("{text:?} is not a pressure rule: {allowed}"));
+        };
+        let full = match *line {
+            "some" => false,
+            "full" => true,
+            other => return Err(format!("{other:?} is neither `some` nor `full`: {allowed}")),
+        };
+        let window = match *window {
+            "avg10" => 10,
+            "avg60" => 60,
+            "avg300" => 300,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a PSI window (avg10, avg60, avg300): {allowed}"
+                ))
+            }
+        };
+        if *op != ">" {
+            return Err(format!("{op:?}: only `>` is supported: {allowed}"));
+        }
+        let above: f64 = n
+            .parse()
+            .ok()
+            .filter(|v: &f64| (0.0..100.0).contains(v))
+            .ok_or_else(|| format!("{n:?} is not a percentage below 100: {allowed}"))?;
+        Ok(PressureRule {
+            full,
+            window,
+            above,
+        })
+    }
+
+    /// The rule's value in a PSI text (`some avg10=1.50 avg60=... total=...`).
+    pub fn reading(&self, psi: &str) -> Option<f64> {
+        let line = if self.full { "full" } else { "some" };
+        let key = format!("avg{}=", self.window);
+        psi.lines()
+            .find(|l| l.split_whitespace().next() == Some(line))?
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(key.as_str()))?
+            .parse()
+            .ok()
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} avg{} > {}",
+            if self.full { "full" } else { "some" },
+            self.window,
+            self.above
+        )
+    }
+}
+
+/// `[triggers]` as the supervisor uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `rss_mb`, in MiB.
+    pub rss_mb: Vec<u64>,
+    /// `limit_percent`; None: the default, [90] when a cgroup sets the limit.
+    pub limit_percent: Option<Vec<u8>>,
+    pub pressure: Option<PressureRule>,
+    pub per_hour: u32,
+    pub check: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rss_mb: Vec::new(),
+            limit_percent: None,
+            pressure: None,
+            per_hour: 12,
+            check: Duration::from_millis(1000),
+        }
+    }
+}
+
+impl Settings {
+    /// The limit levels that apply when the limit comes from a cgroup or not.
+    pub fn limit_levels(&self, cgroup_limit: bool) -> Vec<u8> {
+        match &self.limit_percent {
+            Some(levels) => levels.clone(),
+            None if cgroup_limit => vec![90],
+            None => Vec::new(),
+        }
+    }
+
+    /// Trigger names in force, for messages: `limit90, rss2048, pressure (some avg10 > 20)`.
+    pub fn describe(&self, cgroup_limit: bool) -> String {
+        let mut names: Vec<String> = self
+            .limit_levels(cgroup_limit)
+            .into_iter()
+            .map(|p| Trigger::limit(p).as_str().to_owned())
+            .collect();
+        names.extend(
+            self.rss_mb
+                .iter()
+                .map(|m| Trigger::rss(*m).as_str().to_owned()),
+        );
+        if let Some(p) = &self.pressure {
+            names.push(format!("pressure ({})", p.describe()));
+        }
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            format!(
+                "{}; at most {} an hour, checked every {} ms",
+                names.join(", "),
+                self.per_hour,
+                self.check.as_millis()
+            )
+        }
+    }
+}
+
+/// One check's readings.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Reading {
+    pub rss: u64,
+    /// The memory limit in bytes, when known, and whether a cgroup sets it.
+    pub limit: Option<u64>,
+    pub cgroup_limit: bool,
+    /// The pressure rule's value, when there is a rule and the file was readable.
+    pub pressure: Option<f64>,
+}
+
+/// A level crossed: the dump to take (or the reason none is), and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    /// The highest level crossed by this reading (its name goes into the dump's name).
+    pub trigger: Trigger,
+    /// Every level this reading crossed, highest first (names only).
+    pub crossed: Vec<String>,
+    pub reason: String,
+    /// Whether `per_hour` allows the dump.
+    pub admitted: bool,
+}
+
+#[derive(Debug)]
+pub struct Triggers {
+    settings: Settings,
+    rss: Vec<(u64, bool)>,
+    limit: Vec<(u8, bool)>,
+    pressure_armed: bool,
+    /// When each admitted trigger dump of the last hour was asked for.
+    budget: VecDeque<Instant>,
+}
+
+impl Triggers {
+    pub fn new(settings: Settings) -> Triggers {
+        let mut levels = settings.limit_percent.clone().unwrap_or_else(|| vec![90]);
+        levels.sort_unstable();
+        levels.dedup();
+        let mut rss = settings.rss_mb.clone();
+        rss.sort_unstable();
+        rss.dedup();
+        Triggers {
+            rss: rss
+                .into_iter()
+                .map(|m| (m.saturating_mul(1 << 20), true))
+                .collect(),
+            limit: levels.into_iter().map(|p| (p, true)).collect(),
+            pressure_armed: true,
+            budget: VecDeque::new(),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Whether anything is to be checked at all (with or without a cgroup limit).
+    pub fn any(&self, cgroup_limit: bool) -> bool {
+        !self.rss.is_empty()
+            || self.settings.pressure.is_some()
+            || !self.settings.limit_levels(cgroup_limit).is_empty()
+    }
+
+    /// A new mysqld starts from nothing: every level is armed again (the budget stays).
+    pub fn rearm_all(&mut self) {
+        self.rss.iter_mut().for_each(|l| l.1 = true);
+        self.limit.iter_mut().for_each(|l| l.1 = true);
+        self.pressure_armed = true;
+    }
+
+    /// Feeds one check's readings; Some when a level was crossed.
+    pub fn observe(&mut self, r: &Reading, now: Instant) -> Option<Fired> {
+        let rss = r.rss as f64;
+        // (threshold in bytes, trigger, words) of every level crossed now.
+        let mut crossed: Vec<(f64, Trigger, String)> = Vec::new();
+        for (bytes, armed) in &mut self.rss {
+            let level = *bytes as f64;
+            if *armed && rss >= level {
+                *armed = false;
+                crossed.push((
+                    level,
+                    Trigger::rss(*bytes >> 20),
+                    format!("RSS {} rose past {} MiB", human(r.rss), *bytes >> 20),
+                ));
+            } else if !*armed && rss < level * REARM {
+                *armed = true;
+            }
+        }
+        let limit_applies = self.settings.limit_percent.is_some() || r.cgroup_limit;
+        if let (Some(limit), true) = (r.limit, limit_applies) {
+            for (pct, armed) in &mut self.limit {
+                let level = limit as f64 * f64::from(*pct) / 100.0;
+                if *armed && rss >= level {
+                    *armed = false;
+                    crossed.push((
+                        level,
+                        Trigger::limit(*pct),
+                        format!(
+                            "RSS {} rose past {pct}% of the memory limit {} ({})",
+                            human(r.rss),
+                            human(limit),
+                            human(level as u64)
+                        ),
+                    ));
+                } else if !*armed && rss < level * REARM {
+                    *armed = true;
+                }
+            }
+        }
+        // Pressure only when no memory level fired: one dump per check at most.
+        if let (Some(rule), Some(value)) = (&self.settings.pressure, r.pressure) {
+            if self.pressure_armed && value > rule.above {
+                self.pressure_armed = false;
+                crossed.push((
+                    -1.0,
+                    Trigger::pressure(),
+                    format!(
+                        "memory pressure {} avg{} = {value:.2} is above {}",
+                        if rule.full { "full" } else { "some" },
+                        rule.window,
+                        rule.above
+                    ),
+                ));
+            } else if !self.pressure_armed && value < rule.above * REARM {
+                self.pressure_armed = true;
+            }
+        }
+        crossed.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        let (_, trigger, reason) = crossed.first()?.clone();
+        let admitted = self.admit(now);
+        Some(Fired {
+            trigger,
+            crossed: crossed.iter().map(|c| c.1.as_str().to_owned()).collect(),
+            reason,
+            admitted,
+        })
+    }
+
+    /// `per_hour`: whether one more trigger dump fits in the last hour; counts it if so.
+    fn admit(&mut self, now: Instant) -> bool {
+        const HOUR: Duration = Duration::from_secs(3600);
+        while self
+            .budget
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= HOUR)
+        {
+            self.budget.pop_front();
+        }
+        if self.budget.len() >= self.settings.per_hour as usize {
+            return false;
+        }
+        self.budget.push_back(now);
+        true
+    }
+}
+
+fn human(bytes: u64) -> String {
+    crate::memlimit::human(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn limits(levels: &[u8]) -> Triggers {
+        Triggers::new(Settings {
+            limit_percent: Some(levels.to_vec()),
+            ..Default::default()
+        })
+    }
+
+    fn at(rss_mib: u64, limit_mib: u64) -> Reading {
+        Reading {
+            rss: rss_mib * MIB,
+            limit: Some(limit_mib * MIB),
+            cgroup_limit: true,
+            pressure: None,
+        }
+    }
+
+    fn rss(mib: u64) -> Reading {
+        Reading {
+            rss: mib * MIB,
+            ..Default::default()
+        }
+    }
+
+    fn fired(t: &mut Triggers, r: Reading, now: Instant) -> Option<String> {
+        t.observe(&r, now).map(|f| f.trigger.as_str().to_owned())
+    }
+
+    #[test]
+    fn each_level_fires_once_on_the_way_up_and_again_only_after_falling_10_percent() {
+        let mut t = limits(&[80, 90, 95]);
+        let now = Instant::now();
+        let mut names = Vec::new();
+        for rss in (100..=500).step_by(4) {
+            names.extend(fired(&mut t, at(rss, 512), now));
+        }
+        assert_eq!(names, ["limit80", "limit90", "limit95"]);
+        // Hovering around 95% does not dump again; down to 84% (below 90% of 95%) re-arms
+        // 95 but not 90 (84% is not below 81%).
+        assert_eq!(fired(&mut t, at(480, 512), now), None);
+        assert_eq!(fired(&mut t, at(430, 512), now), None);
+        assert_eq!(fired(&mut t, at(490, 512), now).as_deref(), Some("limit95"));
+        assert_eq!(
+            fired(&mut t, at(470, 512), now),
+            None,
+            "90 was never re-armed"
+        );
+    }
+
+    #[test]
+    fn a_jump_past_several_levels_is_one_dump_named_for_the_highest() {
+        let mut t = limits(&[80, 90, 95]);
+        let f = t.observe(&at(500, 512), Instant::now()).unwrap();
+        assert_eq!(f.trigger.as_str(), "limit95");
+        assert_eq!(f.crossed, ["limit95", "limit90", "limit80"]);
+        assert!(
+            f.reason.contains("95% of the memory limit 512 MiB"),
+            "{}",
+            f.reason
+        );
+        assert!(f.admitted);
+        assert_eq!(t.observe(&at(510, 512), Instant::now()), None);
+    }
+
+    #[test]
+    fn rss_levels_and_the_default_limit_level() {
+        let mut t = Triggers::new(Settings {
+            rss_mb: vec![2048, 1024],
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let no_cgroup = |rss| Reading {
+            rss: rss * MIB,
+            limit: Some(4096 * MIB),
+            cgroup_limit: false,
+            pressure: None,
+        };
+        assert_eq!(fired(&mut t, no_cgroup(1000), now), None);
+        assert_eq!(
+            fired(&mut t, no_cgroup(1030), now).as_deref(),
+            Some("rss1024")
+        );
+        // Against MemTotal the default [90] does not apply: 95% of it fires nothing more.
+        assert_eq!(
+            fired(&mut t, no_cgroup(3900), now).as_deref(),
+            Some("rss2048")
+        );
+        let mut t = Triggers::new(Settings::default());
+        assert!(!t.any(false) && t.any(true));
+        assert_eq!(fired(&mut t, at(470, 512), now).as_deref(), Some("limit90"));
+        assert_eq!(
+            Settings::default().describe(true),
+            "limit90; at most 12 an hour, checked every 1000 ms"
+        );
+        assert_eq!(Settings::default().describe(false), "none");
+    }
+
+    #[test]
+    fn the_hourly_budget_refuses_dumps_beyond_per_hour_and_recovers() {
+        let mut t = Triggers::new(Settings {
+            rss_mb: vec![100],
+            per_hour: 2,
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        let mut admitted = Vec::new();
+        for i in 0..4u64 {
+            let now = t0 + Duration::from_secs(60 * i);
+            admitted.push(t.observe(&rss(120), now).unwrap().admitted);
+            assert_eq!(t.observe(&rss(50), now), None); // re-arms
+        }
+        assert_eq!(admitted, [true, true, false, false]);
+        let later = t0 + Duration::from_secs(3600);
+        assert!(t.observe(&rss(120), later).unwrap().admitted);
+    }
+
+    #[test]
+    fn pressure_rules_parse_read_and_fire() {
+        let rule = PressureRule::parse("some avg10 > 20").unwrap();
+        assert_eq!(rule.describe(), "some avg10 > 20");
+        let psi = "some avg10=31.50 avg60=2.00 avg300=0.10 total=9\nfull avg10=1.00 avg60=0.00 avg300=0.00 total=1\n";
+        assert_eq!(rule.reading(psi), Some(31.5));
+        assert_eq!(
+            PressureRule::parse("full avg60 > 5").unwrap().reading(psi),
+            Some(0.0)
+        );
+        for bad in [
+            "some avg10 >",
+            "most avg10 > 2",
+            "some avg5 > 2",
+            "some avg10 >= 2",
+            "some avg10 > 100",
+            "some avg10 > x",
+        ] {
+            let e = PressureRule::parse(bad).unwrap_err();
+            assert!(e.contains("some avg10 > 20"), "{bad}: {e}");
+        }
+        let mut t = Triggers::new(Settings {
+            limit_percent: Some(vec![]),
+            pressure: Some(rule),
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let p = |v| Reading {
+            pressure: Some(v),
+            ..Default::default()
+        };
+        assert_eq!(fired(&mut t, p(10.0), now), None);
+        assert_eq!(fired(&mut t, p(25.0), now).as_deref(), Some("pressure"));
+        assert_eq!(fired(&mut t, p(19.0), now), None, "not yet below 18");
+        assert_eq!(fired(&mut t, p(21.0), now), None);
+        assert_eq!(fired(&mut t, p(17.0), now), None);
+        assert_eq!(fired(&mut t, p(21.0), now).as_deref(), Some("pressure"));
+    }
+
+    #[test]
+    fn a_new_mysqld_arms_every_level_again() {
+        let mut t = limits(&[80]);
+        let now = Instant::now();
+        assert!(t.observe(&at(450, 512), now).is_some());
+        t.rearm_all();
+        assert!(t.observe(&at(450, 512), now).is_some());
+    }
+}
