@@ -305,7 +305,7 @@ pub fn inspect(
             token_file: config.http.token_file.clone(),
             pprof: config.http.pprof,
         }),
-        triggers: config.trigger_settings(),
+        triggers: crate::triggers::Settings::of(config),
         timeline: (config.timeline.interval_s > 0).then(|| {
             (
                 Duration::from_secs(config.timeline.interval_s),
@@ -329,7 +329,7 @@ fn memory_row(config: &Config) -> String {
         limit
             .as_ref()
             .map_or_else(|| "unknown".to_owned(), |l| l.describe()),
-        config.trigger_settings().describe(cgroup)
+        crate::triggers::Settings::of(config).describe(cgroup)
     )
 }
 

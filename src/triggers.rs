@@ -14,76 +14,7 @@ use std::time::{Duration, Instant};
 /// A level is armed again once the reading is below this share of it.
 const REARM: f64 = 0.9;
 
-/// `pressure = "some avg10 > 20"`: a PSI line, a window, a threshold in percent.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PressureRule {
-    /// `full` (all tasks stalled) rather than `some`.
-    pub full: bool,
-    /// 10, 60 or 300 (seconds).
-    pub window: u16,
-    pub above: f64,
-}
-
-impl PressureRule {
-    /// Parses `some|full avg10|avg60|avg300 > N` (N in 0..100); the error says what is allowed.
-    pub fn parse(text: &str) -> Result<PressureRule, String> {
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let allowed = "give \"some|full avg10|avg60|avg300 > N\" with N a percentage below 100, \
-                       e.g. \"some avg10 > 20\"";
-        let [line, window, op, n] = words.as_slice() else {
-            return Err(format!("{text:?} is not a pressure rule: {allowed}"));
-        };
-        let full = match *line {
-            "some" => false,
-            "full" => true,
-            other => return Err(format!("{other:?} is neither `some` nor `full`: {allowed}")),
-        };
-        let window = match *window {
-            "avg10" => 10,
-            "avg60" => 60,
-            "avg300" => 300,
-            other => {
-                return Err(format!(
-                    "{other:?} is not a PSI window (avg10, avg60, avg300): {allowed}"
-                ))
-            }
-        };
-        if *op != ">" {
-            return Err(format!("{op:?}: only `>` is supported: {allowed}"));
-        }
-        let above: f64 = n
-            .parse()
-            .ok()
-            .filter(|v: &f64| (0.0..100.0).contains(v))
-            .ok_or_else(|| format!("{n:?} is not a percentage below 100: {allowed}"))?;
-        Ok(PressureRule {
-            full,
-            window,
-            above,
-        })
-    }
-
-    /// The rule's value in a PSI text (`some avg10=1.50 avg60=... total=...`).
-    pub fn reading(&self, psi: &str) -> Option<f64> {
-        let line = if self.full { "full" } else { "some" };
-        let key = format!("avg{}=", self.window);
-        psi.lines()
-            .find(|l| l.split_whitespace().next() == Some(line))?
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix(key.as_str()))?
-            .parse()
-            .ok()
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "{} avg{} > {}",
-            if self.full { "full" } else { "some" },
-            self.window,
-            self.above
-        )
-    }
-}
+pub use crate::memlimit::PressureRule;
 
 /// `[triggers]` as the supervisor uses it.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +26,26 @@ pub struct Settings {
     pub pressure: Option<PressureRule>,
     pub per_hour: u32,
     pub check: Duration,
+}
+
+impl Settings {
+    /// `[triggers]` of a config (valid: its validation checked it).
+    pub fn of(config: &crate::config::Config) -> Settings {
+        let t = &config.triggers;
+        Settings {
+            rss_mb: t.rss_mb.iter().map(|v| *v as u64).collect(),
+            limit_percent: t
+                .limit_percent
+                .as_ref()
+                .map(|l| l.iter().map(|v| *v as u8).collect()),
+            pressure: t
+                .pressure
+                .as_deref()
+                .and_then(|p| PressureRule::parse(p).ok()),
+            per_hour: t.per_hour as u32,
+            check: std::time::Duration::from_millis(t.check_ms),
+        }
+    }
 }
 
 impl Default for Settings {

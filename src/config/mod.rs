@@ -423,7 +423,7 @@ struct RawConfig {
     timeline: TimelineSection,
 }
 
-/// `[triggers]`: dumps when mysqld's memory rises past levels (see [`crate::triggers`]).
+/// `[triggers]`: dumps when mysqld's memory rises past levels (see `crate::triggers`).
 /// Levels are checked in `validate`, so that an impossible one names its key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -950,28 +950,10 @@ impl Config {
             }
         }
         if let Some(rule) = &t.pressure {
-            crate::triggers::PressureRule::parse(rule)
+            crate::memlimit::PressureRule::parse(rule)
                 .map_err(|why| self.invalid("triggers.pressure", self.find("pressure"), why))?;
         }
         Ok(())
-    }
-
-    /// `[triggers]` for the supervisor (valid: `validate` checked it).
-    pub fn trigger_settings(&self) -> crate::triggers::Settings {
-        let t = &self.triggers;
-        crate::triggers::Settings {
-            rss_mb: t.rss_mb.iter().map(|v| *v as u64).collect(),
-            limit_percent: t
-                .limit_percent
-                .as_ref()
-                .map(|l| l.iter().map(|v| *v as u8).collect()),
-            pressure: t
-                .pressure
-                .as_deref()
-                .and_then(|p| crate::triggers::PressureRule::parse(p).ok()),
-            per_hour: t.per_hour as u32,
-            check: std::time::Duration::from_millis(t.check_ms),
-        }
     }
 
     pub fn profile_exists(&self, name: &str) -> bool {
@@ -1110,7 +1092,7 @@ mod tests {
     #[test]
     fn triggers_and_timeline_have_their_documented_defaults_and_ranges() {
         let c = parse("").unwrap();
-        let t = c.trigger_settings();
+        let t = crate::triggers::Settings::of(&c);
         assert_eq!(
             (t.limit_percent, t.per_hour, t.check.as_millis()),
             (None, 12, 1000)
@@ -1121,7 +1103,7 @@ mod tests {
              per_hour = 3\ncheck_ms = 200\n[timeline]\ninterval_s = 0\n",
         )
         .unwrap();
-        let t = c.trigger_settings();
+        let t = crate::triggers::Settings::of(&c);
         assert_eq!(t.limit_percent, Some(vec![80, 90, 95]));
         assert_eq!(t.rss_mb, [2048]);
         assert_eq!(t.pressure.unwrap().describe(), "some avg10 > 20");
