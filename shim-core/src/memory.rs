@@ -1,10 +1,9 @@
 //! The `memory` request: jemalloc's accounting of its memory, read with mallctl on the
 //! shim's thread (one `epoch` bump, then reads; no malloc_stats_print text parsing).
 
-use super::{Backend, Jemalloc};
+use super::{Backend, CtlError, Jemalloc};
 use jemsafe_proto::{Bin, Memory, Reply};
-use std::ffi::{c_void, CStr, CString};
-use std::mem::{size_of, MaybeUninit};
+use std::ffi::{CStr, CString};
 
 /// jemalloc's `MALLCTL_ARENAS_ALL`: the arena index that means all arenas merged.
 const ARENAS_ALL: u32 = 4096;
@@ -13,24 +12,7 @@ impl<B: Backend> Jemalloc<B> {
     /// Reads a value of type `T` by a name built at run time.
     fn read_named<T: Copy>(&self, name: &str) -> Result<T, String> {
         let c = CString::new(name).map_err(|_| format!("bad mallctl name {name:?}"))?;
-        let mut value = MaybeUninit::<T>::zeroed();
-        let mut len = size_of::<T>();
-        // SAFETY: value has room for exactly len == size_of::<T>() bytes; jemalloc answers
-        // EINVAL when the sizes differ and writes nothing then.
-        let rc = unsafe {
-            self.0.mallctl(
-                &c,
-                value.as_mut_ptr().cast::<c_void>(),
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(format!("mallctl {name} failed with errno {rc}"));
-        }
-        // SAFETY: zero-initialised, then filled by jemalloc (see above).
-        Ok(unsafe { value.assume_init() })
+        self.read::<T>(&c).map_err(|e| describe(&e))
     }
 
     fn read_size(&self, name: &str) -> Result<u64, String> {
@@ -38,25 +20,23 @@ impl<B: Backend> Jemalloc<B> {
     }
 }
 
+/// "mallctl NAME failed with errno N (TEXT)".
+fn describe(e: &CtlError) -> String {
+    let mut s = format!("mallctl {} failed with errno {}", e.name, e.errno);
+    if let Some(text) = &e.text {
+        s.push_str(&format!(" ({text})"));
+    }
+    s
+}
+
 fn snapshot<B: Backend>(j: &Jemalloc<B>) -> Result<Memory, String> {
     // A new epoch refreshes the statistics jemalloc caches.
-    let mut epoch: u64 = 1;
-    let mut len = size_of::<u64>();
-    // SAFETY: epoch is read and written as a u64, as jemalloc documents.
-    let rc = unsafe {
-        j.0.mallctl(
-            c"epoch",
-            (&mut epoch as *mut u64).cast(),
-            &mut len,
-            (&mut epoch as *mut u64).cast(),
-            size_of::<u64>(),
+    j.0.advance_epoch().map_err(|e| {
+        format!(
+            "{} (this jemalloc was built without statistics?)",
+            describe(&e)
         )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "mallctl epoch failed with errno {rc} (this jemalloc was built without statistics?)"
-        ));
-    }
+    })?;
     let page = j.read_size("arenas.page")?;
     let all = format!("stats.arenas.{ARENAS_ALL}");
     let nbins = j.read_named::<u32>("arenas.nbins")?;
