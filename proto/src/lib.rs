@@ -429,6 +429,65 @@ pub struct Memory {
     pub thp: String,
     /// Small size classes, all arenas merged.
     pub bins: Vec<Bin>,
+    /// `prof.stats.bins.<i>.live` per small size class in use, when jemalloc keeps
+    /// them (`opt.prof_stats`, 5.3); None when it does not (and from older shims).
+    pub prof_stats: Option<Vec<ClassRequests>>,
+}
+
+/// Requested bytes of the live sampled objects of one size class (`prof.stats.*.live`):
+/// internal fragmentation is `1 - req_sum / (count * size)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClassRequests {
+    /// The size class (usable size) in bytes.
+    pub size: u64,
+    /// Sum of the sizes asked for.
+    pub req_sum: u64,
+    /// Live sampled objects.
+    pub count: u64,
+}
+
+/// Largest `prof_stats` field a shim sends: the whole reply must fit in [`MAX_PACKET`].
+pub const MAX_PROF_STATS_FIELD: usize = 4096;
+
+impl ClassRequests {
+    /// `size:req_sum:count` entries separated by spaces, at most `max` bytes (classes
+    /// beyond are left out: the caller lists the most used first).
+    pub fn encode_list(list: &[ClassRequests], max: usize) -> String {
+        let mut out = String::new();
+        for c in list {
+            let item = format!("{}:{}:{}", c.size, c.req_sum, c.count);
+            if out.len() + 1 + item.len() > max {
+                break;
+            }
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&item);
+        }
+        out
+    }
+
+    pub fn decode_list(text: &str) -> Result<Vec<ClassRequests>, DecodeError> {
+        text.split_whitespace()
+            .map(|c| {
+                let n: Vec<u64> = c
+                    .split(':')
+                    .map(|x| {
+                        x.parse()
+                            .map_err(|_| DecodeError(format!("bad class {c:?}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                let [size, req_sum, count] = n[..] else {
+                    return Err(DecodeError(format!("bad class {c:?}")));
+                };
+                Ok(ClassRequests {
+                    size,
+                    req_sum,
+                    count,
+                })
+            })
+            .collect()
+    }
 }
 
 /// One small size class: `arenas.bin.<j>.size/nregs`, `stats.arenas.<all>.bins.<j>.curregs/curslabs`.
@@ -466,6 +525,12 @@ impl Body for Memory {
             .with("background_thread", self.background_thread)
             .with("thp", &self.thp)
             .with("bins", bins.join(" "))
+            .with_some(
+                "prof_stats",
+                self.prof_stats
+                    .as_ref()
+                    .map(|l| ClassRequests::encode_list(l, MAX_PROF_STATS_FIELD)),
+            )
     }
 
     fn read(r: &Reply) -> Result<Memory, DecodeError> {
@@ -502,6 +567,10 @@ impl Body for Memory {
             background_thread: r.field("background_thread")?,
             thp: r.field("thp")?,
             bins,
+            prof_stats: r
+                .get("prof_stats")
+                .map(ClassRequests::decode_list)
+                .transpose()?,
         })
     }
 }
@@ -720,7 +789,39 @@ mod tests {
             ..Default::default()
         };
         let wire = Reply::decode(&Reply::ok_with(1, &m).encode()).unwrap();
-        assert_eq!(wire.body::<Memory>(), Ok(m));
+        assert_eq!(wire.body::<Memory>(), Ok(m.clone()));
+        // With prof_stats, including an empty list (on, nothing sampled yet).
+        for list in [
+            vec![],
+            vec![ClassRequests {
+                size: 1024,
+                req_sum: 1000,
+                count: 1,
+            }],
+        ] {
+            let m = Memory {
+                prof_stats: Some(list),
+                ..m.clone()
+            };
+            let wire = Reply::decode(&Reply::ok_with(1, &m).encode()).unwrap();
+            assert_eq!(wire.body::<Memory>(), Ok(m));
+        }
+    }
+
+    #[test]
+    fn a_long_prof_stats_list_is_cut_to_its_bound() {
+        let list: Vec<ClassRequests> = (1..1000)
+            .map(|i| ClassRequests {
+                size: i * 4096,
+                req_sum: i * 4_000_000,
+                count: 1000,
+            })
+            .collect();
+        let text = ClassRequests::encode_list(&list, MAX_PROF_STATS_FIELD);
+        assert!(text.len() <= MAX_PROF_STATS_FIELD);
+        let back = ClassRequests::decode_list(&text).unwrap();
+        assert_eq!(back[..], list[..back.len()]);
+        assert!(ClassRequests::decode_list("1:2").is_err());
     }
 
     #[test]

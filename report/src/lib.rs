@@ -16,6 +16,7 @@
 pub mod aggregate;
 pub mod collapsed;
 pub mod debuginfod;
+pub mod fragmentation;
 pub mod leaks;
 pub mod memory;
 pub mod names;

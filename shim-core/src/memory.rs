@@ -2,7 +2,7 @@
 //! shim's thread (one `epoch` bump, then reads; no malloc_stats_print text parsing).
 
 use super::{Backend, CtlError, Jemalloc};
-use jemsafe_proto::{Bin, Memory, Reply};
+use jemsafe_proto::{Bin, ClassRequests, Memory, Reply};
 use std::ffi::{CStr, CString};
 
 /// jemalloc's `MALLCTL_ARENAS_ALL`: the arena index that means all arenas merged.
@@ -73,7 +73,37 @@ fn snapshot<B: Backend>(j: &Jemalloc<B>) -> Result<Memory, String> {
                 .into_owned()
         },
         bins,
+        prof_stats: prof_stats(j, nbins)?,
     })
+}
+
+/// `prof.stats.bins.<i>.live` of the small size classes with live sampled objects (large
+/// ones are left out: in 5.3.1 their usable sizes are page multiples, not the class's
+/// size, so their class would overstate what was not asked for); None when jemalloc keeps no such statistics (`opt.prof_stats` off, or a
+/// jemalloc before 5.3).
+fn prof_stats<B: Backend>(
+    j: &Jemalloc<B>,
+    nbins: u32,
+) -> Result<Option<Vec<ClassRequests>>, String> {
+    let on = |name: &CStr| matches!(j.read::<u8>(name), Ok(v) if v != 0);
+    if !(on(c"config.prof") && on(c"opt.prof") && on(c"opt.prof_stats")) {
+        return Ok(None);
+    }
+    // prof_stats_t: { uint64_t req_sum; uint64_t count; }
+    let live = |name: String| j.read_named::<[u64; 2]>(&name);
+    let mut out = Vec::new();
+    for i in 0..nbins {
+        let [req_sum, count] = live(format!("prof.stats.bins.{i}.live"))?;
+        if count > 0 {
+            let size = j.read_size(&format!("arenas.bin.{i}.size"))?;
+            out.push(ClassRequests {
+                size,
+                req_sum,
+                count,
+            });
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The reply to `memory`.

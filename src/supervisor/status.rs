@@ -188,6 +188,15 @@ pub(super) fn memory_snapshot(
                 curslabs: b.curslabs,
             })
             .collect(),
+        prof_stats: jem.prof_stats.as_ref().map(|l| {
+            l.iter()
+                .map(|c| jemsafe_report::memory::ClassRequests {
+                    size: c.size,
+                    req_sum: c.req_sum,
+                    count: c.count,
+                })
+                .collect()
+        }),
     };
     Ok(Snapshot::new(proc, jemalloc))
 }
