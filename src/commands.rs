@@ -174,6 +174,11 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         opt(j.prof_active.map(|b| b.to_string())),
         opt(j.lg_prof_sample.map(|l| l.to_string()))
     );
+    if let Some(t) = &j.capabilities {
+        for (i, line) in t.lines().iter().enumerate() {
+            out!("{:<12}{line}", if i == 0 { "can do" } else { "" });
+        }
+    }
     let m = &st.stats;
     out!(
         "memory      allocated {}, active {}, resident {}, mapped {}, retained {}",

@@ -263,6 +263,20 @@ impl Reply {
         }
     }
 
+    /// The capabilities' fields, after a `capabilities` marker that says they were read
+    /// (an older shim sends neither).
+    fn with_capabilities(self, c: Option<&Capabilities>) -> Reply {
+        let Some(c) = c else {
+            return self;
+        };
+        self.with("capabilities", 1)
+            .with_some("prof_stats", c.prof_stats)
+            .with_some("prof_recent_alloc_max", c.prof_recent_alloc_max)
+            .with_some("prof_sys_thread_name", c.prof_sys_thread_name)
+            .with_some("prof_bt_max", c.prof_bt_max)
+            .with_some("background_thread", c.background_thread)
+    }
+
     fn with_some(self, key: &str, value: Option<impl fmt::Display>) -> Reply {
         match value {
             Some(v) => self.with(key, v),
@@ -308,6 +322,25 @@ pub struct Bound {
     pub lg_prof_sample: Option<u32>,
     /// `prof.gdump`, with profiling on.
     pub prof_gdump: Option<bool>,
+    /// What this jemalloc can do beyond profiling itself; None from older shims.
+    pub capabilities: Option<Capabilities>,
+}
+
+/// Options that say what a jemalloc can do for jemsafe; each None when this jemalloc does
+/// not have the option (an older release, or built without profiling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// `opt.prof_stats` (5.3): requested bytes per size class of sampled objects.
+    pub prof_stats: Option<bool>,
+    /// `opt.prof_recent_alloc_max` (5.3): the last N sampled allocations kept with their
+    /// stacks; 0 off, -1 unlimited.
+    pub prof_recent_alloc_max: Option<i64>,
+    /// `opt.prof_sys_thread_name` (5.3): threads named from the system in dumps.
+    pub prof_sys_thread_name: Option<bool>,
+    /// `opt.prof_bt_max` (5.3.1): the deepest stack recorded.
+    pub prof_bt_max: Option<u32>,
+    /// `background_thread`: purging on jemalloc's own threads, now.
+    pub background_thread: Option<bool>,
 }
 
 impl Hello {
@@ -338,7 +371,8 @@ impl Body for Hello {
                 .with_some("prof_prefix", b.prof_prefix.as_ref())
                 .with_some("lg_prof_interval", b.lg_prof_interval)
                 .with_some("lg_prof_sample", b.lg_prof_sample)
-                .with_some("prof_gdump", b.prof_gdump),
+                .with_some("prof_gdump", b.prof_gdump)
+                .with_capabilities(b.capabilities.as_ref()),
         }
     }
 
@@ -354,6 +388,16 @@ impl Body for Hello {
                 lg_prof_interval: r.optional("lg_prof_interval")?,
                 lg_prof_sample: r.optional("lg_prof_sample")?,
                 prof_gdump: r.optional("prof_gdump")?,
+                capabilities: match r.get("capabilities") {
+                    Some(_) => Some(Capabilities {
+                        prof_stats: r.optional("prof_stats")?,
+                        prof_recent_alloc_max: r.optional("prof_recent_alloc_max")?,
+                        prof_sys_thread_name: r.optional("prof_sys_thread_name")?,
+                        prof_bt_max: r.optional("prof_bt_max")?,
+                        background_thread: r.optional("background_thread")?,
+                    }),
+                    None => None,
+                },
             }),
             _ => Binding::Missing {
                 reason: r.field("reason")?,
@@ -751,10 +795,23 @@ mod tests {
                 lg_prof_interval: Some(-1),
                 lg_prof_sample: Some(19),
                 prof_gdump: Some(false),
+                capabilities: None,
             }),
         };
         let wire = Reply::decode(&Reply::ok_with(3, &hello).encode()).unwrap();
-        assert_eq!(wire.body::<Hello>(), Ok(hello));
+        assert_eq!(wire.body::<Hello>(), Ok(hello.clone()));
+        // With capabilities: some known, some not (None stays None).
+        let mut with = hello;
+        if let Binding::Bound(b) = &mut with.jemalloc {
+            b.capabilities = Some(Capabilities {
+                prof_stats: Some(true),
+                prof_recent_alloc_max: Some(-1),
+                prof_bt_max: None,
+                ..Default::default()
+            });
+        }
+        let wire = Reply::decode(&Reply::ok_with(3, &with).encode()).unwrap();
+        assert_eq!(wire.body::<Hello>(), Ok(with));
         let stats = Stats {
             allocated: 1,
             active: 2,

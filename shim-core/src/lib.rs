@@ -18,8 +18,8 @@
 mod memory;
 
 use jemsafe_proto::{
-    Binding, Bound, Command, Dumped, Failure, Hello, ProfState, Reply, Request, ResetDone, Stats,
-    ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
+    Binding, Bound, Capabilities, Command, Dumped, Failure, Hello, ProfState, Reply, Request,
+    ResetDone, Stats, ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
 };
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::mem::{size_of, MaybeUninit};
@@ -447,6 +447,7 @@ fn hello<B: Backend>(id: u64, j: &Jemalloc<B>) -> Result<Reply, CtlError> {
         lg_prof_interval: None,
         lg_prof_sample: None,
         prof_gdump: None,
+        capabilities: None,
     };
     if config_prof {
         bound.opt_prof = j.read_bool(c"opt.prof")?;
@@ -460,7 +461,30 @@ fn hello<B: Backend>(id: u64, j: &Jemalloc<B>) -> Result<Reply, CtlError> {
             bound.lg_prof_sample = Some(j.read::<usize>(c"opt.lg_prof_sample")? as u32);
         }
     }
+    bound.capabilities = Some(capabilities(j)?);
     Ok(Reply::ok_with(id, &hello_with(Binding::Bound(bound))))
+}
+
+/// What this jemalloc can do beyond profiling itself; an option it does not have (ENOENT:
+/// an older release, or built without profiling) is None.
+fn capabilities<B: Backend>(j: &Jemalloc<B>) -> Result<Capabilities, CtlError> {
+    Ok(Capabilities {
+        prof_stats: known(j.read_bool(c"opt.prof_stats"))?,
+        prof_recent_alloc_max: known(j.read::<isize>(c"opt.prof_recent_alloc_max"))?
+            .map(|v| v as i64),
+        prof_sys_thread_name: known(j.read_bool(c"opt.prof_sys_thread_name"))?,
+        prof_bt_max: known(j.read::<u32>(c"opt.prof_bt_max"))?,
+        background_thread: known(j.read_bool(c"background_thread"))?,
+    })
+}
+
+/// `Ok(None)` for a name this jemalloc does not have (ENOENT).
+fn known<T>(r: Result<T, CtlError>) -> Result<Option<T>, CtlError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.errno == libc::ENOENT => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn dump<B: Backend>(id: u64, j: &Jemalloc<B>, path: Option<String>) -> Result<Reply, CtlError> {

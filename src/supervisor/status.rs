@@ -116,6 +116,7 @@ impl Supervisor<'_> {
                 prof_active: bound.map(|b| b.prof_active),
                 lg_prof_sample: bound.and_then(|b| b.lg_prof_sample),
                 prof_prefix: bound.and_then(|b| b.prof_prefix.clone()),
+                capabilities: bound.map(crate::capabilities::Table::of),
             },
             stats: control::JemallocStats {
                 allocated: memory.map(|s| s.allocated),
