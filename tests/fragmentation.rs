@@ -239,6 +239,42 @@ fn run_with(library: &'static str) -> Outcome {
 }
 
 #[test]
+fn a_dump_without_a_memory_snapshot_is_refused_with_the_reason() {
+    let dir = TempDir::new("frag-nosidecar");
+    let dump = dir.join("jeprof.1.0.m0.heap");
+    std::fs::write(
+        &dump,
+        "heap_v2/524288\n  t*: 1: 1024 [0: 0]\n  t0: 1: 1024 [0: 0]\n@ 0x1 0x2\n  \
+         t*: 1: 1024 [0: 0]\n  t0: 1: 1024 [0: 0]\n\nMAPPED_LIBRARIES:\n",
+    )
+    .unwrap();
+    let out = cli(&["report", dump.to_str().unwrap(), "--fragmentation"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{err}");
+    assert!(
+        err.contains(&format!("{} has no memory snapshot", dump.display()))
+            && err.contains("take dumps with jemsafe"),
+        "{err}"
+    );
+    let out = cli(&[
+        "report",
+        dump.to_str().unwrap(),
+        "--fragmentation",
+        "--format",
+        "svg",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = cli(&[
+        "report",
+        dump.to_str().unwrap(),
+        "--fragmentation",
+        "--base",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
 fn the_fragmenting_function_ranks_first_and_the_dense_one_gets_next_to_nothing() {
     let outcomes = std::thread::scope(|s| {
         let system = s.spawn(|| run_with("auto"));

@@ -207,7 +207,8 @@ pub fn attribute(stacks: &[StackLive], jem: &JemallocMemory, rate: u64) -> Attri
                 // exceed the live regions by sampling noise (and by the sampled objects,
                 // which are not in slabs); the regions no stack accounts for stay
                 // unattributed.
-                let denominator = (b.curregs as f64).max(per_class[&size]);
+                let denominator =
+                    (b.curregs as f64).max(per_class.get(&size).copied().unwrap_or(0.0));
                 let share = if denominator > 0.0 {
                     s.objects / denominator
                 } else {
@@ -270,7 +271,7 @@ fn path(frames: &[String], n: usize) -> String {
 
 impl Attribution {
     /// The report: classes, stacks ranked, and how good the estimate is. `top` rows per
-    /// table (0: all).
+    /// table (0: all, stacks without waste too).
     pub fn render(&self, top: usize) -> String {
         let rows = |n: usize| if top == 0 { n } else { n.min(top) };
         let mut s = String::new();
@@ -321,8 +322,13 @@ impl Attribution {
             }
         }
         let _ = writeln!(s, "\n  stacks by waste attributed:");
-        // Less than a byte is nothing to act on: stacks in classes without waste.
-        let ranked: Vec<&StackWaste> = self.stacks.iter().filter(|st| st.waste >= 1.0).collect();
+        // Less than a byte is nothing to act on: stacks in classes without waste are listed
+        // only when all rows are asked for (top 0).
+        let ranked: Vec<&StackWaste> = self
+            .stacks
+            .iter()
+            .filter(|st| top == 0 || st.waste >= 1.0)
+            .collect();
         let unlisted = self.stacks.len() - ranked.len();
         if ranked.is_empty() {
             let _ = writeln!(
@@ -479,7 +485,7 @@ pub fn of_dump(
         .as_ref()
         .and_then(|s| s.memory_snapshot())
         .ok_or_else(|| {
-            Error::Mismatch(format!(
+            Error::BadDump(format!(
                 "{shown_path} has no memory snapshot in a sidecar ({shown_path}.json): \
                  fragmentation by stack needs the size classes' slabs as they were at the \
                  dump; take dumps with jemsafe (`jemsafe dump`, SIGUSR1 to jemsafe)"
