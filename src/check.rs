@@ -229,6 +229,15 @@ pub fn inspect(
         match probe::probe(&launch, &profile.malloc_conf(Path::new(""))) {
             Ok(found) => {
                 report.row("allocator", found.summary());
+                if let Some(b) = found.hello.as_ref().ok().and_then(|h| h.bound()) {
+                    let table = crate::capabilities::Table::of(b);
+                    for (i, line) in table.lines().into_iter().enumerate() {
+                        report.row(if i == 0 { "can do" } else { "" }, line);
+                    }
+                    if let Some(note) = table.upgrade_note() {
+                        report.row("note", note);
+                    }
+                }
                 report.problems.extend(found.problems(profile));
             }
             Err(e) => report.problems.push(format!("probe failed: {e}")),

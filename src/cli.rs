@@ -329,6 +329,11 @@ pub struct ReportArgs {
     /// Exact numbers of bytes instead of human units (like jeprof --show_bytes)
     #[arg(long)]
     pub bytes: bool,
+    /// Fragmentation by call stack: the stacks living in the size classes whose slabs
+    /// waste most, with the waste attributed to each (an estimate; needs a dump jemsafe
+    /// took, whose sidecar holds the memory snapshot)
+    #[arg(long, conflicts_with_all = ["base", "alloc", "objects", "by"])]
+    pub fragmentation: bool,
     /// Write the output to this file instead of standard output
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,

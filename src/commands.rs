@@ -196,6 +196,11 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         opt(j.prof_active.map(|b| b.to_string())),
         opt(j.lg_prof_sample.map(|l| l.to_string()))
     );
+    if let Some(t) = &j.capabilities {
+        for (i, line) in t.lines().iter().enumerate() {
+            out!("{:<12}{line}", if i == 0 { "can do" } else { "" });
+        }
+    }
     let m = &st.stats;
     out!(
         "memory      allocated {}, active {}, resident {}, mapped {}, retained {}",
@@ -258,6 +263,26 @@ fn dump_of_sidecar(path: &Path) -> std::path::PathBuf {
     }
 }
 
+/// The fragmentation-by-stack section of `memory DUMP` (shown when fragmentation is above
+/// its advice threshold); a dump that cannot be read is a warning, the breakdown stands.
+fn fragmentation_by_stack(dump: &Path) -> Result<()> {
+    let limits = jemsafe_report::DumpLimits::default();
+    match jemsafe_report::load(dump, &limits) {
+        Ok(loaded) => {
+            let options = jemsafe_report::symbolize::Options::default();
+            if let Some((text, notes)) = crate::report::fragmentation_section(&loaded, &options, 10)
+            {
+                for n in notes {
+                    crate::warn!("{n}");
+                }
+                out_raw!("\n{text}");
+            }
+        }
+        Err(e) => crate::warn!("fragmentation by stack: {e}"),
+    }
+    Ok(())
+}
+
 /// `jemsafe memory`: the running mysqld's RSS broken down, through the control socket.
 pub fn memory(config_path: &Path, dump: Option<&Path>, as_json: bool) -> Result<i32> {
     if let Some(dump) = dump {
@@ -273,6 +298,9 @@ pub fn memory(config_path: &Path, dump: Option<&Path>, as_json: bool) -> Result<
             };
             out!("{} ({when}):", jemsafe_report::safe::shown(dump));
             out_raw!("{}", b.render());
+            if b.fragmentation_advised() {
+                fragmentation_by_stack(&dump_of_sidecar(dump))?;
+            }
         }
         return Ok(0);
     }

@@ -113,6 +113,9 @@ pub struct JemallocStatus {
     pub prof_active: Option<bool>,
     pub lg_prof_sample: Option<u32>,
     pub prof_prefix: Option<String>,
+    /// What this jemalloc can do (`check`'s table).
+    #[serde(default)]
+    pub capabilities: Option<crate::capabilities::Table>,
 }
 
 /// jemalloc's `stats.*` in bytes; all None when the shim did not answer.

@@ -5,6 +5,7 @@
 //! -> [`supervisor`] (spawn, signals, restart) -> [`verify`] (maps + handshake) ->
 //! [`shim_link`] (requests to the shim) -> [`dumps`] (file names and directory).
 
+pub mod capabilities;
 pub mod check;
 pub mod cli;
 pub mod commands;

@@ -305,6 +305,7 @@ mod tests {
                     lg_prof_interval: Some(-1),
                     lg_prof_sample: Some(19),
                     prof_gdump: Some(false),
+                    capabilities: None,
                 }),
             },
         )

@@ -485,6 +485,7 @@ fn the_shim_inside_sees_the_hosts_heap_and_refuses_when_another_malloc_serves_it
     let bound = hello.bound().expect("bound to the bundled jemalloc");
     assert!(bound.path.ends_with("/libjemsafe_jemalloc.so"), "{hello:?}");
     assert!(bound.config_prof && bound.opt_prof, "{hello:?}");
+    assert!(bound.version.starts_with("5.3.1-"), "{hello:?}");
     assert_eq!(bound.lg_prof_sample, Some(16));
     let stats: Stats = link.request(Ask::Stats, T).unwrap().body().unwrap();
     assert!(stats.allocated >= 32 << 20, "{stats:?}");
@@ -503,5 +504,60 @@ fn the_shim_inside_sees_the_hosts_heap_and_refuses_when_another_malloc_serves_it
     );
     let stats = link.request(Ask::Stats, T).unwrap();
     assert!(!stats.ok, "{stats:?}");
+    stop(child);
+}
+
+/// Failures through tikv-jemalloc-ctl: the errno comes back (mapped from ctl's text) and
+/// ctl's text (jemalloc's manual) travels in the message.
+#[test]
+fn bundled_failures_carry_the_errno_and_ctls_text() {
+    use jemsafe_proto::{Command as Ask, Failure};
+    let (child, mut link, _out) = host_with_channel(
+        &bundled().display().to_string(),
+        "_RJEM_MALLOC_CONF",
+        "prof:true",
+    );
+    let reply = link
+        .request(Ask::Dump(Some("/nonexistent-jemsafe-dir/x.heap".into())), T)
+        .unwrap();
+    let f: Failure = reply.body::<jemsafe_proto::Dumped>().unwrap_err();
+    assert_eq!(
+        (f.mallctl.as_deref(), f.error.as_deref(), f.errno),
+        (Some("prof.dump"), Some("EFAULT"), Some(libc::EFAULT)),
+        "{f}"
+    );
+    assert!(f.message.contains("could not write the heap file"), "{f}");
+    assert!(
+        f.message
+            .contains("(jemalloc: An interface with side effects failed"),
+        "{f}"
+    );
+    // A dump and a reset without arguments go through ctl too.
+    let dir = TempDir::new("bundled-ctl");
+    let path = dir.join("x.heap");
+    let ok = link
+        .request(Ask::Dump(Some(path.display().to_string())), T)
+        .unwrap();
+    assert!(ok.ok, "{ok:?}");
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .starts_with("heap_v2/"));
+    let reset = link.request(Ask::Reset(None), T).unwrap();
+    assert_eq!(reset.get("lg_prof_sample"), Some("19"), "{reset:?}");
+    stop(child);
+
+    let (child, mut link, _out) = host_with_channel(
+        &bundled().display().to_string(),
+        "_RJEM_MALLOC_CONF",
+        "prof:false",
+    );
+    let f: Failure = link
+        .request(Ask::Dump(None), T)
+        .unwrap()
+        .body::<jemsafe_proto::Dumped>()
+        .unwrap_err();
+    assert_eq!(f.error.as_deref(), Some("ENOENT"), "{f}");
+    assert!(f.message.contains("profiling is not enabled"), "{f}");
+    assert!(f.message.contains("unknown/invalid value"), "{f}");
     stop(child);
 }

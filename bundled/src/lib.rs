@@ -20,8 +20,10 @@
 // These are C's malloc family: their contract is C's, documented in malloc(3).
 #![allow(clippy::missing_safety_doc)]
 
-use jemsafe_shim_core::{object_at, object_of, Backend};
+use jemsafe_proto::Stats;
+use jemsafe_shim_core::{errno_of_ctl_text, object_at, object_of, Backend, CtlError};
 use std::ffi::{c_char, c_int, c_void, CStr};
+use tikv_jemalloc_ctl as ctl;
 use tikv_jemalloc_sys as je;
 
 #[used]
@@ -162,16 +164,49 @@ struct Bundled {
     path: String,
 }
 
+/// A tikv-jemalloc-ctl failure as the shim reports it: the crate keeps jemalloc's error
+/// number private and shows jemalloc's description of it; the number is recovered from
+/// that text (one text per number), so the wire carries the same `error`/`errno` as with
+/// the system library, and the text goes along in the message.
+fn failed(name: &CStr, e: ctl::Error) -> CtlError {
+    let text = e.to_string();
+    CtlError {
+        name: name.to_string_lossy().into_owned(),
+        // -1: a text this mapping does not know (a newer ctl): shown as EUNKNOWN, with the text.
+        errno: errno_of_ctl_text(&text).unwrap_or(-1),
+        text: Some(text),
+    }
+}
+
+/// The jemalloc inside this object, through tikv-jemalloc-ctl (which calls the sys
+/// crate's `_rjem_mallctl`: this object's jemalloc, the process's allocator once `bind`
+/// has checked that).
 impl Backend for Bundled {
-    unsafe fn mallctl(
-        &self,
-        name: &CStr,
-        old: *mut c_void,
-        old_len: *mut usize,
-        new: *mut c_void,
-        new_len: usize,
-    ) -> c_int {
-        je::mallctl(name.as_ptr(), old, old_len, new, new_len)
+    unsafe fn read<T: Copy>(&self, name: &CStr) -> Result<T, CtlError> {
+        ctl::raw::read::<T>(name.to_bytes_with_nul()).map_err(|e| failed(name, e))
+    }
+
+    unsafe fn write<T: Copy>(&self, name: &CStr, value: T) -> Result<(), CtlError> {
+        ctl::raw::write::<T>(name.to_bytes_with_nul(), value).map_err(|e| failed(name, e))
+    }
+
+    fn advance_epoch(&self) -> Result<(), CtlError> {
+        ctl::epoch::advance()
+            .map(drop)
+            .map_err(|e| failed(c"epoch", e))
+    }
+
+    fn global_stats(&self) -> Result<Stats, CtlError> {
+        use ctl::stats;
+        let size =
+            |r: ctl::Result<usize>, name: &CStr| r.map(|v| v as u64).map_err(|e| failed(name, e));
+        Ok(Stats {
+            allocated: size(stats::allocated::read(), c"stats.allocated")?,
+            active: size(stats::active::read(), c"stats.active")?,
+            resident: size(stats::resident::read(), c"stats.resident")?,
+            mapped: size(stats::mapped::read(), c"stats.mapped")?,
+            retained: size(stats::retained::read(), c"stats.retained")?,
+        })
     }
 
     fn object(&self) -> &str {

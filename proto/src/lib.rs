@@ -263,6 +263,20 @@ impl Reply {
         }
     }
 
+    /// The capabilities' fields, after a `capabilities` marker that says they were read
+    /// (an older shim sends neither).
+    fn with_capabilities(self, c: Option<&Capabilities>) -> Reply {
+        let Some(c) = c else {
+            return self;
+        };
+        self.with("capabilities", 1)
+            .with_some("prof_stats", c.prof_stats)
+            .with_some("prof_recent_alloc_max", c.prof_recent_alloc_max)
+            .with_some("prof_sys_thread_name", c.prof_sys_thread_name)
+            .with_some("prof_bt_max", c.prof_bt_max)
+            .with_some("background_thread", c.background_thread)
+    }
+
     fn with_some(self, key: &str, value: Option<impl fmt::Display>) -> Reply {
         match value {
             Some(v) => self.with(key, v),
@@ -308,6 +322,25 @@ pub struct Bound {
     pub lg_prof_sample: Option<u32>,
     /// `prof.gdump`, with profiling on.
     pub prof_gdump: Option<bool>,
+    /// What this jemalloc can do beyond profiling itself; None from older shims.
+    pub capabilities: Option<Capabilities>,
+}
+
+/// Options that say what a jemalloc can do for jemsafe; each None when this jemalloc does
+/// not have the option (an older release, or built without profiling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// `opt.prof_stats` (5.3): requested bytes per size class of sampled objects.
+    pub prof_stats: Option<bool>,
+    /// `opt.prof_recent_alloc_max` (5.3): the last N sampled allocations kept with their
+    /// stacks; 0 off, -1 unlimited.
+    pub prof_recent_alloc_max: Option<i64>,
+    /// `opt.prof_sys_thread_name` (5.3): threads named from the system in dumps.
+    pub prof_sys_thread_name: Option<bool>,
+    /// `opt.prof_bt_max` (5.3.1): the deepest stack recorded.
+    pub prof_bt_max: Option<u32>,
+    /// `background_thread`: purging on jemalloc's own threads, now.
+    pub background_thread: Option<bool>,
 }
 
 impl Hello {
@@ -338,7 +371,8 @@ impl Body for Hello {
                 .with_some("prof_prefix", b.prof_prefix.as_ref())
                 .with_some("lg_prof_interval", b.lg_prof_interval)
                 .with_some("lg_prof_sample", b.lg_prof_sample)
-                .with_some("prof_gdump", b.prof_gdump),
+                .with_some("prof_gdump", b.prof_gdump)
+                .with_capabilities(b.capabilities.as_ref()),
         }
     }
 
@@ -354,6 +388,16 @@ impl Body for Hello {
                 lg_prof_interval: r.optional("lg_prof_interval")?,
                 lg_prof_sample: r.optional("lg_prof_sample")?,
                 prof_gdump: r.optional("prof_gdump")?,
+                capabilities: match r.get("capabilities") {
+                    Some(_) => Some(Capabilities {
+                        prof_stats: r.optional("prof_stats")?,
+                        prof_recent_alloc_max: r.optional("prof_recent_alloc_max")?,
+                        prof_sys_thread_name: r.optional("prof_sys_thread_name")?,
+                        prof_bt_max: r.optional("prof_bt_max")?,
+                        background_thread: r.optional("background_thread")?,
+                    }),
+                    None => None,
+                },
             }),
             _ => Binding::Missing {
                 reason: r.field("reason")?,
@@ -429,6 +473,65 @@ pub struct Memory {
     pub thp: String,
     /// Small size classes, all arenas merged.
     pub bins: Vec<Bin>,
+    /// `prof.stats.bins.<i>.live` per small size class in use, when jemalloc keeps
+    /// them (`opt.prof_stats`, 5.3); None when it does not (and from older shims).
+    pub prof_stats: Option<Vec<ClassRequests>>,
+}
+
+/// Requested bytes of the live sampled objects of one size class (`prof.stats.*.live`):
+/// internal fragmentation is `1 - req_sum / (count * size)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClassRequests {
+    /// The size class (usable size) in bytes.
+    pub size: u64,
+    /// Sum of the sizes asked for.
+    pub req_sum: u64,
+    /// Live sampled objects.
+    pub count: u64,
+}
+
+/// Largest `prof_stats` field a shim sends: the whole reply must fit in [`MAX_PACKET`].
+pub const MAX_PROF_STATS_FIELD: usize = 4096;
+
+impl ClassRequests {
+    /// `size:req_sum:count` entries separated by spaces, at most `max` bytes (classes
+    /// beyond are left out: the caller lists the most used first).
+    pub fn encode_list(list: &[ClassRequests], max: usize) -> String {
+        let mut out = String::new();
+        for c in list {
+            let item = format!("{}:{}:{}", c.size, c.req_sum, c.count);
+            if out.len() + 1 + item.len() > max {
+                break;
+            }
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&item);
+        }
+        out
+    }
+
+    pub fn decode_list(text: &str) -> Result<Vec<ClassRequests>, DecodeError> {
+        text.split_whitespace()
+            .map(|c| {
+                let n: Vec<u64> = c
+                    .split(':')
+                    .map(|x| {
+                        x.parse()
+                            .map_err(|_| DecodeError(format!("bad class {c:?}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                let [size, req_sum, count] = n[..] else {
+                    return Err(DecodeError(format!("bad class {c:?}")));
+                };
+                Ok(ClassRequests {
+                    size,
+                    req_sum,
+                    count,
+                })
+            })
+            .collect()
+    }
 }
 
 /// One small size class: `arenas.bin.<j>.size/nregs`, `stats.arenas.<all>.bins.<j>.curregs/curslabs`.
@@ -466,6 +569,12 @@ impl Body for Memory {
             .with("background_thread", self.background_thread)
             .with("thp", &self.thp)
             .with("bins", bins.join(" "))
+            .with_some(
+                "prof_stats",
+                self.prof_stats
+                    .as_ref()
+                    .map(|l| ClassRequests::encode_list(l, MAX_PROF_STATS_FIELD)),
+            )
     }
 
     fn read(r: &Reply) -> Result<Memory, DecodeError> {
@@ -502,6 +611,10 @@ impl Body for Memory {
             background_thread: r.field("background_thread")?,
             thp: r.field("thp")?,
             bins,
+            prof_stats: r
+                .get("prof_stats")
+                .map(ClassRequests::decode_list)
+                .transpose()?,
         })
     }
 }
@@ -682,10 +795,23 @@ mod tests {
                 lg_prof_interval: Some(-1),
                 lg_prof_sample: Some(19),
                 prof_gdump: Some(false),
+                capabilities: None,
             }),
         };
         let wire = Reply::decode(&Reply::ok_with(3, &hello).encode()).unwrap();
-        assert_eq!(wire.body::<Hello>(), Ok(hello));
+        assert_eq!(wire.body::<Hello>(), Ok(hello.clone()));
+        // With capabilities: some known, some not (None stays None).
+        let mut with = hello;
+        if let Binding::Bound(b) = &mut with.jemalloc {
+            b.capabilities = Some(Capabilities {
+                prof_stats: Some(true),
+                prof_recent_alloc_max: Some(-1),
+                prof_bt_max: None,
+                ..Default::default()
+            });
+        }
+        let wire = Reply::decode(&Reply::ok_with(3, &with).encode()).unwrap();
+        assert_eq!(wire.body::<Hello>(), Ok(with));
         let stats = Stats {
             allocated: 1,
             active: 2,
@@ -720,7 +846,39 @@ mod tests {
             ..Default::default()
         };
         let wire = Reply::decode(&Reply::ok_with(1, &m).encode()).unwrap();
-        assert_eq!(wire.body::<Memory>(), Ok(m));
+        assert_eq!(wire.body::<Memory>(), Ok(m.clone()));
+        // With prof_stats, including an empty list (on, nothing sampled yet).
+        for list in [
+            vec![],
+            vec![ClassRequests {
+                size: 1024,
+                req_sum: 1000,
+                count: 1,
+            }],
+        ] {
+            let m = Memory {
+                prof_stats: Some(list),
+                ..m.clone()
+            };
+            let wire = Reply::decode(&Reply::ok_with(1, &m).encode()).unwrap();
+            assert_eq!(wire.body::<Memory>(), Ok(m));
+        }
+    }
+
+    #[test]
+    fn a_long_prof_stats_list_is_cut_to_its_bound() {
+        let list: Vec<ClassRequests> = (1..1000)
+            .map(|i| ClassRequests {
+                size: i * 4096,
+                req_sum: i * 4_000_000,
+                count: 1000,
+            })
+            .collect();
+        let text = ClassRequests::encode_list(&list, MAX_PROF_STATS_FIELD);
+        assert!(text.len() <= MAX_PROF_STATS_FIELD);
+        let back = ClassRequests::decode_list(&text).unwrap();
+        assert_eq!(back[..], list[..back.len()]);
+        assert!(ClassRequests::decode_list("1:2").is_err());
     }
 
     #[test]

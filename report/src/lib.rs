@@ -17,6 +17,7 @@ pub mod aggregate;
 pub mod collapsed;
 pub mod counts;
 pub mod debuginfod;
+pub mod fragmentation;
 pub mod leaks;
 pub mod maps;
 pub mod memory;

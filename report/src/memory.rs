@@ -69,6 +69,32 @@ pub struct JemallocMemory {
     pub background_thread: bool,
     pub thp: String,
     pub bins: Vec<Bin>,
+    /// `prof.stats.*.live` per size class, when jemalloc kept them (`opt.prof_stats`);
+    /// absent from snapshots taken without it (and by older jemsafes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prof_stats: Option<Vec<ClassRequests>>,
+}
+
+/// Requested bytes of one size class's live sampled objects (`prof.stats.*.live`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClassRequests {
+    /// The size class (usable size).
+    pub size: u64,
+    /// Bytes asked for, summed.
+    pub req_sum: u64,
+    /// Live sampled objects.
+    pub count: u64,
+}
+
+impl ClassRequests {
+    /// Internal fragmentation: the share of the class's usable bytes not asked for.
+    pub fn internal(&self) -> f64 {
+        let usable = self.count.saturating_mul(self.size);
+        if usable == 0 {
+            return 0.0;
+        }
+        (1.0 - self.req_sum as f64 / usable as f64).max(0.0)
+    }
 }
 
 /// One small size class: region size, regions per slab, live regions, slabs.
@@ -226,6 +252,13 @@ pub fn breakdown(proc: &ProcMemory, jem: &JemallocMemory) -> Breakdown {
 }
 
 impl Breakdown {
+    /// Whether fragmentation is large enough for advice (more than a quarter of the heap
+    /// in use): then `memory DUMP` and `leaks` also say which stacks live in the wasteful
+    /// size classes.
+    pub fn fragmentation_advised(&self) -> bool {
+        self.fragmentation as f64 > 0.25 * self.heap_in_use.max(1) as f64
+    }
+
     /// Advice, only where a threshold is crossed: which knob, and how to set it in a
     /// jemsafe profile.
     pub fn advice(&self) -> Vec<String> {
@@ -243,7 +276,7 @@ impl Breakdown {
                 self.background_thread
             ));
         }
-        if self.fragmentation as f64 > 0.25 * self.heap_in_use.max(1) as f64 {
+        if self.fragmentation_advised() {
             let worst: Vec<String> = self
                 .size_classes
                 .iter()

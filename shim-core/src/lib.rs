@@ -18,31 +18,119 @@
 mod memory;
 
 use jemsafe_proto::{
-    Binding, Bound, Command, Dumped, Failure, Hello, ProfState, Reply, Request, ResetDone, Stats,
-    ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
+    Binding, Bound, Capabilities, Command, Dumped, Failure, Hello, ProfState, Reply, Request,
+    ResetDone, Stats, ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
 };
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-/// A way to call the process's jemalloc `mallctl`.
+/// A failed mallctl call: which name, jemalloc's error number, and (when the backend has
+/// one) its own description of the failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtlError {
+    pub name: String,
+    pub errno: c_int,
+    /// The backend's text for the failure (tikv-jemalloc-ctl's: jemalloc's manual).
+    pub text: Option<String>,
+}
+
+impl CtlError {
+    /// A failure known by its errno only.
+    pub fn errno(name: &CStr, errno: c_int) -> CtlError {
+        CtlError {
+            name: name.to_string_lossy().into_owned(),
+            errno,
+            text: None,
+        }
+    }
+}
+
+/// A way to reach the process's jemalloc `mallctl`, by name, with typed values.
 pub trait Backend: Send + 'static {
-    /// `mallctl(name, old, old_len, new, new_len)`, returning jemalloc's error number.
+    /// Reads `name` as a `T`.
     ///
     /// # Safety
-    /// The pointers must be valid for the sizes given, as `mallctl` requires.
-    unsafe fn mallctl(
-        &self,
-        name: &CStr,
-        old: *mut c_void,
-        old_len: *mut usize,
-        new: *mut c_void,
-        new_len: usize,
-    ) -> c_int;
+    /// `T` must be the type jemalloc documents for `name` (jemalloc checks the size, not
+    /// the type: `bool` read from a `u8` name is undefined behaviour).
+    unsafe fn read<T: Copy>(&self, name: &CStr) -> Result<T, CtlError>;
+
+    /// Writes `value` to `name`.
+    ///
+    /// # Safety
+    /// As [`Backend::read`]; a pointer value must stay valid for the call.
+    unsafe fn write<T: Copy>(&self, name: &CStr, value: T) -> Result<(), CtlError>;
+
+    /// A new `epoch`: jemalloc refreshes the statistics it caches.
+    fn advance_epoch(&self) -> Result<(), CtlError> {
+        // SAFETY: `epoch` is a u64.
+        unsafe { self.write::<u64>(c"epoch", 1) }
+    }
+
+    /// `stats.allocated/active/resident/mapped/retained` (after [`Backend::advance_epoch`]).
+    fn global_stats(&self) -> Result<Stats, CtlError> {
+        // SAFETY: these statistics are size_t.
+        let read = |name| unsafe { self.read::<usize>(name) }.map(|v| v as u64);
+        Ok(Stats {
+            allocated: read(c"stats.allocated")?,
+            active: read(c"stats.active")?,
+            resident: read(c"stats.resident")?,
+            mapped: read(c"stats.mapped")?,
+            retained: read(c"stats.retained")?,
+        })
+    }
 
     /// The object the allocator lives in, as the handshake reports it.
     fn object(&self) -> &str;
+}
+
+/// A `mallctl` function, as the system shim finds it at run time.
+pub type MallctlFn =
+    unsafe extern "C" fn(*const c_char, *mut c_void, *mut usize, *mut c_void, usize) -> c_int;
+
+/// [`Backend::read`] through a raw `mallctl`.
+///
+/// # Safety
+/// As [`Backend::read`]; `mallctl` must be jemalloc's.
+pub unsafe fn raw_read<T: Copy>(mallctl: MallctlFn, name: &CStr) -> Result<T, CtlError> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let mut len = size_of::<T>();
+    let rc = mallctl(
+        name.as_ptr(),
+        value.as_mut_ptr().cast(),
+        &mut len,
+        std::ptr::null_mut(),
+        0,
+    );
+    if rc != 0 {
+        return Err(CtlError::errno(name, rc));
+    }
+    // Zero-initialised, then filled by jemalloc with exactly len == size_of::<T>() bytes
+    // (jemalloc answers EINVAL when the sizes differ).
+    Ok(value.assume_init())
+}
+
+/// [`Backend::write`] through a raw `mallctl`.
+///
+/// # Safety
+/// As [`Backend::write`]; `mallctl` must be jemalloc's.
+pub unsafe fn raw_write<T: Copy>(
+    mallctl: MallctlFn,
+    name: &CStr,
+    mut value: T,
+) -> Result<(), CtlError> {
+    let ptr: *mut T = &mut value;
+    match mallctl(
+        name.as_ptr(),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        ptr.cast(),
+        size_of::<T>(),
+    ) {
+        0 => Ok(()),
+        rc => Err(CtlError::errno(name, rc)),
+    }
 }
 
 /// Call from the preloaded object's initialiser: takes the channel and starts the control
@@ -199,64 +287,24 @@ pub fn object_at(addr: usize) -> String {
 /// A bound backend with typed access.
 struct Jemalloc<B>(B);
 
-/// A failed mallctl call: which name, which errno.
-struct CtlError {
-    name: &'static str,
-    errno: c_int,
-}
-
 impl<B: Backend> Jemalloc<B> {
-    fn call(
-        &self,
-        name: &'static CStr,
-        old: *mut c_void,
-        old_len: *mut usize,
-        new: *mut c_void,
-        new_len: usize,
-    ) -> Result<(), CtlError> {
-        // SAFETY: pointers come from the typed wrappers below and match the sizes given.
-        let rc = unsafe { self.0.mallctl(name, old, old_len, new, new_len) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(CtlError {
-                name: name.to_str().unwrap_or("mallctl"),
-                errno: rc,
-            })
-        }
+    fn read<T: Copy>(&self, name: &CStr) -> Result<T, CtlError> {
+        // SAFETY: every name read through here is read as the type jemalloc documents
+        // (size_t as usize, ssize_t as isize, unsigned as u32, bool as u8, strings as
+        // pointers): see the callers.
+        unsafe { self.0.read(name) }
     }
 
-    fn read<T: Copy>(&self, name: &'static CStr) -> Result<T, CtlError> {
-        let mut value = MaybeUninit::<T>::zeroed();
-        let mut len = size_of::<T>();
-        self.call(
-            name,
-            value.as_mut_ptr().cast(),
-            &mut len,
-            std::ptr::null_mut(),
-            0,
-        )?;
-        // SAFETY: zero-initialised, then filled by jemalloc with exactly len == size_of::<T>() bytes
-        // (jemalloc returns EINVAL when the sizes differ).
-        Ok(unsafe { value.assume_init() })
+    fn write<T: Copy>(&self, name: &CStr, value: T) -> Result<(), CtlError> {
+        // SAFETY: as in `read`.
+        unsafe { self.0.write(name, value) }
     }
 
-    fn write<T: Copy>(&self, name: &'static CStr, mut value: T) -> Result<(), CtlError> {
-        let ptr: *mut T = &mut value;
-        self.call(
-            name,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            ptr.cast(),
-            size_of::<T>(),
-        )
-    }
-
-    fn read_bool(&self, name: &'static CStr) -> Result<bool, CtlError> {
+    fn read_bool(&self, name: &CStr) -> Result<bool, CtlError> {
         self.read::<u8>(name).map(|b| b != 0)
     }
 
-    fn read_str(&self, name: &'static CStr) -> Result<String, CtlError> {
+    fn read_str(&self, name: &CStr) -> Result<String, CtlError> {
         let ptr = self.read::<*const c_char>(name)?;
         if ptr.is_null() {
             return Ok(String::new());
@@ -283,7 +331,8 @@ fn errno_name(errno: c_int) -> &'static str {
 }
 
 fn ctl_failure(id: u64, e: CtlError) -> Reply {
-    let hint = match (e.name, e.errno) {
+    let name = e.name.as_str();
+    let hint = match (name, e.errno) {
         (name, libc::ENOENT) if name.starts_with("prof.") => {
             "profiling is not enabled in this process (opt.prof is false): \
              restart mysqld with a profile that sets prof = true"
@@ -298,15 +347,47 @@ fn ctl_failure(id: u64, e: CtlError) -> Reply {
         }
         _ => "jemalloc refused the request",
     };
+    let message = match &e.text {
+        Some(text) => format!("{hint} (jemalloc: {text})"),
+        None => hint.to_owned(),
+    };
     Reply::failed(
         id,
         &Failure {
-            message: hint.to_owned(),
-            mallctl: Some(e.name.to_owned()),
+            message,
+            mallctl: Some(e.name.clone()),
             error: Some(errno_name(e.errno).to_owned()),
             errno: Some(e.errno),
         },
     )
+}
+
+/// The errno behind a tikv-jemalloc-ctl error, from its text: the crate keeps the number
+/// private and prints jemalloc's manual's description of each documented error (or
+/// `Unknown error code: "N".` for any other), one text per number. Mapped back so that
+/// both backends report failures alike on the wire (`error`, `errno`), which jemsafe's
+/// hints and tests key on; the text itself travels in the message.
+pub fn errno_of_ctl_text(text: &str) -> Option<c_int> {
+    const DESCRIPTIONS: [(&str, c_int); 5] = [
+        (
+            "`newp` is not `NULL`, and `newlen` is too large or too small",
+            libc::EINVAL,
+        ),
+        (
+            "`name` or `mib` specifies an unknown/invalid value",
+            libc::ENOENT,
+        ),
+        ("Attempt to read or write `void` value", libc::EPERM),
+        ("A memory allocation failure occurred", libc::EAGAIN),
+        ("An interface with side effects failed", libc::EFAULT),
+    ];
+    if let Some(code) = text.strip_prefix("Unknown error code: \"") {
+        return code.split('"').next()?.parse().ok();
+    }
+    DESCRIPTIONS
+        .iter()
+        .find(|(prefix, _)| text.starts_with(prefix))
+        .map(|&(_, errno)| errno)
 }
 
 fn handle<B: Backend>(request: Request, binding: &Result<Jemalloc<B>, String>) -> Reply {
@@ -366,6 +447,7 @@ fn hello<B: Backend>(id: u64, j: &Jemalloc<B>) -> Result<Reply, CtlError> {
         lg_prof_interval: None,
         lg_prof_sample: None,
         prof_gdump: None,
+        capabilities: None,
     };
     if config_prof {
         bound.opt_prof = j.read_bool(c"opt.prof")?;
@@ -379,38 +461,48 @@ fn hello<B: Backend>(id: u64, j: &Jemalloc<B>) -> Result<Reply, CtlError> {
             bound.lg_prof_sample = Some(j.read::<usize>(c"opt.lg_prof_sample")? as u32);
         }
     }
+    bound.capabilities = Some(capabilities(j)?);
     Ok(Reply::ok_with(id, &hello_with(Binding::Bound(bound))))
+}
+
+/// What this jemalloc can do beyond profiling itself; an option it does not have (ENOENT:
+/// an older release, or built without profiling) is None.
+fn capabilities<B: Backend>(j: &Jemalloc<B>) -> Result<Capabilities, CtlError> {
+    Ok(Capabilities {
+        prof_stats: known(j.read_bool(c"opt.prof_stats"))?,
+        prof_recent_alloc_max: known(j.read::<isize>(c"opt.prof_recent_alloc_max"))?
+            .map(|v| v as i64),
+        prof_sys_thread_name: known(j.read_bool(c"opt.prof_sys_thread_name"))?,
+        prof_bt_max: known(j.read::<u32>(c"opt.prof_bt_max"))?,
+        background_thread: known(j.read_bool(c"background_thread"))?,
+    })
+}
+
+/// `Ok(None)` for a name this jemalloc does not have (ENOENT).
+fn known<T>(r: Result<T, CtlError>) -> Result<Option<T>, CtlError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.errno == libc::ENOENT => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn dump<B: Backend>(id: u64, j: &Jemalloc<B>, path: Option<String>) -> Result<Reply, CtlError> {
     let started = Instant::now();
-    match &path {
-        Some(p) => {
-            let Ok(c_path) = CString::new(p.as_bytes()) else {
-                let failure = Failure {
-                    error: Some("EINVAL".into()),
-                    ..Failure::new("dump path contains a NUL byte")
-                };
-                return Ok(Reply::failed(id, &failure));
+    let c_path = match path.as_deref().map(CString::new) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(_)) => {
+            let failure = Failure {
+                error: Some("EINVAL".into()),
+                ..Failure::new("dump path contains a NUL byte")
             };
-            let mut ptr: *const c_char = c_path.as_ptr();
-            let ptr_ref: *mut *const c_char = &mut ptr;
-            j.call(
-                c"prof.dump",
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                ptr_ref.cast(),
-                size_of::<*const c_char>(),
-            )?;
+            return Ok(Reply::failed(id, &failure));
         }
-        None => j.call(
-            c"prof.dump",
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            0,
-        )?,
-    }
+    };
+    // A null file name is jemalloc's "no argument": its own name, prof_prefix.pid.seq.m.
+    let name: *const c_char = c_path.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    j.write(c"prof.dump", name)?;
     Ok(Reply::ok_with(
         id,
         &Dumped {
@@ -434,29 +526,60 @@ fn set_active<B: Backend>(id: u64, j: &Jemalloc<B>, want: Option<bool>) -> Resul
 }
 
 fn reset<B: Backend>(id: u64, j: &Jemalloc<B>, lg: Option<u32>) -> Result<Reply, CtlError> {
-    match lg {
-        Some(lg) => j.write::<usize>(c"prof.reset", lg as usize)?,
-        None => j.call(
-            c"prof.reset",
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            0,
-        )?,
-    }
+    // Without a new rate, prof.reset keeps the current one: writing it back is the same.
+    let lg = match lg {
+        Some(lg) => lg as usize,
+        None => j.read::<usize>(c"prof.lg_sample")?,
+    };
+    j.write::<usize>(c"prof.reset", lg)?;
     let lg_prof_sample = j.read::<usize>(c"prof.lg_sample")? as u32;
     Ok(Reply::ok_with(id, &ResetDone { lg_prof_sample }))
 }
 
 fn stats<B: Backend>(id: u64, j: &Jemalloc<B>) -> Result<Reply, CtlError> {
-    j.write::<u64>(c"epoch", 1)?;
-    let read = |name| j.read::<usize>(name).map(|v| v as u64);
-    let stats = Stats {
-        allocated: read(c"stats.allocated")?,
-        active: read(c"stats.active")?,
-        resident: read(c"stats.resident")?,
-        mapped: read(c"stats.mapped")?,
-        retained: read(c"stats.retained")?,
-    };
-    Ok(Reply::ok_with(id, &stats))
+    j.0.advance_epoch()?;
+    Ok(Reply::ok_with(id, &j.0.global_stats()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctl_texts_map_back_to_their_errno() {
+        // tikv-jemalloc-ctl 0.7's texts (error.rs), as its Display prints them.
+        let cases = [
+            ("`newp` is not `NULL`, and `newlen` is too large or too small. Alternatively, `*oldlenp` is too large or too small; in this case as much data as possible are read despite the error.", libc::EINVAL),
+            ("`name` or `mib` specifies an unknown/invalid value.", libc::ENOENT),
+            ("Attempt to read or write `void` value, or attempt to write read-only value.", libc::EPERM),
+            ("A memory allocation failure occurred.", libc::EAGAIN),
+            ("An interface with side effects failed in some way not directly related to `mallctl*()` read/write processing.", libc::EFAULT),
+            ("Unknown error code: \"14\".", 14),
+        ];
+        for (text, errno) in cases {
+            assert_eq!(errno_of_ctl_text(text), Some(errno), "{text}");
+        }
+        assert_eq!(errno_of_ctl_text("something else"), None);
+    }
+
+    #[test]
+    fn a_failure_carries_the_backends_text_and_the_errno() {
+        let reply = ctl_failure(
+            3,
+            CtlError {
+                name: "prof.dump".into(),
+                errno: libc::EFAULT,
+                text: Some("An interface with side effects failed".into()),
+            },
+        );
+        let f = reply.body::<Stats>().unwrap_err();
+        assert_eq!(f.error.as_deref(), Some("EFAULT"));
+        assert_eq!(f.errno, Some(libc::EFAULT));
+        assert!(f.message.contains("could not write the heap file"), "{f}");
+        assert!(
+            f.message
+                .contains("(jemalloc: An interface with side effects failed)"),
+            "{f}"
+        );
+    }
 }

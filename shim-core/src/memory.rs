@@ -1,10 +1,9 @@
 //! The `memory` request: jemalloc's accounting of its memory, read with mallctl on the
 //! shim's thread (one `epoch` bump, then reads; no malloc_stats_print text parsing).
 
-use super::{Backend, Jemalloc};
-use jemsafe_proto::{Bin, Memory, Reply};
-use std::ffi::{c_void, CStr, CString};
-use std::mem::{size_of, MaybeUninit};
+use super::{Backend, CtlError, Jemalloc};
+use jemsafe_proto::{Bin, ClassRequests, Memory, Reply};
+use std::ffi::{CStr, CString};
 
 /// jemalloc's `MALLCTL_ARENAS_ALL`: the arena index that means all arenas merged.
 const ARENAS_ALL: u32 = 4096;
@@ -13,24 +12,7 @@ impl<B: Backend> Jemalloc<B> {
     /// Reads a value of type `T` by a name built at run time.
     fn read_named<T: Copy>(&self, name: &str) -> Result<T, String> {
         let c = CString::new(name).map_err(|_| format!("bad mallctl name {name:?}"))?;
-        let mut value = MaybeUninit::<T>::zeroed();
-        let mut len = size_of::<T>();
-        // SAFETY: value has room for exactly len == size_of::<T>() bytes; jemalloc answers
-        // EINVAL when the sizes differ and writes nothing then.
-        let rc = unsafe {
-            self.0.mallctl(
-                &c,
-                value.as_mut_ptr().cast::<c_void>(),
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(format!("mallctl {name} failed with errno {rc}"));
-        }
-        // SAFETY: zero-initialised, then filled by jemalloc (see above).
-        Ok(unsafe { value.assume_init() })
+        self.read::<T>(&c).map_err(|e| describe(&e))
     }
 
     fn read_size(&self, name: &str) -> Result<u64, String> {
@@ -38,25 +20,23 @@ impl<B: Backend> Jemalloc<B> {
     }
 }
 
+/// "mallctl NAME failed with errno N (TEXT)".
+fn describe(e: &CtlError) -> String {
+    let mut s = format!("mallctl {} failed with errno {}", e.name, e.errno);
+    if let Some(text) = &e.text {
+        s.push_str(&format!(" ({text})"));
+    }
+    s
+}
+
 fn snapshot<B: Backend>(j: &Jemalloc<B>) -> Result<Memory, String> {
     // A new epoch refreshes the statistics jemalloc caches.
-    let mut epoch: u64 = 1;
-    let mut len = size_of::<u64>();
-    // SAFETY: epoch is read and written as a u64, as jemalloc documents.
-    let rc = unsafe {
-        j.0.mallctl(
-            c"epoch",
-            (&mut epoch as *mut u64).cast(),
-            &mut len,
-            (&mut epoch as *mut u64).cast(),
-            size_of::<u64>(),
+    j.0.advance_epoch().map_err(|e| {
+        format!(
+            "{} (this jemalloc was built without statistics?)",
+            describe(&e)
         )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "mallctl epoch failed with errno {rc} (this jemalloc was built without statistics?)"
-        ));
-    }
+    })?;
     let page = j.read_size("arenas.page")?;
     let all = format!("stats.arenas.{ARENAS_ALL}");
     let nbins = j.read_named::<u32>("arenas.nbins")?;
@@ -93,7 +73,37 @@ fn snapshot<B: Backend>(j: &Jemalloc<B>) -> Result<Memory, String> {
                 .into_owned()
         },
         bins,
+        prof_stats: prof_stats(j, nbins)?,
     })
+}
+
+/// `prof.stats.bins.<i>.live` of the small size classes with live sampled objects (large
+/// ones are left out: in 5.3.1 their usable sizes are page multiples, not the class's
+/// size, so their class would overstate what was not asked for); None when jemalloc keeps no such statistics (`opt.prof_stats` off, or a
+/// jemalloc before 5.3).
+fn prof_stats<B: Backend>(
+    j: &Jemalloc<B>,
+    nbins: u32,
+) -> Result<Option<Vec<ClassRequests>>, String> {
+    let on = |name: &CStr| matches!(j.read::<u8>(name), Ok(v) if v != 0);
+    if !(on(c"config.prof") && on(c"opt.prof") && on(c"opt.prof_stats")) {
+        return Ok(None);
+    }
+    // prof_stats_t: { uint64_t req_sum; uint64_t count; }
+    let live = |name: String| j.read_named::<[u64; 2]>(&name);
+    let mut out = Vec::new();
+    for i in 0..nbins {
+        let [req_sum, count] = live(format!("prof.stats.bins.{i}.live"))?;
+        if count > 0 {
+            let size = j.read_size(&format!("arenas.bin.{i}.size"))?;
+            out.push(ClassRequests {
+                size,
+                req_sum,
+                count,
+            });
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The reply to `memory`.

@@ -14,8 +14,8 @@
 //! on any other copy. Without the variable (mysqld's children inherit LD_PRELOAD) the
 //! shim does nothing at all.
 
-use jemsafe_shim_core::{object_of, Backend};
-use std::ffi::{c_char, c_int, c_void, CStr};
+use jemsafe_shim_core::{object_of, raw_read, raw_write, Backend, CtlError, MallctlFn};
+use std::ffi::{c_void, CStr};
 
 #[used]
 #[link_section = ".init_array"]
@@ -27,9 +27,6 @@ extern "C" fn jemsafe_shim_on_load() {
     jemsafe_shim_core::start(bind);
 }
 
-type MallctlFn =
-    unsafe extern "C" fn(*const c_char, *mut c_void, *mut usize, *mut c_void, usize) -> c_int;
-
 /// The process's jemalloc, as found at run time.
 struct Dlsym {
     mallctl: MallctlFn,
@@ -38,15 +35,12 @@ struct Dlsym {
 }
 
 impl Backend for Dlsym {
-    unsafe fn mallctl(
-        &self,
-        name: &CStr,
-        old: *mut c_void,
-        old_len: *mut usize,
-        new: *mut c_void,
-        new_len: usize,
-    ) -> c_int {
-        (self.mallctl)(name.as_ptr(), old, old_len, new, new_len)
+    unsafe fn read<T: Copy>(&self, name: &CStr) -> Result<T, CtlError> {
+        raw_read(self.mallctl, name)
+    }
+
+    unsafe fn write<T: Copy>(&self, name: &CStr, value: T) -> Result<(), CtlError> {
+        raw_write(self.mallctl, name, value)
     }
 
     fn object(&self) -> &str {

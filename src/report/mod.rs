@@ -185,6 +185,15 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         // The archive's .build-id tree first: its files are the builds that were mapped.
         options.symbolize.debug_dirs.insert(0, u.dir.clone());
     }
+    if args.fragmentation {
+        if format != Format::Text {
+            return Err(Error::Usage(
+                "--fragmentation writes text only: leave out --format".into(),
+            ));
+        }
+        let rendered = jemsafe_report::fragmentation::report(target, &options.symbolize, args.top)?;
+        return emit(rendered, args.output.as_deref(), false);
+    }
     let rendered = render::report(target, base, &options)?;
     emit(rendered, args.output.as_deref(), format.is_binary())
 }
@@ -222,12 +231,20 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
     };
     let opening = memory_growth(&dumps);
     let timeline = timeline_growth(&args.config, &dumps);
+    let closing = dumps
+        .last()
+        .and_then(|d| fragmentation_section(d, &options.symbolize, args.top));
     let mut rendered = render::leaks(dumps, &options)?;
     if let Some(opening) = opening {
         rendered.data.splice(0..0, opening.into_bytes());
     }
     if let Some(line) = timeline {
         rendered.data.splice(0..0, line.into_bytes());
+    }
+    if let Some((text, notes)) = closing {
+        rendered.data.extend_from_slice(b"\n");
+        rendered.data.extend_from_slice(text.as_bytes());
+        rendered.notes.extend(notes);
     }
     emit(rendered, None, false)
 }
@@ -265,6 +282,24 @@ fn timeline_growth(config: &Path, dumps: &[LoadedDump]) -> Option<String> {
         .join(crate::timeline::file_name(&config.dumps.prefix));
     let limit = (config.timeline.max_mb << 21).max(64 << 20);
     crate::timeline::growth::leaks_line(&path, limit, pid, start)
+}
+
+/// Fragmentation by call stack for `dump`, when its sidecar's memory snapshot says
+/// fragmentation is above its advice threshold (`memory DUMP`, `leaks`); None otherwise.
+pub fn fragmentation_section(
+    dump: &LoadedDump,
+    symbolize: &symbolize::Options,
+    top: usize,
+) -> Option<(String, Vec<String>)> {
+    let snapshot = dump.sidecar.as_ref()?.memory_snapshot()?.ok()?;
+    if !snapshot.breakdown().ok()?.fragmentation_advised() {
+        return None;
+    }
+    let mut notes = Vec::new();
+    match jemsafe_report::fragmentation::of_dump(dump.clone(), symbolize, &mut notes) {
+        Ok(a) => Some((a.render(top), notes)),
+        Err(e) => Some((String::new(), vec![format!("fragmentation by stack: {e}")])),
+    }
 }
 
 /// `jemsafe archive`.

@@ -116,6 +116,7 @@ impl Supervisor<'_> {
                 prof_active: bound.map(|b| b.prof_active),
                 lg_prof_sample: bound.and_then(|b| b.lg_prof_sample),
                 prof_prefix: bound.and_then(|b| b.prof_prefix.clone()),
+                capabilities: bound.map(crate::capabilities::Table::of),
             },
             stats: control::JemallocStats {
                 allocated: memory.map(|s| s.allocated),
@@ -197,5 +198,14 @@ pub(super) fn jemalloc_memory(jem: &Memory) -> jemsafe_report::memory::JemallocM
                 curslabs: b.curslabs,
             })
             .collect(),
+        prof_stats: jem.prof_stats.as_ref().map(|l| {
+            l.iter()
+                .map(|c| jemsafe_report::memory::ClassRequests {
+                    size: c.size,
+                    req_sum: c.req_sum,
+                    count: c.count,
+                })
+                .collect()
+        }),
     }
 }
