@@ -120,6 +120,37 @@ impl Table {
         out
     }
 
+    /// The table on one line, for `status` (which fits one screen); `check` has the whole.
+    pub fn summary(&self) -> String {
+        let word = |v: Option<bool>| match v {
+            Some(true) => "on",
+            Some(false) => "off",
+            None if self.known => "-",
+            None => "?",
+        };
+        let prof = match (self.prof, self.prof_on) {
+            (true, true) => "on",
+            (true, false) => "off",
+            (false, _) => "NOT compiled in",
+        };
+        let recent = match self.prof_recent_alloc_max {
+            Some(0) => "off".to_owned(),
+            Some(-1) => "on".to_owned(),
+            Some(n) => format!("{n}"),
+            None => word(None).to_owned(),
+        };
+        let depth = self
+            .prof_bt_max
+            .map_or_else(|| word(None).to_owned(), |n| n.to_string());
+        format!(
+            "prof {prof}, prof_stats {}, prof_recent {recent}, prof_sys_thread_name {}, \
+             prof_bt_max {depth}, background_thread {} (what they are: jemsafe check)",
+            word(self.prof_stats),
+            word(self.prof_sys_thread_name),
+            word(self.background_thread)
+        )
+    }
+
     /// For jemalloc 5.3.0 (Debian's and Ubuntu's libjemalloc2): what 5.3.1 changes for
     /// profiling, and how to get it.
     pub fn upgrade_note(&self) -> Option<String> {
@@ -202,6 +233,11 @@ mod tests {
         assert!(text.contains("prof_stats            on   "), "{text}");
         assert!(text.contains("no limit"), "{text}");
         assert_eq!(t.upgrade_note(), None);
+        assert_eq!(
+            t.summary(),
+            "prof on, prof_stats on, prof_recent on, prof_sys_thread_name on, prof_bt_max 128, \
+             background_thread on (what they are: jemsafe check)"
+        );
     }
 
     #[test]
@@ -209,5 +245,6 @@ mod tests {
         let t = Table::of(&bound("5.3.0-0-g54", None));
         assert!(!t.known);
         assert!(t.lines().join("\n").contains("(the shim did not say)"));
+        assert!(t.summary().contains("prof_stats ?, "), "{}", t.summary());
     }
 }

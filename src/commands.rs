@@ -197,9 +197,7 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
         opt(j.lg_prof_sample.map(|l| l.to_string()))
     );
     if let Some(t) = &j.capabilities {
-        for (i, line) in t.lines().iter().enumerate() {
-            out!("{:<12}{line}", if i == 0 { "can do" } else { "" });
-        }
+        out!("can do      {}", t.summary());
     }
     let m = &st.stats;
     out!(

@@ -43,16 +43,23 @@ fn check_and_status_show_what_each_library_can_do() {
     let dir = TempDir::new("caps-system");
     let system = workload_config(&dir, "stats", &["--alloc-mb", "8"], PROFILE);
     let (check, status, json) = tables(&system);
-    for text in [&check, &status] {
-        assert!(text.contains("can do"), "{text}");
-        assert!(text.contains("version               5.3.0-"), "{text}");
-        assert!(text.contains("prof_stats            on   "), "{text}");
-        assert!(
-            text.contains("prof_bt_max           -    not in this jemalloc"),
-            "{text}"
-        );
-        assert!(text.contains("prof_sys_thread_name  off  "), "{text}");
-    }
+    assert!(
+        check.contains("can do       version               5.3.0-"),
+        "{check}"
+    );
+    assert!(check.contains("prof_stats            on   "), "{check}");
+    assert!(
+        check.contains("prof_bt_max           -    not in this jemalloc"),
+        "{check}"
+    );
+    assert!(check.contains("prof_sys_thread_name  off  "), "{check}");
+    assert!(
+        status.contains(
+            "can do      prof on, prof_stats on, prof_recent off, prof_sys_thread_name off, \
+             prof_bt_max -, background_thread off"
+        ),
+        "{status}"
+    );
     assert!(
         check.contains("note         this is jemalloc 5.3.0; 5.3.1 changes profiling")
             && check.contains("opt.prof_bt_max")
@@ -67,18 +74,20 @@ fn check_and_status_show_what_each_library_can_do() {
     let dir = TempDir::new("caps-bundled");
     let bundled = bundled_workload_config(&dir, "stats", &["--alloc-mb", "8"], PROFILE);
     let (check, status, json) = tables(&bundled);
-    for text in [&check, &status] {
-        assert!(text.contains("version               5.3.1-"), "{text}");
-        assert!(text.contains("prof_stats            on   "), "{text}");
-        assert!(text.contains("prof                  on   "), "{text}");
-    }
+    assert!(check.contains("version               5.3.1-"), "{check}");
+    assert!(check.contains("prof_stats            on   "), "{check}");
+    assert!(check.contains("prof                  on   "), "{check}");
     assert!(!check.contains("this is jemalloc 5.3.0"), "{check}");
     let depth = json["jemalloc"]["capabilities"]["prof_bt_max"]
         .as_u64()
         .expect("5.3.1 has prof_bt_max");
     assert!(depth > 0, "{json}");
     assert!(
-        status.contains(&format!("prof_bt_max           {depth:<4} frames")),
+        check.contains(&format!("prof_bt_max           {depth:<4} frames")),
+        "{check}"
+    );
+    assert!(
+        status.contains(&format!("prof on, prof_stats on, prof_recent off, prof_sys_thread_name off, prof_bt_max {depth}, ")),
         "{status}"
     );
 }
