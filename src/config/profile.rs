@@ -345,7 +345,7 @@ fn resolve_in(
                 ),
                 None => ("profile".to_owned(), None),
             };
-            return Err(config.invalid(
+            return Err(config.invalid_at(
                 &key,
                 at,
                 format!(
@@ -363,7 +363,7 @@ fn resolve_in(
     if chain.contains(&tag) {
         chain.push(tag);
         let first = chain.first().cloned().unwrap_or_default();
-        return Err(config.invalid(
+        return Err(config.invalid_at(
             &format!("profiles.{first}.inherits"),
             config
                 .profiles
@@ -409,7 +409,7 @@ fn check_consistent(config: &Config, p: &Profile) -> Result<(), ConfigError> {
     }
     let key = format!("profiles.{}", p.name);
     let at = config.text.find(&format!("[{key}]"));
-    Err(config.invalid(
+    Err(config.invalid_at(
         &key,
         at,
         format!(
