@@ -46,6 +46,8 @@ pub(super) struct Moment {
     sample_every: Duration,
     next_sample: Option<Instant>,
     sample_in_flight: bool,
+    /// When the sample in flight was asked for (its round trip is logged at debug).
+    sample_sent: Option<Instant>,
     next_maintain: Option<Instant>,
     timeline_failing: bool,
     /// The running (or last) mysqld: timeline records name the process by both.
@@ -71,6 +73,7 @@ impl Moment {
             sample_every: Duration::from_secs(10),
             next_sample: None,
             sample_in_flight: false,
+            sample_sent: None,
             next_maintain: None,
             timeline_failing: false,
             pid: 0,
@@ -200,6 +203,7 @@ impl Supervisor<'_> {
             return; // the last one is still unanswered; its deadline will write it
         }
         m.sample_in_flight = true;
+        m.sample_sent = Some(Instant::now());
         let deadline = m.sample_every.min(super::shim_requests::STATUS_DEADLINE);
         self.send(
             jemsafe_proto::Command::Memory,
@@ -243,6 +247,17 @@ impl Supervisor<'_> {
             limit: m.limit.as_ref().map(|l| l.bytes),
         };
         self.timeline_write(&Record::Sample(sample));
+        if let Some(sent) = self.moment.sample_sent.take() {
+            debug!(
+                "timeline sample: {} us from the request to the record ({})",
+                sent.elapsed().as_micros(),
+                if parts.is_some() {
+                    "with the shim's reading"
+                } else {
+                    "RSS alone"
+                }
+            );
+        }
     }
 
     /// An event of the current (or just ended) mysqld on the timeline.
