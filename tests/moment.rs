@@ -37,7 +37,7 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
         &format!(
             "[triggers]\nlimit_percent = [80, 90, 95]\ncheck_ms = 200\n\
              [timeline]\ninterval_s = 1\n\
-             [http]\nlisten = \"127.0.0.1:{port}\"\n"
+             [http]\nlisten = \"127.0.0.1:{port}\"\npprof = false\n"
         ),
     );
     let plugins = udf_plugin_dir(dir.path());
