@@ -3,9 +3,7 @@
 //! processes: a C program calling every exported function, our workload under
 //! `jemsafe run`, `env`, and `check` on a libjemalloc that cannot profile.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::process::Command;

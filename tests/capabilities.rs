@@ -2,9 +2,7 @@
 //! (5.3.0: no prof_bt_max, and a note that points to the bundled 5.3.1) and jemsafe's own
 //! (5.3.1), with a profile that switches prof_stats on, in real processes (the workload).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::time::Duration;
 

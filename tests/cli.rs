@@ -3,9 +3,7 @@
 //! texts, the example config and the systemd units' `RestartPreventExitStatus=`; and a
 //! reader that stops reading (`jemsafe dumps | head -1`) ends no command with an error.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jemsafe::error::EXIT_STATUSES;
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -5,9 +5,7 @@
 //! debuginfod 0.188 has no option to bind one address: it listens on every interface of
 //! the machine; the tests talk to it on 127.0.0.1 only.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,9 +1,7 @@
 //! End to end with a real MariaDB: `jemsafe sandbox` (the README's quick start path)
 //! creates a throwaway datadir, runs mariadbd under jemsafe, and we use it like a DBA.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::Duration;

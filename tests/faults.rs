@@ -3,9 +3,7 @@
 //! takes the same code path, with MariaDB where only MariaDB shows it. Each test fails
 //! on the code before its fix.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::unix::fs::MetadataExt;

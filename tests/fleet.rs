@@ -2,9 +2,7 @@
 //! /debug/pprof/heap, and neither a bad token nor a slow client gets anywhere.
 //! (The attacks on the server itself are in hardening_http.rs.)
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::io::Write;
 use std::net::SocketAddr;

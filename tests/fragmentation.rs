@@ -7,9 +7,7 @@
 //! counters for the two classes before and after the calls (`jemsafe memory --json`, then
 //! the snapshot recorded with the dump).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -6,9 +6,7 @@
 //!
 //! Every jemsafe runs as a child with a bounded wait (killed if it does not finish).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -2,9 +2,7 @@
 //! review's items on it). Each test runs the attack or fault that worked before its fix,
 //! with real processes: MariaDB or the workload, curl and python as `nobody`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::net::SocketAddr;

@@ -6,9 +6,7 @@
 //! load code from elsewhere; mysqld inherits no descriptor but its stdio and the shim's.
 //! CI runs as root; elsewhere the ownership tests have nothing to prove and return.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::unistd::{Gid, Uid, User};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

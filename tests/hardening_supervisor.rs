@@ -2,9 +2,7 @@
 //! redirect or flood the supervisor (the security review's items on `run`). Each test
 //! reproduces an attack or fault that worked before its fix. CI runs them as root.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read, Write};

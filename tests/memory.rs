@@ -1,9 +1,7 @@
 //! `jemsafe memory`: mysqld's RSS broken down from jemalloc's own accounting (read through
 //! the shim) and the kernel's (/proc), on the workload program and on a real MariaDB.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::Path;

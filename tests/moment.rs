@@ -3,9 +3,7 @@
 //! snapshots, and the memory timeline. Memory is used on request through the project's
 //! test UDF (tests/udf/jemsafe_test_udf.c).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! The sd_notify relay: systemd hears READY=1 from jemsafe's own pid (so NotifyAccess=main
 //! works), only after mysqld said it and verification finished.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::time::Duration;
 

@@ -6,9 +6,7 @@
 //! Every jemsafe runs as a child with a bounded wait (killed if it does not finish), and
 //! its peak RSS comes from wait4.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;

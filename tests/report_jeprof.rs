@@ -3,9 +3,7 @@
 //! with --base, on dumps of our workload (Rust, DWARF) and of a C program with thousands
 //! of distinct stacks, inlined frames and recursion (built here with gcc -g).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::process::Command;

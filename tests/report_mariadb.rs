@@ -1,9 +1,7 @@
 //! `jemsafe report` on real MariaDB dumps agrees with jeprof (total and top functions,
 //! plain and with --base); `jemsafe leaks` runs on the series.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::process::Command;

@@ -1,9 +1,7 @@
 //! `jemsafe run` with our workload program standing in for mysqld: the real binary, the
 //! real shim, the real Debian libjemalloc.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::time::Duration;
 

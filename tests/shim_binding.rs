@@ -1,9 +1,7 @@
 //! The shim talks to the jemalloc that serves the host's malloc, never to a copy of its
 //! own, and it is a quiet guest: inert without jemsafe, harmless without jemalloc.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jemsafe::shim_link::ShimLink;
 use jemsafe_proto::{Command, Dumped, Hello, ProfState, ResetDone, Stats};
 use std::os::fd::AsRawFd;

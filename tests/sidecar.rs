@@ -2,9 +2,7 @@
 //! writes; reports use it to find the build that was mapped after the file was replaced,
 //! and to never pair dumps of two processes that shared a pid.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jemsafe_report::sidecar::Sidecar;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,7 @@
 //! Long-running supervision with the workload program: restart policy, retention, storm
 //! control, free-space refusal, growth dumps, and the control socket with its CLI.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::process::Command;

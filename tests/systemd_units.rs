@@ -1,8 +1,6 @@
 //! The drop-ins keep what the distribution's units pass to mysqld.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::process::Command;

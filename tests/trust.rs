@@ -1,9 +1,7 @@
 //! As root, jemsafe refuses to preload anything that someone other than root could have
 //! changed (CVE-2016-6662). CI runs as root; elsewhere these tests have nothing to prove.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;

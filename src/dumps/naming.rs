@@ -215,11 +215,18 @@ impl HeapName {
     pub fn trigger(&self) -> &str {
         match &self.origin {
             Origin::OnDemand { trigger, .. } => trigger.as_str(),
-            Origin::Automatic { kind: 'i' } => "interval",
-            Origin::Automatic { kind: 'm' } => "manual",
-            Origin::Automatic { kind: 'u' } => "gdump",
-            Origin::Automatic { .. } => "final",
+            Origin::Automatic { kind } => automatic_trigger(*kind),
         }
+    }
+}
+
+/// The trigger of a dump jemalloc named itself, from the letter in its name.
+pub fn automatic_trigger(kind: char) -> &'static str {
+    match kind {
+        'i' => "interval",
+        'm' => "manual",
+        'u' => "gdump",
+        _ => "final",
     }
 }
 

@@ -303,7 +303,7 @@ impl Supervisor<'_> {
             Ok(size) => size,
             Err(why) => {
                 let _ = files::remove(&dir_fd, &temp);
-                return Err(why);
+                return Err(why.to_string());
             }
         };
         files::rename_new(&dir_fd, &temp, name).map_err(|e| {
@@ -320,23 +320,23 @@ impl Supervisor<'_> {
         dir_fd: &std::os::fd::OwnedFd,
         name: &str,
         pid: Option<i32>,
-    ) -> Result<u64, String> {
-        let mut file = files::open_heap_file(dir_fd, name, Some(self.heap_owner()))?;
-        let (size, tail) =
-            files::read_tail(&mut file).map_err(|e| format!("cannot read it: {e}"))?;
+    ) -> Result<u64, HeapFileError> {
+        let mut file = files::open_heap_file(dir_fd, name, Some(self.heap_owner()))
+            .map_err(HeapFileError::Unusable)?;
+        let (size, tail) = files::read_tail(&mut file)
+            .map_err(|e| HeapFileError::Unusable(format!("cannot read it: {e}")))?;
         let last = pid.and_then(|p| crate::procfs::maps(p).ok()?.pop());
         files::completeness(size, &tail, last.as_ref()).map_err(|why| {
             let free = dumps::free_bytes(&self.plan.dump_dir)
                 .map(|f| format!("; {} free on its filesystem", human_space(f)))
                 .unwrap_or_default();
-            format!("the file is incomplete: {why}{free}")
+            HeapFileError::Incomplete(format!("{why}{free}"))
         })?;
-        files::restrict_file(&file).map_err(|e| format!("cannot chmod it: {e}"))?;
+        files::restrict_file(&file)
+            .map_err(|e| HeapFileError::Unusable(format!("cannot chmod it: {e}")))?;
         Ok(size)
     }
 
-    /// Writes `<name>.json` beside the dump `name` of the running mysqld (a warning when
-    /// it cannot: the dump is still good without it).
     /// The memory snapshot taken for dump `name`, if it came.
     fn take_snapshot(&mut self, name: &str) -> Option<jemsafe_report::memory::Snapshot> {
         let child = self.child.as_mut()?;
@@ -344,6 +344,8 @@ impl Supervisor<'_> {
         Some(child.snapshots.swap_remove(at).1)
     }
 
+    /// Writes `<name>.json` beside the dump `name` of the running mysqld (a warning when
+    /// it cannot: the dump is still good without it).
     pub(super) fn write_sidecar(
         &self,
         name: &str,
@@ -498,15 +500,15 @@ impl Supervisor<'_> {
             let checked = self.check_heap_file(&dir_fd, name, pid);
             if checked.is_ok() && pid.is_some() {
                 let kind = match heap.origin {
-                    dumps::naming::Origin::Automatic { kind: 'i' } => "interval",
-                    dumps::naming::Origin::Automatic { kind: 'u' } => "gdump",
-                    dumps::naming::Origin::Automatic { kind: 'f' } => "final",
-                    _ => "manual",
+                    dumps::naming::Origin::Automatic { kind } => {
+                        dumps::naming::automatic_trigger(kind)
+                    }
+                    dumps::naming::Origin::OnDemand { .. } => "manual",
                 };
                 self.snapshot_auto_dump(name, kind);
             }
             if let Err(why) = checked {
-                let removed = why.starts_with("the file is incomplete")
+                let removed = matches!(why, HeapFileError::Incomplete(_))
                     && files::remove(&dir_fd, name).is_ok();
                 warn!(
                     "jemalloc's dump {}: {why}{}",
@@ -596,6 +598,25 @@ fn fs_uid(pid: i32) -> Option<u32> {
 /// uid of its `--user`: it starts as root and switches early in its start-up.
 fn still_root(fs_uid: Option<u32>, will_be: Option<u32>) -> bool {
     fs_uid == Some(0) && will_be.is_some_and(|uid| uid != 0)
+}
+
+/// Why a heap file is not kept as a dump.
+#[derive(Debug)]
+enum HeapFileError {
+    /// Cut short (a full disk): removed, since it cannot be read.
+    Incomplete(String),
+    /// Not a file root should touch (a symlink, another owner, several links), or
+    /// unreadable: left alone.
+    Unusable(String),
+}
+
+impl std::fmt::Display for HeapFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeapFileError::Incomplete(why) => write!(f, "the file is incomplete: {why}"),
+            HeapFileError::Unusable(why) => f.write_str(why),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! directories and configs; `running` a handle on a running `jemsafe` that reads its log
 //! lines and always cleans up; `system` the machine (tmpfs, users, /proc, libraries);
 //! `notify` a stand-in for systemd's notify socket; `parity` the jeprof oracle.
-#![allow(dead_code, unused_imports)]
 
 mod http;
 mod moment;

@@ -1,0 +1,31 @@
+//! jemsafe's integration tests, one binary (as ripgrep's tests/tests.rs): a module per
+//! theme, `common` compiled once. They run the real binary, the real shim and libjemalloc,
+//! real MariaDB servers, debuginfod, Prometheus, chromium, as root.
+
+mod common;
+
+mod bundled;
+mod capabilities;
+mod cli;
+mod debuginfod;
+mod e2e_mariadb;
+mod faults;
+mod fleet;
+mod fragmentation;
+mod hardening_archive;
+mod hardening_http;
+mod hardening_launch;
+mod hardening_supervisor;
+mod memory;
+mod moment;
+mod notify;
+mod report_hostile;
+mod report_jeprof;
+mod report_mariadb;
+mod run_workload;
+mod shim_binding;
+mod sidecar;
+mod structure;
+mod supervision;
+mod systemd_units;
+mod trust;
