@@ -146,16 +146,12 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
     let mib = |v: Option<u64>| opt(v.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)));
     out!("jemsafe     pid {}, profile {}", st.jemsafe_pid, st.profile);
     out!(
-        "mysqld      pid {}, up {} s, restarts {}, last exit: {}{}",
+        "mysqld      pid {}, up {} s, restarts {}, last exit: {}",
         opt(st.mysqld_pid.map(|p| p.to_string())),
         opt(st.mysqld_uptime_s.map(|u| u.to_string())),
         st.restarts,
-        opt(st.last_exit),
-        if st.last_exit_oom_killed {
-            " (an OOM kill: the kernel's OOM killer)"
-        } else {
-            ""
-        }
+        // An OOM kill says so in its words: "was killed by SIGKILL (the kernel's OOM killer)".
+        opt(st.last_exit)
     );
     if let Some(l) = &st.memory_limit {
         let rss = st
