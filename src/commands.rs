@@ -99,10 +99,8 @@ pub fn dump(config_path: &Path) -> Result<i32> {
         },
         CALL_TIMEOUT,
     )?;
-    out!(
-        "{}",
-        reply.get("path").and_then(|p| p.as_str()).unwrap_or("")
-    );
+    let dumped: control::Dumped = control::from_reply(reply, "dump")?;
+    out!("{}", dumped.path);
     Ok(0)
 }
 
@@ -119,22 +117,15 @@ pub fn prof(config_path: &Path, op: ProfOp, lg_sample: Option<u32>) -> Result<i3
         &Request::Prof { op, lg_sample },
         CALL_TIMEOUT,
     )?;
-    let get = |k: &str| {
-        reply
-            .get(k)
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "?".into())
-    };
     match op {
-        ProfOp::Reset => out!(
-            "prof.reset done; lg_prof_sample = {}",
-            get("lg_prof_sample")
-        ),
-        _ => out!(
-            "prof.active = {} (was {})",
-            get("prof_active"),
-            get("was_active")
-        ),
+        ProfOp::Reset => {
+            let r: control::ProfReset = control::from_reply(reply, "prof reset")?;
+            out!("prof.reset done; lg_prof_sample = {}", r.lg_prof_sample)
+        }
+        _ => {
+            let p: control::ProfChanged = control::from_reply(reply, "prof")?;
+            out!("prof.active = {} (was {})", p.prof_active, p.was_active)
+        }
     }
     Ok(0)
 }
@@ -155,16 +146,12 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
     let mib = |v: Option<u64>| opt(v.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)));
     out!("jemsafe     pid {}, profile {}", st.jemsafe_pid, st.profile);
     out!(
-        "mysqld      pid {}, up {} s, restarts {}, last exit: {}{}",
+        "mysqld      pid {}, up {} s, restarts {}, last exit: {}",
         opt(st.mysqld_pid.map(|p| p.to_string())),
         opt(st.mysqld_uptime_s.map(|u| u.to_string())),
         st.restarts,
-        opt(st.last_exit),
-        if st.last_exit_oom_killed {
-            " (an OOM kill: the kernel's OOM killer)"
-        } else {
-            ""
-        }
+        // An OOM kill says so in its words: "was killed by SIGKILL (the kernel's OOM killer)".
+        opt(st.last_exit)
     );
     if let Some(l) = &st.memory_limit {
         let rss = st

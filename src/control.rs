@@ -146,20 +146,51 @@ pub struct LastDump {
 impl Status {
     /// As a reply on the socket.
     pub fn reply(&self) -> Reply {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut map)) => {
-                map.insert("ok".into(), true.into());
-                map
-            }
-            _ => error_reply("cannot encode the status"),
-        }
+        body_reply(self)
     }
 
     /// From a reply on the socket.
     pub fn from_reply(reply: Reply) -> Result<Status> {
-        serde_json::from_value(serde_json::Value::Object(reply))
-            .map_err(|e| Error::Refused(format!("unreadable status from jemsafe: {e}")))
+        from_reply(reply, "status")
     }
+}
+
+/// The answer to `dump`: the file, its size, and the round trip to the shim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dumped {
+    pub path: String,
+    pub bytes: u64,
+    pub round_trip_ms: f64,
+}
+
+/// The answer to `prof on|off|toggle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfChanged {
+    pub prof_active: bool,
+    pub was_active: bool,
+}
+
+/// The answer to `prof reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfReset {
+    pub lg_prof_sample: u32,
+}
+
+/// `body`'s fields with `ok: true`: the one way a typed answer goes on the socket.
+pub fn body_reply<T: Serialize>(body: &T) -> Reply {
+    match serde_json::to_value(body) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.insert("ok".into(), true.into());
+            map
+        }
+        _ => error_reply("cannot encode the answer"),
+    }
+}
+
+/// A typed answer read back from a reply (`what` names it in the error).
+pub fn from_reply<T: serde::de::DeserializeOwned>(reply: Reply, what: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::Object(reply))
+        .map_err(|e| Error::Refused(format!("unreadable {what} answer from jemsafe: {e}")))
 }
 
 /// A reply: `ok`, and either `error` or the command's fields.
@@ -534,6 +565,21 @@ pub fn call(runtime_dir: &Path, req: &Request, timeout: Duration) -> Result<Repl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_answers_round_trip_with_their_wire_names() {
+        let d = Dumped {
+            path: "/d/m.1.heap".into(),
+            bytes: 42,
+            round_trip_ms: 1.5,
+        };
+        let reply = body_reply(&d);
+        assert_eq!(reply["ok"], true);
+        assert_eq!(reply["path"], "/d/m.1.heap");
+        assert_eq!(from_reply::<Dumped>(reply, "dump").unwrap(), d);
+        let e = from_reply::<ProfChanged>(error_reply("no"), "prof").unwrap_err();
+        assert!(e.to_string().contains("unreadable prof answer"), "{e}");
+    }
 
     #[test]
     fn status_round_trips_with_its_field_names() {

@@ -551,13 +551,10 @@ fn heap(shared: &Shared, query: &str) -> Response {
         Ok(r) => r,
         Err(e) => return Response::text(503, &format!("503: {e}\n")).retry_after(RETRY_PROFILE_S),
     };
-    let Some(path) = reply
-        .get("path")
-        .and_then(|p| p.as_str())
-        .map(PathBuf::from)
-    else {
+    let Ok(dumped) = control::from_reply::<control::Dumped>(reply, "dump") else {
         return Response::text(500, "500: no path in jemsafe's answer\n");
     };
+    let path = PathBuf::from(dumped.path);
     if raw {
         return raw_dump(&path);
     }

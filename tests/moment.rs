@@ -218,8 +218,14 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
     assert_eq!(status["last_exit_status"], 137);
     let text = cli(&["status", "-c", config.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&text.stdout);
+    if let Ok(keep) = std::env::var("JEMSAFE_TEST_KEEP") {
+        let _ = std::fs::write(format!("{keep}/status.txt"), text.as_bytes());
+        let _ = std::fs::copy(&incident_path, format!("{keep}/incident.json"));
+    }
     assert!(
-        text.contains("was killed by SIGKILL (the kernel's OOM killer) (an OOM kill"),
+        text.contains(&format!(
+            "last exit: pid {pid} was killed by SIGKILL (the kernel's OOM killer)\n"
+        )),
         "{text}"
     );
     let (_, body) = http_get(

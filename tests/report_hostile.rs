@@ -4,12 +4,15 @@
 //! overflowing totals, no control character reaching the terminal or any output file.
 //!
 //! Every jemsafe runs as a child with a bounded wait (killed if it does not finish), and
-//! its peak RSS comes from wait4.
+//! its peak RSS comes from GNU time, whose own small process forks it: the peak RSS that
+//! wait4 gives for a child of the test process counts the test process's own memory,
+//! which is copied (or shared) until exec.
 
 use crate::common::*;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -34,9 +37,14 @@ impl Outcome {
 /// it and fails the test if it has not finished within `timeout`.
 fn jemsafe_bounded(args: &[&OsStr], debug_dirs: &Path, timeout: Duration) -> Outcome {
     // Reaped by wait4 below (which also gives its own peak RSS), not by Child::wait.
+    let rss_file = tempfile_path("maxrss");
     #[allow(clippy::zombie_processes)]
-    let mut child = Command::new(jemsafe_bin())
+    let mut child = Command::new("/usr/bin/time")
+        .args([OsStr::new("-f"), OsStr::new("%M"), OsStr::new("-o")])
+        .arg(&rss_file)
+        .arg(jemsafe_bin())
         .args(args)
+        .process_group(0)
         .env("JEMSAFE_DEBUG_DIRS", debug_dirs)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -65,11 +73,11 @@ fn jemsafe_bounded(args: &[&OsStr], debug_dirs: &Path, timeout: Duration) -> Out
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         let _ = tx.send((r, status, usage.ru_maxrss));
     });
-    let (r, status, max_rss_kb) = match rx.recv_timeout(timeout) {
+    let (r, status, _) = match rx.recv_timeout(timeout) {
         Ok(v) => v,
         Err(_) => {
             // SAFETY: signalling our own, not yet reaped, child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
             let _ = rx.recv_timeout(Duration::from_secs(10));
             panic!("jemsafe {args:?} did not finish within {timeout:?}: it hangs");
         }
@@ -80,6 +88,12 @@ fn jemsafe_bounded(args: &[&OsStr], debug_dirs: &Path, timeout: Duration) -> Out
     } else {
         128 + libc::WTERMSIG(status)
     };
+    // GNU time writes "Command exited with non-zero status N" first when it is not 0.
+    let max_rss_kb = std::fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|t| t.lines().last()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time (apt-get install time)"));
+    let _ = std::fs::remove_file(&rss_file);
     Outcome {
         code,
         stdout: out_reader.join().expect("stdout reader"),
@@ -621,4 +635,15 @@ fn control_characters_never_reach_any_output() {
         assert_no_controls("pprof string", s);
     }
     assert!(p.string_table.iter().any(|s| s.contains("ev\\x1b[31m")));
+}
+
+/// A fresh path in the temporary directory for a file a child writes.
+fn tempfile_path(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "jemsafe-test-{tag}.{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ))
 }

@@ -10,7 +10,6 @@ use crate::metrics::DumpFailure;
 use crate::{debug, error, info, warn};
 use jemsafe_proto::{Command, Dumped, Reply};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use serde_json::json;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
@@ -282,10 +281,11 @@ impl Supervisor<'_> {
         self.last_dump = Some((path.clone(), SystemTime::now()));
         let line = self.status_line();
         self.tell(&[sd_notify::NotifyState::Status(&line)]);
-        let mut answer = control::ok_reply();
-        answer.insert("path".into(), path.display().to_string().into());
-        answer.insert("bytes".into(), size.into());
-        answer.insert("round_trip_ms".into(), json!(round_trip_ms));
+        let answer = control::body_reply(&control::Dumped {
+            path: path.display().to_string(),
+            bytes: size,
+            round_trip_ms,
+        });
         for w in waiters {
             control::respond(w, &answer);
         }

@@ -10,7 +10,6 @@ use crate::verify;
 use crate::{debug, error, info, warn};
 use jemsafe_proto::{Command, Hello, Memory, ProfState, Reply, ResetDone, Stats};
 use nix::sys::signal::{kill, Signal};
-use serde_json::json;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -253,7 +252,9 @@ impl Supervisor<'_> {
                             "{what}: profile data reset, lg_prof_sample = {}{when}",
                             r.lg_prof_sample
                         );
-                        json!({ "ok": true, "lg_prof_sample": r.lg_prof_sample })
+                        control::body_reply(&control::ProfReset {
+                            lg_prof_sample: r.lg_prof_sample,
+                        })
                     })
                 } else {
                     reply.body::<ProfState>().map(|p| {
@@ -261,18 +262,21 @@ impl Supervisor<'_> {
                             "{what}: prof.active is now {} (was {}{when})",
                             p.prof_active, p.was_active
                         );
-                        json!({ "ok": true, "prof_active": p.prof_active, "was_active": p.was_active })
+                        self.timeline_event(crate::timeline::EventKind::Prof {
+                            active: p.prof_active,
+                        });
+                        control::body_reply(&control::ProfChanged {
+                            prof_active: p.prof_active,
+                            was_active: p.was_active,
+                        })
                     })
                 };
                 let answer = answer.unwrap_or_else(|failure| {
                     error!("{what} failed: {failure}{when}");
-                    json!({ "ok": false, "error": failure.to_string() })
+                    control::error_reply(failure.to_string())
                 });
-                if let Some(active) = answer.get("prof_active").and_then(|a| a.as_bool()) {
-                    self.timeline_event(crate::timeline::EventKind::Prof { active });
-                }
-                if let (Some(w), serde_json::Value::Object(map)) = (waiter, answer) {
-                    control::respond(w, &map);
+                if let Some(w) = waiter {
+                    control::respond(w, &answer);
                 }
             }
             Pending::StatusHello(stream) => {

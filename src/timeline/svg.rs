@@ -129,8 +129,23 @@ pub fn svg(records: &[Record], title: &str) -> String {
         v += step;
     }
     let _ = writeln!(out, "</g>\n{labels}");
-    for i in 0..=5 {
-        let t = t0 + std::time::Duration::from_secs_f64(span * f64::from(i) / 5.0);
+    // Time ticks at round times (whole minutes, hours...), some five to eight of them.
+    let tick = super::render::choose_step(std::time::Duration::from_secs_f64(span), 6).as_secs();
+    let epoch = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let first_tick = epoch(t0).div_ceil(tick) * tick;
+    let last_s = epoch(last.time());
+    for secs in (first_tick..=last_s).step_by(tick as usize) {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let _ = writeln!(
+            out,
+            "<line x1=\"{:.1}\" y1=\"{y1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\"/>",
+            x(t),
+            x(t),
+            y1 + 4.0
+        );
         let label = stamp(t);
         let label = if span < 86400.0 {
             label[11..].to_owned()
