@@ -263,7 +263,6 @@ fn no_import_cycles_between_source_files() {
 }
 
 #[test]
-#[ignore = "until symbolize.rs and config/mod.rs are split"]
 fn no_source_file_is_over_the_line_limit() {
     let mut long = Vec::new();
     for krate in CRATES {
