@@ -12,7 +12,7 @@
 
 use crate::dumps::HeapFile;
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -272,42 +272,10 @@ pub fn write(
     incident: &Incident,
     owner: Option<u32>,
 ) -> Result<(), String> {
-    use std::io::Write;
-    let fd = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::fcntl::OFlag::O_WRONLY
-            | nix::fcntl::OFlag::O_CREAT
-            | nix::fcntl::OFlag::O_EXCL
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_NONBLOCK
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::from_bits_truncate(0o640),
-    )
-    .map_err(|e| format!("cannot create {name}: {e}"))?;
-    // SAFETY: openat just returned this descriptor; nothing else owns it.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    let result = (|| -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-        if let Some(uid) = owner {
-            if uid != nix::unistd::geteuid().as_raw() {
-                std::os::unix::fs::fchown(&file, Some(uid), None)?;
-            }
-        }
-        let mut text = serde_json::to_vec_pretty(incident).map_err(std::io::Error::other)?;
-        text.push(b'\n');
-        file.write_all(&text)?;
-        file.sync_data()
-    })();
-    result.map_err(|e| {
-        let _ = nix::unistd::unlinkat(
-            Some(dir.as_raw_fd()),
-            name,
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        );
-        format!("cannot write {name}: {e}")
-    })
+    let mut text =
+        serde_json::to_vec_pretty(incident).map_err(|e| format!("cannot encode {name}: {e}"))?;
+    text.push(b'\n');
+    crate::dumps::files::write_new(dir, name, &text, owner)
 }
 
 /// An incident record in the dump directory.

@@ -173,6 +173,51 @@ pub fn completeness(
     Ok(())
 }
 
+/// Writes `bytes` as the new file `name` in the directory `dir` (a sidecar, an incident
+/// record): never over an existing name, never through a symlink, never blocking; mode
+/// 0640, owned by `owner` (the dumps' owner); removed again if writing fails.
+pub fn write_new(
+    dir: &OwnedFd,
+    name: &str,
+    bytes: &[u8],
+    owner: Option<u32>,
+) -> Result<(), String> {
+    use std::io::Write;
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::OFlag::O_WRONLY
+            | nix::fcntl::OFlag::O_CREAT
+            | nix::fcntl::OFlag::O_EXCL
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .map_err(|e| format!("cannot create {name}: {e}"))?;
+    // SAFETY: openat just returned this descriptor; nothing else owns it.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let result = (|| -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+        if let Some(uid) = owner {
+            if uid != nix::unistd::geteuid().as_raw() {
+                std::os::unix::fs::fchown(&file, Some(uid), None)?;
+            }
+        }
+        file.write_all(bytes)?;
+        file.sync_data()
+    })();
+    result.map_err(|e| {
+        let _ = nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        format!("cannot write {name}: {e}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

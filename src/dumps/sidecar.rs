@@ -9,8 +9,7 @@
 //! and mode 0640, like the dump it describes.
 
 use jemsafe_report::sidecar::{self, Jemalloc, Object, Process, Sidecar};
-use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 
 /// What the supervisor knows beside /proc.
@@ -119,40 +118,7 @@ pub fn write(
     s: &Sidecar,
     owner: Option<u32>,
 ) -> Result<(), String> {
-    let name = format!("{dump_name}.json");
-    let fd = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
-        name.as_str(),
-        nix::fcntl::OFlag::O_WRONLY
-            | nix::fcntl::OFlag::O_CREAT
-            | nix::fcntl::OFlag::O_EXCL
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_NONBLOCK
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::from_bits_truncate(0o640),
-    )
-    .map_err(|e| format!("cannot create {name}: {e}"))?;
-    // SAFETY: openat just returned this descriptor; nothing else owns it.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    let result = (|| -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-        if let Some(uid) = owner {
-            if uid != nix::unistd::geteuid().as_raw() {
-                std::os::unix::fs::fchown(&file, Some(uid), None)?;
-            }
-        }
-        file.write_all(&s.to_json())?;
-        file.sync_data()
-    })();
-    result.map_err(|e| {
-        let _ = nix::unistd::unlinkat(
-            Some(dir.as_raw_fd()),
-            name.as_str(),
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        );
-        format!("cannot write {name}: {e}")
-    })
+    super::files::write_new(dir, &format!("{dump_name}.json"), &s.to_json(), owner)
 }
 
 #[cfg(test)]
