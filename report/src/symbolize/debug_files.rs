@@ -1,7 +1,7 @@
 //! Separate debug files: by build-id, by path, by `.gnu_debuglink`, or in the
 //! debuginfod cache; each must carry the object's build-id.
 
-use super::files::{build_id_path, open_file};
+use super::files::{build_id_path, candidate, open_file};
 use super::Options;
 use crate::safe::FileStore;
 use object::Object as _;
@@ -65,17 +65,10 @@ pub(super) fn find_debug_file<'a>(
     }
     for c in candidates {
         // Missing candidates are the rule; anything else found there is worth a word.
-        if c == path || std::fs::metadata(&c).is_err() {
+        if c == path {
             continue;
         }
-        let opened = match open_file(store, &c, true) {
-            Ok(o) => o,
-            Err(why) => {
-                notes.push(format!("debug file {} {why}; not used", c.display()));
-                continue;
-            }
-        };
-        let Ok(dbg) = object::File::parse(opened.data) else {
+        let Some((data, dbg)) = candidate(store, &c, notes) else {
             continue;
         };
         let dbg_id = dbg.build_id().ok().flatten();
@@ -86,7 +79,7 @@ pub(super) fn find_debug_file<'a>(
         }
         return Some(DebugFile {
             path: c,
-            data: opened.data,
+            data,
             file: dbg,
         });
     }

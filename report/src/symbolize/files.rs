@@ -122,24 +122,34 @@ pub(super) fn by_build_id<'a>(
         exe.into_iter().chain(debug)
     });
     for c in local.chain(in_cache) {
-        if std::fs::metadata(&c).is_err() {
-            continue;
-        }
-        let opened = match open_file(store, &c, true) {
-            Ok(o) => o,
-            Err(why) => {
-                notes.push(format!("debug file {} {why}; not used", c.display()));
-                continue;
-            }
-        };
-        let Ok(file) = object::File::parse(opened.data) else {
+        let Some((data, file)) = candidate(store, &c, notes) else {
             continue;
         };
         if file.build_id().ok().flatten() == Some(id) {
-            return Some((opened.data, file));
+            return Some((data, file));
         }
     }
     None
+}
+
+/// A debug file candidate (which may be a link, as the `.build-id` tree is made of them),
+/// opened and parsed as ELF; None when it is not there (the rule) or not usable (then with
+/// a note, unless it is simply not ELF).
+pub(super) fn candidate<'a>(
+    store: &'a FileStore,
+    c: &Path,
+    notes: &mut Vec<String>,
+) -> Option<(&'a [u8], object::File<'a>)> {
+    std::fs::metadata(c).ok()?;
+    let opened = match open_file(store, c, true) {
+        Ok(o) => o,
+        Err(why) => {
+            notes.push(format!("debug file {} {why}; not used", c.display()));
+            return None;
+        }
+    };
+    let file = object::File::parse(opened.data).ok()?;
+    Some((opened.data, file))
 }
 
 /// The file at `path` if it is the one that was mapped: same device and inode as the
