@@ -95,3 +95,32 @@ pub fn threads(pid: i32) -> usize {
         .unwrap()
         .count()
 }
+
+/// SIGSTOP to `pid`, and the wait (bounded) until every thread of it is stopped: the
+/// kernel stops the group only once a thread of it runs, so on a busy machine another
+/// thread (the shim's) may still answer for a while after kill(2) returned.
+pub fn stop_process(pid: i32, timeout: Duration) {
+    use nix::sys::signal::{kill, Signal};
+    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP).expect("SIGSTOP");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let all_stopped = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("read the process's tasks")
+            .filter_map(|t| t.ok())
+            .all(|t| {
+                std::fs::read_to_string(t.path().join("stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('T')))
+                    .unwrap_or(true) // a thread that ended
+            });
+        if all_stopped {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} did not stop within {timeout:?}"
+        );
+        // No event tells a non-parent that a process stopped: poll /proc briefly.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
