@@ -203,7 +203,7 @@ fn a_prof_change_to_a_stopped_mysqld_is_unconfirmed_then_logged_when_it_happens(
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     let mysqld = js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
-    kill(Pid::from_raw(mysqld), Signal::SIGSTOP).unwrap();
+    stop_process(mysqld, T);
     let cont = Cont(mysqld);
 
     let asked = Instant::now();

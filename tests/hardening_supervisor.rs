@@ -368,7 +368,7 @@ fn status_answers_while_mysqld_is_stopped_and_dump_requests_join() {
     ]);
     let mysqld = js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
-    kill(Pid::from_raw(mysqld), Signal::SIGSTOP).unwrap();
+    stop_process(mysqld, T);
     struct Cont(i32);
     impl Drop for Cont {
         fn drop(&mut self) {
