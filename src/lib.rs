@@ -19,6 +19,7 @@ pub mod locate;
 
 pub mod log;
 pub mod memlimit;
+pub mod page;
 pub mod metrics;
 pub mod oom;
 pub mod probe;

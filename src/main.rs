@@ -63,6 +63,7 @@ fn main() {
         Cmd::Leaks(args) => commands::leaks(&args),
         Cmd::Archive(args) => commands::archive(&args),
         Cmd::Timeline(args) => commands::timeline(&args),
+        Cmd::Page(args) => jemsafe::page::command(&args),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),
         Cmd::Pprof { dump } => jemsafe::http::render_child_main(&dump),
     };

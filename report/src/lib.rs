@@ -30,6 +30,7 @@ pub mod safe;
 pub mod sidecar;
 pub mod svg;
 pub mod symbolize;
+pub mod page;
 pub mod text;
 
 /// What can go wrong reading or rendering dumps.
