@@ -154,14 +154,12 @@ fn timeline(o: &mut String, model: &Model) {
         return;
     }
     let span = (t1 - t0).max(1) as f64;
-    let ymax = t
-        .points
-        .iter()
-        .map(|p| p.rss.max(p.limit.unwrap_or(0)))
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64
-        * 1.05;
+    // A limit far above RSS (the machine's RAM) would flatten the chart: it is drawn only
+    // within 3 times the highest RSS, and named otherwise.
+    let top_rss = t.points.iter().map(|p| p.rss).max().unwrap_or(0).max(1);
+    let limit = t.points.iter().filter_map(|p| p.limit).max();
+    let limit_drawn = limit.is_some_and(|l| l <= 3 * top_rss);
+    let ymax = top_rss.max(if limit_drawn { limit.unwrap_or(0) } else { 0 }) as f64 * 1.1;
     let x = |ms: i64| TL + (ms - t0) as f64 / span * (TW - TL - TR);
     let y = |v: f64| TT + (1.0 - v / ymax) * (TH - TT - TB);
     let _ = write!(
@@ -234,7 +232,18 @@ fn timeline(o: &mut String, model: &Model) {
         }
     };
     line(o, "rss", &|p| Some(p.rss));
-    line(o, "limit", &|p| p.limit);
+    if limit_drawn {
+        line(o, "limit", &|p| p.limit);
+    } else if let Some(l) = limit {
+        let _ = write!(
+            o,
+            "<text class=\"axis limit-note\" x=\"{}\" y=\"{}\" text-anchor=\"end\">memory \
+             limit {} (above the chart)</text>",
+            TW - TR - 4.0,
+            TT + 12.0,
+            human_bytes(l as f64)
+        );
+    }
     // Markers.
     for m in &t.markers {
         let mx = x(m.t);

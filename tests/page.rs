@@ -1,0 +1,158 @@
+//! `jemsafe page`: one self-contained HTML page of a real MariaDB's memory, with a leak
+//! planted by the project's test UDF (tests/udf/jemsafe_test_udf.c), checked in a real
+//! browser (Debian's chromium, headless): the DOM after scripts ran, no network request,
+//! a screenshot that is not blank.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const START: Duration = Duration::from_secs(180);
+const T: Duration = Duration::from_secs(60);
+const PLANTED: &str = "jemsafe_test_leak_site";
+
+fn file_url(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+/// The text of the first `<tr>` of the table `id` in `dom`'s tbody.
+fn first_row(dom: &str, id: &str) -> String {
+    let t = &dom[dom.find(&format!("id=\"{id}\"")).expect(id)..];
+    let body = &t[t.find("<tbody>").unwrap()..];
+    body[..body.find("</tr>").unwrap()].to_owned()
+}
+
+/// Where test artifacts are kept (target/test-artifacts).
+fn artifacts() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn a_mariadb_series_with_a_planted_leak_makes_a_page_that_shows_it_offline() {
+    let (dir, config) = prepared_sandbox("page-mariadb", "[timeline]\ninterval_s = 1\n");
+    let plugins = udf_plugin_dir(dir.path());
+    let mut js = Running::start(&[
+        "run",
+        "-c",
+        config.to_str().unwrap(),
+        "-p",
+        "leak",
+        "--",
+        &format!("--plugin-dir={}", plugins.display()),
+    ]);
+    js.wait_started(1, START);
+    js.err.wait_for("ready for connections", START);
+    let socket = dir.join("mysqld/mysqld.sock");
+    create_udf_functions(&socket);
+    let cfg = config.to_str().unwrap();
+    let samples = || {
+        let out = cli(&["timeline", "-c", cfg, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["samples"].as_array().map_or(0, Vec::len)
+    };
+    // Five dumps, 8 MiB leaked before each of the last four, a timeline sample between.
+    let mut dumps = Vec::new();
+    for i in 0..5 {
+        if i > 0 {
+            sql(&socket, "SELECT jemsafe_leak_kb(8192)");
+        }
+        let seen = samples();
+        let deadline = std::time::Instant::now() + T;
+        while samples() == seen {
+            assert!(std::time::Instant::now() < deadline, "no timeline sample");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = cli(&["dump", "-c", cfg]);
+        assert!(out.status.success(), "{out:?}");
+        dumps.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        // jemsafe coalesces dumps closer than min_interval_ms: wait until the next may run.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let page = dir.join("incident.html");
+    let started = std::time::Instant::now();
+    let out = cli(&["page", "-c", cfg, "-o", page.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    eprintln!(
+        "page of {} dumps: {} KiB in {:.2} s",
+        dumps.len(),
+        html.len() / 1024,
+        took.as_secs_f64()
+    );
+    js.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+
+    // Without scripts: a document that already says it.
+    assert!(html.contains("content=\"default-src 'none'"), "no CSP");
+    assert!(
+        first_row(&html, "leaks").contains(PLANTED),
+        "{}",
+        first_row(&html, "leaks")
+    );
+    assert_eq!(html.matches("class=\"marker dump\"").count(), dumps.len());
+    assert!(html.contains("MariaDB"), "no mysqld version");
+    assert!(html.contains("From the timeline file"), "timeline not used");
+
+    // In the browser, after scripts ran, with no name resolving (the issue's rule; a
+    // canary server is no use here: chromium's own background requests would reach it).
+    let resolver = "MAP * ~NOTFOUND".to_owned();
+    let profile = dir.join("chromium");
+    let probed = dir.join("probed.html");
+    std::fs::write(&probed, with_probe(&html, "")).unwrap();
+    let dom = dump_dom(
+        &profile,
+        &resolver,
+        &format!("{}#search={PLANTED}", file_url(&probed)),
+    );
+    assert!(dom.contains("data-ready=\"1\""), "the script did not run");
+    let leaks = first_row(&dom, "leaks");
+    assert!(leaks.contains(PLANTED), "{leaks}");
+    assert_eq!(dom.matches("class=\"marker dump").count(), dumps.len());
+    // The newest dump is selected: its marker says so.
+    assert_eq!(dom.matches("class=\"marker dump sel\"").count(), 1);
+    let found = &dom[dom.find("id=\"found\"").unwrap()..];
+    let found = &found[..found.find("</span>").unwrap()];
+    assert!(found.contains(PLANTED), "{found}");
+    let share: f64 = attr_of(&dom, "id=\"found\"", "data-share")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(share > 0.3, "the planted leak holds {share} of the heap");
+    assert!(dom.contains("class=\"fr match\""), "no frame highlighted");
+    // No request: nothing was blocked, nothing loaded.
+    let probe: serde_json::Value =
+        serde_json::from_str(&attr_of(&dom, "<body", "data-probe").expect("probe ran")).unwrap();
+    assert_eq!(probe["violations"].as_array().unwrap().len(), 0, "{probe}");
+    assert_eq!(probe["resources"].as_array().unwrap().len(), 0, "{probe}");
+    // The probe sees a request when there is one: CSP blocks a planted image before the
+    // network.
+    let planted = dir.join("planted.html");
+    std::fs::write(
+        &planted,
+        with_probe(&html, "<img src=\"http://example.com/x.png\">"),
+    )
+    .unwrap();
+    let dom2 = dump_dom(&profile, &resolver, &file_url(&planted));
+    let probe2: serde_json::Value =
+        serde_json::from_str(&attr_of(&dom2, "<body", "data-probe").expect("probe ran")).unwrap();
+    assert_eq!(probe2["violations"].as_array().unwrap().len(), 1, "{probe2}");
+
+    // A picture that is not blank, kept as an artifact (and for the README with
+    // JEMSAFE_SCREENSHOT_DOCS=1).
+    let png = artifacts().join("page.png");
+    screenshot(&profile, &resolver, &file_url(&page), &png, "1280,2200");
+    let (w, h, px) = png_rgb(&std::fs::read(&png).unwrap());
+    assert_eq!((w, h), (1280, 2200));
+    let var = grey_variance(&px);
+    assert!(var > 200.0, "the screenshot is blank (variance {var})");
+    std::fs::copy(&page, artifacts().join("page.html")).unwrap();
+    if std::env::var_os("JEMSAFE_SCREENSHOT_DOCS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::copy(&png, docs.join("page.png")).unwrap();
+    }
+}
