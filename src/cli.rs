@@ -230,6 +230,16 @@ timeline, a dump of another process) is said on the page."
     /// (internal) renders a dump for [http]'s /debug/pprof/heap, in a child of `run`
     #[command(name = "__pprof", hide = true)]
     Pprof { dump: PathBuf },
+
+    /// (internal) renders the page for [http]'s /, in a child of `run`
+    #[command(name = "__page", hide = true)]
+    PageChild {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        timeline_max_mb: u64,
+        dir: PathBuf,
+    },
 }
 
 /// Output format of `jemsafe timeline`.

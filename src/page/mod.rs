@@ -167,34 +167,45 @@ fn paths(args: &PageArgs) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// The config's timeline for the dumps' process, or a note saying why there is none.
+/// Where a timeline file is and how it may be read.
+pub struct TimelineFile {
+    pub path: PathBuf,
+    pub limit: u64,
+    /// Follow a symbolic link (a file the user named, not the dump directory's).
+    pub follow: bool,
+    /// Named by the user: a missing file is worth a note.
+    pub named: bool,
+}
+
+/// What a page is made of (the command line's arguments, or the live page's settings).
+pub struct Inputs {
+    pub paths: Vec<PathBuf>,
+    /// The user named the dumps (symbolic links followed).
+    pub named: bool,
+    pub timeline: Option<TimelineFile>,
+    pub since: Option<SystemTime>,
+    pub max_entries: usize,
+    pub max_dump_mb: u64,
+    pub symbolize: jemsafe_report::symbolize::Options,
+    pub live: Option<page::Live>,
+}
+
+/// The timeline for the dumps' process, or a note saying why there is none.
 fn read_timeline(
-    args: &PageArgs,
+    file: Option<&TimelineFile>,
+    since: Option<SystemTime>,
     dumps: &[LoadedDump],
     notes: &mut Vec<String>,
 ) -> Option<Timeline> {
+    let file = file?;
     let newest = dumps.last()?;
     let pid = newest.pid?;
     let start = dumps.iter().find_map(|d| d.process().map(|p| p.start_ticks));
-    let (path, limit, follow) = match &args.timeline {
-        Some(f) => (f.clone(), 256u64 << 20, true),
-        None => {
-            let config = crate::config::Config::load(&args.config).ok()?;
-            (
-                config
-                    .dumps
-                    .dir
-                    .join(timeline::file_name(&config.dumps.prefix)),
-                (config.timeline.max_mb << 21).max(64 << 20),
-                false,
-            )
-        }
-    };
-    if args.timeline.is_none() && !path.exists() {
+    if !file.named && !file.path.exists() {
         return None;
     }
-    let shown_path = shown(&path);
-    let parsed = match timeline::file::read(&path, follow, limit) {
+    let shown_path = shown(&file.path);
+    let parsed = match timeline::file::read(&file.path, file.follow, file.limit) {
         Ok(p) => p,
         Err(e) => {
             notes.push(format!(
@@ -210,10 +221,6 @@ fn read_timeline(
             d.describe()
         ));
     }
-    let since = args
-        .since
-        .as_deref()
-        .and_then(|s| since_time(s, SystemTime::now()).ok());
     let records = timeline::select(&parsed.records, since, Some(pid));
     let t = timeline_of(
         &records,
@@ -232,14 +239,13 @@ fn read_timeline(
     Some(t)
 }
 
-/// Builds the page's HTML for the arguments (the command and the live page's child).
-pub fn html(args: &PageArgs) -> Result<String> {
-    let named = !args.dumps.is_empty();
-    let limits = DumpLimits::new(args.max_dump_mb, named);
+/// The page's HTML for `inputs`; what is missing becomes a note on the page.
+pub fn render(inputs: Inputs) -> Result<String> {
+    let limits = DumpLimits::new(inputs.max_dump_mb, inputs.named);
     let mut notes = Vec::new();
     let mut dumps = Vec::new();
-    for p in paths(args)? {
-        match crate::report::load(&p, &limits) {
+    for p in &inputs.paths {
+        match crate::report::load(p, &limits) {
             Ok(d) => dumps.push(d),
             // One unreadable dump does not hide the others.
             Err(e) => notes.push(format!("{e}; the page is made without it")),
@@ -256,17 +262,96 @@ pub fn html(args: &PageArgs) -> Result<String> {
         )));
     }
     let dumps = one_process(dumps, &mut notes);
-    let timeline = read_timeline(args, &dumps, &mut notes);
+    let timeline = read_timeline(inputs.timeline.as_ref(), inputs.since, &dumps, &mut notes);
     let options = page::Options {
+        symbolize: inputs.symbolize,
+        max_entries: inputs.max_entries,
+        ..Default::default()
+    };
+    let mut model = page::build(dumps, timeline, notes, &options)?;
+    model.live = inputs.live;
+    Ok(page::html::render(&model))
+}
+
+/// Builds the page's HTML for the command line's arguments.
+pub fn html(args: &PageArgs) -> Result<String> {
+    let named = !args.dumps.is_empty();
+    let timeline = match &args.timeline {
+        Some(f) => Some(TimelineFile {
+            path: f.clone(),
+            limit: 256 << 20,
+            follow: true,
+            named: true,
+        }),
+        None => crate::config::Config::load(&args.config)
+            .ok()
+            .map(|c| timeline_file(&c.dumps.dir, &c.dumps.prefix, c.timeline.max_mb)),
+    };
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| since_time(s, SystemTime::now()))
+        .transpose()?;
+    render(Inputs {
+        paths: paths(args)?,
+        named,
+        timeline,
+        since,
+        max_entries: args.max_entries,
+        max_dump_mb: args.max_dump_mb,
         symbolize: crate::report::sym_options(
             crate::cli::NamesMode::Exact,
             crate::report::debuginfod(&args.debuginfod, args.offline, &args.config),
         ),
-        max_entries: args.max_entries,
-        ..Default::default()
-    };
-    let model = page::build(dumps, timeline, notes, &options)?;
-    Ok(page::html::render(&model))
+        live: None,
+    })
+}
+
+/// The timeline file of a dump directory, read as `jemsafe timeline` reads it.
+pub fn timeline_file(dir: &Path, prefix: &str, max_mb: u64) -> TimelineFile {
+    TimelineFile {
+        path: dir.join(timeline::file_name(prefix)),
+        limit: (max_mb << 21).max(64 << 20),
+        follow: false,
+        named: false,
+    }
+}
+
+/// All dumps of the newest pid among `files` (a dump directory's listing), oldest first.
+pub fn newest_series_of(files: &[crate::dumps::HeapFile]) -> Vec<PathBuf> {
+    let newest = files.last().map(|f| f.name.pid).unwrap_or(0);
+    let mut paths: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| f.name.pid == newest)
+        .map(|f| f.path.clone())
+        .collect();
+    select::sort_by_time(&mut paths);
+    paths
+}
+
+/// The live page's child (`jemsafe __page`): the newest process's dumps in `dir`, its
+/// timeline, the CSRF token from the environment; the HTML written framed (its length as 8
+/// bytes little-endian, then the bytes) for the HTTP server.
+pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result<i32> {
+    let files = crate::dumps::list(dir, prefix)
+        .map_err(Error::io(format!("cannot list the dump directory {}", shown(dir))))?;
+    let csrf = std::env::var(crate::http::PAGE_CSRF_ENV).unwrap_or_default();
+    let html = render(Inputs {
+        paths: newest_series_of(&files),
+        named: false,
+        timeline: Some(timeline_file(dir, prefix, timeline_max_mb)),
+        since: None,
+        max_entries: page::Options::default().max_entries,
+        max_dump_mb: jemsafe_report::DEFAULT_MAX_DUMP_MB,
+        symbolize: Default::default(),
+        live: Some(page::Live { csrf }),
+    })?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&(html.len() as u64).to_le_bytes())
+        .and_then(|_| out.write_all(html.as_bytes()))
+        .and_then(|_| out.flush())
+        .map_err(Error::io("cannot write the page to the HTTP server"))?;
+    Ok(0)
 }
 
 /// `jemsafe page`.
