@@ -156,3 +156,100 @@ fn a_mariadb_series_with_a_planted_leak_makes_a_page_that_shows_it_offline() {
         std::fs::copy(&png, docs.join("page.png")).unwrap();
     }
 }
+
+/// The live page: `/` behind the token (Basic, as a browser sends it), `/dump` only from
+/// the page (its CSRF token and Origin), every request's Host the listen address.
+#[test]
+fn the_live_page_needs_the_token_and_its_dump_button_the_pages_csrf_token_and_origin() {
+    let dir = TempDir::new("page-live");
+    let port = free_port();
+    let (_, token_line) = token_file(dir.path());
+    let config = workload_config(
+        &dir,
+        "leak",
+        &["--alloc-mb", "8"],
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token_line}"),
+    );
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.err.wait_for("HTTP server on", T);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let cfg = config.to_str().unwrap();
+    for _ in 0..2 {
+        let out = cli(&["dump", "-c", cfg]);
+        assert!(out.status.success(), "{out:?}");
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let host = format!("Host: {addr}");
+    let get = |extra: &str| {
+        raw_http(
+            addr,
+            &format!("GET / HTTP/1.1\r\n{extra}Connection: close\r\n\r\n"),
+        )
+    };
+    // Without the token: 401 and a Basic challenge (the browser prompts once).
+    let (code, head, _) = get(&format!("{host}\r\n"));
+    assert_eq!(code, 401, "{head}");
+    assert!(
+        head.contains("WWW-Authenticate: Basic realm=\"jemsafe\""),
+        "{head}"
+    );
+    let (code, _, _) = get(&format!("{host}\r\n{}\r\n", basic("dba", "wrong")));
+    assert_eq!(code, 401);
+    // With it, as a browser sends it: the page.
+    let auth = basic("dba", TOKEN);
+    let (code, head, page) = get(&format!("{host}\r\n{auth}\r\n"));
+    assert_eq!(code, 200, "{head}\n{page}");
+    assert!(head.contains("text/html"), "{head}");
+    assert!(head.contains("Content-Security-Policy: default-src 'none'"));
+    assert!(page.contains("id=\"dumpnow\""));
+    assert_eq!(page.matches("class=\"marker dump\"").count(), 2);
+    let csrf = attr_of(&page, "name=\"csrf\"", "value").expect("a CSRF token");
+    assert_eq!(csrf.len(), 32);
+    // A request naming another host (a DNS-rebound name) is refused, whatever the path.
+    for path in ["/", "/metrics"] {
+        let (code, _, body) = raw_http(
+            addr,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: rebound.example:{port}\r\n{auth}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(code, 421, "{path}: {body}");
+    }
+    let post = |origin: Option<&str>, body: &str| {
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        raw_http(
+            addr,
+            &format!(
+                "POST /dump HTTP/1.1\r\n{host}\r\n{auth}\r\n{origin}Content-Type: \
+                 application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: \
+                 close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let heaps = || heap_files(&dir.join("dumps")).len();
+    let before = heaps();
+    let own = format!("http://{addr}");
+    // No CSRF token, a wrong one, a foreign Origin, no Origin: refused, no dump.
+    assert_eq!(post(Some(&own), "").0, 403);
+    assert_eq!(post(Some(&own), "csrf=0123456789abcdef0123456789abcdef").0, 403);
+    assert_eq!(post(Some("http://evil.example"), &format!("csrf={csrf}")).0, 403);
+    assert_eq!(post(None, &format!("csrf={csrf}")).0, 403);
+    assert_eq!(heaps(), before, "a refused request made a dump");
+    // From the page: a dump.
+    let (code, _, body) = post(Some(&own), &format!("csrf={csrf}"));
+    assert_eq!(code, 200, "{body}");
+    assert!(Path::new(body.trim()).exists(), "{body}");
+    assert_eq!(heaps(), before + 1);
+    // The live page renders in a browser like the file does.
+    let saved = dir.join("live.html");
+    std::fs::write(&saved, &page).unwrap();
+    let dom = dump_dom(&dir.join("chromium"), "MAP * ~NOTFOUND", &file_url(&saved));
+    assert!(dom.contains("data-ready=\"1\""), "the script did not run");
+    js.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
