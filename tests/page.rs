@@ -253,3 +253,99 @@ fn the_live_page_needs_the_token_and_its_dump_button_the_pages_csrf_token_and_or
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
+
+/// Runs the workload under jemsafe once, takes `n` dumps, stops it; the dumps' paths.
+fn workload_dumps(config: &Path, n: usize) -> Vec<PathBuf> {
+    let cfg = config.to_str().unwrap();
+    let mut js = Running::start(&["run", "-c", cfg]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let mut dumps = Vec::new();
+    for _ in 0..n {
+        let out = cli(&["dump", "-c", cfg]);
+        assert!(out.status.success(), "{out:?}");
+        dumps.push(PathBuf::from(
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        ));
+        // Dumps closer than [dumps] min_interval_ms are coalesced.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    js.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    dumps
+}
+
+/// A series mixing two processes, a dump without its sidecar, a dump that is not one, a
+/// damaged timeline: the page names each and shows the rest.
+#[test]
+fn bad_input_is_named_on_the_page_and_the_rest_still_renders() {
+    let dir = TempDir::new("page-bad");
+    let config = workload_config(
+        &dir,
+        "leak",
+        &["--alloc-mb", "8"],
+        "[timeline]\ninterval_s = 1\n",
+    );
+    let first = workload_dumps(&config, 1);
+    let second = workload_dumps(&config, 3);
+    std::fs::remove_file(format!("{}.json", second[1].display())).unwrap();
+    let broken = dir.join("broken.heap");
+    std::fs::write(&broken, "heap_v2/524288\n  t*: 1: 2 [ nonsense\n").unwrap();
+    let timeline = std::fs::read(dir.join("dumps/mysqld.timeline")).unwrap();
+    let mid = timeline.len() / 2;
+    let cut = mid + timeline[mid..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut damaged = timeline[..cut].to_vec();
+    damaged.extend_from_slice(b"{\"t\":17950000\x00\xff garbage\n");
+    damaged.extend_from_slice(&timeline[cut..]);
+    let damaged_path = dir.join("damaged.timeline");
+    std::fs::write(&damaged_path, damaged).unwrap();
+
+    let out_path = dir.join("bad.html");
+    let mut args: Vec<String> = vec!["page".into(), "-c".into(), config.display().to_string()];
+    for p in first.iter().chain(&second).chain([&broken]) {
+        args.push(p.display().to_string());
+    }
+    args.extend([
+        "--timeline".into(),
+        damaged_path.display().to_string(),
+        "-o".into(),
+        out_path.display().to_string(),
+    ]);
+    let out = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{out:?}");
+    let html = std::fs::read_to_string(&out_path).unwrap();
+    let notes = &html[html.find("id=\"notes\"").expect("no notes")..];
+    let notes = &notes[..notes.find("</div>").unwrap()];
+    let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        notes.contains(&name(&first[0])) && notes.contains("of another process"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains(&name(&second[1])) && notes.contains("has no sidecar"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("broken.heap") && notes.contains("the page is made without it"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("damaged.timeline") && notes.contains("what could be read is shown"),
+        "{notes}"
+    );
+    // The rest: the second process's three dumps, its timeline, growth.
+    assert_eq!(html.matches("class=\"marker dump\"").count(), 3);
+    assert!(html.contains("From the timeline file"));
+    assert!(html.contains("id=\"diffflame\"") && html.contains("class=\"flame\""));
+
+    // Nothing to show at all: an error naming why, non-zero exit.
+    let out = cli(&[
+        "page",
+        broken.to_str().unwrap(),
+        "-o",
+        dir.join("none.html").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.heap"), "{err}");
+}
