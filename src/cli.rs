@@ -441,7 +441,12 @@ pub struct PageArgs {
     #[arg(long, value_name = "TIMELINE")]
     pub timeline: Option<PathBuf>,
     /// The HTML file to write (`-`: standard output)
-    #[arg(short = 'o', long = "output", value_name = "FILE.html", required = true)]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE.html",
+        required = true
+    )]
     pub output: PathBuf,
     /// Stack entries embedded at most over all dumps; older dumps beyond it are summarised
     #[arg(long, value_name = "N", default_value_t = 150_000)]

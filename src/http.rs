@@ -386,7 +386,8 @@ fn authorized(token: &str, authorization: Option<&str>) -> bool {
     // cannot send a bearer header by itself.
     let given = match authorization {
         Some(a) if a.starts_with("Bearer ") => a["Bearer ".len()..].trim().to_owned(),
-        Some(a) if a.starts_with("Basic ") => match page_http::basic_password(&a["Basic ".len()..]) {
+        Some(a) if a.starts_with("Basic ") => match page_http::basic_password(&a["Basic ".len()..])
+        {
             Some(p) => p,
             None => return false,
         },

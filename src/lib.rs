@@ -19,9 +19,9 @@ pub mod locate;
 
 pub mod log;
 pub mod memlimit;
-pub mod page;
 pub mod metrics;
 pub mod oom;
+pub mod page;
 pub mod probe;
 pub mod procfs;
 pub mod report;

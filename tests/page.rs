@@ -139,7 +139,11 @@ fn a_mariadb_series_with_a_planted_leak_makes_a_page_that_shows_it_offline() {
     let dom2 = dump_dom(&profile, &resolver, &file_url(&planted));
     let probe2: serde_json::Value =
         serde_json::from_str(&attr_of(&dom2, "<body", "data-probe").expect("probe ran")).unwrap();
-    assert_eq!(probe2["violations"].as_array().unwrap().len(), 1, "{probe2}");
+    assert_eq!(
+        probe2["violations"].as_array().unwrap().len(),
+        1,
+        "{probe2}"
+    );
 
     // A picture that is not blank, kept as an artifact (and for the README with
     // JEMSAFE_SCREENSHOT_DOCS=1).
@@ -236,8 +240,14 @@ fn the_live_page_needs_the_token_and_its_dump_button_the_pages_csrf_token_and_or
     let own = format!("http://{addr}");
     // No CSRF token, a wrong one, a foreign Origin, no Origin: refused, no dump.
     assert_eq!(post(Some(&own), "").0, 403);
-    assert_eq!(post(Some(&own), "csrf=0123456789abcdef0123456789abcdef").0, 403);
-    assert_eq!(post(Some("http://evil.example"), &format!("csrf={csrf}")).0, 403);
+    assert_eq!(
+        post(Some(&own), "csrf=0123456789abcdef0123456789abcdef").0,
+        403
+    );
+    assert_eq!(
+        post(Some("http://evil.example"), &format!("csrf={csrf}")).0,
+        403
+    );
     assert_eq!(post(None, &format!("csrf={csrf}")).0, 403);
     assert_eq!(heaps(), before, "a refused request made a dump");
     // From the page: a dump.

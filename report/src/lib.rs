@@ -22,6 +22,7 @@ pub mod leaks;
 pub mod maps;
 pub mod memory;
 pub mod names;
+pub mod page;
 pub mod parse;
 pub mod pprof;
 pub mod provenance;
@@ -30,7 +31,6 @@ pub mod safe;
 pub mod sidecar;
 pub mod svg;
 pub mod symbolize;
-pub mod page;
 pub mod text;
 
 /// What can go wrong reading or rendering dumps.

@@ -94,7 +94,9 @@ pub fn host_ok(host: Option<&str>, bound: SocketAddr) -> bool {
 /// Whether `Origin` is the page's own: `http://` and the (checked) Host.
 pub fn origin_ok(origin: Option<&str>, host: Option<&str>) -> bool {
     match (origin, host) {
-        (Some(o), Some(h)) => o.trim().eq_ignore_ascii_case(&format!("http://{}", h.trim())),
+        (Some(o), Some(h)) => o
+            .trim()
+            .eq_ignore_ascii_case(&format!("http://{}", h.trim())),
         _ => false,
     }
 }

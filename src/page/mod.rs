@@ -35,7 +35,7 @@ pub fn timeline_of(
     source: &str,
     max_points: usize,
 ) -> Timeline {
-    let mine = |p: u32, s: u64| p == pid && start.is_none_or(|st| st == s);
+    let mine = |p: u32, s: u64| p == pid && start.map_or(true, |st| st == s);
     let samples: Vec<&timeline::Sample> = records
         .iter()
         .filter_map(|r| match r {
@@ -200,7 +200,9 @@ fn read_timeline(
     let file = file?;
     let newest = dumps.last()?;
     let pid = newest.pid?;
-    let start = dumps.iter().find_map(|d| d.process().map(|p| p.start_ticks));
+    let start = dumps
+        .iter()
+        .find_map(|d| d.process().map(|p| p.start_ticks));
     if !file.named && !file.path.exists() {
         return None;
     }
@@ -333,8 +335,10 @@ pub fn newest_series_of(files: &[crate::dumps::HeapFile]) -> Vec<PathBuf> {
 /// timeline, the CSRF token from the environment; the HTML written framed (its length as 8
 /// bytes little-endian, then the bytes) for the HTTP server.
 pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result<i32> {
-    let files = crate::dumps::list(dir, prefix)
-        .map_err(Error::io(format!("cannot list the dump directory {}", shown(dir))))?;
+    let files = crate::dumps::list(dir, prefix).map_err(Error::io(format!(
+        "cannot list the dump directory {}",
+        shown(dir)
+    )))?;
     let csrf = std::env::var(crate::http::PAGE_CSRF_ENV).unwrap_or_default();
     let html = render(Inputs {
         paths: newest_series_of(&files),

@@ -37,7 +37,11 @@ fn metric(args: &ReportArgs) -> Metric {
 /// debuginfod: `--debuginfod` URLs, else DEBUGINFOD_URLS, else the config's
 /// `[report] debuginfod` (a config that cannot be read is skipped with a warning: a named
 /// dump needs no config).
-pub(crate) fn debuginfod(urls: &[String], offline: bool, config: &Path) -> jemsafe_report::debuginfod::Config {
+pub(crate) fn debuginfod(
+    urls: &[String],
+    offline: bool,
+    config: &Path,
+) -> jemsafe_report::debuginfod::Config {
     use jemsafe_report::debuginfod;
     let mut cfg = debuginfod::Config::from_env();
     cfg.offline = offline;

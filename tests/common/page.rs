@@ -130,9 +130,17 @@ pub fn png_rgb(bytes: &[u8]) -> (usize, usize, Vec<[u8; 3]>) {
         let filter = line[0];
         let mut cur = line[1..].to_vec();
         for x in 0..stride {
-            let a = if x >= channels { cur[x - channels] as i16 } else { 0 };
+            let a = if x >= channels {
+                cur[x - channels] as i16
+            } else {
+                0
+            };
             let b = prev[x] as i16;
-            let c = if x >= channels { prev[x - channels] as i16 } else { 0 };
+            let c = if x >= channels {
+                prev[x - channels] as i16
+            } else {
+                0
+            };
             let add = match filter {
                 0 => 0,
                 1 => a,
@@ -198,7 +206,11 @@ pub fn attr_of(dom: &str, tag_start: &str, name: &str) -> Option<String> {
     let tag = &dom[at..at + dom[at..].find('>')?];
     let key = format!("{name}=\"");
     let v = &tag[tag.find(&key)? + key.len()..];
-    Some(v[..v.find('"')?].replace("&quot;", "\"").replace("&amp;", "&"))
+    Some(
+        v[..v.find('"')?]
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// Sends `request` as it is (head and body) and returns (status, head, body).

@@ -91,11 +91,11 @@ pub fn render(model: &Model) -> String {
         h(&model.title)
     );
     if let Some(l) = &model.live {
-        let _ = write!(
+        let _ = writeln!(
             o,
             "<form id=\"dumpnow\" method=\"post\" action=\"/dump\"><input type=\"hidden\" \
              name=\"csrf\" value=\"{}\"><button type=\"submit\">Take a dump now</button> \
-             <span id=\"dumpstatus\"></span></form>\n",
+             <span id=\"dumpstatus\"></span></form>",
             h(&l.csrf)
         );
     }
@@ -271,7 +271,10 @@ fn timeline(o: &mut String, model: &Model) {
     }
     o.push_str("</svg><div id=\"tip\" hidden></div><div class=\"legend\">");
     for (name, colour) in PARTS.iter().zip(COLOURS) {
-        let _ = write!(o, "<span><i style=\"background:{colour}\"></i>{name}</span>");
+        let _ = write!(
+            o,
+            "<span><i style=\"background:{colour}\"></i>{name}</span>"
+        );
     }
     o.push_str(
         "<span><i class=\"l-rss\"></i>RSS</span><span><i class=\"l-limit\"></i>memory limit</span>\
@@ -286,7 +289,11 @@ fn timeline(o: &mut String, model: &Model) {
         );
         let step = n.div_ceil(40).max(1);
         for p in t.points.iter().step_by(step) {
-            let part = |i: usize| p.parts.map(|q| human_bytes(q[i] as f64)).unwrap_or_default();
+            let part = |i: usize| {
+                p.parts
+                    .map(|q| human_bytes(q[i] as f64))
+                    .unwrap_or_default()
+            };
             let _ = write!(
                 o,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -362,7 +369,11 @@ fn breakdown(o: &mut String, d: &super::DumpData) {
     o.push_str("<div id=\"breakdown\">");
     match (d.parts, d.rss) {
         (Some(parts), Some(rss)) => {
-            let _ = write!(o, "<p>RSS {}:</p><div class=\"bar\">", human_bytes(rss as f64));
+            let _ = write!(
+                o,
+                "<p>RSS {}:</p><div class=\"bar\">",
+                human_bytes(rss as f64)
+            );
             for (i, v) in parts.iter().enumerate() {
                 if *v == 0 {
                     continue;
@@ -495,6 +506,7 @@ pub fn flame(o: &mut String, model: &Model, root: &Node, diff: bool) {
         o,
         "<svg class=\"flame\" viewBox=\"0 0 {FW} {height}\" width=\"100%\" role=\"img\">"
     );
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         o: &mut String,
         model: &Model,
@@ -575,10 +587,7 @@ fn top_table(o: &mut String, model: &Model, values: &[(u32, f64)], total: f64) {
 
 fn growth(o: &mut String, model: &Model) {
     o.push_str("<section id=\"growth\"><h2>What grew</h2>");
-    let (Some(b), Some(s)) = (
-        model.dumps.get(model.base),
-        model.dumps.get(model.selected),
-    ) else {
+    let (Some(b), Some(s)) = (model.dumps.get(model.base), model.dumps.get(model.selected)) else {
         o.push_str("</section>\n");
         return;
     };
@@ -719,7 +728,10 @@ mod tests {
     #[test]
     fn names_never_close_the_script_or_open_a_tag() {
         let page = render(&model());
-        assert!(!page.contains("</script><script>alert"), "raw name in the page");
+        assert!(
+            !page.contains("</script><script>alert"),
+            "raw name in the page"
+        );
         assert_eq!(page.matches("<script").count(), 2);
         assert_eq!(page.matches("</script>").count(), 2);
         assert!(page.contains("leak_site&lt;/script&gt;"));

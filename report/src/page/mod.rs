@@ -383,7 +383,10 @@ pub fn build(
             _ => newest.program(),
         }),
     );
-    fact("mysqld version", side.and_then(|s| s.mysqld_version.clone()));
+    fact(
+        "mysqld version",
+        side.and_then(|s| s.mysqld_version.clone()),
+    );
     let program = newest.dump.program().map(str::to_owned);
     fact(
         "binary build-id",
