@@ -180,6 +180,15 @@ fn the_live_page_needs_the_token_and_its_dump_button_the_pages_csrf_token_and_or
     js.out.wait_for("ready pid=", T);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let cfg = config.to_str().unwrap();
+    let auth = basic("dba", TOKEN);
+    // Before the first dump: the page, with its button.
+    let (code, _, first) = raw_http(
+        addr,
+        &format!("GET / HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code, 200, "{first}");
+    assert!(first.contains("no heap dump of mysqld yet"), "{first}");
+    assert!(first.contains("id=\"dumpnow\""));
     for _ in 0..2 {
         let out = cli(&["dump", "-c", cfg]);
         assert!(out.status.success(), "{out:?}");
@@ -202,7 +211,6 @@ fn the_live_page_needs_the_token_and_its_dump_button_the_pages_csrf_token_and_or
     let (code, _, _) = get(&format!("{host}\r\n{}\r\n", basic("dba", "wrong")));
     assert_eq!(code, 401);
     // With it, as a browser sends it: the page.
-    let auth = basic("dba", TOKEN);
     let (code, head, page) = get(&format!("{host}\r\n{auth}\r\n"));
     assert_eq!(code, 200, "{head}\n{page}");
     assert!(head.contains("text/html"), "{head}");

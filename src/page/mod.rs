@@ -253,6 +253,17 @@ pub fn render(inputs: Inputs) -> Result<String> {
             Err(e) => notes.push(format!("{e}; the page is made without it")),
         }
     }
+    if dumps.is_empty() && inputs.live.is_some() {
+        // The live page before the first dump: its button takes one.
+        notes.push("no heap dump of mysqld yet: take one with the button above".into());
+        let model = page::Model {
+            title: "mysqld memory: no dumps yet".into(),
+            notes,
+            live: inputs.live,
+            ..Default::default()
+        };
+        return Ok(page::html::render(&model));
+    }
     if dumps.is_empty() {
         return Err(Error::NotFound(format!(
             "no heap dump to show{}",

@@ -191,6 +191,7 @@
 
   function render() {
     var d = D.dumps[state.sel], b = D.dumps[state.base];
+    if (!d) return;
     $("dumptitle").textContent = d.name + " taken " + d.when + (d.trigger ? " (" + d.trigger + ")" : "") +
       ": heap in use (profile) " + hb(d.total);
     drawBreakdown(d);
@@ -259,7 +260,7 @@
   })();
 
   // ---- controls ----
-  $("sel").addEventListener("change", function () { select(+this.value); });
+  if ($("sel")) $("sel").addEventListener("change", function () { select(+this.value); });
   var gt = $("growthtitle");
   if (gt) {
     var p = document.createElement("p");
@@ -272,9 +273,9 @@
     gt.parentNode.insertBefore(p, gt);
     $("basesel").addEventListener("change", function () { state.base = +this.value; render(); });
   }
-  var search = $("search");
+  var search = $("search") || document.createElement("input");
   search.addEventListener("input", function () { state.search = search.value; render(); });
-  $("reset").addEventListener("click", function () { state.zoom = []; render(); });
+  if ($("reset")) $("reset").addEventListener("click", function () { state.zoom = []; render(); });
   // #search=RE&dump=N&base=N: a view that can be linked to (and tested without typing).
   location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
     var i = kv.indexOf("="), k = kv.slice(0, i), v = decodeURIComponent(kv.slice(i + 1));
