@@ -123,6 +123,19 @@ fn a_mariadb_series_with_a_planted_leak_makes_a_page_that_shows_it_offline() {
         .unwrap();
     assert!(share > 0.3, "the planted leak holds {share} of the heap");
     assert!(dom.contains("class=\"fr match\""), "no frame highlighted");
+    // Another dump selected (as a click on its marker does; `#dump=N` links to it): its
+    // marker, title and growth follow.
+    let dom1 = dump_dom(&profile, &resolver, &format!("{}#dump=1", file_url(&page)));
+    assert!(
+        dom1.contains("class=\"marker dump sel\" data-dump=\"1\""),
+        "the second dump's marker is not selected"
+    );
+    let second = Path::new(&dumps[1]).file_name().unwrap().to_string_lossy();
+    let title = &dom1[dom1.find("id=\"dumptitle\"").unwrap()..];
+    assert!(
+        title[..title.find("</p>").unwrap()].contains(&*second),
+        "{title:.300}"
+    );
     // No request: nothing was blocked, nothing loaded.
     let probe: serde_json::Value =
         serde_json::from_str(&attr_of(&dom, "<body", "data-probe").expect("probe ran")).unwrap();
