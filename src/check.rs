@@ -313,6 +313,11 @@ pub fn inspect(
             listen,
             token_file: config.http.token_file.clone(),
             pprof: config.http.pprof,
+            page: Some(crate::http::PageSource {
+                dir: config.dumps.dir.clone(),
+                prefix: config.dumps.prefix.clone(),
+                timeline_max_mb: config.timeline.max_mb,
+            }),
         }),
         triggers: crate::triggers::Settings::of(config),
         timeline: (config.timeline.interval_s > 0).then(|| {

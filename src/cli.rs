@@ -212,6 +212,17 @@ A damaged or truncated file is read around the damage, with one warning."
     )]
     Timeline(TimelineArgs),
 
+    /// One self-contained HTML page of a mysqld's memory: who and what, the timeline, the
+    /// selected dump (breakdown, flame graph, top functions), what grew (leak suspects)
+    #[command(
+        after_help = "Examples:\n  jemsafe page -o incident.html                  the newest process's dumps and its timeline\n  jemsafe page --since 24h -o today.html\n  jemsafe page A.heap B.heap C.heap -o leak.html\n\n\
+The file needs nothing else: CSS, script and pictures are inside, and it fetches nothing \
+(a Content-Security-Policy forbids it). Attach it to the incident; it opens offline in any \
+browser, and reads as a document with JavaScript off. What is missing (a sidecar, a damaged \
+timeline, a dump of another process) is said on the page."
+    )]
+    Page(PageArgs),
+
     /// (internal) the probe process started by `check` and `run`
     #[command(name = "__probe", hide = true)]
     Probe,
@@ -219,6 +230,16 @@ A damaged or truncated file is read around the damage, with one warning."
     /// (internal) renders a dump for [http]'s /debug/pprof/heap, in a child of `run`
     #[command(name = "__pprof", hide = true)]
     Pprof { dump: PathBuf },
+
+    /// (internal) renders the page for [http]'s /, in a child of `run`
+    #[command(name = "__page", hide = true)]
+    PageChild {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        timeline_max_mb: u64,
+        dir: PathBuf,
+    },
 }
 
 /// Output format of `jemsafe timeline`.
@@ -391,6 +412,46 @@ pub struct LeaksArgs {
     pub names: NamesMode,
     /// Ask this debuginfod server for debug files by build-id (repeatable; default:
     /// DEBUGINFOD_URLS, else the config's [report] debuginfod)
+    #[arg(long = "debuginfod", value_name = "URL")]
+    pub debuginfod: Vec<String>,
+    /// Download nothing: use local debug files and the debuginfod cache only
+    #[arg(long)]
+    pub offline: bool,
+    /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
+    #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_dump_mb: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// Configuration file, for its dump directory and timeline
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Dumps of one process; default: all dumps of the newest process in the dump directory
+    #[arg(value_name = "DUMP", conflicts_with = "pid")]
+    pub dumps: Vec<PathBuf>,
+    /// The dumps of this pid in the dump directory
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Only dumps and samples of the last DURATION (90m, 6h, 3d) or from TIME on (RFC 3339)
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Read this timeline file instead of the config's
+    #[arg(long, value_name = "TIMELINE")]
+    pub timeline: Option<PathBuf>,
+    /// The HTML file to write (`-`: standard output)
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE.html",
+        required = true
+    )]
+    pub output: PathBuf,
+    /// Stack entries embedded at most over all dumps; older dumps beyond it are summarised
+    #[arg(long, value_name = "N", default_value_t = 150_000)]
+    pub max_entries: usize,
+    /// Ask this debuginfod server for debug files by build-id (repeatable)
     #[arg(long = "debuginfod", value_name = "URL")]
     pub debuginfod: Vec<String>,
     /// Download nothing: use local debug files and the debuginfod cache only

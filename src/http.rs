@@ -9,8 +9,10 @@
 //! in a short-lived child process ([`render`]), one profile at a time, so that what the
 //! analyzer maps never stays in the supervisor.
 
+mod page_http;
 mod render;
 
+pub use page_http::CSRF_ENV as PAGE_CSRF_ENV;
 pub use render::child_main as render_child_main;
 
 use crate::control::{self, DumpVia, Request, Status};
@@ -54,6 +56,17 @@ pub struct Settings {
     pub token_file: Option<PathBuf>,
     /// Whether /debug/pprof/heap is served (config validation requires the token then).
     pub pprof: bool,
+    /// The dumps the page at `/` shows (None: no page).
+    pub page: Option<PageSource>,
+}
+
+/// Where the live page's dumps and timeline are: `[dumps] dir` and `prefix`, `[timeline]
+/// max_mb`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSource {
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub timeline_max_mb: u64,
 }
 
 struct Shared {
@@ -66,6 +79,11 @@ struct Shared {
     slots: Mutex<Slots>,
     /// A heap profile (dump + rendering) is being made.
     profiling: AtomicBool,
+    /// The address requests must name in `Host` (DNS rebinding).
+    bound: SocketAddr,
+    page: Option<PageSource>,
+    /// CSRF tokens of the pages served, newest last.
+    csrf: Mutex<page_http::Tokens>,
 }
 
 /// Connections being served: all of them, and those still reading their head per peer.
@@ -95,6 +113,9 @@ pub fn start(settings: &Settings, runtime_dir: &Path, metrics: Arc<Metrics>) -> 
         metrics,
         slots: Mutex::new(Slots::default()),
         profiling: AtomicBool::new(false),
+        bound,
+        page: settings.page.clone(),
+        csrf: Mutex::new(page_http::Tokens::default()),
     });
     std::thread::Builder::new()
         .name("jemsafe-http".into())
@@ -290,6 +311,11 @@ struct Head {
     path: String,
     query: String,
     authorization: Option<String>,
+    host: Option<String>,
+    origin: Option<String>,
+    content_length: Option<usize>,
+    /// What came after the head in the bytes read with it (the start of a body).
+    body: Vec<u8>,
 }
 
 /// Reads the request head within [`HEAD_DEADLINE`] and [`MAX_HEAD`] bytes; Err is the
@@ -324,33 +350,50 @@ fn read_head(stream: &TcpStream) -> std::result::Result<Head, u16> {
 fn parse_head(buf: &[u8]) -> std::result::Result<Option<Head>, u16> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {}
+    let end = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(400),
-    }
+    };
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let authorization = req
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
-        .and_then(|h| std::str::from_utf8(h.value).ok())
-        .map(str::to_owned);
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::to_owned)
+    };
+    let content_length = match header("content-length") {
+        Some(v) => Some(v.trim().parse().map_err(|_| 400u16)?),
+        None => None,
+    };
     Ok(Some(Head {
         method: req.method.unwrap_or("").to_owned(),
         path: path.to_owned(),
         query: query.to_owned(),
-        authorization,
+        authorization: header("authorization"),
+        host: header("host"),
+        origin: header("origin"),
+        content_length,
+        body: buf[end..].to_vec(),
     }))
 }
 
 /// Whether `authorization` carries `token` (compared in constant time).
 fn authorized(token: &str, authorization: Option<&str>) -> bool {
-    let Some(given) = authorization.and_then(|a| a.strip_prefix("Bearer ")) else {
-        return false;
+    // Bearer for programs; Basic with the token as the password for a browser, which
+    // cannot send a bearer header by itself.
+    let given = match authorization {
+        Some(a) if a.starts_with("Bearer ") => a["Bearer ".len()..].trim().to_owned(),
+        Some(a) if a.starts_with("Basic ") => match page_http::basic_password(&a["Basic ".len()..])
+        {
+            Some(p) => p,
+            None => return false,
+        },
+        _ => return false,
     };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    let (a, b) = (given.as_bytes(), token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -363,7 +406,7 @@ fn is_pprof(path: &str) -> bool {
 /// profile shows mysqld's address-space layout, which /proc/PID/maps keeps from other
 /// users, and each request writes a dump); everything when listening beyond loopback.
 fn needs_token(path: &str, loopback: bool) -> bool {
-    is_pprof(path) || !loopback
+    is_pprof(path) || page_http::is_page(path) || !loopback
 }
 
 fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
@@ -383,6 +426,21 @@ fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
             return;
         }
     };
+    if !page_http::host_ok(head.host.as_deref(), shared.bound) {
+        shared.metrics.http_refused("host");
+        respond(
+            stream,
+            &Response::text(
+                421,
+                &format!(
+                    "421: the Host header must name this server's address ({}); a request for \
+                     another name is refused (DNS rebinding)\n",
+                    shared.bound
+                ),
+            ),
+        );
+        return;
+    }
     if is_pprof(&head.path) && !shared.pprof {
         respond(
             stream,
@@ -404,11 +462,17 @@ fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
                 stream,
                 &Response::text(
                     401,
-                    "401: send Authorization: Bearer <the token in [http] token_file>\n",
+                    "401: send Authorization: Bearer <the token in [http] token_file> (a \
+                     browser: any user name, the token as the password)\n",
                 ),
             );
             return;
         }
+    }
+    if head.path == "/dump" {
+        let response = page_http::dump_now(shared, &head, stream);
+        respond(stream, &response);
+        return;
     }
     if head.method != "GET" {
         respond(stream, &Response::text(405, "405: only GET\n"));
@@ -418,6 +482,7 @@ fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
         "/metrics" => metrics(shared),
         "/healthz" => healthz(shared),
         "/debug/pprof/heap" => heap(shared, &head.query),
+        "/" => page_http::page(shared),
         _ => Response::text(404, "404: /metrics, /debug/pprof/heap, /healthz\n"),
     };
     respond(stream, &response);
@@ -605,7 +670,11 @@ fn reason(code: u16) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
+        403 => "Forbidden",
         405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        421 => "Misdirected Request",
         408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -626,7 +695,12 @@ fn respond(stream: &TcpStream, r: &Response) {
         r.kind,
     );
     if r.code == 401 {
+        // Basic first: a browser prompts for it (and skips the scheme it does not know).
+        head.push_str("WWW-Authenticate: Basic realm=\"jemsafe\", charset=\"UTF-8\"\r\n");
         head.push_str("WWW-Authenticate: Bearer realm=\"jemsafe\"\r\n");
+    }
+    if r.kind.starts_with("text/html") {
+        head.push_str(&page_http::html_headers());
     }
     if let Some(s) = r.retry_after {
         head.push_str(&format!("Retry-After: {s}\r\n"));

@@ -21,6 +21,7 @@ pub mod log;
 pub mod memlimit;
 pub mod metrics;
 pub mod oom;
+pub mod page;
 pub mod probe;
 pub mod procfs;
 pub mod report;

@@ -63,8 +63,14 @@ fn main() {
         Cmd::Leaks(args) => commands::leaks(&args),
         Cmd::Archive(args) => commands::archive(&args),
         Cmd::Timeline(args) => commands::timeline(&args),
+        Cmd::Page(args) => jemsafe::page::command(&args),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),
         Cmd::Pprof { dump } => jemsafe::http::render_child_main(&dump),
+        Cmd::PageChild {
+            prefix,
+            timeline_max_mb,
+            dir,
+        } => jemsafe::page::live_child_main(&dir, &prefix, timeline_max_mb),
     };
     match result {
         Ok(code) => std::process::exit(code),

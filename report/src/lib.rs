@@ -22,6 +22,7 @@ pub mod leaks;
 pub mod maps;
 pub mod memory;
 pub mod names;
+pub mod page;
 pub mod parse;
 pub mod pprof;
 pub mod provenance;

@@ -37,7 +37,11 @@ fn metric(args: &ReportArgs) -> Metric {
 /// debuginfod: `--debuginfod` URLs, else DEBUGINFOD_URLS, else the config's
 /// `[report] debuginfod` (a config that cannot be read is skipped with a warning: a named
 /// dump needs no config).
-fn debuginfod(urls: &[String], offline: bool, config: &Path) -> jemsafe_report::debuginfod::Config {
+pub(crate) fn debuginfod(
+    urls: &[String],
+    offline: bool,
+    config: &Path,
+) -> jemsafe_report::debuginfod::Config {
     use jemsafe_report::debuginfod;
     let mut cfg = debuginfod::Config::from_env();
     cfg.offline = offline;
@@ -55,7 +59,7 @@ fn debuginfod(urls: &[String], offline: bool, config: &Path) -> jemsafe_report::
     cfg
 }
 
-fn sym_options(
+pub(crate) fn sym_options(
     names: NamesMode,
     debuginfod: jemsafe_report::debuginfod::Config,
 ) -> symbolize::Options {
@@ -72,7 +76,7 @@ fn sym_options(
 
 /// Reads a dump; its pid and time come from its file name when jemsafe or jemalloc
 /// named it.
-fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
+pub(crate) fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
     let mut dump = jemsafe_report::load(path, limits)?;
     let (pid, stamp) = select::name_info(path);
     dump.pid = pid.or(dump.pid);

@@ -6,6 +6,7 @@
 mod http;
 mod moment;
 mod notify;
+mod page;
 mod parity;
 mod running;
 mod servers;
@@ -14,6 +15,7 @@ mod system;
 pub use http::*;
 pub use moment::*;
 pub use notify::*;
+pub use page::*;
 pub use parity::*;
 pub use running::*;
 pub use servers::*;

@@ -1,0 +1,794 @@
+//! The page as HTML: a pure function of the [`Model`]. Everything is inline (CSS, script,
+//! SVG); a Content-Security-Policy meta tag forbids every fetch. Without JavaScript the
+//! page is a document (tables, static SVGs of the default selection); the script
+//! re-draws the interactive parts from the embedded data (`<script type="application/json">`).
+
+use super::{top_rows, Model, PARTS};
+use crate::human_bytes;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+const CSS: &str = include_str!("page.css");
+const JS: &str = include_str!("page.js");
+
+/// Colours of [`PARTS`].
+pub const COLOURS: [&str; 8] = [
+    "#4e79a7", "#f28e2b", "#edc948", "#b07aa1", "#59a14f", "#9c755f", "#76b7b2", "#d3d3d3",
+];
+
+/// Text for HTML (content and quoted attributes).
+pub fn h(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON that can sit inside `<script>`: no `<`, `>`, `&` (so no `</script>` or `<!--`),
+/// and no U+2028/U+2029.
+pub fn script_json(v: &impl serde::Serialize) -> String {
+    let s = serde_json::to_string(v).unwrap_or_else(|_| "null".into());
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn pct(v: f64, total: f64) -> String {
+    if total.abs() > 0.0 {
+        format!("{:.1}%", 100.0 * v / total)
+    } else {
+        "-".into()
+    }
+}
+
+fn signed(v: f64) -> String {
+    if v > 0.0 {
+        format!("+{}", human_bytes(v))
+    } else {
+        human_bytes(v)
+    }
+}
+
+/// The Content-Security-Policy: nothing is fetched; the live page may post to itself.
+pub fn csp(live: bool) -> String {
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+         img-src data:; connect-src {}; form-action {}; base-uri 'none'",
+        if live { "'self'" } else { "'none'" },
+        if live { "'self'" } else { "'none'" }
+    )
+}
+
+/// The whole page.
+pub fn render(model: &Model) -> String {
+    let mut o = String::with_capacity(1 << 20);
+    let live = model.live.is_some();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"{}\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{CSS}</style></head>\n<body>\n<h1>{}</h1>\n",
+        csp(live),
+        h(&model.title),
+        h(&model.title)
+    );
+    if let Some(l) = &model.live {
+        let _ = writeln!(
+            o,
+            "<form id=\"dumpnow\" method=\"post\" action=\"/dump\"><input type=\"hidden\" \
+             name=\"csrf\" value=\"{}\"><button type=\"submit\">Take a dump now</button> \
+             <span id=\"dumpstatus\"></span></form>",
+            h(&l.csrf)
+        );
+    }
+    facts(&mut o, model);
+    timeline(&mut o, model);
+    selected(&mut o, model);
+    growth(&mut o, model);
+    let _ = write!(
+        o,
+        "<script type=\"application/json\" id=\"data\">{}</script>\n<script>{JS}</script>\n\
+         </body></html>\n",
+        script_json(model)
+    );
+    o
+}
+
+fn facts(o: &mut String, model: &Model) {
+    o.push_str("<section id=\"who\"><h2>Who and what</h2><table class=\"facts\">");
+    for (k, v) in &model.facts {
+        let _ = write!(o, "<tr><th>{}</th><td>{}</td></tr>", h(k), h(v));
+    }
+    o.push_str("</table>");
+    if !model.notes.is_empty() {
+        o.push_str("<div class=\"notes\" id=\"notes\"><b>Missing or left out:</b><ul>");
+        for n in &model.notes {
+            let _ = write!(o, "<li>{}</li>", h(n));
+        }
+        o.push_str("</ul></div>");
+    }
+    o.push_str("</section>\n");
+}
+
+const TW: f64 = 1200.0;
+const TH: f64 = 320.0;
+const TL: f64 = 70.0;
+const TR: f64 = 20.0;
+const TT: f64 = 20.0;
+const TB: f64 = 30.0;
+
+fn timeline(o: &mut String, model: &Model) {
+    let t = &model.timeline;
+    let _ = write!(
+        o,
+        "<section id=\"timeline\"><h2>Memory over time</h2><p class=\"src\">From {}. \
+         Hover for values; click a dump marker to select that dump.</p>",
+        h(&t.source)
+    );
+    let times = t
+        .points
+        .iter()
+        .map(|p| p.t)
+        .chain(t.markers.iter().map(|m| m.t));
+    let (t0, t1) = times.fold((i64::MAX, i64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    if t0 > t1 {
+        o.push_str("<p>No samples and no dumps with a time: nothing to draw.</p></section>\n");
+        return;
+    }
+    let span = (t1 - t0).max(1) as f64;
+    // A limit far above RSS (the machine's RAM) would flatten the chart: it is drawn only
+    // within 3 times the highest RSS, and named otherwise.
+    let top_rss = t.points.iter().map(|p| p.rss).max().unwrap_or(0).max(1);
+    let limit = t.points.iter().filter_map(|p| p.limit).max();
+    let limit_drawn = limit.is_some_and(|l| l <= 3 * top_rss);
+    let ymax = top_rss.max(if limit_drawn { limit.unwrap_or(0) } else { 0 }) as f64 * 1.1;
+    let x = |ms: i64| TL + (ms - t0) as f64 / span * (TW - TL - TR);
+    let y = |v: f64| TT + (1.0 - v / ymax) * (TH - TT - TB);
+    let _ = write!(
+        o,
+        "<svg id=\"tl\" viewBox=\"0 0 {TW} {TH}\" data-t0=\"{t0}\" data-t1=\"{t1}\" \
+         data-ymax=\"{ymax}\" role=\"img\">"
+    );
+    // Axes and grid.
+    for i in 0..=4 {
+        let v = ymax * i as f64 / 4.0;
+        let _ = write!(
+            o,
+            "<line class=\"grid\" x1=\"{TL}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\"/>\
+             <text class=\"axis\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            TW - TR,
+            y(v),
+            y(v),
+            TL - 4.0,
+            y(v) + 4.0,
+            human_bytes(v)
+        );
+    }
+    let _ = write!(
+        o,
+        "<text class=\"axis\" x=\"{TL}\" y=\"{}\">{}</text><text class=\"axis\" x=\"{}\" \
+         y=\"{}\" text-anchor=\"end\">{}</text>",
+        TH - 8.0,
+        h(&stamp(t0)),
+        TW - TR,
+        TH - 8.0,
+        h(&stamp(t1))
+    );
+    // Stacked parts.
+    let with_parts: Vec<_> = t.points.iter().filter(|p| p.parts.is_some()).collect();
+    if with_parts.len() >= 2 {
+        let mut below = vec![0u64; with_parts.len()];
+        for (layer, colour) in COLOURS.iter().enumerate() {
+            let mut pts = String::new();
+            let mut back = Vec::new();
+            for (i, p) in with_parts.iter().enumerate() {
+                let parts = p.parts.unwrap_or_default();
+                let lo = below[i];
+                let hi = lo + parts[layer];
+                let _ = write!(pts, "{:.1},{:.1} ", x(p.t), y(hi as f64));
+                back.push(format!("{:.1},{:.1}", x(p.t), y(lo as f64)));
+                below[i] = hi;
+            }
+            back.reverse();
+            let _ = write!(
+                o,
+                "<polygon class=\"layer\" fill=\"{colour}\" points=\"{pts}{}\"><title>{}</title></polygon>",
+                back.join(" "),
+                PARTS[layer]
+            );
+        }
+    }
+    // RSS and the limit as lines.
+    let line = |o: &mut String, class: &str, f: &dyn Fn(&super::Point) -> Option<u64>| {
+        let pts: Vec<String> = t
+            .points
+            .iter()
+            .filter_map(|p| f(p).map(|v| format!("{:.1},{:.1}", x(p.t), y(v as f64))))
+            .collect();
+        if !pts.is_empty() {
+            let _ = write!(
+                o,
+                "<polyline class=\"{class}\" fill=\"none\" points=\"{}\"/>",
+                pts.join(" ")
+            );
+        }
+    };
+    line(o, "rss", &|p| Some(p.rss));
+    if limit_drawn {
+        line(o, "limit", &|p| p.limit);
+    } else if let Some(l) = limit {
+        let _ = write!(
+            o,
+            "<text class=\"axis limit-note\" x=\"{}\" y=\"{}\" text-anchor=\"end\">memory \
+             limit {} (above the chart)</text>",
+            TW - TR - 4.0,
+            TT + 12.0,
+            human_bytes(l as f64)
+        );
+    }
+    // Markers.
+    for m in &t.markers {
+        let mx = x(m.t);
+        let (class, colour) = match m.kind.as_str() {
+            "dump" => ("marker dump", "#1f4e99"),
+            "oom" => ("marker oom", "#d62728"),
+            "exit" => ("marker exit", "#7f7f7f"),
+            _ => ("marker start", "#2ca02c"),
+        };
+        let data = m
+            .dump
+            .map(|d| format!(" data-dump=\"{d}\""))
+            .unwrap_or_default();
+        let _ = write!(
+            o,
+            "<g class=\"{class}\"{data}><title>{} {}: {}</title><line x1=\"{mx:.1}\" \
+             x2=\"{mx:.1}\" y1=\"{TT}\" y2=\"{}\" stroke=\"{colour}\"/><circle cx=\"{mx:.1}\" \
+             cy=\"{}\" r=\"5\" fill=\"{colour}\"/></g>",
+            h(&stamp(m.t)),
+            h(&m.kind),
+            h(&m.label),
+            TH - TB,
+            TT + 2.0,
+        );
+    }
+    o.push_str("</svg><div id=\"tip\" hidden></div><div class=\"legend\">");
+    for (name, colour) in PARTS.iter().zip(COLOURS) {
+        let _ = write!(
+            o,
+            "<span><i style=\"background:{colour}\"></i>{name}</span>"
+        );
+    }
+    o.push_str(
+        "<span><i class=\"l-rss\"></i>RSS</span><span><i class=\"l-limit\"></i>memory limit</span>\
+         <span><i class=\"l-dump\"></i>dump</span><span><i class=\"l-oom\"></i>OOM kill</span></div>",
+    );
+    // The samples as a table for readers without the chart (few rows: every nth).
+    let n = t.points.len();
+    if n > 0 {
+        o.push_str(
+            "<details><summary>Samples</summary><table class=\"num\"><tr><th>time</th><th>RSS</th>\
+             <th>heap in use</th><th>fragmentation</th><th>limit</th></tr>",
+        );
+        let step = n.div_ceil(40).max(1);
+        for p in t.points.iter().step_by(step) {
+            let part = |i: usize| {
+                p.parts
+                    .map(|q| human_bytes(q[i] as f64))
+                    .unwrap_or_default()
+            };
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                h(&stamp(p.t)),
+                human_bytes(p.rss as f64),
+                part(0),
+                part(1),
+                p.limit.map(|l| human_bytes(l as f64)).unwrap_or_default()
+            );
+        }
+        o.push_str("</table></details>");
+    }
+    o.push_str("</section>\n");
+}
+
+/// `2026-11-26 18:25:54 UTC` for milliseconds since the epoch.
+fn stamp(ms: i64) -> String {
+    let t = if ms >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
+    } else {
+        std::time::UNIX_EPOCH
+    };
+    crate::format_time(t)
+}
+
+fn selected(o: &mut String, model: &Model) {
+    let Some(d) = model.dumps.get(model.selected) else {
+        return;
+    };
+    o.push_str("<section id=\"dump\"><h2>The selected dump</h2>");
+    // The list of dumps: a select for the script, readable without it.
+    o.push_str("<p><label>Dump: <select id=\"sel\">");
+    for (i, x) in model.dumps.iter().enumerate() {
+        let _ = write!(
+            o,
+            "<option value=\"{i}\"{}>{} {} ({})</option>",
+            if i == model.selected { " selected" } else { "" },
+            h(&x.when),
+            h(&x.name),
+            human_bytes(x.total)
+        );
+    }
+    o.push_str("</select></label></p><div id=\"dumpbody\">");
+    let _ = write!(
+        o,
+        "<p id=\"dumptitle\">{} taken {}{}: heap in use (profile) {}</p>",
+        h(&d.name),
+        h(&d.when),
+        d.trigger
+            .as_ref()
+            .map(|t| format!(" ({})", h(t)))
+            .unwrap_or_default(),
+        human_bytes(d.total)
+    );
+    breakdown(o, d);
+    o.push_str(
+        "<h3>Where the heap is: flame graph</h3><div class=\"js\"><input id=\"search\" \
+         type=\"search\" placeholder=\"search functions (regex)\"> <span id=\"found\"></span> \
+         <button id=\"reset\" type=\"button\">reset zoom</button></div><div id=\"flame\">",
+    );
+    match &d.values {
+        Some(v) => flame(o, model, &tree(model, v, None), false),
+        None => o.push_str("<p>This dump was summarised: no stacks on this page.</p>"),
+    }
+    o.push_str("</div><h3>Top functions</h3><div id=\"toptable\">");
+    if let Some(v) = &d.values {
+        top_table(o, model, v, d.total);
+    }
+    o.push_str("</div></div></section>\n");
+}
+
+fn breakdown(o: &mut String, d: &super::DumpData) {
+    o.push_str("<div id=\"breakdown\">");
+    match (d.parts, d.rss) {
+        (Some(parts), Some(rss)) => {
+            let _ = write!(
+                o,
+                "<p>RSS {}:</p><div class=\"bar\">",
+                human_bytes(rss as f64)
+            );
+            for (i, v) in parts.iter().enumerate() {
+                if *v == 0 {
+                    continue;
+                }
+                let _ = write!(
+                    o,
+                    "<span style=\"width:{:.2}%;background:{}\" title=\"{}: {} ({})\">{}</span>",
+                    100.0 * *v as f64 / rss.max(1) as f64,
+                    COLOURS[i],
+                    PARTS[i],
+                    human_bytes(*v as f64),
+                    pct(*v as f64, rss as f64),
+                    if *v as f64 > 0.08 * rss as f64 {
+                        PARTS[i]
+                    } else {
+                        ""
+                    }
+                );
+            }
+            o.push_str("</div><table class=\"num\">");
+            for (i, v) in parts.iter().enumerate() {
+                let _ = write!(
+                    o,
+                    "<tr><td><i class=\"sw\" style=\"background:{}\"></i>{}</td><td>{}</td><td>{}</td></tr>",
+                    COLOURS[i],
+                    PARTS[i],
+                    human_bytes(*v as f64),
+                    pct(*v as f64, rss as f64)
+                );
+            }
+            o.push_str("</table>");
+            if !d.advice.is_empty() {
+                o.push_str("<ul class=\"advice\">");
+                for a in &d.advice {
+                    let _ = write!(o, "<li>{}</li>", h(a));
+                }
+                o.push_str("</ul>");
+            }
+        }
+        _ => o.push_str(
+            "<p class=\"missing\">No memory breakdown for this dump (no sidecar with a memory \
+             snapshot).</p>",
+        ),
+    }
+    o.push_str("</div>");
+}
+
+/// A node of a flame graph: name id, value (width), delta (differential graphs), children.
+#[derive(Debug, Default)]
+pub struct Node {
+    pub value: f64,
+    pub delta: f64,
+    pub children: BTreeMap<u32, Node>,
+}
+
+/// The call tree of `values` (root first). With `base`, a differential tree: width is the
+/// larger of the two values of each stack, `delta` the change.
+pub fn tree(model: &Model, values: &[(u32, f64)], base: Option<&[(u32, f64)]>) -> Node {
+    let mut root = Node::default();
+    let mut both: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
+    for &(s, v) in values {
+        both.entry(s).or_default().0 += v;
+    }
+    for &(s, v) in base.unwrap_or(&[]) {
+        both.entry(s).or_default().1 += v;
+    }
+    for (s, (now, then)) in both {
+        let Some(stack) = model.stacks.get(s as usize) else {
+            continue;
+        };
+        let (w, d) = if base.is_some() {
+            (now.max(then), now - then)
+        } else {
+            (now, 0.0)
+        };
+        if w <= 0.0 {
+            continue;
+        }
+        let mut node = &mut root;
+        node.value += w;
+        node.delta += d;
+        for &id in stack {
+            node = node.children.entry(id).or_default();
+            node.value += w;
+            node.delta += d;
+        }
+    }
+    root
+}
+
+const FW: f64 = 1200.0;
+const FH: f64 = 17.0;
+
+/// Colour of a frame: warm by name for a plain graph; red (growth) or blue (shrink) by
+/// its share of change for a differential one.
+fn colour(name: &str, node: &Node, diff: bool) -> String {
+    if diff {
+        let r = if node.value > 0.0 {
+            (node.delta / node.value).clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
+        let k = (255.0 * (1.0 - r.abs())) as u8;
+        return if r >= 0.0 {
+            format!("rgb(255,{k},{k})")
+        } else {
+            format!("rgb({k},{k},255)")
+        };
+    }
+    let hsh = name
+        .bytes()
+        .fold(5381u32, |a, b| a.wrapping_mul(33) ^ u32::from(b));
+    format!(
+        "rgb({},{},{})",
+        205 + hsh % 50,
+        (hsh >> 8) % 180 + 40,
+        (hsh >> 16) % 55
+    )
+}
+
+/// A static flame graph (root at the top), frames narrower than a pixel left out.
+pub fn flame(o: &mut String, model: &Model, root: &Node, diff: bool) {
+    fn depth(n: &Node) -> usize {
+        1 + n.children.values().map(depth).max().unwrap_or(0)
+    }
+    let total = root.value.max(1.0);
+    let rows = depth(root).min(200);
+    let height = rows as f64 * FH + 4.0;
+    let _ = write!(
+        o,
+        "<svg class=\"flame\" viewBox=\"0 0 {FW} {height}\" width=\"100%\" role=\"img\">"
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        o: &mut String,
+        model: &Model,
+        node: &Node,
+        name: Option<u32>,
+        x: f64,
+        level: usize,
+        total: f64,
+        diff: bool,
+    ) {
+        let w = node.value / total * FW;
+        if w < 1.0 || level >= 200 {
+            return;
+        }
+        let label = match name {
+            Some(id) => model.names.get(id as usize).map_or("?", String::as_str),
+            None => "all",
+        };
+        let y = level as f64 * FH;
+        let detail = if diff {
+            format!("{} change {}", h(label), signed(node.delta))
+        } else {
+            format!(
+                "{}: {} ({})",
+                h(label),
+                human_bytes(node.value),
+                pct(node.value, total)
+            )
+        };
+        let fits = ((w - 6.0) / 7.0).max(0.0) as usize;
+        let text: String = if label.chars().count() <= fits {
+            label.to_owned()
+        } else if fits > 2 {
+            label.chars().take(fits - 2).collect::<String>() + ".."
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            o,
+            "<g class=\"fr\"><title>{detail}</title><rect x=\"{x:.1}\" y=\"{y:.1}\" \
+             width=\"{w:.1}\" height=\"{}\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text></g>",
+            FH - 1.0,
+            colour(label, node, diff),
+            x + 3.0,
+            y + FH - 5.0,
+            h(&text)
+        );
+        let mut cx = x;
+        for (id, child) in &node.children {
+            walk(o, model, child, Some(*id), cx, level + 1, total, diff);
+            cx += child.value / total * FW;
+        }
+    }
+    walk(o, model, root, None, 0.0, 0, total, diff);
+    o.push_str("</svg>");
+}
+
+fn top_table(o: &mut String, model: &Model, values: &[(u32, f64)], total: f64) {
+    o.push_str(
+        "<table id=\"top\" class=\"num sortable\"><thead><tr><th data-k=\"0\">function</th>\
+         <th data-k=\"1\">flat</th><th data-k=\"2\">flat%</th><th data-k=\"3\">cum</th>\
+         <th data-k=\"4\">cum%</th></tr></thead><tbody>",
+    );
+    for (id, flat, cum) in top_rows(model, values).into_iter().take(60) {
+        let _ = write!(
+            o,
+            "<tr><td class=\"fn\">{}</td><td data-v=\"{flat}\">{}</td><td>{}</td>\
+             <td data-v=\"{cum}\">{}</td><td>{}</td></tr>",
+            h(model.names.get(id as usize).map_or("?", String::as_str)),
+            human_bytes(flat),
+            pct(flat, total),
+            human_bytes(cum),
+            pct(cum, total)
+        );
+    }
+    o.push_str("</tbody></table>");
+}
+
+fn growth(o: &mut String, model: &Model) {
+    o.push_str("<section id=\"growth\"><h2>What grew</h2>");
+    let (Some(b), Some(s)) = (model.dumps.get(model.base), model.dumps.get(model.selected)) else {
+        o.push_str("</section>\n");
+        return;
+    };
+    let _ = write!(
+        o,
+        "<p id=\"growthtitle\">From {} ({}) to {} ({}): heap in use {} &rarr; {} ({})</p>",
+        h(&b.name),
+        h(&b.when),
+        h(&s.name),
+        h(&s.when),
+        human_bytes(b.total),
+        human_bytes(s.total),
+        signed(s.total - b.total)
+    );
+    o.push_str(
+        "<h3>Differential flame graph <small>(red: grew, blue: shrank; width: the larger of \
+         the two)</small></h3><div id=\"diffflame\">",
+    );
+    match (&s.values, &b.values) {
+        (Some(sv), Some(bv)) if model.base != model.selected => {
+            flame(o, model, &tree(model, sv, Some(bv)), true)
+        }
+        _ => o.push_str("<p>No second dump with stacks to compare with.</p>"),
+    }
+    o.push_str("</div><h3>Leak suspects: stacks by steady growth over the whole series</h3>");
+    if model.leaks.is_empty() {
+        o.push_str("<p>Nothing grew steadily (or there is a single dump).</p>");
+    } else {
+        o.push_str(
+            "<table id=\"leaks\" class=\"num\"><thead><tr><th>rank</th><th>gained</th>\
+             <th>per hour</th><th>grew in</th><th>first &rarr; last</th><th>where (innermost \
+             frame) and stack</th></tr></thead><tbody>",
+        );
+        for (i, r) in model.leaks.iter().enumerate() {
+            let name = |id: &u32| model.names.get(*id as usize).map_or("?", String::as_str);
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{} &rarr; {}</td>\
+                 <td class=\"fn\"><details><summary>{}</summary><ol>",
+                i + 1,
+                signed(r.gained),
+                r.per_hour
+                    .map(|p| format!("{}/h", signed(p)))
+                    .unwrap_or_else(|| "-".into()),
+                r.grew,
+                r.intervals,
+                human_bytes(r.first),
+                human_bytes(r.last),
+                h(r.frames.first().map(name).unwrap_or("?"))
+            );
+            for f in &r.frames {
+                let _ = write!(o, "<li>{}</li>", h(name(f)));
+            }
+            o.push_str("</ol></details></td></tr>");
+        }
+        o.push_str("</tbody></table>");
+    }
+    o.push_str("</section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DumpData, LeakRow, Marker, Point, Timeline};
+    use super::*;
+
+    fn model() -> Model {
+        let dump = |i: i64, values: Vec<(u32, f64)>| DumpData {
+            name: format!("mysqld.1.{i}.heap"),
+            t: Some(1_700_000_000_000 + i * 60_000),
+            when: format!("t{i}"),
+            trigger: Some("usr1".into()),
+            total: values.iter().map(|v| v.1).sum(),
+            rss: Some(1000 << 20),
+            parts: Some([500 << 20, 100 << 20, 0, 10 << 20, 300 << 20, 90 << 20, 0, 0]),
+            advice: vec!["fewer arenas <please>".into()],
+            values: Some(values),
+        };
+        Model {
+            title: "mariadbd pid 1 memory".into(),
+            facts: vec![("host".into(), "db1".into())],
+            notes: vec!["a note".into()],
+            names: vec![
+                "main".into(),
+                "leak_site</script><script>alert(1)</script>".into(),
+                "other".into(),
+            ],
+            stacks: vec![vec![0, 1], vec![0, 2]],
+            dumps: vec![
+                dump(0, vec![(0, 1000.0), (1, 5000.0)]),
+                dump(1, vec![(0, 9000.0), (1, 4000.0)]),
+            ],
+            timeline: Timeline {
+                source: "test".into(),
+                points: vec![
+                    Point {
+                        t: 1_700_000_000_000,
+                        rss: 900 << 20,
+                        parts: Some([400 << 20, 0, 0, 0, 0, 0, 0, 500 << 20]),
+                        limit: Some(2000 << 20),
+                    },
+                    Point {
+                        t: 1_700_000_060_000,
+                        rss: 1000 << 20,
+                        parts: Some([500 << 20, 0, 0, 0, 0, 0, 0, 500 << 20]),
+                        limit: Some(2000 << 20),
+                    },
+                ],
+                markers: vec![
+                    Marker {
+                        t: 1_700_000_000_000,
+                        kind: "dump".into(),
+                        label: "mysqld.1.0.heap".into(),
+                        dump: Some(0),
+                    },
+                    Marker {
+                        t: 1_700_000_060_000,
+                        kind: "dump".into(),
+                        label: "mysqld.1.1.heap".into(),
+                        dump: Some(1),
+                    },
+                ],
+            },
+            selected: 1,
+            base: 0,
+            leaks: vec![LeakRow {
+                frames: vec![1, 0],
+                gained: 8000.0,
+                per_hour: Some(8000.0 * 60.0),
+                grew: 1,
+                intervals: 1,
+                first: 1000.0,
+                last: 9000.0,
+            }],
+            live: None,
+        }
+    }
+
+    #[test]
+    fn names_never_close_the_script_or_open_a_tag() {
+        let page = render(&model());
+        assert!(
+            !page.contains("</script><script>alert"),
+            "raw name in the page"
+        );
+        assert_eq!(page.matches("<script").count(), 2);
+        assert_eq!(page.matches("</script>").count(), 2);
+        assert!(page.contains("leak_site&lt;/script&gt;"));
+        assert!(page.contains("leak_site\\u003c/script\\u003e"));
+        assert!(page.contains("fewer arenas &lt;please&gt;"));
+    }
+
+    #[test]
+    fn the_page_has_every_section_and_forbids_the_network() {
+        let page = render(&model());
+        for id in [
+            "id=\"who\"",
+            "id=\"timeline\"",
+            "id=\"dump\"",
+            "id=\"growth\"",
+            "id=\"leaks\"",
+            "id=\"top\"",
+            "class=\"flame\"",
+        ] {
+            assert!(page.contains(id), "{id} missing");
+        }
+        assert!(page.contains("default-src 'none'"));
+        assert!(page.contains("connect-src 'none'"));
+        assert_eq!(page.matches("class=\"marker dump\"").count(), 2);
+        // Nothing is loaded from anywhere.
+        for bad in ["src=\"http", "href=\"http", "@import", "url(http"] {
+            assert!(!page.contains(bad), "{bad}");
+        }
+        // The growth ranking's first row is the leak site, with its growth per hour.
+        let leaks = &page[page.find("id=\"leaks\"").unwrap()..];
+        assert!(leaks.contains("+7.8 KiB"), "{leaks}");
+        assert!(leaks.contains("/h"));
+    }
+
+    #[test]
+    fn a_differential_tree_keeps_shrinking_stacks_with_a_negative_delta() {
+        let m = model();
+        let t = tree(
+            &m,
+            m.dumps[1].values.as_ref().unwrap(),
+            m.dumps[0].values.as_deref(),
+        );
+        let main = &t.children[&0];
+        assert_eq!(main.children[&1].delta, 8000.0);
+        assert_eq!(main.children[&1].value, 9000.0);
+        assert_eq!(main.children[&2].delta, -1000.0);
+        assert_eq!(main.children[&2].value, 5000.0);
+    }
+
+    #[test]
+    fn the_live_page_may_post_to_itself_only() {
+        let mut m = model();
+        m.live = Some(super::super::Live {
+            csrf: "tok\"en".into(),
+        });
+        let page = render(&m);
+        assert!(page.contains("connect-src 'self'"));
+        assert!(page.contains("value=\"tok&quot;en\""));
+    }
+}

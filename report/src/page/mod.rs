@@ -1,0 +1,546 @@
+//! `jemsafe page`: one self-contained HTML page that tells the story of a mysqld's memory
+//! (who and what, the timeline, the selected dump, what grew). [`build`] reads a series of
+//! dumps into a [`Model`] (all dumps' stacks deduplicated once, names interned once);
+//! [`html::render`] is a pure function of the model. The caller (the command line, the
+//! live HTTP page) supplies the timeline when it has one.
+
+pub mod html;
+
+use crate::aggregate::{AddrProfile, Metric, NameProfile};
+use crate::safe::{escape, shown};
+use crate::{format_time, leaks, symbolize, LoadedDump, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Labels of the parts of RSS, bottom of the stack first (as `jemsafe memory` names
+/// them), then what is left of RSS.
+pub const PARTS: [&str; 8] = [
+    "heap in use",
+    "fragmentation",
+    "freed, not returned",
+    "jemalloc metadata",
+    "outside jemalloc",
+    "file-backed",
+    "shared memory",
+    "other",
+];
+
+/// One sample of the timeline: milliseconds since the epoch, RSS, its parts when known
+/// (in [`PARTS`] order, the last being RSS minus the others), the memory limit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub t: i64,
+    pub rss: u64,
+    pub parts: Option<[u64; 8]>,
+    pub limit: Option<u64>,
+}
+
+/// A marker on the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Marker {
+    pub t: i64,
+    /// `dump`, `oom`, `exit`, `start`.
+    pub kind: String,
+    pub label: String,
+    /// Index into [`Model::dumps`] for a dump of the page.
+    pub dump: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Timeline {
+    /// Where it came from (`the timeline file X`, `the dumps' memory snapshots`).
+    pub source: String,
+    pub points: Vec<Point>,
+    pub markers: Vec<Marker>,
+}
+
+/// One dump of the series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DumpData {
+    /// File name (escaped).
+    pub name: String,
+    pub t: Option<i64>,
+    pub when: String,
+    pub trigger: Option<String>,
+    /// Heap in use per the profile (un-sampled bytes).
+    pub total: f64,
+    pub rss: Option<u64>,
+    /// RSS by part ([`PARTS`]), from the sidecar's memory snapshot.
+    pub parts: Option<[u64; 8]>,
+    pub advice: Vec<String>,
+    /// (stack index, bytes) for every stack holding memory; None when the dump was
+    /// summarised to keep the page within its size bound.
+    pub values: Option<Vec<(u32, f64)>>,
+}
+
+/// One row of the growth ranking.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeakRow {
+    /// Name ids, innermost frame first.
+    pub frames: Vec<u32>,
+    pub gained: f64,
+    pub per_hour: Option<f64>,
+    pub grew: usize,
+    pub intervals: usize,
+    pub first: f64,
+    pub last: f64,
+}
+
+/// Everything the page shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Model {
+    pub title: String,
+    /// (label, value) of the "who and what" section, escaped.
+    pub facts: Vec<(String, String)>,
+    /// What is missing or was left out, for the reader.
+    pub notes: Vec<String>,
+    /// Frame names, escaped; stacks refer to them by index.
+    pub names: Vec<String>,
+    /// Distinct stacks, outermost frame first.
+    pub stacks: Vec<Vec<u32>>,
+    pub dumps: Vec<DumpData>,
+    pub timeline: Timeline,
+    /// Default selection and growth base (indices into `dumps`).
+    pub selected: usize,
+    pub base: usize,
+    pub leaks: Vec<LeakRow>,
+    /// `POST /dump` is offered (the live page), with this CSRF token.
+    pub live: Option<Live>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Live {
+    pub csrf: String,
+}
+
+/// How much the page holds.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub symbolize: symbolize::Options,
+    /// (stack, value) entries embedded at most, over all dumps; older dumps beyond it are
+    /// summarised (total and breakdown only). 150,000 entries are about 2 MB of page.
+    pub max_entries: usize,
+    /// Rows of the growth ranking.
+    pub top: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            symbolize: symbolize::Options::default(),
+            max_entries: 150_000,
+            top: 20,
+        }
+    }
+}
+
+fn millis(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// RSS by part from a breakdown, in [`PARTS`] order.
+pub fn parts_of(b: &crate::memory::Breakdown) -> [u64; 8] {
+    let p = [
+        b.heap_in_use,
+        b.fragmentation,
+        b.dirty_pages,
+        b.metadata,
+        b.outside_jemalloc,
+        b.file_backed,
+        b.shmem,
+    ];
+    let sum: u64 = p.iter().sum();
+    [
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        p[4],
+        p[5],
+        p[6],
+        b.rss.saturating_sub(sum),
+    ]
+}
+
+/// Which dumps keep their stacks: the newest first, while `max_entries` allows (the
+/// newest always). `sizes[i]`: entries of dump i.
+pub fn kept(sizes: &[usize], max_entries: usize) -> Vec<bool> {
+    let mut keep = vec![false; sizes.len()];
+    let mut used = 0usize;
+    for (i, &n) in sizes.iter().enumerate().rev() {
+        if i + 1 == sizes.len() || used + n <= max_entries {
+            used += n;
+            keep[i] = true;
+        } else {
+            break;
+        }
+    }
+    keep
+}
+
+/// A timeline from the dumps' own memory snapshots, when there is no timeline file.
+pub fn timeline_from_dumps(dumps: &[DumpData]) -> Timeline {
+    let mut t = Timeline {
+        source: "the dumps' memory snapshots (no timeline file)".into(),
+        ..Default::default()
+    };
+    for (i, d) in dumps.iter().enumerate() {
+        let Some(time) = d.t else { continue };
+        if let Some(rss) = d.rss {
+            t.points.push(Point {
+                t: time,
+                rss,
+                parts: d.parts,
+                limit: None,
+            });
+        }
+        t.markers.push(Marker {
+            t: time,
+            kind: "dump".into(),
+            label: d.name.clone(),
+            dump: Some(i),
+        });
+    }
+    t
+}
+
+/// The page's model for `dumps` of one process, oldest first. `timeline`: from the
+/// timeline file (its dump markers are matched to the dumps by file name), else built from
+/// the dumps' memory snapshots. `notes`: what the caller found missing.
+pub fn build(
+    mut dumps: Vec<LoadedDump>,
+    timeline: Option<Timeline>,
+    mut notes: Vec<String>,
+    opts: &Options,
+) -> Result<Model> {
+    if dumps.is_empty() {
+        return Err(crate::Error::Mismatch(
+            "a page needs at least one heap dump".into(),
+        ));
+    }
+    let m = Metric::InuseSpace;
+    for d in &dumps {
+        notes.extend(d.notes.iter().cloned());
+        if d.sidecar.is_none() {
+            notes.push(format!(
+                "{} has no sidecar (<dump>.json): its host, versions and memory breakdown \
+                 are unknown",
+                shown(&d.path)
+            ));
+        }
+    }
+    let profiles: Vec<AddrProfile> = dumps
+        .iter_mut()
+        .map(|d| AddrProfile::take_from_dump(&mut d.dump))
+        .collect();
+    let mut all = AddrProfile::default();
+    for p in &profiles {
+        for k in p.stacks.keys() {
+            all.stacks.entry(k.clone()).or_insert([0.0; 4]);
+        }
+    }
+    let newest = &dumps[dumps.len() - 1];
+    let recorded = newest.sidecar.as_ref().map_or(&[][..], |s| &s.objects[..]);
+    let outcome =
+        symbolize::symbolize_recorded(&newest.dump.maps, &all.pcs(), &opts.symbolize, recorded);
+    notes.extend(outcome.notes.iter().cloned());
+    let name_profiles: Vec<NameProfile> = profiles
+        .iter()
+        .map(|p| NameProfile::build(p, &outcome.symbols, None))
+        .collect();
+
+    // One table of names and of stacks for the whole series.
+    let mut names: Vec<String> = Vec::new();
+    let mut name_index: HashMap<String, u32> = HashMap::new();
+    let mut intern = |n: &str| -> u32 {
+        if let Some(&i) = name_index.get(n) {
+            return i;
+        }
+        let i = names.len() as u32;
+        names.push(escape(n).into_owned());
+        name_index.insert(n.to_owned(), i);
+        i
+    };
+    let mut stacks: Vec<Vec<u32>> = Vec::new();
+    let mut stack_index: HashMap<Vec<u32>, u32> = HashMap::new();
+    let mut per_dump: Vec<Vec<(u32, f64)>> = Vec::new();
+    for np in &name_profiles {
+        let mut values = Vec::new();
+        for (stack, v) in &np.stacks {
+            if v[m as usize] == 0.0 {
+                continue;
+            }
+            let ids: Vec<u32> = stack
+                .iter()
+                .rev()
+                .map(|&id| intern(np.names.get(id)))
+                .collect();
+            let next = stacks.len() as u32;
+            let si = *stack_index.entry(ids.clone()).or_insert_with(|| {
+                stacks.push(ids);
+                next
+            });
+            values.push((si, v[m as usize].round()));
+        }
+        values.sort_by_key(|e| e.0);
+        per_dump.push(values);
+    }
+    let keep = kept(
+        &per_dump.iter().map(Vec::len).collect::<Vec<_>>(),
+        opts.max_entries,
+    );
+    let summarised = keep.iter().filter(|k| !**k).count();
+    if summarised > 0 {
+        notes.push(format!(
+            "the {summarised} oldest of {} dumps are summarised (total and breakdown only, no \
+             stacks) to keep this page within {} stack entries; the growth ranking still \
+             covers all of them",
+            dumps.len(),
+            opts.max_entries
+        ));
+    }
+
+    let mut data = Vec::with_capacity(dumps.len());
+    for (i, (d, values)) in dumps.iter().zip(per_dump).enumerate() {
+        let snapshot = d.sidecar.as_ref().and_then(|s| s.memory_snapshot());
+        let breakdown = match snapshot {
+            Some(Ok(s)) => match s.breakdown() {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    notes.push(format!("{}: memory snapshot: {e}", shown(&d.path)));
+                    None
+                }
+            },
+            Some(Err(e)) => {
+                notes.push(format!("{}: {e}", shown(&d.path)));
+                None
+            }
+            None => None,
+        };
+        data.push(DumpData {
+            name: d
+                .path
+                .file_name()
+                .map(|n| escape(&n.to_string_lossy()).into_owned())
+                .unwrap_or_else(|| shown(&d.path)),
+            t: d.time.map(millis),
+            when: d.time.map(format_time).unwrap_or_else(|| "-".into()),
+            trigger: d
+                .sidecar
+                .as_ref()
+                .and_then(|s| s.trigger.as_deref())
+                .map(|t| escape(t).into_owned()),
+            total: name_profiles[i].total[m as usize].round(),
+            rss: breakdown.as_ref().map(|b| b.rss),
+            parts: breakdown.as_ref().map(parts_of),
+            advice: breakdown.as_ref().map(|b| b.advice()).unwrap_or_default(),
+            values: keep[i].then_some(values),
+        });
+    }
+
+    // Growth ranking over the whole series.
+    let times: Vec<_> = dumps.iter().map(|d| d.time).collect();
+    let leak_rows = if dumps.len() >= 2 {
+        let (ranked, _) = leaks::analyze(&name_profiles, &times, m);
+        ranked
+            .into_iter()
+            .take(opts.top)
+            .map(|s| LeakRow {
+                frames: s.frames.iter().map(|f| intern(f)).collect(),
+                gained: s.gained,
+                per_hour: s.per_hour,
+                grew: s.grew,
+                intervals: s.series.len().saturating_sub(1),
+                first: s.series.first().copied().unwrap_or(0.0),
+                last: s.series.last().copied().unwrap_or(0.0),
+            })
+            .collect()
+    } else {
+        notes.push("one dump only: growth needs two dumps of the process".into());
+        Vec::new()
+    };
+
+    // Who and what.
+    let side = dumps.iter().rev().find_map(|d| d.sidecar.as_ref());
+    let mut facts: Vec<(String, String)> = Vec::new();
+    let mut fact = |k: &str, v: Option<String>| {
+        facts.push((
+            k.to_owned(),
+            v.map(|v| escape(&v).into_owned())
+                .unwrap_or_else(|| "unknown".into()),
+        ))
+    };
+    fact("host", side.and_then(|s| s.host.clone()));
+    fact(
+        "process",
+        Some(match (newest.pid, newest.process()) {
+            (_, Some(p)) => format!("{} {}", newest.program(), p.describe()),
+            (Some(pid), None) => format!("{} pid {pid}", newest.program()),
+            _ => newest.program(),
+        }),
+    );
+    fact(
+        "mysqld version",
+        side.and_then(|s| s.mysqld_version.clone()),
+    );
+    let program = newest.dump.program().map(str::to_owned);
+    fact(
+        "binary build-id",
+        side.and_then(|s| {
+            s.objects
+                .iter()
+                .find(|o| Some(&o.path) == program.as_ref())
+                .and_then(|o| o.build_id.clone())
+        }),
+    );
+    fact(
+        "jemalloc",
+        side.and_then(|s| s.jemalloc.as_ref()).map(|j| {
+            format!(
+                "{}{}",
+                j.version.as_deref().unwrap_or("version unknown"),
+                j.lg_prof_sample
+                    .map(|l| format!(", lg_prof_sample {l}"))
+                    .unwrap_or_default()
+            )
+        }),
+    );
+    fact("jemsafe profile", side.and_then(|s| s.profile.clone()));
+    let span = match (dumps[0].time, newest.time) {
+        (Some(a), Some(b)) => format!(
+            ", {} to {} ({})",
+            format_time(a),
+            format_time(b),
+            humantime::format_duration(std::time::Duration::from_secs(
+                b.duration_since(a).map(|d| d.as_secs()).unwrap_or(0)
+            ))
+        ),
+        _ => String::new(),
+    };
+    fact("dumps", Some(format!("{}{span}", dumps.len())));
+    if let Some(p) = profiles.last() {
+        let prov = crate::provenance::Provenance::of(p, &outcome.symbols, &outcome.object, m);
+        fact(
+            "names",
+            Some(format!(
+                "{} frames from DWARF, {} from symbol tables, {} unnamed ({:.1}% of the heap \
+                 under unnamed frames)",
+                prov.dwarf,
+                prov.symtab,
+                prov.unnamed,
+                if prov.total_value > 0.0 {
+                    100.0 * prov.unnamed_value / prov.total_value
+                } else {
+                    0.0
+                }
+            )),
+        );
+    }
+
+    let timeline = match timeline {
+        Some(mut t) => {
+            for mk in &mut t.markers {
+                if mk.kind == "dump" {
+                    mk.dump = data.iter().position(|d| mk.label.ends_with(&d.name));
+                }
+            }
+            // Dumps the file does not know of (taken before it existed) still get a marker.
+            for (i, d) in data.iter().enumerate() {
+                if let (Some(time), false) = (d.t, t.markers.iter().any(|m| m.dump == Some(i))) {
+                    t.markers.push(Marker {
+                        t: time,
+                        kind: "dump".into(),
+                        label: d.name.clone(),
+                        dump: Some(i),
+                    });
+                }
+            }
+            // Dump markers of dumps not on this page (another process) are not shown.
+            t.markers.retain(|m| m.kind != "dump" || m.dump.is_some());
+            t.markers.sort_by_key(|m| m.t);
+            t
+        }
+        None => timeline_from_dumps(&data),
+    };
+
+    let selected = data.len() - 1;
+    let base = data.iter().position(|d| d.values.is_some()).unwrap_or(0);
+    Ok(Model {
+        title: format!("{} memory", newest.describe()),
+        facts,
+        notes,
+        names,
+        stacks,
+        dumps: data,
+        timeline,
+        selected,
+        base,
+        leaks: leak_rows,
+        live: None,
+    })
+}
+
+/// Flat and cumulative bytes per name of one dump's values, largest flat first.
+pub fn top_rows(model: &Model, values: &[(u32, f64)]) -> Vec<(u32, f64, f64)> {
+    let mut flat: HashMap<u32, f64> = HashMap::new();
+    let mut cum: HashMap<u32, f64> = HashMap::new();
+    let mut seen: Vec<u32> = Vec::new();
+    for &(si, v) in values {
+        let Some(stack) = model.stacks.get(si as usize) else {
+            continue;
+        };
+        if let Some(&leaf) = stack.last() {
+            *flat.entry(leaf).or_default() += v;
+        }
+        seen.clear();
+        for &id in stack {
+            if !seen.contains(&id) {
+                seen.push(id);
+                *cum.entry(id).or_default() += v;
+            }
+        }
+    }
+    let mut rows: Vec<(u32, f64, f64)> = cum
+        .into_iter()
+        .map(|(id, c)| (id, flat.get(&id).copied().unwrap_or(0.0), c))
+        .collect();
+    rows.sort_by(|a, b| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(b.2.partial_cmp(&a.2).unwrap_or(std::cmp::Ordering::Equal))
+            .then(a.0.cmp(&b.0))
+    });
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_dumps_keep_their_stacks_within_the_bound() {
+        assert_eq!(kept(&[10, 10, 10], 25), vec![false, true, true]);
+        assert_eq!(kept(&[10, 10, 10], 100), vec![true, true, true]);
+        // The newest is always kept, even alone over the bound.
+        assert_eq!(kept(&[10, 50], 20), vec![false, true]);
+    }
+
+    #[test]
+    fn top_rows_count_a_recursive_name_once_in_cum() {
+        let model = Model {
+            names: vec!["main".into(), "f".into(), "g".into()],
+            stacks: vec![vec![0, 1, 1, 2], vec![0, 1]],
+            ..Default::default()
+        };
+        let rows = top_rows(&model, &[(0, 100.0), (1, 50.0)]);
+        let f = rows.iter().find(|r| r.0 == 1).unwrap();
+        assert_eq!((f.1, f.2), (50.0, 150.0));
+        assert_eq!(rows[0], (2, 100.0, 100.0));
+        let main = rows.iter().find(|r| r.0 == 0).unwrap();
+        assert_eq!((main.1, main.2), (0.0, 150.0));
+    }
+}

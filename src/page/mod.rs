@@ -1,0 +1,445 @@
+//! `jemsafe page`: which dumps (named, `--pid`, `--since`, else the newest process's
+//! series), their timeline (the config's timeline file, else the dumps' own snapshots),
+//! and where the page goes. What is missing (a dump of another process, a dump that does
+//! not read, a damaged timeline) becomes a note on the page; the rest is still shown.
+//! The page itself is `jemsafe_report::page` (pure).
+
+use crate::cli::PageArgs;
+use crate::error::{Error, Result};
+use crate::report::select;
+use crate::timeline::{self, EventKind, Record};
+use jemsafe_report::page::{self, Marker, Point, Timeline};
+use jemsafe_report::safe::shown;
+use jemsafe_report::{DumpLimits, LoadedDump};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Samples drawn at most: a day at one sample every 10 s is 8,640; a chart 1,200 pixels
+/// wide shows no more than this.
+pub const MAX_POINTS: usize = 1500;
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The page's timeline from the timeline file's records of one process (`pid`, and its
+/// start ticks when known): samples thinned to at most `max_points` (keeping the peak),
+/// dumps, exits and OOM kills as markers.
+pub fn timeline_of(
+    records: &[Record],
+    pid: u32,
+    start: Option<u64>,
+    source: &str,
+    max_points: usize,
+) -> Timeline {
+    let mine = |p: u32, s: u64| p == pid && start.map_or(true, |st| st == s);
+    let samples: Vec<&timeline::Sample> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Sample(s) if mine(s.pid, s.start) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let step = samples.len().div_ceil(max_points.max(1)).max(1);
+    let peak = samples
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, s)| s.rss)
+        .map(|(i, _)| i);
+    let points = samples
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % step == 0 || Some(*i) == peak || *i + 1 == samples.len())
+        .map(|(_, s)| Point {
+            t: millis(s.time),
+            rss: s.rss,
+            parts: s.parts.map(|p| {
+                let r = p.resident();
+                let sum: u64 = r.iter().map(|(_, b)| *b).sum();
+                [
+                    r[0].1,
+                    r[1].1,
+                    r[2].1,
+                    r[3].1,
+                    r[4].1,
+                    r[5].1,
+                    r[6].1,
+                    s.rss.saturating_sub(sum),
+                ]
+            }),
+            limit: s.limit,
+        })
+        .collect();
+    let markers = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event(e) if mine(e.pid, e.start) => Some(e),
+            _ => None,
+        })
+        .filter_map(|e| {
+            let (kind, label) = match &e.kind {
+                EventKind::Dump { file, .. } => ("dump", file.clone()),
+                EventKind::Exit { oom: true, .. } => ("oom", e.describe()),
+                EventKind::Exit { .. } => ("exit", e.describe()),
+                EventKind::Start { .. } => ("start", e.describe()),
+                EventKind::Prof { .. } => return None,
+            };
+            Some(Marker {
+                t: millis(e.time),
+                kind: kind.into(),
+                label: jemsafe_report::safe::escape(&label).into_owned(),
+                dump: None,
+            })
+        })
+        .collect();
+    Timeline {
+        source: source.to_owned(),
+        points,
+        markers,
+    }
+}
+
+/// Keeps the dumps of the newest dump's process (pid, and start time when sidecars tell);
+/// a note names each dump left out.
+pub fn one_process(mut dumps: Vec<LoadedDump>, notes: &mut Vec<String>) -> Vec<LoadedDump> {
+    let Some(newest) = dumps.last().cloned() else {
+        return dumps;
+    };
+    dumps.retain(|d| match newest.same_process(d) {
+        Ok(()) => true,
+        Err(which) => {
+            notes.push(format!(
+                "{} is left out: it is of another process than the newest dump ({which}); a \
+                 page shows one process",
+                shown(&d.path)
+            ));
+            false
+        }
+    });
+    dumps
+}
+
+fn since_time(s: &str, now: SystemTime) -> Result<SystemTime> {
+    match humantime::parse_duration(s) {
+        Ok(d) => Ok(now.checked_sub(d).unwrap_or(UNIX_EPOCH)),
+        Err(_) => humantime::parse_rfc3339_weak(s).map_err(|_| {
+            Error::Usage(format!(
+                "--since {s:?}: give a duration (90m, 6h, 3d) or a time (2026-12-05T03:00:00Z)"
+            ))
+        }),
+    }
+}
+
+/// The dump paths for the arguments, oldest first.
+fn paths(args: &PageArgs) -> Result<Vec<PathBuf>> {
+    let mut paths = if !args.dumps.is_empty() {
+        args.dumps.clone()
+    } else if let Some(pid) = args.pid {
+        let files = select::config_dumps(&args.config)?;
+        let p: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|f| f.name.pid == pid)
+            .map(|f| f.path)
+            .collect();
+        if p.is_empty() {
+            return Err(Error::NotFound(format!(
+                "no heap dumps of pid {pid} in the dump directory of {}",
+                shown(&args.config)
+            )));
+        }
+        p
+    } else {
+        select::newest_series(&args.config)?
+    };
+    select::sort_by_time(&mut paths);
+    if let Some(s) = &args.since {
+        let since = since_time(s, SystemTime::now())?;
+        paths.retain(|p| {
+            select::name_info(p)
+                .1
+                .or_else(|| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+                .is_some_and(|t| t >= since)
+        });
+    }
+    Ok(paths)
+}
+
+/// Where a timeline file is and how it may be read.
+pub struct TimelineFile {
+    pub path: PathBuf,
+    pub limit: u64,
+    /// Follow a symbolic link (a file the user named, not the dump directory's).
+    pub follow: bool,
+    /// Named by the user: a missing file is worth a note.
+    pub named: bool,
+}
+
+/// What a page is made of (the command line's arguments, or the live page's settings).
+pub struct Inputs {
+    pub paths: Vec<PathBuf>,
+    /// The user named the dumps (symbolic links followed).
+    pub named: bool,
+    pub timeline: Option<TimelineFile>,
+    pub since: Option<SystemTime>,
+    pub max_entries: usize,
+    pub max_dump_mb: u64,
+    pub symbolize: jemsafe_report::symbolize::Options,
+    pub live: Option<page::Live>,
+}
+
+/// The timeline for the dumps' process, or a note saying why there is none.
+fn read_timeline(
+    file: Option<&TimelineFile>,
+    since: Option<SystemTime>,
+    dumps: &[LoadedDump],
+    notes: &mut Vec<String>,
+) -> Option<Timeline> {
+    let file = file?;
+    let newest = dumps.last()?;
+    let pid = newest.pid?;
+    let start = dumps
+        .iter()
+        .find_map(|d| d.process().map(|p| p.start_ticks));
+    if !file.named && !file.path.exists() {
+        return None;
+    }
+    let shown_path = shown(&file.path);
+    let parsed = match timeline::file::read(&file.path, file.follow, file.limit) {
+        Ok(p) => p,
+        Err(e) => {
+            notes.push(format!(
+                "the timeline {shown_path} cannot be read ({e}); the chart is drawn from the \
+                 dumps' memory snapshots"
+            ));
+            return None;
+        }
+    };
+    if let Some(d) = &parsed.damage {
+        notes.push(format!(
+            "the timeline {shown_path}: {}; what could be read is shown",
+            d.describe()
+        ));
+    }
+    let records = timeline::select(&parsed.records, since, Some(pid));
+    let t = timeline_of(
+        &records,
+        pid,
+        start,
+        &format!("the timeline file {shown_path}"),
+        MAX_POINTS,
+    );
+    if t.points.is_empty() {
+        notes.push(format!(
+            "the timeline {shown_path} has no samples of pid {pid}; the chart is drawn from the \
+             dumps' memory snapshots"
+        ));
+        return None;
+    }
+    Some(t)
+}
+
+/// The page's HTML for `inputs`; what is missing becomes a note on the page.
+pub fn render(inputs: Inputs) -> Result<String> {
+    let limits = DumpLimits::new(inputs.max_dump_mb, inputs.named);
+    let mut notes = Vec::new();
+    let mut dumps = Vec::new();
+    for p in &inputs.paths {
+        match crate::report::load(p, &limits) {
+            Ok(d) => dumps.push(d),
+            // One unreadable dump does not hide the others.
+            Err(e) => notes.push(format!("{e}; the page is made without it")),
+        }
+    }
+    if dumps.is_empty() && inputs.live.is_some() {
+        // The live page before the first dump: its button takes one.
+        notes.push("no heap dump of mysqld yet: take one with the button above".into());
+        let model = page::Model {
+            title: "mysqld memory: no dumps yet".into(),
+            notes,
+            live: inputs.live,
+            ..Default::default()
+        };
+        return Ok(page::html::render(&model));
+    }
+    if dumps.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no heap dump to show{}",
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", notes.join("; "))
+            }
+        )));
+    }
+    let dumps = one_process(dumps, &mut notes);
+    let timeline = read_timeline(inputs.timeline.as_ref(), inputs.since, &dumps, &mut notes);
+    let options = page::Options {
+        symbolize: inputs.symbolize,
+        max_entries: inputs.max_entries,
+        ..Default::default()
+    };
+    let mut model = page::build(dumps, timeline, notes, &options)?;
+    model.live = inputs.live;
+    Ok(page::html::render(&model))
+}
+
+/// Builds the page's HTML for the command line's arguments.
+pub fn html(args: &PageArgs) -> Result<String> {
+    let named = !args.dumps.is_empty();
+    let timeline = match &args.timeline {
+        Some(f) => Some(TimelineFile {
+            path: f.clone(),
+            limit: 256 << 20,
+            follow: true,
+            named: true,
+        }),
+        None => crate::config::Config::load(&args.config)
+            .ok()
+            .map(|c| timeline_file(&c.dumps.dir, &c.dumps.prefix, c.timeline.max_mb)),
+    };
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| since_time(s, SystemTime::now()))
+        .transpose()?;
+    render(Inputs {
+        paths: paths(args)?,
+        named,
+        timeline,
+        since,
+        max_entries: args.max_entries,
+        max_dump_mb: args.max_dump_mb,
+        symbolize: crate::report::sym_options(
+            crate::cli::NamesMode::Exact,
+            crate::report::debuginfod(&args.debuginfod, args.offline, &args.config),
+        ),
+        live: None,
+    })
+}
+
+/// The timeline file of a dump directory, read as `jemsafe timeline` reads it.
+pub fn timeline_file(dir: &Path, prefix: &str, max_mb: u64) -> TimelineFile {
+    TimelineFile {
+        path: dir.join(timeline::file_name(prefix)),
+        limit: (max_mb << 21).max(64 << 20),
+        follow: false,
+        named: false,
+    }
+}
+
+/// All dumps of the newest pid among `files` (a dump directory's listing), oldest first.
+pub fn newest_series_of(files: &[crate::dumps::HeapFile]) -> Vec<PathBuf> {
+    let newest = files.last().map(|f| f.name.pid).unwrap_or(0);
+    let mut paths: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| f.name.pid == newest)
+        .map(|f| f.path.clone())
+        .collect();
+    select::sort_by_time(&mut paths);
+    paths
+}
+
+/// The live page's child (`jemsafe __page`): the newest process's dumps in `dir`, its
+/// timeline, the CSRF token from the environment; the HTML written framed (its length as 8
+/// bytes little-endian, then the bytes) for the HTTP server.
+pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result<i32> {
+    let files = crate::dumps::list(dir, prefix).map_err(Error::io(format!(
+        "cannot list the dump directory {}",
+        shown(dir)
+    )))?;
+    let csrf = std::env::var(crate::http::PAGE_CSRF_ENV).unwrap_or_default();
+    let html = render(Inputs {
+        paths: newest_series_of(&files),
+        named: false,
+        timeline: Some(timeline_file(dir, prefix, timeline_max_mb)),
+        since: None,
+        max_entries: page::Options::default().max_entries,
+        max_dump_mb: jemsafe_report::DEFAULT_MAX_DUMP_MB,
+        symbolize: Default::default(),
+        live: Some(page::Live { csrf }),
+    })?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&(html.len() as u64).to_le_bytes())
+        .and_then(|_| out.write_all(html.as_bytes()))
+        .and_then(|_| out.flush())
+        .map_err(Error::io("cannot write the page to the HTTP server"))?;
+    Ok(0)
+}
+
+/// `jemsafe page`.
+pub fn command(args: &PageArgs) -> Result<i32> {
+    let started = std::time::Instant::now();
+    let text = html(args)?;
+    write_out(&args.output, text.as_bytes())?;
+    crate::info!(
+        "page written: {} ({} KiB) in {:.1} s",
+        shown(&args.output),
+        text.len() / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+fn write_out(path: &Path, bytes: &[u8]) -> Result<()> {
+    if path == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(bytes)
+            .and_then(|_| out.flush())
+            .map_err(Error::io("cannot write the page to standard output"));
+    }
+    std::fs::write(path, bytes).map_err(Error::io(format!("cannot write {}", shown(path))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::{Event, Parts, Sample};
+    use std::time::Duration;
+
+    fn sample(s: u64, pid: u32, rss: u64) -> Record {
+        Record::Sample(Sample {
+            time: UNIX_EPOCH + Duration::from_secs(s),
+            pid,
+            start: 7,
+            rss,
+            parts: Some(Parts {
+                heap_in_use: rss / 2,
+                ..Default::default()
+            }),
+            allocated: None,
+            cgroup_usage: None,
+            limit: Some(1000),
+        })
+    }
+
+    #[test]
+    fn the_timeline_is_one_process_thinned_with_its_peak_kept() {
+        let mut records: Vec<Record> = (0..100).map(|i| sample(i, 5, 100 + i)).collect();
+        records[37] = sample(37, 5, 999);
+        records.push(sample(50, 6, 5000));
+        records.push(Record::Event(Event {
+            time: UNIX_EPOCH + Duration::from_secs(60),
+            pid: 5,
+            start: 7,
+            kind: EventKind::Exit {
+                how: "was killed by SIGKILL".into(),
+                oom: true,
+            },
+        }));
+        let t = timeline_of(&records, 5, Some(7), "x", 10);
+        assert!(t.points.len() <= 12, "{}", t.points.len());
+        assert!(t.points.iter().any(|p| p.rss == 999), "peak dropped");
+        assert!(t.points.iter().all(|p| p.rss != 5000), "other pid shown");
+        let p = &t.points[0];
+        assert_eq!(p.parts.unwrap()[0], 50);
+        assert_eq!(p.parts.unwrap()[7], 50);
+        assert_eq!(t.markers.len(), 1);
+        assert_eq!(t.markers[0].kind, "oom");
+        // Another process that had pid 5 (other start ticks) is not this one.
+        assert!(timeline_of(&records, 5, Some(8), "x", 10).points.is_empty());
+    }
+}
