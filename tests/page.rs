@@ -3,8 +3,7 @@
 //! browser (Debian's chromium, headless): the DOM after scripts ran, no network request,
 //! a screenshot that is not blank.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
