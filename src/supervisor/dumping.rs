@@ -289,6 +289,8 @@ impl Supervisor<'_> {
         for w in waiters {
             control::respond(w, &answer);
         }
+        // After the answer: whoever asked is not kept waiting by deletions.
+        self.apply_retention();
     }
 
     /// Checks the temporary file and gives it its final name; its size, or why not.
@@ -476,6 +478,11 @@ impl Supervisor<'_> {
             let Some(heap) = dumps::HeapName::parse(&self.plan.dump_prefix, &name) else {
                 continue;
             };
+            // jemsafe's own names: it checked, restricted and renamed the file itself, and
+            // `dumped` ran retention; this event is the echo of its own rename.
+            if matches!(heap.origin, dumps::naming::Origin::OnDemand { .. }) {
+                continue;
+            }
             ours = true;
             self.inspect_new_file(&name, &heap, mask);
         }
