@@ -14,6 +14,7 @@ mod render;
 
 pub use page_http::CSRF_ENV as PAGE_CSRF_ENV;
 pub use render::child_main as render_child_main;
+pub use render::release_when_read;
 
 use crate::control::{self, DumpVia, Request, Status};
 use crate::error::{Error, Result};

@@ -21,6 +21,8 @@ fn main() {
             .or_else(log::Level::from_env)
             .unwrap_or(log::Level::Info),
     );
+    // The HTTP server's renderer children (`__pprof`, `__page`).
+    let renderer = matches!(cli.command, Cmd::Pprof { .. } | Cmd::PageChild { .. });
     let result = match cli.command {
         Cmd::Check(args) => commands::check(&args),
         Cmd::Env(args) => commands::env(&args),
@@ -72,6 +74,17 @@ fn main() {
             dir,
         } => jemsafe::page::live_child_main(&dir, &prefix, timeline_max_mb),
     };
+    if renderer {
+        // Its answer is read; now the error, if any, then wait to be let go.
+        if let Err(e) = &result {
+            jemsafe::error!("{e}");
+        }
+        jemsafe::http::release_when_read();
+        std::process::exit(match &result {
+            Ok(code) => *code,
+            Err(e) => e.exit_code(),
+        });
+    }
     match result {
         Ok(code) => std::process::exit(code),
         // A reader that stopped reading (`jemsafe dumps | head -1`) is not a failure.

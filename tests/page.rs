@@ -32,6 +32,8 @@ fn artifacts() -> PathBuf {
 #[test]
 fn a_mariadb_series_with_a_planted_leak_makes_a_page_that_shows_it_offline() {
     let (dir, config) = prepared_sandbox("page-mariadb", "[timeline]\ninterval_s = 1\n");
+    // Every dump asked for is taken at once (none coalesced into a trailing one).
+    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
     let plugins = udf_plugin_dir(dir.path());
     let mut js = Running::start(&[
         "run",
@@ -67,8 +69,6 @@ fn a_mariadb_series_with_a_planted_leak_makes_a_page_that_shows_it_offline() {
         let out = cli(&["dump", "-c", cfg]);
         assert!(out.status.success(), "{out:?}");
         dumps.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
-        // jemsafe coalesces dumps closer than min_interval_ms: wait until the next may run.
-        std::thread::sleep(Duration::from_millis(1100));
     }
     let page = dir.join("incident.html");
     let started = std::time::Instant::now();
@@ -186,6 +186,7 @@ fn the_live_page_needs_the_token_and_its_dump_button_the_pages_csrf_token_and_or
         &["--alloc-mb", "8"],
         &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token_line}"),
     );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     js.err.wait_for("HTTP server on", T);
     js.wait_verified(T);
@@ -204,7 +205,6 @@ fn the_live_page_needs_the_token_and_its_dump_button_the_pages_csrf_token_and_or
     for _ in 0..2 {
         let out = cli(&["dump", "-c", cfg]);
         assert!(out.status.success(), "{out:?}");
-        std::thread::sleep(Duration::from_millis(1100));
     }
     let host = format!("Host: {addr}");
     let get = |extra: &str| {
@@ -297,8 +297,6 @@ fn workload_dumps(config: &Path, n: usize) -> Vec<PathBuf> {
         dumps.push(PathBuf::from(
             String::from_utf8_lossy(&out.stdout).trim().to_owned(),
         ));
-        // Dumps closer than [dumps] min_interval_ms are coalesced.
-        std::thread::sleep(Duration::from_millis(1100));
     }
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
@@ -316,6 +314,7 @@ fn bad_input_is_named_on_the_page_and_the_rest_still_renders() {
         &["--alloc-mb", "8"],
         "[timeline]\ninterval_s = 1\n",
     );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
     let first = workload_dumps(&config, 1);
     let second = workload_dumps(&config, 3);
     std::fs::remove_file(format!("{}.json", second[1].display())).unwrap();

@@ -73,7 +73,11 @@ pub fn run_framed(
     deadline: Duration,
     max: usize,
 ) -> std::result::Result<Vec<u8>, String> {
-    cmd.stdin(Stdio::null())
+    // Standard input is the child's leash: it stays alive (its output closed) until this
+    // side drops it, so that its pidfd is taken before the supervisor's loop could reap it
+    // (waitpid(-1), for orphans as PID 1): a child that exited fast was reaped first, and
+    // its pid was no longer there to open.
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     crate::launch::close_inherited_fds(&mut cmd);
@@ -92,11 +96,12 @@ pub fn run_framed(
         .spawn()
         .map_err(|e| format!("cannot start the renderer: {e}"))?;
     let pidfd = pidfd_open(child.id());
+    let leash = child.stdin.take();
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err("the renderer's pipes are missing".into());
     };
     let outcome = read_both(&mut stdout, &mut stderr, started, deadline, max);
-    drop((stdout, stderr));
+    drop((stdout, stderr, leash));
     let Ok(pidfd) = pidfd else {
         // Cannot name the child safely: the alarm ends it; the supervisor reaps it.
         return Err("cannot watch the renderer (pidfd_open failed)".into());
@@ -220,6 +225,21 @@ fn read_both(
 /// A pipe end that can be polled and read.
 trait ReadFd: Read + AsFd {}
 impl<T: Read + AsFd> ReadFd for T {}
+
+/// The end of a renderer child (`__pprof`, `__page`): its output closed, it waits until
+/// the server lets go of its standard input (see [`run_framed`]), bounded by its alarm.
+pub fn release_when_read() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: closing our own standard output and error, which nothing uses after this.
+    unsafe {
+        libc::close(1);
+        libc::close(2);
+    }
+    let mut byte = [0u8; 64];
+    while matches!(std::io::stdin().read(&mut byte), Ok(n) if n > 0) {}
+}
 
 fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     // SAFETY: a plain system call; the fd it returns is ours alone.
