@@ -1,8 +1,7 @@
 //! Servers a test starts and always stops (Prometheus), free ports, a tiny HTTP client,
 //! and the MariaDB client.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -22,29 +21,8 @@ pub fn http_get(
     headers: &[&str],
     timeout: Duration,
 ) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).expect("connect");
-    s.set_read_timeout(Some(timeout)).unwrap();
-    s.set_write_timeout(Some(timeout)).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("send request");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status code");
-    (code, raw[split + 4..].to_vec())
+    let reply = super::http_request(addr, path, headers, timeout);
+    (reply.code, reply.body)
 }
 
 /// A child process killed (and reaped) when the guard goes, whatever the test did.
