@@ -157,8 +157,9 @@ fn defer_accept(listener: &TcpListener) {
 /// The bearer token: the file's first line, which must not be empty.
 fn read_token(path: &Path) -> Result<String> {
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(4096).read_to_string(&mut text))
+    // A regular file only, opened without blocking (never a FIFO), read with a bound.
+    jemsafe_report::safe::open_regular(path, true)
+        .and_then(|o| o.file.take(4096).read_to_string(&mut text))
         .map_err(Error::io(format!("[http] token_file {}", path.display())))?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     if token.is_empty() {

@@ -400,20 +400,7 @@ fn an_interval_profiles_own_dumps_carry_memory_snapshots() {
         "[profiles.every16m]\ninherits = \"interval\"\nlg_prof_interval = 24\n\
          [timeline]\ninterval_s = 1\n",
     );
-    let plugins = udf_plugin_dir(dir.path());
-    let mut js = Running::start(&[
-        "run",
-        "-c",
-        config.to_str().unwrap(),
-        "-p",
-        "every16m",
-        "--",
-        &format!("--plugin-dir={}", plugins.display()),
-    ]);
-    js.wait_started(1, START);
-    js.err.wait_for("ready for connections", START);
-    let socket = dir.join("mysqld/mysqld.sock");
-    create_udf_functions(&socket);
+    let (mut js, socket) = run_with_udf(&dir, &config, "every16m");
     // Growth in steps, each seen by the timeline (a sample a second).
     let pid = js.mysqld_pid.unwrap();
     let samples = || {

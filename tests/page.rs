@@ -7,7 +7,6 @@ use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const START: Duration = Duration::from_secs(180);
 const T: Duration = Duration::from_secs(60);
 const PLANTED: &str = "jemsafe_test_leak_site";
 
@@ -34,20 +33,7 @@ fn a_mariadb_series_with_a_planted_leak_makes_a_page_that_shows_it_offline() {
     let (dir, config) = prepared_sandbox("page-mariadb", "[timeline]\ninterval_s = 1\n");
     // Every dump asked for is taken at once (none coalesced into a trailing one).
     add_to_section(&config, "[dumps]", "min_interval_ms = 0");
-    let plugins = udf_plugin_dir(dir.path());
-    let mut js = Running::start(&[
-        "run",
-        "-c",
-        config.to_str().unwrap(),
-        "-p",
-        "leak",
-        "--",
-        &format!("--plugin-dir={}", plugins.display()),
-    ]);
-    js.wait_started(1, START);
-    js.err.wait_for("ready for connections", START);
-    let socket = dir.join("mysqld/mysqld.sock");
-    create_udf_functions(&socket);
+    let (mut js, socket) = run_with_udf(&dir, &config, "leak");
     let cfg = config.to_str().unwrap();
     let samples = || {
         let out = cli(&["timeline", "-c", cfg, "--format", "json"]);

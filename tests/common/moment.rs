@@ -157,6 +157,28 @@ pub fn prepared_sandbox(tag: &str, extra: &str) -> (TempDir, PathBuf) {
     (dir, config)
 }
 
+/// `jemsafe run -c config -p profile` of a [`prepared_sandbox`], its mysqld loading the
+/// project's test UDF; returns once the server is ready and the UDF functions exist, with
+/// the server's socket.
+pub fn run_with_udf(dir: &TempDir, config: &Path, profile: &str) -> (Running, PathBuf) {
+    let plugins = udf_plugin_dir(dir.path());
+    let mut js = Running::start(&[
+        "run",
+        "-c",
+        config.to_str().unwrap(),
+        "-p",
+        profile,
+        "--",
+        &format!("--plugin-dir={}", plugins.display()),
+    ]);
+    js.wait_started(1, Duration::from_secs(180));
+    js.err
+        .wait_for("ready for connections", Duration::from_secs(180));
+    let socket = dir.join("mysqld/mysqld.sock");
+    create_udf_functions(&socket);
+    (js, socket)
+}
+
 /// RSS of `pid` in bytes, from /proc/PID/statm.
 pub fn rss_of(pid: i32) -> u64 {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap();
