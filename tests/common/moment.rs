@@ -112,8 +112,6 @@ pub const UDF_FUNCTIONS: &[&str] = &[
     "jemsafe_alloc_mb",
     "jemsafe_free_mb",
     "jemsafe_leak_kb",
-    "jemsafe_fragment_kb",
-    "jemsafe_dense_kb",
 ];
 
 pub fn create_udf_functions(socket: &Path) {

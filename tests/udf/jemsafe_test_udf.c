@@ -9,11 +9,7 @@
  *   jemsafe_alloc_mb(n)     allocates and touches n MiB in 1 MiB mallocs and keeps them
  *   jemsafe_free_mb(n)      frees up to n MiB of those (newest first); returns MiB kept
  *   jemsafe_leak_kb(n)      leaks n KiB as 1 KiB mallocs from jemsafe_test_leak_site()
- *   jemsafe_fragment_kb(n)  allocates n KiB as 1 KiB objects and frees 15 of every 16
- *                           (from jemsafe_test_fragment_site()): n/16 KiB kept, spread
- *                           over slabs that stay mostly empty
- *   jemsafe_dense_kb(n)     keeps the same n/16 KiB as jemsafe_fragment_kb(n), packed
- *                           (from jemsafe_test_dense_site())
+ * (Fragmenting and dense allocations are jemsafe_frag_udf.c's, for tests/fragmentation.rs.)
  * Each returns what the function now keeps in all (MiB for alloc/free, KiB otherwise).
  *
  * To add a function: write NAME_init (argument check), NAME and NAME_deinit with the
@@ -25,28 +21,7 @@
 #include <string.h>
 #include <pthread.h>
 
-typedef char my_bool;
-enum Item_result { STRING_RESULT = 0, REAL_RESULT, INT_RESULT, ROW_RESULT, DECIMAL_RESULT };
-
-typedef struct st_udf_args {
-    unsigned int arg_count;
-    enum Item_result *arg_type;
-    char **args;
-    unsigned long *lengths;
-    char *maybe_null;
-    const char **attributes;
-    unsigned long *attribute_lengths;
-    void *extension;
-} UDF_ARGS;
-
-typedef struct st_udf_init {
-    my_bool maybe_null;
-    unsigned int decimals;
-    unsigned long max_length;
-    char *ptr;
-    my_bool const_item;
-    void *extension;
-} UDF_INIT;
+#include "jemsafe_udf.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -55,10 +30,6 @@ struct block { struct block *next; };
 
 static struct block *mb_blocks;     /* jemsafe_alloc_mb, 1 MiB each */
 static long long mb_kept;
-static struct block *kb_fragment;   /* jemsafe_fragment_kb survivors, 1 KiB each */
-static long long kb_fragment_kept;
-static struct block *kb_dense;      /* jemsafe_dense_kb, 1 KiB each */
-static long long kb_dense_kept;
 static long long kb_leaked;
 
 /* The argument as a count, 0 for NULL or negative. */
@@ -136,55 +107,4 @@ UDF_FUNCTION(jemsafe_leak_kb) {
     long long leaked = kb_leaked;
     pthread_mutex_unlock(&lock);
     return leaked;
-}
-
-__attribute__((noinline)) struct block *jemsafe_test_fragment_site(void) {
-    return malloc(1024);
-}
-
-__attribute__((noinline)) struct block *jemsafe_test_dense_site(void) {
-    return malloc(1024);
-}
-
-UDF_FUNCTION(jemsafe_fragment_kb) {
-    (void)initid; (void)is_null;
-    long long n = count_arg(args);
-    struct block **all = calloc(n > 0 ? (size_t)n : 1, sizeof *all);
-    if (all == NULL) { *error = 1; return 0; }
-    pthread_mutex_lock(&lock);
-    long long made = 0;
-    for (; made < n; made++) {
-        if ((all[made] = jemsafe_test_fragment_site()) == NULL) { *error = 1; break; }
-        memset(all[made], 0x66, 1024);
-    }
-    for (long long i = 0; i < made; i++) {
-        if (i % 16 == 0) {
-            all[i]->next = kb_fragment;
-            kb_fragment = all[i];
-            kb_fragment_kept++;
-        } else {
-            free(all[i]);
-        }
-    }
-    long long kept = kb_fragment_kept;
-    pthread_mutex_unlock(&lock);
-    free(all);
-    return kept;
-}
-
-UDF_FUNCTION(jemsafe_dense_kb) {
-    (void)initid; (void)is_null;
-    long long n = count_arg(args) / 16;
-    pthread_mutex_lock(&lock);
-    for (long long i = 0; i < n; i++) {
-        struct block *b = jemsafe_test_dense_site();
-        if (b == NULL) { *error = 1; break; }
-        memset(b, 0x64, 1024);
-        b->next = kb_dense;
-        kb_dense = b;
-        kb_dense_kept++;
-    }
-    long long kept = kb_dense_kept;
-    pthread_mutex_unlock(&lock);
-    return kept;
 }
