@@ -108,11 +108,7 @@ pub fn udf_plugin_dir(dir: &Path) -> PathBuf {
 }
 
 /// The UDF's functions, created in a running server.
-pub const UDF_FUNCTIONS: &[&str] = &[
-    "jemsafe_alloc_mb",
-    "jemsafe_free_mb",
-    "jemsafe_leak_kb",
-];
+pub const UDF_FUNCTIONS: &[&str] = &["jemsafe_alloc_mb", "jemsafe_free_mb", "jemsafe_leak_kb"];
 
 pub fn create_udf_functions(socket: &Path) {
     for f in UDF_FUNCTIONS {
