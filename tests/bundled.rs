@@ -289,7 +289,13 @@ fn run_verifies_dumps_and_reports_the_workload_under_the_bundled_library() {
     assert!(report.contains("jemsafe_workload_leak_marker"), "{report}");
     let by_object = cli(&["report", "-c", config.to_str().unwrap(), "--by", "object"]);
     let by_object = String::from_utf8_lossy(&by_object.stdout);
-    assert!(!by_object.contains("libjemsafe_jemalloc.so"), "{by_object}");
+    // The exported wrappers (`malloc`...) are dropped too, so the library holds none of the
+    // workload's 64 MiB. It may hold a sample of its own: the shim's start-up allocations
+    // (its thread, its buffers) are sampled now and then, at 512 KiB each.
+    assert!(
+        flat_percent(&by_object, "libjemsafe_jemalloc.so") < 5.0,
+        "{by_object}"
+    );
 
     let out = cli(&["status", "-c", config.to_str().unwrap()]);
     let status = String::from_utf8_lossy(&out.stdout);

@@ -168,3 +168,17 @@ pub fn add_to_section(path: &Path, section: &str, lines: &str) {
     let text = text.replacen(&header, &format!("{header}{lines}\n"), 1);
     std::fs::write(path, text).expect("write config");
 }
+
+/// The flat% of `row_name` in a text report (`--by object` rows end with the object's
+/// name); 0 when there is no such row.
+pub fn flat_percent(report: &str, row_name: &str) -> f64 {
+    let suffix = format!(" {row_name}");
+    report
+        .lines()
+        .find(|row| row.ends_with(&suffix))
+        .map_or(0.0, |row| {
+            // "  512.0 KiB   0.8% 100.0% ...": the value and its unit, then flat%.
+            let flat = row.split_whitespace().nth(2).unwrap_or("100%");
+            flat.trim_end_matches('%').parse().unwrap_or(100.0)
+        })
+}
