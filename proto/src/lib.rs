@@ -659,24 +659,37 @@ impl Body for ResetDone {
     }
 }
 
-/// `dump`: how long prof.dump took inside mysqld, and where it wrote.
+/// `dump`: how long prof.dump took inside mysqld, where it wrote, and where jemalloc's
+/// memory was just before it (one request: nothing comes between the two).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dumped {
     pub dump_us: u64,
     pub path: Option<String>,
+    /// None when this jemalloc keeps no statistics, when the reading would not fit in a
+    /// packet beside the path, and from shims older than this field.
+    pub memory: Option<Memory>,
 }
 
 impl Body for Dumped {
     fn write(&self, reply: Reply) -> Reply {
-        reply
+        let reply = reply
             .with("dump_us", self.dump_us)
-            .with_some("path", self.path.as_ref())
+            .with_some("path", self.path.as_ref());
+        // Memory's fields beside the dump's: no name is shared.
+        match &self.memory {
+            Some(memory) => memory.write(reply),
+            None => reply,
+        }
     }
 
     fn read(r: &Reply) -> Result<Dumped, DecodeError> {
         Ok(Dumped {
             dump_us: r.field("dump_us")?,
             path: r.optional("path")?,
+            memory: match r.get("allocated") {
+                Some(_) => Some(Memory::read(r)?),
+                None => None,
+            },
         })
     }
 }
@@ -863,6 +876,28 @@ mod tests {
             let wire = Reply::decode(&Reply::ok_with(1, &m).encode()).unwrap();
             assert_eq!(wire.body::<Memory>(), Ok(m));
         }
+    }
+
+    #[test]
+    fn a_dump_reply_carries_its_memory_reading_or_none() {
+        let memory = Memory {
+            allocated: 10,
+            page: 4096,
+            thp: "default".into(),
+            ..Default::default()
+        };
+        for memory in [Some(memory), None] {
+            let d = Dumped {
+                dump_us: 900,
+                path: Some("/var/lib/jemsafe/d.heap".into()),
+                memory,
+            };
+            let wire = Reply::decode(&Reply::ok_with(1, &d).encode()).unwrap();
+            assert_eq!(wire.body::<Dumped>(), Ok(d));
+        }
+        // A reading cut short is an error, not a silent None.
+        let cut = Reply::ok(1).with("dump_us", 1).with("allocated", 1);
+        assert!(cut.body::<Dumped>().is_err());
     }
 
     #[test]

@@ -488,6 +488,9 @@ fn known<T>(r: Result<T, CtlError>) -> Result<Option<T>, CtlError> {
 }
 
 fn dump<B: Backend>(id: u64, j: &Jemalloc<B>, path: Option<String>) -> Result<Reply, CtlError> {
+    // The dump's memory snapshot, read just before it in the same request: a jemalloc
+    // without statistics still dumps, without one.
+    let memory = memory::snapshot(j).ok();
     let started = Instant::now();
     let c_path = match path.as_deref().map(CString::new) {
         None => None,
@@ -503,11 +506,21 @@ fn dump<B: Backend>(id: u64, j: &Jemalloc<B>, path: Option<String>) -> Result<Re
     // A null file name is jemalloc's "no argument": its own name, prof_prefix.pid.seq.m.
     let name: *const c_char = c_path.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
     j.write(c"prof.dump", name)?;
+    let dumped = Dumped {
+        dump_us: started.elapsed().as_micros() as u64,
+        path,
+        memory,
+    };
+    let reply = Reply::ok_with(id, &dumped);
+    if reply.encode().len() <= MAX_PACKET {
+        return Ok(reply);
+    }
+    // A path so long that the reading does not fit beside it: the dump still counts.
     Ok(Reply::ok_with(
         id,
         &Dumped {
-            dump_us: started.elapsed().as_micros() as u64,
-            path,
+            memory: None,
+            ..dumped
         },
     ))
 }

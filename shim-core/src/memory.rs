@@ -29,7 +29,7 @@ fn describe(e: &CtlError) -> String {
     s
 }
 
-fn snapshot<B: Backend>(j: &Jemalloc<B>) -> Result<Memory, String> {
+pub(crate) fn snapshot<B: Backend>(j: &Jemalloc<B>) -> Result<Memory, String> {
     // A new epoch refreshes the statistics jemalloc caches.
     j.0.advance_epoch().map_err(|e| {
         format!(

@@ -9,6 +9,7 @@
 //! Dumps appear under their final name only when complete: the shim writes to a hidden
 //! temporary name, jemsafe checks the file ([`completeness`]) and renames it.
 
+use jemsafe_report::maps::MapEntry;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -141,11 +142,12 @@ pub fn read_tail(file: &mut File) -> io::Result<(u64, Vec<u8>)> {
 /// `last_mapping`: the last line of the process's /proc/PID/maps now, when it still
 /// runs. The top of the address space ([vsyscall], [stack]) does not change, so a dump
 /// cut at a line boundary inside its maps copy is caught too.
+/// A whole dump's maps copy is returned: the process's mappings at the dump's instant.
 pub fn completeness(
     size: u64,
     tail: &[u8],
-    last_mapping: Option<&jemsafe_report::maps::MapEntry>,
-) -> Result<(), String> {
+    last_mapping: Option<&MapEntry>,
+) -> Result<Vec<MapEntry>, String> {
     if size == 0 {
         return Err("the file is empty".into());
     }
@@ -170,7 +172,10 @@ pub fn completeness(
             ));
         }
     }
-    Ok(())
+    Ok(maps
+        .lines()
+        .filter_map(jemsafe_report::maps::parse_line)
+        .collect())
 }
 
 /// Writes `bytes` as the new file `name` in the directory `dir` (a sidecar, an incident
@@ -238,8 +243,10 @@ mod tests {
             .last()
             .and_then(jemsafe_report::maps::parse_line);
         let last = last.as_ref();
-        assert_eq!(completeness(d.len() as u64, d.as_bytes(), last), Ok(()));
-        assert_eq!(completeness(d.len() as u64, d.as_bytes(), None), Ok(()));
+        let maps = completeness(d.len() as u64, d.as_bytes(), last).unwrap();
+        assert_eq!(maps.len(), 3);
+        assert_eq!(maps[0].path.as_deref(), Some("/usr/sbin/mariadbd"));
+        assert_eq!(completeness(d.len() as u64, d.as_bytes(), None), Ok(maps));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! included, makes the write fail rather than follow), given to the heap files' owner
 //! and mode 0640, like the dump it describes.
 
+use jemsafe_report::maps::MapEntry;
 use jemsafe_report::sidecar::{self, Jemalloc, Object, Process, Sidecar};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
@@ -23,8 +24,9 @@ pub struct Context {
     pub jemalloc: Option<Jemalloc>,
 }
 
-/// The sidecar for a dump of `ctx.pid` taken now.
-pub fn collect(ctx: &Context, dump_name: &str) -> Sidecar {
+/// The sidecar for a dump of `ctx.pid` taken now; `maps`: the dump's own copy of the
+/// process's maps.
+pub fn collect(ctx: &Context, dump_name: &str, maps: &[MapEntry]) -> Sidecar {
     let mut s = Sidecar::new();
     s.dump = Some(dump_name.to_owned());
     s.trigger = Some(ctx.trigger.clone());
@@ -36,7 +38,7 @@ pub fn collect(ctx: &Context, dump_name: &str) -> Sidecar {
     s.profile = ctx.profile.clone();
     s.malloc_conf = ctx.malloc_conf.clone();
     s.jemalloc = ctx.jemalloc.clone();
-    s.objects = objects(ctx.pid);
+    s.objects = objects(ctx.pid, maps);
     s.jemsafe_version = Some(env!("CARGO_PKG_VERSION").to_owned());
     s
 }
@@ -74,13 +76,10 @@ fn boot_time() -> Option<u64> {
         .ok()
 }
 
-/// Every file mapped executable by `pid`, once, in maps order.
-pub fn objects(pid: i32) -> Vec<Object> {
-    let Ok(maps) = crate::procfs::maps(pid) else {
-        return Vec::new();
-    };
+/// Every file mapped executable by `pid` in `maps`, once, in maps order.
+pub fn objects(pid: i32, maps: &[MapEntry]) -> Vec<Object> {
     let mut out: Vec<Object> = Vec::new();
-    for m in &maps {
+    for m in maps {
         let Some(path) = m.path.as_deref() else {
             continue;
         };
@@ -132,7 +131,7 @@ mod tests {
         assert_eq!(p.pid, pid as u32);
         assert!(p.start_ticks > 0);
         assert!(p.same_as(&process(pid).unwrap()));
-        let objs = objects(pid);
+        let objs = objects(pid, &crate::procfs::maps(pid).unwrap());
         let me = std::fs::read_link("/proc/self/exe").unwrap();
         let exe = objs
             .iter()

@@ -1,6 +1,7 @@
-//! Heap dumps from the supervisor's side: requests through the storm throttle, the file
-//! made whole under its final name, jemalloc's own dumps checked, retention, and the
-//! inotify watch on the dump directory (kept alive when the directory is re-created).
+//! Heap dumps from the supervisor's side: requests through the storm throttle, one shim
+//! request per dump (its reply carries the memory reading taken just before it), the file
+//! checked and made whole under its final name, its sidecar, and retention. The dump
+//! directory's inotify watch is in [`super::watch`].
 
 use super::shim_requests::DUMP_DEADLINE;
 use super::{Pending, Supervisor};
@@ -9,89 +10,42 @@ use crate::dumps::{self, files, retention, Trigger};
 use crate::metrics::DumpFailure;
 use crate::{debug, error, info, warn};
 use jemsafe_proto::{Command, Dumped, Reply};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use jemsafe_report::maps::MapEntry;
+
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+
 use std::time::{Instant, SystemTime};
 
-use super::policy::Admit;
+use super::policy::{Admit, Growth, Throttle};
+use std::path::PathBuf;
 
-/// inotify on the dump directory, and on its parent while the directory is gone.
-pub struct DumpWatch {
-    inotify: Option<Inotify>,
-    dir: Option<WatchDescriptor>,
-    parent: Option<WatchDescriptor>,
+/// What the supervisor keeps about dumps between them.
+pub(super) struct DumpState {
+    /// The sequence number in jemsafe's dump names.
+    pub seq: u64,
+    /// The storm throttle (`min_interval_ms`).
+    pub throttle: Throttle,
+    /// Who waits for the trailing dump of a storm, and its trigger.
+    pub trailing: Vec<UnixStream>,
+    pub trailing_trigger: Option<Trigger>,
+    /// `growth_step_mb`: the allocated level of the last growth dump.
+    pub growth: Growth,
+    pub next_growth_check: Option<Instant>,
+    /// The newest dump jemsafe wrote, and when.
+    pub last: Option<(PathBuf, SystemTime)>,
 }
 
-impl DumpWatch {
-    pub fn new(dir: &Path) -> DumpWatch {
-        let mut watch = DumpWatch {
-            inotify: None,
-            dir: None,
-            parent: None,
-        };
-        match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
-            Ok(ino) => watch.inotify = Some(ino),
-            Err(e) => {
-                warn!("cannot use inotify ({e}): retention will run only at start-up and after jemsafe's own dumps");
-                return watch;
-            }
+impl DumpState {
+    pub fn new(plan: &super::Plan) -> DumpState {
+        DumpState {
+            seq: 0,
+            throttle: Throttle::new(plan.min_dump_interval),
+            trailing: Vec::new(),
+            trailing_trigger: None,
+            growth: Growth::new(plan.growth_step_bytes),
+            next_growth_check: None,
+            last: None,
         }
-        if let Err(e) = watch.watch_dir(dir) {
-            warn!(
-                "cannot watch {} ({e}): retention will run only at start-up and after jemsafe's own dumps",
-                dir.display()
-            );
-        }
-        watch
-    }
-
-    pub fn inotify(&self) -> Option<&Inotify> {
-        self.inotify.as_ref()
-    }
-
-    fn watch_dir(&mut self, dir: &Path) -> nix::Result<()> {
-        let ino = self.inotify.as_ref().ok_or(nix::errno::Errno::EBADF)?;
-        let wd = ino.add_watch(
-            dir,
-            AddWatchFlags::IN_CLOSE_WRITE
-                | AddWatchFlags::IN_MOVED_TO
-                | AddWatchFlags::IN_DELETE_SELF
-                | AddWatchFlags::IN_MOVE_SELF
-                | AddWatchFlags::IN_ONLYDIR
-                | AddWatchFlags::IN_DONT_FOLLOW,
-        )?;
-        self.dir = Some(wd);
-        if let Some(parent) = self.parent.take() {
-            let _ = ino.rm_watch(parent);
-        }
-        Ok(())
-    }
-
-    /// The directory's watch is gone: watch it again if it is back, else its parent, to
-    /// notice when it is.
-    fn lost(&mut self, dir: &Path) -> bool {
-        if let Some(wd) = self.dir.take() {
-            if let Some(ino) = &self.inotify {
-                let _ = ino.rm_watch(wd); // the kernel may have dropped it already
-            }
-        }
-        if self.watch_dir(dir).is_ok() {
-            return true;
-        }
-        if let (Some(ino), Some(parent)) = (&self.inotify, dir.parent()) {
-            match ino.add_watch(
-                parent,
-                AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR,
-            ) {
-                Ok(wd) => self.parent = Some(wd),
-                Err(e) => warn!(
-                    "cannot watch {} either ({e}): the dump directory is watched again at the next dump",
-                    parent.display()
-                ),
-            }
-        }
-        false
     }
 }
 
@@ -133,15 +87,15 @@ impl Supervisor<'_> {
                 return;
             }
         }
-        match self.throttle.request(Instant::now()) {
+        match self.dumping.throttle.request(Instant::now()) {
             Admit::Now => self.send_dump(trigger, waiter.into_iter().collect()),
             Admit::At(_) | Admit::Joined => {
                 debug!(
                     "dump request ({}) coalesced into the next dump",
                     trigger.as_str()
                 );
-                self.trailing_trigger.get_or_insert(trigger);
-                self.trailing.extend(waiter);
+                self.dumping.trailing_trigger.get_or_insert(trigger);
+                self.dumping.trailing.extend(waiter);
             }
         }
     }
@@ -200,22 +154,15 @@ impl Supervisor<'_> {
             self.fail(pending, &why);
             return;
         };
-        self.dump_seq += 1;
+        self.dumping.seq += 1;
         let name = dumps::on_demand_name(
             &plan.dump_prefix,
             pid.as_raw(),
             SystemTime::now(),
-            self.dump_seq,
+            self.dumping.seq,
             trigger,
         );
         let temp = plan.dump_dir.join(files::temp_name(&name));
-        // Where the memory is, read just before the dump (the shim answers in order):
-        // it goes into the dump's sidecar.
-        self.send(
-            Command::Memory,
-            Pending::DumpSnapshot(name.clone()),
-            DUMP_DEADLINE,
-        );
         self.send(
             Command::Dump(Some(temp.to_string_lossy().into_owned())),
             Pending::Dump {
@@ -239,8 +186,6 @@ impl Supervisor<'_> {
         reply: &Reply,
     ) {
         let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
-        // Taken whatever the outcome, so that none is left behind.
-        let snapshot = self.take_snapshot(&name);
         let path = self.plan.dump_dir.join(&name);
         let dumped = reply.body::<Dumped>();
         let outcome = match &dumped {
@@ -254,10 +199,10 @@ impl Supervisor<'_> {
             }
         };
         if trigger == Trigger::Growth {
-            self.growth.finished(outcome.is_ok());
+            self.dumping.growth.finished(outcome.is_ok());
         }
-        let size = match outcome {
-            Ok(size) => size,
+        let checked = match outcome {
+            Ok(checked) => checked,
             Err(why) => {
                 let why = format!("heap dump to {} failed: {why}", path.display());
                 error!("{why}");
@@ -270,20 +215,25 @@ impl Supervisor<'_> {
         self.metrics
             .dumped(trigger.as_str(), round_trip_ms / 1000.0);
         // Before the dump is announced: whoever reads it next finds its sidecar.
-        self.write_sidecar(&name, trigger.as_str(), snapshot);
+        let memory = dumped
+            .as_ref()
+            .ok()
+            .and_then(|d| self.dump_snapshot(&name, d));
+        self.write_sidecar(&name, trigger.as_str(), memory, &checked.maps);
         self.timeline_dump(&name, trigger.as_str());
         info!(
-            "heap dump written: {} ({size} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
+            "heap dump written: {} ({} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
             path.display(),
+            checked.size,
             trigger.as_str(),
             dumped.map_or(0, |d| d.dump_us)
         );
-        self.last_dump = Some((path.clone(), SystemTime::now()));
+        self.dumping.last = Some((path.clone(), SystemTime::now()));
         let line = self.status_line();
         self.tell(&[sd_notify::NotifyState::Status(&line)]);
         let answer = control::body_reply(&control::Dumped {
             path: path.display().to_string(),
-            bytes: size,
+            bytes: checked.size,
             round_trip_ms,
         });
         for w in waiters {
@@ -293,16 +243,17 @@ impl Supervisor<'_> {
         self.apply_retention();
     }
 
-    /// Checks the temporary file and gives it its final name; its size, or why not.
-    fn finalize(&self, name: &str) -> Result<u64, String> {
+    /// Checks the temporary file and gives it its final name; what the check found, or
+    /// why it failed.
+    fn finalize(&self, name: &str) -> Result<CheckedDump, String> {
         let dir = &self.plan.dump_dir;
         let dir_fd =
             files::open_dir(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
         let temp = files::temp_name(name);
         let checked =
             self.check_heap_file(&dir_fd, &temp, self.child.as_ref().map(|c| c.pid.as_raw()));
-        let size = match checked {
-            Ok(size) => size,
+        let checked = match checked {
+            Ok(checked) => checked,
             Err(why) => {
                 let _ = files::remove(&dir_fd, &temp);
                 return Err(why.to_string());
@@ -312,23 +263,24 @@ impl Supervisor<'_> {
             let _ = files::remove(&dir_fd, &temp);
             format!("cannot rename {temp} to {name}: {e}")
         })?;
-        Ok(size)
+        Ok(checked)
     }
 
     /// Opens `name` with the checks root needs in mysqld's directory, verifies that it
-    /// is a whole dump, and takes its world-read bit away; its size, or why it is not.
-    fn check_heap_file(
+    /// is a whole dump, and takes its world-read bit away; what it found, or why the file
+    /// is not a dump.
+    pub(super) fn check_heap_file(
         &self,
         dir_fd: &std::os::fd::OwnedFd,
         name: &str,
         pid: Option<i32>,
-    ) -> Result<u64, HeapFileError> {
+    ) -> Result<CheckedDump, HeapFileError> {
         let mut file = files::open_heap_file(dir_fd, name, Some(self.heap_owner()))
             .map_err(HeapFileError::Unusable)?;
         let (size, tail) = files::read_tail(&mut file)
             .map_err(|e| HeapFileError::Unusable(format!("cannot read it: {e}")))?;
         let last = pid.and_then(|p| crate::procfs::maps(p).ok()?.pop());
-        files::completeness(size, &tail, last.as_ref()).map_err(|why| {
+        let maps = files::completeness(size, &tail, last.as_ref()).map_err(|why| {
             let free = dumps::free_bytes(&self.plan.dump_dir)
                 .map(|f| format!("; {} free on its filesystem", human_space(f)))
                 .unwrap_or_default();
@@ -336,23 +288,42 @@ impl Supervisor<'_> {
         })?;
         files::restrict_file(&file)
             .map_err(|e| HeapFileError::Unusable(format!("cannot chmod it: {e}")))?;
-        Ok(size)
+        let modified = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| SystemTime::now());
+        Ok(CheckedDump {
+            size,
+            maps,
+            modified,
+        })
     }
 
-    /// The memory snapshot taken for dump `name`, if it came.
-    fn take_snapshot(&mut self, name: &str) -> Option<jemsafe_report::memory::Snapshot> {
-        let child = self.child.as_mut()?;
-        let at = child.snapshots.iter().position(|(n, _)| n == name)?;
-        Some(child.snapshots.swap_remove(at).1)
+    /// The memory snapshot of dump `name`: the shim's reading from just before
+    /// prof.dump, with mysqld's own figures from /proc.
+    fn dump_snapshot(
+        &self,
+        name: &str,
+        dumped: &Dumped,
+    ) -> Option<jemsafe_report::memory::Snapshot> {
+        let pid = self.child.as_ref()?.pid.as_raw();
+        let Some(jemalloc) = &dumped.memory else {
+            debug!("no memory snapshot for {name}: the shim sent no reading with it");
+            return None;
+        };
+        super::status::memory_snapshot(pid, jemalloc)
+            .inspect_err(|why| debug!("no memory snapshot for {name}: {why}"))
+            .ok()
     }
 
     /// Writes `<name>.json` beside the dump `name` of the running mysqld (a warning when
-    /// it cannot: the dump is still good without it).
+    /// it cannot: the dump is still good without it); `maps`: the dump's own copy.
     pub(super) fn write_sidecar(
         &self,
         name: &str,
         trigger: &str,
         memory: Option<jemsafe_report::memory::Snapshot>,
+        maps: &[MapEntry],
     ) {
         let Some(child) = self.child.as_ref() else {
             return;
@@ -365,7 +336,7 @@ impl Supervisor<'_> {
             mysqld_version: self.mysqld_version.clone(),
             jemalloc: child.jemalloc.clone(),
         };
-        let mut s = dumps::sidecar::collect(&ctx, name);
+        let mut s = dumps::sidecar::collect(&ctx, name, maps);
         if let Some(m) = &memory {
             s.set_memory(m);
         }
@@ -398,7 +369,7 @@ impl Supervisor<'_> {
 
     /// Who writes heap files: the running mysqld's filesystem uid (it may have switched
     /// users through its own config, not only through `--user`).
-    fn heap_owner(&self) -> u32 {
+    pub(super) fn heap_owner(&self) -> u32 {
         self.child
             .as_ref()
             .and_then(|c| fs_uid(c.pid.as_raw()))
@@ -412,131 +383,6 @@ impl Supervisor<'_> {
         }
         if let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) {
             let _ = files::remove(&dir_fd, &files::temp_name(name));
-        }
-    }
-
-    /// The dump directory vanished: jemsafe made it at start-up, so it makes it again
-    /// (a dump asked for now should not fail for want of it), and watches it.
-    fn recreate_dump_dir(&mut self) {
-        let dir = &self.plan.dump_dir;
-        if let Err(e) = dumps::prepare_dir(dir, self.dump_owner) {
-            warn!("{e}");
-            return;
-        }
-        warn!(
-            "the dump directory {} was missing: created it again",
-            dir.display()
-        );
-        if self.watch.lost(dir) {
-            info!("watching {} again", dir.display());
-        }
-    }
-
-    pub(super) fn dump_dir_changed(&mut self) {
-        let mut events_seen = Vec::new();
-        let mut lost = false;
-        let mut back = false;
-        if let Some(ino) = self.watch.inotify() {
-            while let Ok(events) = ino.read_events() {
-                if events.is_empty() {
-                    break;
-                }
-                for e in events {
-                    let name = e.name.as_ref().and_then(|n| n.to_str()).map(str::to_owned);
-                    if Some(e.wd) == self.watch.parent {
-                        back |= name.as_deref()
-                            == self.plan.dump_dir.file_name().and_then(|n| n.to_str());
-                    } else if e.mask.intersects(
-                        AddWatchFlags::IN_IGNORED
-                            | AddWatchFlags::IN_DELETE_SELF
-                            | AddWatchFlags::IN_MOVE_SELF,
-                    ) {
-                        lost |= Some(e.wd) == self.watch.dir;
-                    } else if let Some(name) = name {
-                        events_seen.push((name, e.mask));
-                    }
-                }
-            }
-        }
-        let dir = self.plan.dump_dir.clone();
-        if lost {
-            warn!(
-                "the dump directory {} was removed or moved: retention stops until it exists again",
-                dir.display()
-            );
-            if self.watch.lost(&dir) {
-                info!("watching {} again", dir.display());
-                self.apply_retention();
-            }
-        }
-        if back && self.watch.lost(&dir) {
-            info!("{} exists again: watching it", dir.display());
-            self.apply_retention();
-        }
-        let mut ours = false;
-        for (name, mask) in events_seen {
-            let Some(heap) = dumps::HeapName::parse(&self.plan.dump_prefix, &name) else {
-                continue;
-            };
-            // jemsafe's own names: it checked, restricted and renamed the file itself, and
-            // `dumped` ran retention; this event is the echo of its own rename.
-            if matches!(heap.origin, dumps::naming::Origin::OnDemand { .. }) {
-                continue;
-            }
-            ours = true;
-            self.inspect_new_file(&name, &heap, mask);
-        }
-        if ours {
-            self.apply_retention();
-        }
-    }
-
-    /// A heap file appeared: jemalloc's own dumps are checked for completeness (a full
-    /// disk cuts them short) and every one loses its world-read bit, through the checks.
-    fn inspect_new_file(&mut self, name: &str, heap: &dumps::HeapName, mask: AddWatchFlags) {
-        let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) else {
-            return;
-        };
-        let automatic = matches!(heap.origin, dumps::naming::Origin::Automatic { .. });
-        if automatic && mask.contains(AddWatchFlags::IN_CLOSE_WRITE) {
-            let pid = self
-                .child
-                .as_ref()
-                .map(|c| c.pid.as_raw())
-                .filter(|p| *p as u32 == heap.pid);
-            let checked = self.check_heap_file(&dir_fd, name, pid);
-            if checked.is_ok() && pid.is_some() {
-                let kind = match heap.origin {
-                    dumps::naming::Origin::Automatic { kind } => {
-                        dumps::naming::automatic_trigger(kind)
-                    }
-                    dumps::naming::Origin::OnDemand { .. } => "manual",
-                };
-                self.snapshot_auto_dump(name, kind);
-            }
-            if let Err(why) = checked {
-                let removed = matches!(why, HeapFileError::Incomplete(_))
-                    && files::remove(&dir_fd, name).is_ok();
-                warn!(
-                    "jemalloc's dump {}: {why}{}",
-                    self.plan.dump_dir.join(name).display(),
-                    if removed {
-                        "; removed it"
-                    } else {
-                        "; left it alone"
-                    }
-                );
-            }
-            return;
-        }
-        match files::open_heap_file(&dir_fd, name, Some(self.heap_owner())) {
-            Ok(file) => {
-                let _ = files::restrict_file(&file);
-            }
-            Err(why) => warn!(
-                "not touching {}: {why}",
-                self.plan.dump_dir.join(name).display()
-            ),
         }
     }
 
@@ -607,9 +453,19 @@ fn still_root(fs_uid: Option<u32>, will_be: Option<u32>) -> bool {
     fs_uid == Some(0) && will_be.is_some_and(|uid| uid != 0)
 }
 
+/// A heap file found whole: what the rest of the pipeline needs from it.
+pub(super) struct CheckedDump {
+    pub size: u64,
+    /// The dump's own copy of mysqld's maps, taken by jemalloc as it dumped: the sidecar
+    /// lists its objects from it (no second read of /proc).
+    pub maps: Vec<MapEntry>,
+    /// When jemalloc last wrote it.
+    pub modified: SystemTime,
+}
+
 /// Why a heap file is not kept as a dump.
 #[derive(Debug)]
-enum HeapFileError {
+pub(super) enum HeapFileError {
     /// Cut short (a full disk): removed, since it cannot be read.
     Incomplete(String),
     /// Not a file root should touch (a symlink, another owner, several links), or

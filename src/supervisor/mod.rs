@@ -16,6 +16,7 @@ mod shim_requests;
 pub mod signals;
 pub mod stale;
 mod status;
+mod watch;
 
 pub use pidfile::PidFile;
 
@@ -27,20 +28,20 @@ use crate::launch::{self, Launch};
 use crate::shim_link::ShimLink;
 use crate::verify::Expectation;
 use crate::{debug, error, info, warn};
-use dumping::DumpWatch;
 use jemsafe_proto::Command;
 use ledger::Ledger;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use policy::{Decision, Ending, Growth, RestartHistory, RestartPolicy, SignalEffect, Throttle};
+use policy::{Decision, Ending, Growth, RestartHistory, RestartPolicy, SignalEffect};
 use shim_requests::{waiters_of, Pending, SHIM_DEADLINE, STATUS_DEADLINE};
 use signal_hook::consts::SIGCHLD;
 use signals::Signals;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+use watch::DumpWatch;
 
 /// mysqld's exit status asking for a restart (MySQL's `RESTART` statement, SIGUSR2).
 pub const RESTART_STATUS: i32 = 16;
@@ -99,8 +100,6 @@ struct Child {
     verification: Option<std::result::Result<String, String>>,
     /// The jemalloc the shim said it is bound to (for sidecars).
     jemalloc: Option<jemsafe_report::sidecar::Jemalloc>,
-    /// Memory snapshots taken just before dumps still in flight, by dump name.
-    snapshots: Vec<(String, jemsafe_report::memory::Snapshot)>,
 }
 
 struct Supervisor<'a> {
@@ -124,13 +123,7 @@ struct Supervisor<'a> {
     last_exit_oom_killed: bool,
     /// What Prometheus sees; shared with the HTTP server's thread.
     metrics: std::sync::Arc<crate::metrics::Metrics>,
-    dump_seq: u64,
-    throttle: Throttle,
-    trailing: Vec<UnixStream>,
-    trailing_trigger: Option<Trigger>,
-    growth: Growth,
-    next_growth_check: Option<Instant>,
-    last_dump: Option<(PathBuf, SystemTime)>,
+    dumping: dumping::DumpState,
     /// sd_notify relay, when jemsafe runs under systemd.
     relay: Option<notify::Relay>,
     ready_gate: notify::ReadyGate,
@@ -167,13 +160,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         last_exit_status: None,
         last_exit_oom_killed: false,
         metrics,
-        dump_seq: 0,
-        throttle: Throttle::new(plan.min_dump_interval),
-        trailing: Vec::new(),
-        trailing_trigger: None,
-        growth: Growth::new(plan.growth_step_bytes),
-        next_growth_check: None,
-        last_dump: None,
+        dumping: dumping::DumpState::new(plan),
         // Under Type=notify a missing relay means a start that times out after many
         // minutes; better to fail now, with the reason.
         relay: notify::Relay::new(&plan.runtime_dir, dump_owner).map_err(Error::io(format!(
@@ -252,12 +239,11 @@ impl Supervisor<'_> {
             verify_deadline: Some(Instant::now() + plan.verify_timeout),
             verification: None,
             jemalloc: None,
-            snapshots: Vec::new(),
         });
-        self.next_growth_check =
+        self.dumping.next_growth_check =
             (plan.growth_step_bytes > 0).then(|| Instant::now() + plan.growth_check);
         // A new process starts from nothing: its growth is measured afresh.
-        self.growth = Growth::new(plan.growth_step_bytes);
+        self.dumping.growth = Growth::new(plan.growth_step_bytes);
         self.watch_started(pid.as_raw());
         Ok(())
     }
@@ -269,8 +255,8 @@ impl Supervisor<'_> {
             self.child.as_ref().and_then(|c| c.pending.next_deadline()),
             self.control.next_deadline(),
             self.restart_at,
-            self.throttle.due(),
-            self.next_growth_check,
+            self.dumping.throttle.due(),
+            self.dumping.next_growth_check,
             self.moment.due(),
         ]
         .into_iter()
@@ -464,7 +450,7 @@ impl Supervisor<'_> {
                 );
             }
         }
-        self.next_growth_check = None;
+        self.dumping.next_growth_check = None;
         self.watch_stopped();
         let oom = match status {
             WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(child.pid.as_raw()),
@@ -557,14 +543,18 @@ impl Supervisor<'_> {
         }
         self.control.expire(now);
         self.overdue(now);
-        if self.throttle.due().is_some_and(|t| now >= t) {
-            self.throttle.fire(now);
-            let waiters = std::mem::take(&mut self.trailing);
-            let trigger = self.trailing_trigger.take().unwrap_or(Trigger::Usr1);
+        if self.dumping.throttle.due().is_some_and(|t| now >= t) {
+            self.dumping.throttle.fire(now);
+            let waiters = std::mem::take(&mut self.dumping.trailing);
+            let trigger = self
+                .dumping
+                .trailing_trigger
+                .take()
+                .unwrap_or(Trigger::Usr1);
             self.send_dump(trigger, waiters);
         }
-        if self.next_growth_check.is_some_and(|t| now >= t) {
-            self.next_growth_check = Some(now + self.plan.growth_check);
+        if self.dumping.next_growth_check.is_some_and(|t| now >= t) {
+            self.dumping.next_growth_check = Some(now + self.plan.growth_check);
             self.send(Command::Stats, Pending::GrowthStats, SHIM_DEADLINE);
         }
         self.watch_timers(now);

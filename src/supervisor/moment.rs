@@ -368,8 +368,11 @@ impl Supervisor<'_> {
         self.request_dump(fired.trigger, None);
         // A trailing dump already scheduled for another level takes the newest level's
         // name: it shows the memory as it is when it runs.
-        if matches!(self.trailing_trigger, Some(crate::dumps::Trigger::Level(_))) {
-            self.trailing_trigger = Some(fired.trigger);
+        if matches!(
+            self.dumping.trailing_trigger,
+            Some(crate::dumps::Trigger::Level(_))
+        ) {
+            self.dumping.trailing_trigger = Some(fired.trigger);
         }
     }
 
@@ -489,17 +492,20 @@ impl Supervisor<'_> {
     /// jemalloc wrote dump `name` of its own (interval, gdump, final): its sidecar waits
     /// for a memory snapshot, asked now (never blocking: the answer comes through the
     /// ledger, and without one in time the sidecar is written without it).
-    pub(super) fn snapshot_auto_dump(&mut self, name: &str, kind: &'static str) {
-        let closed = std::fs::symlink_metadata(self.plan.dump_dir.join(name))
-            .and_then(|m| m.modified())
-            .unwrap_or_else(|_| SystemTime::now());
+    pub(super) fn snapshot_auto_dump(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        checked: super::dumping::CheckedDump,
+    ) {
         self.timeline_dump(name, kind);
         self.send(
             jemsafe_proto::Command::Memory,
             super::Pending::AutoSnapshot {
                 name: name.to_owned(),
                 kind,
-                closed,
+                closed: checked.modified,
+                maps: checked.maps,
             },
             super::shim_requests::SHIM_DEADLINE,
         );
@@ -511,6 +517,7 @@ impl Supervisor<'_> {
         name: &str,
         kind: &'static str,
         closed: SystemTime,
+        maps: &[jemsafe_report::maps::MapEntry],
         reply: &jemsafe_proto::Reply,
     ) {
         let snapshot = self.child.as_ref().and_then(|c| {
@@ -525,7 +532,7 @@ impl Supervisor<'_> {
         if snapshot.is_none() {
             debug!("no memory snapshot for jemalloc's dump {name}");
         }
-        self.write_sidecar(name, kind, snapshot);
+        self.write_sidecar(name, kind, snapshot, maps);
     }
 
     /// Retention for incident records: they go with the dumps of their time.

@@ -44,8 +44,6 @@ pub(super) enum Pending {
     StatusMemory(UnixStream, Option<Hello>),
     /// `jemsafe memory`, and when it was asked (the snapshot's round trip is logged).
     Memory(UnixStream, Instant),
-    /// The memory snapshot for the sidecar of the dump that follows it.
-    DumpSnapshot(String),
     /// A timeline sample's jemalloc reading.
     TimelineSample,
     /// The memory snapshot for the sidecar of jemalloc's own dump `name` (of kind
@@ -54,6 +52,8 @@ pub(super) enum Pending {
         name: String,
         kind: &'static str,
         closed: std::time::SystemTime,
+        /// The dump's own copy of mysqld's maps.
+        maps: Vec<jemsafe_report::maps::MapEntry>,
     },
     GrowthStats,
 }
@@ -118,7 +118,9 @@ impl Supervisor<'_> {
                     control::respond(stream, &reply);
                 }
                 Pending::GrowthStats => debug!("growth check: {why}"),
-                Pending::AutoSnapshot { name, kind, .. } => self.write_sidecar(&name, kind, None),
+                Pending::AutoSnapshot {
+                    name, kind, maps, ..
+                } => self.write_sidecar(&name, kind, None, &maps),
                 Pending::TimelineSample => self.timeline_sampled(None),
                 other => self.fail(
                     other,
@@ -181,8 +183,11 @@ impl Supervisor<'_> {
 
     /// [`Supervisor::fail`] with this reply to whoever waits.
     pub(super) fn fail_with(&mut self, pending: Pending, reply: &control::Reply) {
-        if let Pending::AutoSnapshot { name, kind, .. } = &pending {
-            self.write_sidecar(name, kind, None);
+        if let Pending::AutoSnapshot {
+            name, kind, maps, ..
+        } = &pending
+        {
+            self.write_sidecar(name, kind, None, maps);
         }
         if matches!(pending, Pending::TimelineSample) {
             self.timeline_sampled(None);
@@ -194,7 +199,7 @@ impl Supervisor<'_> {
                 ..
             }
         ) {
-            self.growth.finished(false);
+            self.dumping.growth.finished(false);
         }
         for waiter in waiters_of(pending) {
             control::respond(waiter, reply);
@@ -290,22 +295,12 @@ impl Supervisor<'_> {
                 let status = self.status(hello.as_ref(), reply.body().ok().as_ref(), None);
                 control::respond(stream, &status);
             }
-            Pending::DumpSnapshot(name) => {
-                let Some(child) = self.child.as_mut() else {
-                    return;
-                };
-                match reply
-                    .body::<Memory>()
-                    .map_err(|f| f.to_string())
-                    .and_then(|m| super::status::memory_snapshot(child.pid.as_raw(), &m))
-                {
-                    Ok(snapshot) => child.snapshots.push((name, snapshot)),
-                    Err(why) => debug!("no memory snapshot for {name}: {why}"),
-                }
-            }
-            Pending::AutoSnapshot { name, kind, closed } => {
-                self.auto_snapshot_came(&name, kind, closed, &reply)
-            }
+            Pending::AutoSnapshot {
+                name,
+                kind,
+                closed,
+                maps,
+            } => self.auto_snapshot_came(&name, kind, closed, &maps, &reply),
             Pending::TimelineSample => self.timeline_sampled(Some(&reply)),
             Pending::Memory(stream, sent) => {
                 debug!(
@@ -338,7 +333,7 @@ impl Supervisor<'_> {
                         return;
                     }
                 };
-                if self.growth.observe(allocated) {
+                if self.dumping.growth.observe(allocated) {
                     info!(
                         "stats.allocated = {} MiB, {} MiB above the last growth dump: dumping",
                         allocated >> 20,
@@ -429,7 +424,6 @@ pub(super) fn waiters_of(pending: Pending) -> Vec<UnixStream> {
         Pending::StatusHello(s) | Pending::StatusMemory(s, _) | Pending::Memory(s, _) => vec![s],
         Pending::Hello
         | Pending::GrowthStats
-        | Pending::DumpSnapshot(_)
         | Pending::AutoSnapshot { .. }
         | Pending::TimelineSample => Vec::new(),
     }

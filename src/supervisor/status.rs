@@ -23,7 +23,8 @@ impl Supervisor<'_> {
             None => "verifying",
         };
         let dump = self
-            .last_dump
+            .dumping
+            .last
             .as_ref()
             .and_then(|(p, _)| p.file_name())
             .map(|n| format!(", last dump {}", n.to_string_lossy()))
@@ -132,7 +133,7 @@ impl Supervisor<'_> {
                 bytes: files.iter().map(|f| f.size).sum(),
                 free_bytes: dumps::free_bytes(&plan.dump_dir).ok(),
             },
-            last_dump: self.last_dump.as_ref().map(|(p, t)| control::LastDump {
+            last_dump: self.dumping.last.as_ref().map(|(p, t)| control::LastDump {
                 path: p.display().to_string(),
                 time: humantime::format_rfc3339_seconds(*t).to_string(),
             }),
