@@ -254,7 +254,7 @@ fn fragmentation_by_stack(dump: &Path) -> Result<()> {
     let limits = jemsafe_report::DumpLimits::default();
     match jemsafe_report::load(dump, &limits) {
         Ok(loaded) => {
-            let options = jemsafe_report::symbolize::Options::default();
+            let options = jemsafe_report::SymbolizeOptions::default();
             if let Some((text, notes)) = crate::report::fragmentation_section(&loaded, &options, 10)
             {
                 for n in notes {

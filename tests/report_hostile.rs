@@ -629,7 +629,7 @@ fn control_characters_never_reach_any_output() {
     );
     assert_eq!(o.code, 0, "{}", o.stderr);
     use prost::Message;
-    let raw = jemsafe_report::parse::decompress(std::fs::read(&pb).unwrap()).unwrap();
+    let raw = jemsafe_report::decompress(std::fs::read(&pb).unwrap()).unwrap();
     let p = jemsafe_report::pprof::Profile::decode(&raw[..]).unwrap();
     for s in &p.string_table {
         assert_no_controls("pprof string", s);

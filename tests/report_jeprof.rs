@@ -341,7 +341,7 @@ fn collapsed_svg_and_pprof_outputs() {
     jemsafe(&[d, "--format", "pprof", "-o", pb.to_str().unwrap()]);
     let data = std::fs::read(&pb).unwrap();
     assert_eq!(&data[..2], &[0x1f, 0x8b], "gzipped");
-    let raw = jemsafe_report::parse::decompress(data).unwrap();
+    let raw = jemsafe_report::decompress(data).unwrap();
     use prost::Message;
     let p = jemsafe_report::pprof::Profile::decode(&raw[..]).unwrap();
     let types: Vec<&str> = p

@@ -113,7 +113,7 @@ fn no_name_outside_a_symbols_extent(tmp: &TempDir, dump: &Path) {
         .args(["report", "--format", "pprof", "-o"])
         .arg(&pb)
         .arg(dump));
-    let raw = jemsafe_report::parse::decompress(std::fs::read(&pb).unwrap()).unwrap();
+    let raw = jemsafe_report::decompress(std::fs::read(&pb).unwrap()).unwrap();
     use prost::Message;
     let p = jemsafe_report::pprof::Profile::decode(&raw[..]).unwrap();
     let s = |i: i64| p.string_table[i as usize].as_str();

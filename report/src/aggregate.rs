@@ -45,13 +45,15 @@ fn add(into: &mut Values, v: &Values, sign: f64) {
 }
 
 impl AddrProfile {
-    /// Un-samples a dump; every address but the first is a return address and gets -1 so
-    /// that it points into the call instruction (jeprof's FixCallerAddresses).
+    /// [`AddrProfile::take_from_dump`], leaving the dump as it was.
+    #[cfg(test)]
     pub fn from_dump(dump: &Dump) -> AddrProfile {
         Self::from_records(dump.rate, dump.stacks.iter().cloned())
     }
 
-    /// Like [`AddrProfile::from_dump`], taking the stacks out of the dump (less memory).
+    /// Un-samples a dump, taking its stacks out (less memory); every address but the
+    /// first is a return address and gets -1 so that it points into the call
+    /// instruction (jeprof's FixCallerAddresses).
     pub fn take_from_dump(dump: &mut Dump) -> AddrProfile {
         Self::from_records(dump.rate, std::mem::take(&mut dump.stacks).into_iter())
     }
@@ -78,6 +80,7 @@ impl AddrProfile {
         AddrProfile { stacks }
     }
 
+    #[cfg(test)]
     pub fn total(&self, m: Metric) -> f64 {
         self.stacks.values().map(|v| v[m as usize]).sum()
     }

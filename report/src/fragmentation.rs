@@ -502,21 +502,6 @@ pub fn of_dump(
     Ok(attribute(&stacks, &snapshot.jemalloc, rate))
 }
 
-/// `jemsafe report --fragmentation`: the join for `dump`, as text.
-pub fn report(
-    dump: LoadedDump,
-    options: &symbolize::Options,
-    top: usize,
-) -> Result<crate::render::Rendered> {
-    let mut notes = Vec::new();
-    let head = format!("File: {} ({})\n", shown(&dump.path), dump.describe());
-    let a = of_dump(dump, options, &mut notes)?;
-    Ok(crate::render::Rendered {
-        data: format!("{head}{}", a.render(top)).into_bytes(),
-        notes,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

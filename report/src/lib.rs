@@ -5,33 +5,43 @@
 //! configuration or command line: callers pass typed options ([`render::ReportOptions`],
 //! [`render::LeaksOptions`]). The numbers are jeprof's: the same un-sampling, the same
 //! caller-address adjustment, the same allocator frames dropped, the same flat/cumulative
-//! accounting (see [`aggregate`]); names come from the objects the dump says were mapped
-//! (see [`symbolize`]). A dump is treated as hostile input ([`safe`]): bounded reads, no
+//! accounting (see `aggregate.rs`); names come from the objects the dump says were mapped
+//! (see `symbolize/`). A dump is treated as hostile input ([`safe`]): bounded reads, no
 //! blocking opens, escaped names.
 //!
-//! Data path: [`load`] -> [`parse`] -> [`aggregate::AddrProfile`] (un-sampled, optional
-//! base subtracted) -> [`symbolize`] -> [`aggregate::NameProfile`] -> [`text`],
-//! [`collapsed`], [`svg`], [`pprof`]; several dumps -> [`leaks`]. [`render`] runs it.
+//! Data path: [`load`] -> `parse` -> `aggregate::AddrProfile` (un-sampled, optional
+//! base subtracted) -> `symbolize` -> `aggregate::NameProfile` -> `text`, `collapsed`,
+//! `svg`, [`pprof`]; several dumps -> `leaks`. [`render`] runs it.
 
-pub mod aggregate;
-pub mod collapsed;
-pub mod counts;
+// The public face: loading ([`load`]), the options types, the renderings ([`render`]:
+// report, leaks, fragmentation), and the formats and helpers callers share. The stages
+// behind them are private, so that they can change without breaking a caller.
 pub mod debuginfod;
-pub mod fragmentation;
-pub mod leaks;
 pub mod maps;
 pub mod memory;
-pub mod names;
 pub mod page;
-pub mod parse;
 pub mod pprof;
-pub mod provenance;
 pub mod render;
 pub mod safe;
 pub mod sidecar;
-pub mod svg;
-pub mod symbolize;
-pub mod text;
+
+mod aggregate;
+mod collapsed;
+mod counts;
+mod fragmentation;
+#[cfg(test)]
+mod fuzz_tests;
+mod leaks;
+mod names;
+mod parse;
+mod provenance;
+mod svg;
+mod symbolize;
+mod text;
+
+pub use aggregate::Metric;
+pub use parse::decompress;
+pub use symbolize::{debug_file_for, NameMode, Options as SymbolizeOptions};
 
 /// What can go wrong reading or rendering dumps.
 #[derive(Debug, thiserror::Error)]

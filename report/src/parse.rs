@@ -302,6 +302,7 @@ fn check_pairs(n: usize, c: &Counts) -> Result<(), ParseError> {
 }
 
 /// Parses a whole dump (already decompressed). Never panics; every error names its line.
+#[cfg(test)]
 pub fn parse(data: &[u8]) -> Result<Dump, ParseError> {
     parse_reader(data)
 }

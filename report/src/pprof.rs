@@ -135,7 +135,7 @@ impl Strings {
 /// What the profile says of one mapped object beyond its maps line, so that Parca and
 /// Pyroscope can symbolize by build-id what jemsafe could not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ObjectFacts {
+pub(crate) struct ObjectFacts {
     /// GNU build-id, hex.
     pub build_id: Option<String>,
     /// Whether jemsafe named the addresses in it (false: the object could not be read,
@@ -147,7 +147,7 @@ pub struct ObjectFacts {
 
 /// The facts by object path: what symbolization found for the objects holding sampled
 /// addresses, and the build-ids a sidecar recorded for the rest.
-pub fn object_facts(
+pub(crate) fn object_facts(
     objects: &[crate::symbolize::ObjectInfo],
     recorded: &[crate::sidecar::Object],
 ) -> HashMap<String, ObjectFacts> {
@@ -175,7 +175,7 @@ pub fn object_facts(
 /// Builds the profile: `metric` picks space vs objects of in-use vs allocated; both the
 /// objects and the space type are written, the space type is the default. `objects`:
 /// build-ids and symbolization by path (see [`object_facts`]).
-pub fn build(
+pub(crate) fn build(
     profile: &AddrProfile,
     symbols: &Symbols,
     maps: &[MapEntry],
@@ -318,7 +318,7 @@ pub fn build(
 }
 
 /// The profile, encoded and gzipped.
-pub fn encode(p: &Profile) -> std::io::Result<Vec<u8>> {
+pub(crate) fn encode(p: &Profile) -> std::io::Result<Vec<u8>> {
     use prost::Message;
     use std::io::Write;
     let raw = p.encode_to_vec();
@@ -381,7 +381,6 @@ mod tests {
                 build_id: Some("abcd01".into()),
                 debug_file: None,
                 dwarf: false,
-                addresses: 2,
                 error: None,
             }],
             &[],

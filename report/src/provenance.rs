@@ -218,7 +218,6 @@ mod tests {
             build_id: Some("abcd".into()),
             debug_file: None,
             dwarf: false,
-            addresses: 3,
             error: None,
         };
         let t = prov.text(&[info], Metric::InuseSpace, NameMode::Exact);

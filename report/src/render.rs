@@ -253,6 +253,33 @@ pub fn report(
     Ok(Rendered { data, notes })
 }
 
+/// `--fragmentation`: the stacks whose objects fill the size classes with the most waste,
+/// as text.
+pub fn fragmentation(
+    dump: LoadedDump,
+    options: &symbolize::Options,
+    top: usize,
+) -> Result<Rendered> {
+    let mut notes = Vec::new();
+    let head = format!("File: {} ({})\n", shown(&dump.path), dump.describe());
+    let text = fragmentation_section(dump, options, top, &mut notes)?;
+    Ok(Rendered {
+        data: format!("{head}{text}").into_bytes(),
+        notes,
+    })
+}
+
+/// The fragmentation-by-stack section of `memory DUMP` and `leaks`: `top` rows, the
+/// notes of naming added to `notes`.
+pub fn fragmentation_section(
+    dump: LoadedDump,
+    options: &symbolize::Options,
+    top: usize,
+    notes: &mut Vec<String>,
+) -> Result<String> {
+    Ok(crate::fragmentation::of_dump(dump, options, notes)?.render(top))
+}
+
 /// Stacks and functions ranked by steady growth across `dumps` of one process, oldest
 /// first.
 pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered> {

@@ -3,9 +3,8 @@
 //! The objects, debug files and decompressed sections a report reads are freed when it
 //! is done.
 
-use jemsafe_report::aggregate::Metric;
 use jemsafe_report::render::{self, By, Format, ReportOptions};
-use jemsafe_report::{symbolize, DumpLimits};
+use jemsafe_report::{DumpLimits, Metric, SymbolizeOptions};
 use std::path::PathBuf;
 
 /// A function of this test binary, whose address a dump's stack holds: the binary has
@@ -56,7 +55,7 @@ fn render_once(path: &std::path::Path) -> usize {
         by: By::Function,
         top: 0,
         exact: false,
-        symbolize: symbolize::Options {
+        symbolize: SymbolizeOptions {
             debug_dirs: Vec::new(),
             debuginfod: jemsafe_report::debuginfod::Config {
                 offline: true,

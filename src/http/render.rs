@@ -39,12 +39,12 @@ pub fn child_main(dump: &Path) -> Result<i32> {
     loaded.pid = pid;
     loaded.time = stamp.or(loaded.time);
     let options = jemsafe_report::render::ReportOptions {
-        metric: jemsafe_report::aggregate::Metric::InuseSpace,
+        metric: jemsafe_report::Metric::InuseSpace,
         format: jemsafe_report::render::Format::Pprof,
         by: jemsafe_report::render::By::Function,
         top: 0,
         exact: false,
-        symbolize: jemsafe_report::symbolize::Options::default(),
+        symbolize: jemsafe_report::SymbolizeOptions::default(),
     };
     let rendered = jemsafe_report::render::report(loaded, None, &options)?;
     let mut out = std::io::stdout().lock();

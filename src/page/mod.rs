@@ -186,7 +186,7 @@ pub struct Inputs {
     pub since: Option<SystemTime>,
     pub max_entries: usize,
     pub max_dump_mb: u64,
-    pub symbolize: jemsafe_report::symbolize::Options,
+    pub symbolize: jemsafe_report::SymbolizeOptions,
     pub live: Option<page::Live>,
 }
 

@@ -25,7 +25,7 @@
 use crate::error::{Error, Result};
 use jemsafe_report::safe::{escape, open_regular, shown, Opened};
 use jemsafe_report::sidecar::{self, Object, Sidecar};
-use jemsafe_report::{symbolize, DumpLimits};
+use jemsafe_report::{debug_file_for, DumpLimits, SymbolizeOptions};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStringExt;
@@ -137,7 +137,7 @@ fn with_build_id(opened: Opened, id: &str) -> std::result::Result<Opened, String
 /// path, its `.gnu_debuglink`). Whatever a candidate path leads to (a `.build-id` tree
 /// is made of symbolic links, and a cache may be another user's), it is used only when
 /// the file opened is an ELF file carrying build-id `id`: a link to /etc/shadow is not.
-fn debug_file(id: &str, object: Option<&str>, sym: &symbolize::Options) -> Option<Opened> {
+fn debug_file(id: &str, object: Option<&str>, sym: &SymbolizeOptions) -> Option<Opened> {
     let by_id = sym
         .debug_dirs
         .iter()
@@ -150,7 +150,7 @@ fn debug_file(id: &str, object: Option<&str>, sym: &symbolize::Options) -> Optio
     // Looked for only when there is none by build-id (it reads the object).
     let through_object = object
         .into_iter()
-        .filter_map(|p| symbolize::debug_file_for(Path::new(p), sym));
+        .filter_map(|p| debug_file_for(Path::new(p), sym));
     by_id.chain(through_object).find_map(|candidate| {
         let opened = open_regular(&candidate, true).ok()?;
         with_build_id(opened, id).ok()
@@ -278,7 +278,7 @@ fn write(
     let gz =
         flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
-    let sym = symbolize::Options::default();
+    let sym = SymbolizeOptions::default();
     // build-id -> (object, debug file), opened and checked
     let mut builds: BTreeMap<String, (Option<Opened>, Option<Opened>)> = BTreeMap::new();
     let mut missing: Vec<String> = Vec::new();

@@ -8,10 +8,9 @@ pub mod select;
 
 use crate::cli::{ArchiveArgs, LeaksArgs, NamesMode, ReportArgs, ReportBy, ReportFormat};
 use crate::error::{Error, Result};
-use jemsafe_report::aggregate::Metric;
 use jemsafe_report::render::{self, By, Format, LeaksOptions, ReportOptions};
 use jemsafe_report::safe::shown;
-use jemsafe_report::{symbolize, DumpLimits, LoadedDump};
+use jemsafe_report::{DumpLimits, LoadedDump, Metric, SymbolizeOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -62,13 +61,13 @@ pub(crate) fn debuginfod(
 pub(crate) fn sym_options(
     names: NamesMode,
     debuginfod: jemsafe_report::debuginfod::Config,
-) -> symbolize::Options {
-    symbolize::Options {
+) -> SymbolizeOptions {
+    SymbolizeOptions {
         debuginfod,
         progress: std::io::stderr().is_terminal(),
         names: match names {
-            NamesMode::Exact => symbolize::NameMode::Exact,
-            NamesMode::Jeprof => symbolize::NameMode::Jeprof,
+            NamesMode::Exact => jemsafe_report::NameMode::Exact,
+            NamesMode::Jeprof => jemsafe_report::NameMode::Jeprof,
         },
         ..Default::default()
     }
@@ -195,7 +194,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
                 "--fragmentation writes text only: leave out --format".into(),
             ));
         }
-        let rendered = jemsafe_report::fragmentation::report(target, &options.symbolize, args.top)?;
+        let rendered = render::fragmentation(target, &options.symbolize, args.top)?;
         return emit(rendered, args.output.as_deref(), false);
     }
     let rendered = render::report(target, base, &options)?;
@@ -292,7 +291,7 @@ fn timeline_growth(config: &Path, dumps: &[LoadedDump]) -> Option<String> {
 /// fragmentation is above its advice threshold (`memory DUMP`, `leaks`); None otherwise.
 pub fn fragmentation_section(
     dump: &LoadedDump,
-    symbolize: &symbolize::Options,
+    symbolize: &SymbolizeOptions,
     top: usize,
 ) -> Option<(String, Vec<String>)> {
     let snapshot = dump.sidecar.as_ref()?.memory_snapshot()?.ok()?;
@@ -300,8 +299,8 @@ pub fn fragmentation_section(
         return None;
     }
     let mut notes = Vec::new();
-    match jemsafe_report::fragmentation::of_dump(dump.clone(), symbolize, &mut notes) {
-        Ok(a) => Some((a.render(top), notes)),
+    match render::fragmentation_section(dump.clone(), symbolize, top, &mut notes) {
+        Ok(text) => Some((text, notes)),
         Err(e) => Some((String::new(), vec![format!("fragmentation by stack: {e}")])),
     }
 }

@@ -97,8 +97,6 @@ pub struct ObjectInfo {
     pub debug_file: Option<PathBuf>,
     /// Whether any DWARF was used (from the object or its debug file).
     pub dwarf: bool,
-    /// Sampled addresses in it.
-    pub addresses: usize,
     /// Why it could not be read, if so.
     pub error: Option<String>,
 }
@@ -173,7 +171,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Symbolizes `pcs` with the dump's mappings.
+/// Symbolizes `pcs` with the dump's mappings (the pipeline passes the sidecar's objects
+/// too: [`symbolize_recorded`]).
+#[cfg(test)]
 pub fn symbolize(maps: &[MapEntry], pcs: &BTreeSet<u64>, opts: &Options) -> Outcome {
     symbolize_recorded(maps, pcs, opts, &[])
 }
@@ -287,7 +287,6 @@ pub fn symbolize_recorded(
             build_id: recorded_id(path).map(|id| hex(&id)),
             debug_file: None,
             dwarf: false,
-            addresses: n,
             error: None,
         };
         match &loaded[path] {

@@ -2,9 +2,9 @@
 //! line that exists, well-formed dumps parse to what was written, and the rest of the
 //! pipeline copes with whatever the parser accepts.
 
-use jemsafe_report::aggregate::{AddrProfile, FlatCum, Metric, NameProfile};
-use jemsafe_report::parse::{decompress, decompress_limited, parse, Counts, MapEntry};
-use jemsafe_report::symbolize::{symbolize, Frame, Options, Symbols};
+use crate::aggregate::{AddrProfile, FlatCum, Metric, NameProfile};
+use crate::parse::{decompress, decompress_limited, parse, Counts, MapEntry};
+use crate::symbolize::{symbolize, Frame, Options, Symbols};
 use proptest::prelude::*;
 use std::os::unix::fs::MetadataExt;
 
