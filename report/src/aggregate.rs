@@ -58,6 +58,21 @@ impl AddrProfile {
         Self::from_records(dump.rate, std::mem::take(&mut dump.stacks).into_iter())
     }
 
+    /// The profiles of a series of dumps (their stacks taken out), and one profile that
+    /// holds every stack of any of them at zero: its addresses are named once for all.
+    pub fn take_series<'a>(
+        dumps: impl Iterator<Item = &'a mut Dump>,
+    ) -> (Vec<AddrProfile>, AddrProfile) {
+        let profiles: Vec<AddrProfile> = dumps.map(AddrProfile::take_from_dump).collect();
+        let mut all = AddrProfile::default();
+        for p in &profiles {
+            for k in p.stacks.keys() {
+                all.stacks.entry(k.clone()).or_insert([0.0; 4]);
+            }
+        }
+        (profiles, all)
+    }
+
     fn from_records(rate: u64, records: impl ExactSizeIterator<Item = StackRecord>) -> AddrProfile {
         let mut stacks: HashMap<Vec<u64>, Values> = HashMap::with_capacity(records.len());
         for s in records {

@@ -599,7 +599,7 @@ fn open_cache_dir(cache: &Path, id: &str) -> std::io::Result<OwnedFd> {
             .mode(0o700)
             .create(cache)?;
     }
-    let root = open_dir(cache, true)?;
+    let root = crate::safe::open_dir(None, cache, true)?;
     match nix::sys::stat::mkdirat(
         Some(root.as_raw_fd()),
         id,
@@ -608,28 +608,7 @@ fn open_cache_dir(cache: &Path, id: &str) -> std::io::Result<OwnedFd> {
         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
         Err(e) => return Err(e.into()),
     }
-    let fd = nix::fcntl::openat(
-        Some(root.as_raw_fd()),
-        id,
-        nix::fcntl::OFlag::O_RDONLY
-            | nix::fcntl::OFlag::O_DIRECTORY
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    // SAFETY: openat just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn open_dir(dir: &Path, follow: bool) -> std::io::Result<OwnedFd> {
-    let mut flags =
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
-    if !follow {
-        flags |= nix::fcntl::OFlag::O_NOFOLLOW;
-    }
-    let fd = nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty())?;
-    // SAFETY: open just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    crate::safe::open_dir(Some(&root), Path::new(id), false)
 }
 
 /// A new file `name` in `dir`: never an existing name, never through a symlink. A stale

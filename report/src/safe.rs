@@ -93,6 +93,29 @@ pub struct Opened {
     pub meta: Metadata,
 }
 
+/// A directory, `path` relative to `at` (else to the working directory), without
+/// following a symlink at its last component unless `follow`.
+pub fn open_dir(
+    at: Option<&std::os::fd::OwnedFd>,
+    path: &Path,
+    follow: bool,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if !follow {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    let fd = nix::fcntl::openat(
+        at.map(|d| d.as_raw_fd()),
+        path,
+        flags,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: openat just returned this descriptor; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Opens `path` for reading only if it is a regular file. With `follow` false a symbolic
 /// link as the last component is refused (`O_NOFOLLOW`). Errors of kind `InvalidData`
 /// say what the path is instead ("is a FIFO, not a regular file").

@@ -27,16 +27,7 @@ pub fn temp_name(final_name: &str) -> String {
 
 /// The dump directory, opened without following a symlink at its last component.
 pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
-    let fd = nix::fcntl::open(
-        dir,
-        nix::fcntl::OFlag::O_RDONLY
-            | nix::fcntl::OFlag::O_DIRECTORY
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    // SAFETY: open just returned this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    jemsafe_report::safe::open_dir(None, dir, false)
 }
 
 /// `name` in the directory `dir`, opened for reading if it is a regular file with one

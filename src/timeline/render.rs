@@ -13,23 +13,24 @@ pub fn csv(records: &[Record]) -> String {
     );
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     for s in samples(records) {
-        let p = s.parts;
-        let part = |f: fn(&super::Parts) -> u64| opt(p.as_ref().map(f));
+        // The resident parts in their column order, then swap; empty when unknown.
+        let parts: Vec<String> = match &s.parts {
+            Some(p) => p
+                .resident()
+                .iter()
+                .map(|(_, bytes)| bytes.to_string())
+                .chain([p.swap.to_string()])
+                .collect(),
+            None => vec![String::new(); 8],
+        };
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{}",
             humantime::format_rfc3339_millis(s.time),
             s.pid,
             s.start,
             s.rss,
-            part(|p| p.heap_in_use),
-            part(|p| p.fragmentation),
-            part(|p| p.dirty_pages),
-            part(|p| p.metadata),
-            part(|p| p.outside_jemalloc),
-            part(|p| p.file_backed),
-            part(|p| p.shmem),
-            part(|p| p.swap),
+            parts.join(","),
             opt(s.allocated),
             opt(s.cgroup_usage),
             opt(s.limit),
@@ -189,8 +190,15 @@ pub fn text(records: &[Record], step: Duration) -> String {
             .map(|e| (e.time, format!("  {}  {}", stamp(e.time), e.describe())))
             .collect();
         for s in shown {
-            let p = s.parts;
-            let part = |f: fn(&super::Parts) -> u64| p.as_ref().map_or("-".into(), |p| human(f(p)));
+            // The resident parts, one column each, in the header's order.
+            let parts: String = match &s.parts {
+                Some(p) => p
+                    .resident()
+                    .iter()
+                    .map(|(_, bytes)| format!("  {:>9}", human(*bytes)))
+                    .collect(),
+                None => format!("  {:>9}", "-").repeat(7),
+            };
             let pct = s
                 .limit
                 .map(|l| format!("{:.0}%", 100.0 * s.rss as f64 / l.max(1) as f64))
@@ -203,17 +211,10 @@ pub fn text(records: &[Record], step: Duration) -> String {
             lines.push((
                 s.time,
                 format!(
-                    "{:<19}  {:>7}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>6}{mark}",
+                    "{:<19}  {:>7}  {:>9}{parts}  {:>6}{mark}",
                     stamp(s.time),
                     s.pid,
                     human(s.rss),
-                    part(|p| p.heap_in_use),
-                    part(|p| p.fragmentation),
-                    part(|p| p.dirty_pages),
-                    part(|p| p.metadata),
-                    part(|p| p.outside_jemalloc),
-                    part(|p| p.file_backed),
-                    part(|p| p.shmem),
                     pct,
                 ),
             ));

@@ -5,6 +5,7 @@
 
 use super::render::{events, human, samples, stamp};
 use super::{peak, EventKind, Record, Sample};
+use jemsafe_report::page::html::h as xml;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
@@ -43,23 +44,6 @@ fn layers_of(s: &Sample) -> [u64; 9] {
         None => v[8] = s.rss,
     }
     v
-}
-
-/// Text for XML: `&`, `<`, `>`, quotes escaped, control characters dropped.
-pub fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A round axis step (a power of two, at least 1 MiB) for `max` bytes in 4 to 8 ticks.
@@ -406,6 +390,6 @@ mod tests {
         assert_eq!(tick_step(512 << 20), 128 << 20);
         assert_eq!(tick_step(1), 1 << 20);
         assert_eq!(tick_step(8 << 30), 2 << 30);
-        assert_eq!(xml("a\u{1b}<b>\"'&"), "a&lt;b&gt;&quot;&apos;&amp;");
+        assert_eq!(xml("a\u{1b}<b>\"'&"), "a&lt;b&gt;&quot;&#39;&amp;");
     }
 }

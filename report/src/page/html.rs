@@ -16,7 +16,8 @@ pub const COLOURS: [&str; 8] = [
     "#4e79a7", "#f28e2b", "#edc948", "#b07aa1", "#59a14f", "#9c755f", "#76b7b2", "#d3d3d3",
 ];
 
-/// Text for HTML (content and quoted attributes).
+/// Text for HTML and SVG (content and quoted attributes): `&`, `<`, `>`, quotes escaped
+/// (`&#39;` is both HTML's and XML's), control characters dropped (XML forbids them).
 pub fn h(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -26,6 +27,7 @@ pub fn h(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            c if c.is_control() => {}
             c => out.push(c),
         }
     }

@@ -233,16 +233,7 @@ pub fn build(
             ));
         }
     }
-    let profiles: Vec<AddrProfile> = dumps
-        .iter_mut()
-        .map(|d| AddrProfile::take_from_dump(&mut d.dump))
-        .collect();
-    let mut all = AddrProfile::default();
-    for p in &profiles {
-        for k in p.stacks.keys() {
-            all.stacks.entry(k.clone()).or_insert([0.0; 4]);
-        }
-    }
+    let (profiles, all) = AddrProfile::take_series(dumps.iter_mut().map(|d| &mut d.dump));
     let newest = &dumps[dumps.len() - 1];
     let recorded = newest.sidecar.as_ref().map_or(&[][..], |s| &s.objects[..]);
     let outcome =
