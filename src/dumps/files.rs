@@ -10,6 +10,7 @@
 //! temporary name, jemsafe checks the file ([`completeness`]) and renames it.
 
 use jemsafe_report::maps::MapEntry;
+use nix::fcntl::OFlag;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -33,15 +34,28 @@ pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
 /// `name` in the directory `dir`, opened for reading if it is a regular file with one
 /// link owned by `owner` (when given); otherwise why not.
 pub fn open_heap_file(dir: &OwnedFd, name: &str, owner: Option<u32>) -> Result<File, String> {
+    open_checked(
+        dir,
+        name,
+        OFlag::O_RDONLY,
+        owner.map(|uid| (uid, "mysqld's")),
+    )
+}
+
+/// `name` in `dir`, opened with `flags` (never following a symlink, never blocking on a
+/// FIFO; a file it creates gets mode 0640), if it is a regular file with one link owned
+/// by `owner` (uid, and whose uid it is, for the message) when given; otherwise why not.
+pub fn open_checked(
+    dir: &OwnedFd,
+    name: &str,
+    flags: OFlag,
+    owner: Option<(u32, &str)>,
+) -> Result<File, String> {
     let fd = nix::fcntl::openat(
         Some(dir.as_raw_fd()),
         name,
-        nix::fcntl::OFlag::O_RDONLY
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_NONBLOCK
-            | nix::fcntl::OFlag::O_NOCTTY
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
+        flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
     )
     .map_err(|e| match e {
         nix::errno::Errno::ELOOP => "it is a symbolic link".to_owned(),
@@ -57,14 +71,14 @@ pub fn open_heap_file(dir: &OwnedFd, name: &str, owner: Option<u32>) -> Result<F
     }
     if meta.nlink() != 1 {
         return Err(format!(
-            "it has {} hard links (a heap file mysqld wrote has one)",
+            "it has {} hard links (a file written there has one)",
             meta.nlink()
         ));
     }
-    if let Some(uid) = owner {
+    if let Some((uid, whose)) = owner {
         if meta.uid() != uid {
             return Err(format!(
-                "it belongs to uid {}, not to mysqld's uid {uid}",
+                "it belongs to uid {}, not to {whose} uid {uid}",
                 meta.uid()
             ));
         }

@@ -10,7 +10,7 @@ use super::{header, keep_from, parse, Parsed};
 use crate::dumps::files;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -175,46 +175,15 @@ impl Writer {
 /// jemsafe owns, or why not. `create`: a new file, never an existing name.
 fn open_checked(dir: &OwnedFd, name: &str, create: bool) -> Result<std::fs::File, String> {
     use nix::fcntl::OFlag;
-    let mut flags = OFlag::O_RDWR
+    let flags = OFlag::O_RDWR
         | OFlag::O_APPEND
-        | OFlag::O_NOFOLLOW
-        | OFlag::O_NONBLOCK
-        | OFlag::O_NOCTTY
-        | OFlag::O_CLOEXEC;
-    flags |= if create {
-        OFlag::O_CREAT | OFlag::O_EXCL
-    } else {
-        OFlag::O_CREAT
-    };
-    let fd = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
-        name,
-        flags,
-        nix::sys::stat::Mode::from_bits_truncate(0o640),
-    )
-    .map_err(|e| match e {
-        nix::errno::Errno::ELOOP => "it is a symbolic link".to_owned(),
-        e => format!("cannot open it: {e}"),
-    })?;
-    // SAFETY: openat just returned this descriptor; nothing else owns it.
-    let file = unsafe { std::fs::File::from_raw_fd(fd) };
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot inspect it: {e}"))?;
-    if !meta.is_file() {
-        return Err("it is not a regular file".into());
-    }
-    if meta.nlink() != 1 {
-        return Err(format!("it has {} hard links", meta.nlink()));
-    }
+        | if create {
+            OFlag::O_CREAT | OFlag::O_EXCL
+        } else {
+            OFlag::O_CREAT
+        };
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(format!(
-            "it belongs to uid {}, not to jemsafe's uid {me}",
-            meta.uid()
-        ));
-    }
-    Ok(file)
+    files::open_checked(dir, name, flags, Some((me, "jemsafe's")))
 }
 
 /// At most `limit` bytes of `file`: all of it, or its end (and then true: the first line
@@ -266,6 +235,7 @@ mod tests {
     use super::super::tests::{at, sample};
     use super::super::{encode, Record};
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn dir(tag: &str) -> PathBuf {
         nix::unistd::mkdtemp(format!("/tmp/jemsafe-timeline-{tag}.XXXXXX").as_str()).unwrap()
