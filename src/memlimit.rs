@@ -444,7 +444,7 @@ pub fn mem_total(meminfo: &str) -> Option<u64> {
 pub fn limit_for(group: Option<&Group>) -> Option<Limit> {
     group.and_then(Group::limit).or_else(|| {
         Some(Limit {
-            bytes: mem_total(&read_file(Path::new("/proc/meminfo")).ok()?)?,
+            bytes: mem_total(&crate::procfs::system("/proc/meminfo")?)?,
             source: Source::MemTotal,
         })
     })
@@ -452,7 +452,7 @@ pub fn limit_for(group: Option<&Group>) -> Option<Limit> {
 
 /// The system-wide OOM-kill counter (/proc/vmstat `oom_kill`).
 pub fn vmstat_oom_kills() -> Option<u64> {
-    keyed(&read_file(Path::new("/proc/vmstat")).ok()?, "oom_kill")
+    keyed(&crate::procfs::system("/proc/vmstat")?, "oom_kill")
 }
 
 /// RSS of `pid` from /proc/PID/statm (resident pages; the cheapest reading there is).

@@ -125,7 +125,7 @@ impl Moment {
         self.pressure_group
             .as_ref()
             .and_then(Group::pressure)
-            .or_else(|| memlimit::read_file(std::path::Path::new("/proc/pressure/memory")).ok())
+            .or_else(|| crate::procfs::system("/proc/pressure/memory"))
     }
 }
 
