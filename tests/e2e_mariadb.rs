@@ -62,9 +62,14 @@ fn sandbox_serves_queries_dumps_on_usr1_and_shuts_down_cleanly_on_term() {
             (meta.uid(), meta.permissions().mode() & 0o777),
             (mysql.uid.as_raw(), 0o750)
         );
+        let dump = std::fs::metadata(&path).unwrap();
+        assert_eq!(dump.permissions().mode() & 0o007, 0);
+        // Its sidecar belongs to the same user and group, 0640: whoever may read the
+        // dump may read what describes it.
+        let side = std::fs::metadata(jemsafe_report::sidecar::path_for(&path)).unwrap();
         assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o007,
-            0
+            (side.uid(), side.gid(), side.permissions().mode() & 0o777),
+            (dump.uid(), dump.gid(), 0o640)
         );
     }
     let text = std::fs::read_to_string(&path).unwrap();

@@ -185,7 +185,8 @@ pub fn completeness(
 
 /// Writes `bytes` as the new file `name` in the directory `dir` (a sidecar, an incident
 /// record): never over an existing name, never through a symlink, never blocking; mode
-/// 0640, owned by `owner` (the dumps' owner); removed again if writing fails.
+/// 0640, owned by `owner` (the dumps' owner) and the directory's group; removed again if
+/// writing fails.
 pub fn write_new(
     dir: &OwnedFd,
     name: &str,
@@ -212,7 +213,12 @@ pub fn write_new(
         file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
         if let Some(uid) = owner {
             if uid != nix::unistd::geteuid().as_raw() {
-                std::os::unix::fs::fchown(&file, Some(uid), None)?;
+                // The directory's group too (mysqld's, as on the dumps it writes there):
+                // whoever may read a dump may read what describes it.
+                let gid = nix::sys::stat::fstat(dir.as_raw_fd())
+                    .map(|st| st.st_gid)
+                    .map_err(io::Error::from)?;
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
             }
         }
         file.write_all(bytes)?;
