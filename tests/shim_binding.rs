@@ -115,7 +115,13 @@ fn stats_and_dump_see_the_hosts_allocations() {
     let reply = link
         .request(Command::Dump(Some(path.to_string_lossy().into_owned())), T)
         .unwrap();
-    assert!(reply.ok, "{reply:?}");
+    // One request: the reply carries jemalloc's memory as it was just before the dump.
+    let dumped: jemsafe_proto::Dumped = reply.body().expect("a dump reply");
+    let memory = dumped
+        .memory
+        .expect("the memory reading travels with the dump");
+    assert!(memory.allocated >= 96 << 20, "{memory:?}");
+    assert!(!memory.bins.is_empty(), "{memory:?}");
     let report = jeprof_text(&workload(), &path);
     assert!(report.contains("jemsafe_workload_leak_marker"), "{report}");
 
