@@ -361,16 +361,8 @@ pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
     use std::time::{Duration, SystemTime};
     let (path, limit) = match &args.file {
         Some(f) => (f.clone(), 256u64 << 20),
-        None => {
-            let config = crate::config::Config::load(&args.config)?;
-            (
-                config
-                    .dumps
-                    .dir
-                    .join(timeline::file_name(&config.dumps.prefix)),
-                (config.timeline.max_mb << 21).max(64 << 20),
-            )
-        }
+        None => crate::report::plan::Settings::of(&crate::config::Config::load(&args.config)?)
+            .timeline(),
     };
     let shown = jemsafe_report::safe::shown(&path);
     // A file named on the command line may be a symlink; the dump directory's may not.
@@ -386,17 +378,11 @@ pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
         );
     }
     let now = SystemTime::now();
-    let since = match args.since.as_deref() {
-        None => None,
-        Some(s) => Some(match humantime::parse_duration(s) {
-            Ok(d) => now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH),
-            Err(_) => humantime::parse_rfc3339_weak(s).map_err(|_| {
-                Error::Usage(format!(
-                    "--since {s:?}: give a duration (90m, 6h, 3d) or a time (2026-12-05T03:00:00Z)"
-                ))
-            })?,
-        }),
-    };
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| crate::report::plan::since(s, now))
+        .transpose()?;
     let records = timeline::select(&parsed.records, since, args.pid);
     let text = match args.format {
         TimelineFormat::Csv => render::csv(&records),

@@ -33,11 +33,10 @@ const MAX_STDERR: usize = 4096;
 /// The child's side: renders `dump` as gzipped profile.proto and writes it framed (its
 /// length as 8 bytes little-endian, then the bytes) to standard output.
 pub fn child_main(dump: &Path) -> Result<i32> {
+    // The dump the server just took, read as `jemsafe report DUMP` reads a dump from the
+    // dump directory (no symbolic link followed).
     let limits = jemsafe_report::DumpLimits::new(jemsafe_report::DEFAULT_MAX_DUMP_MB, false);
-    let mut loaded = jemsafe_report::load(dump, &limits)?;
-    let (pid, stamp) = crate::report::select::name_info(dump);
-    loaded.pid = pid;
-    loaded.time = stamp.or(loaded.time);
+    let loaded = crate::report::load(dump, &limits)?;
     let options = jemsafe_report::render::ReportOptions {
         metric: jemsafe_report::Metric::InuseSpace,
         format: jemsafe_report::render::Format::Pprof,

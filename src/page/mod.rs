@@ -1,12 +1,12 @@
-//! `jemsafe page`: which dumps (named, `--pid`, `--since`, else the newest process's
-//! series), their timeline (the config's timeline file, else the dumps' own snapshots),
-//! and where the page goes. What is missing (a dump of another process, a dump that does
+//! `jemsafe page` and the live page's child: their timeline (the config's timeline file,
+//! else the dumps' own snapshots) and where the page goes; which dumps (named, `--pid`,
+//! else the newest process's; `--since`) is the [`crate::report::plan`]'s. What is missing (a dump of another process, a dump that does
 //! not read, a damaged timeline) becomes a note on the page; the rest is still shown.
 //! The page itself is `jemsafe_report::page` (pure).
 
 use crate::cli::PageArgs;
 use crate::error::{Error, Result};
-use crate::report::select;
+use crate::report::plan::{self, Plan};
 use crate::timeline::{self, EventKind, Record};
 use jemsafe_report::page::{self, Marker, Point, Timeline};
 use jemsafe_report::safe::shown;
@@ -120,51 +120,6 @@ pub fn one_process(mut dumps: Vec<LoadedDump>, notes: &mut Vec<String>) -> Vec<L
         }
     });
     dumps
-}
-
-fn since_time(s: &str, now: SystemTime) -> Result<SystemTime> {
-    match humantime::parse_duration(s) {
-        Ok(d) => Ok(now.checked_sub(d).unwrap_or(UNIX_EPOCH)),
-        Err(_) => humantime::parse_rfc3339_weak(s).map_err(|_| {
-            Error::Usage(format!(
-                "--since {s:?}: give a duration (90m, 6h, 3d) or a time (2026-12-05T03:00:00Z)"
-            ))
-        }),
-    }
-}
-
-/// The dump paths for the arguments, oldest first.
-fn paths(args: &PageArgs) -> Result<Vec<PathBuf>> {
-    let mut paths = if !args.dumps.is_empty() {
-        args.dumps.clone()
-    } else if let Some(pid) = args.pid {
-        let files = select::config_dumps(&args.config)?;
-        let p: Vec<PathBuf> = files
-            .into_iter()
-            .filter(|f| f.name.pid == pid)
-            .map(|f| f.path)
-            .collect();
-        if p.is_empty() {
-            return Err(Error::NotFound(format!(
-                "no heap dumps of pid {pid} in the dump directory of {}",
-                shown(&args.config)
-            )));
-        }
-        p
-    } else {
-        select::newest_series(&args.config)?
-    };
-    select::sort_by_time(&mut paths);
-    if let Some(s) = &args.since {
-        let since = since_time(s, SystemTime::now())?;
-        paths.retain(|p| {
-            select::name_info(p)
-                .1
-                .or_else(|| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-                .is_some_and(|t| t >= since)
-        });
-    }
-    Ok(paths)
 }
 
 /// Where a timeline file is and how it may be read.
@@ -288,7 +243,13 @@ pub fn render(inputs: Inputs) -> Result<String> {
 
 /// Builds the page's HTML for the command line's arguments.
 pub fn html(args: &PageArgs) -> Result<String> {
-    let named = !args.dumps.is_empty();
+    let plan = Plan::make(plan::Request {
+        pid: args.pid,
+        since: args.since.as_deref(),
+        debuginfod: Some((&args.debuginfod, args.offline)),
+        timeline: args.timeline.is_none(),
+        ..plan::Request::new(&args.config, &args.dumps, plan::Want::Series)
+    })?;
     let timeline = match &args.timeline {
         Some(f) => Some(TimelineFile {
             path: f.clone(),
@@ -296,65 +257,52 @@ pub fn html(args: &PageArgs) -> Result<String> {
             follow: true,
             named: true,
         }),
-        None => crate::config::Config::load(&args.config)
-            .ok()
-            .map(|c| timeline_file(&c.dumps.dir, &c.dumps.prefix, c.timeline.max_mb)),
+        None => plan.settings.as_ref().map(timeline_file),
     };
-    let since = args
-        .since
-        .as_deref()
-        .map(|s| since_time(s, SystemTime::now()))
-        .transpose()?;
     render(Inputs {
-        paths: paths(args)?,
-        named,
+        paths: plan.dumps,
+        named: plan.named,
         timeline,
-        since,
+        since: plan.since,
         max_entries: args.max_entries,
         max_dump_mb: args.max_dump_mb,
-        symbolize: crate::report::sym_options(
-            crate::cli::NamesMode::Exact,
-            crate::report::debuginfod(&args.debuginfod, args.offline, &args.config),
-        ),
+        symbolize: crate::report::sym_options(crate::cli::NamesMode::Exact, plan.debuginfod),
         live: None,
     })
 }
 
 /// The timeline file of a dump directory, read as `jemsafe timeline` reads it.
-pub fn timeline_file(dir: &Path, prefix: &str, max_mb: u64) -> TimelineFile {
+pub fn timeline_file(settings: &plan::Settings) -> TimelineFile {
+    let (path, limit) = settings.timeline();
     TimelineFile {
-        path: dir.join(timeline::file_name(prefix)),
-        limit: (max_mb << 21).max(64 << 20),
+        path,
+        limit,
         follow: false,
         named: false,
     }
-}
-
-/// All dumps of the newest pid among `files` (a dump directory's listing), oldest first.
-pub fn newest_series_of(files: &[crate::dumps::HeapFile]) -> Vec<PathBuf> {
-    let newest = files.last().map(|f| f.name.pid).unwrap_or(0);
-    let mut paths: Vec<PathBuf> = files
-        .iter()
-        .filter(|f| f.name.pid == newest)
-        .map(|f| f.path.clone())
-        .collect();
-    select::sort_by_time(&mut paths);
-    paths
 }
 
 /// The live page's child (`jemsafe __page`): the newest process's dumps in `dir`, its
 /// timeline, the CSRF token from the environment; the HTML written framed (its length as 8
 /// bytes little-endian, then the bytes) for the HTTP server.
 pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result<i32> {
-    let files = crate::dumps::list(dir, prefix).map_err(Error::io(format!(
-        "cannot list the dump directory {}",
-        shown(dir)
-    )))?;
+    let settings = plan::Settings {
+        dumps_dir: dir.to_owned(),
+        prefix: prefix.to_owned(),
+        timeline_max_mb,
+        debuginfod: Vec::new(),
+    };
+    // Planned as `jemsafe page` plans, from the directory the server was given.
+    let plan = Plan::make(plan::Request {
+        listing: plan::Listing::Dir(&settings),
+        timeline: true,
+        ..plan::Request::new(Path::new(""), &[], plan::Want::Series)
+    })?;
     let csrf = std::env::var(crate::http::PAGE_CSRF_ENV).unwrap_or_default();
     let html = render(Inputs {
-        paths: newest_series_of(&files),
+        paths: plan.dumps,
         named: false,
-        timeline: Some(timeline_file(dir, prefix, timeline_max_mb)),
+        timeline: Some(timeline_file(&settings)),
         since: None,
         max_entries: page::Options::default().max_entries,
         max_dump_mb: jemsafe_report::DEFAULT_MAX_DUMP_MB,

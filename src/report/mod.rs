@@ -1,9 +1,9 @@
-//! `jemsafe report` and `jemsafe leaks`: the command line's side of the analyzer crate
-//! (`jemsafe-report`). Here: which dumps (a config's dump directory, `--base previous`),
-//! what the dumps' file names say (pid, time), flags mapped to typed options, and where
-//! the output goes.
+//! `jemsafe report`, `leaks` and `archive`: the command line's side of the analyzer crate
+//! (`jemsafe-report`). Here: flags mapped to typed options, `--base`, and where the output
+//! goes; which dumps is the [`plan`]'s, what their names say is [`select`]'s.
 
 pub mod archive;
+pub mod plan;
 pub mod select;
 
 use crate::cli::{ArchiveArgs, LeaksArgs, NamesMode, ReportArgs, ReportBy, ReportFormat};
@@ -31,31 +31,6 @@ fn metric(args: &ReportArgs) -> Metric {
         (true, false) => Metric::AllocSpace,
         (true, true) => Metric::AllocObjects,
     }
-}
-
-/// debuginfod: `--debuginfod` URLs, else DEBUGINFOD_URLS, else the config's
-/// `[report] debuginfod` (a config that cannot be read is skipped with a warning: a named
-/// dump needs no config).
-pub(crate) fn debuginfod(
-    urls: &[String],
-    offline: bool,
-    config: &Path,
-) -> jemsafe_report::debuginfod::Config {
-    use jemsafe_report::debuginfod;
-    let mut cfg = debuginfod::Config::from_env();
-    cfg.offline = offline;
-    if !urls.is_empty() {
-        cfg.urls = urls
-            .iter()
-            .flat_map(|u| debuginfod::split_urls(u))
-            .collect();
-    } else if std::env::var_os("DEBUGINFOD_URLS").is_none() && config.exists() {
-        match crate::config::Config::load(config) {
-            Ok(c) => cfg.urls = c.report.debuginfod.clone(),
-            Err(e) => crate::warn!("{e}; its [report] debuginfod servers are not used"),
-        }
-    }
-    cfg
 }
 
 pub(crate) fn sym_options(
@@ -121,7 +96,7 @@ fn emit(rendered: render::Rendered, output: Option<&Path>, binary: bool) -> Resu
 pub fn report(args: &ReportArgs) -> Result<i32> {
     // Paths the user named may be symlinks; those picked from the dump directory (which
     // mysqld's user can write) may not.
-    let named = DumpLimits::new(args.max_dump_mb, true);
+    let named_limits = DumpLimits::new(args.max_dump_mb, true);
     let picked = DumpLimits::new(args.max_dump_mb, false);
     let unpacked = args.archive.as_deref().map(archive::unpack).transpose()?;
     // In an archive, dumps are named by their file names.
@@ -140,24 +115,33 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
                 ))
             })
     };
-    let (target_path, target_limits) = match (&args.dump, &unpacked) {
-        (Some(p), _) => (in_archive(p)?, named),
-        (None, Some(u)) => (
-            u.dumps().pop().ok_or_else(|| {
-                Error::NotFound(format!(
-                    "the archive {} holds no dump",
-                    args.archive.as_deref().map(shown).unwrap_or_default()
-                ))
-            })?,
-            picked,
-        ),
-        (None, None) => (select::newest(&args.config)?, picked),
+    let named: Vec<PathBuf> = args
+        .dump
+        .as_deref()
+        .map(in_archive)
+        .transpose()?
+        .into_iter()
+        .collect();
+    let plan = plan::Plan::make(plan::Request {
+        listing: match (&unpacked, &args.archive) {
+            (Some(u), Some(file)) => plan::Listing::Archive {
+                file,
+                dumps: u.dumps(),
+            },
+            _ => plan::Listing::Config,
+        },
+        debuginfod: Some((&args.debuginfod, args.offline)),
+        ..plan::Request::new(&args.config, &named, plan::Want::One)
+    })?;
+    let target_limits = if plan.named { named_limits } else { picked };
+    let Some(target_path) = plan.dumps.last().cloned() else {
+        return Err(Error::NotFound("no heap dump to read".into()));
     };
     let base_path = match &args.base {
         Some(b) if b == Path::new("previous") && !b.exists() => {
             Some((select::previous(&target_path)?, picked))
         }
-        Some(b) => Some((in_archive(b)?, named)),
+        Some(b) => Some((in_archive(b)?, named_limits)),
         None => None,
     };
     let target = load(&target_path, &target_limits)?;
@@ -178,10 +162,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         },
         top: args.top,
         exact: args.bytes,
-        symbolize: sym_options(
-            args.names,
-            debuginfod(&args.debuginfod, args.offline, &args.config),
-        ),
+        symbolize: sym_options(args.names, plan.debuginfod),
     };
     let mut options = options;
     if let Some(u) = &unpacked {
@@ -203,13 +184,13 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
 
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
 pub fn leaks(args: &LeaksArgs) -> Result<i32> {
-    let limits = DumpLimits::new(args.max_dump_mb, !args.dumps.is_empty());
-    let mut paths: Vec<PathBuf> = if args.dumps.is_empty() {
-        select::newest_series(&args.config)?
-    } else {
-        args.dumps.clone()
-    };
-    select::sort_by_time(&mut paths);
+    let plan = plan::Plan::make(plan::Request {
+        debuginfod: Some((&args.debuginfod, args.offline)),
+        timeline: true,
+        ..plan::Request::new(&args.config, &args.dumps, plan::Want::Series)
+    })?;
+    let limits = DumpLimits::new(args.max_dump_mb, plan.named);
+    let paths = plan.dumps;
     if paths.len() < 2 {
         return Err(Error::NotFound(format!(
             "jemsafe leaks needs at least two dumps of one process, found {}{}: take more with \
@@ -227,13 +208,13 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
         .collect::<Result<_>>()?;
     let options = LeaksOptions {
         top: args.top,
-        symbolize: sym_options(
-            args.names,
-            debuginfod(&args.debuginfod, args.offline, &args.config),
-        ),
+        symbolize: sym_options(args.names, plan.debuginfod),
     };
     let opening = memory_growth(&dumps);
-    let timeline = timeline_growth(&args.config, &dumps);
+    let timeline = plan
+        .settings
+        .as_ref()
+        .and_then(|s| timeline_growth(s, &dumps));
     let closing = dumps
         .last()
         .and_then(|d| fragmentation_section(d, &options.symbolize, args.top));
@@ -273,17 +254,12 @@ fn memory_growth(dumps: &[LoadedDump]) -> Option<String> {
 
 /// When RSS growth started and how fast it runs, from the config's timeline, for the
 /// process of `dumps` (pid and, from a sidecar, its start time); None without either.
-fn timeline_growth(config: &Path, dumps: &[LoadedDump]) -> Option<String> {
+fn timeline_growth(settings: &plan::Settings, dumps: &[LoadedDump]) -> Option<String> {
     let pid = dumps.last()?.pid?;
     let start = dumps
         .iter()
         .find_map(|d| d.sidecar.as_ref()?.process.as_ref().map(|p| p.start_ticks));
-    let config = crate::config::Config::load(config).ok()?;
-    let path = config
-        .dumps
-        .dir
-        .join(crate::timeline::file_name(&config.dumps.prefix));
-    let limit = (config.timeline.max_mb << 21).max(64 << 20);
+    let (path, limit) = settings.timeline();
     crate::timeline::growth::leaks_line(&path, limit, pid, start)
 }
 
@@ -307,13 +283,13 @@ pub fn fragmentation_section(
 
 /// `jemsafe archive`.
 pub fn archive_command(args: &ArchiveArgs) -> Result<i32> {
-    let dumps = if args.dumps.is_empty() {
-        select::newest_series(&args.config)?
-    } else {
-        args.dumps.clone()
-    };
-    let limits = DumpLimits::new(args.max_dump_mb, !args.dumps.is_empty());
-    let summary = archive::create(&dumps, &args.output, &limits)?;
+    let plan = plan::Plan::make(plan::Request::new(
+        &args.config,
+        &args.dumps,
+        plan::Want::Series,
+    ))?;
+    let limits = DumpLimits::new(args.max_dump_mb, plan.named);
+    let summary = archive::create(&plan.dumps, &args.output, &limits)?;
     crate::info!("{summary}");
     writeln!(std::io::stdout().lock(), "{}", shown(&args.output))
         .map_err(Error::io("cannot write to standard output"))?;

@@ -1,5 +1,6 @@
-//! Which dumps to read when the command line names none: the dump directory of a config,
-//! the newest dump, the one before it of the same pid, all dumps of one pid.
+//! What dumps' names and sidecars say (pid, time, order, process), and the dumps around
+//! one: the one before it of the same process, all dumps of one pid. Which dumps a
+//! command reads is decided in [`super::plan`].
 
 use crate::dumps::naming::HeapName;
 use crate::error::{Error, Result};
@@ -21,32 +22,6 @@ pub fn name_info(path: &Path) -> (Option<u32>, Option<SystemTime>) {
         Some(n) => (Some(n.pid), n.time()),
         None => (None, None),
     }
-}
-
-/// The heap files of a config's dump directory, oldest first.
-pub fn config_dumps(config_path: &Path) -> Result<Vec<crate::dumps::HeapFile>> {
-    let config = crate::config::Config::load(config_path)?;
-    let files =
-        crate::dumps::list(&config.dumps.dir, &config.dumps.prefix).map_err(Error::io(format!(
-            "cannot list the dump directory {} (from {})",
-            shown(&config.dumps.dir),
-            shown(config_path)
-        )))?;
-    if files.is_empty() {
-        return Err(Error::NotFound(format!(
-            "no heap dumps in {} (dumps.dir of {}): take one with `kill -USR1 <jemsafe pid>` \
-             or `jemsafe dump`, or name a dump file",
-            shown(&config.dumps.dir),
-            shown(config_path)
-        )));
-    }
-    Ok(files)
-}
-
-/// The newest dump of a config's dump directory.
-pub fn newest(config_path: &Path) -> Result<PathBuf> {
-    let files = config_dumps(config_path)?;
-    Ok(files.last().map(|f| f.path.clone()).unwrap_or_default())
 }
 
 /// The dump taken before `dump` by the same process, in `dump`'s directory.
@@ -95,19 +70,23 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Sort key of a dump: time (from the name, else mtime), then jemalloc's/jemsafe's seq.
-fn order_key(path: &Path) -> (SystemTime, u64) {
+/// Where a dump sorts: its time (from the name, else its mtime; None when neither is
+/// known), then jemalloc's/jemsafe's sequence number.
+pub fn order_of(path: &Path) -> (Option<SystemTime>, u64) {
     let name = heap_name(path);
-    let (_, stamp) = name_info(path);
-    let t = stamp
-        .or_else(|| std::fs::metadata(path).and_then(|m| m.modified()).ok())
-        .unwrap_or(UNIX_EPOCH);
-    (t, name.map_or(0, |n| n.seq))
+    let time = name
+        .as_ref()
+        .and_then(HeapName::time)
+        .or_else(|| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+    (time, name.map_or(0, |n| n.seq))
 }
 
 /// Orders dumps oldest first.
 pub fn sort_by_time(paths: &mut [PathBuf]) {
-    paths.sort_by_cached_key(|p| order_key(p));
+    paths.sort_by_cached_key(|p| {
+        let (time, seq) = order_of(p);
+        (time.unwrap_or(UNIX_EPOCH), seq)
+    });
 }
 
 /// All heap files of `pid` in `dir` (any prefix), oldest first.
@@ -124,24 +103,6 @@ pub fn series(dir: &Path, pid: u32) -> Result<Vec<PathBuf>> {
         .collect();
     sort_by_time(&mut out);
     Ok(out)
-}
-
-/// All dumps of the newest dump's pid in a config's dump directory.
-pub fn newest_series(config_path: &Path) -> Result<Vec<PathBuf>> {
-    let files = config_dumps(config_path)?;
-    let newest = files.last().map(|f| f.name.pid).unwrap_or(0);
-    let mine = files.last().and_then(|f| process_of(&f.path));
-    let mut paths: Vec<PathBuf> = files
-        .iter()
-        .filter(|f| f.name.pid == newest)
-        .map(|f| f.path.clone())
-        .filter(|p| match (&mine, process_of(p)) {
-            (Some(a), Some(b)) => a.same_as(&b),
-            _ => true,
-        })
-        .collect();
-    sort_by_time(&mut paths);
-    Ok(paths)
 }
 
 #[cfg(test)]
