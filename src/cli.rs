@@ -162,8 +162,8 @@ threshold is crossed, with the jemsafe profile setting to change."
         #[arg(value_enum)]
         op: crate::control::ProfOp,
         /// With reset: the new lg_prof_sample (0..=63)
-        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=63))]
-        lg_sample: Option<u32>,
+        #[arg(long, value_parser = crate::config::profile::LgSample::parse)]
+        lg_sample: Option<crate::config::profile::LgSample>,
     },
 
     /// List the heap files in the dump directory, oldest first

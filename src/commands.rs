@@ -104,7 +104,11 @@ pub fn dump(config_path: &Path) -> Result<i32> {
     Ok(0)
 }
 
-pub fn prof(config_path: &Path, op: ProfOp, lg_sample: Option<u32>) -> Result<i32> {
+pub fn prof(
+    config_path: &Path,
+    op: ProfOp,
+    lg_sample: Option<crate::config::profile::LgSample>,
+) -> Result<i32> {
     if lg_sample.is_some() && op != ProfOp::Reset {
         return Err(crate::error::Error::Usage(
             "--lg-sample goes with `jemsafe prof reset` (the sample rate changes only on a reset)"
@@ -114,7 +118,10 @@ pub fn prof(config_path: &Path, op: ProfOp, lg_sample: Option<u32>) -> Result<i3
     let config = crate::config::Config::load(config_path)?;
     let reply = control::call(
         &config.supervise.runtime_dir,
-        &Request::Prof { op, lg_sample },
+        &Request::Prof {
+            op,
+            lg_sample: lg_sample.map(|l| u32::from(l.0)),
+        },
         CALL_TIMEOUT,
     )?;
     match op {

@@ -5,6 +5,7 @@
 //! Only root and jemsafe's own uid may use it: the socket is mode 0600, and the server
 //! checks the peer's uid (SO_PEERCRED) and answers anyone else with a refusal.
 
+use crate::config::profile::LgSample;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -240,27 +241,23 @@ pub const MAX_READING: usize = 32;
 /// condition that persists cannot make the poll loop spin.
 pub const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
-/// Highest lg_prof_sample jemalloc accepts (a sample every 2^63 bytes).
-pub const LG_SAMPLE_MAX: u32 = 63;
-
 impl Request {
     /// Requests the server refuses whatever their JSON form allows.
     pub fn check(&self) -> std::result::Result<(), String> {
-        match self {
-            Request::Prof {
-                lg_sample: Some(lg),
-                ..
-            } if *lg > LG_SAMPLE_MAX => Err(format!(
-                "lg_sample = {lg} is out of range: allowed 0..={LG_SAMPLE_MAX}"
-            )),
-            Request::Prof {
-                op,
-                lg_sample: Some(_),
-            } if *op != ProfOp::Reset => Err(
-                "lg_sample goes with op = reset (the sample rate changes only on a reset)".into(),
-            ),
-            _ => Ok(()),
+        if let Request::Prof {
+            op,
+            lg_sample: Some(lg),
+        } = self
+        {
+            LgSample::new(i64::from(*lg)).map_err(|e| e.to_string())?;
+            if *op != ProfOp::Reset {
+                return Err(
+                    "lg_sample goes with op = reset (the sample rate changes only on a reset)"
+                        .into(),
+                );
+            }
         }
+        Ok(())
     }
 }
 

@@ -78,6 +78,9 @@ const ZERO_REALLOC_VALUES: &[&str] = &["alloc", "free", "abort"];
 /// The CONF_MATCH_VALUE branches of "prof_time_resolution".
 const PROF_TIME_RESOLUTION_VALUES: &[&str] = &["default", "high"];
 
+/// The highest lg_prof_sample jemalloc accepts (a sample every 2^63 bytes).
+pub const LG_PROF_SAMPLE_MAX: u64 = 63;
+
 const fn unsigned(min: u64, max: u64) -> OptionKind {
     OptionKind::Unsigned { min, max }
 }
@@ -205,7 +208,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     ),
     opt(
         "lg_prof_sample",
-        unsigned(0, 63),
+        unsigned(0, LG_PROF_SAMPLE_MAX),
         "log2 mean bytes between allocation samples (clipped); only with --enable-prof",
     ),
     opt(

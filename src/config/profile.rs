@@ -24,20 +24,41 @@ pub struct ProfileDef {
     pub extra: Option<Extra>,
 }
 
-/// `lg_prof_sample`: one sample per 2^N bytes allocated, N in 0..=63.
+/// `lg_prof_sample`: one sample per 2^N bytes allocated, N in 0..=63. The one check of
+/// the range, for the config, `jemsafe prof reset --lg-sample` and the control socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LgSample(pub u8);
 
+/// An lg_prof_sample value outside 0..=63 (or not a number), as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "lg_prof_sample = {0} is out of range: allowed 0..={max} \
+     (one sample per 2^N bytes; jemalloc's default 19 = one per 512 KiB)",
+    max = jemalloc_options::LG_PROF_SAMPLE_MAX
+)]
+pub struct LgSampleError(String);
+
+impl LgSample {
+    pub fn new(v: i64) -> Result<LgSample, LgSampleError> {
+        u8::try_from(v)
+            .ok()
+            .filter(|n| u64::from(*n) <= jemalloc_options::LG_PROF_SAMPLE_MAX)
+            .map(LgSample)
+            .ok_or_else(|| LgSampleError(v.to_string()))
+    }
+
+    /// A value from the command line or the control socket.
+    pub fn parse(text: &str) -> Result<LgSample, LgSampleError> {
+        let text = text.trim();
+        text.parse::<i64>()
+            .map_err(|_| LgSampleError(format!("{text:?}")))
+            .and_then(LgSample::new)
+    }
+}
+
 impl<'de> Deserialize<'de> for LgSample {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = i64::deserialize(d)?;
-        match u8::try_from(v) {
-            Ok(n @ 0..=63) => Ok(LgSample(n)),
-            _ => Err(serde::de::Error::custom(format!(
-                "lg_prof_sample = {v} is out of range: allowed 0..=63 \
-                 (one sample per 2^N bytes; jemalloc's default 19 = one per 512 KiB)"
-            ))),
-        }
+        LgSample::new(i64::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -499,6 +520,17 @@ extra = { background_thread = true, narenas = 4, thp = "never" }
             let e = config(text).unwrap_err().to_string();
             assert!(e.contains("/etc/jemsafe/p.toml") && e.contains(want), "{e}");
             assert!(e.contains("line 3") || e.contains("line 2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn lg_sample_has_one_range_and_one_message() {
+        assert_eq!(LgSample::parse(" 17 "), Ok(LgSample(17)));
+        assert_eq!(LgSample::new(63), Ok(LgSample(63)));
+        for bad in ["64", "-1", "x", "99999999999999999999"] {
+            let e = LgSample::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("lg_prof_sample = "), "{e}");
+            assert!(e.contains("is out of range: allowed 0..=63 (one sample"), "{e}");
         }
     }
 
