@@ -451,7 +451,8 @@ pub struct PageArgs {
     /// Stack entries embedded at most over all dumps; older dumps beyond it are summarised
     #[arg(long, value_name = "N", default_value_t = 150_000)]
     pub max_entries: usize,
-    /// Ask this debuginfod server for debug files by build-id (repeatable)
+    /// Ask this debuginfod server for debug files by build-id (repeatable; default:
+    /// DEBUGINFOD_URLS, else the config's [report] debuginfod)
     #[arg(long = "debuginfod", value_name = "URL")]
     pub debuginfod: Vec<String>,
     /// Download nothing: use local debug files and the debuginfod cache only

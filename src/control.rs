@@ -1,5 +1,5 @@
-//! The control socket: `run` listens on `<runtime_dir>/jemsafe.sock`; `dump`, `status`
-//! and `prof` are its clients.
+//! The control socket: `run` listens on `<runtime_dir>/jemsafe.sock`; `dump`, `status`,
+//! `memory`, `prof` and the HTTP server's threads are its clients.
 //!
 //! One JSON request line per connection, one JSON reply, then the connection closes.
 //! Only root and jemsafe's own uid may use it: the socket is mode 0600, and the server
@@ -221,7 +221,9 @@ pub fn temporary_reply(message: impl Into<String>) -> Reply {
 
 /// Runs `f` (a bind) under `mask`, so that the socket file is born with its final mode:
 /// a chmod by path afterwards could be redirected through a symlink swapped in between.
-/// jemsafe is single-threaded here, so the process-wide umask is ours to borrow.
+/// The umask is process-wide and other threads may run meanwhile (the HTTP server's is
+/// started before notify.sock is bound): whatever they or the children they fork create
+/// in that moment gets a narrower mode, never a wider one.
 pub fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
     // SAFETY: umask cannot fail.
     let old = unsafe { libc::umask(mask) };

@@ -530,7 +530,10 @@ extra = { background_thread = true, narenas = 4, thp = "never" }
         for bad in ["64", "-1", "x", "99999999999999999999"] {
             let e = LgSample::parse(bad).unwrap_err().to_string();
             assert!(e.starts_with("lg_prof_sample = "), "{e}");
-            assert!(e.contains("is out of range: allowed 0..=63 (one sample"), "{e}");
+            assert!(
+                e.contains("is out of range: allowed 0..=63 (one sample"),
+                "{e}"
+            );
         }
     }
 
