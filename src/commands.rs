@@ -373,8 +373,7 @@ pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
     };
     let shown = jemsafe_report::safe::shown(&path);
     // A file named on the command line may be a symlink; the dump directory's may not.
-    let parsed =
-        timeline::file::read(&path, args.file.is_some(), limit).map_err(Error::NotFound)?;
+    let parsed = timeline::file::read(&path, args.file.is_some(), limit)?;
     if let Some(d) = &parsed.damage {
         warn!("{shown}: {}", d.describe());
     }

@@ -158,12 +158,11 @@ fn read_timeline(
     let start = dumps
         .iter()
         .find_map(|d| d.process().map(|p| p.start_ticks));
-    if !file.named && !file.path.exists() {
-        return None;
-    }
     let shown_path = shown(&file.path);
     let parsed = match timeline::file::read(&file.path, file.follow, file.limit) {
         Ok(p) => p,
+        // The dump directory's timeline is absent where jemsafe never wrote one.
+        Err(timeline::file::ReadError::Missing { .. }) if !file.named => return None,
         Err(e) => {
             notes.push(format!(
                 "the timeline {shown_path} cannot be read ({e}); the chart is drawn from the \

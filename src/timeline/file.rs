@@ -211,22 +211,52 @@ fn line_time(line: &[u8]) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_millis(t.t))
 }
 
+/// Why a timeline file could not be read: a missing file is normal where jemsafe never
+/// ran with a timeline (the page leaves it out, `jemsafe timeline` says where it comes
+/// from); anything else is an I/O failure (its exit status follows the error's kind).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(
+        "{shown} does not exist: jemsafe writes it while it runs mysqld with \
+         [timeline] interval_s > 0 (the default, 10)"
+    )]
+    Missing { shown: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<ReadError> for crate::error::Error {
+    fn from(e: ReadError) -> crate::error::Error {
+        match e {
+            ReadError::Missing { .. } => crate::error::Error::NotFound(e.to_string()),
+            ReadError::Io { context, source } => crate::error::Error::Io { context, source },
+        }
+    }
+}
+
 /// Reads the timeline at `path` (at most `limit` bytes: its newest part when longer),
 /// without following a symlink unless `follow`.
-pub fn read(path: &Path, follow: bool, limit: u64) -> Result<Parsed, String> {
+pub fn read(path: &Path, follow: bool, limit: u64) -> Result<Parsed, ReadError> {
     let shown = jemsafe_report::safe::shown(path);
-    let opened = jemsafe_report::safe::open_regular(path, follow).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "{shown} does not exist: jemsafe writes it while it runs mysqld with \
-                 [timeline] interval_s > 0 (the default, 10)"
-            )
+    let opened = jemsafe_report::safe::open_regular(path, follow).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ReadError::Missing {
+                shown: shown.clone(),
+            }
         } else {
-            format!("{shown}: {e}")
+            ReadError::Io {
+                context: shown.clone(),
+                source,
+            }
         }
     })?;
-    let (bytes, mid) =
-        read_bounded(opened.file, limit).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let (bytes, mid) = read_bounded(opened.file, limit).map_err(|source| ReadError::Io {
+        context: format!("cannot read {shown}"),
+        source,
+    })?;
     Ok(parse(&bytes, mid))
 }
 
