@@ -325,6 +325,39 @@ mod tests {
     }
 
     #[test]
+    fn rows_without_parts_keep_their_columns() {
+        let mut bare = sample(5, 7, 100);
+        if let Record::Sample(s) = &mut bare {
+            s.parts = None;
+        }
+        let records = [sample(0, 7, 100), bare];
+        let rows: Vec<String> = csv(&records).lines().skip(1).map(String::from).collect();
+        assert_eq!(
+            rows[0],
+            "2026-11-18T11:06:40.000Z,7,100,104857600,52428800,0,0,0,26214400,0,0,0,52428800,\
+             115343360,536870912"
+        );
+        assert_eq!(
+            rows[1],
+            "2026-11-18T11:06:45.000Z,7,100,104857600,,,,,,,,,52428800,115343360,536870912"
+        );
+        let text = text(&records, Duration::from_secs(1));
+        let rows: Vec<&str> = text.lines().filter(|l| l.contains("    100 MiB")).collect();
+        assert_eq!(
+            rows[0],
+            "2026-11-18 11:06:40        7    100 MiB     50 MiB      0 KiB      0 KiB      0 KiB     \
+             25 MiB      0 KiB      0 KiB     20%  <- peak"
+        );
+        assert_eq!(
+            rows[1],
+            format!(
+                "2026-11-18 11:06:45        7    100 MiB{}     20%",
+                "          -".repeat(7)
+            )
+        );
+    }
+
+    #[test]
     fn json_has_samples_events_and_the_peak() {
         let v: serde_json::Value = serde_json::from_str(&json(&climb())).unwrap();
         assert_eq!(v["samples"].as_array().unwrap().len(), 61);
