@@ -361,6 +361,13 @@ pub struct ReportArgs {
     /// How addresses are named: exact (no guesses) or jeprof (closest symbol below)
     #[arg(long, value_enum, default_value = "exact")]
     pub names: NamesMode,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// How dumps are read and named, for `report`, `leaks` and `page`.
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
     /// Ask this debuginfod server for debug files by build-id (repeatable; default:
     /// DEBUGINFOD_URLS, else the config's [report] debuginfod)
     #[arg(long = "debuginfod", value_name = "URL")]
@@ -410,17 +417,8 @@ pub struct LeaksArgs {
     /// How addresses are named: exact (no guesses) or jeprof (closest symbol below)
     #[arg(long, value_enum, default_value = "exact")]
     pub names: NamesMode,
-    /// Ask this debuginfod server for debug files by build-id (repeatable; default:
-    /// DEBUGINFOD_URLS, else the config's [report] debuginfod)
-    #[arg(long = "debuginfod", value_name = "URL")]
-    pub debuginfod: Vec<String>,
-    /// Download nothing: use local debug files and the debuginfod cache only
-    #[arg(long)]
-    pub offline: bool,
-    /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
-    #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_dump_mb: u64,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -451,15 +449,6 @@ pub struct PageArgs {
     /// Stack entries embedded at most over all dumps; older dumps beyond it are summarised
     #[arg(long, value_name = "N", default_value_t = 150_000)]
     pub max_entries: usize,
-    /// Ask this debuginfod server for debug files by build-id (repeatable; default:
-    /// DEBUGINFOD_URLS, else the config's [report] debuginfod)
-    #[arg(long = "debuginfod", value_name = "URL")]
-    pub debuginfod: Vec<String>,
-    /// Download nothing: use local debug files and the debuginfod cache only
-    #[arg(long)]
-    pub offline: bool,
-    /// Refuse a dump whose text (after gzip decompression) is larger than this many MiB
-    #[arg(long, value_name = "MiB", default_value_t = jemsafe_report::DEFAULT_MAX_DUMP_MB,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_dump_mb: u64,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }

@@ -245,7 +245,7 @@ pub fn html(args: &PageArgs) -> Result<String> {
     let plan = Plan::make(plan::Request {
         pid: args.pid,
         since: args.since.as_deref(),
-        debuginfod: Some((&args.debuginfod, args.offline)),
+        debuginfod: Some(&args.read),
         timeline: args.timeline.is_none(),
         ..plan::Request::new(&args.config, &args.dumps, plan::Want::Series)
     })?;
@@ -264,7 +264,7 @@ pub fn html(args: &PageArgs) -> Result<String> {
         timeline,
         since: plan.since,
         max_entries: args.max_entries,
-        max_dump_mb: args.max_dump_mb,
+        max_dump_mb: args.read.max_dump_mb,
         symbolize: crate::report::sym_options(crate::cli::NamesMode::Exact, plan.debuginfod),
         live: None,
     })

@@ -96,8 +96,8 @@ fn emit(rendered: render::Rendered, output: Option<&Path>, binary: bool) -> Resu
 pub fn report(args: &ReportArgs) -> Result<i32> {
     // Paths the user named may be symlinks; those picked from the dump directory (which
     // mysqld's user can write) may not.
-    let named_limits = DumpLimits::new(args.max_dump_mb, true);
-    let picked = DumpLimits::new(args.max_dump_mb, false);
+    let named_limits = DumpLimits::new(args.read.max_dump_mb, true);
+    let picked = DumpLimits::new(args.read.max_dump_mb, false);
     let unpacked = args.archive.as_deref().map(archive::unpack).transpose()?;
     // In an archive, dumps are named by their file names.
     let in_archive = |p: &Path| -> Result<PathBuf> {
@@ -130,7 +130,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
             },
             _ => plan::Listing::Config,
         },
-        debuginfod: Some((&args.debuginfod, args.offline)),
+        debuginfod: Some(&args.read),
         ..plan::Request::new(&args.config, &named, plan::Want::One)
     })?;
     let target_limits = if plan.named { named_limits } else { picked };
@@ -185,11 +185,11 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
 pub fn leaks(args: &LeaksArgs) -> Result<i32> {
     let plan = plan::Plan::make(plan::Request {
-        debuginfod: Some((&args.debuginfod, args.offline)),
+        debuginfod: Some(&args.read),
         timeline: true,
         ..plan::Request::new(&args.config, &args.dumps, plan::Want::Series)
     })?;
-    let limits = DumpLimits::new(args.max_dump_mb, plan.named);
+    let limits = DumpLimits::new(args.read.max_dump_mb, plan.named);
     let paths = plan.dumps;
     if paths.len() < 2 {
         return Err(Error::NotFound(format!(

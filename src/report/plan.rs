@@ -186,7 +186,7 @@ pub struct Request<'a> {
     pub want: Want,
     pub listing: Listing<'a>,
     /// `--debuginfod` URLs and `--offline`; None: the command names no frames itself.
-    pub debuginfod: Option<(&'a [String], bool)>,
+    pub debuginfod: Option<&'a crate::cli::ReadArgs>,
     /// The config's timeline is wanted (`leaks`; `page` without `--timeline`).
     pub timeline: bool,
 }
@@ -229,7 +229,7 @@ impl Plan {
         let dir_needed = !named && matches!(req.listing, Listing::Config);
         // The config's servers are asked only when neither the command line nor the
         // environment names any; a config that cannot be read then is only a warning.
-        let servers_needed = req.debuginfod.is_some_and(|(urls, _)| urls.is_empty())
+        let servers_needed = req.debuginfod.is_some_and(|a| a.debuginfod.is_empty())
             && std::env::var_os("DEBUGINFOD_URLS").is_none()
             && req.config.exists();
         let settings = match &req.listing {
@@ -247,10 +247,11 @@ impl Plan {
             },
         };
         let mut debuginfod = jemsafe_report::debuginfod::Config::from_env();
-        if let Some((urls, offline)) = req.debuginfod {
-            debuginfod.offline = offline;
-            if !urls.is_empty() {
-                debuginfod.urls = urls
+        if let Some(args) = req.debuginfod {
+            debuginfod.offline = args.offline;
+            if !args.debuginfod.is_empty() {
+                debuginfod.urls = args
+                    .debuginfod
                     .iter()
                     .flat_map(|u| jemsafe_report::debuginfod::split_urls(u))
                     .collect();
