@@ -172,30 +172,6 @@ impl Default for DumpLimits {
     }
 }
 
-/// A reader that fails once more than `left` bytes come through, and remembers that it
-/// did (so the caller can tell "too large" from a damaged file).
-struct Capped<R> {
-    inner: R,
-    left: u64,
-    hit: std::rc::Rc<std::cell::Cell<bool>>,
-}
-
-impl<R: std::io::Read> std::io::Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // One byte beyond the cap tells "exactly the cap" from "more".
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n as u64 > self.left {
-            self.hit.set(true);
-            return Err(std::io::Error::other("the dump is larger than the limit"));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
 fn too_large(path: &Path, limits: &DumpLimits, what: &str) -> Error {
     Error::BadDump(format!(
         "{}: {what} more than {} MiB of dump text: refused, so that a hostile or broken \
@@ -273,20 +249,16 @@ fn parse_dump(
     let parsed = if gzip {
         parse::parse_reader(std::io::BufReader::with_capacity(
             1 << 16,
-            Capped {
-                inner: flate2::bufread::MultiGzDecoder::new(reader),
-                left: limits.max_bytes,
-                hit: hit.clone(),
-            },
+            safe::Capped::new(
+                flate2::bufread::MultiGzDecoder::new(reader),
+                limits.max_bytes,
+                &hit,
+            ),
         ))
     } else {
         parse::parse_reader(std::io::BufReader::with_capacity(
             1 << 16,
-            Capped {
-                inner: reader,
-                left: limits.max_bytes,
-                hit: hit.clone(),
-            },
+            safe::Capped::new(reader, limits.max_bytes, &hit),
         ))
     };
     if hit.get() {

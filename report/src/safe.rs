@@ -224,6 +224,40 @@ impl FileStore {
     }
 }
 
+/// A reader that fails once more than `limit` bytes come through, and sets `hit` when it
+/// does: the caller tells "too large" (a bomb) from a damaged file.
+pub struct Capped<R> {
+    inner: R,
+    left: u64,
+    hit: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R> Capped<R> {
+    pub fn new(inner: R, limit: u64, hit: &std::rc::Rc<std::cell::Cell<bool>>) -> Capped<R> {
+        Capped {
+            inner,
+            left: limit,
+            hit: std::rc::Rc::clone(hit),
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte beyond the cap tells "exactly the cap" from "more".
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.hit.set(true);
+            return Err(std::io::Error::other("more than the limit came through"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -465,31 +465,6 @@ fn remove_stale(base: &Path) {
     }
 }
 
-/// A reader that fails once more than `left` bytes come through, and remembers that it
-/// did (so that a bomb is told from a damaged archive).
-struct Budget<R> {
-    inner: R,
-    left: u64,
-    hit: std::rc::Rc<std::cell::Cell<bool>>,
-}
-
-impl<R: Read> Read for Budget<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n as u64 > self.left {
-            self.hit.set(true);
-            return Err(std::io::Error::other(
-                "the archive unpacks to more than allowed",
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
 /// Unpacks `archive`: regular files only, paths that stay inside, at most
 /// [`MAX_ENTRIES`] entries of at most [`MAX_ENTRY`] bytes each, [`unpack_budget`] bytes
 /// in all. Into a new private directory of the temporary directory (removed when the
@@ -541,11 +516,11 @@ pub fn unpack(archive: &Path) -> Result<Unpacked> {
         ))
     };
     let hit = std::rc::Rc::new(std::cell::Cell::new(false));
-    let stream = Budget {
-        inner: flate2::read::MultiGzDecoder::new(std::io::BufReader::new(opened.file)),
-        left: budget,
-        hit: hit.clone(),
-    };
+    let stream = jemsafe_report::safe::Capped::new(
+        flate2::read::MultiGzDecoder::new(std::io::BufReader::new(opened.file)),
+        budget,
+        &hit,
+    );
     let damaged = |e: std::io::Error| {
         if hit.get() {
             bomb()
