@@ -171,23 +171,20 @@ impl Supervisor<'_> {
         let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) else {
             return;
         };
-        let automatic = matches!(heap.origin, dumps::naming::Origin::Automatic { .. });
-        if automatic && mask.contains(AddWatchFlags::IN_CLOSE_WRITE) {
+        let automatic = match heap.origin {
+            dumps::naming::Origin::Automatic { kind } => {
+                Some(dumps::naming::automatic_trigger(kind))
+            }
+            dumps::naming::Origin::OnDemand { .. } => None,
+        };
+        if let (Some(kind), true) = (automatic, mask.contains(AddWatchFlags::IN_CLOSE_WRITE)) {
             let pid = self
                 .child
                 .as_ref()
                 .map(|c| c.pid.as_raw())
                 .filter(|p| *p as u32 == heap.pid);
             match self.check_heap_file(&dir_fd, name, pid) {
-                Ok(checked) if pid.is_some() => {
-                    let kind = match heap.origin {
-                        dumps::naming::Origin::Automatic { kind } => {
-                            dumps::naming::automatic_trigger(kind)
-                        }
-                        dumps::naming::Origin::OnDemand { .. } => "manual",
-                    };
-                    self.snapshot_auto_dump(name, kind, checked);
-                }
+                Ok(checked) if pid.is_some() => self.snapshot_auto_dump(name, kind, checked),
                 Ok(_) => {}
                 Err(why) => {
                     let removed = matches!(why, HeapFileError::Incomplete(_))
