@@ -82,6 +82,13 @@ fn jemsafe(args: &[&OsStr], scratch: &TempDir, cache: &Path) -> Command {
     cmd
 }
 
+/// `jemsafe archive -o OUT DUMP...` with `cache` as the debuginfod cache, bounded.
+fn archive(dir: &TempDir, out: &Path, dumps: &[&Path], cache: &Path) -> Outcome {
+    let mut args: Vec<&OsStr> = vec!["archive".as_ref(), "-o".as_ref(), out.as_os_str()];
+    args.extend(dumps.iter().map(|d| d.as_os_str()));
+    run_bounded(jemsafe(&args, dir, cache), T)
+}
+
 /// Where mapped files are mapped in the dumps below.
 const BASE: u64 = 0x40_0000;
 
@@ -405,19 +412,7 @@ fn a_planted_debuginfod_cache_link_is_not_packed() {
     std::fs::write(jemsafe_report::sidecar::path_for(&dump), side.to_json()).unwrap();
 
     let out = dir.join("a.tar.gz");
-    let o = run_bounded(
-        jemsafe(
-            &[
-                "archive".as_ref(),
-                "-o".as_ref(),
-                out.as_os_str(),
-                dump.as_os_str(),
-            ],
-            &dir,
-            &cache,
-        ),
-        T,
-    );
+    let o = archive(&dir, &out, &[&dump], &cache);
     assert_eq!(o.code, 0, "{}", o.stderr);
     eprintln!("{}", o.stderr);
     assert_no_shadow(&out);
@@ -471,19 +466,7 @@ fn fifos_and_devices_named_by_a_dump_are_never_opened() {
     let dump = dir.join("fifo.heap");
     std::fs::write(&dump, dump_text(&maps)).unwrap();
     let out = dir.join("a.tar.gz");
-    let o = run_bounded(
-        jemsafe(
-            &[
-                "archive".as_ref(),
-                "-o".as_ref(),
-                out.as_os_str(),
-                dump.as_os_str(),
-            ],
-            &dir,
-            &dir.join("no-cache"),
-        ),
-        T,
-    );
+    let o = archive(&dir, &out, &[&dump], &dir.join("no-cache"));
     assert_eq!(o.code, 0, "{}", o.stderr);
     eprintln!("{}", o.stderr);
     for needle in [
@@ -511,11 +494,7 @@ fn a_failed_archive_leaves_no_output_behind() {
     let bad = dir.join("bad.heap");
     std::fs::write(&bad, "heap_v2/524288\n@ 0xzz\n").unwrap();
     let out = dir.join("a.tar.gz");
-    let run = |dumps: &[&Path]| {
-        let mut args: Vec<&OsStr> = vec!["archive".as_ref(), "-o".as_ref(), out.as_os_str()];
-        args.extend(dumps.iter().map(|d| d.as_os_str()));
-        run_bounded(jemsafe(&args, &dir, &dir.join("no-cache")), T)
-    };
+    let run = |dumps: &[&Path]| archive(&dir, &out, dumps, &dir.join("no-cache"));
     // The good dump is packed first, then the bad one fails the archive.
     let o = run(&[&good, &bad]);
     assert_eq!(o.code, 65, "{}", o.stderr);
@@ -535,19 +514,7 @@ fn a_failed_archive_leaves_no_output_behind() {
     let link_out = dir.join("link.tar.gz");
     let target = dir.join("target");
     std::os::unix::fs::symlink(&target, &link_out).unwrap();
-    let o = run_bounded(
-        jemsafe(
-            &[
-                "archive".as_ref(),
-                "-o".as_ref(),
-                link_out.as_os_str(),
-                good.as_os_str(),
-            ],
-            &dir,
-            &dir.join("no-cache"),
-        ),
-        T,
-    );
+    let o = archive(&dir, &link_out, &[&good], &dir.join("no-cache"));
     assert_ne!(o.code, 0, "{}", o.stderr);
     assert!(!target.exists());
     assert!(std::fs::symlink_metadata(&link_out)
@@ -745,19 +712,7 @@ fn a_hostile_sidecar_cannot_forge_terminal_lines() {
     });
     std::fs::write(jemsafe_report::sidecar::path_for(&dump), side.to_json()).unwrap();
     let out = dir.join("a.tar.gz");
-    let o = run_bounded(
-        jemsafe(
-            &[
-                "archive".as_ref(),
-                "-o".as_ref(),
-                out.as_os_str(),
-                dump.as_os_str(),
-            ],
-            &dir,
-            &dir.join("no-cache"),
-        ),
-        T,
-    );
+    let o = archive(&dir, &out, &[&dump], &dir.join("no-cache"));
     assert_eq!(o.code, 0, "{}", o.stderr);
     eprintln!("{}", o.stderr);
     assert_clean("archive's stderr", &o.stderr);
