@@ -129,14 +129,7 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
     // The timeline has a sample near the limit before the kill (one a second).
     let deadline = std::time::Instant::now() + T;
     loop {
-        let out = cli(&[
-            "timeline",
-            "-c",
-            config.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let v = timeline_json(&config);
         let near = v["samples"].as_array().is_some_and(|s| {
             s.iter()
                 .any(|s| s["pid"] == pid && s["rss"].as_u64().unwrap_or(0) > LIMIT * 95 / 100)
@@ -404,14 +397,7 @@ fn an_interval_profiles_own_dumps_carry_memory_snapshots() {
     // Growth in steps, each seen by the timeline (a sample a second).
     let pid = js.mysqld_pid.unwrap();
     let samples = || {
-        let out = cli(&[
-            "timeline",
-            "-c",
-            config.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let v = timeline_json(&config);
         v["samples"]
             .as_array()
             .map_or(0, |s| s.iter().filter(|s| s["pid"] == pid).count())
@@ -651,4 +637,16 @@ fn unknown_trigger_keys_and_impossible_levels_are_config_errors_naming_the_key()
             "{section}: {err}"
         );
     }
+}
+
+/// `jemsafe timeline --format json`, parsed; Null while there is no timeline yet.
+fn timeline_json(config: &Path) -> serde_json::Value {
+    let out = cli(&[
+        "timeline",
+        "-c",
+        config.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
