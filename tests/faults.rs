@@ -4,8 +4,7 @@
 //! on the code before its fix.
 
 use crate::common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -45,15 +44,6 @@ fn file_name(path: &str) -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
-}
-
-/// SIGCONT on drop: a stopped workload never outlives a failed test.
-struct Cont(i32);
-
-impl Drop for Cont {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
-    }
 }
 
 /// Item 10: dumps with mtimes a day ahead (a restored backup from another process, and
@@ -203,8 +193,7 @@ fn a_prof_change_to_a_stopped_mysqld_is_unconfirmed_then_logged_when_it_happens(
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     let mysqld = js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
-    stop_process(mysqld, T);
-    let cont = Cont(mysqld);
+    let cont = stop_process(mysqld, T);
 
     let asked = Instant::now();
     let out = cli(&["prof", "off", "-c", config.to_str().unwrap()]);

@@ -3,8 +3,7 @@
 //! with real processes: MariaDB or the workload, curl and python as `nobody`.
 
 use crate::common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -169,14 +168,7 @@ fn a_second_heap_profile_meanwhile_gets_503_with_retry_after() {
     let dir = TempDir::new("http-busy");
     let (mut js, _config, addr) = workload_with_http(&dir, "", "min_interval_ms = 0");
     let mysqld = js.mysqld_pid.unwrap();
-    struct Cont(i32);
-    impl Drop for Cont {
-        fn drop(&mut self) {
-            let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
-        }
-    }
-    let cont = Cont(mysqld);
-    stop_process(mysqld, T);
+    let cont = stop_process(mysqld, T);
     let (tx, rx) = std::sync::mpsc::channel();
     for _ in 0..2 {
         let tx = tx.clone();
@@ -402,14 +394,7 @@ fn healthz_is_503_while_mysqld_is_stopped() {
     // (The token is sent although loopback needs none, as the code before the fix did.)
     let (code, body) = http_get(addr, "/healthz", &[&bearer()], T);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    struct Cont(i32);
-    impl Drop for Cont {
-        fn drop(&mut self) {
-            let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
-        }
-    }
-    let cont = Cont(mysqld);
-    stop_process(mysqld, T);
+    let cont = stop_process(mysqld, T);
     let (code, body) = http_get(addr, "/healthz", &[&bearer()], T);
     let body = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(code, 503, "{body}");

@@ -368,14 +368,7 @@ fn status_answers_while_mysqld_is_stopped_and_dump_requests_join() {
     ]);
     let mysqld = js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
-    stop_process(mysqld, T);
-    struct Cont(i32);
-    impl Drop for Cont {
-        fn drop(&mut self) {
-            let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
-        }
-    }
-    let cont = Cont(mysqld);
+    let cont = stop_process(mysqld, T);
 
     let out = cli(&["status", "--json", "-c", config.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");

@@ -96,11 +96,25 @@ pub fn threads(pid: i32) -> usize {
         .count()
 }
 
+/// A process stopped by [`stop_process`]: SIGCONT when dropped, so that a stopped
+/// process never outlives a failed test.
+pub struct Stopped(i32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        let _ = kill(nix::unistd::Pid::from_raw(self.0), Signal::SIGCONT);
+    }
+}
+
 /// SIGSTOP to `pid`, and the wait (bounded) until every thread of it is stopped: the
 /// kernel stops the group only once a thread of it runs, so on a busy machine another
-/// thread (the shim's) may still answer for a while after kill(2) returned.
-pub fn stop_process(pid: i32, timeout: Duration) {
+/// thread (the shim's) may still answer for a while after kill(2) returned. Dropping
+/// what it returns resumes the process.
+#[must_use = "dropping it resumes the process"]
+pub fn stop_process(pid: i32, timeout: Duration) -> Stopped {
     use nix::sys::signal::{kill, Signal};
+    let stopped = Stopped(pid);
     kill(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP).expect("SIGSTOP");
     let deadline = std::time::Instant::now() + timeout;
     loop {
@@ -114,7 +128,7 @@ pub fn stop_process(pid: i32, timeout: Duration) {
                     .unwrap_or(true) // a thread that ended
             });
         if all_stopped {
-            return;
+            return stopped;
         }
         assert!(
             std::time::Instant::now() < deadline,
