@@ -13,61 +13,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
-
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` to completion; kills it and fails the test if it takes longer than
-/// `timeout` (a hang).
-fn run_bounded(mut cmd: Command, timeout: Duration) -> Outcome {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start jemsafe");
-    let pid = child.id() as libc::pid_t;
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(timeout) {
-        Ok(s) => s.expect("wait for jemsafe"),
-        Err(_) => {
-            // SAFETY: our own child, not reaped yet (its wait has not returned).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = rx.recv_timeout(Duration::from_secs(10));
-            panic!("{cmd:?} did not finish within {timeout:?}: it hangs");
-        }
-    };
-    use std::os::unix::process::ExitStatusExt;
-    Outcome {
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
 
 /// `jemsafe ARGS` with debug files looked up in `scratch/debug` and a debuginfod cache
 /// at `cache` only (root's own cache never enters a test).
@@ -439,7 +388,7 @@ fn a_planted_debuginfod_cache_link_is_not_packed() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let secret = String::from_utf8_lossy(&shadow()).into_owned();
     let first = secret.lines().next().unwrap();
-    assert!(!r.stdout.contains(first) && !r.stderr.contains(first));
+    assert!(!r.out().contains(first) && !r.stderr.contains(first));
 }
 
 #[test]
@@ -716,7 +665,7 @@ fn a_hostile_sidecar_cannot_forge_terminal_lines() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     eprintln!("{}", o.stderr);
     assert_clean("archive's stderr", &o.stderr);
-    assert_clean("archive's stdout", &o.stdout);
+    assert_clean("archive's stdout", &o.out());
     for needle in [
         "lib\\x1b[2J\\u{202e}os.so",
         "ab\\x0d\\x0a2026-01-01T00:00:00.000Z jemsafe[1] info: forged\\x1b[31m\\u{2066}",
@@ -740,8 +689,8 @@ fn a_hostile_sidecar_cannot_forge_terminal_lines() {
             T,
         );
         assert_eq!(r.code, 0, "{}", r.stderr);
-        assert_clean("report", &r.stdout);
+        assert_clean("report", &r.out());
         assert_clean("report's warnings", &r.stderr);
-        assert!(r.stdout.contains("\\u{202e}os.so"), "{}", r.stdout);
+        assert!(r.out().contains("\\u{202e}os.so"), "{}", r.out());
     }
 }

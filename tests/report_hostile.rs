@@ -12,14 +12,14 @@ use crate::common::*;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
 
-struct Outcome {
+/// A bounded run of jemsafe, with its peak RSS.
+struct Measured {
     code: i32,
     stdout: Vec<u8>,
     stderr: String,
@@ -27,7 +27,7 @@ struct Outcome {
     max_rss_kb: i64,
 }
 
-impl Outcome {
+impl Measured {
     fn out(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
@@ -35,74 +35,30 @@ impl Outcome {
 
 /// Runs jemsafe with `args`, separate debug files looked up in `debug_dirs` only; kills
 /// it and fails the test if it has not finished within `timeout`.
-fn jemsafe_bounded(args: &[&OsStr], debug_dirs: &Path, timeout: Duration) -> Outcome {
-    // Reaped by wait4 below (which also gives its own peak RSS), not by Child::wait.
+fn jemsafe_bounded(args: &[&OsStr], debug_dirs: &Path, timeout: Duration) -> Measured {
     let rss_file = tempfile_path("maxrss");
-    #[allow(clippy::zombie_processes)]
-    let mut child = Command::new("/usr/bin/time")
-        .args([OsStr::new("-f"), OsStr::new("%M"), OsStr::new("-o")])
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args([OsStr::new("-f"), OsStr::new("%M"), OsStr::new("-o")])
         .arg(&rss_file)
         .arg(jemsafe_bin())
         .args(args)
-        .process_group(0)
-        .env("JEMSAFE_DEBUG_DIRS", debug_dirs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start jemsafe");
-    let pid = child.id() as libc::pid_t;
-    let mut out_pipe = child.stdout.take().expect("stdout");
-    let mut err_pipe = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    // wait4 reaps this child only and gives its own peak RSS.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut status = 0;
-        // SAFETY: plain syscall on our own child; rusage is a plain C struct.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let _ = tx.send((r, status, usage.ru_maxrss));
-    });
-    let (r, status, _) = match rx.recv_timeout(timeout) {
-        Ok(v) => v,
-        Err(_) => {
-            // SAFETY: signalling our own, not yet reaped, child.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-            let _ = rx.recv_timeout(Duration::from_secs(10));
-            panic!("jemsafe {args:?} did not finish within {timeout:?}: it hangs");
-        }
-    };
-    assert_eq!(r, pid, "wait4 failed");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
+        .env("JEMSAFE_DEBUG_DIRS", debug_dirs);
+    let o = run_bounded(cmd, timeout);
     // GNU time writes "Command exited with non-zero status N" first when it is not 0.
     let max_rss_kb = std::fs::read_to_string(&rss_file)
         .ok()
         .and_then(|t| t.lines().last()?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time (apt-get install time)"));
     let _ = std::fs::remove_file(&rss_file);
-    Outcome {
-        code,
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: String::from_utf8_lossy(&err_reader.join().expect("stderr reader")).into_owned(),
+    Measured {
+        code: o.code,
+        stdout: o.stdout,
+        stderr: o.stderr,
         max_rss_kb,
     }
 }
 
-fn report(args: &[&str], dump: &Path, debug_dirs: &Path) -> Outcome {
+fn report(args: &[&str], dump: &Path, debug_dirs: &Path) -> Measured {
     let mut all: Vec<&OsStr> = vec![OsStr::new("report")];
     all.extend(args.iter().map(OsStr::new));
     all.push(dump.as_os_str());
@@ -335,7 +291,7 @@ fn objects_that_cannot_be_checked_are_never_named() {
     let dir = TempDir::new("hostile-ident");
     let debug = TempDir::new("hostile-ident-debug");
     let (object, pc) = elf_named(&dir, "prog");
-    let named = |o: &Outcome| o.out().contains("hostile_test_func");
+    let named = |o: &Measured| o.out().contains("hostile_test_func");
 
     // The file itself, correctly described, is named (so the checks below mean something).
     let d = dump(&dir, "good.heap", pc, &maps_line(&object, None, None));
