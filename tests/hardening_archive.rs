@@ -472,32 +472,6 @@ fn a_failed_archive_leaves_no_output_behind() {
         .is_symlink());
 }
 
-/// Raw deflate blocks for `chunk` ended by a full flush: repeatable, so that a small
-/// file inflates to gigabytes without the test compressing gigabytes.
-fn deflate_unit(chunk: &[u8]) -> Vec<u8> {
-    let mut c = flate2::Compress::new(flate2::Compression::best(), false);
-    let mut out = Vec::with_capacity(chunk.len() + 1024);
-    c.compress_vec(chunk, &mut out, flate2::FlushCompress::Full)
-        .unwrap();
-    assert_eq!(c.total_in(), chunk.len() as u64);
-    out
-}
-
-/// A gzip stream of `head`, then `n` MiB of zeros (CRC left zero: a reader that gets
-/// that far has read everything already).
-fn gzip_zeros_after(head: &[u8], n: u64) -> Vec<u8> {
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
-    out.extend_from_slice(&deflate_unit(head));
-    let unit = deflate_unit(&vec![0u8; 1 << 20]);
-    for _ in 0..n {
-        out.extend_from_slice(&unit);
-    }
-    out.extend_from_slice(&[0x03, 0x00]);
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&((head.len() as u64 + (n << 20)) as u32).to_le_bytes());
-    out
-}
-
 /// A tar header block for `name`, of `kind` and `size`.
 fn tar_header(name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
     let mut h = tar::Header::new_gnu();
@@ -599,7 +573,7 @@ fn archive_bombs_are_refused_and_nothing_is_left_behind() {
     // 2. One dump of 1 GiB of zeros in 1 MiB: refused by its declared size.
     let big = dir.join("big.tar.gz");
     let head = tar_header("dumps/big.heap", tar::EntryType::Regular, 1 << 30);
-    std::fs::write(&big, gzip_zeros_after(&head, 1024)).unwrap();
+    std::fs::write(&big, gzip_repeated(&head, &vec![0u8; 1 << 20], 1024)).unwrap();
     eprintln!(
         "big.tar.gz: {} bytes",
         std::fs::metadata(&big).unwrap().len()
@@ -615,7 +589,7 @@ fn archive_bombs_are_refused_and_nothing_is_left_behind() {
     // refused by what comes out of the decompressor.
     let skipped = dir.join("skipped.tar.gz");
     let head = tar_header("dumps/d", tar::EntryType::Directory, 1 << 30);
-    std::fs::write(&skipped, gzip_zeros_after(&head, 1024)).unwrap();
+    std::fs::write(&skipped, gzip_repeated(&head, &vec![0u8; 1 << 20], 1024)).unwrap();
     let o = report(&skipped);
     assert_eq!(o.code, 65, "{}", o.stderr);
     for needle in ["skipped.tar.gz", "unpacks to more than"] {
@@ -626,7 +600,7 @@ fn archive_bombs_are_refused_and_nothing_is_left_behind() {
     // 4. A "long name" of 64 MiB (which the tar crate would read into memory).
     let long = dir.join("long.tar.gz");
     let head = tar_header("././@LongLink", tar::EntryType::GNULongName, 64 << 20);
-    std::fs::write(&long, gzip_zeros_after(&head, 64)).unwrap();
+    std::fs::write(&long, gzip_repeated(&head, &vec![0u8; 1 << 20], 64)).unwrap();
     let o = report(&long);
     assert_eq!(o.code, 65, "{}", o.stderr);
     for needle in ["long.tar.gz", "a name of 67108864 bytes"] {

@@ -3,6 +3,7 @@
 //! lines and always cleans up; `system` the machine (tmpfs, users, /proc, libraries);
 //! `notify` a stand-in for systemd's notify socket; `parity` the jeprof oracle.
 
+mod bombs;
 mod bounded;
 mod http;
 mod moment;
@@ -13,6 +14,7 @@ mod running;
 mod servers;
 mod system;
 
+pub use bombs::*;
 pub use bounded::*;
 pub use http::*;
 pub use moment::*;
