@@ -527,6 +527,19 @@ fn timeline_config(dir: &TempDir) -> PathBuf {
     config
 }
 
+/// `jemsafe timeline --format csv`, which must succeed.
+fn timeline_csv(config: &Path) -> std::process::Output {
+    let out = cli(&[
+        "timeline",
+        "-c",
+        config.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    out
+}
+
 fn csv_rss(out: &std::process::Output) -> Vec<u64> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -543,14 +556,7 @@ fn a_truncated_or_corrupt_timeline_is_read_around_the_damage_with_one_warning() 
     let whole = timeline_text(10);
     // Cut in the middle of the last record (a crash during a write).
     std::fs::write(&path, &whole[..whole.len() - 20]).unwrap();
-    let out = cli(&[
-        "timeline",
-        "-c",
-        config.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]);
-    assert!(out.status.success());
+    let out = timeline_csv(&config);
     assert_eq!(
         csv_rss(&out),
         (100..109).map(|m| m * MIB).collect::<Vec<_>>()
@@ -572,14 +578,7 @@ fn a_truncated_or_corrupt_timeline_is_read_around_the_damage_with_one_warning() 
             .flat_map(|l| format!("{l}\n").into_bytes()),
     );
     std::fs::write(&path, &bytes).unwrap();
-    let out = cli(&[
-        "timeline",
-        "-c",
-        config.to_str().unwrap(),
-        "--format",
-        "csv",
-    ]);
-    assert!(out.status.success());
+    let out = timeline_csv(&config);
     assert_eq!(csv_rss(&out).len(), 8);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
