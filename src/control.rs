@@ -197,12 +197,6 @@ pub fn from_reply<T: serde::de::DeserializeOwned>(reply: Reply, what: &str) -> R
 /// A reply: `ok`, and either `error` or the command's fields.
 pub type Reply = serde_json::Map<String, serde_json::Value>;
 
-pub fn ok_reply() -> Reply {
-    let mut r = Reply::new();
-    r.insert("ok".into(), true.into());
-    r
-}
-
 pub fn error_reply(message: impl Into<String>) -> Reply {
     let mut r = Reply::new();
     r.insert("ok".into(), false.into());

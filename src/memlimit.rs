@@ -342,18 +342,6 @@ pub fn read_at(dir: &OwnedFd, name: &str) -> std::io::Result<String> {
     Ok(text)
 }
 
-/// A system file (/proc/..., /sys/...) read with a bound, refusing a symlink at its end.
-pub fn read_file(path: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    let mut text = String::new();
-    file.take(MAX_READ).read_to_string(&mut text)?;
-    Ok(text)
-}
-
 /// A limit file's value: None for "max" (v2), v1's huge "unlimited", or anything unreadable.
 pub fn parse_limit(version: Version, text: &str) -> Option<u64> {
     let t = text.trim();

@@ -98,13 +98,6 @@ pub fn restrict_file(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// [`restrict_file`] for `name` in `dir`, if it passes [`open_heap_file`]'s checks.
-pub fn restrict(dir: &Path, name: &str, owner: Option<u32>) -> Result<(), String> {
-    let dir_fd = open_dir(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    let file = open_heap_file(&dir_fd, name, owner)?;
-    restrict_file(&file).map_err(|e| format!("cannot chmod it: {e}"))
-}
-
 /// Removes `name` from `dir` (the entry itself: a symlink is removed, not followed).
 pub fn remove(dir: &OwnedFd, name: &str) -> io::Result<()> {
     nix::unistd::unlinkat(

@@ -154,35 +154,35 @@ impl Supervisor<'_> {
             };
             // jemsafe's own names: it checked, restricted and renamed the file itself, and
             // `dumped` ran retention; this event is the echo of its own rename.
-            if matches!(heap.origin, dumps::naming::Origin::OnDemand { .. }) {
+            let dumps::naming::Origin::Automatic { kind } = heap.origin else {
                 continue;
-            }
+            };
             ours = true;
-            self.inspect_new_file(&name, &heap, mask);
+            self.inspect_new_file(
+                &name,
+                dumps::naming::automatic_trigger(kind),
+                heap.pid,
+                mask,
+            );
         }
         if ours {
             self.apply_retention();
         }
     }
 
-    /// A heap file appeared: jemalloc's own dumps are checked for completeness (a full
-    /// disk cuts them short) and every one loses its world-read bit, through the checks.
-    fn inspect_new_file(&mut self, name: &str, heap: &dumps::HeapName, mask: AddWatchFlags) {
+    /// jemalloc's own dump `name` (of trigger `kind`, by process `pid`) appeared: once
+    /// written, it is checked for completeness (a full disk cuts it short); every one
+    /// loses its world-read bit, through the checks.
+    fn inspect_new_file(&mut self, name: &str, kind: &'static str, pid: u32, mask: AddWatchFlags) {
         let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) else {
             return;
         };
-        let automatic = match heap.origin {
-            dumps::naming::Origin::Automatic { kind } => {
-                Some(dumps::naming::automatic_trigger(kind))
-            }
-            dumps::naming::Origin::OnDemand { .. } => None,
-        };
-        if let (Some(kind), true) = (automatic, mask.contains(AddWatchFlags::IN_CLOSE_WRITE)) {
+        if mask.contains(AddWatchFlags::IN_CLOSE_WRITE) {
             let pid = self
                 .child
                 .as_ref()
                 .map(|c| c.pid.as_raw())
-                .filter(|p| *p as u32 == heap.pid);
+                .filter(|p| *p as u32 == pid);
             match self.check_heap_file(&dir_fd, name, pid) {
                 Ok(checked) if pid.is_some() => self.snapshot_auto_dump(name, kind, checked),
                 Ok(_) => {}
