@@ -103,7 +103,9 @@ pub struct Attribution {
 /// doubling): 8, 16, 32, 48, 64, 80, ... up to the last one below 4 pages (14336 with
 /// 4 KiB pages), which is where slabs end and large extents begin.
 pub fn small_classes(page: u64) -> Vec<u64> {
-    let limit = page.max(4096).saturating_mul(4);
+    // jemalloc's pages are 4 to 64 KiB; a reading outside that (a damaged or hostile
+    // snapshot) cannot make the table endless.
+    let limit = page.clamp(4096, 64 << 10) * 4;
     let mut out = vec![8, 16, 32, 48, 64];
     let mut base: u64 = 64;
     while base < limit {
@@ -239,7 +241,11 @@ pub fn attribute(stacks: &[StackLive], jem: &JemallocMemory, rate: u64) -> Attri
     Attribution {
         rate,
         fragmentation: jem.active.saturating_sub(jem.allocated),
-        slab_waste: jem.bins.iter().map(Bin::wasted).sum(),
+        slab_waste: jem
+            .bins
+            .iter()
+            .map(Bin::wasted)
+            .fold(0, u64::saturating_add),
         attributed: out.iter().map(|s| s.waste).sum(),
         large_bytes,
         prof_stats: jem.prof_stats.is_some(),
@@ -316,7 +322,7 @@ impl Attribution {
                     c.size,
                     human_bytes(c.wasted as f64),
                     pct(c.utilisation),
-                    format!("{}/{}", c.regions, c.slabs * c.regions_per_slab),
+                    format!("{}/{}", c.regions, c.slabs.saturating_mul(c.regions_per_slab)),
                     pct(share)
                 );
             }
@@ -519,6 +525,9 @@ mod tests {
         assert_eq!(c.last(), Some(&14336));
         assert_eq!(c.len(), 36, "jemalloc 5.3 has 36 bins with 4 KiB pages");
         assert_eq!(small_classes(65536).last(), Some(&229376));
+        // A page no jemalloc has (a hostile snapshot) ends the table all the same.
+        assert_eq!(small_classes(1 << 62), small_classes(65536));
+        assert_eq!(small_classes(0), c);
     }
 
     #[test]

@@ -136,10 +136,20 @@ impl Sidecar {
                 crate::memory::SNAPSHOT_VERSION
             )));
         }
-        Some(
-            serde_json::from_value(value.clone())
-                .map_err(|e| format!("its memory snapshot is damaged ({e})")),
-        )
+        let snapshot: crate::memory::Snapshot = match serde_json::from_value(value.clone()) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(format!("its memory snapshot is damaged ({e})"))),
+        };
+        // Whoever can write the dump directory can write this file: a page size jemalloc
+        // cannot have is damage, not a number to compute with.
+        let page = snapshot.jemalloc.page;
+        if !(page.is_power_of_two() && (4096..=64 << 10).contains(&page)) {
+            return Some(Err(format!(
+                "its memory snapshot is damaged (page size {page}; jemalloc's is a power of \
+                 two from 4 KiB to 64 KiB)"
+            )));
+        }
+        Some(Ok(snapshot))
     }
 
     /// Stores `snapshot` as the memory snapshot.
@@ -260,6 +270,27 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_with_a_page_size_jemalloc_cannot_have_is_damaged() {
+        let jemalloc = crate::memory::JemallocMemory {
+            page: 4096,
+            ..Default::default()
+        };
+        let good = crate::memory::Snapshot::new(Default::default(), jemalloc.clone());
+        let mut s = Sidecar::new();
+        s.set_memory(&good);
+        assert!(s.memory_snapshot().is_some_and(|r| r.is_ok()));
+        for page in [0, 5000, 1 << 62] {
+            let bad = crate::memory::JemallocMemory {
+                page,
+                ..jemalloc.clone()
+            };
+            s.set_memory(&crate::memory::Snapshot::new(Default::default(), bad));
+            let e = s.memory_snapshot().unwrap().unwrap_err();
+            assert!(e.contains("page size"), "{e}");
+        }
+    }
 
     #[test]
     fn round_trips_and_reads_what_it_does_not_know() {

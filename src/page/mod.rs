@@ -58,7 +58,7 @@ pub fn timeline_of(
             rss: s.rss,
             parts: s.parts.map(|p| {
                 let r = p.resident();
-                let sum: u64 = r.iter().map(|(_, b)| *b).sum();
+                let sum: u64 = r.iter().fold(0, |a, (_, b)| a.saturating_add(*b));
                 [
                     r[0].1,
                     r[1].1,

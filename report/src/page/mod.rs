@@ -153,7 +153,7 @@ pub fn parts_of(b: &crate::memory::Breakdown) -> [u64; 8] {
         b.file_backed,
         b.shmem,
     ];
-    let sum: u64 = p.iter().sum();
+    let sum: u64 = p.iter().fold(0, |a, b| a.saturating_add(*b));
     [
         p[0],
         p[1],
