@@ -156,10 +156,25 @@ fn defer_accept(listener: &TcpListener) {
 
 /// The bearer token: the file's first line, which must not be empty.
 fn read_token(path: &Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
     let mut text = String::new();
     // A regular file only, opened without blocking (never a FIFO), read with a bound.
-    jemsafe_report::safe::open_regular(path, true)
-        .and_then(|o| o.file.take(4096).read_to_string(&mut text))
+    let opened = jemsafe_report::safe::open_regular(path, true)
+        .map_err(Error::io(format!("[http] token_file {}", path.display())))?;
+    // Whoever can read the token can read mysqld's call stacks and mapping layout.
+    let mode = opened.meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::Refused(format!(
+            "[http] token_file {} has mode {mode:03o}: others can read the token; make it \
+             private with `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    opened
+        .file
+        .take(4096)
+        .read_to_string(&mut text)
         .map_err(Error::io(format!("[http] token_file {}", path.display())))?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     if token.is_empty() {
@@ -721,6 +736,23 @@ fn respond(stream: &TcpStream, r: &Response) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("jemsafe-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        for (mode, ok) in [(0o600, true), (0o400, true), (0o640, false), (0o644, false)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match read_token(&path) {
+                Ok(token) => assert!(ok && token == "s3cret", "{mode:o}"),
+                Err(e) => assert!(!ok && e.to_string().contains("chmod 600"), "{mode:o}: {e}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn heads_parse_with_query_and_authorization() {

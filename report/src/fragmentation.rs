@@ -322,7 +322,11 @@ impl Attribution {
                     c.size,
                     human_bytes(c.wasted as f64),
                     pct(c.utilisation),
-                    format!("{}/{}", c.regions, c.slabs.saturating_mul(c.regions_per_slab)),
+                    format!(
+                        "{}/{}",
+                        c.regions,
+                        c.slabs.saturating_mul(c.regions_per_slab)
+                    ),
                     pct(share)
                 );
             }
