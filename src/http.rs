@@ -651,15 +651,33 @@ fn heap(shared: &Shared, query: &str) -> Response {
     }
 }
 
-/// The dump file itself (no symlink followed: the dump directory is mysqld's user's),
-/// sent as it is read, up to the dump size limit.
+/// The dump file itself, sent as it is read, up to the dump size limit. The dump
+/// directory is mysqld's user's, who could put another file under the name between the
+/// dump and this read: only a regular file with one link, owned by the directory's
+/// owner, is sent (no symlink, and no hard link to a file root can read).
 fn raw_dump(path: &Path) -> Response {
     let limits = jemsafe_report::DumpLimits::new(jemsafe_report::DEFAULT_MAX_DUMP_MB, false);
-    let opened = match jemsafe_report::safe::open_regular(path, false) {
-        Ok(o) => o,
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Response::text(500, "500: not a dump path\n");
+    };
+    let opened = crate::dumps::files::open_dir(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|dir_fd| {
+            let owner = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&dir_fd))
+                .map_err(|e| e.to_string())?
+                .st_uid;
+            crate::dumps::files::open_checked(
+                &dir_fd,
+                name,
+                nix::fcntl::OFlag::O_RDONLY,
+                Some((owner, "the dump directory's")),
+            )
+        });
+    let file = match opened {
+        Ok(f) => f,
         Err(e) => return Response::text(500, &format!("500: {e}\n")),
     };
-    let len = match opened.file.metadata() {
+    let len = match file.metadata() {
         Ok(m) => m.len(),
         Err(e) => return Response::text(500, &format!("500: {e}\n")),
     };
@@ -675,7 +693,7 @@ fn raw_dump(path: &Path) -> Response {
     Response {
         code: 200,
         kind: "application/octet-stream",
-        body: Body::File(opened.file, len),
+        body: Body::File(file, len),
         retry_after: None,
     }
 }
@@ -736,6 +754,25 @@ fn respond(stream: &TcpStream, r: &Response) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raw_dump_is_sent_only_if_it_is_the_file_mysqld_wrote() {
+        let dir = std::env::temp_dir().join(format!("jemsafe-raw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dump = dir.join("a.heap");
+        std::fs::write(&dump, "heap_v2/524288\n").unwrap();
+        assert_eq!(raw_dump(&dump).code, 200);
+        // A second link (to a file root can read, say): not sent.
+        std::fs::hard_link(&dump, dir.join("other")).unwrap();
+        let r = raw_dump(&dump);
+        assert_eq!(r.code, 500);
+        std::fs::remove_file(dir.join("other")).unwrap();
+        // A symlink under the dump's name: not followed.
+        let link = dir.join("b.heap");
+        std::os::unix::fs::symlink(&dump, &link).unwrap();
+        assert_eq!(raw_dump(&link).code, 500);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_token_file_others_can_read_is_refused_with_the_fix() {
