@@ -544,13 +544,21 @@ impl Supervisor<'_> {
         ) else {
             return;
         };
+        // Through the directory's descriptor, as every deletion there: never by a path
+        // whose directories could be swapped.
+        let Ok(dir_fd) = crate::dumps::files::open_dir(&plan.dump_dir) else {
+            return;
+        };
         for (path, reason) in crate::oom::retire(
             &incidents,
             &heaps,
             plan.retention.max_age,
             SystemTime::now(),
         ) {
-            match std::fs::remove_file(&path) {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            match crate::dumps::files::remove(&dir_fd, name) {
                 Ok(()) => info!("retention: deleted {} ({reason})", path.display()),
                 Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
             }
