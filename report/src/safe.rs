@@ -173,7 +173,15 @@ fn writable_by_others(meta: &Metadata) -> bool {
 #[derive(Default)]
 pub struct FileStore {
     kept: typed_arena::Arena<Kept>,
+    /// Bytes read so far from files other users can write (mapped files cost no memory
+    /// until touched; read ones do), and the bound on them (0: [`MAX_READ_TOTAL`]).
+    read: std::cell::Cell<u64>,
+    read_bound: u64,
 }
+
+/// The most one report reads from files other users can write, all files together: a
+/// dump naming many large files of its writer's cannot make root read them all.
+pub const MAX_READ_TOTAL: u64 = 4 << 30;
 
 /// One file's bytes: mapped, or read into memory.
 enum Kept {
@@ -203,11 +211,26 @@ impl FileStore {
                 max_read >> 20
             ));
         }
+        let bound = if self.read_bound == 0 {
+            MAX_READ_TOTAL
+        } else {
+            self.read_bound
+        };
+        let total = self.read.get().saturating_add(len);
+        if total > bound {
+            return Err(format!(
+                "is writable by another user (uid {}) and would take what this report reads \
+                 from such files past {}",
+                opened.meta.uid(),
+                crate::human_bytes(bound as f64)
+            ));
+        }
         let mut data = Vec::with_capacity(len as usize);
         (&opened.file)
             .take(max_read)
             .read_to_end(&mut data)
             .map_err(|e| format!("cannot be read ({e})"))?;
+        self.read.set(total);
         Ok(self.keep(Kept::Read(data)))
     }
 
@@ -261,6 +284,30 @@ impl<R: std::io::Read> std::io::Read for Capped<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_other_users_can_write_are_read_within_one_bound_for_the_report() {
+        let dir = std::env::temp_dir().join(format!("jemsafe-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = FileStore {
+            read_bound: 12,
+            ..Default::default()
+        };
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, "8 bytes!").unwrap();
+            // Another user's (as root), or writable by all (otherwise): read, not mapped.
+            let _ = std::os::unix::fs::chown(&p, Some(65534), Some(65534));
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                .unwrap();
+            let opened = open_regular(&p, false).unwrap();
+            store.file_bytes(&opened, 1 << 20).map(<[u8]>::len)
+        };
+        assert_eq!(read("a"), Ok(8));
+        let e = read("b").unwrap_err();
+        assert!(e.contains("past 12 B"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn escape_rewrites_controls_and_bidi_controls_only() {

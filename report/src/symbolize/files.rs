@@ -15,8 +15,6 @@ pub(super) const MAX_READ: u64 = 2 << 30;
 pub(super) struct FileData<'a> {
     pub(super) data: &'a [u8],
     pub(super) meta: std::fs::Metadata,
-    /// `statfs`'s f_type.
-    pub(super) fs_type: Option<nix::sys::statfs::FsType>,
 }
 
 /// Opens a file named by a dump (or found for one): a regular file only, never blocking,
@@ -26,6 +24,19 @@ pub(super) fn open_file<'a>(
     path: &Path,
     follow: bool,
 ) -> Result<FileData<'a>, String> {
+    let (opened, _) = open_only(path, follow)?;
+    let data = store.file_bytes(&opened, MAX_READ)?;
+    Ok(FileData {
+        data,
+        meta: opened.meta,
+    })
+}
+
+/// [`open_file`] without reading: the file and its filesystem's type (`statfs`'s f_type).
+fn open_only(
+    path: &Path,
+    follow: bool,
+) -> Result<(crate::safe::Opened, Option<nix::sys::statfs::FsType>), String> {
     let opened = crate::safe::open_regular(path, follow).map_err(|e| {
         if e.kind() == std::io::ErrorKind::InvalidData {
             e.to_string()
@@ -36,12 +47,7 @@ pub(super) fn open_file<'a>(
     let fs_type = nix::sys::statfs::fstatfs(&opened.file)
         .ok()
         .map(|s| s.filesystem_type());
-    let data = store.file_bytes(&opened, MAX_READ)?;
-    Ok(FileData {
-        data,
-        meta: opened.meta,
-        fs_type,
-    })
+    Ok((opened, fs_type))
 }
 
 pub(super) fn build_id_path(dir: &Path, id: &[u8]) -> Option<PathBuf> {
@@ -174,14 +180,19 @@ pub(super) fn mapped_file<'a>(
     }
     let p = Path::new(path);
     // The kernel writes resolved paths in the maps: the last component is never a link.
-    let opened = open_file(store, p, false)?;
+    let (opened, fs_type) = open_only(p, false)?;
     let same = {
         use std::os::unix::fs::MetadataExt;
         let st_dev = opened.meta.dev();
         let dev = (libc::major(st_dev), libc::minor(st_dev));
-        same_file(entry, dev, opened.meta.ino(), opened.fs_type)
+        same_file(entry, dev, opened.meta.ino(), fs_type)
     };
-    let data = opened.data;
+    // Without a recorded build-id only the inode can vouch for the file: checked before
+    // its bytes are read, so that a file that is not the one mapped costs nothing.
+    if recorded.is_none() {
+        same.clone()?;
+    }
+    let data = store.file_bytes(&opened, MAX_READ)?;
     let file = object::File::parse(data).map_err(|e| format!("is not an ELF object ({e})"))?;
     match recorded {
         // The build-id decides: the same build elsewhere (another machine, a copy) is
