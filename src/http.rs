@@ -10,7 +10,7 @@
 //! analyzer maps never stays in the supervisor.
 
 mod page_http;
-mod render;
+pub mod render;
 
 pub use page_http::CSRF_ENV as PAGE_CSRF_ENV;
 pub use render::child_main as render_child_main;

@@ -10,8 +10,6 @@ use super::{control, render, DumpVia, Request, Response, Shared, Turn, RETRY_PRO
 use std::collections::VecDeque;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The hidden subcommand that renders the page.
@@ -160,18 +158,14 @@ pub fn page(shared: &Shared) -> Response {
     if let Ok(mut t) = shared.csrf.lock() {
         t.issue(token.clone(), Instant::now());
     }
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("jemsafe")
-        .arg(SUBCOMMAND)
-        .arg("--prefix")
+    let mut cmd = render::child_command(SUBCOMMAND);
+    cmd.arg("--prefix")
         .arg(&source.prefix)
         .arg("--timeline-max-mb")
         .arg(source.timeline_max_mb.to_string())
         .arg("--")
         .arg(&source.dir)
-        .env(CSRF_ENV, &token)
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET");
+        .env(CSRF_ENV, &token);
     match render::run_framed(cmd, PAGE_TIMEOUT, MAX_PAGE) {
         Ok(html) => Response::bytes(200, "text/html; charset=utf-8", html),
         Err(why) => {

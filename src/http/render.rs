@@ -46,22 +46,35 @@ pub fn child_main(dump: &Path) -> Result<i32> {
         symbolize: jemsafe_report::SymbolizeOptions::default(),
     };
     let rendered = jemsafe_report::render::report(loaded, None, &options)?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(&(rendered.data.len() as u64).to_le_bytes())
-        .and_then(|_| out.write_all(&rendered.data))
-        .and_then(|_| out.flush())
+    write_framed(&rendered.data)
         .map_err(Error::io("cannot write the profile to the HTTP server"))?;
     Ok(0)
+}
+
+/// A child's answer on standard output: its length as 8 bytes little-endian, then it.
+pub fn write_framed(data: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(&(data.len() as u64).to_le_bytes())?;
+    out.write_all(data)?;
+    out.flush()
+}
+
+/// A rendering child: this program as `jemsafe SUBCOMMAND`, its log to this side (plain
+/// lines, read for the reason of a failure), and not the service systemd waits for.
+pub fn child_command(subcommand: &str) -> Command {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("jemsafe")
+        .arg(subcommand)
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET");
+    cmd
 }
 
 /// The parent's side: `dump` rendered by a child within [`RENDER_TIMEOUT`] and
 /// [`MAX_PROFILE`] bytes; Err is the reason, for a 500.
 pub fn render(dump: &Path) -> std::result::Result<Vec<u8>, String> {
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("jemsafe").arg(SUBCOMMAND).arg("--").arg(dump);
-    // Its log goes to this side (plain lines, read for the reason of a failure), and it
-    // is not the service systemd waits for.
-    cmd.env_remove("JOURNAL_STREAM").env_remove("NOTIFY_SOCKET");
+    let mut cmd = child_command(SUBCOMMAND);
+    cmd.arg("--").arg(dump);
     run_framed(cmd, RENDER_TIMEOUT, MAX_PROFILE)
 }
 

@@ -308,10 +308,7 @@ pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result
         symbolize: Default::default(),
         live: Some(page::Live { csrf }),
     })?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(&(html.len() as u64).to_le_bytes())
-        .and_then(|_| out.write_all(html.as_bytes()))
-        .and_then(|_| out.flush())
+    crate::http::render::write_framed(html.as_bytes())
         .map_err(Error::io("cannot write the page to the HTTP server"))?;
     Ok(0)
 }
