@@ -418,14 +418,7 @@ impl Source {
 
 /// MemTotal from /proc/meminfo's text, in bytes.
 pub fn mem_total(meminfo: &str) -> Option<u64> {
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .split_whitespace()
-        .next()?
-        .parse::<u64>()
-        .ok()
-        .map(|kib| kib.saturating_mul(1024))
+    Some(jemsafe_report::memory::kib(meminfo, "MemTotal")).filter(|b| *b > 0)
 }
 
 /// The limit for a process in `group` (None: no memory cgroup): the group's, else MemTotal.

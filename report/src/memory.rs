@@ -134,13 +134,6 @@ pub struct ProcMemory {
 impl ProcMemory {
     /// From the texts of smaps_rollup and status; missing fields count as 0.
     pub fn parse(smaps_rollup: &str, status: &str) -> ProcMemory {
-        let kib = |text: &str, key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0)
-                .saturating_mul(1024)
-        };
         ProcMemory {
             rss: kib(smaps_rollup, "Rss"),
             anonymous: kib(smaps_rollup, "Anonymous"),
@@ -149,6 +142,27 @@ impl ProcMemory {
             swap: kib(smaps_rollup, "Swap"),
         }
     }
+
+    /// From status alone (VmRSS, RssAnon, RssShmem, VmSwap), read without walking page
+    /// tables as smaps_rollup does; LazyFree is not among them (0).
+    pub fn from_status(status: &str) -> ProcMemory {
+        ProcMemory {
+            rss: kib(status, "VmRSS"),
+            anonymous: kib(status, "RssAnon"),
+            lazy_free: 0,
+            shmem: kib(status, "RssShmem"),
+            swap: kib(status, "VmSwap"),
+        }
+    }
+}
+
+/// The value of `key:  N kB` in a /proc text, in bytes; 0 when it is missing.
+pub fn kib(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        .saturating_mul(1024)
 }
 
 /// One small size class and what it wastes.

@@ -222,7 +222,7 @@ impl Supervisor<'_> {
         let jem = reply.and_then(|r| r.body::<jemsafe_proto::Memory>().ok());
         let proc = crate::procfs::read(pid, "status")
             .ok()
-            .map(|t| proc_from_status(&t))
+            .map(|t| jemsafe_report::memory::ProcMemory::from_status(&t))
             .filter(|p| p.rss > 0);
         let (rss, parts, allocated) = match (jem, proc) {
             (Some(j), Some(p)) => {
@@ -576,38 +576,17 @@ impl Supervisor<'_> {
     }
 }
 
-/// mysqld's memory from /proc/PID/status: the kernel's counters (VmRSS, RssAnon,
-/// RssShmem, VmSwap), read without walking page tables as smaps_rollup does; LazyFree is
-/// not among them (0).
-pub(super) fn proc_from_status(status: &str) -> jemsafe_report::memory::ProcMemory {
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-            .saturating_mul(1024)
-    };
-    jemsafe_report::memory::ProcMemory {
-        rss: kib("VmRSS"),
-        anonymous: kib("RssAnon"),
-        lazy_free: 0,
-        shmem: kib("RssShmem"),
-        swap: kib("VmSwap"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn status_counters_give_rss_and_its_kinds() {
         let status = "Name:\tmariadbd\nVmRSS:\t  204800 kB\nRssAnon:\t  150000 kB\nRssFile:\t   50000 kB\nRssShmem:\t    4800 kB\nVmSwap:\t       8 kB\n";
-        let p = super::proc_from_status(status);
+        let p = jemsafe_report::memory::ProcMemory::from_status(status);
         assert_eq!(
             (p.rss, p.anonymous, p.shmem, p.swap, p.lazy_free),
             (204800 << 10, 150000 << 10, 4800 << 10, 8 << 10, 0)
         );
         let me = crate::procfs::read(std::process::id() as i32, "status").unwrap();
-        assert!(super::proc_from_status(&me).rss > 0);
+        assert!(jemsafe_report::memory::ProcMemory::from_status(&me).rss > 0);
     }
 }
