@@ -199,6 +199,17 @@ impl Reply {
         out.into_bytes()
     }
 
+    /// The length of [`Reply::encode`]'s bytes, without making them.
+    pub fn encoded_len(&self) -> usize {
+        let id_digits = self.id.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let head = id_digits + 1 + if self.ok { 2 } else { 3 };
+        head + self
+            .fields
+            .iter()
+            .map(|(k, v)| 2 + k.len() + v.len())
+            .sum::<usize>()
+    }
+
     pub fn decode(packet: &[u8]) -> Result<Reply, DecodeError> {
         let text = std::str::from_utf8(packet).map_err(|_| DecodeError("not UTF-8".into()))?;
         let mut lines = text.split('\n');
@@ -892,8 +903,14 @@ mod tests {
                 path: Some("/var/lib/jemsafe/d.heap".into()),
                 memory,
             };
-            let wire = Reply::decode(&Reply::ok_with(1, &d).encode()).unwrap();
+            let reply = Reply::ok_with(1, &d);
+            assert_eq!(reply.encoded_len(), reply.encode().len());
+            let wire = Reply::decode(&reply.encode()).unwrap();
             assert_eq!(wire.body::<Dumped>(), Ok(d));
+            for id in [0, 9, 10, 12345] {
+                let r = Reply::err(id, "no");
+                assert_eq!(r.encoded_len(), r.encode().len());
+            }
         }
         // A reading cut short is an error, not a silent None.
         let cut = Reply::ok(1).with("dump_us", 1).with("allocated", 1);

@@ -512,7 +512,7 @@ fn dump<B: Backend>(id: u64, j: &Jemalloc<B>, path: Option<String>) -> Result<Re
         memory,
     };
     let reply = Reply::ok_with(id, &dumped);
-    if reply.encode().len() <= MAX_PACKET {
+    if reply.encoded_len() <= MAX_PACKET {
         return Ok(reply);
     }
     // A path so long that the reading does not fit beside it: the dump still counts.
