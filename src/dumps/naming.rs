@@ -127,8 +127,7 @@ pub fn on_demand_name(
 
 /// `20261126T182554` (UTC).
 pub fn utc_stamp(when: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(when)
-        .to_string()
+    jemsafe_report::clock::rfc3339_seconds(when)
         .chars()
         .filter(|c| !matches!(c, '-' | ':' | 'Z'))
         .collect()

@@ -180,7 +180,7 @@ pub fn leaks_line(
     pid: u32,
     start: Option<u64>,
 ) -> Option<String> {
-    let parsed = super::file::read(path, false, limit).ok()?;
+    let parsed = super::file::read(super::file::Source::DumpDir(path), limit).ok()?;
     let samples: Vec<(SystemTime, u64)> = parsed
         .records
         .iter()
