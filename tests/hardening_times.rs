@@ -413,3 +413,46 @@ fn an_oom_kill_after_a_dumps_mtime_is_set_before_1970_is_recorded_and_restarted(
         "{v}"
     );
 }
+
+/// Item 11.4: with `max_mb`, the rewrite that bounds the timeline dropped older good
+/// lines without a word. Now it says how many, and why.
+#[test]
+fn a_timeline_rewrite_over_max_mb_says_what_it_dropped() {
+    let dir = TempDir::new("times-rewrite");
+    let config = workload_config(
+        &dir,
+        "leak",
+        &["--alloc-mb", "8"],
+        "[timeline]\ninterval_s = 1\nmax_mb = 1\n",
+    );
+    std::fs::create_dir_all(dir.join("dumps")).unwrap();
+    // 1.5 MiB of an earlier run's samples, and one damaged line.
+    let t = now_ms() - 3_600_000;
+    let mut text = String::from("{\"jemsafe_timeline\":1}\n");
+    let mut lines = 0u64;
+    while text.len() < 3 << 19 {
+        text.push_str(&sample_line(t + lines * 1000, 7, 100 << 20));
+        lines += 1;
+    }
+    text.push_str("{\"t\":1,\"pid\"\n");
+    std::fs::write(dir.join("dumps/mysqld.timeline"), text).unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    let line = js.err.wait_for("rewritten: dropped ", T);
+    assert!(
+        line.contains("older lines to stay within [timeline] max_mb = 1")
+            && line.contains("1 damaged lines")
+            && line.contains("mysqld.timeline"),
+        "{line}"
+    );
+    let dropped: u64 = line
+        .split("rewritten: dropped ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(
+        dropped > lines / 2 && dropped < lines,
+        "{dropped} of {lines}: {line}"
+    );
+}
