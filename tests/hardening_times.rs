@@ -233,12 +233,10 @@ fn a_planted_timeline_is_named_as_not_jemsafes_and_not_read() {
     let t = now_ms();
     let forged = format!(
         "{{\"jemsafe_timeline\":1}}\n{}{{\"t\":{t},\"pid\":4242,\"event\":\"exit\",\"how\":\"was \
-         killed by SIGKILL (the kernel's OOM killer)\",\"flag\":true}}\n{}",
+         killed by SIGKILL (the kernel's OOM killer)\",\"flag\":true}}\n{{\"t\":{},\"pid\":4242,\
+         \"start\":0,\"rss\":1,\"limit\":1099511627776}}\n",
         sample_line(t - 20_000, 4242, 100 << 20),
-        format!(
-            "{{\"t\":{},\"pid\":4242,\"start\":0,\"rss\":1,\"limit\":1099511627776}}\n",
-            t - 10_000
-        )
+        t - 10_000
     );
     let timeline = dumps.join("mysqld.timeline");
     let (uid, gid) = mysql_user();
