@@ -205,12 +205,25 @@ fn open_checked(dir: &OwnedFd, name: &str, create: bool) -> Result<std::fs::File
 }
 
 /// `name` in `dir` opened with `flags` if it is what the writer makes: a regular file with
-/// one link, owned by the user jemsafe runs as (root, under systemd), reached without a
-/// symlink and without blocking on a FIFO; otherwise why not. The writer and the reader
-/// both check through here: mysqld's user can rename a file of its own over the name.
+/// one link, owned by root (jemsafe under systemd) or by the user this jemsafe runs as,
+/// reached without a symlink and without blocking on a FIFO; otherwise why not. The
+/// writer and the reader both check through here: mysqld's user can rename a file of its
+/// own over the name. Root's file is accepted from a reader that is not root (a DBA in
+/// the dump directory's group).
 fn open_ours(dir: &OwnedFd, name: &str, flags: nix::fcntl::OFlag) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::MetadataExt;
+    let file = files::open_checked(dir, name, flags, None)?;
     let me = nix::unistd::geteuid().as_raw();
-    files::open_checked(dir, name, flags, Some((me, "jemsafe's")))
+    let owner = file
+        .metadata()
+        .map_err(|e| format!("cannot inspect it: {e}"))?
+        .uid();
+    if owner != 0 && owner != me {
+        return Err(format!(
+            "it belongs to uid {owner}, not to root or jemsafe's uid {me}"
+        ));
+    }
+    Ok(file)
 }
 
 /// At most `limit` bytes of `file`: all of it, or its end (and then true: the first line
