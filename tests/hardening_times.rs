@@ -104,8 +104,11 @@ fn setup(tag: &str) -> (TempDir, std::path::PathBuf) {
 fn jemsafe_dumps_lists_dumps_with_mtimes_before_1970_and_after_9999() {
     let (dir, config) = setup("times-dumps");
     let _tmpfs = Tmpfs::mount(&dir.join("dumps"), "1m");
-    let before = dump_of(&dir.join("dumps"), 4242, 1);
-    let after = dump_of(&dir.join("dumps"), 4242, 2);
+    // jemalloc's own names (an interval dump's): no time in the name, the mtime is all.
+    let before = dir.join("dumps/mysqld.4242.0.i0.heap");
+    let after = dir.join("dumps/mysqld.4242.1.i1.heap");
+    std::fs::write(&before, DUMP).unwrap();
+    std::fs::write(&after, DUMP).unwrap();
     set_mtime(&before, -86400);
     set_mtime(&after, LAST_SECOND_OF_9999 as i64 + 1);
     let o = jemsafe(&["dumps", "-c", config.to_str().unwrap()], None);
@@ -123,6 +126,48 @@ fn jemsafe_dumps_lists_dumps_with_mtimes_before_1970_and_after_9999() {
         assert!(row.starts_with(shown), "{row}");
     }
     assert!(out.contains("2 files"), "{out}");
+    // Every other reader of a dump's time: the page (its dump list and chart), a report
+    // (text and pprof, whose times are the mtimes), an archive.
+    let page = dir.join("page.html");
+    let o = jemsafe(
+        &[
+            "page",
+            "-c",
+            config.to_str().unwrap(),
+            "-o",
+            page.to_str().unwrap(),
+        ],
+        Some(RENDER_AS),
+    );
+    assert_no_panic("jemsafe page", &o);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("1970-01-01 00:00:00 UTC") && html.contains("9999-12-31 23:59:59 UTC"),
+        "{html}"
+    );
+    for dump in [&before, &after] {
+        let d = dump.to_str().unwrap();
+        for format in ["text", "pprof"] {
+            let out = dir.join(&format!("report.{format}"));
+            let o = jemsafe(
+                &["report", "--format", format, "-o", out.to_str().unwrap(), d],
+                Some(RENDER_AS),
+            );
+            assert_no_panic(&format!("jemsafe report --format {format} {d}"), &o);
+        }
+    }
+    let archive = dir.join("a.tar.gz");
+    let o = jemsafe(
+        &[
+            "archive",
+            "-o",
+            archive.to_str().unwrap(),
+            before.to_str().unwrap(),
+            after.to_str().unwrap(),
+        ],
+        Some(RENDER_AS),
+    );
+    assert_no_panic("jemsafe archive", &o);
 }
 
 /// Item 2: a three-line timeline with one sample of `"rss": 18446744073709551615`.

@@ -72,6 +72,14 @@ pub fn millis(t: SystemTime) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Nanoseconds since the epoch of `t`, clamped.
+pub fn nanos(t: SystemTime) -> u128 {
+    clamp(t)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+}
+
 /// Seconds since the epoch of `t`, clamped.
 pub fn secs(t: SystemTime) -> u64 {
     clamp(t)
@@ -154,6 +162,8 @@ mod tests {
         assert_eq!(stamp(next), "9999-12-31 23:59:59");
         assert_eq!(secs(next), LATEST_SECS);
         assert_eq!(millis(next), LATEST_SECS * 1000);
+        assert_eq!(nanos(next), u128::from(LATEST_SECS) * 1_000_000_000);
+        assert_eq!(nanos(at(-1)), 0);
     }
 
     #[test]
