@@ -330,7 +330,7 @@ pub fn dumps(config_path: &Path) -> Result<i32> {
     for f in &files {
         out!(
             "{:<20}  {:>8}  {:<8}  {:>12}  {}",
-            humantime::format_rfc3339_seconds(f.modified).to_string(),
+            jemsafe_report::clock::rfc3339_or_why(f.modified),
             f.name.pid,
             f.name.trigger(),
             f.size,
@@ -372,8 +372,13 @@ pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
             .timeline(),
     };
     let shown = jemsafe_report::safe::shown(&path);
-    // A file named on the command line may be a symlink; the dump directory's may not.
-    let parsed = timeline::file::read(&path, args.file.is_some(), limit)?;
+    // A file named on the command line is read as named; the dump directory's only when
+    // it is jemsafe's (mysqld's user can put a file of its own at that name).
+    let source = match &args.file {
+        Some(_) => timeline::file::Source::Named(&path),
+        None => timeline::file::Source::DumpDir(&path),
+    };
+    let parsed = timeline::file::read(source, limit)?;
     if let Some(d) = &parsed.damage {
         warn!("{shown}: {}", d.describe());
     }
@@ -390,15 +395,17 @@ pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
         .map(|s| crate::report::plan::since(s, now))
         .transpose()?;
     let records = timeline::select(&parsed.records, since, args.pid);
+    let damage = parsed.damage.as_ref();
     let text = match args.format {
-        TimelineFormat::Csv => render::csv(&records),
-        TimelineFormat::Json => render::json(&records),
+        TimelineFormat::Csv => render::csv(&records, damage),
+        TimelineFormat::Json => render::json(&records, damage),
         TimelineFormat::Svg => timeline::svg::svg(
             &records,
             &format!(
                 "mysqld memory{}",
                 args.pid.map(|p| format!(", pid {p}")).unwrap_or_default()
             ),
+            damage,
         ),
         TimelineFormat::Text => {
             let step = match args.step.as_deref() {

@@ -92,7 +92,7 @@ pub fn emit(level: Level, args: std::fmt::Arguments<'_>) {
     let line = if to_journal() {
         format!("<{}>{}\n", level as u8, args)
     } else {
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        let now = jemsafe_report::clock::rfc3339_millis(std::time::SystemTime::now());
         format!(
             "{now} jemsafe[{}] {}: {}\n",
             std::process::id(),

@@ -540,12 +540,23 @@ fn timeline_csv(config: &Path) -> std::process::Output {
     out
 }
 
+/// The RSS column of the CSV's rows (its `# jemsafe:` damage trailer is no row).
 fn csv_rss(out: &std::process::Output) -> Vec<u64> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .skip(1)
+        .filter(|r| !r.starts_with('#'))
         .map(|r| r.split(',').nth(3).unwrap().parse().unwrap())
         .collect()
+}
+
+/// The CSV's damage trailer, when it has one.
+fn csv_damage(out: &std::process::Output) -> Option<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("# jemsafe: "))
+        .map(str::to_owned)
 }
 
 #[test]
@@ -567,6 +578,11 @@ fn a_truncated_or_corrupt_timeline_is_read_around_the_damage_with_one_warning() 
         err.contains("mysqld.timeline: line 11 (byte") && err.contains("cut short"),
         "{err}"
     );
+    let trailer = csv_damage(&out).expect("a damage trailer");
+    assert!(
+        trailer.starts_with("1 damaged line skipped, the first line 11 (byte "),
+        "{trailer}"
+    );
 
     // Garbage in the middle (binary, and a line that is JSON but not a record).
     let mut bytes = timeline_text(5).into_bytes();
@@ -580,6 +596,7 @@ fn a_truncated_or_corrupt_timeline_is_read_around_the_damage_with_one_warning() 
     std::fs::write(&path, &bytes).unwrap();
     let out = timeline_csv(&config);
     assert_eq!(csv_rss(&out).len(), 8);
+    assert!(csv_damage(&out).is_some_and(|t| t.starts_with("2 damaged lines skipped")));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(

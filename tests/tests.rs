@@ -16,6 +16,7 @@ mod hardening_archive;
 mod hardening_http;
 mod hardening_launch;
 mod hardening_supervisor;
+mod hardening_times;
 mod memory;
 mod moment;
 mod notify;

@@ -16,6 +16,7 @@
 // The public face: loading ([`load`]), the options types, the renderings ([`render`]:
 // report, leaks, fragmentation), and the formats and helpers callers share. The stages
 // behind them are private, so that they can change without breaking a caller.
+pub mod clock;
 pub mod debuginfod;
 pub mod maps;
 pub mod memory;
@@ -138,8 +139,7 @@ impl LoadedDump {
 
 /// `2026-11-26 18:25:54 UTC`
 pub fn format_time(t: SystemTime) -> String {
-    let s = humantime::format_rfc3339_seconds(t).to_string();
-    format!("{} UTC", s.trim_end_matches('Z').replace('T', " "))
+    clock::utc_words(t)
 }
 
 /// Default of `--max-dump-mb`: how much dump text (after gzip decompression) is read.

@@ -294,9 +294,10 @@ pub(crate) fn build(
             value: vec![objects, space],
         });
     }
-    let time_nanos = time
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i64);
+    // pprof's i64 nanoseconds end in 2262: a later (planted) mtime is shown as that end.
+    let time_nanos = time.map_or(0, |t| {
+        i64::try_from(crate::clock::nanos(t)).unwrap_or(i64::MAX)
+    });
     let comment = vec![strings.id(comment)];
     let period_type = Some(ValueType {
         r#type: strings.id("space"),

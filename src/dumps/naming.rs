@@ -127,8 +127,7 @@ pub fn on_demand_name(
 
 /// `20261126T182554` (UTC).
 pub fn utc_stamp(when: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(when)
-        .to_string()
+    jemsafe_report::clock::rfc3339_seconds(when)
         .chars()
         .filter(|c| !matches!(c, '-' | ':' | 'Z'))
         .collect()
@@ -262,6 +261,22 @@ mod tests {
         );
         assert_eq!(parse_stamp("20261326T182554"), None);
         assert_eq!(parse_stamp("2026112618255"), None);
+    }
+
+    /// A dump's name is mysqld's user's to choose: its time is read within RFC 3339's
+    /// range or not at all, and a stamp is written for any time.
+    #[test]
+    fn stamps_at_the_edges_of_the_range_neither_panic_nor_wrap() {
+        assert_eq!(parse_stamp("19691231T235959"), None);
+        assert_eq!(parse_stamp("00000101T000000"), None);
+        assert_eq!(parse_stamp("99999999T999999"), None);
+        let last = parse_stamp("99991231T235959").unwrap();
+        assert_eq!(utc_stamp(last), "99991231T235959");
+        assert_eq!(utc_stamp(last + Duration::from_secs(1)), "99991231T235959");
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH - Duration::from_secs(86400)),
+            "19700101T000000"
+        );
     }
 
     use std::time::{Duration, UNIX_EPOCH};

@@ -30,8 +30,9 @@ pub fn collect(ctx: &Context, dump_name: &str, maps: &[MapEntry]) -> Sidecar {
     let mut s = Sidecar::new();
     s.dump = Some(dump_name.to_owned());
     s.trigger = Some(ctx.trigger.clone());
-    s.written_at =
-        Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    s.written_at = Some(jemsafe_report::clock::rfc3339_seconds(
+        std::time::SystemTime::now(),
+    ));
     s.host = crate::procfs::system("/proc/sys/kernel/hostname");
     s.process = process(ctx.pid);
     s.mysqld_version = ctx.mysqld_version.clone();
@@ -51,11 +52,8 @@ pub fn process(pid: i32) -> Option<Process> {
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         (hz > 0).then(|| {
-            let secs = btime + start_ticks / hz as u64;
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-            )
-            .to_string()
+            let secs = btime.saturating_add(start_ticks / hz as u64);
+            jemsafe_report::clock::rfc3339_seconds(jemsafe_report::clock::from_secs_clamped(secs))
         })
     });
     Some(Process {

@@ -13,16 +13,14 @@ use jemsafe_report::safe::shown;
 use jemsafe_report::{DumpLimits, LoadedDump};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Samples drawn at most: a day at one sample every 10 s is 8,640; a chart 1,200 pixels
 /// wide shows no more than this.
 pub const MAX_POINTS: usize = 1500;
 
 fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    i64::try_from(jemsafe_report::clock::millis(t)).unwrap_or(i64::MAX)
 }
 
 /// The page's timeline from the timeline file's records of one process (`pid`, and its
@@ -126,10 +124,20 @@ pub fn one_process(mut dumps: Vec<LoadedDump>, notes: &mut Vec<String>) -> Vec<L
 pub struct TimelineFile {
     pub path: PathBuf,
     pub limit: u64,
-    /// Follow a symbolic link (a file the user named, not the dump directory's).
-    pub follow: bool,
-    /// Named by the user: a missing file is worth a note.
+    /// Named by the user: a missing file is worth a note, and it is read as named (a
+    /// symbolic link followed, any owner); the dump directory's is read only when it is
+    /// jemsafe's ([`timeline::file::Source`]).
     pub named: bool,
+}
+
+impl TimelineFile {
+    fn source(&self) -> timeline::file::Source<'_> {
+        if self.named {
+            timeline::file::Source::Named(&self.path)
+        } else {
+            timeline::file::Source::DumpDir(&self.path)
+        }
+    }
 }
 
 /// What a page is made of (the command line's arguments, or the live page's settings).
@@ -159,10 +167,16 @@ fn read_timeline(
         .iter()
         .find_map(|d| d.process().map(|p| p.start_ticks));
     let shown_path = shown(&file.path);
-    let parsed = match timeline::file::read(&file.path, file.follow, file.limit) {
+    let parsed = match timeline::file::read(file.source(), file.limit) {
         Ok(p) => p,
         // The dump directory's timeline is absent where jemsafe never wrote one.
         Err(timeline::file::ReadError::Missing { .. }) if !file.named => return None,
+        Err(e @ timeline::file::ReadError::NotOurs { .. }) => {
+            notes.push(format!(
+                "{e}: the chart is drawn from the dumps' memory snapshots"
+            ));
+            return None;
+        }
         Err(e) => {
             notes.push(format!(
                 "the timeline {shown_path} cannot be read ({e}); the chart is drawn from the \
@@ -253,7 +267,6 @@ pub fn html(args: &PageArgs) -> Result<String> {
         Some(f) => Some(TimelineFile {
             path: f.clone(),
             limit: 256 << 20,
-            follow: true,
             named: true,
         }),
         None => plan.settings.as_ref().map(timeline_file),
@@ -276,7 +289,6 @@ pub fn timeline_file(settings: &plan::Settings) -> TimelineFile {
     TimelineFile {
         path,
         limit,
-        follow: false,
         named: false,
     }
 }
@@ -342,7 +354,7 @@ fn write_out(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::timeline::{Event, Parts, Sample};
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn sample(s: u64, pid: u32, rss: u64) -> Record {
         Record::Sample(Sample {

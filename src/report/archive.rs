@@ -290,10 +290,7 @@ fn write(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "dump.heap".into());
-        let mtime = loaded
-            .time
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
+        let mtime = loaded.time.map_or(0, jemsafe_report::clock::secs);
         tar.append_data(
             &mut header(bytes.len() as u64, mtime),
             format!("dumps/{name}"),
@@ -619,7 +616,7 @@ pub fn unpack(archive: &Path) -> Result<Unpacked> {
         })?;
         // A dump's time, when its name has none, is its file's: the one packed.
         if let Some(t) = entry.header().mtime().ok().filter(|&t| t > 0) {
-            let _ = out.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t));
+            let _ = out.set_modified(jemsafe_report::clock::from_secs_clamped(t));
         }
     }
     Ok(unpacked)

@@ -424,7 +424,7 @@ impl Supervisor<'_> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                time: humantime::format_rfc3339_seconds(f.modified).to_string(),
+                time: jemsafe_report::clock::rfc3339_or_why(f.modified),
                 age_s: now.duration_since(f.modified).unwrap_or_default().as_secs(),
                 trigger: f.name.trigger().to_owned(),
                 rss: jemsafe_report::sidecar::read_for(&f.path, false)
@@ -438,13 +438,13 @@ impl Supervisor<'_> {
         let incident = Incident {
             version: crate::oom::VERSION,
             kind: "oom_kill".into(),
-            time: humantime::format_rfc3339_seconds(now).to_string(),
+            time: jemsafe_report::clock::rfc3339_seconds(now),
             pid,
             ran_for_s: started.elapsed().as_secs(),
             evidence: evidence.to_owned(),
             limit: limit.clone(),
             last_check: self.moment.last.map(|c| LastCheck {
-                time: humantime::format_rfc3339_millis(c.at).to_string(),
+                time: jemsafe_report::clock::rfc3339_millis(c.at),
                 age_s: now.duration_since(c.at).unwrap_or_default().as_secs_f64(),
                 rss: c.rss,
                 cgroup_usage: c.usage,

@@ -135,7 +135,7 @@ impl Supervisor<'_> {
             },
             last_dump: self.dumping.last.as_ref().map(|(p, t)| control::LastDump {
                 path: p.display().to_string(),
-                time: humantime::format_rfc3339_seconds(*t).to_string(),
+                time: jemsafe_report::clock::rfc3339_seconds(*t),
             }),
             last_exit_oom_killed: self.last_exit_oom_killed,
             memory_limit: self.limit_status(),

@@ -6,7 +6,7 @@
 //! file made anew. It is bounded by rewriting its newest part to a new file that is
 //! renamed over it. Every read is bounded.
 
-use super::{header, keep_from, parse, Parsed};
+use super::{header, keep_from, parse, Dropped, Parsed};
 use crate::dumps::files;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -116,12 +116,15 @@ impl Writer {
             Ok(f) => f,
             Err(_) => return Ok(()), // nothing of ours to bound
         };
-        let (bytes, mid) = read_bounded(file, self.max_bytes.saturating_mul(2) + (1 << 20))
+        let read_limit = self.max_bytes.saturating_mul(2).saturating_add(1 << 20);
+        let (bytes, mid) = read_bounded(file, read_limit)
             .map_err(|e| format!("cannot read {}: {e}", self.path().display()))?;
+        // Header lines are not data: the new file gets a header of its own.
+        let header = header();
         let lines: Vec<&[u8]> = bytes
             .split_inclusive(|b| *b == b'\n')
             .skip(usize::from(mid))
-            .filter(|l| l.ends_with(b"\n"))
+            .filter(|l| l.ends_with(b"\n") && *l != header.as_slice())
             .collect();
         let stamped: Vec<(Option<SystemTime>, usize)> =
             lines.iter().map(|l| (line_time(l), l.len())).collect();
@@ -129,6 +132,7 @@ impl Writer {
         if from == 0 && !mid {
             return Ok(());
         }
+        let dropped = Dropped::count(&stamped, from, self.max_age, now);
         let temp = format!(".{}.{}.tmp", self.name, std::process::id());
         let _ = files::remove(dir, &temp);
         let fd = nix::fcntl::openat(
@@ -145,7 +149,7 @@ impl Writer {
         // SAFETY: openat just returned this descriptor; nothing else owns it.
         let mut out = unsafe { std::fs::File::from_raw_fd(fd) };
         self.give_group(&out);
-        let mut text = header();
+        let mut text = header;
         for l in &lines[from..] {
             if line_time(l).is_some() {
                 text.extend_from_slice(l);
@@ -167,6 +171,21 @@ impl Writer {
             let _ = files::remove(dir, &temp);
             return Err(format!("cannot rewrite {}: {e}", self.path().display()));
         }
+        if dropped.any() || mid {
+            crate::info!(
+                "timeline {} rewritten: {}{}",
+                self.path().display(),
+                dropped.describe(self.max_bytes >> 20, self.max_age.as_secs() / 3600),
+                if mid {
+                    format!(
+                        "; it was longer than {} MiB: its older part was not read and is gone",
+                        read_limit >> 20
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
         Ok(())
     }
 }
@@ -182,8 +201,29 @@ fn open_checked(dir: &OwnedFd, name: &str, create: bool) -> Result<std::fs::File
         } else {
             OFlag::O_CREAT
         };
+    open_ours(dir, name, flags)
+}
+
+/// `name` in `dir` opened with `flags` if it is what the writer makes: a regular file with
+/// one link, owned by root (jemsafe under systemd) or by the user this jemsafe runs as,
+/// reached without a symlink and without blocking on a FIFO; otherwise why not. The
+/// writer and the reader both check through here: mysqld's user can rename a file of its
+/// own over the name. Root's file is accepted from a reader that is not root (a DBA in
+/// the dump directory's group).
+fn open_ours(dir: &OwnedFd, name: &str, flags: nix::fcntl::OFlag) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::MetadataExt;
+    let file = files::open_checked(dir, name, flags, None)?;
     let me = nix::unistd::geteuid().as_raw();
-    files::open_checked(dir, name, flags, Some((me, "jemsafe's")))
+    let owner = file
+        .metadata()
+        .map_err(|e| format!("cannot inspect it: {e}"))?
+        .uid();
+    if owner != 0 && owner != me {
+        return Err(format!(
+            "it belongs to uid {owner}, not to root or jemsafe's uid {me}"
+        ));
+    }
+    Ok(file)
 }
 
 /// At most `limit` bytes of `file`: all of it, or its end (and then true: the first line
@@ -208,7 +248,7 @@ fn line_time(line: &[u8]) -> Option<SystemTime> {
         t: u64,
     }
     let t: T = serde_json::from_slice(line).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_millis(t.t))
+    jemsafe_report::clock::from_millis(t.t).ok()
 }
 
 /// Why a timeline file could not be read: a missing file is normal where jemsafe never
@@ -221,6 +261,10 @@ pub enum ReadError {
          [timeline] interval_s > 0 (the default, 10)"
     )]
     Missing { shown: String },
+    /// The dump directory's timeline is not a file jemsafe wrote (see [`open_ours`]): it
+    /// is not read.
+    #[error("{shown} is not jemsafe's timeline ({why}); it is not read")]
+    NotOurs { shown: String, why: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -232,28 +276,77 @@ impl From<ReadError> for crate::error::Error {
     fn from(e: ReadError) -> crate::error::Error {
         match e {
             ReadError::Missing { .. } => crate::error::Error::NotFound(e.to_string()),
+            ReadError::NotOurs { .. } => crate::error::Error::Untrusted(e.to_string()),
             ReadError::Io { context, source } => crate::error::Error::Io { context, source },
         }
     }
 }
 
-/// Reads the timeline at `path` (at most `limit` bytes: its newest part when longer),
-/// without following a symlink unless `follow`.
-pub fn read(path: &Path, follow: bool, limit: u64) -> Result<Parsed, ReadError> {
+/// Where the timeline to read is.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The dump directory's (`<dir>/<prefix>.timeline`), which mysqld's user can replace:
+    /// read only when it passes the writer's checks.
+    DumpDir(&'a Path),
+    /// A file the user named on the command line (a symlink is followed; any owner).
+    Named(&'a Path),
+}
+
+impl Source<'_> {
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::DumpDir(p) | Source::Named(p) => p,
+        }
+    }
+}
+
+/// Reads the timeline at `source` (at most `limit` bytes: its newest part when longer).
+pub fn read(source: Source, limit: u64) -> Result<Parsed, ReadError> {
+    let path = source.path();
     let shown = jemsafe_report::safe::shown(path);
-    let opened = jemsafe_report::safe::open_regular(path, follow).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            ReadError::Missing {
-                shown: shown.clone(),
-            }
-        } else {
-            ReadError::Io {
-                context: shown.clone(),
-                source,
+    let io = |context: String| {
+        let shown = shown.clone();
+        move |source: std::io::Error| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ReadError::Missing { shown }
+            } else {
+                ReadError::Io { context, source }
             }
         }
-    })?;
-    let (bytes, mid) = read_bounded(opened.file, limit).map_err(|source| ReadError::Io {
+    };
+    let file = match source {
+        Source::Named(p) => {
+            jemsafe_report::safe::open_regular(p, true)
+                .map_err(io(shown.clone()))?
+                .file
+        }
+        Source::DumpDir(p) => {
+            let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
+            else {
+                return Err(ReadError::Io {
+                    context: shown,
+                    source: std::io::ErrorKind::InvalidInput.into(),
+                });
+            };
+            let dir = files::open_dir(dir).map_err(io(shown.clone()))?;
+            if nix::sys::stat::fstatat(
+                Some(dir.as_raw_fd()),
+                name,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .is_err_and(|e| e == nix::errno::Errno::ENOENT)
+            {
+                return Err(ReadError::Missing { shown });
+            }
+            open_ours(&dir, name, nix::fcntl::OFlag::O_RDONLY).map_err(|why| {
+                ReadError::NotOurs {
+                    shown: shown.clone(),
+                    why,
+                }
+            })?
+        }
+    };
+    let (bytes, mid) = read_bounded(file, limit).map_err(|source| ReadError::Io {
         context: format!("cannot read {shown}"),
         source,
     })?;
@@ -289,7 +382,7 @@ mod tests {
             .unwrap();
         let w = Writer::new(&d, "mysqld", 1 << 20, Duration::ZERO, None);
         w.append(&lines(&[sample(3, 7, 120)])).unwrap();
-        let parsed = read(&w.path(), false, 1 << 20).unwrap();
+        let parsed = read(Source::DumpDir(&w.path()), 1 << 20).unwrap();
         assert_eq!(parsed.records, [sample(1, 7, 100), sample(3, 7, 120)]);
         assert_eq!(parsed.damage.unwrap().lines, 1);
         std::fs::remove_dir_all(&d).unwrap();
@@ -303,14 +396,15 @@ mod tests {
             w.append(&lines(&[sample(i, 7, 100 + i)])).unwrap();
             assert!(std::fs::metadata(w.path()).unwrap().len() <= 20_000 + 300);
         }
-        let parsed = read(&w.path(), false, 1 << 20).unwrap();
+        let parsed = read(Source::DumpDir(&w.path()), 1 << 20).unwrap();
         assert_eq!(parsed.damage, None);
         assert_eq!(parsed.records.last(), Some(&sample(999, 7, 1099)));
-        assert!(parsed.records.len() > 50, "{}", parsed.records.len());
+        // At least the newest half of the bound: 10 000 bytes of lines of about 210.
+        assert!(parsed.records.len() >= 45, "{}", parsed.records.len());
         // Age: everything older than 100 s before the last record goes.
         let w = Writer::new(&d, "mysqld", 1 << 20, Duration::from_secs(100), None);
         w.maintain(at(1000)).unwrap();
-        let parsed = read(&w.path(), false, 1 << 20).unwrap();
+        let parsed = read(Source::DumpDir(&w.path()), 1 << 20).unwrap();
         assert!(parsed.records.iter().all(|r| r.time() >= at(900)));
         assert!(parsed.records.len() > 10 && parsed.records.len() <= 100);
         std::fs::remove_dir_all(&d).unwrap();
@@ -337,12 +431,80 @@ mod tests {
             assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep", "{plant}");
             let meta = std::fs::symlink_metadata(w.path()).unwrap();
             assert!(meta.is_file() && meta.nlink() == 1, "{plant}");
-            assert_eq!(read(&w.path(), false, 1 << 20).unwrap().records.len(), 1);
+            assert_eq!(
+                read(Source::DumpDir(&w.path()), 1 << 20)
+                    .unwrap()
+                    .records
+                    .len(),
+                1
+            );
         }
         // The reader refuses a symlink at the default path too.
         std::fs::remove_file(w.path()).unwrap();
         std::os::unix::fs::symlink(&target, w.path()).unwrap();
-        assert!(read(&w.path(), false, 1 << 20).is_err());
+        assert!(read(Source::DumpDir(&w.path()), 1 << 20).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The campaign's plant: mysqld's user renames a file of its own (fabricated OOM
+    /// kills, a 1 TiB limit) over the timeline. The reader checks as the writer does.
+    #[test]
+    fn the_reader_refuses_what_the_writer_would_not_have_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("reader");
+        let path = d.join("mysqld.timeline");
+        let mut planted = header();
+        planted.extend(encode(&sample(1, 7, 100)));
+        let not_ours = |why: &str| match read(Source::DumpDir(&path), 1 << 20) {
+            Err(e @ ReadError::NotOurs { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("is not jemsafe's timeline") && text.contains(why),
+                    "{text}"
+                );
+            }
+            other => panic!("{why}: {other:?}"),
+        };
+        // Another user's file (mysqld's user: uid 65534 stands in for it here).
+        std::fs::write(&path, &planted).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        not_ours("belongs to uid 65534");
+        // A hard link to a file of jemsafe's elsewhere.
+        std::fs::remove_file(&path).unwrap();
+        let elsewhere = d.join("elsewhere");
+        std::fs::write(&elsewhere, &planted).unwrap();
+        std::fs::hard_link(&elsewhere, &path).unwrap();
+        not_ours("2 hard links");
+        // A FIFO: refused without blocking.
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        not_ours("not a regular file");
+        // A symlink to jemsafe's own file.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        not_ours("symbolic link");
+        // jemsafe's own file reads; a missing one is missing, not foreign.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, &planted).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(
+            read(Source::DumpDir(&path), 1 << 20).unwrap().records.len(),
+            1
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            read(Source::DumpDir(&path), 1 << 20),
+            Err(ReadError::Missing { .. })
+        ));
+        // A file the user names is read as named.
+        std::os::unix::fs::chown(&elsewhere, Some(65534), Some(65534)).unwrap();
+        assert_eq!(
+            read(Source::Named(&elsewhere), 1 << 20)
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -355,7 +517,7 @@ mod tests {
             bytes.extend(encode(&sample(i, 7, 100)));
         }
         std::fs::write(&path, &bytes).unwrap();
-        let parsed = read(&path, false, 2000).unwrap();
+        let parsed = read(Source::DumpDir(&path), 2000).unwrap();
         assert!(parsed.started_mid_file && parsed.damage.is_none());
         assert!(parsed.records.len() < 100 && parsed.records.len() > 5);
         assert_eq!(parsed.records.last(), Some(&sample(99, 7, 100)));

@@ -98,7 +98,9 @@ pub fn assess(samples: &[(SystemTime, u64)]) -> Option<Growth> {
         )
     });
     Some(Growth {
-        change: last.1 as i64 - first.1 as i64,
+        // RSS read from a file can be anything up to u64::MAX: no overflow, no wrap.
+        change: i64::try_from(i128::from(last.1) - i128::from(first.1))
+            .unwrap_or(if last.1 > first.1 { i64::MAX } else { i64::MIN }),
         span,
         growth,
     })
@@ -180,7 +182,7 @@ pub fn leaks_line(
     pid: u32,
     start: Option<u64>,
 ) -> Option<String> {
-    let parsed = super::file::read(path, false, limit).ok()?;
+    let parsed = super::file::read(super::file::Source::DumpDir(path), limit).ok()?;
     let samples: Vec<(SystemTime, u64)> = parsed
         .records
         .iter()
@@ -241,6 +243,16 @@ mod tests {
             text.contains(" over 3 d, steady 17 MiB/h since 2026-"),
             "{text}"
         );
+    }
+
+    /// RSS is read from a file: values at the ends of u64 make no overflow.
+    #[test]
+    fn extreme_values_are_assessed_without_overflow() {
+        let up = [(at(0.0), 1), (at(1.0), u64::MAX / 2), (at(2.0), u64::MAX)];
+        assert_eq!(assess(&up).unwrap().change, i64::MAX);
+        let down = [(at(0.0), u64::MAX), (at(1.0), 5), (at(2.0), 0)];
+        assert_eq!(assess(&down).unwrap().change, i64::MIN);
+        assert!(describe(&assess(&down).unwrap()).starts_with("RSS -"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod render;
 pub mod svg;
 
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// The format version in the header line.
 pub const VERSION: u32 = 1;
@@ -215,19 +215,10 @@ struct Line {
     flag: Option<bool>,
 }
 
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn from_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
-
 /// `record` as one line, with its newline.
 pub fn encode(record: &Record) -> Vec<u8> {
     let mut l = Line {
-        t: millis(record.time()),
+        t: jemsafe_report::clock::millis(record.time()),
         pid: record.pid(),
         ..Default::default()
     };
@@ -295,7 +286,10 @@ fn decode(line: &[u8]) -> Result<Decoded, String> {
         return Ok(Decoded::Header(h.jemsafe_timeline));
     }
     let l: Line = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let time = from_millis(l.t);
+    // A time RFC 3339 cannot write (after the year 9999) makes the line damaged: nothing
+    // downstream formats or draws it.
+    let time = jemsafe_report::clock::from_millis(l.t)
+        .map_err(|why| format!("\"t\": {} is {why}", l.t))?;
     let Some(event) = l.event else {
         let rss = l.rss.ok_or("a sample without rss")?;
         let parts = match (l.heap, l.frag, l.dirty, l.meta, l.outside, l.file, l.shmem) {
@@ -364,12 +358,31 @@ impl Damage {
             "line {} (byte {}) is damaged ({}){}: read the rest around it",
             self.line,
             self.offset,
-            self.why,
+            self.why(),
             if self.lines > 1 {
                 format!(", {} damaged lines in all", self.lines)
             } else {
                 String::new()
             }
+        )
+    }
+
+    /// Why the first damaged line is, with control characters escaped (a parser's
+    /// message can quote the line).
+    pub fn why(&self) -> String {
+        jemsafe_report::safe::escape(&self.why).into_owned()
+    }
+
+    /// `2 damaged lines skipped, the first line 4 (byte 120): ...`: the marker the CSV
+    /// and SVG outputs carry.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} damaged line{} skipped, the first line {} (byte {}): {}",
+            self.lines,
+            if self.lines == 1 { "" } else { "s" },
+            self.line,
+            self.offset,
+            self.why()
         )
     }
 }
@@ -480,6 +493,64 @@ pub fn keep_from(
     from
 }
 
+/// What a rewrite from line `from` (of [`keep_from`]) drops, by why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Dropped {
+    /// Lines older than `max_age`.
+    pub too_old: usize,
+    /// Older lines dropped to bring the file down to half of `max_bytes`.
+    pub over_size: usize,
+    /// Lines without a readable time (damaged), wherever they were.
+    pub damaged: usize,
+    pub kept: usize,
+}
+
+impl Dropped {
+    /// Counts what keeping `lines[from..]` (only those with a time) drops.
+    pub fn count(
+        lines: &[(Option<SystemTime>, usize)],
+        from: usize,
+        max_age: Duration,
+        now: SystemTime,
+    ) -> Dropped {
+        let age_from = keep_from(lines, u64::MAX, max_age, now).min(from);
+        let timed =
+            |part: &[(Option<SystemTime>, usize)]| part.iter().filter(|l| l.0.is_some()).count();
+        Dropped {
+            too_old: timed(&lines[..age_from]),
+            over_size: timed(&lines[age_from..from]),
+            damaged: lines.iter().filter(|l| l.0.is_none()).count(),
+            kept: timed(&lines[from..]),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.too_old + self.over_size + self.damaged > 0
+    }
+
+    /// `dropped 812 lines over max_mb = 16 and 3 damaged lines, kept 1200`.
+    pub fn describe(&self, max_mb: u64, max_age_h: u64) -> String {
+        let mut why = Vec::new();
+        if self.too_old > 0 {
+            why.push(format!(
+                "{} lines older than [dumps] max_age_h = {max_age_h}",
+                self.too_old
+            ));
+        }
+        if self.over_size > 0 {
+            why.push(format!(
+                "{} older lines to stay within [timeline] max_mb = {max_mb} (the file keeps its \
+                 newest half)",
+                self.over_size
+            ));
+        }
+        if self.damaged > 0 {
+            why.push(format!("{} damaged lines (no readable time)", self.damaged));
+        }
+        format!("dropped {}; kept {} lines", why.join(", "), self.kept)
+    }
+}
+
 /// Records of process `pid` (any process when None) from `since` on.
 pub fn select(records: &[Record], since: Option<SystemTime>, pid: Option<u32>) -> Vec<Record> {
     records
@@ -506,7 +577,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn at(s: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_795_000_000 + s)
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000 + s)
     }
 
     pub(crate) fn sample(s: u64, pid: u32, rss_mib: u64) -> Record {
@@ -655,6 +726,96 @@ mod tests {
             keep_from(&with_header, 1 << 20, Duration::from_secs(60), now),
             0
         );
+    }
+
+    #[test]
+    fn a_rewrite_counts_what_it_drops_and_why() {
+        let now = at(10_000);
+        let mut lines: Vec<(Option<SystemTime>, usize)> =
+            (0..100).map(|i| (Some(at(i * 100)), 100)).collect();
+        lines.insert(70, (None, 40));
+        // Older than an hour: gone first; then over 3 000 bytes: down to half.
+        let from = keep_from(&lines, 3_000, Duration::from_secs(3600), now);
+        let d = Dropped::count(&lines, from, Duration::from_secs(3600), now);
+        assert_eq!(d.too_old + d.over_size + d.kept, 100);
+        assert_eq!((d.too_old, d.damaged), (64, 1));
+        assert!(d.over_size > 0 && d.kept <= 15, "{d:?}");
+        let text = d.describe(16, 1);
+        assert!(
+            text.contains("64 lines older than [dumps] max_age_h = 1")
+                && text.contains("older lines to stay within [timeline] max_mb = 16")
+                && text.contains("1 damaged lines"),
+            "{text}"
+        );
+        // Size alone.
+        let from = keep_from(&lines[71..], 1_000, Duration::ZERO, now);
+        let d = Dropped::count(&lines[71..], from, Duration::ZERO, now);
+        assert_eq!((d.too_old, d.over_size, d.kept), (0, 25, 5));
+        assert!(!d.describe(1, 0).contains("max_age_h"));
+        assert!(!Dropped::count(&lines[71..], 0, Duration::ZERO, now).any());
+    }
+
+    /// The campaign's line: `"t": 253402300801000` (a year above 9999) made the page,
+    /// every format of `jemsafe timeline` and the live page panic formatting it.
+    #[test]
+    fn a_time_after_the_year_9999_is_a_damaged_line_not_a_record() {
+        let mut bytes = header();
+        bytes.extend(encode(&sample(1, 7, 100)));
+        bytes.extend(b"{\"t\":253402300801000,\"pid\":7,\"start\":100,\"rss\":1}\n");
+        bytes.extend(b"{\"t\":18446744073709551615,\"pid\":7,\"event\":\"exit\",\"flag\":true}\n");
+        bytes.extend(b"{\"t\":253402300799999,\"pid\":7,\"start\":100,\"rss\":2}\n");
+        let parsed = parse(&bytes, false);
+        assert_eq!(parsed.records.len(), 2);
+        assert_eq!(
+            jemsafe_report::clock::rfc3339_seconds(parsed.records[1].time()),
+            "9999-12-31T23:59:59Z"
+        );
+        let d = parsed.damage.unwrap();
+        assert_eq!((d.line, d.lines), (3, 2));
+        assert!(d.why.contains("after the year 9999"), "{}", d.why);
+        // Every rendering of what was read stays whole.
+        let records = parsed.records;
+        for text in [
+            render::csv(&records, Some(&d)),
+            render::json(&records, Some(&d)),
+            render::text(&records, Duration::from_secs(60)),
+            svg::svg(&records, "t", Some(&d)),
+        ] {
+            assert!(text.contains("9999-12-31"), "{text}");
+        }
+    }
+
+    #[test]
+    fn damage_is_marked_in_csv_json_and_svg() {
+        let damage = Damage {
+            line: 4,
+            offset: 120,
+            lines: 2,
+            why: "expected value\nat line 1".into(),
+        };
+        let records = [sample(1, 7, 100)];
+        let csv = render::csv(&records, Some(&damage));
+        assert_eq!(
+            csv.lines().last().unwrap(),
+            "# jemsafe: 2 damaged lines skipped, the first line 4 (byte 120): expected value\\x0aat line 1"
+        );
+        assert!(!render::csv(&records, None).contains('#'));
+        let v: serde_json::Value =
+            serde_json::from_str(&render::json(&records, Some(&damage))).unwrap();
+        assert_eq!(v["damaged_lines"], 2);
+        assert_eq!(v["damage"]["first_line"], 4);
+        assert_eq!(v["damage"]["why"], "expected value\nat line 1");
+        let v: serde_json::Value = serde_json::from_str(&render::json(&records, None)).unwrap();
+        assert_eq!(
+            (v["damaged_lines"].clone(), v["damage"].clone()),
+            (0.into(), serde_json::Value::Null)
+        );
+        let svg = svg::svg(&records, "t", Some(&damage));
+        assert!(
+            svg.contains(">timeline damaged: 2 damaged lines skipped, the first line 4"),
+            "{svg}"
+        );
+        assert!(!svg::svg(&records, "t", None).contains("damaged"));
     }
 
     #[test]

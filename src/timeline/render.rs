@@ -1,12 +1,13 @@
 //! `jemsafe timeline` as text, CSV and JSON (the SVG chart is in [`super::svg`]): pure
 //! functions of the records.
 
-use super::{peak, Event, Record, Sample};
+use super::{peak, Damage, Event, Record, Sample};
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-/// CSV: a header row, then one row per sample; bytes, empty when unknown.
-pub fn csv(records: &[Record]) -> String {
+/// CSV: a header row, then one row per sample; bytes, empty when unknown. When lines of
+/// the file were damaged, a last line `# jemsafe: N damaged lines skipped, ...`.
+pub fn csv(records: &[Record], damage: Option<&Damage>) -> String {
     let mut out = String::from(
         "time,pid,start_ticks,rss,heap_in_use,fragmentation,dirty_pages,metadata,\
          outside_jemalloc,file_backed,shmem,swap,allocated,cgroup_usage,limit\n",
@@ -26,7 +27,7 @@ pub fn csv(records: &[Record]) -> String {
         let _ = writeln!(
             out,
             "{},{},{},{},{},{},{},{}",
-            humantime::format_rfc3339_millis(s.time),
+            jemsafe_report::clock::rfc3339_millis(s.time),
             s.pid,
             s.start,
             s.rss,
@@ -36,13 +37,18 @@ pub fn csv(records: &[Record]) -> String {
             opt(s.limit),
         );
     }
+    if let Some(d) = damage {
+        let _ = writeln!(out, "# jemsafe: {}", d.summary());
+    }
     out
 }
 
-/// JSON: `{"samples": [...], "events": [...], "peak": {...}}`, bytes in integers.
-pub fn json(records: &[Record]) -> String {
+/// JSON: `{"samples": [...], "events": [...], "peak": {...}, "damaged_lines": N,
+/// "damage": {...}}`, bytes in integers; `damage` is null when no line was damaged, else
+/// where the first damaged line is and why.
+pub fn json(records: &[Record], damage: Option<&Damage>) -> String {
     use serde_json::{json, Value};
-    let time = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
+    let time = jemsafe_report::clock::rfc3339_millis;
     let samples: Vec<Value> = samples(records)
         .map(|s| {
             let mut v = json!({
@@ -87,7 +93,16 @@ pub fn json(records: &[Record]) -> String {
         })
         .collect();
     let peak = peak(records).map(|p| json!({"time": time(p.time), "pid": p.pid, "rss": p.rss}));
-    let mut text = json!({"samples": samples, "events": events, "peak": peak}).to_string();
+    let damage_json =
+        damage.map(|d| json!({"first_line": d.line, "first_offset": d.offset, "why": d.why}));
+    let mut text = json!({
+        "samples": samples,
+        "events": events,
+        "peak": peak,
+        "damaged_lines": damage.map_or(0, |d| d.lines),
+        "damage": damage_json,
+    })
+    .to_string();
     text.push('\n');
     text
 }
@@ -160,10 +175,7 @@ pub fn text(records: &[Record], step: Duration) -> String {
     );
     let peak = peak(records).copied();
     let step_ms = step.as_millis().max(1);
-    let bucket = |t: SystemTime| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() / step_ms)
-    };
+    let bucket = |t: SystemTime| u128::from(jemsafe_report::clock::millis(t)) / step_ms;
     // Rows in time order; events follow the row of their bucket.
     let mut i = 0;
     while i < records.len() {
@@ -247,11 +259,7 @@ pub fn text(records: &[Record], step: Duration) -> String {
 
 /// `2026-12-05 03:46:40` (UTC).
 pub fn stamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t)
-        .to_string()
-        .replace('T', " ")
-        .trim_end_matches('Z')
-        .to_owned()
+    jemsafe_report::clock::stamp(t)
 }
 
 /// `3 d`, `5 h`, `12 min`, `40 s`.
@@ -307,7 +315,7 @@ mod tests {
 
     #[test]
     fn csv_has_a_header_and_one_row_per_sample_in_bytes() {
-        let text = csv(&climb());
+        let text = csv(&climb(), None);
         let mut lines = text.lines();
         let head: Vec<&str> = lines.next().unwrap().split(',').collect();
         assert_eq!(head[0], "time");
@@ -331,7 +339,11 @@ mod tests {
             s.parts = None;
         }
         let records = [sample(0, 7, 100), bare];
-        let rows: Vec<String> = csv(&records).lines().skip(1).map(String::from).collect();
+        let rows: Vec<String> = csv(&records, None)
+            .lines()
+            .skip(1)
+            .map(String::from)
+            .collect();
         assert_eq!(
             rows[0],
             "2026-11-18T11:06:40.000Z,7,100,104857600,52428800,0,0,0,26214400,0,0,0,52428800,\
@@ -359,7 +371,7 @@ mod tests {
 
     #[test]
     fn json_has_samples_events_and_the_peak() {
-        let v: serde_json::Value = serde_json::from_str(&json(&climb())).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json(&climb(), None)).unwrap();
         assert_eq!(v["samples"].as_array().unwrap().len(), 61);
         let words: Vec<&str> = v["events"]
             .as_array()

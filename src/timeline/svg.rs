@@ -4,7 +4,7 @@
 //! incident report; a pure function of the records.
 
 use super::render::{events, human, samples, stamp};
-use super::{peak, EventKind, Record, Sample};
+use super::{peak, Damage, EventKind, Record, Sample};
 use jemsafe_report::page::html::h as xml;
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -38,7 +38,7 @@ fn layers_of(s: &Sample) -> [u64; 9] {
             for (i, (_, b)) in parts.iter().enumerate() {
                 v[i] = *b;
             }
-            let sum: u64 = parts.iter().map(|(_, b)| *b).sum();
+            let sum = parts.iter().fold(0u64, |a, (_, b)| a.saturating_add(*b));
             v[7] = s.rss.saturating_sub(sum);
         }
         None => v[8] = s.rss,
@@ -48,10 +48,28 @@ fn layers_of(s: &Sample) -> [u64; 9] {
 
 /// A round axis step (a power of two, at least 1 MiB) for `max` bytes in 4 to 8 ticks.
 fn tick_step(max: u64) -> u64 {
-    (max / 5).max(1 << 20).next_power_of_two()
+    (max / 5)
+        .max(1 << 20)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 63)
 }
 
-pub fn svg(records: &[Record], title: &str) -> String {
+/// The value axis's ticks: 0, `step`, 2 × `step`... up to `ymax`, at most [`MAX_TICKS`]
+/// of them whatever the values (a sample's RSS is read from a file: a loop bounded by
+/// the value wrapped a u64 and allocated until the kernel killed it).
+fn value_ticks(step: u64, ymax: f64) -> impl Iterator<Item = u64> {
+    let count = (ymax / step.max(1) as f64)
+        .floor()
+        .clamp(0.0, MAX_TICKS as f64) as u64;
+    // `as` from f64 saturates: a tick beyond u64 is shown as its maximum.
+    (0..=count).map(move |i| (i as f64 * step as f64) as u64)
+}
+
+/// Ticks on either axis at most: a chart has 4 to 8; this is a bound, not a layout.
+const MAX_TICKS: usize = 32;
+
+/// The chart; a note under the title when lines of the file were `damage`d.
+pub fn svg(records: &[Record], title: &str, damage: Option<&Damage>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -67,6 +85,13 @@ pub fn svg(records: &[Record], title: &str) -> String {
         "<text x=\"{LEFT}\" y=\"24\" font-size=\"16\" font-weight=\"bold\">{}</text>",
         xml(title)
     );
+    if let Some(d) = damage {
+        let _ = writeln!(
+            out,
+            "<text x=\"{LEFT}\" y=\"42\" fill=\"#d62728\">timeline damaged: {}</text>",
+            xml(&d.summary())
+        );
+    }
     let all: Vec<&Sample> = samples(records).collect();
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
         let _ = writeln!(out, "<text x=\"{LEFT}\" y=\"60\">no records in the timeline for this selection</text>\n</svg>");
@@ -94,9 +119,8 @@ pub fn svg(records: &[Record], title: &str) -> String {
 
     // Axes and grid.
     let _ = writeln!(out, "<g stroke=\"#e0e0e0\" stroke-width=\"1\">");
-    let mut v = 0u64;
     let mut labels = String::new();
-    while v as f64 <= ymax {
+    for v in value_ticks(step, ymax) {
         let _ = writeln!(
             out,
             "<line x1=\"{x0}\" y1=\"{:.1}\" x2=\"{x1}\" y2=\"{:.1}\"/>",
@@ -110,19 +134,18 @@ pub fn svg(records: &[Record], title: &str) -> String {
             y(v) + 4.0,
             xml(&human(v))
         );
-        v += step;
     }
     let _ = writeln!(out, "</g>\n{labels}");
     // Time ticks at round times (whole minutes, hours...), some five to eight of them.
     let tick = super::render::choose_step(std::time::Duration::from_secs_f64(span), 6).as_secs();
-    let epoch = |t: SystemTime| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    };
-    let first_tick = epoch(t0).div_ceil(tick) * tick;
+    let epoch = jemsafe_report::clock::secs;
+    let first_tick = epoch(t0).div_ceil(tick).saturating_mul(tick);
     let last_s = epoch(last.time());
-    for secs in (first_tick..=last_s).step_by(tick as usize) {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    for secs in (first_tick..=last_s)
+        .step_by(usize::try_from(tick).unwrap_or(usize::MAX))
+        .take(MAX_TICKS)
+    {
+        let t = jemsafe_report::clock::from_secs_clamped(secs);
         let _ = writeln!(
             out,
             "<line x1=\"{:.1}\" y1=\"{y1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\"/>",
@@ -192,7 +215,7 @@ pub fn svg(records: &[Record], title: &str) -> String {
             let above: Vec<u64> = below
                 .iter()
                 .zip(&stacks)
-                .map(|(b, s)| b + s[layer])
+                .map(|(b, s)| b.saturating_add(s[layer]))
                 .collect();
             let mut points = String::new();
             for (xi, v) in xs.iter().zip(&above) {
@@ -370,7 +393,7 @@ mod tests {
                 oom: true,
             },
         ));
-        let svg = svg(&r, "mysqld <memory> & more");
+        let svg = svg(&r, "mysqld <memory> & more", None);
         assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("mysqld &lt;memory&gt; &amp; more"));
         assert!(svg.matches("<polygon").count() >= 3, "heap, outside, other");
@@ -383,6 +406,30 @@ mod tests {
             svg.matches('>').count(),
             "balanced tags"
         );
+    }
+
+    /// The campaign's file: one sample of `"rss": 18446744073709551615` made the value
+    /// axis's loop wrap and allocate until the kernel killed it (24 GB).
+    #[test]
+    fn values_at_the_top_of_u64_draw_a_bounded_chart() {
+        let mut huge = sample(10, 7, 100);
+        if let Record::Sample(s) = &mut huge {
+            s.rss = u64::MAX;
+            s.limit = Some(u64::MAX);
+            if let Some(p) = &mut s.parts {
+                p.heap_in_use = u64::MAX;
+                p.outside_jemalloc = u64::MAX;
+            }
+        }
+        let records = [sample(0, 7, 100), huge, sample(20, 7, 100)];
+        let svg = svg(&records, "t", None);
+        assert!(svg.len() < 64 << 10, "{} bytes", svg.len());
+        assert!(svg.matches("text-anchor=\"end\">").count() <= MAX_TICKS + 2);
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(tick_step(u64::MAX), 1 << 62);
+        assert!(value_ticks(1 << 63, f64::MAX).count() <= MAX_TICKS + 1);
+        assert_eq!(value_ticks(1 << 20, 4.5 * (1 << 20) as f64).count(), 5);
+        assert_eq!(value_ticks(0, f64::NAN).count(), 1);
     }
 
     #[test]

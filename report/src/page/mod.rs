@@ -11,7 +11,7 @@ use crate::safe::{escape, shown};
 use crate::{format_time, leaks, symbolize, LoadedDump, Result};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// Labels of the parts of RSS, bottom of the stack first (as `jemsafe memory` names
 /// them), then what is left of RSS.
@@ -136,10 +136,7 @@ impl Default for Options {
 }
 
 fn millis(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    }
+    i64::try_from(crate::clock::millis(t)).unwrap_or(i64::MAX)
 }
 
 /// RSS by part from a breakdown, in [`PARTS`] order.
