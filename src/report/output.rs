@@ -21,6 +21,7 @@ use jemsafe_report::safe::shown;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The dump directory an output may go into: the plan's, else the config's when it reads
@@ -101,10 +102,7 @@ impl Output {
             .map_err(|e| Error::io(format!("cannot inspect {}", shown(parent)))(e.into()))?;
         let into_dump_dir = dump_dir
             .and_then(|d| std::fs::metadata(d).ok())
-            .is_some_and(|m| {
-                use std::os::unix::fs::MetadataExt;
-                (m.dev(), m.ino()) == (dir_stat.st_dev, dir_stat.st_ino)
-            });
+            .is_some_and(|m| (m.dev(), m.ino()) == (dir_stat.st_dev, dir_stat.st_ino));
         let mode = mode_for(into_dump_dir);
         let flags =
             nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_EXCL;
@@ -162,9 +160,26 @@ impl Output {
             Some(self.dir.as_raw_fd()),
             self.name.as_str(),
         )
-        .map_err(|e| Error::io(context)(e.into()))?;
+        .map_err(|e| Error::io(context.clone())(e.into()))?;
         self.finished = true;
-        Ok(())
+        // The directory's owner (mysqld's user, in the dump directory) can list it and
+        // swap another file in under the temporary name before the rename: then the name
+        // is not what was written, and the user is told.
+        let written = self.file.metadata().map_err(Error::io(context))?;
+        let now = nix::sys::stat::fstatat(
+            Some(self.dir.as_raw_fd()),
+            self.name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        match now {
+            Ok(st) if (st.st_dev, st.st_ino) == (written.dev(), written.ino()) => Ok(()),
+            _ => Err(Error::Untrusted(format!(
+                "{} was replaced while jemsafe wrote it (by whoever else can write its \
+                 directory): it is not jemsafe's output; write it to a directory only \
+                 root can write",
+                shown(&self.path)
+            ))),
+        }
     }
 }
 
@@ -195,7 +210,7 @@ pub fn write(path: &Path, bytes: &[u8], dump_dir: Option<&Path>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn outputs_are_private_unless_beside_the_dumps() {
@@ -258,6 +273,26 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["link.html", "out.html", "target"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_file_swapped_in_under_the_temporary_name_is_not_passed_off_as_the_output() {
+        let d = scratch("swapped");
+        let path = d.join("page.html");
+        let out = Output::create(&path, None).unwrap();
+        out.file().write_all(b"page").unwrap();
+        // What the directory's owner could do: list it, and rename a file of theirs
+        // over the temporary name.
+        let theirs = d.join("theirs");
+        std::fs::write(&theirs, "theirs").unwrap();
+        std::fs::rename(&theirs, d.join(&out.temp)).unwrap();
+        let e = out.finish().unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("was replaced while jemsafe wrote it"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
