@@ -389,7 +389,8 @@ pub struct ArchiveArgs {
     /// Dumps to pack; default: all dumps of the newest process in the dump directory
     #[arg(value_name = "DUMP")]
     pub dumps: Vec<PathBuf>,
-    /// The archive to write (.tar.gz); an existing file is not replaced
+    /// The archive to write (.tar.gz); an existing file or link is replaced, never written
+    /// through
     #[arg(
         short = 'o',
         long = "output",

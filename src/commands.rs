@@ -434,8 +434,10 @@ pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
         }
     };
     match &args.output {
-        Some(out) if out != Path::new("-") => std::fs::write(out, text.as_bytes())
-            .map_err(Error::io(format!("cannot write {}", out.display())))?,
+        Some(out) if out != Path::new("-") => {
+            let dump_dir = crate::report::output::dump_dir(&args.config, None);
+            crate::report::output::write(out, text.as_bytes(), dump_dir.as_deref())?
+        }
         _ => out_raw!("{text}"),
     }
     Ok(0)

@@ -270,37 +270,11 @@ fn the_live_page_needs_the_token_and_its_dump_button_the_pages_csrf_token_and_or
     assert_eq!(js.wait_exit(T), 0);
 }
 
-/// Runs the workload under jemsafe once, takes `n` dumps, stops it; the dumps' paths.
-fn workload_dumps(config: &Path, n: usize) -> Vec<PathBuf> {
-    let cfg = config.to_str().unwrap();
-    let mut js = Running::start(&["run", "-c", cfg]);
-    js.wait_verified(T);
-    js.out.wait_for("ready pid=", T);
-    let mut dumps = Vec::new();
-    for _ in 0..n {
-        let out = cli(&["dump", "-c", cfg]);
-        assert!(out.status.success(), "{out:?}");
-        dumps.push(PathBuf::from(
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        ));
-    }
-    js.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(js.wait_exit(T), 0);
-    dumps
-}
-
 /// A series mixing two processes, a dump without its sidecar, a dump that is not one, a
 /// damaged timeline: the page names each and shows the rest.
 #[test]
 fn bad_input_is_named_on_the_page_and_the_rest_still_renders() {
-    let dir = TempDir::new("page-bad");
-    let config = workload_config(
-        &dir,
-        "leak",
-        &["--alloc-mb", "8"],
-        "[timeline]\ninterval_s = 1\n",
-    );
-    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
+    let (dir, config) = series_config("page-bad");
     let first = workload_dumps(&config, 1);
     let second = workload_dumps(&config, 3);
     std::fs::remove_file(format!("{}.json", second[1].display())).unwrap();

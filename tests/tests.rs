@@ -15,6 +15,7 @@ mod fragmentation;
 mod hardening_archive;
 mod hardening_http;
 mod hardening_launch;
+mod hardening_page;
 mod hardening_supervisor;
 mod hardening_times;
 mod memory;

@@ -58,19 +58,10 @@ impl AddrProfile {
         Self::from_records(dump.rate, std::mem::take(&mut dump.stacks).into_iter())
     }
 
-    /// The profiles of a series of dumps (their stacks taken out), and one profile that
-    /// holds every stack of any of them at zero: its addresses are named once for all.
-    pub fn take_series<'a>(
-        dumps: impl Iterator<Item = &'a mut Dump>,
-    ) -> (Vec<AddrProfile>, AddrProfile) {
-        let profiles: Vec<AddrProfile> = dumps.map(AddrProfile::take_from_dump).collect();
-        let mut all = AddrProfile::default();
-        for p in &profiles {
-            for k in p.stacks.keys() {
-                all.stacks.entry(k.clone()).or_insert([0.0; 4]);
-            }
-        }
-        (profiles, all)
+    /// The profiles of a series of dumps (their stacks taken out); each is named with its
+    /// own dump's mappings (`render::name_series`).
+    pub fn take_each<'a>(dumps: impl Iterator<Item = &'a mut Dump>) -> Vec<AddrProfile> {
+        dumps.map(AddrProfile::take_from_dump).collect()
     }
 
     fn from_records(rate: u64, records: impl ExactSizeIterator<Item = StackRecord>) -> AddrProfile {
@@ -265,7 +256,7 @@ impl NameProfile {
             };
             match frames {
                 Some(frames) if !frames.is_empty() => translate(frames, &map, &mut v),
-                _ => v.push(format!("0x{pc:016x}")),
+                _ => v.push(super::symbolize::unnamed(None, 0)),
             }
             per_pc.insert(pc, v.iter().map(|n| names.id(n)).collect());
         }

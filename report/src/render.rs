@@ -7,6 +7,7 @@ use crate::safe::shown;
 use crate::symbolize::{self, Frame, Symbols};
 use crate::{collapsed, format_time, human_bytes, leaks, pprof, svg, text};
 use crate::{Error, LoadedDump, Result};
+use std::collections::BTreeSet;
 
 /// The output format of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,22 +73,79 @@ fn value_text(v: f64, m: Metric) -> String {
     }
 }
 
+/// Names `pcs` with the mappings (and recorded objects) of `dump`.
 fn symbolize_for(
     dump: &LoadedDump,
-    profile: &AddrProfile,
+    pcs: &BTreeSet<u64>,
     options: &symbolize::Options,
     notes: &mut Vec<String>,
 ) -> symbolize::Outcome {
     let recorded = dump.sidecar.as_ref().map_or(&[][..], |s| &s.objects[..]);
-    let outcome = symbolize::symbolize_recorded(&dump.dump.maps, &profile.pcs(), options, recorded);
+    let outcome = symbolize::symbolize_recorded(&dump.dump.maps, pcs, options, recorded);
     notes.extend(outcome.notes.iter().cloned());
     if dump.dump.maps.is_empty() {
         notes.push(format!(
-            "{}: the dump lists no mapped objects; addresses are shown raw",
-            shown(&dump.path)
+            "{}: the dump lists no mapped objects; its frames are shown as {}",
+            shown(&dump.path),
+            symbolize::UNMAPPED
         ));
     }
     outcome
+}
+
+/// Whether two dumps' frames are named alike: the same executable mappings (where
+/// return addresses are; the anonymous memory jemalloc maps changes between any two
+/// dumps) and the same objects recorded in their sidecars.
+fn same_naming(a: &LoadedDump, b: &LoadedDump) -> bool {
+    fn code(d: &LoadedDump) -> impl Iterator<Item = &crate::maps::MapEntry> {
+        d.dump.maps.iter().filter(|m| m.executable())
+    }
+    fn recorded(d: &LoadedDump) -> Option<&Vec<crate::sidecar::Object>> {
+        d.sidecar.as_ref().map(|s| &s.objects)
+    }
+    code(a).eq(code(b)) && recorded(a) == recorded(b)
+}
+
+/// The profiles of a series of dumps, each named with its own dump's mappings: a library
+/// unloaded between two dumps is named in the dumps that had it mapped, and an address
+/// that a dump did not map is never named through another dump's mappings. Dumps whose
+/// mappings are alike ([`same_naming`]) share one symbolization. Also the newest dump's
+/// outcome (for the "how frames were named" line). Notes are added once each.
+pub(crate) fn name_series(
+    dumps: &[LoadedDump],
+    profiles: &[AddrProfile],
+    options: &symbolize::Options,
+    notes: &mut Vec<String>,
+) -> (Vec<NameProfile>, symbolize::Outcome) {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in 0..dumps.len().min(profiles.len()) {
+        match groups
+            .iter_mut()
+            .find(|g| same_naming(&dumps[g[0]], &dumps[i]))
+        {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    let mut named: Vec<Option<NameProfile>> = vec![None; profiles.len()];
+    let mut newest = symbolize::Outcome::default();
+    let mut seen: std::collections::HashSet<String> = notes.iter().cloned().collect();
+    for group in groups {
+        let pcs: BTreeSet<u64> = group
+            .iter()
+            .flat_map(|&i| profiles[i].stacks.keys().flatten().copied())
+            .collect();
+        let mut group_notes = Vec::new();
+        let outcome = symbolize_for(&dumps[group[0]], &pcs, options, &mut group_notes);
+        notes.extend(group_notes.into_iter().filter(|n| seen.insert(n.clone())));
+        for &i in &group {
+            named[i] = Some(NameProfile::build(&profiles[i], &outcome.symbols, None));
+        }
+        if group.contains(&dumps.len().saturating_sub(1)) {
+            newest = outcome;
+        }
+    }
+    (named.into_iter().flatten().collect(), newest)
 }
 
 /// What holds memory in `target`, or (with `base`) what grew since `base`.
@@ -124,7 +182,7 @@ pub fn report(
         }
         profile = profile.subtract(&AddrProfile::take_from_dump(&mut b.dump));
     }
-    let outcome = symbolize_for(&target, &profile, &opts.symbolize, &mut notes);
+    let outcome = symbolize_for(&target, &profile.pcs(), &opts.symbolize, &mut notes);
     let display: Option<Symbols> = (opts.by == By::Object).then(|| {
         outcome
             .object
@@ -314,13 +372,9 @@ pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered
              processes: pass the dumps of one pid"
         )));
     }
-    let (profiles, all) = AddrProfile::take_series(dumps.iter_mut().map(|d| &mut d.dump));
+    let profiles = AddrProfile::take_each(dumps.iter_mut().map(|d| &mut d.dump));
     let newest = &dumps[dumps.len() - 1];
-    let outcome = symbolize_for(newest, &all, &opts.symbolize, &mut notes);
-    let names: Vec<NameProfile> = profiles
-        .iter()
-        .map(|p| NameProfile::build(p, &outcome.symbols, None))
-        .collect();
+    let (names, outcome) = name_series(&dumps, &profiles, &opts.symbolize, &mut notes);
     let m = Metric::InuseSpace;
     let times: Vec<_> = dumps.iter().map(|d| d.time).collect();
     let (stacks, funcs) = leaks::analyze(&names, &times, m);
@@ -369,4 +423,61 @@ pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered
         data: s.into_bytes(),
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dump of one stack (a frame in a plugin at 0x7f3a00001010, called from the
+    /// program), whose maps list the program and, with `plugin`, the plugin.
+    fn dump(plugin: bool) -> LoadedDump {
+        let mut text = String::from(
+            "heap_v2/524288\n  t*: 1: 1048576 [0: 0]\n\
+             @ 0x7f3a00001010 0x55d1c3801234\n  t*: 1: 1048576 [0: 0]\n\
+             \nMAPPED_LIBRARIES:\n\
+             55d1c3800000-55d1c3a00000 r-xp 00001000 00:00 7 /nonexistent-jemsafe/mysqld\n",
+        );
+        if plugin {
+            text.push_str(
+                "7f3a00001000-7f3a00002000 r-xp 00002000 00:00 8 /nonexistent-jemsafe/libplugin.so\n",
+            );
+        }
+        LoadedDump {
+            path: "x.heap".into(),
+            dump: crate::parse::parse_reader(text.as_bytes()).unwrap(),
+            pid: Some(1),
+            time: None,
+            sidecar: None,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_dump_is_named_with_its_own_mappings_and_no_address_is_shown_raw() {
+        // The plugin was unloaded between the two dumps.
+        let mut dumps = vec![dump(true), dump(false)];
+        let profiles = AddrProfile::take_each(dumps.iter_mut().map(|d| &mut d.dump));
+        let mut notes = Vec::new();
+        let opts = symbolize::Options {
+            debug_dirs: Vec::new(),
+            ..Default::default()
+        };
+        let (named, newest) = name_series(&dumps, &profiles, &opts, &mut notes);
+        let names = |np: &NameProfile| np.names.list.clone();
+        assert!(names(&named[0]).contains(&"libplugin.so+0x2010".to_owned()));
+        assert!(names(&named[1]).contains(&symbolize::UNMAPPED.to_owned()));
+        for np in &named {
+            for n in names(np) {
+                assert!(!n.contains("7f3a"), "{n}");
+            }
+        }
+        assert!(newest.objects.iter().all(|o| o.label != "libplugin.so"));
+        // Notes are said once, though two symbolizations each found mysqld missing.
+        let missing = notes.iter().filter(|n| n.contains("mysqld")).count();
+        assert_eq!(missing, 1, "{notes:?}");
+        // Dumps with the same code mapped share one symbolization.
+        assert!(same_naming(&dump(true), &dump(true)));
+        assert!(!same_naming(&dump(true), &dump(false)));
+    }
 }

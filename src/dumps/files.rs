@@ -51,11 +51,22 @@ pub fn open_checked(
     flags: OFlag,
     owner: Option<(u32, &str)>,
 ) -> Result<File, String> {
+    open_checked_mode(dir, name, flags, owner, 0o640)
+}
+
+/// [`open_checked`], a file it creates getting `mode` (before the umask).
+pub fn open_checked_mode(
+    dir: &OwnedFd,
+    name: &str,
+    flags: OFlag,
+    owner: Option<(u32, &str)>,
+    mode: u32,
+) -> Result<File, String> {
     let fd = nix::fcntl::openat(
         Some(dir.as_raw_fd()),
         name,
         flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::from_bits_truncate(0o640),
+        nix::sys::stat::Mode::from_bits_truncate(mode),
     )
     .map_err(|e| match e {
         nix::errno::Errno::ELOOP => "it is a symbolic link".to_owned(),

@@ -11,7 +11,6 @@ use crate::timeline::{self, EventKind, Record};
 use jemsafe_report::page::{self, Marker, Point, Timeline};
 use jemsafe_report::safe::shown;
 use jemsafe_report::{DumpLimits, LoadedDump};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -254,8 +253,9 @@ pub fn render(inputs: Inputs) -> Result<String> {
     Ok(page::html::render(&model))
 }
 
-/// Builds the page's HTML for the command line's arguments.
-pub fn html(args: &PageArgs) -> Result<String> {
+/// Builds the page's HTML for the command line's arguments; also the dump directory, when
+/// the config names one (where the page is written with its group).
+pub fn html(args: &PageArgs) -> Result<(String, Option<PathBuf>)> {
     let plan = Plan::make(plan::Request {
         pid: args.pid,
         since: args.since.as_deref(),
@@ -271,7 +271,8 @@ pub fn html(args: &PageArgs) -> Result<String> {
         }),
         None => plan.settings.as_ref().map(timeline_file),
     };
-    render(Inputs {
+    let dump_dir = crate::report::output::dump_dir(&args.config, plan.settings.as_ref());
+    let html = render(Inputs {
         paths: plan.dumps,
         named: plan.named,
         timeline,
@@ -280,7 +281,8 @@ pub fn html(args: &PageArgs) -> Result<String> {
         max_dump_mb: args.read.max_dump_mb,
         symbolize: crate::report::sym_options(crate::cli::NamesMode::Exact, plan.debuginfod),
         live: None,
-    })
+    })?;
+    Ok((html, dump_dir))
 }
 
 /// The timeline file of a dump directory, read as `jemsafe timeline` reads it.
@@ -328,8 +330,8 @@ pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result
 /// `jemsafe page`.
 pub fn command(args: &PageArgs) -> Result<i32> {
     let started = std::time::Instant::now();
-    let text = html(args)?;
-    write_out(&args.output, text.as_bytes())?;
+    let (text, dump_dir) = html(args)?;
+    crate::report::output::write(&args.output, text.as_bytes(), dump_dir.as_deref())?;
     crate::info!(
         "page written: {} ({} KiB) in {:.1} s",
         shown(&args.output),
@@ -337,17 +339,6 @@ pub fn command(args: &PageArgs) -> Result<i32> {
         started.elapsed().as_secs_f64()
     );
     Ok(0)
-}
-
-fn write_out(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path == Path::new("-") {
-        let mut out = std::io::stdout().lock();
-        return out
-            .write_all(bytes)
-            .and_then(|_| out.flush())
-            .map_err(Error::io("cannot write the page to standard output"));
-    }
-    std::fs::write(path, bytes).map_err(Error::io(format!("cannot write {}", shown(path))))
 }
 
 #[cfg(test)]

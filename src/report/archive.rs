@@ -14,8 +14,9 @@
 //! the descriptor that was checked, never reopened by name. A dump's bytes are the ones
 //! parsed; an object or debug file is opened with [`open_regular`] (regular files only,
 //! no blocking open, no device) and packed only when it is an ELF file whose build-id
-//! note is the build asked for. The archive is created mode 0600 (`O_EXCL|O_NOFOLLOW`)
-//! and removed again when writing it fails.
+//! note is the build asked for. The archive is written as every output is
+//! ([`super::output`]: mode 0600, a new file renamed over the name, never written
+//! through a file or link that was there), and nothing is left when writing it fails.
 //!
 //! An archive comes from elsewhere: it is unpacked into a new private directory, regular
 //! files only, each path checked to stay inside it, within bounds on entries, sizes and
@@ -220,57 +221,23 @@ fn append_opened<W: Write>(
     tar.append_data(&mut header(len, mtime), name, data)
 }
 
-/// The archive being written: removed unless kept, so that a failure leaves no partial
-/// or empty file behind (which `-o` would then refuse to replace). Removed only while its
-/// name still leads to the file created here, not to whatever is there instead.
-struct Partial<'a> {
-    path: &'a Path,
-    created: (u64, u64),
-    kept: bool,
-}
-
-impl Drop for Partial<'_> {
-    fn drop(&mut self) {
-        if self.kept {
-            return;
-        }
-        if std::fs::symlink_metadata(self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.created) {
-            let _ = std::fs::remove_file(self.path);
-        }
-    }
-}
-
-/// Writes the archive of `dumps` to `output`, a new file of mode 0600; a summary for
-/// the user. On failure no output is left.
-pub fn create(dumps: &[PathBuf], output: &Path, limits: &DumpLimits) -> Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // O_EXCL: never an existing file, nor through a symbolic link (O_NOFOLLOW says so
-    // again); 0600: the archive holds a process's heap profile and its binaries.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(output)
-        .map_err(Error::io(format!(
-            "cannot create {} (an existing file or link is not replaced)",
-            shown(output)
-        )))?;
-    let meta = file
-        .metadata()
-        .map_err(Error::io(format!("cannot create {}", shown(output))))?;
-    let mut partial = Partial {
-        path: output,
-        created: (meta.dev(), meta.ino()),
-        kept: false,
-    };
-    let summary = write(file, dumps, output, limits)?;
-    partial.kept = true;
+/// Writes the archive of `dumps` to `output` ([`super::output`]: a new file of mode 0600,
+/// or 0640 in the dump directory, renamed over whatever is at the name); a summary for
+/// the user. On failure no output is left, and what was at the name stays.
+pub fn create(
+    dumps: &[PathBuf],
+    output: &Path,
+    dump_dir: Option<&Path>,
+    limits: &DumpLimits,
+) -> Result<String> {
+    let out = super::output::Output::create(output, dump_dir)?;
+    let summary = write(out.file(), dumps, output, limits)?;
+    out.finish()?;
     Ok(summary)
 }
 
 fn write(
-    file: std::fs::File,
+    file: &std::fs::File,
     dumps: &[PathBuf],
     output: &Path,
     limits: &DumpLimits,
@@ -357,10 +324,13 @@ fn write(
     let file = inner
         .into_inner()
         .map_err(|e| io("the end of the file".into())(e.into_error()))?;
-    file.sync_all().map_err(io("the end of the file".into()))?;
+    let mode = file
+        .metadata()
+        .map_err(io("the end of the file".into()))?
+        .mode()
+        & 0o7777;
     let mut summary = format!(
-        "{} (mode 0600, readable by its owner only): {} dump{} with {} object and debug \
-         files for {} builds",
+        "{} (mode {mode:04o}): {} dump{} with {} object and debug files for {} builds",
         shown(output),
         dumps.len(),
         if dumps.len() == 1 { "" } else { "s" },

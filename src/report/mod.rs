@@ -3,6 +3,7 @@
 //! goes; which dumps is the [`plan`]'s, what their names say is [`select`]'s.
 
 pub mod archive;
+pub mod output;
 pub mod plan;
 pub mod select;
 
@@ -58,14 +59,22 @@ pub(crate) fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
     Ok(dump)
 }
 
-/// Where the output goes; binary formats are not written to a terminal.
-fn open_output(path: Option<&Path>, binary: bool) -> Result<Box<dyn Write>> {
-    match path {
-        Some(p) if p != Path::new("-") => {
-            let f = std::fs::File::create(p)
-                .map_err(Error::io(format!("cannot create {}", shown(p))))?;
-            Ok(Box::new(std::io::BufWriter::new(f)))
-        }
+/// Where the output goes: a file the user named ([`output`]), else standard output (never
+/// a binary format to a terminal).
+struct Destination<'a> {
+    path: Option<&'a Path>,
+    /// The dump directory, when known: an output into it gets its group.
+    dump_dir: Option<&'a Path>,
+}
+
+/// Writes the notes to the log, then the output (`main` decides what a reader that
+/// stopped reading means).
+fn emit(rendered: render::Rendered, to: Destination, binary: bool) -> Result<i32> {
+    for note in &rendered.notes {
+        crate::warn!("{note}");
+    }
+    match to.path {
+        Some(p) if p != Path::new("-") => output::write(p, &rendered.data, to.dump_dir)?,
         _ => {
             if binary && std::io::stdout().is_terminal() {
                 return Err(Error::Usage(
@@ -74,21 +83,12 @@ fn open_output(path: Option<&Path>, binary: bool) -> Result<Box<dyn Write>> {
                         .into(),
                 ));
             }
-            Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock())))
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            out.write_all(&rendered.data)
+                .and_then(|_| out.flush())
+                .map_err(Error::io("cannot write the report"))?;
         }
     }
-}
-
-/// Writes the notes to the log, then the output (`main` decides what a reader that
-/// stopped reading means).
-fn emit(rendered: render::Rendered, output: Option<&Path>, binary: bool) -> Result<i32> {
-    for note in &rendered.notes {
-        crate::warn!("{note}");
-    }
-    let mut out = open_output(output, binary)?;
-    out.write_all(&rendered.data)
-        .and_then(|_| out.flush())
-        .map_err(Error::io("cannot write the report"))?;
     Ok(0)
 }
 
@@ -134,6 +134,14 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         ..plan::Request::new(&args.config, &named, plan::Want::One)
     })?;
     let target_limits = if plan.named { named_limits } else { picked };
+    let dump_dir = args
+        .output
+        .as_ref()
+        .and_then(|_| output::dump_dir(&args.config, plan.settings.as_ref()));
+    let to = Destination {
+        path: args.output.as_deref(),
+        dump_dir: dump_dir.as_deref(),
+    };
     let Some(target_path) = plan.dumps.last().cloned() else {
         return Err(Error::NotFound("no heap dump to read".into()));
     };
@@ -176,10 +184,10 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
             ));
         }
         let rendered = render::fragmentation(target, &options.symbolize, args.top)?;
-        return emit(rendered, args.output.as_deref(), false);
+        return emit(rendered, to, false);
     }
     let rendered = render::report(target, base, &options)?;
-    emit(rendered, args.output.as_deref(), format.is_binary())
+    emit(rendered, to, format.is_binary())
 }
 
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
@@ -230,7 +238,14 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
         rendered.data.extend_from_slice(text.as_bytes());
         rendered.notes.extend(notes);
     }
-    emit(rendered, None, false)
+    emit(
+        rendered,
+        Destination {
+            path: None,
+            dump_dir: None,
+        },
+        false,
+    )
 }
 
 /// Which part of RSS grew from the first dump to the last, from their sidecars' memory
@@ -289,7 +304,8 @@ pub fn archive_command(args: &ArchiveArgs) -> Result<i32> {
         plan::Want::Series,
     ))?;
     let limits = DumpLimits::new(args.max_dump_mb, plan.named);
-    let summary = archive::create(&plan.dumps, &args.output, &limits)?;
+    let dump_dir = output::dump_dir(&args.config, plan.settings.as_ref());
+    let summary = archive::create(&plan.dumps, &args.output, dump_dir.as_deref(), &limits)?;
     crate::info!("{summary}");
     writeln!(std::io::stdout().lock(), "{}", shown(&args.output))
         .map_err(Error::io("cannot write to standard output"))?;

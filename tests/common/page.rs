@@ -246,3 +246,44 @@ pub fn basic(user: &str, password: &str) -> String {
     }
     format!("Authorization: Basic {out}")
 }
+
+/// Runs the workload under jemsafe once (config `config`), takes `n` dumps, runs `before_stop`,
+/// stops it; the dumps' paths.
+pub fn workload_dumps_then(config: &Path, n: usize, before_stop: impl FnOnce()) -> Vec<PathBuf> {
+    const T: Duration = Duration::from_secs(60);
+    let cfg = config.to_str().unwrap();
+    let mut js = super::Running::start(&["run", "-c", cfg]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let mut dumps = Vec::new();
+    for _ in 0..n {
+        let out = super::cli(&["dump", "-c", cfg]);
+        assert!(out.status.success(), "{out:?}");
+        dumps.push(PathBuf::from(
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        ));
+    }
+    before_stop();
+    js.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    dumps
+}
+
+/// Runs the workload under jemsafe once, takes `n` dumps, stops it; the dumps' paths.
+pub fn workload_dumps(config: &Path, n: usize) -> Vec<PathBuf> {
+    workload_dumps_then(config, n, || {})
+}
+
+/// A workload config in a new directory (`tag`) for a series of dumps: 8 MiB held, a
+/// timeline sample a second, every dump asked for taken at once.
+pub fn series_config(tag: &str) -> (super::TempDir, PathBuf) {
+    let dir = super::TempDir::new(tag);
+    let config = super::workload_config(
+        &dir,
+        "leak",
+        &["--alloc-mb", "8"],
+        "[timeline]\ninterval_s = 1\n",
+    );
+    super::add_to_section(&config, "[dumps]", "min_interval_ms = 0");
+    (dir, config)
+}

@@ -353,7 +353,7 @@ fn selected(o: &mut String, model: &Model) {
     breakdown(o, d);
     o.push_str(
         "<h3>Where the heap is: flame graph</h3><div class=\"js\"><input id=\"search\" \
-         type=\"search\" placeholder=\"search functions (regex)\"> <span id=\"found\"></span> \
+         type=\"search\" placeholder=\"search functions (text)\"> <span id=\"found\"></span> \
          <button id=\"reset\" type=\"button\">reset zoom</button></div><div id=\"flame\">",
     );
     match &d.values {

@@ -6,7 +6,7 @@
 
 pub mod html;
 
-use crate::aggregate::{AddrProfile, Metric, NameProfile};
+use crate::aggregate::{AddrProfile, Metric};
 use crate::safe::{escape, shown};
 use crate::{format_time, leaks, symbolize, LoadedDump, Result};
 use serde::Serialize;
@@ -230,16 +230,12 @@ pub fn build(
             ));
         }
     }
-    let (profiles, all) = AddrProfile::take_series(dumps.iter_mut().map(|d| &mut d.dump));
+    let profiles = AddrProfile::take_each(dumps.iter_mut().map(|d| &mut d.dump));
+    // Each dump's frames named with its own mappings (a plugin unloaded since is still
+    // named in the dumps taken while it was loaded).
+    let (name_profiles, outcome) =
+        crate::render::name_series(&dumps, &profiles, &opts.symbolize, &mut notes);
     let newest = &dumps[dumps.len() - 1];
-    let recorded = newest.sidecar.as_ref().map_or(&[][..], |s| &s.objects[..]);
-    let outcome =
-        symbolize::symbolize_recorded(&newest.dump.maps, &all.pcs(), &opts.symbolize, recorded);
-    notes.extend(outcome.notes.iter().cloned());
-    let name_profiles: Vec<NameProfile> = profiles
-        .iter()
-        .map(|p| NameProfile::build(p, &outcome.symbols, None))
-        .collect();
 
     // One table of names and of stacks for the whole series.
     let mut names: Vec<String> = Vec::new();

@@ -57,8 +57,7 @@
       if (!c) { path = []; top = root; chain = []; break; }
       chain.push([path[i], top = c]);
     }
-    var re = null;
-    if (state.search) { try { re = new RegExp(state.search); } catch (e) { re = null; } }
+    var hit = matcher(state.search);
     var out = [], frames = [], maxLevel = 0;
     function rect(n, name, x, w, level, fullPath) {
       var label = name === null ? "all" : D.names[name];
@@ -69,7 +68,7 @@
       var text = label.length <= fits ? label : (fits > 2 ? label.slice(0, fits - 2) + ".." : "");
       var detail = diff ? label + " change " + sg(n.d) + " (width " + hb(n.v) + ")"
         : label + ": " + hb(n.v) + " (" + pc(n.v, root.v) + ")";
-      var m = re && name !== null && re.test(label);
+      var m = hit && name !== null && hit(label);
       out.push('<g class="fr' + (m ? " match" : "") + '" data-i="' + idx + '"><title>' + esc(detail) +
         '</title><rect x="' + x.toFixed(1) + '" y="' + y + '" width="' + w.toFixed(1) + '" height="' + (FH - 1) +
         '" fill="' + colour(label, n, diff) + '"/><text x="' + (x + 3).toFixed(1) + '" y="' + (y + FH - 5) + '">' +
@@ -100,18 +99,22 @@
   }
 
   // ---- search: matching frames highlighted, their share of the heap ----
+  // A plain substring, never a RegExp: the search comes from the link's fragment, and a
+  // pattern such as (.*){1,40}(.*){1,40} would freeze the page for whoever opens it.
+  function matcher(text) {
+    return text ? function (label) { return label.indexOf(text) !== -1; } : null;
+  }
   function searchShare(vals) {
     var f = $("found");
     if (!f) return;
-    if (!state.search) { f.textContent = ""; return; }
-    var re;
-    try { re = new RegExp(state.search); } catch (e) { f.textContent = "not a valid regular expression"; return; }
+    var hit = matcher(state.search);
+    if (!hit) { f.textContent = ""; return; }
     var matched = 0, total = 0, names = new Set();
     (vals || []).forEach(function (e) {
       total += e[1];
-      var hit = false;
-      D.stacks[e[0]].forEach(function (id) { if (re.test(D.names[id])) { hit = true; names.add(D.names[id]); } });
-      if (hit) matched += e[1];
+      var any = false;
+      D.stacks[e[0]].forEach(function (id) { if (hit(D.names[id])) { any = true; names.add(D.names[id]); } });
+      if (any) matched += e[1];
     });
     f.textContent = names.size ? "matched " + names.size + " function(s): " + Array.from(names).slice(0, 3).join(", ") +
       (names.size > 3 ? ", ..." : "") + " hold " + hb(matched) + " (" + pc(matched, total) + ")" : "no frame matches";
@@ -276,9 +279,11 @@
   var search = $("search") || document.createElement("input");
   search.addEventListener("input", function () { state.search = search.value; render(); });
   if ($("reset")) $("reset").addEventListener("click", function () { state.zoom = []; render(); });
-  // #search=RE&dump=N&base=N: a view that can be linked to (and tested without typing).
+  // #search=TEXT&dump=N&base=N: a view that can be linked to (and tested without typing).
+  // A value that does not decode (a stray %) is empty: a link cannot stop the script.
+  function decoded(v) { try { return decodeURIComponent(v); } catch (e) { return ""; } }
   location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
-    var i = kv.indexOf("="), k = kv.slice(0, i), v = decodeURIComponent(kv.slice(i + 1));
+    var i = kv.indexOf("="), k = kv.slice(0, i), v = decoded(kv.slice(i + 1));
     if (k === "search") { state.search = v; search.value = v; }
     if (k === "dump" && D.dumps[+v]) state.sel = +v;
     if (k === "base" && D.dumps[+v]) state.base = +v;

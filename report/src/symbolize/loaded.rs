@@ -5,7 +5,7 @@ use super::debug_files::find_debug_file;
 use super::dwarf::{dwarf_or_note, load_sup, DwarfIndex};
 use super::files::{by_build_id, mapped_file, shown_dirs};
 use super::symtab::{covering_index, elf_symbols, max_ends, nm_index, nm_table, NmSym};
-use super::{hex, Frame, NameMode, Options, Source};
+use super::{hex, unnamed, Frame, NameMode, Options, Source};
 use crate::maps::MapEntry;
 use crate::names::{demangle, is_allocator_frame, short_function_name};
 use crate::safe::FileStore;
@@ -159,12 +159,12 @@ pub(super) fn build_loaded<'a>(
 /// extent holds the address.
 pub(super) type NmAnswer = Option<((String, String), bool)>;
 
-/// jeprof's MapToSymbols for one pc: frames caller first. With [`NameMode::Exact`], a
+/// jeprof's MapToSymbols for one pc (`mpc`: its address in the object's file's terms):
+/// frames caller first. With [`NameMode::Exact`], a
 /// symbol names an address only when its extent holds it.
 pub(super) fn frames_for(
     loaded: &Loaded<'_>,
     cache: &mut HashMap<usize, (String, String)>,
-    pc: u64,
     mpc: u64,
     label: &str,
     mode: NameMode,
@@ -187,7 +187,9 @@ pub(super) fn frames_for(
                 covering == Some(i),
             )),
             None if mode == NameMode::Jeprof => {
-                let a = format!("0x{pc:016x}");
+                // jeprof prints the raw address here; the object and offset say as much
+                // without telling where the object was loaded.
+                let a = unnamed(Some(label), mpc);
                 Some(((a.clone(), a), false))
             }
             None => None,
@@ -243,7 +245,7 @@ pub(super) fn frames_for(
                 let source = match (frame.source, covers) {
                     (Source::Dwarf, _) => Source::Dwarf,
                     (_, true) => Source::Symtab,
-                    _ if nm_func.starts_with("0x") => Source::Unnamed,
+                    _ if *nm_func == unnamed(Some(label), mpc) => Source::Unnamed,
                     _ => Source::Guess,
                 };
                 frame = Frame {
@@ -255,7 +257,7 @@ pub(super) fn frames_for(
             }
         }
         if frame.func == "??" {
-            frame = Frame::plain(format!("{label}+0x{mpc:x}"), Source::Unnamed);
+            frame = Frame::plain(unnamed(Some(label), mpc), Source::Unnamed);
         }
         frame.allocator = is_allocator_frame(&frame.func);
         symlist.push(frame);
@@ -266,7 +268,7 @@ pub(super) fn frames_for(
     {
         // jeprof's names decide which frames are the allocator's (inside libjemalloc,
         // internal functions have no symbol of their own: jeprof calls them `malloc`...).
-        let jeprof = frames_for(loaded, cache, pc, mpc, label, NameMode::Jeprof);
+        let jeprof = frames_for(loaded, cache, mpc, label, NameMode::Jeprof);
         let same_depth = jeprof.len() == symlist.len();
         for (i, f) in symlist.iter_mut().enumerate() {
             if (i == 0 || same_depth) && jeprof.get(i).is_some_and(|j| j.allocator) {

@@ -43,7 +43,7 @@ pub enum Source {
     /// `--names jeprof` only: the closest symbol below an address outside its extent
     /// (jeprof's naming; possibly another function's name).
     Guess,
-    /// No name: shown as `object+0xaddress` (or a raw address).
+    /// No name: shown as [`unnamed`] says (`object+0xoffset`, or [`UNMAPPED`]).
     Unnamed,
 }
 
@@ -152,6 +152,21 @@ pub const MAX_SECTION: u64 = 1 << 30;
 pub const MAX_RATIO: u64 = 64;
 /// Symbol names copied from one file add up to at most this many times its size.
 pub const NAME_RATIO: u64 = 4;
+/// What a frame in no mapping of its dump is shown as.
+pub const UNMAPPED: &str = "[unmapped]";
+
+/// How every output but pprof shows a frame without a name: the object's file name and
+/// the offset in that file (`libfoo.so+0x1a2b`), or [`UNMAPPED`] when no mapping of the
+/// dump holds it. Never the absolute address: with ASLR, that tells whoever reads a
+/// report where mysqld's libraries are in memory. (pprof carries addresses with their
+/// mappings by design; README, Security.)
+pub fn unnamed(object: Option<&str>, file_offset: u64) -> String {
+    match object {
+        Some(label) => format!("{label}+0x{file_offset:x}"),
+        None => UNMAPPED.to_owned(),
+    }
+}
+
 fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -213,8 +228,8 @@ pub fn symbolize_recorded(
                     start,
                     offset,
                     ..
-                }) => format!("{}+0x{:x}", basename(p), (pc - start).wrapping_add(*offset)),
-                _ => format!("0x{pc:016x}"),
+                }) => unnamed(Some(basename(p)), (pc - start).wrapping_add(*offset)),
+                _ => unnamed(None, 0),
             };
             out.object.insert(pc, name.clone());
             out.symbols
@@ -263,10 +278,10 @@ pub fn symbolize_recorded(
             let frames = match obj {
                 Ok(l) => {
                     let mpc = l.object_address(file_offset);
-                    frames_for(l, &mut cache, pc, mpc, &label, opts.names)
+                    frames_for(l, &mut cache, mpc, &label, opts.names)
                 }
                 Err(_) => vec![Frame::plain(
-                    format!("{label}+0x{file_offset:x}"),
+                    unnamed(Some(&label), file_offset),
                     Source::Unnamed,
                 )],
             };
@@ -526,14 +541,7 @@ mod tests {
             raw(0x1000, "_Z3fooi", true),
             raw(0x2000, "_end", false),
         ]));
-        let f = frames_for(
-            &l,
-            &mut HashMap::new(),
-            0x5555_0000_1010,
-            0x1010,
-            "x",
-            NameMode::Jeprof,
-        );
+        let f = frames_for(&l, &mut HashMap::new(), 0x1010, "x", NameMode::Jeprof);
         assert_eq!(
             f,
             vec![Frame {
@@ -548,7 +556,6 @@ mod tests {
             frames_for(
                 &none,
                 &mut HashMap::new(),
-                0x1,
                 0x1010,
                 "libx.so",
                 NameMode::Exact
@@ -568,7 +575,7 @@ mod tests {
             sized(0x3000, 0, "_end", false),
         ]));
         let name = |mpc: u64, mode| {
-            let f = frames_for(&l, &mut HashMap::new(), 0x7000_0000 + mpc, mpc, "x", mode);
+            let f = frames_for(&l, &mut HashMap::new(), mpc, "x", mode);
             (f[0].func.clone(), f[0].source)
         };
         use NameMode::*;
@@ -614,7 +621,7 @@ mod tests {
         let out = symbolize(&maps, &pcs, &Options::default());
         assert_eq!(out.symbols[&0x1010][0].func, "libgone.so+0x410");
         assert_eq!(out.symbols[&0x3004][0].func, "[vdso]+0x4");
-        assert_eq!(out.symbols[&0x9000][0].func, "0x0000000000009000");
+        assert_eq!(out.symbols[&0x9000][0].func, UNMAPPED);
         assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
         assert!(out.notes[0].contains("/nonexistent/libgone.so"));
         assert!(out.notes[0].contains("2 addresses"));
