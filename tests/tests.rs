@@ -19,6 +19,7 @@ mod hardening_supervisor;
 mod memory;
 mod moment;
 mod notify;
+mod oom_incidents;
 mod page;
 mod report_hostile;
 mod report_jeprof;

@@ -108,6 +108,16 @@ pub fn remove(dir: &OwnedFd, name: &str) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Whether `name` exists in `dir` (as anything: a symlink is not followed).
+pub fn exists(dir: &OwnedFd, name: &str) -> bool {
+    nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .is_ok()
+}
+
 /// Renames `from` to `to` inside `dir`, failing rather than replacing an existing `to`.
 pub fn rename_new(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
     nix::fcntl::renameat2(

@@ -386,7 +386,14 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Retention over the dump directory: dumps, then incident records (which go with
+    /// the dumps of their time, and within their own cap whatever the dumps did).
     pub(super) fn apply_retention(&self) {
+        self.retire_dumps();
+        self.retire_incidents();
+    }
+
+    fn retire_dumps(&self) {
         let plan = self.plan;
         let dir = &plan.dump_dir;
         let entries = match dumps::scan(dir, &plan.dump_prefix) {
@@ -434,7 +441,6 @@ impl Supervisor<'_> {
                 Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
             }
         }
-        self.retire_incidents();
     }
 }
 
