@@ -182,6 +182,62 @@ fn orphan_sidecars_and_partial_files_are_removed_after_a_minute() {
     assert_eq!(js.wait_exit(T), 0);
 }
 
+/// Issue 23 item 11.5: after `kill -9` of jemsafe, the orphan mysqld finished its dump
+/// under the partial name (here: a real, whole dump put back under that name, a minute
+/// old, without a sidecar, as jemsafe never saw it end). Before: the next start deleted it
+/// as "the partial file of a dump that was interrupted". Now it is kept under its final
+/// name, private, and logged; a copy cut at a line boundary inside its maps copy (its
+/// [vsyscall] line gone) is still deleted, with the reason.
+#[test]
+fn a_whole_dump_left_under_its_partial_name_is_kept_under_its_final_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("partial-whole");
+    let config = workload_config(&dir, "leak", &["--alloc-mb", "1"], "");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let whole = dump(&config);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+
+    let dumps = dir.join("dumps");
+    let name = file_name(&whole);
+    std::fs::remove_file(format!("{whole}.json")).unwrap();
+    let partial = dumps.join(format!(".jemsafe-partial.{name}"));
+    std::fs::rename(&whole, &partial).unwrap();
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bytes = std::fs::read(&partial).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.trim_end().ends_with("[vsyscall]"),
+        "this machine's top"
+    );
+    let cut_at = text.trim_end().rfind('\n').unwrap() + 1;
+    let cut_name = name.replacen(".0001.", ".0002.", 1);
+    let cut = dumps.join(format!(".jemsafe-partial.{cut_name}"));
+    std::fs::write(&cut, &bytes[..cut_at]).unwrap();
+    let two_minutes_ago = SystemTime::now() - Duration::from_secs(120);
+    set_mtime(&partial, two_minutes_ago);
+    set_mtime(&cut, two_minutes_ago);
+
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    let line = js.err.wait_for(&format!("kept as {name}"), T);
+    assert!(line.contains("holds a whole dump"), "{line}");
+    let line = js.err.wait_for(&cut_name, T);
+    assert!(
+        line.contains("retention: deleted") && line.contains("ends at"),
+        "{line}"
+    );
+    let kept = dumps.join(&name);
+    assert_eq!(std::fs::read(&kept).unwrap(), bytes);
+    assert_eq!(kept.metadata().unwrap().mode() & 0o007, 0, "made private");
+    assert!(!partial.exists() && !cut.exists());
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
 /// Item 12: `jemsafe prof off` against a SIGSTOPped mysqld. Before: it exited 69 "no
 /// answer within 5 s", yet after SIGCONT prof.active was false, and nothing was logged.
 /// Now the client hears the change was delivered and is not confirmed (exit 75), and

@@ -428,8 +428,23 @@ impl Supervisor<'_> {
                 return;
             }
         };
-        for d in deletions {
+        for mut d in deletions {
             let path = dir.join(&d.name);
+            if d.what == retention::What::Partial {
+                // Its writer may have finished it after jemsafe stopped waiting.
+                let final_name = d.name.strip_prefix(files::TEMP_PREFIX).unwrap_or_default();
+                match files::recover_partial(&dir_fd, &d.name, final_name, Some(self.heap_owner()))
+                {
+                    Ok(size) => {
+                        info!(
+                            "retention: {} holds a whole dump ({size} bytes; its writer finished it after jemsafe stopped waiting): kept as {final_name}",
+                            path.display()
+                        );
+                        continue;
+                    }
+                    Err(why) => d.reason.push_str(&format!("; {why}")),
+                }
+            }
             // The entry itself, by its name in the directory: a symlink swapped in since
             // the listing is removed, never followed.
             match files::remove(&dir_fd, &d.name) {
