@@ -31,6 +31,29 @@ fn open_dir(tag: &str) -> TempDir {
     dir
 }
 
+/// jemsafe running the workload with `--user=mysql`, which becomes mysql on SIGHUP (as
+/// mysqld does early in its start-up); returns once it is ready.
+fn start_becoming_mysql(tag: &str) -> (TempDir, std::path::PathBuf, Running) {
+    let dir = open_dir(tag);
+    let config = workload_config(
+        &dir,
+        "leak",
+        &[
+            "--alloc-mb",
+            "1",
+            "--user=mysql",
+            "--become-on-hup",
+            "mysql",
+        ],
+        "",
+    );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    (dir, config, js)
+}
+
 /// `jemsafe dump`; the path it printed.
 fn dump(config: &Path) -> String {
     let out = cli(&["dump", "-c", config.to_str().unwrap()]);
@@ -238,6 +261,56 @@ fn a_whole_dump_left_under_its_partial_name_is_kept_under_its_final_name() {
     assert_eq!(js.wait_exit(T), 0);
 }
 
+/// Issue 23 item 11.6: the dump directory removed and re-created by root, mode 0755.
+/// Before: the next dump failed with prof.dump's generic "EFAULT … missing or not
+/// writable", and `check` said nothing. Now the dump, jemsafe's log and `check` say who
+/// must be able to write it (mysqld's user, by name), what it is, and the commands that
+/// fix it; done as said, the next dump works.
+#[test]
+fn a_dump_directory_recreated_by_root_names_mysqlds_user_and_the_fix() {
+    if !root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, config, mut js) = start_becoming_mysql("dumpdir-0755");
+    js.signal(Signal::SIGHUP); // forwarded: the workload becomes mysql
+    js.out.wait_for("became uid=", T);
+    dump(&config);
+
+    let dumps = dir.join("dumps");
+    std::fs::remove_dir_all(&dumps).unwrap();
+    std::fs::create_dir(&dumps).unwrap();
+    std::fs::set_permissions(&dumps, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (uid, gid) = mysql_user();
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .unwrap()
+        .unwrap()
+        .name;
+    let said = format!(
+        "dump directory {d} is not writable by mysqld's user mysql (uid {uid}), who writes the \
+         dumps: it is root:root mode 0755; fix: chown mysql:{group} {d} && chmod 0750 {d}",
+        d = dumps.display()
+    );
+    let out = cli(&["dump", "-c", config.to_str().unwrap()]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&said), "{stderr}");
+    let line = js.err.wait_for("is not writable by mysqld's user", T);
+    assert!(line.contains(&said), "{line}");
+
+    let out = cli(&["check", "-c", config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&said), "{stdout}");
+
+    std::os::unix::fs::chown(&dumps, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&dumps, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let path = dump(&config);
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), uid);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
 /// Item 12: `jemsafe prof off` against a SIGSTOPped mysqld. Before: it exited 69 "no
 /// answer within 5 s", yet after SIGCONT prof.active was false, and nothing was logged.
 /// Now the client hears the change was delivered and is not confirmed (exit 75), and
@@ -292,23 +365,7 @@ fn a_dump_before_mysqld_becomes_its_user_is_refused_then_owned_like_every_other(
     if !root() {
         return;
     }
-    let dir = open_dir("starting");
-    let config = workload_config(
-        &dir,
-        "leak",
-        &[
-            "--alloc-mb",
-            "1",
-            "--user=mysql",
-            "--become-on-hup",
-            "mysql",
-        ],
-        "",
-    );
-    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
-    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
-    js.wait_verified(T);
-    js.out.wait_for("ready pid=", T);
+    let (dir, config, mut js) = start_becoming_mysql("starting");
     let dumps = dir.join("dumps");
 
     let out = cli(&["dump", "-c", config.to_str().unwrap()]);

@@ -122,6 +122,17 @@ impl Supervisor<'_> {
                 None
             }
         };
+        // A directory mysqld cannot write to is said as such, not as prof.dump's errno
+        // (counted as that failure, which it would have been).
+        let refusal = refusal
+            .map(|why| (DumpFailure::DiskSpace, why))
+            .or_else(|| {
+                let (uid, gid) = self.dump_owner?;
+                Some((
+                    DumpFailure::Jemalloc,
+                    dumps::unwritable_by(&plan.dump_dir, uid, gid)?,
+                ))
+            });
         let pid = self.child.as_ref().map(|c| c.pid);
         if let Some(why) = pid.and_then(|p| self.still_starting(p.as_raw())) {
             // Counted as mysqld_unreachable: it cannot be dumped yet, and the same
@@ -138,12 +149,12 @@ impl Supervisor<'_> {
             return;
         }
         let (Some(pid), None) = (pid, &refusal) else {
-            self.metrics.dump_failed(if refusal.is_some() {
-                DumpFailure::DiskSpace
-            } else {
-                DumpFailure::Unreachable
-            });
-            let why = refusal.unwrap_or_else(|| self.unreachable_reason());
+            self.metrics.dump_failed(
+                refusal
+                    .as_ref()
+                    .map_or(DumpFailure::Unreachable, |(kind, _)| *kind),
+            );
+            let why = refusal.map_or_else(|| self.unreachable_reason(), |(_, why)| why);
             error!("{} dump not taken: {why}", trigger.as_str());
             let pending = Pending::Dump {
                 trigger,
