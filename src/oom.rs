@@ -85,7 +85,8 @@ pub enum KernelLog {
     Read {
         /// The kernel's "Killed process PID (...)" line for mysqld's pid.
         line: Option<String>,
-        /// The OOM kills of other processes, oldest first (the newest [`MAX_VICTIMS`]).
+        /// The OOM kills of other processes in mysqld's group (or in a group the kernel
+        /// did not name), oldest first (the newest [`MAX_VICTIMS`]).
         others: Vec<Victim>,
     },
 }
@@ -298,8 +299,10 @@ impl Kmsg {
     }
 
     /// Reads what was logged since the last look (one record per read; bounded by the
-    /// kernel's ring buffer and a count) for the OOM kills: `pid`'s, and others'.
-    pub fn read_kills(&mut self, pid: i32) -> KernelLog {
+    /// kernel's ring buffer and a count) for the OOM kills: `pid`'s, and others' in its
+    /// memory cgroup `group` (or in a group the kernel did not log): kills elsewhere on a
+    /// busy machine cannot push them out of the [`MAX_VICTIMS`] kept.
+    pub fn read_kills(&mut self, pid: i32, group: Option<&std::path::Path>) -> KernelLog {
         use std::io::Read;
         let mut buf = vec![0u8; 16 << 10];
         let mut line = None;
@@ -320,17 +323,21 @@ impl Kmsg {
                         }
                         memcgs.push_back(summary);
                     } else if let Some((victim, comm)) = killed_process(&record) {
+                        let memcg = memcgs
+                            .iter()
+                            .rev()
+                            .find(|(p, _)| *p == victim)
+                            .map(|(_, m)| m.clone());
+                        if memcg.as_deref().is_some_and(|m| !same_group(m, group)) {
+                            continue;
+                        }
                         if others.len() == MAX_VICTIMS {
                             others.pop_front();
                         }
                         others.push_back(Victim {
                             pid: victim,
                             comm,
-                            memcg: memcgs
-                                .iter()
-                                .rev()
-                                .find(|(p, _)| *p == victim)
-                                .map(|(_, m)| jemsafe_report::safe::escape(m).into_owned()),
+                            memcg: memcg.map(|m| jemsafe_report::safe::escape(&m).into_owned()),
                             at: record_usec(&record)
                                 .zip(mono_now)
                                 .map(|(usec, mono)| record_time(usec, mono, now)),

@@ -385,10 +385,13 @@ impl Supervisor<'_> {
     pub(super) fn oom_verdict(&mut self, pid: i32) -> crate::oom::Verdict {
         let m = &mut self.moment;
         let after = m.oom_counters();
+        let group = m.group.as_ref().map(Group::path);
         let log = m
             .kmsg
             .as_mut()
-            .map_or(crate::oom::KernelLog::Unreadable, |k| k.read_kills(pid));
+            .map_or(crate::oom::KernelLog::Unreadable, |k| {
+                k.read_kills(pid, group)
+            });
         let counter = m
             .group
             .as_ref()
@@ -402,13 +405,7 @@ impl Supervisor<'_> {
                     .to_string()
             })
             .unwrap_or_default();
-        crate::oom::verdict(
-            &m.oom_base.before(),
-            &after,
-            &log,
-            &counter,
-            m.group.as_ref().map(Group::path),
-        )
+        crate::oom::verdict(&m.oom_base.before(), &after, &log, &counter, group)
     }
 
     /// mysqld `pid` (started at `started`) was OOM-killed: one error line with the limit,
