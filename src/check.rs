@@ -22,6 +22,9 @@ pub struct Report {
     /// Ownership and mode problems of what root would preload (also in `problems`):
     /// `run` refuses on these whatever `verify` says.
     pub untrusted: Vec<String>,
+    /// A dump directory mysqld's user cannot write to (also in `problems`): `run` starts
+    /// anyway and says it (mysqld runs; its dumps fail until it is fixed).
+    pub dump_dir: Option<String>,
 }
 
 impl Report {
@@ -169,18 +172,32 @@ pub fn inspect(
             );
         }
     }
+    // mysqld's user writes the dumps: a directory it cannot write to fails every dump.
+    let all_args: Vec<String> = config
+        .mysqld
+        .args
+        .iter()
+        .chain(extra_args)
+        .cloned()
+        .collect();
+    let unwritable = crate::supervisor::stale::mysqld_user(&all_args)
+        .and_then(|(uid, gid)| crate::dumps::unwritable_by(&config.dumps.dir, uid, gid));
     report.row(
         "dumps",
         format!(
             "{}.* ({})",
             config.dumps.prof_prefix().display(),
-            if config.dumps.dir.is_dir() {
+            if unwritable.is_some() {
+                "directory exists, not writable by mysqld's user: see the problems below"
+            } else if config.dumps.dir.is_dir() {
                 "directory exists"
             } else {
                 "directory will be created"
             }
         ),
     );
+    report.problems.extend(unwritable.clone());
+    report.dump_dir = unwritable;
     report.row(
         "runtime_dir",
         config.supervise.runtime_dir.display().to_string(),
@@ -356,8 +373,14 @@ pub fn plan_for_run(config: &Config, profile: &Profile, extra_args: &[String]) -
     let Some(plan) = plan else {
         return Err(Error::NotFound(report.problems.join("; ")));
     };
-    if !report.problems.is_empty() {
-        let all = report.problems.join("; ");
+    let problems: Vec<&str> = report
+        .problems
+        .iter()
+        .filter(|p| Some(*p) != report.dump_dir.as_ref())
+        .map(String::as_str)
+        .collect();
+    if !problems.is_empty() {
+        let all = problems.join("; ");
         match config.supervise.verify {
             crate::config::VerifyMode::Require => {
                 return Err(Error::Refused(format!(

@@ -21,6 +21,7 @@ mod hardening_times;
 mod memory;
 mod moment;
 mod notify;
+mod oom_incidents;
 mod page;
 mod report_hostile;
 mod report_jeprof;

@@ -197,6 +197,11 @@ pub fn path_for(dump: &Path) -> PathBuf {
 /// `follow`: whether a symbolic link is followed (not for files picked from the dump
 /// directory, which mysqld's user can write).
 pub fn read_for(dump: &Path, follow: bool) -> Result<Option<Sidecar>, String> {
+    read_within(dump, follow, MAX_SIDECAR)
+}
+
+/// [`read_for`], refusing a sidecar larger than `max` bytes.
+pub fn read_within(dump: &Path, follow: bool, max: u64) -> Result<Option<Sidecar>, String> {
     use std::io::Read;
     let path = path_for(dump);
     let opened = match crate::safe::open_regular(&path, follow) {
@@ -204,16 +209,16 @@ pub fn read_for(dump: &Path, follow: bool) -> Result<Option<Sidecar>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", crate::safe::shown(&path))),
     };
-    if opened.meta.len() > MAX_SIDECAR {
+    if opened.meta.len() > max {
         return Err(format!(
-            "{}: {} bytes, more than a sidecar has (at most {MAX_SIDECAR}); not used",
+            "{}: {} bytes, more than a sidecar has (at most {max}); not used",
             crate::safe::shown(&path),
             opened.meta.len()
         ));
     }
     let mut data = Vec::new();
     (&opened.file)
-        .take(MAX_SIDECAR + 1)
+        .take(max.saturating_add(1))
         .read_to_end(&mut data)
         .map_err(|e| format!("{}: {e}", crate::safe::shown(&path)))?;
     Sidecar::from_json(&data).map(Some).map_err(|e| {

@@ -119,6 +119,16 @@ pub fn remove(dir: &OwnedFd, name: &str) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Whether `name` exists in `dir` (as anything: a symlink is not followed).
+pub fn exists(dir: &OwnedFd, name: &str) -> bool {
+    nix::sys::stat::fstatat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .is_ok()
+}
+
 /// Renames `from` to `to` inside `dir`, failing rather than replacing an existing `to`.
 pub fn rename_new(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
     nix::fcntl::renameat2(
@@ -185,6 +195,49 @@ pub fn completeness(
         .lines()
         .filter_map(jemsafe_report::maps::parse_line)
         .collect())
+}
+
+/// Whether a heap file whose writer is gone is whole: [`completeness`] against the top
+/// of the address space. Where that is the `[vsyscall]` page (x86-64), it is the same
+/// fixed mapping in every process, so `fixed_top` (jemsafe's own last mapping, when it is
+/// that page) is what the copy must end with. Elsewhere the copy must at least end with a
+/// mapping the kernel names (`[stack]`, `[vvar]`, `[vdso]`): those are above every
+/// library, so a copy cut at a line boundary among the libraries fails.
+pub fn completeness_of_orphan(
+    size: u64,
+    tail: &[u8],
+    fixed_top: Option<&MapEntry>,
+) -> Result<Vec<MapEntry>, String> {
+    let fixed_top = fixed_top.filter(|m| m.path.as_deref() == Some("[vsyscall]"));
+    let maps = completeness(size, tail, fixed_top)?;
+    match maps.last() {
+        Some(last) if last.path.as_deref().is_some_and(|p| p.starts_with('[')) => Ok(maps),
+        _ => Err("its maps copy does not end with the top of the address space (cut short)".into()),
+    }
+}
+
+/// jemsafe's own last mapping: the top of the address space.
+pub fn own_top_mapping() -> Option<MapEntry> {
+    crate::procfs::maps(std::process::id() as i32).ok()?.pop()
+}
+
+/// A partial file (`partial`, the temporary name of `final_name`) that an interrupted
+/// dump's writer finished after all (jemsafe was killed, mysqld lived on): if it is a
+/// regular file of `owner`'s holding a whole dump, it is made private and given its final
+/// name (never over an existing one). Its size, or why it stays partial.
+pub fn recover_partial(
+    dir: &OwnedFd,
+    partial: &str,
+    final_name: &str,
+    owner: Option<u32>,
+) -> Result<u64, String> {
+    let mut file = open_heap_file(dir, partial, owner)?;
+    let (size, tail) = read_tail(&mut file).map_err(|e| format!("cannot read it: {e}"))?;
+    completeness_of_orphan(size, &tail, own_top_mapping().as_ref())?;
+    restrict_file(&file).map_err(|e| format!("cannot chmod it: {e}"))?;
+    rename_new(dir, partial, final_name)
+        .map_err(|e| format!("cannot rename it to {final_name}: {e}"))?;
+    Ok(size)
 }
 
 /// Writes `bytes` as the new file `name` in the directory `dir` (a sidecar, an incident
@@ -287,6 +340,31 @@ mod tests {
         let at_line = &d[..d.rfind("ffffffffff600000").unwrap()];
         let e = completeness(at_line.len() as u64, at_line.as_bytes(), last).unwrap_err();
         assert!(e.contains("ends at 7ffd1f5e4000-7ffd1f605000"), "{e}");
+    }
+
+    #[test]
+    fn an_orphans_dump_is_whole_only_up_to_the_top_of_the_address_space() {
+        let d = dump();
+        let vsyscall = MAPS
+            .lines()
+            .last()
+            .and_then(jemsafe_report::maps::parse_line);
+        let at = |s: &str| completeness_of_orphan(s.len() as u64, s.as_bytes(), vsyscall.as_ref());
+        assert_eq!(at(&d).unwrap().len(), 3);
+        // Cut at a line boundary: after [stack], before [vsyscall].
+        let at_line = &d[..d.rfind("ffffffffff600000").unwrap()];
+        assert!(at(at_line).unwrap_err().contains("ends at 7ffd1f5e4000"));
+        // Without a [vsyscall] page: a kernel-named mapping must end the copy.
+        let no_vsyscall = |s: &str| completeness_of_orphan(s.len() as u64, s.as_bytes(), None);
+        assert!(no_vsyscall(at_line).is_ok(), "[stack] is the top there");
+        let among_libraries = &d[..d.find("7ffd1f5e4000").unwrap()];
+        let e = no_vsyscall(among_libraries).unwrap_err();
+        assert!(e.contains("top of the address space"), "{e}");
+        // A top that is not the fixed page says nothing about another process.
+        let stack = jemsafe_report::maps::parse_line(MAPS.lines().nth(1).unwrap());
+        let e = completeness_of_orphan(d.len() as u64, d.as_bytes(), stack.as_ref());
+        assert!(e.is_ok(), "{e:?}");
+        assert!(completeness_of_orphan(5, b"heap_", None).is_err());
     }
 
     #[test]

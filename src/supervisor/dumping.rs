@@ -122,6 +122,17 @@ impl Supervisor<'_> {
                 None
             }
         };
+        // A directory mysqld cannot write to is said as such, not as prof.dump's errno
+        // (counted as that failure, which it would have been).
+        let refusal = refusal
+            .map(|why| (DumpFailure::DiskSpace, why))
+            .or_else(|| {
+                let (uid, gid) = self.dump_owner?;
+                Some((
+                    DumpFailure::Jemalloc,
+                    dumps::unwritable_by(&plan.dump_dir, uid, gid)?,
+                ))
+            });
         let pid = self.child.as_ref().map(|c| c.pid);
         if let Some(why) = pid.and_then(|p| self.still_starting(p.as_raw())) {
             // Counted as mysqld_unreachable: it cannot be dumped yet, and the same
@@ -138,12 +149,12 @@ impl Supervisor<'_> {
             return;
         }
         let (Some(pid), None) = (pid, &refusal) else {
-            self.metrics.dump_failed(if refusal.is_some() {
-                DumpFailure::DiskSpace
-            } else {
-                DumpFailure::Unreachable
-            });
-            let why = refusal.unwrap_or_else(|| self.unreachable_reason());
+            self.metrics.dump_failed(
+                refusal
+                    .as_ref()
+                    .map_or(DumpFailure::Unreachable, |(kind, _)| *kind),
+            );
+            let why = refusal.map_or_else(|| self.unreachable_reason(), |(_, why)| why);
             error!("{} dump not taken: {why}", trigger.as_str());
             let pending = Pending::Dump {
                 trigger,
@@ -386,7 +397,14 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Retention over the dump directory: dumps, then incident records (which go with
+    /// the dumps of their time, and within their own cap whatever the dumps did).
     pub(super) fn apply_retention(&self) {
+        self.retire_dumps();
+        self.retire_incidents();
+    }
+
+    fn retire_dumps(&self) {
         let plan = self.plan;
         let dir = &plan.dump_dir;
         let entries = match dumps::scan(dir, &plan.dump_prefix) {
@@ -421,8 +439,23 @@ impl Supervisor<'_> {
                 return;
             }
         };
-        for d in deletions {
+        for mut d in deletions {
             let path = dir.join(&d.name);
+            if d.what == retention::What::Partial {
+                // Its writer may have finished it after jemsafe stopped waiting.
+                let final_name = d.name.strip_prefix(files::TEMP_PREFIX).unwrap_or_default();
+                match files::recover_partial(&dir_fd, &d.name, final_name, Some(self.heap_owner()))
+                {
+                    Ok(size) => {
+                        info!(
+                            "retention: {} holds a whole dump ({size} bytes; its writer finished it after jemsafe stopped waiting): kept as {final_name}",
+                            path.display()
+                        );
+                        continue;
+                    }
+                    Err(why) => d.reason.push_str(&format!("; {why}")),
+                }
+            }
             // The entry itself, by its name in the directory: a symlink swapped in since
             // the listing is removed, never followed.
             match files::remove(&dir_fd, &d.name) {
@@ -434,7 +467,6 @@ impl Supervisor<'_> {
                 Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
             }
         }
-        self.retire_incidents();
     }
 }
 

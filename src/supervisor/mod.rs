@@ -452,12 +452,21 @@ impl Supervisor<'_> {
         }
         self.dumping.next_growth_check = None;
         self.watch_stopped();
-        let oom = match status {
+        let verdict = match status {
             WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(child.pid.as_raw()),
-            _ => None,
+            _ => crate::oom::Verdict::NotOomKill(None),
+        };
+        let mut how = describe(status);
+        let oom = match verdict {
+            crate::oom::Verdict::OomKill(evidence) => Some(evidence),
+            crate::oom::Verdict::NotOomKill(note) => {
+                if let Some(note) = note {
+                    how.push_str(&format!(", not by the OOM killer ({note})"));
+                }
+                None
+            }
         };
         self.last_exit_oom_killed = oom.is_some();
-        let mut how = describe(status);
         if let Some(evidence) = &oom {
             how.push_str(" (the kernel's OOM killer)");
             self.explain_oom(child.pid.as_raw(), child.started, evidence);

@@ -322,7 +322,12 @@ impl Supervisor<'_> {
         m.refresh_limit(now);
         let usage = m.group.as_ref().and_then(Group::usage);
         let counters = m.oom_counters();
-        m.oom_base.observe(counters, now);
+        if m.oom_base.observe(counters, now) {
+            // mysqld outlived those kills: they explain no later SIGKILL.
+            if let Some(k) = m.kmsg.as_mut() {
+                k.skip_to_end();
+            }
+        }
         m.last = Some(Check {
             at: SystemTime::now(),
             rss,
@@ -376,15 +381,17 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Whether mysqld `pid`, just dead of SIGKILL, was killed by the kernel's OOM killer:
-    /// the evidence, or None.
-    pub(super) fn oom_verdict(&mut self, pid: i32) -> Option<String> {
+    /// Whether mysqld `pid`, just dead of SIGKILL, was killed by the kernel's OOM killer.
+    pub(super) fn oom_verdict(&mut self, pid: i32) -> crate::oom::Verdict {
         let m = &mut self.moment;
         let after = m.oom_counters();
+        let group = m.group.as_ref().map(Group::path);
         let log = m
             .kmsg
             .as_mut()
-            .map_or(crate::oom::KernelLog::Unreadable, |k| k.find_kill(pid));
+            .map_or(crate::oom::KernelLog::Unreadable, |k| {
+                k.read_kills(pid, group)
+            });
         let counter = m
             .group
             .as_ref()
@@ -398,7 +405,7 @@ impl Supervisor<'_> {
                     .to_string()
             })
             .unwrap_or_default();
-        crate::oom::verdict(&m.oom_base.before(), &after, &log, &counter)
+        crate::oom::verdict(&m.oom_base.before(), &after, &log, &counter, group)
     }
 
     /// mysqld `pid` (started at `started`) was OOM-killed: one error line with the limit,
@@ -418,7 +425,8 @@ impl Supervisor<'_> {
         let records: Vec<DumpRecord> = dumps
             .iter()
             .take(50)
-            .map(|f| DumpRecord {
+            .enumerate()
+            .map(|(i, f)| DumpRecord {
                 file: f
                     .path
                     .file_name()
@@ -427,8 +435,15 @@ impl Supervisor<'_> {
                 time: jemsafe_report::clock::rfc3339_or_why(f.modified),
                 age_s: now.duration_since(f.modified).unwrap_or_default().as_secs(),
                 trigger: f.name.trigger().to_owned(),
-                rss: jemsafe_report::sidecar::read_for(&f.path, false)
-                    .ok()
+                rss: (i < crate::oom::SIDECARS_READ)
+                    .then(|| {
+                        jemsafe_report::sidecar::read_within(
+                            &f.path,
+                            false,
+                            crate::oom::SIDECAR_BYTES,
+                        )
+                    })
+                    .and_then(Result::ok)
                     .flatten()
                     .and_then(|s| s.memory_snapshot()?.ok())
                     .map(|snap| snap.proc.rss),
@@ -451,14 +466,32 @@ impl Supervisor<'_> {
             }),
             dumps: records,
         };
-        let name = crate::oom::incident_name(&plan.dump_prefix, pid, now);
         let written = crate::dumps::files::open_dir(&plan.dump_dir)
             .map_err(|e| format!("cannot open {}: {e}", plan.dump_dir.display()))
-            .and_then(|fd| crate::oom::write(&fd, &name, &incident, Some(self.file_owner)));
+            .and_then(|fd| {
+                crate::oom::write(
+                    &fd,
+                    &plan.dump_prefix,
+                    &incident,
+                    now,
+                    Some(self.file_owner),
+                )
+            });
         let record = match written {
-            Ok(()) => format!("incident record {}", plan.dump_dir.join(&name).display()),
+            Ok((name, taken)) => {
+                if let Some(taken) = taken {
+                    warn!(
+                        "incident record {} already existed, not written by jemsafe (mysqld's user can create names there); \
+                         this one is {name}",
+                        plan.dump_dir.join(taken).display()
+                    );
+                }
+                format!("incident record {}", plan.dump_dir.join(&name).display())
+            }
             Err(why) => format!("no incident record: {why}"),
         };
+        // An OOM loop writes one a kill: the cap holds after each.
+        self.retire_incidents();
         let limit_words = limit.as_ref().map_or_else(
             || "unknown".to_owned(),
             |l| format!("{} ({})", memlimit::human(l.bytes), l.source),
