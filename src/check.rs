@@ -313,6 +313,7 @@ pub fn inspect(
             listen,
             token_file: config.http.token_file.clone(),
             pprof: config.http.pprof,
+            hosts: config.http.hosts.clone(),
             page: Some(crate::http::PageSource {
                 dir: config.dumps.dir.clone(),
                 prefix: config.dumps.prefix.clone(),

@@ -419,3 +419,188 @@ fn healthz_is_503_while_mysqld_is_stopped() {
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
+
+/// A request as a browser or a program sends it: `method path`, `headers` (each with its
+/// `\r\n`), a form body for POST; (status, head, body).
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
+    let length = if method == "POST" {
+        format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    } else {
+        String::new()
+    };
+    raw_http(
+        addr,
+        &format!("{method} {path} HTTP/1.1\r\n{headers}{length}Connection: close\r\n\r\n{body}"),
+    )
+}
+
+/// Issue 23, item 5: the operator's browser holds the token as saved Basic credentials;
+/// a page of another local site (same site to the browser) makes it send
+/// `<img src=…/debug/pprof/heap>` and no-cors fetches. Before: pprof took Basic, every
+/// such request wrote a dump (`trigger="http"`) and started a render. Now Basic opens only
+/// `/` and the page's `POST /dump`, and a request with Basic credentials that the browser
+/// marks as made by another site (`Sec-Fetch-Site` other than `same-origin` or `none`) is
+/// refused, before it can cause a dump. Bearer (programs) still gets its profile. Also
+/// kept as they were: the POST /dump Origin/CSRF matrix and the page's headers.
+#[test]
+fn saved_browser_credentials_open_only_the_page_and_only_from_its_own_site() {
+    let dir = TempDir::new("http-basic");
+    let (mut js, _config, addr) = workload_with_http(&dir, "", "min_interval_ms = 0");
+    let host = format!("Host: {addr}\r\n");
+    let basic = format!("{}\r\n", basic("dba", TOKEN));
+    let heaps = || heap_files(&dir.join("dumps")).len();
+    let before = heaps();
+    // What the other site's <img> and no-cors fetch make the browser send.
+    for site in [
+        "",
+        "Sec-Fetch-Site: same-site\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+    ] {
+        for path in ["/debug/pprof/heap", "/debug/pprof/heap?raw=1"] {
+            let (code, _, body) = send(addr, "GET", path, &format!("{host}{basic}{site}"), "");
+            assert!(
+                code == 401 || code == 403,
+                "{path} with Basic ({site:?}): {code} {body}"
+            );
+        }
+    }
+    assert_eq!(heaps(), before, "a browser's credentials made a dump");
+    // The page itself, asked by another site's frame or fetch: refused; typed in the
+    // address bar (none) or from itself (same-origin): served, with its headers.
+    for site in ["same-site", "cross-site"] {
+        let (code, _, body) = send(
+            addr,
+            "GET",
+            "/",
+            &format!("{host}{basic}Sec-Fetch-Site: {site}\r\n"),
+            "",
+        );
+        assert_eq!(code, 403, "/ from {site}: {body}");
+    }
+    let (code, head, page) = send(
+        addr,
+        "GET",
+        "/",
+        &format!("{host}{basic}Sec-Fetch-Site: none\r\n"),
+        "",
+    );
+    assert_eq!(code, 200, "{head}\n{page}");
+    for header in [
+        "frame-ancestors 'none'",
+        "X-Frame-Options: DENY",
+        "Cache-Control: no-store",
+        "Referrer-Policy: no-referrer",
+    ] {
+        assert!(head.contains(header), "{header} not in:\n{head}");
+    }
+    let csrf = attr_of(&page, "name=\"csrf\"", "value").expect("a CSRF token");
+    // POST /dump: the page's token and Origin, from the page's own site only.
+    let own = format!("Origin: http://{addr}\r\n");
+    let form = format!("csrf={csrf}");
+    let post = |extra: &str, body: &str| {
+        send(
+            addr,
+            "POST",
+            "/dump",
+            &format!("{host}{basic}{extra}"),
+            body,
+        )
+    };
+    assert_eq!(
+        post(&format!("{own}Sec-Fetch-Site: same-site\r\n"), &form).0,
+        403
+    );
+    assert_eq!(post("Origin: http://evil.example\r\n", &form).0, 403);
+    assert_eq!(post("Origin: null\r\n", &form).0, 403);
+    assert_eq!(post("", &form).0, 403);
+    assert_eq!(post(&own, "").0, 403);
+    assert_eq!(post(&own, "csrf=0123456789abcdef0123456789abcdef").0, 403);
+    assert_eq!(
+        send(addr, "GET", "/dump", &format!("{host}{basic}"), "").0,
+        405
+    );
+    assert_eq!(heaps(), before, "a refused request made a dump");
+    let (code, _, body) = post(&format!("{own}Sec-Fetch-Site: same-origin\r\n"), &form);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(heaps(), before + 1);
+    // A program with the token as Bearer: its profile.
+    let r = http_request(addr, "/debug/pprof/heap?raw=1", &[&bearer()], T);
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
+    let metrics = String::from_utf8(http_get(addr, "/metrics", &[], T).1).unwrap();
+    assert!(
+        metrics.contains("jemsafe_http_refused_total{reason=\"cross_site\"}"),
+        "{metrics}"
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+/// Issue 23, item 9: jemsafe listens on an address, its clients name it otherwise
+/// (Prometheus scrapes `db1:19104`, a reverse proxy forwards its own name). Before: every
+/// path answered 421 unless Host was the listen address. Now the Host check guards what
+/// a browser reaches by itself (the page, `POST /dump`, Basic credentials): /metrics,
+/// /healthz and Bearer requests take any name; `[http] hosts` adds names for the page.
+/// Kept: the check against trailing-dot, userinfo and duplicate-Host tricks.
+#[test]
+fn scrapes_and_bearer_requests_take_any_host_the_page_only_its_own_names() {
+    let dir = TempDir::new("http-host");
+    let (mut js, _config, addr) = workload_with_http(
+        &dir,
+        "hosts = [\"db1.jemsafe.test\"]\n",
+        "min_interval_ms = 0",
+    );
+    let port = addr.port();
+    let basic = format!("{}\r\n", basic("dba", TOKEN));
+    let bearer = format!("{}\r\n", bearer());
+    let as_host = |name: &str, path: &str, auth: &str| {
+        let (code, _, body) = send(addr, "GET", path, &format!("Host: {name}\r\n{auth}"), "");
+        (code, body)
+    };
+    for name in [
+        format!("db2.example.com:{port}"),
+        "10.0.0.5:19104".to_owned(),
+    ] {
+        for path in ["/metrics", "/healthz"] {
+            let (code, body) = as_host(&name, path, "");
+            assert_eq!(code, 200, "{path} as {name}: {body}");
+        }
+        let (code, body) = as_host(&name, "/debug/pprof/heap?raw=1", &bearer);
+        assert_eq!(code, 200, "pprof as {name} with Bearer: {body}");
+        // What a browser reaches by itself: refused for a name not configured.
+        assert_eq!(as_host(&name, "/", &basic).0, 421, "/ as {name}");
+        assert_eq!(as_host(&name, "/", &bearer).0, 421, "/ as {name}, Bearer");
+        assert_eq!(as_host(&name, "/metrics", &basic).0, 421, "Basic as {name}");
+    }
+    // The tricks on the page's name.
+    for trick in [
+        format!("{addr}."),
+        format!("127.0.0.1.:{port}"),
+        format!("dba@{addr}"),
+        format!("db1.jemsafe.test.:{port}"),
+        format!("db1.jemsafe.test:{}", port.wrapping_add(1)),
+    ] {
+        assert_eq!(as_host(&trick, "/", &basic).0, 421, "{trick}");
+    }
+    let (code, _, _) = send(
+        addr,
+        "GET",
+        "/",
+        &format!("Host: evil.example:{port}\r\nHost: {addr}\r\n{basic}"),
+        "",
+    );
+    assert_eq!(code, 400, "two Host headers");
+    // A name in [http] hosts: the page.
+    let (code, body) = as_host(&format!("db1.jemsafe.test:{port}"), "/", &basic);
+    assert_eq!(code, 200, "{body}");
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}

@@ -320,6 +320,11 @@ pub struct HttpSection {
     /// are served either way.
     #[serde(default = "default_true")]
     pub pprof: bool,
+    /// Host names besides the listen address that the page (`/`, `POST /dump`) and
+    /// browser (Basic) requests may name in `Host`, with the listen port: the name a
+    /// DBA types in the browser. /metrics, /healthz and Bearer requests take any name.
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 fn default_true() -> bool {
