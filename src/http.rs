@@ -24,6 +24,7 @@
 //! in a short-lived child process ([`render`]), one profile at a time, so that what the
 //! analyzer maps never stays in the supervisor.
 
+pub mod budget;
 mod page_http;
 pub mod render;
 
@@ -74,6 +75,8 @@ pub struct Settings {
     pub pprof: bool,
     /// Names besides the listen address that the page may be asked for (`[http] hosts`).
     pub hosts: Vec<String>,
+    /// A rendering child's address-space budget, MiB (`[http] render_memory_mb`).
+    pub render_memory_mb: u64,
     /// The dumps the page at `/` shows (None: no page).
     pub page: Option<PageSource>,
 }
@@ -101,6 +104,7 @@ struct Shared {
     /// other names accepted (`[http] hosts`).
     bound: SocketAddr,
     hosts: Vec<String>,
+    render_memory_mb: u64,
     page: Option<PageSource>,
     /// CSRF tokens of the pages served, newest last.
     csrf: Mutex<page_http::Tokens>,
@@ -135,6 +139,7 @@ pub fn start(settings: &Settings, runtime_dir: &Path, metrics: Arc<Metrics>) -> 
         profiling: AtomicBool::new(false),
         bound,
         hosts: settings.hosts.clone(),
+        render_memory_mb: settings.render_memory_mb,
         page: settings.page.clone(),
         csrf: Mutex::new(page_http::Tokens::default()),
     });
@@ -148,6 +153,11 @@ pub fn start(settings: &Settings, runtime_dir: &Path, metrics: Arc<Metrics>) -> 
         "/metrics, /healthz; pprof = false"
     };
     crate::info!("HTTP server on http://{bound}/ ({paths})");
+    crate::info!(
+        "HTTP renders run {} with {} MiB of address space, oom_score_adj 1000",
+        budget::describe(&budget::open_render_group()),
+        settings.render_memory_mb
+    );
     Ok(bound)
 }
 
@@ -823,7 +833,7 @@ fn heap(shared: &Shared, query: &str) -> Response {
     if raw {
         return raw_dump(&path);
     }
-    match render::render(&path) {
+    match render::render(&path, shared.render_memory_mb) {
         Ok(profile) => Response::bytes(200, "application/octet-stream", profile),
         Err(why) => {
             crate::warn!(

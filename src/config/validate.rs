@@ -236,6 +236,20 @@ impl Config {
                 "the absolute path of a file holding the bearer token (root's, mode 0600)",
             )?;
         }
+        let range = crate::http::budget::MEMORY_MB_RANGE;
+        if !range.contains(&h.render_memory_mb) {
+            return Err(self.invalid(
+                "http.render_memory_mb",
+                format!(
+                    "{} is out of range: allowed {}..={} (MiB of address space for a child \
+                     that renders a profile or the page; default {})",
+                    h.render_memory_mb,
+                    range.start(),
+                    range.end(),
+                    crate::http::budget::DEFAULT_MEMORY_MB
+                ),
+            ));
+        }
         if let Some(problem) = h.hosts.iter().find_map(|name| host_name_problem(name)) {
             return Err(self.invalid("http.hosts", problem));
         }

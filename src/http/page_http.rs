@@ -166,7 +166,8 @@ pub fn page(shared: &Shared) -> Response {
         .arg("--")
         .arg(&source.dir)
         .env(CSRF_ENV, &token);
-    match render::run_framed(cmd, PAGE_TIMEOUT, MAX_PAGE) {
+    let budget = super::budget::Budget::new(shared.render_memory_mb, PAGE_TIMEOUT);
+    match render::run_framed(cmd, &budget, MAX_PAGE) {
         Ok(html) => Response::bytes(200, "text/html; charset=utf-8", html),
         Err(why) => {
             crate::warn!("/: {why}");
