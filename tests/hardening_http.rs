@@ -604,3 +604,202 @@ fn scrapes_and_bearer_requests_take_any_host_the_page_only_its_own_names() {
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
+
+/// A heap file that parses and costs a renderer some 85 times its size in memory:
+/// `bytes` of distinct 64-frame stacks (what mysql's user can write into the dump
+/// directory under a dump's name).
+fn dense_dump(bytes: usize) -> Vec<u8> {
+    let mut out = b"heap_v2/524288\n  t*: 100: 409600 [0: 0]\n".to_vec();
+    let mut i = 0u64;
+    while out.len() < bytes {
+        out.push(b'@');
+        for j in 0..64u64 {
+            out.extend_from_slice(
+                format!(" 0x{:x}", 0x400000 + (i * 131 + j * 7919) % 0x3fffff).as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"\n  t*: 1: 4096 [0: 0]\n");
+        i += 1;
+    }
+    out.extend_from_slice(
+        b"\nMAPPED_LIBRARIES:\n00400000-00800000 r-xp 00000000 08:01 1 /usr/bin/true\n",
+    );
+    out
+}
+
+/// `jemsafe dump`, then the dump's content replaced in place (same inode, owner and
+/// name) by `content`, as mysqld's user can; the dump's path.
+fn plant_in_a_dump(config: &std::path::Path, content: &[u8]) -> PathBuf {
+    let out = cli(&["dump", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// Children of `pid` (any thread's) other than `except`.
+fn children_of(pid: i32, except: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+    {
+        let Ok(task) = task else { continue };
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    children.retain(|c| *c != except);
+    children
+}
+
+/// Issue 23, item 6: the rendering children (root) had no memory budget: two planted
+/// 26 MB dumps took one `GET /` to 21.7 s and 1.1 GB. Now a child has an address-space
+/// budget (`[http] render_memory_mb`): over it, the request gets a 500 that says so, the
+/// supervisor stays flat and mysqld is untouched. The live page reads at most 12 dumps
+/// and 1/64 of the budget in dump bytes, and says on the page what it left out.
+#[test]
+fn a_render_over_its_memory_budget_fails_cleanly_and_the_page_names_what_it_left_out() {
+    let dir = TempDir::new("http-budget");
+    let (mut js, config, addr) = workload_with_http(
+        &dir,
+        "render_memory_mb = 256\n",
+        "min_interval_ms = 0\nkeep = 50",
+    );
+    let mysqld = js.mysqld_pid.unwrap();
+    let host = format!("Host: {addr}\r\n");
+    let basic = format!("{}\r\n", basic("dba", TOKEN));
+    for _ in 0..13 {
+        let out = cli(&["dump", "-c", config.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let (code, _, page) = send(addr, "GET", "/", &format!("{host}{basic}"), "");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("1 older dump(s) left out: the live page reads at most 12 dumps and 4 MiB"),
+        "no note of the dump left out"
+    );
+    assert_eq!(page.matches("class=\"marker dump\"").count(), 12);
+
+    // A dense 3 MiB dump (within the 4 MiB of dump bytes): the child needs more than
+    // 256 MiB of address space.
+    plant_in_a_dump(&config, &dense_dump(3 << 20));
+    let rss0 = rss_kib(js.pid());
+    let (code, _, body) = send(addr, "GET", "/", &format!("{host}{basic}"), "");
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("more than its memory budget of 256 MiB"),
+        "{body}"
+    );
+    let rss1 = rss_kib(js.pid());
+    eprintln!(
+        "over budget: supervisor RSS {rss0} -> {rss1} KiB; {}",
+        body.trim()
+    );
+    assert!(rss1 < rss0 + 4096, "supervisor RSS {rss0} -> {rss1} KiB");
+    assert!(
+        children_of(js.pid(), mysqld).is_empty(),
+        "a renderer is left"
+    );
+    // mysqld is the same process; metrics still answer.
+    assert_eq!(js.mysqld_pid, Some(mysqld));
+    assert!(std::path::Path::new(&format!("/proc/{mysqld}")).exists());
+    assert_eq!(http_get(addr, "/healthz", &[], T).0, 200);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+/// Issue 23, item 6: in a memory cgroup with mysqld, one page view made the kernel
+/// OOM-kill mysqld. Now the rendering child leaves the group jemsafe and mysqld share
+/// (it sets a limit of its own) for its parent, with oom_score_adj 1000: when the parent's
+/// limit is reached, the kernel kills the child, never mysqld. Here the workload holds
+/// 200 MiB in a 300 MiB group inside a 360 MiB one, and the page renders a planted dense
+/// dump (some 250 MB for the renderer). Before: the renderer was charged to the 300 MiB
+/// group, the kernel chose the larger process there, mysqld.
+#[test]
+fn a_render_that_runs_out_of_memory_is_killed_never_mysqld() {
+    const MIB: u64 = 1 << 20;
+    let dir = TempDir::new("http-oom");
+    let port = free_port();
+    let (_, token) = token_file(dir.path());
+    let config = workload_config(
+        &dir,
+        "leak",
+        &["--alloc-mb", "200"],
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token}render_memory_mb = 4096\n"),
+    );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
+    let outer = MemCgroup::create("render-outer", 360 * MIB);
+    let inner = outer.child("jemsafe", 300 * MIB);
+    let mut js = inner.jemsafe(&["run", "-c", config.to_str().unwrap()]);
+    js.err.wait_for("HTTP server on", T);
+    let placed = js.err.wait_for("HTTP renders run", T);
+    assert!(
+        placed.contains(&format!("in memory cgroup {}", outer.path.display())),
+        "{placed}"
+    );
+    let mysqld = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    plant_in_a_dump(&config, &dense_dump(3 << 20));
+    let request = std::thread::spawn(move || {
+        send(
+            addr,
+            "GET",
+            "/",
+            &format!("Host: {addr}\r\n{}\r\n", basic("dba", TOKEN)),
+            "",
+        )
+    });
+    // The renderer while it runs: its oom_score_adj and its memory cgroup. No event says
+    // a child was forked: /proc is polled, bounded.
+    let deadline = Instant::now() + T;
+    let child = loop {
+        if let Some(c) = children_of(js.pid(), mysqld).first() {
+            break *c;
+        }
+        assert!(Instant::now() < deadline, "no renderer within {T:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let adj = std::fs::read_to_string(format!("/proc/{child}/oom_score_adj")).unwrap_or_default();
+    let cgroup = std::fs::read_to_string(format!("/proc/{child}/cgroup")).unwrap_or_default();
+    let (code, _, body) = request.join().unwrap();
+    assert_eq!(adj.trim(), "1000", "renderer {child}'s oom_score_adj");
+    let memory_line = cgroup
+        .lines()
+        .find(|l| l.contains(":memory:"))
+        .unwrap_or("");
+    assert!(
+        outer.path.ends_with(
+            memory_line
+                .rsplit(':')
+                .next()
+                .unwrap_or("-")
+                .trim_start_matches('/')
+        ),
+        "renderer {child} in {memory_line}, not {}",
+        outer.path.display()
+    );
+    assert_eq!(code, 500, "{body}");
+    eprintln!("the page: {}", body.trim());
+    assert!(
+        outer.oom_kills() >= 1,
+        "no OOM kill: the test did not reach the limit"
+    );
+    // mysqld lives on, the same process, never OOM-killed; the supervisor did not restart it.
+    assert!(
+        std::path::Path::new(&format!("/proc/{mysqld}")).exists(),
+        "mysqld {mysqld} is gone"
+    );
+    assert_eq!(inner.oom_kills(), 0, "an OOM kill in mysqld's group");
+    assert!(
+        !js.err.seen.iter().any(|l| l.contains("OOM")
+            || l.contains("started mysqld pid") && !l.contains(&mysqld.to_string())),
+        "{}",
+        js.err.seen.join("\n")
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
