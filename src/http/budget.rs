@@ -219,11 +219,21 @@ pub fn confine(cmd: &mut Command, budget: &Budget, procs: Option<RawFd>) {
 /// Why a child failed, from what it wrote on standard error: running out of its address
 /// space is said as such (Rust's allocator says "memory allocation of N bytes failed").
 pub fn failure(stderr: &str, budget: &Budget) -> Option<String> {
-    stderr.contains("memory allocation of").then(|| {
-        format!(
+    let command_line = "use `jemsafe report` or `jemsafe page` on the command line";
+    if stderr.contains("memory allocation of") {
+        return Some(format!(
             "the renderer needed more than its memory budget of {} MiB ([http] \
              render_memory_mb) and was stopped; the dumps are too large for a live render: \
-             use `jemsafe report` or `jemsafe page` on the command line",
+             {command_line}",
+            budget.memory_bytes >> 20
+        ));
+    }
+    // The reader's own limit, which names its command-line flag: here it is the budget's.
+    stderr.contains("--max-dump-mb").then(|| {
+        format!(
+            "the dump is larger than the {} MiB of dump text a live render may read \
+             (1/{BYTES_PER_DUMP_BYTE} of [http] render_memory_mb = {}): {command_line}",
+            budget.dump_bytes() >> 20,
             budget.memory_bytes >> 20
         )
     })
@@ -320,5 +330,12 @@ mod tests {
             .unwrap()
             .contains("2048 MiB"));
         assert_eq!(failure("no such dump", &b), None);
+        let big = failure(
+            "x.heap: more than 32 MiB of dump text: ... --max-dump-mb N",
+            &b,
+        );
+        assert!(big
+            .unwrap()
+            .contains("32 MiB of dump text a live render may read"));
     }
 }
