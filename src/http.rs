@@ -7,7 +7,7 @@
 //! | `GET /metrics` | anyone on loopback, `Bearer` off it; any `Host` |
 //! | `GET /healthz` | anyone on loopback, `Bearer` off it; any `Host` |
 //! | `GET /debug/pprof/heap` | `Bearer` only, always; any `Host` |
-//! | `GET /` | `Bearer`, or `Basic` with the token as password; `Host` the listen address or `[http] hosts` |
+//! | `GET /` | `Bearer` (any `Host`), or `Basic` with the token as password (`Host` the listen address or `[http] hosts`) |
 //! | `POST /dump` | as `/`, plus the page's CSRF token and `Origin` |
 //! | anything else (404) | as `/metrics` (`/debug/pprof/*`: as pprof) |
 //!
@@ -516,7 +516,7 @@ enum Access {
     /// which /proc/PID/maps keeps from other users, and each request writes a dump).
     /// Any Host.
     Bearer,
-    /// The token as Bearer or as Basic's password (a browser), and a Host this server
+    /// The token as Bearer, or as Basic's password (a browser) with a Host this server
     /// answers to (DNS rebinding).
     Page,
 }
@@ -567,7 +567,8 @@ fn decide(
     sec_fetch_site: Option<&str>,
 ) -> std::result::Result<(), Denial> {
     let basic = matches!(cred, Credential::Basic { .. });
-    if (access == Access::Page || basic) && !host_ok {
+    let bearer = matches!(cred, Credential::Bearer { .. });
+    if (access == Access::Page || basic) && !bearer && !host_ok {
         return Err(Denial::Host);
     }
     if basic && !sec_fetch_site.map_or(true, |s| matches!(s.trim(), "same-origin" | "none")) {
@@ -1163,12 +1164,14 @@ mod tests {
                 );
             }
         }
-        // Host: the page always, Basic anywhere; Bearer and open scrapes take any name.
+        // Host: the page and Basic anywhere; Bearer (which no browser adds by itself) and
+        // open scrapes take any name.
         for access in [Access::Page, Access::Scrape, Access::Bearer] {
             assert_eq!(decide(access, true, basic, false, None), Err(Denial::Host));
         }
+        assert_eq!(decide(Access::Page, true, bearer, false, None), Ok(()));
         assert_eq!(
-            decide(Access::Page, true, bearer, false, None),
+            decide(Access::Page, true, Credential::None, false, None),
             Err(Denial::Host)
         );
         assert_eq!(decide(Access::Bearer, true, bearer, false, None), Ok(()));
