@@ -330,6 +330,8 @@ pub fn inspect(
             listen,
             token_file: config.http.token_file.clone(),
             pprof: config.http.pprof,
+            hosts: config.http.hosts.clone(),
+            render_memory_mb: config.http.render_memory_mb,
             page: Some(crate::http::PageSource {
                 dir: config.dumps.dir.clone(),
                 prefix: config.dumps.prefix.clone(),

@@ -1,5 +1,20 @@
 //! `[http]`: Prometheus metrics, a Go-style pprof endpoint and a health check, for the
-//! engines fleets already run (Prometheus; Grafana Pyroscope and Parca pull pprof).
+//! engines fleets already run (Prometheus; Grafana Pyroscope and Parca pull pprof), and
+//! the live page.
+//!
+//! | route | access ([`route`], decided by [`decide`]) |
+//! | --- | --- |
+//! | `GET /metrics` | anyone on loopback, `Bearer` off it; any `Host` |
+//! | `GET /healthz` | anyone on loopback, `Bearer` off it; any `Host` |
+//! | `GET /debug/pprof/heap` | `Bearer` only, always; any `Host` |
+//! | `GET /` | `Bearer` (any `Host`), or `Basic` with the token as password (`Host` the listen address or `[http] hosts`) |
+//! | `POST /dump` | as `/`, plus the page's CSRF token and `Origin` |
+//! | anything else (404) | as `/metrics` (`/debug/pprof/*`: as pprof) |
+//!
+//! Basic credentials, which a browser attaches by itself to any request to this server
+//! (also one another local site makes it send), open only the page, and any request
+//! carrying them must name this server in `Host` and must not be marked by the browser as
+//! made by another site (`Sec-Fetch-Site` other than `same-origin` or `none`).
 //!
 //! The server runs on threads of its own and talks to the supervisor only as a client of
 //! the control socket, like `jemsafe status` and `jemsafe dump` do: a slow or hostile HTTP
@@ -9,6 +24,7 @@
 //! in a short-lived child process ([`render`]), one profile at a time, so that what the
 //! analyzer maps never stays in the supervisor.
 
+pub mod budget;
 mod page_http;
 pub mod render;
 
@@ -57,6 +73,10 @@ pub struct Settings {
     pub token_file: Option<PathBuf>,
     /// Whether /debug/pprof/heap is served (config validation requires the token then).
     pub pprof: bool,
+    /// Names besides the listen address that the page may be asked for (`[http] hosts`).
+    pub hosts: Vec<String>,
+    /// A rendering child's address-space budget, MiB (`[http] render_memory_mb`).
+    pub render_memory_mb: u64,
     /// The dumps the page at `/` shows (None: no page).
     pub page: Option<PageSource>,
 }
@@ -80,8 +100,11 @@ struct Shared {
     slots: Mutex<Slots>,
     /// A heap profile (dump + rendering) is being made.
     profiling: AtomicBool,
-    /// The address requests must name in `Host` (DNS rebinding).
+    /// The address the page's requests must name in `Host` (DNS rebinding), and the
+    /// other names accepted (`[http] hosts`).
     bound: SocketAddr,
+    hosts: Vec<String>,
+    render_memory_mb: u64,
     page: Option<PageSource>,
     /// CSRF tokens of the pages served, newest last.
     csrf: Mutex<page_http::Tokens>,
@@ -115,6 +138,8 @@ pub fn start(settings: &Settings, runtime_dir: &Path, metrics: Arc<Metrics>) -> 
         slots: Mutex::new(Slots::default()),
         profiling: AtomicBool::new(false),
         bound,
+        hosts: settings.hosts.clone(),
+        render_memory_mb: settings.render_memory_mb,
         page: settings.page.clone(),
         csrf: Mutex::new(page_http::Tokens::default()),
     });
@@ -128,6 +153,11 @@ pub fn start(settings: &Settings, runtime_dir: &Path, metrics: Arc<Metrics>) -> 
         "/metrics, /healthz; pprof = false"
     };
     crate::info!("HTTP server on http://{bound}/ ({paths})");
+    crate::info!(
+        "HTTP renders run {} with {} MiB of address space, oom_score_adj 1000",
+        budget::describe(&budget::open_render_group()),
+        settings.render_memory_mb
+    );
     Ok(bound)
 }
 
@@ -161,15 +191,11 @@ fn read_token(path: &Path) -> Result<String> {
     // A regular file only, opened without blocking (never a FIFO), read with a bound.
     let opened = jemsafe_report::safe::open_regular(path, true)
         .map_err(Error::io(format!("[http] token_file {}", path.display())))?;
-    // Whoever can read the token can read mysqld's call stacks and mapping layout.
+    use std::os::unix::fs::MetadataExt;
     let mode = opened.meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(Error::Refused(format!(
-            "[http] token_file {} has mode {mode:03o}: others can read the token; make it \
-             private with `chmod 600 {}`",
-            path.display(),
-            path.display()
-        )));
+    let euid = nix::unistd::geteuid().as_raw();
+    if let Some(problem) = token_file_problem(path, opened.meta.uid(), mode, euid) {
+        return Err(Error::Refused(problem));
     }
     opened
         .file
@@ -184,6 +210,36 @@ fn read_token(path: &Path) -> Result<String> {
         )));
     }
     Ok(token)
+}
+
+/// What is wrong with a token file owned by `owner` with permission bits `mode`, read by
+/// a jemsafe running as `euid`; None if nothing. Whoever can read the token can read
+/// mysqld's call stacks and mapping layout, and whoever owns the file can make it readable
+/// or change the token: only root or jemsafe's own user may own it.
+fn token_file_problem(path: &Path, owner: u32, mode: u32, euid: u32) -> Option<String> {
+    let shown = path.display();
+    if owner != 0 && owner != euid {
+        let fix_owner = if euid == 0 {
+            "root".to_owned()
+        } else {
+            crate::trust::user_name(euid)
+                .split(' ')
+                .next()
+                .unwrap_or("root")
+                .to_owned()
+        };
+        return Some(format!(
+            "[http] token_file {shown} is owned by {}: its owner can read or change the \
+             token; only root or the user jemsafe runs as may own it: `chown {fix_owner} {shown}`",
+            crate::trust::user_name(owner)
+        ));
+    }
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "[http] token_file {shown} has mode {mode:03o}: others can read the token; make \
+             it private with `chmod 600 {shown}`"
+        )
+    })
 }
 
 /// Why a connection gets no slot.
@@ -330,6 +386,8 @@ struct Head {
     authorization: Option<String>,
     host: Option<String>,
     origin: Option<String>,
+    /// `Sec-Fetch-Site`, which a browser sends with every request it makes by itself.
+    sec_fetch_site: Option<String>,
     content_length: Option<usize>,
     /// What came after the head in the bytes read with it (the start of a body).
     body: Vec<u8>,
@@ -381,6 +439,16 @@ fn parse_head(buf: &[u8]) -> std::result::Result<Option<Head>, u16> {
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::to_owned)
     };
+    // Two Host headers (RFC 9112 §3.2: answer 400): a proxy and this server could read
+    // different ones, and the Host check must judge the one that counts.
+    let hosts = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .count();
+    if hosts > 1 {
+        return Err(400);
+    }
     let content_length = match header("content-length") {
         Some(v) => Some(v.trim().parse().map_err(|_| 400u16)?),
         None => None,
@@ -392,37 +460,175 @@ fn parse_head(buf: &[u8]) -> std::result::Result<Option<Head>, u16> {
         authorization: header("authorization"),
         host: header("host"),
         origin: header("origin"),
+        sec_fetch_site: header("sec-fetch-site"),
         content_length,
         body: buf[end..].to_vec(),
     }))
 }
 
-/// Whether `authorization` carries `token` (compared in constant time).
-fn authorized(token: &str, authorization: Option<&str>) -> bool {
-    // Bearer for programs; Basic with the token as the password for a browser, which
-    // cannot send a bearer header by itself.
-    let given = match authorization {
-        Some(a) if a.starts_with("Bearer ") => a["Bearer ".len()..].trim().to_owned(),
-        Some(a) if a.starts_with("Basic ") => match page_http::basic_password(&a["Basic ".len()..])
-        {
-            Some(p) => p,
-            None => return false,
-        },
-        _ => return false,
-    };
-    page_http::same_secret(&given, token)
+/// The credential a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    None,
+    /// `Authorization: Bearer <token>`: a program (Prometheus, Pyroscope, curl).
+    Bearer {
+        valid: bool,
+    },
+    /// `Authorization: Basic` with the token as the password: a browser, which then sends
+    /// it by itself with any request to this server, whoever made the browser ask.
+    Basic {
+        valid: bool,
+    },
 }
 
-/// Whether `path` is under /debug/pprof/, which always needs the token.
+/// The credential in `authorization`, checked against `token` (in constant time).
+fn credential(token: Option<&str>, authorization: Option<&str>) -> Credential {
+    let matches = |given: &str| token.is_some_and(|t| page_http::same_secret(given, t));
+    match authorization {
+        Some(a) if a.starts_with("Bearer ") => Credential::Bearer {
+            valid: matches(a["Bearer ".len()..].trim()),
+        },
+        Some(a) if a.starts_with("Basic ") => Credential::Basic {
+            valid: page_http::basic_password(&a["Basic ".len()..]).is_some_and(|p| matches(&p)),
+        },
+        Some(_) => Credential::Bearer { valid: false },
+        None => Credential::None,
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Metrics,
+    Healthz,
+    Heap,
+    Page,
+    Dump,
+    NotFound,
+}
+
+/// Who may ask for a route (the module doc's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Anyone on loopback; off loopback the Bearer token. Any Host.
+    Scrape,
+    /// The Bearer token, always (a heap profile shows mysqld's address-space layout,
+    /// which /proc/PID/maps keeps from other users, and each request writes a dump).
+    /// Any Host.
+    Bearer,
+    /// The token as Bearer, or as Basic's password (a browser) with a Host this server
+    /// answers to (DNS rebinding).
+    Page,
+}
+
+/// Every route and its access rule, in one place.
+fn route(path: &str) -> (Route, Access) {
+    match path {
+        "/metrics" => (Route::Metrics, Access::Scrape),
+        "/healthz" => (Route::Healthz, Access::Scrape),
+        "/debug/pprof/heap" => (Route::Heap, Access::Bearer),
+        p if is_pprof(p) => (Route::NotFound, Access::Bearer),
+        "/" => (Route::Page, Access::Page),
+        "/dump" => (Route::Dump, Access::Page),
+        _ => (Route::NotFound, Access::Scrape),
+    }
+}
+
+/// Whether `path` is under /debug/pprof/.
 fn is_pprof(path: &str) -> bool {
     path == "/debug/pprof" || path.starts_with("/debug/pprof/")
 }
 
-/// Whether a request for `path` must carry the token: /debug/pprof/* always (a heap
-/// profile shows mysqld's address-space layout, which /proc/PID/maps keeps from other
-/// users, and each request writes a dump); everything when listening beyond loopback.
-fn needs_token(path: &str, loopback: bool) -> bool {
-    is_pprof(path) || page_http::is_page(path) || !loopback
+/// Why a request is refused before its route runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denial {
+    /// 421: a Host this server does not answer to, where a browser could be the client.
+    Host,
+    /// 403: Basic credentials on a request another site made the browser send.
+    CrossSite,
+    /// 401: no valid credential of a kind the route takes.
+    Unauthorized { basic_given: bool },
+}
+
+/// What a request may do, from its route's access rule, where the server listens, its
+/// credential, whether its Host is one this server answers to, and its `Sec-Fetch-Site`.
+///
+/// A browser attaches saved Basic credentials by itself, also to requests that another
+/// site on the same host makes it send (`<img src=…/debug/pprof/heap>`), and a name
+/// rebound to this address reaches the server with them: so a request with Basic
+/// credentials must name this server in Host and must not come from another site, and
+/// Basic opens only the page. Programs send Bearer, which a browser never adds by itself:
+/// they may use any name (Prometheus scraping `db1:19104`, a reverse proxy).
+fn decide(
+    access: Access,
+    loopback: bool,
+    cred: Credential,
+    host_ok: bool,
+    sec_fetch_site: Option<&str>,
+) -> std::result::Result<(), Denial> {
+    let basic = matches!(cred, Credential::Basic { .. });
+    let bearer = matches!(cred, Credential::Bearer { .. });
+    if (access == Access::Page || basic) && !bearer && !host_ok {
+        return Err(Denial::Host);
+    }
+    if basic && !sec_fetch_site.map_or(true, |s| matches!(s.trim(), "same-origin" | "none")) {
+        return Err(Denial::CrossSite);
+    }
+    let allowed = match (access, cred) {
+        (Access::Scrape, _) if loopback => true,
+        (_, Credential::Bearer { valid }) => valid,
+        (Access::Page, Credential::Basic { valid }) => valid,
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Denial::Unauthorized { basic_given: basic })
+    }
+}
+
+/// The answer to a request refused by [`decide`].
+fn denied(shared: &Shared, why: Denial) -> Response {
+    match why {
+        Denial::Host => {
+            shared.metrics.http_refused("host");
+            Response::text(
+                421,
+                &format!(
+                    "421: the Host header must name this server ({}{}): the page and browser \
+                     credentials are refused for another name (DNS rebinding); add a name \
+                     to [http] hosts, or send the token as Bearer\n",
+                    shared.bound,
+                    if shared.hosts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", or {}", shared.hosts.join(", "))
+                    }
+                ),
+            )
+        }
+        Denial::CrossSite => {
+            shared.metrics.http_refused("cross_site");
+            Response::text(
+                403,
+                "403: browser credentials on a request another site made \
+                 (Sec-Fetch-Site): only the page itself may use them\n",
+            )
+        }
+        Denial::Unauthorized { basic_given } => {
+            shared.metrics.http_refused("unauthorized");
+            Response::text(
+                401,
+                if basic_given {
+                    "401: a browser's credentials open only the page (/); send \
+                     Authorization: Bearer <the token in [http] token_file>\n"
+                } else {
+                    "401: send Authorization: Bearer <the token in [http] token_file> (a \
+                     browser, for the page: any user name, the token as the password)\n"
+                },
+            )
+        }
+    }
 }
 
 fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
@@ -442,21 +648,6 @@ fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
             return;
         }
     };
-    if !page_http::host_ok(head.host.as_deref(), shared.bound) {
-        shared.metrics.http_refused("host");
-        respond(
-            stream,
-            &Response::text(
-                421,
-                &format!(
-                    "421: the Host header must name this server's address ({}); a request for \
-                     another name is refused (DNS rebinding)\n",
-                    shared.bound
-                ),
-            ),
-        );
-        return;
-    }
     if is_pprof(&head.path) && !shared.pprof {
         respond(
             stream,
@@ -467,39 +658,43 @@ fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
         );
         return;
     }
-    if needs_token(&head.path, shared.loopback) {
-        let ok = shared
-            .token
-            .as_deref()
-            .is_some_and(|t| authorized(t, head.authorization.as_deref()));
-        if !ok {
-            shared.metrics.http_refused("unauthorized");
-            respond(
-                stream,
-                &Response::text(
-                    401,
-                    "401: send Authorization: Bearer <the token in [http] token_file> (a \
-                     browser: any user name, the token as the password)\n",
-                ),
-            );
-            return;
+    let host_ok = page_http::host_ok(head.host.as_deref(), shared.bound, &shared.hosts);
+    let cred = credential(shared.token.as_deref(), head.authorization.as_deref());
+    let (route, access) = route(&head.path);
+    let verdict = decide(
+        access,
+        shared.loopback,
+        cred,
+        host_ok,
+        head.sec_fetch_site.as_deref(),
+    );
+    if let Err(why) = verdict {
+        respond(stream, &denied(shared, why));
+        return;
+    }
+    let method_ok = if route == Route::Dump {
+        head.method == "POST"
+    } else {
+        head.method == "GET"
+    };
+    let response = if !method_ok {
+        Response::text(
+            405,
+            if route == Route::Dump {
+                "405: POST only (the page's button)\n"
+            } else {
+                "405: only GET\n"
+            },
+        )
+    } else {
+        match route {
+            Route::Metrics => metrics(shared),
+            Route::Healthz => healthz(shared),
+            Route::Heap => heap(shared, &head.query),
+            Route::Page => page_http::page(shared),
+            Route::Dump => page_http::dump_now(shared, &head, stream),
+            Route::NotFound => Response::text(404, "404: /metrics, /debug/pprof/heap, /healthz\n"),
         }
-    }
-    if head.path == "/dump" {
-        let response = page_http::dump_now(shared, &head, stream);
-        respond(stream, &response);
-        return;
-    }
-    if head.method != "GET" {
-        respond(stream, &Response::text(405, "405: only GET\n"));
-        return;
-    }
-    let response = match head.path.as_str() {
-        "/metrics" => metrics(shared),
-        "/healthz" => healthz(shared),
-        "/debug/pprof/heap" => heap(shared, &head.query),
-        "/" => page_http::page(shared),
-        _ => Response::text(404, "404: /metrics, /debug/pprof/heap, /healthz\n"),
     };
     respond(stream, &response);
 }
@@ -639,7 +834,7 @@ fn heap(shared: &Shared, query: &str) -> Response {
     if raw {
         return raw_dump(&path);
     }
-    match render::render(&path) {
+    match render::render(&path, shared.render_memory_mb) {
         Ok(profile) => Response::bytes(200, "application/octet-stream", profile),
         Err(why) => {
             crate::warn!(
@@ -792,15 +987,69 @@ mod tests {
     }
 
     #[test]
+    fn a_token_file_owned_by_another_user_is_refused_with_the_chown() {
+        let dir = std::env::temp_dir().join(format!("jemsafe-token-own-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let refused = read_token(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = refused
+            .expect_err("a token file owned by nobody")
+            .to_string();
+        assert!(
+            e.contains(&path.display().to_string())
+                && e.contains("owned by nobody (uid 65534)")
+                && e.contains(&format!("chown root {}", path.display())),
+            "{e}"
+        );
+        // The decision: root's or jemsafe's own user's file, private.
+        let p = Path::new("/etc/jemsafe/http-token");
+        assert_eq!(token_file_problem(p, 0, 0o600, 0), None);
+        assert_eq!(token_file_problem(p, 1000, 0o600, 1000), None);
+        assert!(token_file_problem(p, 0, 0o600, 1000).is_none());
+        assert!(token_file_problem(p, 1000, 0o600, 0).is_some());
+        assert!(token_file_problem(p, 0, 0o640, 0)
+            .unwrap()
+            .contains("chmod 600"));
+    }
+
+    #[test]
     fn heads_parse_with_query_and_authorization() {
         let h = parse_head(b"GET /debug/pprof/heap?gc=1&raw=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n")
             .unwrap()
             .unwrap();
         assert_eq!(h.path, "/debug/pprof/heap");
         assert_eq!(h.query, "gc=1&raw=1");
-        assert!(authorized("s3cret", h.authorization.as_deref()));
-        assert!(!authorized("s3cret", Some("Bearer s3cre")));
-        assert!(!authorized("s3cret", None));
+        let t = Some("s3cret");
+        assert_eq!(
+            credential(t, h.authorization.as_deref()),
+            Credential::Bearer { valid: true }
+        );
+        assert_eq!(
+            credential(t, Some("Bearer s3cre")),
+            Credential::Bearer { valid: false }
+        );
+        // "dba:s3cret", "dba:wrong"
+        assert_eq!(
+            credential(t, Some("Basic ZGJhOnMzY3JldA==")),
+            Credential::Basic { valid: true }
+        );
+        assert_eq!(
+            credential(t, Some("Basic ZGJhOndyb25n")),
+            Credential::Basic { valid: false }
+        );
+        assert_eq!(
+            credential(None, Some("Bearer s3cret")),
+            Credential::Bearer { valid: false }
+        );
+        assert_eq!(credential(t, None), Credential::None);
+        // Two Host headers: which one counts is ambiguous, so neither does.
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\nHost: evil:1\r\n\r\n"),
+            Err(400)
+        );
         assert_eq!(parse_head(b"GET /metrics HTTP/1.1\r\nHost"), Ok(None));
         assert_eq!(parse_head(b"\x01\x02 nonsense\r\n\r\n"), Err(400));
     }
@@ -826,20 +1075,111 @@ mod tests {
     }
 
     #[test]
-    fn pprof_always_needs_the_token_metrics_and_health_only_off_loopback() {
-        for path in [
-            "/debug/pprof/heap",
-            "/debug/pprof/",
-            "/debug/pprof",
-            "/debug/pprof/profile",
-        ] {
-            assert!(needs_token(path, true), "{path}");
-            assert!(needs_token(path, false), "{path}");
+    fn every_route_has_its_access_rule() {
+        assert_eq!(route("/metrics"), (Route::Metrics, Access::Scrape));
+        assert_eq!(route("/healthz"), (Route::Healthz, Access::Scrape));
+        assert_eq!(route("/debug/pprof/heap"), (Route::Heap, Access::Bearer));
+        for path in ["/debug/pprof/", "/debug/pprof", "/debug/pprof/profile"] {
+            assert_eq!(route(path), (Route::NotFound, Access::Bearer), "{path}");
         }
-        for path in ["/metrics", "/healthz", "/nothing", "/debug/pprofx"] {
-            assert!(!needs_token(path, true), "{path}");
-            assert!(needs_token(path, false), "{path}");
+        assert_eq!(route("/"), (Route::Page, Access::Page));
+        assert_eq!(route("/dump"), (Route::Dump, Access::Page));
+        for path in ["/nothing", "/debug/pprofx", "//"] {
+            assert_eq!(route(path), (Route::NotFound, Access::Scrape), "{path}");
         }
+    }
+
+    #[test]
+    fn pprof_takes_bearer_only_metrics_and_health_need_the_token_only_off_loopback() {
+        let bearer = Credential::Bearer { valid: true };
+        let basic = Credential::Basic { valid: true };
+        let unauthorized = |basic_given| Err(Denial::Unauthorized { basic_given });
+        for loopback in [true, false] {
+            assert_eq!(decide(Access::Bearer, loopback, bearer, true, None), Ok(()));
+            assert_eq!(
+                decide(Access::Bearer, loopback, Credential::None, true, None),
+                unauthorized(false)
+            );
+            assert_eq!(
+                decide(
+                    Access::Bearer,
+                    loopback,
+                    Credential::Bearer { valid: false },
+                    true,
+                    None
+                ),
+                unauthorized(false)
+            );
+            // A browser's saved credentials never open pprof (item 5: an <img> on
+            // another local site took dumps with them).
+            assert_eq!(
+                decide(Access::Bearer, loopback, basic, true, Some("same-origin")),
+                unauthorized(true)
+            );
+            assert_eq!(decide(Access::Page, loopback, basic, true, None), Ok(()));
+            assert_eq!(decide(Access::Page, loopback, bearer, true, None), Ok(()));
+            assert_eq!(
+                decide(
+                    Access::Page,
+                    loopback,
+                    Credential::Basic { valid: false },
+                    true,
+                    None
+                ),
+                unauthorized(true)
+            );
+        }
+        assert_eq!(
+            decide(Access::Scrape, true, Credential::None, true, None),
+            Ok(())
+        );
+        assert_eq!(
+            decide(Access::Scrape, false, Credential::None, true, None),
+            unauthorized(false)
+        );
+        assert_eq!(decide(Access::Scrape, false, bearer, true, None), Ok(()));
+        assert_eq!(
+            decide(Access::Scrape, false, basic, true, None),
+            unauthorized(true)
+        );
+    }
+
+    #[test]
+    fn basic_credentials_need_the_servers_host_and_no_other_site() {
+        let basic = Credential::Basic { valid: true };
+        let bearer = Credential::Bearer { valid: true };
+        for site in [None, Some("same-origin"), Some("none")] {
+            assert_eq!(
+                decide(Access::Page, true, basic, true, site),
+                Ok(()),
+                "{site:?}"
+            );
+        }
+        for site in ["same-site", "cross-site", "", "bogus"] {
+            for access in [Access::Page, Access::Scrape, Access::Bearer] {
+                assert_eq!(
+                    decide(access, true, basic, true, Some(site)),
+                    Err(Denial::CrossSite),
+                    "{site} {access:?}"
+                );
+            }
+        }
+        // Host: the page and Basic anywhere; Bearer (which no browser adds by itself) and
+        // open scrapes take any name.
+        for access in [Access::Page, Access::Scrape, Access::Bearer] {
+            assert_eq!(decide(access, true, basic, false, None), Err(Denial::Host));
+        }
+        assert_eq!(decide(Access::Page, true, bearer, false, None), Ok(()));
+        assert_eq!(
+            decide(Access::Page, true, Credential::None, false, None),
+            Err(Denial::Host)
+        );
+        assert_eq!(decide(Access::Bearer, true, bearer, false, None), Ok(()));
+        assert_eq!(
+            decide(Access::Scrape, true, Credential::None, false, None),
+            Ok(())
+        );
+        assert_eq!(decide(Access::Scrape, false, bearer, false, None), Ok(()));
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl Version {
         }
     }
 
-    fn limit_file(self) -> &'static str {
+    pub fn limit_file(self) -> &'static str {
         match self {
             Version::V1 => "memory.limit_in_bytes",
             Version::V2 => "memory.max",
@@ -254,6 +254,11 @@ impl Group {
 
     pub fn version(&self) -> Version {
         self.location.version
+    }
+
+    /// The group's own directory, held open.
+    pub fn dir(&self) -> &OwnedFd {
+        &self.chain[0].1
     }
 
     /// The group's own directory.

@@ -49,7 +49,7 @@ fn query(prom: SocketAddr, q: &str) -> Vec<f64> {
 }
 
 #[test]
-fn prometheus_scrapes_metrics_that_promtool_accepts() {
+fn prometheus_scrapes_metrics_by_host_name_that_promtool_accepts() {
     let dir = TempDir::new("fleet-prom");
     let (mut js, _config, addr) = with_http(&dir);
     // On loopback, /metrics needs no token: Prometheus scrapes it as it is.
@@ -91,7 +91,10 @@ fn prometheus_scrapes_metrics_that_promtool_accepts() {
     let prom_dir = dir.join("prometheus");
     std::fs::create_dir(&prom_dir).unwrap();
     let prom_port = free_port();
-    let _prometheus = start_prometheus(&prom_dir, prom_port, addr);
+    // By a name that is not the listen address, as a fleet's Prometheus scrapes
+    // `db1:19104` (issue 23, item 9: every scrape was 421 and `up` stayed 0).
+    let target = format!("db1.jemsafe.test:{}", addr.port());
+    let _prometheus = start_prometheus(&prom_dir, prom_port, &target, &["db1.jemsafe.test"]);
     let prom = SocketAddr::from(([127, 0, 0, 1], prom_port));
     // Prometheus scrapes every second: wait (bounded) until it stored both series.
     let deadline = Instant::now() + Duration::from_secs(90);

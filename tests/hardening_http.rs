@@ -419,3 +419,467 @@ fn healthz_is_503_while_mysqld_is_stopped() {
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
+
+/// A request as a browser or a program sends it: `method path`, `headers` (each with its
+/// `\r\n`), a form body for POST; (status, head, body).
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
+    let length = if method == "POST" {
+        format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    } else {
+        String::new()
+    };
+    raw_http(
+        addr,
+        &format!("{method} {path} HTTP/1.1\r\n{headers}{length}Connection: close\r\n\r\n{body}"),
+    )
+}
+
+/// Issue 23, item 5: the operator's browser holds the token as saved Basic credentials;
+/// a page of another local site (same site to the browser) makes it send
+/// `<img src=…/debug/pprof/heap>` and no-cors fetches. Before: pprof took Basic, every
+/// such request wrote a dump (`trigger="http"`) and started a render. Now Basic opens only
+/// `/` and the page's `POST /dump`, and a request with Basic credentials that the browser
+/// marks as made by another site (`Sec-Fetch-Site` other than `same-origin` or `none`) is
+/// refused, before it can cause a dump. Bearer (programs) still gets its profile. Also
+/// kept as they were: the POST /dump Origin/CSRF matrix and the page's headers.
+#[test]
+fn saved_browser_credentials_open_only_the_page_and_only_from_its_own_site() {
+    let dir = TempDir::new("http-basic");
+    let (mut js, _config, addr) = workload_with_http(&dir, "", "min_interval_ms = 0");
+    let host = format!("Host: {addr}\r\n");
+    let basic = format!("{}\r\n", basic("dba", TOKEN));
+    let heaps = || heap_files(&dir.join("dumps")).len();
+    let before = heaps();
+    // What the other site's <img> and no-cors fetch make the browser send.
+    for site in [
+        "",
+        "Sec-Fetch-Site: same-site\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+    ] {
+        for path in ["/debug/pprof/heap", "/debug/pprof/heap?raw=1"] {
+            let (code, _, body) = send(addr, "GET", path, &format!("{host}{basic}{site}"), "");
+            assert!(
+                code == 401 || code == 403,
+                "{path} with Basic ({site:?}): {code} {body}"
+            );
+        }
+    }
+    assert_eq!(heaps(), before, "a browser's credentials made a dump");
+    // The page itself, asked by another site's frame or fetch: refused; typed in the
+    // address bar (none) or from itself (same-origin): served, with its headers.
+    for site in ["same-site", "cross-site"] {
+        let (code, _, body) = send(
+            addr,
+            "GET",
+            "/",
+            &format!("{host}{basic}Sec-Fetch-Site: {site}\r\n"),
+            "",
+        );
+        assert_eq!(code, 403, "/ from {site}: {body}");
+    }
+    let (code, head, page) = send(
+        addr,
+        "GET",
+        "/",
+        &format!("{host}{basic}Sec-Fetch-Site: none\r\n"),
+        "",
+    );
+    assert_eq!(code, 200, "{head}\n{page}");
+    for header in [
+        "frame-ancestors 'none'",
+        "X-Frame-Options: DENY",
+        "Cache-Control: no-store",
+        "Referrer-Policy: no-referrer",
+    ] {
+        assert!(head.contains(header), "{header} not in:\n{head}");
+    }
+    let csrf = attr_of(&page, "name=\"csrf\"", "value").expect("a CSRF token");
+    // POST /dump: the page's token and Origin, from the page's own site only.
+    let own = format!("Origin: http://{addr}\r\n");
+    let form = format!("csrf={csrf}");
+    let post = |extra: &str, body: &str| {
+        send(
+            addr,
+            "POST",
+            "/dump",
+            &format!("{host}{basic}{extra}"),
+            body,
+        )
+    };
+    assert_eq!(
+        post(&format!("{own}Sec-Fetch-Site: same-site\r\n"), &form).0,
+        403
+    );
+    assert_eq!(post("Origin: http://evil.example\r\n", &form).0, 403);
+    assert_eq!(post("Origin: null\r\n", &form).0, 403);
+    assert_eq!(post("", &form).0, 403);
+    assert_eq!(post(&own, "").0, 403);
+    assert_eq!(post(&own, "csrf=0123456789abcdef0123456789abcdef").0, 403);
+    assert_eq!(
+        send(addr, "GET", "/dump", &format!("{host}{basic}"), "").0,
+        405
+    );
+    assert_eq!(heaps(), before, "a refused request made a dump");
+    let (code, _, body) = post(&format!("{own}Sec-Fetch-Site: same-origin\r\n"), &form);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(heaps(), before + 1);
+    // A program with the token as Bearer: its profile.
+    let r = http_request(addr, "/debug/pprof/heap?raw=1", &[&bearer()], T);
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
+    let metrics = String::from_utf8(http_get(addr, "/metrics", &[], T).1).unwrap();
+    assert!(
+        metrics.contains("jemsafe_http_refused_total{reason=\"cross_site\"}"),
+        "{metrics}"
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+/// Issue 23, item 9: jemsafe listens on an address, its clients name it otherwise
+/// (Prometheus scrapes `db1:19104`, a reverse proxy forwards its own name). Before: every
+/// path answered 421 unless Host was the listen address. Now the Host check guards what
+/// a browser reaches by itself (the page, `POST /dump`, Basic credentials): /metrics,
+/// /healthz and Bearer requests take any name; `[http] hosts` adds names for the page.
+/// Kept: the check against trailing-dot, userinfo and duplicate-Host tricks.
+#[test]
+fn scrapes_and_bearer_requests_take_any_host_the_page_only_its_own_names() {
+    let dir = TempDir::new("http-host");
+    let (mut js, _config, addr) = workload_with_http(
+        &dir,
+        "hosts = [\"db1.jemsafe.test\"]\n",
+        "min_interval_ms = 0",
+    );
+    let port = addr.port();
+    let basic = format!("{}\r\n", basic("dba", TOKEN));
+    let bearer = format!("{}\r\n", bearer());
+    let as_host = |name: &str, path: &str, auth: &str| {
+        let (code, _, body) = send(addr, "GET", path, &format!("Host: {name}\r\n{auth}"), "");
+        (code, body)
+    };
+    for name in [
+        format!("db2.example.com:{port}"),
+        "10.0.0.5:19104".to_owned(),
+    ] {
+        for path in ["/metrics", "/healthz"] {
+            let (code, body) = as_host(&name, path, "");
+            assert_eq!(code, 200, "{path} as {name}: {body}");
+        }
+        let (code, body) = as_host(&name, "/debug/pprof/heap?raw=1", &bearer);
+        assert_eq!(code, 200, "pprof as {name} with Bearer: {body}");
+        // What a browser reaches by itself: refused for a name not configured.
+        assert_eq!(as_host(&name, "/", &basic).0, 421, "/ as {name}");
+        assert_eq!(as_host(&name, "/metrics", &basic).0, 421, "Basic as {name}");
+    }
+    // The tricks on the page's name.
+    for trick in [
+        format!("{addr}."),
+        format!("127.0.0.1.:{port}"),
+        format!("dba@{addr}"),
+        format!("db1.jemsafe.test.:{port}"),
+        format!("db1.jemsafe.test:{}", port.wrapping_add(1)),
+    ] {
+        assert_eq!(as_host(&trick, "/", &basic).0, 421, "{trick}");
+    }
+    let (code, _, _) = send(
+        addr,
+        "GET",
+        "/",
+        &format!("Host: evil.example:{port}\r\nHost: {addr}\r\n{basic}"),
+        "",
+    );
+    assert_eq!(code, 400, "two Host headers");
+    // Bearer, which no browser adds by itself: the page under any name (a reverse proxy).
+    let (code, body) = as_host(&format!("proxy.example:{port}"), "/", &bearer);
+    assert_eq!(code, 200, "{body}");
+    // A name in [http] hosts: the page.
+    let (code, body) = as_host(&format!("db1.jemsafe.test:{port}"), "/", &basic);
+    assert_eq!(code, 200, "{body}");
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+/// A heap file that parses and costs a renderer some 85 times its size in memory:
+/// `bytes` of distinct 64-frame stacks (what mysql's user can write into the dump
+/// directory under a dump's name).
+fn dense_dump(bytes: usize) -> Vec<u8> {
+    let mut out = b"heap_v2/524288\n  t*: 100: 409600 [0: 0]\n".to_vec();
+    let mut i = 0u64;
+    while out.len() < bytes {
+        out.push(b'@');
+        for j in 0..64u64 {
+            out.extend_from_slice(
+                format!(" 0x{:x}", 0x400000 + (i * 131 + j * 7919) % 0x3fffff).as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"\n  t*: 1: 4096 [0: 0]\n");
+        i += 1;
+    }
+    out.extend_from_slice(
+        b"\nMAPPED_LIBRARIES:\n00400000-00800000 r-xp 00000000 08:01 1 /usr/bin/true\n",
+    );
+    out
+}
+
+/// `jemsafe dump`, then the dump's content replaced in place (same inode, owner and
+/// name) by `content`, as mysqld's user can; the dump's path.
+fn plant_in_a_dump(config: &std::path::Path, content: &[u8]) -> PathBuf {
+    let out = cli(&["dump", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// Children of `pid` (any thread's) other than `except`.
+fn children_of(pid: i32, except: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+    {
+        let Ok(task) = task else { continue };
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    children.retain(|c| *c != except);
+    children
+}
+
+/// Issue 23, item 6: the rendering children (root) had no memory budget: two planted
+/// 26 MB dumps took one `GET /` to 21.7 s and 1.1 GB. Now a child has an address-space
+/// budget (`[http] render_memory_mb`): over it, the request gets a 500 that says so, the
+/// supervisor stays flat and mysqld is untouched. The live page reads at most 12 dumps
+/// and 1/64 of the budget in dump bytes, and says on the page what it left out.
+#[test]
+fn a_render_over_its_memory_budget_fails_cleanly_and_the_page_names_what_it_left_out() {
+    let dir = TempDir::new("http-budget");
+    let (mut js, config, addr) = workload_with_http(
+        &dir,
+        "render_memory_mb = 256\n",
+        "min_interval_ms = 0\nkeep = 50",
+    );
+    let mysqld = js.mysqld_pid.unwrap();
+    let host = format!("Host: {addr}\r\n");
+    let basic = format!("{}\r\n", basic("dba", TOKEN));
+    for _ in 0..13 {
+        let out = cli(&["dump", "-c", config.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let (code, _, page) = send(addr, "GET", "/", &format!("{host}{basic}"), "");
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("1 older dump(s) left out: the live page reads at most 12 dumps and 4 MiB"),
+        "no note of the dump left out"
+    );
+    assert_eq!(page.matches("class=\"marker dump\"").count(), 12);
+
+    // A dense 3 MiB dump (within the 4 MiB of dump bytes): the child needs more than
+    // 256 MiB of address space.
+    plant_in_a_dump(&config, &dense_dump(3 << 20));
+    let rss0 = rss_kib(js.pid());
+    let (code, _, body) = send(addr, "GET", "/", &format!("{host}{basic}"), "");
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("more than its memory budget of 256 MiB"),
+        "{body}"
+    );
+    let rss1 = rss_kib(js.pid());
+    eprintln!(
+        "over budget: supervisor RSS {rss0} -> {rss1} KiB; {}",
+        body.trim()
+    );
+    assert!(rss1 < rss0 + 4096, "supervisor RSS {rss0} -> {rss1} KiB");
+    assert!(
+        children_of(js.pid(), mysqld).is_empty(),
+        "a renderer is left"
+    );
+    // mysqld is the same process; metrics still answer.
+    assert_eq!(js.mysqld_pid, Some(mysqld));
+    assert!(std::path::Path::new(&format!("/proc/{mysqld}")).exists());
+    assert_eq!(http_get(addr, "/healthz", &[], T).0, 200);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+/// Issue 23, item 6: in a memory cgroup with mysqld, one page view made the kernel
+/// OOM-kill mysqld. Now the rendering child leaves the group jemsafe and mysqld share
+/// (it sets a limit of its own) for its parent, with oom_score_adj 1000: when the parent's
+/// limit is reached, the kernel kills the child, never mysqld. Here the workload holds
+/// 200 MiB in a 300 MiB group inside a 360 MiB one, and the page renders a planted dense
+/// dump (some 250 MB for the renderer). Before: the renderer was charged to the 300 MiB
+/// group, the kernel chose the larger process there, mysqld.
+#[test]
+fn a_render_that_runs_out_of_memory_is_killed_never_mysqld() {
+    const MIB: u64 = 1 << 20;
+    let dir = TempDir::new("http-oom");
+    let port = free_port();
+    let (_, token) = token_file(dir.path());
+    let config = workload_config(
+        &dir,
+        "leak",
+        &["--alloc-mb", "200"],
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token}render_memory_mb = 4096\n"),
+    );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
+    let outer = MemCgroup::create("render-outer", 360 * MIB);
+    let inner = outer.child("jemsafe", 300 * MIB);
+    let mut js = inner.jemsafe(&["run", "-c", config.to_str().unwrap()]);
+    js.err.wait_for("HTTP server on", T);
+    let placed = js.err.wait_for("HTTP renders run", T);
+    assert!(
+        placed.contains(&format!("in memory cgroup {}", outer.path.display())),
+        "{placed}"
+    );
+    let mysqld = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    plant_in_a_dump(&config, &dense_dump(3 << 20));
+    eprintln!(
+        "before the page: mysqld RSS {} KiB, jemsafe {} KiB",
+        rss_kib(mysqld),
+        rss_kib(js.pid())
+    );
+    let request = std::thread::spawn(move || {
+        send(
+            addr,
+            "GET",
+            "/",
+            &format!("Host: {addr}\r\n{}\r\n", basic("dba", TOKEN)),
+            "",
+        )
+    });
+    // The renderer while it runs: its oom_score_adj and its memory cgroup. No event says
+    // a child was forked: /proc is polled, bounded.
+    let deadline = Instant::now() + T;
+    let child = loop {
+        // Once it runs `jemsafe __page` (after exec: its limits are set before).
+        let renderer = children_of(js.pid(), mysqld).into_iter().find(|c| {
+            std::fs::read(format!("/proc/{c}/cmdline"))
+                .is_ok_and(|cmd| cmd.windows(6).any(|w| w == b"__page"))
+        });
+        if let Some(c) = renderer {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no renderer within {T:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let adj = std::fs::read_to_string(format!("/proc/{child}/oom_score_adj")).unwrap_or_default();
+    let cgroup = std::fs::read_to_string(format!("/proc/{child}/cgroup")).unwrap_or_default();
+    let (code, _, body) = request.join().unwrap();
+    eprintln!("the page: {}", body.trim());
+    // mysqld lives on, the same process, never OOM-killed; the supervisor did not restart it.
+    assert!(
+        std::path::Path::new(&format!("/proc/{mysqld}")).exists(),
+        "mysqld {mysqld} is gone; log:\n{}",
+        js.err.drain(Duration::from_secs(1)).join("\n")
+    );
+    assert_eq!(inner.oom_kills(), 0, "an OOM kill in mysqld's group");
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        outer.oom_kills() >= 1,
+        "no OOM kill: the test did not reach the limit"
+    );
+    assert_eq!(adj.trim(), "1000", "renderer {child}'s oom_score_adj");
+    let memory_line = cgroup
+        .lines()
+        .find(|l| l.contains(":memory:"))
+        .unwrap_or("");
+    assert!(
+        outer.path.ends_with(
+            memory_line
+                .rsplit(':')
+                .next()
+                .unwrap_or("-")
+                .trim_start_matches('/')
+        ),
+        "renderer {child} in {memory_line}, not {}",
+        outer.path.display()
+    );
+    assert!(
+        !js.err.seen.iter().any(|l| l.contains("OOM")
+            || l.contains("started mysqld pid") && !l.contains(&mysqld.to_string())),
+        "{}",
+        js.err.seen.join("\n")
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+/// Kept from the review: 20 heap profiles and pages asked while one is made: one is
+/// made, 19 are refused at once with 503 and Retry-After, none hangs, one dump is
+/// written. mysqld is stopped so that the one being made waits for its dump while the
+/// others arrive, in batches of 5 at once (within the server's 8 connections).
+#[test]
+fn twenty_concurrent_renders_one_answered_nineteen_refused_none_hung() {
+    let dir = TempDir::new("http-twenty");
+    let (mut js, _config, addr) = workload_with_http(&dir, "", "min_interval_ms = 0");
+    let before = heap_files(&dir.join("dumps")).len();
+    let cont = stop_process(js.mysqld_pid.unwrap(), T);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ask = |i: usize| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            // Every other one is the page (the same one-at-a-time turn).
+            let (code, head, _) = if i % 2 == 0 {
+                send(
+                    addr,
+                    "GET",
+                    "/debug/pprof/heap",
+                    &format!("Host: {addr}\r\n{}\r\n", bearer()),
+                    "",
+                )
+            } else {
+                send(
+                    addr,
+                    "GET",
+                    "/",
+                    &format!("Host: {addr}\r\n{}\r\n", basic("dba", TOKEN)),
+                    "",
+                )
+            };
+            let retry = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Retry-After: ").map(str::to_owned));
+            let _ = tx.send((code, retry));
+        });
+    };
+    let mut refused = 0;
+    for batch in 0..4 {
+        for i in 0..5 {
+            ask(batch * 5 + i);
+        }
+        // The first batch: one takes the turn and waits; every other request is refused.
+        let expected = 4 + batch * 5;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while refused < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (code, retry) = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{refused} refusals within 10 s, expected {expected}"));
+            assert_eq!(code, 503, "answered while mysqld is stopped");
+            assert_eq!(retry.as_deref(), Some("5"));
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 19);
+    drop(cont);
+    let (code, _) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the one being made is answered");
+    assert_eq!(code, 200);
+    assert_eq!(heap_files(&dir.join("dumps")).len(), before + 1);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}

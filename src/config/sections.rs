@@ -304,7 +304,7 @@ fn default_verify_timeout() -> u64 {
 }
 
 /// `[http]`: Prometheus metrics and a pprof endpoint. Off unless `listen` is set.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     /// `"127.0.0.1:19104"`; None: no HTTP server.
@@ -320,6 +320,32 @@ pub struct HttpSection {
     /// are served either way.
     #[serde(default = "default_true")]
     pub pprof: bool,
+    /// Host names besides the listen address that the page (`/`, `POST /dump`) and
+    /// browser (Basic) requests may name in `Host`, with the listen port: the name a
+    /// DBA types in the browser. /metrics, /healthz and Bearer requests take any name.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// The address space (MiB) of a child that renders a profile or the page; a request
+    /// reads at most 1/64 of it in dump bytes.
+    #[serde(default = "default_render_memory_mb")]
+    pub render_memory_mb: u64,
+}
+
+fn default_render_memory_mb() -> u64 {
+    crate::http::budget::DEFAULT_MEMORY_MB
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: None,
+            allow_remote: false,
+            token_file: None,
+            pprof: true,
+            hosts: Vec::new(),
+            render_memory_mb: default_render_memory_mb(),
+        }
+    }
 }
 
 fn default_true() -> bool {

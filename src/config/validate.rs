@@ -236,6 +236,23 @@ impl Config {
                 "the absolute path of a file holding the bearer token (root's, mode 0600)",
             )?;
         }
+        let range = crate::http::budget::MEMORY_MB_RANGE;
+        if !range.contains(&h.render_memory_mb) {
+            return Err(self.invalid(
+                "http.render_memory_mb",
+                format!(
+                    "{} is out of range: allowed {}..={} (MiB of address space for a child \
+                     that renders a profile or the page; default {})",
+                    h.render_memory_mb,
+                    range.start(),
+                    range.end(),
+                    crate::http::budget::DEFAULT_MEMORY_MB
+                ),
+            ));
+        }
+        if let Some(problem) = h.hosts.iter().find_map(|name| host_name_problem(name)) {
+            return Err(self.invalid("http.hosts", problem));
+        }
         let Some(listen) = &h.listen else {
             return Ok(());
         };
@@ -323,5 +340,76 @@ impl Config {
                 .map_err(|why| self.invalid("triggers.pressure", why))?;
         }
         Ok(())
+    }
+}
+
+/// What is wrong with `name` as an entry of `[http] hosts`, None if nothing: a host name
+/// or an IP address as a browser writes it in `Host` before the port, nothing more.
+fn host_name_problem(name: &str) -> Option<String> {
+    const ALLOWED: &str = "give host names as a browser writes them before the port, e.g. \
+                           hosts = [\"db1.example.com\", \"db1\"] (the listen port is added)";
+    let why = if name.is_empty() {
+        "an empty name".to_owned()
+    } else if name.len() > 253 {
+        format!("{} characters: a host name has at most 253", name.len())
+    } else if name.contains("://") || name.contains(['/', '@', '?', '#']) {
+        format!("{name:?} is a URL or holds userinfo or a path, not a host name")
+    } else if name.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("{name:?} is an IPv6 address: write it in brackets, \"[{name}]\"")
+    } else if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        if inner.parse::<std::net::Ipv6Addr>().is_ok() {
+            return None;
+        }
+        format!("{name:?} is not an IPv6 address in brackets")
+    } else if name.contains(':') {
+        format!("{name:?} has a port: give the name alone (the listen port is added)")
+    } else if name.ends_with('.') {
+        format!("{name:?} ends with a dot: give the name without it")
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        format!("{name:?} holds {c:?}")
+    } else if name.split('.').any(str::is_empty) {
+        format!("{name:?} has an empty label (two dots)")
+    } else {
+        return None;
+    };
+    Some(format!("{why}: {ALLOWED}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_hosts_are_bare_names_or_addresses() {
+        for ok in ["db1", "db1.example.com", "10.0.0.5", "[::1]", "my_host-2"] {
+            assert_eq!(host_name_problem(ok), None, "{ok}");
+        }
+        for (bad, needle) in [
+            ("", "empty"),
+            ("db1:19104", "has a port"),
+            ("http://db1", "URL"),
+            ("user@db1", "userinfo"),
+            ("db1.", "ends with a dot"),
+            ("db1..example", "empty label"),
+            ("::1", "in brackets"),
+            ("[db1]", "not an IPv6"),
+            ("db 1", "holds ' '"),
+        ] {
+            let e = host_name_problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(
+                e.contains(needle) && e.contains("hosts = ["),
+                "{bad:?}: {e}"
+            );
+        }
+        let e = crate::config::Config::parse(
+            "[http]\nlisten = \"127.0.0.1:19104\"\npprof = false\nhosts = [\"db1:19104\"]\n",
+            std::path::Path::new("/etc/jemsafe/test.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("http.hosts") && e.contains("has a port"), "{e}");
     }
 }

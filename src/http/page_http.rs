@@ -3,8 +3,9 @@
 //! now" button). Both need the token, as pprof does (the page shows call stacks and the
 //! mapping layout); a browser sends it as HTTP Basic's password. Because a browser then
 //! attaches it to any request on its own, `/dump` must also prove it comes from the page:
-//! the page's CSRF token and an `Origin` naming this server. Every request's `Host` must
-//! name the listen address, so that a name rebound to 127.0.0.1 reaches nothing.
+//! the page's CSRF token and an `Origin` naming this server. The page's `Host` must name
+//! the listen address or a name of `[http] hosts`, so that a name rebound to 127.0.0.1
+//! reaches nothing (the access rules of every route are in the parent module's doc).
 
 use super::{control, render, DumpVia, Request, Response, Shared, Turn, RETRY_PROFILE_S};
 use std::collections::VecDeque;
@@ -27,11 +28,6 @@ const TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// The body of `POST /dump` (`csrf=<32 hex digits>`).
 const MAX_BODY: usize = 1024;
 const BODY_DEADLINE: Duration = Duration::from_secs(2);
-
-/// Paths of the page, which need the token like pprof.
-pub fn is_page(path: &str) -> bool {
-    path == "/" || path == "/dump"
-}
 
 /// The password of an HTTP Basic credential (`base64(user:password)`).
 pub fn basic_password(b64: &str) -> Option<String> {
@@ -73,20 +69,24 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Whether `Host` names the address the server listens on (`127.0.0.1:19104`; on
-/// loopback also `localhost:19104`). Listening on every address (`0.0.0.0`), any name
-/// with the right port: the token is then needed for every path anyway.
-pub fn host_ok(host: Option<&str>, bound: SocketAddr) -> bool {
+/// loopback also `localhost:19104`) or one of `extra` names (`[http] hosts`) with its port.
+/// Listening on every address (`0.0.0.0`), any name with the right port: the token is
+/// then needed for every path anyway. Compared as written: a trailing dot, userinfo or
+/// another port is another name.
+pub fn host_ok(host: Option<&str>, bound: SocketAddr, extra: &[String]) -> bool {
     let Some(host) = host.map(str::trim) else {
         return false;
     };
+    let port = bound.port();
     if bound.ip().is_unspecified() {
         return host
             .rsplit_once(':')
-            .is_some_and(|(_, p)| p == bound.port().to_string());
+            .is_some_and(|(_, p)| p == port.to_string());
     }
+    let named = |name: &str| host.eq_ignore_ascii_case(&format!("{name}:{port}"));
     host.eq_ignore_ascii_case(&bound.to_string())
-        || (bound.ip().is_loopback()
-            && host.eq_ignore_ascii_case(&format!("localhost:{}", bound.port())))
+        || (bound.ip().is_loopback() && named("localhost"))
+        || extra.iter().any(|name| named(name))
 }
 
 /// Whether `Origin` is the page's own: `http://` and the (checked) Host.
@@ -166,7 +166,8 @@ pub fn page(shared: &Shared) -> Response {
         .arg("--")
         .arg(&source.dir)
         .env(CSRF_ENV, &token);
-    match render::run_framed(cmd, PAGE_TIMEOUT, MAX_PAGE) {
+    let budget = super::budget::Budget::new(shared.render_memory_mb, PAGE_TIMEOUT);
+    match render::run_framed(cmd, &budget, MAX_PAGE) {
         Ok(html) => Response::bytes(200, "text/html; charset=utf-8", html),
         Err(why) => {
             crate::warn!("/: {why}");
@@ -186,9 +187,6 @@ fn form_field<'a>(body: &'a str, key: &str) -> Option<&'a str> {
 /// `POST /dump`: a dump through the supervisor's normal path (its rate limit), when the
 /// request proves it comes from a page this server served.
 pub fn dump_now(shared: &Shared, head: &super::Head, stream: &TcpStream) -> Response {
-    if head.method != "POST" {
-        return Response::text(405, "405: POST only (the page's button)\n");
-    }
     if !origin_ok(head.origin.as_deref(), head.host.as_deref()) {
         shared.metrics.http_refused("origin");
         return Response::text(
@@ -277,16 +275,37 @@ mod tests {
     }
 
     #[test]
-    fn host_must_name_the_listen_address() {
+    fn host_must_name_the_listen_address_or_a_configured_name() {
         let lo: SocketAddr = "127.0.0.1:19104".parse().unwrap();
-        assert!(host_ok(Some("127.0.0.1:19104"), lo));
-        assert!(host_ok(Some("localhost:19104"), lo));
-        assert!(!host_ok(Some("evil.example:19104"), lo));
-        assert!(!host_ok(Some("127.0.0.1:80"), lo));
-        assert!(!host_ok(None, lo));
+        let none: &[String] = &[];
+        assert!(host_ok(Some("127.0.0.1:19104"), lo, none));
+        assert!(host_ok(Some("localhost:19104"), lo, none));
+        assert!(host_ok(Some("LocalHost:19104"), lo, none));
+        assert!(!host_ok(Some("evil.example:19104"), lo, none));
+        assert!(!host_ok(Some("127.0.0.1:80"), lo, none));
+        assert!(!host_ok(None, lo, none));
+        // The tricks: a trailing dot, userinfo, no port, another port.
+        for trick in [
+            "127.0.0.1.:19104",
+            "localhost.:19104",
+            "user@127.0.0.1:19104",
+            "127.0.0.1:19104@evil.example",
+            "127.0.0.1",
+            "127.0.0.1:191040",
+            "",
+        ] {
+            assert!(!host_ok(Some(trick), lo, none), "{trick}");
+        }
+        // [http] hosts: those names with the listen port, nothing else.
+        let hosts = vec!["db1.example.com".to_owned()];
+        assert!(host_ok(Some("db1.example.com:19104"), lo, &hosts));
+        assert!(host_ok(Some("DB1.example.com:19104"), lo, &hosts));
+        assert!(!host_ok(Some("db1.example.com.:19104"), lo, &hosts));
+        assert!(!host_ok(Some("db1.example.com:80"), lo, &hosts));
+        assert!(!host_ok(Some("db2.example.com:19104"), lo, &hosts));
         let any: SocketAddr = "0.0.0.0:19104".parse().unwrap();
-        assert!(host_ok(Some("db1.example:19104"), any));
-        assert!(!host_ok(Some("db1.example:80"), any));
+        assert!(host_ok(Some("db1.example:19104"), any, none));
+        assert!(!host_ok(Some("db1.example:80"), any, none));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! another process once this one is gone. An alarm set before exec ends the child by
 //! itself should the parent fail to.
 
+use super::budget::Budget;
 use crate::error::{Error, Result};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -35,7 +36,10 @@ const MAX_STDERR: usize = 4096;
 pub fn child_main(dump: &Path) -> Result<i32> {
     // The dump the server just took, read as `jemsafe report DUMP` reads a dump from the
     // dump directory (no symbolic link followed).
-    let limits = jemsafe_report::DumpLimits::new(jemsafe_report::DEFAULT_MAX_DUMP_MB, false);
+    // Within the dump bytes the server's budget allows.
+    let max_mb =
+        super::budget::dump_bytes_from_env(jemsafe_report::DEFAULT_MAX_DUMP_MB << 20) >> 20;
+    let limits = jemsafe_report::DumpLimits::new(max_mb.max(1), false);
     let loaded = crate::report::load(dump, &limits)?;
     let options = jemsafe_report::render::ReportOptions {
         metric: jemsafe_report::Metric::InuseSpace,
@@ -70,21 +74,34 @@ pub fn child_command(subcommand: &str) -> Command {
     cmd
 }
 
-/// The parent's side: `dump` rendered by a child within [`RENDER_TIMEOUT`] and
-/// [`MAX_PROFILE`] bytes; Err is the reason, for a 500.
-pub fn render(dump: &Path) -> std::result::Result<Vec<u8>, String> {
+/// The parent's side: `dump` rendered by a child within [`RENDER_TIMEOUT`], its memory
+/// budget and [`MAX_PROFILE`] bytes; Err is the reason, for a 500.
+pub fn render(dump: &Path, memory_mb: u64) -> std::result::Result<Vec<u8>, String> {
     let mut cmd = child_command(SUBCOMMAND);
     cmd.arg("--").arg(dump);
-    run_framed(cmd, RENDER_TIMEOUT, MAX_PROFILE)
+    run_framed(cmd, &Budget::new(memory_mb, RENDER_TIMEOUT), MAX_PROFILE)
 }
 
-/// Runs `cmd` with standard output and error read within `deadline`, standard output a
-/// frame of at most `max` bytes; the child is killed and reaped on timeout or excess.
+/// Runs `cmd` within `budget` (see [`super::budget`]) with standard output and error read
+/// within its deadline, standard output a frame of at most `max` bytes; the child is
+/// killed and reaped on timeout or excess.
 pub fn run_framed(
     mut cmd: Command,
-    deadline: Duration,
+    budget: &Budget,
     max: usize,
 ) -> std::result::Result<Vec<u8>, String> {
+    let deadline = budget.deadline;
+    cmd.env(
+        super::budget::DUMP_BYTES_ENV,
+        budget.dump_bytes().to_string(),
+    );
+    // Held open until the child is spawned: it joins that group between fork and exec.
+    let group = super::budget::open_render_group().ok();
+    super::budget::confine(
+        &mut cmd,
+        budget,
+        group.as_ref().map(|(fd, _)| fd.as_raw_fd()),
+    );
     // Standard input is the child's leash: it stays alive (its output closed) until this
     // side drops it, so that its pidfd is taken before the supervisor's loop could reap it
     // (waitpid(-1), for orphans as PID 1): a child that exited fast was reaped first, and
@@ -107,6 +124,7 @@ pub fn run_framed(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the renderer: {e}"))?;
+    drop(group);
     let pidfd = pidfd_open(child.id());
     let leash = child.stdin.take();
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -131,6 +149,9 @@ pub fn run_framed(
     }
     unframe(&out).ok_or_else(|| {
         let said = String::from_utf8_lossy(&err);
+        if let Some(why) = super::budget::failure(&said, budget) {
+            return why;
+        }
         // The child's last log line, without its time and pid.
         let last = said
             .lines()
@@ -141,7 +162,9 @@ pub fn run_framed(
         format!(
             "the renderer failed{}",
             if said.is_empty() {
-                " without saying why".to_owned()
+                // Killed, most likely: by the OOM killer, which takes renderers first
+                // (oom_score_adj 1000), or at its CPU-time limit.
+                " without saying why (killed?)".to_owned()
             } else {
                 format!(": {}", jemsafe_report::safe::escape(said))
             }
@@ -315,7 +338,7 @@ mod tests {
     fn a_child_that_writes_a_frame_is_read_and_reaped() {
         let got = run_framed(
             sh(r"printf '\005\000\000\000\000\000\000\000hello'; echo noise >&2"),
-            Duration::from_secs(10),
+            &Budget::new(256, Duration::from_secs(10)),
             1024,
         );
         assert_eq!(got.as_deref(), Ok(&b"hello"[..]));
@@ -325,7 +348,7 @@ mod tests {
     fn a_failing_child_says_why() {
         let got = run_framed(
             sh("echo 'no such dump' >&2; exit 3"),
-            Duration::from_secs(10),
+            &Budget::new(256, Duration::from_secs(10)),
             1024,
         );
         assert_eq!(got, Err("the renderer failed: no such dump".into()));
@@ -338,7 +361,7 @@ mod tests {
         let t0 = Instant::now();
         let got = run_framed(
             sh(&format!("echo $$ > {}; exec sleep 30", pid_file.display())),
-            Duration::from_millis(500),
+            &Budget::new(256, Duration::from_millis(500)),
             1024,
         );
         let pid = std::fs::read_to_string(&pid_file).unwrap();
@@ -351,7 +374,11 @@ mod tests {
 
     #[test]
     fn a_child_writing_too_much_is_killed() {
-        let got = run_framed(sh("exec cat /dev/zero"), Duration::from_secs(10), 1 << 20);
+        let got = run_framed(
+            sh("exec cat /dev/zero"),
+            &Budget::new(256, Duration::from_secs(10)),
+            1 << 20,
+        );
         assert!(got.unwrap_err().contains("larger than 1 MiB"));
     }
 }

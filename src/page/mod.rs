@@ -150,6 +150,8 @@ pub struct Inputs {
     pub max_dump_mb: u64,
     pub symbolize: jemsafe_report::SymbolizeOptions,
     pub live: Option<page::Live>,
+    /// What the live page left out of the dumps it was given (its budget), for a note.
+    pub left_out: Option<String>,
 }
 
 /// The timeline for the dumps' process, or a note saying why there is none.
@@ -211,7 +213,7 @@ fn read_timeline(
 /// The page's HTML for `inputs`; what is missing becomes a note on the page.
 pub fn render(inputs: Inputs) -> Result<String> {
     let limits = DumpLimits::new(inputs.max_dump_mb, inputs.named);
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = inputs.left_out.iter().cloned().collect();
     let mut dumps = Vec::new();
     for p in &inputs.paths {
         match crate::report::load(p, &limits) {
@@ -281,6 +283,7 @@ pub fn html(args: &PageArgs) -> Result<(String, Option<PathBuf>)> {
         max_dump_mb: args.read.max_dump_mb,
         symbolize: crate::report::sym_options(crate::cli::NamesMode::Exact, plan.debuginfod),
         live: None,
+        left_out: None,
     })?;
     Ok((html, dump_dir))
 }
@@ -312,13 +315,22 @@ pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result
         ..plan::Request::new(Path::new(""), &[], plan::Want::Series)
     })?;
     let csrf = std::env::var(crate::http::PAGE_CSRF_ENV).unwrap_or_default();
+    // The newest dumps within the server's render budget; the page says what it left out.
+    use crate::http::budget;
+    let sized = plan.dumps.into_iter().map(|p| {
+        let size = budget::size_of(&p);
+        (p, size)
+    });
+    let max_bytes = budget::dump_bytes_from_env(jemsafe_report::DEFAULT_MAX_DUMP_MB << 20);
+    let (paths, left_out) = budget::cap_series(sized.collect(), budget::MAX_PAGE_DUMPS, max_bytes);
     let html = render(Inputs {
-        paths: plan.dumps,
+        paths,
+        left_out,
         named: false,
         timeline: Some(timeline_file(&settings)),
         since: None,
         max_entries: page::Options::default().max_entries,
-        max_dump_mb: jemsafe_report::DEFAULT_MAX_DUMP_MB,
+        max_dump_mb: (max_bytes >> 20).max(1),
         symbolize: Default::default(),
         live: Some(page::Live { csrf }),
     })?;

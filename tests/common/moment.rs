@@ -36,6 +36,16 @@ impl MemCgroup {
         MemCgroup { path }
     }
 
+    /// A group inside this one, with a limit of its own (dropped before this one: declare
+    /// it after).
+    pub fn child(&self, tag: &str, limit_bytes: u64) -> MemCgroup {
+        let path = self.path.join(tag);
+        std::fs::create_dir(&path).expect("mkdir a memory cgroup (root needed)");
+        std::fs::write(path.join("memory.limit_in_bytes"), limit_bytes.to_string())
+            .expect("set memory.limit_in_bytes");
+        MemCgroup { path }
+    }
+
     pub fn oom_kills(&self) -> u64 {
         std::fs::read_to_string(self.path.join("memory.oom_control"))
             .unwrap()

@@ -35,9 +35,17 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Debian's Prometheus on 127.0.0.1:`port`, scraping `target` every second, with its
-/// storage under `dir`.
-pub fn start_prometheus(dir: &std::path::Path, port: u16, target: SocketAddr) -> ChildGuard {
+/// Debian's Prometheus on 127.0.0.1:`port`, scraping `target` (`host:port`) every second,
+/// with its storage under `dir`. `names`: host names it resolves to 127.0.0.1, through an
+/// /etc/hosts of its own bind-mounted in a private mount namespace (`unshare -m`), so
+/// that it can scrape by a name that is not the listen address without touching the
+/// machine's /etc/hosts.
+pub fn start_prometheus(
+    dir: &std::path::Path,
+    port: u16,
+    target: &str,
+    names: &[&str],
+) -> ChildGuard {
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
@@ -47,7 +55,18 @@ pub fn start_prometheus(dir: &std::path::Path, port: u16, target: SocketAddr) ->
         ),
     )
     .unwrap();
-    let child = Command::new("prometheus")
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1 localhost\n127.0.0.1 {}\n", names.join(" ")),
+    )
+    .unwrap();
+    // exec: the guard's kill reaches prometheus itself, not a shell above it.
+    let script = "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"";
+    let child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&hosts)
+        .arg("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -58,7 +77,7 @@ pub fn start_prometheus(dir: &std::path::Path, port: u16, target: SocketAddr) ->
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("run prometheus (apt-get install prometheus)");
+        .expect("run prometheus (apt-get install prometheus) under unshare (util-linux)");
     ChildGuard(child)
 }
 
