@@ -2,7 +2,7 @@
 //! engines fleets already run (Prometheus; Grafana Pyroscope and Parca pull pprof), and
 //! the live page.
 //!
-//! | route | access ([`route`], decided by [`decide`]) |
+//! | route | access ([`access::route`], decided by [`access::decide`]) |
 //! | --- | --- |
 //! | `GET /metrics` | anyone on loopback, `Bearer` off it; any `Host` |
 //! | `GET /healthz` | anyone on loopback, `Bearer` off it; any `Host` |
