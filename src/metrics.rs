@@ -42,6 +42,7 @@ pub struct Metrics {
     dump_round_trip: Histogram,
     restarts: IntCounter,
     oom_kills: IntCounter,
+    panics: IntCounter,
     up: IntGauge,
     pid: IntGauge,
     start_time: Gauge,
@@ -99,6 +100,11 @@ impl Metrics {
                 oom_kills: IntCounter::with_opts(opts(
                     "jemsafe_mysqld_oom_kills_total",
                     "mysqld processes killed by the kernel's OOM killer",
+                ))?,
+                panics: IntCounter::with_opts(opts(
+                    "jemsafe_contained_panics_total",
+                    "Internal errors (panics) in the supervisor's event handlers, contained: \
+                     the event was abandoned, the loop and mysqld went on",
                 ))?,
                 up: gauge("jemsafe_mysqld_up", "1 when mysqld runs under jemsafe")?,
                 pid: gauge("jemsafe_mysqld_pid", "mysqld's process id")?,
@@ -172,6 +178,7 @@ impl Metrics {
             r.register(Box::new(m.dump_round_trip.clone()))?;
             r.register(Box::new(m.restarts.clone()))?;
             r.register(Box::new(m.oom_kills.clone()))?;
+            r.register(Box::new(m.panics.clone()))?;
             for g in [
                 &m.up,
                 &m.pid,
@@ -219,6 +226,11 @@ impl Metrics {
     /// mysqld was killed by the kernel's OOM killer.
     pub fn oom_killed(&self) {
         self.oom_kills.inc();
+    }
+
+    /// A panic in an event handler was contained (`supervisor`'s module doc).
+    pub fn panic_contained(&self) {
+        self.panics.inc();
     }
 
     /// The text exposition format, gauges taken from `status`.

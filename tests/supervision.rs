@@ -441,3 +441,72 @@ fn as_pid_1_jemsafe_reaps_orphans() {
     js.signal(Signal::SIGKILL);
     assert_eq!(js.wait_exit(T), 128 + 9);
 }
+
+/// jemsafe with `config`, where the helper at `point` panics (`JEMSAFE_FAULT`, a debug
+/// build's test hook: no real input is kept panicking on purpose).
+fn with_fault(config: &Path, point: &str) -> Running {
+    Running::start_with(&["run", "-c", config.to_str().unwrap()], |c| {
+        c.env("JEMSAFE_FAULT", point);
+    })
+}
+
+#[test]
+fn a_panic_recording_mysqlds_end_costs_neither_the_restart_nor_the_supervisor() {
+    let dir = TempDir::new("panic-end");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--kill-self", "9"],
+        "restart = \"on-crash\"\nrestart_delay_ms = 20\nmax_restarts = 2\n",
+    );
+    let mut js = with_fault(&config, "record_ending");
+    // Before: the first end's panic made jemsafe exit 101, and nothing restarted mysqld.
+    let code = js.wait_exit(T);
+    let log = js.err.seen.join("\n");
+    assert_eq!(code, 128 + 9, "{log}");
+    assert_eq!(log.matches("started mysqld pid").count(), 3, "{log}");
+    assert_eq!(
+        log.matches("internal error (a bug in jemsafe) in thread main at src/supervisor/mod.rs")
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(
+        log.contains("error: jemsafe abandoned recording mysqld's end after that internal error and carries on"),
+        "{log}"
+    );
+    assert!(log.contains("restarting it in 40 ms (restart #2)"), "{log}");
+}
+
+#[test]
+fn a_panic_in_an_event_handler_is_contained_and_the_loop_goes_on() {
+    let dir = TempDir::new("panic-usr1");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let mut js = with_fault(&config, "signal_action");
+    let mysqld = js.wait_verified(T);
+    js.signal(Signal::SIGUSR1);
+    js.err
+        .wait_for("jemsafe abandoned signals after that internal error", T);
+    // The loop still serves requests, and mysqld is the same process.
+    let out = cli(&["dump", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}\n{:?}", js.err.seen);
+    assert!(Path::new(&format!("/proc/{mysqld}")).exists());
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0, "{:?}", js.err.seen);
+}
+
+#[test]
+fn a_panic_outside_the_handlers_aborts_so_that_systemd_restarts_jemsafe() {
+    let dir = TempDir::new("panic-start");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let mut js = with_fault(&config, "start");
+    // Restart=on-abnormal restarts after a death by SIGABRT, never after exit status 101.
+    let code = js.wait_exit(T);
+    let log = js.err.seen.join("\n");
+    assert_eq!(code, 128 + 6, "{log}");
+    assert!(log.contains("fault injected at start"), "{log}");
+    assert!(
+        log.contains("outside any contained handler; aborting"),
+        "{log}"
+    );
+}

@@ -5,6 +5,17 @@
 //! (verification deadline, restart delay, trailing dump, growth check). What to do is
 //! decided by the pure functions in [`policy`] and [`crate::dumps::retention`]; this
 //! module gathers events and carries the decisions out.
+//!
+//! **A panic never stops the supervisor.** Each event's handler runs under
+//! `catch_unwind` ([`Supervisor::contained`]): a panic in it (a bug, or input no check
+//! foresaw) is logged at error priority with where it happened, counted in
+//! `jemsafe_contained_panics_total`, and that one event is abandoned; the loop goes on and
+//! mysqld keeps running. Within mysqld's exit, what records the end (incident record,
+//! timeline) is contained on its own, so that the restart decision is still carried out.
+//! A panic outside every handler (start-up, the poll itself) aborts jemsafe (SIGABRT,
+//! in `main`): the units' `Restart=on-abnormal` restarts it, which it does not after the
+//! default exit status 101. The workspace never sets `panic = "abort"`: unwinding is what
+//! makes containment possible.
 
 mod dumping;
 mod ledger;
@@ -136,6 +147,7 @@ struct Supervisor<'a> {
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
 pub fn run(plan: &Plan) -> Result<i32> {
+    log_panics();
     let _pid_file = PidFile::acquire(&plan.runtime_dir)?;
     let dump_owner = stale::mysqld_user(&plan.all_args());
     dumps::prepare_dir(&plan.dump_dir, dump_owner)?;
@@ -201,6 +213,7 @@ enum Source {
 
 impl Supervisor<'_> {
     fn start(&mut self) -> Result<()> {
+        fault_point("start");
         let plan = self.plan;
         stale::clear(&plan.all_args(), &plan.launch.mysqld)?;
         let (mut link, shim_end) =
@@ -278,7 +291,7 @@ impl Supervisor<'_> {
             let ready = self.wait(timeout)?;
             self.signals.drain();
 
-            if let Some(code) = self.signals_arrived() {
+            if let Some(code) = self.contained("signals", Self::signals_arrived).flatten() {
                 return Ok(code);
             }
             let clients: Vec<usize> = ready
@@ -288,22 +301,44 @@ impl Supervisor<'_> {
                     _ => None,
                 })
                 .collect();
-            for (stream, request) in self.control.read_ready(&clients) {
-                self.control_request(stream, request);
+            let requests = self
+                .contained("control clients", |s| s.control.read_ready(&clients))
+                .unwrap_or_default();
+            for (stream, request) in requests {
+                self.contained("a control request", |s| s.control_request(stream, request));
             }
             if ready.contains(&Source::Listener) {
-                self.control.accept_ready(Instant::now());
+                self.contained("a control connection", |s| {
+                    s.control.accept_ready(Instant::now())
+                });
             }
             if ready.contains(&Source::Inotify) {
-                self.dump_dir_changed();
+                self.contained("the dump directory's events", Self::dump_dir_changed);
             }
             if ready.contains(&Source::Link) {
-                self.read_replies();
+                self.contained("the shim's replies", Self::read_replies);
             }
             if ready.contains(&Source::Relay) {
-                self.relay_messages();
+                self.contained("mysqld's sd_notify messages", Self::relay_messages);
             }
-            self.timers()?;
+            self.contained("timers", Self::timers).transpose()?;
+        }
+    }
+
+    /// Runs `handler` for one event (`what`, for the log); a panic in it is contained
+    /// (see the module doc): logged, counted, the event abandoned, None returned.
+    fn contained<T>(&mut self, what: &str, handler: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(self))) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                // The panic hook logged the message and where; this says what it cost.
+                self.metrics.panic_contained();
+                error!(
+                    "jemsafe abandoned {what} after that internal error and carries on; \
+                     mysqld keeps running (please report the error above)"
+                );
+                None
+            }
         }
     }
 
@@ -452,20 +487,17 @@ impl Supervisor<'_> {
         }
         self.dumping.next_growth_check = None;
         self.watch_stopped();
-        let oom = match status {
-            WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(child.pid.as_raw()),
-            _ => None,
-        };
+        // What records the end is a helper: a panic in it must not cost the restart.
+        let oom = self
+            .contained("recording mysqld's end", |s| {
+                s.record_ending(child.pid.as_raw(), child.started, status)
+            })
+            .flatten();
         self.last_exit_oom_killed = oom.is_some();
         let mut how = describe(status);
-        if let Some(evidence) = &oom {
+        if oom.is_some() {
             how.push_str(" (the kernel's OOM killer)");
-            self.explain_oom(child.pid.as_raw(), child.started, evidence);
         }
-        self.timeline_event(crate::timeline::EventKind::Exit {
-            how: how.clone(),
-            oom: oom.is_some(),
-        });
         self.last_exit = Some(format!("pid {} {how}", child.pid));
         self.last_exit_status = Some(exit_code(status));
         if let (VerifyMode::Require, Some(Err(reason))) = (self.plan.verify, &child.verification) {
@@ -524,6 +556,26 @@ impl Supervisor<'_> {
         }
     }
 
+    /// The OOM verdict on mysqld's end, its explanation and incident record, and the
+    /// timeline's exit event; the verdict's evidence when it was an OOM kill.
+    fn record_ending(&mut self, pid: i32, started: Instant, status: WaitStatus) -> Option<String> {
+        fault_point("record_ending");
+        let oom = match status {
+            WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(pid),
+            _ => None,
+        };
+        let mut how = describe(status);
+        if let Some(evidence) = &oom {
+            how.push_str(" (the kernel's OOM killer)");
+            self.explain_oom(pid, started, evidence);
+        }
+        self.timeline_event(crate::timeline::EventKind::Exit {
+            how,
+            oom: oom.is_some(),
+        });
+        oom
+    }
+
     fn timers(&mut self) -> Result<()> {
         let now = Instant::now();
         if self.restart_at.is_some_and(|t| now >= t) {
@@ -562,6 +614,7 @@ impl Supervisor<'_> {
     }
 
     fn signal_action(&mut self, action: SignalAction, trigger: Trigger, from: &str) {
+        fault_point("signal_action");
         match action {
             SignalAction::Ignore => debug!("{from} ignored as configured"),
             SignalAction::Dump => self.request_dump(trigger, None),
@@ -627,6 +680,43 @@ impl Supervisor<'_> {
         }
     }
 }
+
+/// Panics are logged as jemsafe's other errors are (one line, error priority, with where
+/// in the code), on every thread of `run` (the HTTP server's too), not as Rust's default
+/// unprioritised lines.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        error!(
+            "internal error (a bug in jemsafe) in thread {}{place}: {}",
+            thread.name().unwrap_or("unnamed"),
+            message.replace('\n', " ")
+        );
+    }));
+}
+
+/// A test's way to make a helper panic (`JEMSAFE_FAULT=<point>`, see
+/// tests/supervision.rs): compiled into debug builds only, so that no release binary can
+/// be made to panic through its environment.
+#[cfg(debug_assertions)]
+fn fault_point(point: &str) {
+    if std::env::var("JEMSAFE_FAULT").is_ok_and(|v| v == point) {
+        panic!("fault injected at {point} (JEMSAFE_FAULT)");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn fault_point(_point: &str) {}
 
 /// mysqld's status as a shell would report it: the exit code, or 128+N for signal N.
 pub fn exit_code(status: WaitStatus) -> i32 {
