@@ -510,3 +510,51 @@ fn a_panic_outside_the_handlers_aborts_so_that_systemd_restarts_jemsafe() {
         "{log}"
     );
 }
+
+#[test]
+fn a_coalesced_dump_ends_with_its_mysqld_and_its_waiters_hear_so_then() {
+    let dir = TempDir::new("trailing-end");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1"],
+        "restart_delay_ms = 600000\nrestart_delay_max_ms = 600000\n",
+    );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 3000");
+    let mut js = Running::start(&[
+        "--log-level",
+        "debug",
+        "run",
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    let mysqld = js.wait_verified(T);
+    js.signal(Signal::SIGUSR1);
+    js.err.wait_for("heap dump written: ", T);
+    js.signal(Signal::SIGUSR1);
+    js.err.wait_for("coalesced into the next dump", T);
+    let waiter = {
+        let config = config.clone();
+        std::thread::spawn(move || cli(&["dump", "-c", config.to_str().unwrap()]))
+    };
+    js.err.wait_for_nth("coalesced into the next dump", 2, T);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mysqld), Signal::SIGKILL).unwrap();
+    js.err.wait_for("restarting it in 600000 ms", T);
+    let out = waiter.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    // Before: the dump was tried 3 s later without a mysqld ("mysqld is not running"),
+    // counted as a failure, and the waiter waited for that.
+    assert!(!out.status.success());
+    assert!(
+        said.contains(&format!(
+            "mysqld pid {mysqld} exited before the coalesced usr1 dump was taken"
+        )),
+        "{said}\n{:?}",
+        js.err.seen
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    let log = js.err.seen.join("\n");
+    assert!(!log.contains("dump not taken"), "{log}");
+    assert_eq!(heap_files(&dir.join("dumps")).len(), 1, "{log}");
+}

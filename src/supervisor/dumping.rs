@@ -100,6 +100,24 @@ impl Supervisor<'_> {
         }
     }
 
+    /// mysqld `pid` ended: the trailing dump coalesced for it cannot be taken. Its
+    /// waiters hear so now (not when it would have run), and it costs no `per_hour`.
+    pub(super) fn drop_trailing_dump(&mut self, pid: nix::unistd::Pid) {
+        let trigger = self.dumping.trailing_trigger.take();
+        let waiters = std::mem::take(&mut self.dumping.trailing);
+        if !self.dumping.throttle.forget() {
+            return;
+        }
+        let why = format!(
+            "mysqld pid {pid} exited before the coalesced {} dump was taken",
+            trigger.as_ref().map_or("usr1", Trigger::as_str)
+        );
+        info!("{why}: dropped it");
+        for w in waiters {
+            control::respond(w, &control::error_reply(why.clone()));
+        }
+    }
+
     pub(super) fn send_dump(&mut self, trigger: Trigger, waiters: Vec<UnixStream>) {
         let plan = self.plan;
         let present = plan.dump_dir.symlink_metadata().is_ok_and(|m| m.is_dir());
@@ -154,6 +172,9 @@ impl Supervisor<'_> {
             self.fail(pending, &why);
             return;
         };
+        if matches!(trigger, Trigger::Level(_)) {
+            self.moment.triggers.charge(Instant::now());
+        }
         self.dumping.seq += 1;
         let name = dumps::on_demand_name(
             &plan.dump_prefix,

@@ -486,6 +486,7 @@ impl Supervisor<'_> {
             }
         }
         self.dumping.next_growth_check = None;
+        self.drop_trailing_dump(child.pid);
         self.watch_stopped();
         // What records the end is a helper: a panic in it must not cost the restart.
         let oom = self

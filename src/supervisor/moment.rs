@@ -485,7 +485,13 @@ impl Supervisor<'_> {
         crate::error!(
             "mysqld pid {pid} was killed by the kernel's OOM killer ({evidence}); memory limit {limit_words}; \
              {last}; {}; {record}",
-            crate::oom::last_dump_words(&incident)
+            // Without a dump, say whether per_hour was why.
+            incident
+                .dumps
+                .is_empty()
+                .then(|| self.moment.triggers.refusal_words())
+                .flatten()
+                .unwrap_or_else(|| crate::oom::last_dump_words(&incident))
         );
     }
 
