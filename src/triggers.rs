@@ -164,7 +164,8 @@ impl Triggers {
         &self.settings
     }
 
-    /// Whether anything is to be checked at all (with or without a cgroup limit).
+    /// Whether anything is to be checked at all (with or without a cgroup limit): when
+    /// not, no check is scheduled.
     pub fn any(&self, cgroup_limit: bool) -> bool {
         !self.rss.is_empty()
             || self.settings.pressure.is_some()
@@ -282,6 +283,19 @@ impl Triggers {
         }
         self.budget.len() < self.settings.per_hour as usize
     }
+}
+
+/// Whether the timeline's sample, due at `sample_due`, is taken at this wake-up (`now`):
+/// when it is due, or due before the next memory check (`next_check`, None when no check
+/// is scheduled), so that checks and samples share their wake-ups.
+pub fn sample_now(sample_due: Option<Instant>, now: Instant, next_check: Option<Instant>) -> bool {
+    sample_due.is_some_and(|due| due <= now || next_check.is_some_and(|check| due < check))
+}
+
+/// When the memory watch must wake next: the check or the sample, whichever is first
+/// (after [`sample_now`] a sample is never due before the next check).
+pub fn next_wakeup(next_check: Option<Instant>, sample_due: Option<Instant>) -> Option<Instant> {
+    next_check.into_iter().chain(sample_due).min()
 }
 
 fn human(bytes: u64) -> String {
@@ -482,6 +496,27 @@ mod tests {
         assert_eq!(fired(&mut t, p(21.0), now), None);
         assert_eq!(fired(&mut t, p(17.0), now), None);
         assert_eq!(fired(&mut t, p(21.0), now).as_deref(), Some("pressure"));
+    }
+
+    #[test]
+    fn samples_ride_on_checks_and_wake_alone_without_them() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        // Nothing configured: no wake-up at all.
+        assert_eq!(next_wakeup(None, None), None);
+        assert!(!sample_now(None, now, Some(now + s)));
+        // Timeline alone: its own timer, taken when due.
+        assert_eq!(next_wakeup(None, Some(now + 10 * s)), Some(now + 10 * s));
+        assert!(!sample_now(Some(now + s), now, None));
+        assert!(sample_now(Some(now), now, None));
+        // Both: a sample due before the next check is taken at this one's wake-up...
+        assert!(sample_now(Some(now + s / 2), now, Some(now + s)));
+        assert!(!sample_now(Some(now + 2 * s), now, Some(now + s)));
+        // ...so the check alone decides the next wake-up.
+        assert_eq!(
+            next_wakeup(Some(now + s), Some(now + 10 * s)),
+            Some(now + s)
+        );
     }
 
     #[test]

@@ -558,3 +558,66 @@ fn a_coalesced_dump_ends_with_its_mysqld_and_its_waiters_hear_so_then() {
     assert!(!log.contains("dump not taken"), "{log}");
     assert_eq!(heap_files(&dir.join("dumps")).len(), 1, "{log}");
 }
+
+/// jemsafe's event loop's voluntary context switches (its wake-ups) so far.
+fn wakeups(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn with_no_trigger_and_no_timeline_nothing_is_scheduled() {
+    let dir = TempDir::new("idle-off");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap()
+            + "[triggers]\nlimit_percent = []\ncheck_ms = 100\n[timeline]\ninterval_s = 0\n",
+    )
+    .unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.err.wait_for("no memory check is scheduled", T);
+    // Before: a check every check_ms whatever was configured (10 wake-ups a second here).
+    let before = wakeups(js.pid());
+    std::thread::sleep(Duration::from_secs(2)); // the measurement window, not a wait
+    let woke = wakeups(js.pid()) - before;
+    assert!(woke <= 1, "{woke} wake-ups in 2 s with nothing scheduled");
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn the_timeline_samples_on_its_own_timer_without_checks() {
+    let dir = TempDir::new("idle-timeline");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap()
+            + "[triggers]\nlimit_percent = []\n[timeline]\ninterval_s = 1\n",
+    )
+    .unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.err.wait_for("no memory check is scheduled", T);
+    let timeline = dir.join("dumps").join("mysqld.timeline");
+    let samples = || {
+        std::fs::read_to_string(&timeline)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"rss\""))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + T;
+    while samples() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100)); // polling a file, bounded
+    }
+    assert!(samples() >= 3, "{:?}", std::fs::read_to_string(&timeline));
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}

@@ -88,9 +88,9 @@ impl Moment {
         self.sample_every = every;
     }
 
-    /// The next moment a check is due.
+    /// The next moment a check or a timeline sample is due (None: neither is configured).
     pub fn due(&self) -> Option<Instant> {
-        self.next_check
+        crate::triggers::next_wakeup(self.next_check, self.next_sample)
     }
 
     fn refresh_limit(&mut self, now: Instant) {
@@ -148,14 +148,21 @@ impl Supervisor<'_> {
             k.skip_to_end();
         }
         let cgroup_limit = m.limit.as_ref().is_some_and(Limit::from_cgroup);
+        // Only what is configured is scheduled: no level, no check (and no wake-up).
+        let checking = m.triggers.any(cgroup_limit);
         info!(
-            "memory limit {}; dump triggers: {}",
+            "memory limit {}; dump triggers: {}{}",
             m.limit
                 .as_ref()
                 .map_or_else(|| "unknown".to_owned(), Limit::describe),
-            m.triggers.settings().describe(cgroup_limit)
+            m.triggers.settings().describe(cgroup_limit),
+            if checking {
+                ""
+            } else {
+                " (no memory check is scheduled; a limit set later applies from mysqld's next start)"
+            }
         );
-        m.next_check = Some(Instant::now() + m.triggers.settings().check);
+        m.next_check = checking.then(|| Instant::now() + m.triggers.settings().check);
         m.pid = pid as u32;
         m.start_ticks = crate::procfs::stat_fields(pid)
             .and_then(|f| f.get(19)?.parse().ok())
@@ -184,7 +191,8 @@ impl Supervisor<'_> {
             self.moment.next_check = Some(now + every);
             self.check_memory(now);
         }
-        if self.moment.next_sample.is_some_and(|t| now >= t) {
+        let m = &self.moment;
+        if crate::triggers::sample_now(m.next_sample, now, m.next_check) {
             self.timeline_tick(now);
         }
     }
@@ -193,6 +201,11 @@ impl Supervisor<'_> {
     fn timeline_tick(&mut self, now: Instant) {
         let m = &mut self.moment;
         m.next_sample = Some(now + m.sample_every);
+        if m.next_check.is_none() {
+            // No checks keep the OOM counters' baseline current: the samples do.
+            let counters = m.oom_counters();
+            m.oom_base.observe(counters, now);
+        }
         if m.next_maintain.is_some_and(|t| now >= t) {
             m.next_maintain = Some(now + Duration::from_secs(3600));
             if let Some(Err(why)) = m.timeline.as_ref().map(|w| w.maintain(SystemTime::now())) {
