@@ -26,8 +26,8 @@ $(awk '/VmRSS/ {print $2}' "/proc/$1/status")"
 measure() { # label, config
     "$jemsafe" run -c "$2" 2>"$dir/$1.log" >/dev/null &
     pid=$!
-    for _ in $(seq 1 300); do grep -q "ready for connections" "$dir/$1.log" && break; sleep 0.2; done
-    grep -q "ready for connections" "$dir/$1.log" || { echo "mariadbd did not start"; cat "$dir/$1.log"; exit 1; }
+    for _ in $(seq 1 300); do grep -qs "ready for connections" "$dir/$1.log" && break; sleep 0.2; done
+    grep -qs "ready for connections" "$dir/$1.log" || { echo "mariadbd did not start"; cat "$dir/$1.log"; exit 1; }
     read -r cpu0 sw0 _ < <(counters "$pid")
     sleep "$seconds"   # the measurement interval itself, not synchronisation
     read -r cpu1 sw1 rss < <(counters "$pid")
@@ -40,7 +40,7 @@ measure() { # label, config
 # The sandbox creates the datadir and config; stop it once it is up, then measure `run`.
 "$jemsafe" sandbox "$dir/sb" -p standby >/dev/null 2>"$dir/setup.log" &
 pid=$!
-for _ in $(seq 1 300); do grep -q "ready for connections" "$dir/setup.log" && break; sleep 0.2; done
+for _ in $(seq 1 300); do grep -qs "ready for connections" "$dir/setup.log" && break; sleep 0.2; done
 kill "$pid"; wait "$pid" || true; pid=
 cp "$dir/sb/jemsafe.toml" "$dir/off.toml"
 printf '\n[triggers]\nlimit_percent = []\n[timeline]\ninterval_s = 0\n' >>"$dir/off.toml"

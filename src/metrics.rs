@@ -19,8 +19,11 @@ pub enum DumpFailure {
     Jemalloc,
     /// The file was cut short (full disk) and removed.
     Incomplete,
-    /// mysqld did not answer within the deadline.
+    /// mysqld did not answer within the deadline, and ended without writing the dump (a
+    /// dump written late counts as a dump, never also as a failure).
     Timeout,
+    /// mysqld ended (killed, crashed) while writing the dump, within its deadline.
+    MysqldExited,
 }
 
 impl DumpFailure {
@@ -31,6 +34,7 @@ impl DumpFailure {
             DumpFailure::Jemalloc => "jemalloc",
             DumpFailure::Incomplete => "incomplete",
             DumpFailure::Timeout => "timeout",
+            DumpFailure::MysqldExited => "mysqld_exited",
         }
     }
 }
@@ -74,7 +78,9 @@ impl Metrics {
         let dump_failures = IntCounterVec::new(
             opts(
                 "jemsafe_dump_failures_total",
-                "On-demand heap dumps that failed, by reason",
+                "On-demand heap dumps that failed, by reason (disk_space, mysqld_unreachable, \
+                 jemalloc, incomplete, timeout, mysqld_exited); each dump counts once, here or \
+                 in jemsafe_dumps_total",
             ),
             &["reason"],
         );

@@ -621,3 +621,104 @@ fn the_timeline_samples_on_its_own_timer_without_checks() {
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
+
+/// jemsafe on the workload with /metrics on a free loopback port (debug log).
+fn with_metrics(dir: &TempDir) -> (Running, std::path::PathBuf, std::net::SocketAddr) {
+    let port = free_port();
+    let (_, token) = token_file(dir.path());
+    let config = workload_config(
+        dir,
+        "standby",
+        &["--alloc-mb", "1"],
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token}"),
+    );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
+    let mut js = Running::start(&[
+        "--log-level",
+        "debug",
+        "run",
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    js.err.wait_for("HTTP server on", T);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    (
+        js,
+        config,
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
+/// The value of the sample `series` (name and labels, as exposed) in /metrics; 0 when
+/// absent.
+fn metric(addr: std::net::SocketAddr, series: &str) -> f64 {
+    let (code, body) = http_get(addr, "/metrics", &[], T);
+    assert_eq!(code, 200);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_dump_lost_when_mysqld_is_killed_mid_write_is_logged_and_counted() {
+    let dir = TempDir::new("dump-lost");
+    let (mut js, config, addr) = with_metrics(&dir);
+    let mysqld = js.wait_started(1, T);
+    let cont = stop_process(mysqld, T);
+    let waiter = {
+        let config = config.clone();
+        std::thread::spawn(move || cli(&["dump", "-c", config.to_str().unwrap()]))
+    };
+    js.err.wait_for("control request: Dump", T);
+    // Killed while the dump is asked for and unwritten (SIGKILL ends a stopped process).
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mysqld), Signal::SIGKILL).unwrap();
+    drop(cont);
+    assert!(!waiter.join().unwrap().status.success());
+    // Before: no line and no count; the loss was silent.
+    let line = js.err.wait_for(" lost: mysqld pid ", T);
+    assert!(
+        line.contains("cli dump ") && line.contains(&format!("mysqld pid {mysqld} exited")),
+        "{line}"
+    );
+    assert_eq!(
+        metric(
+            addr,
+            "jemsafe_dump_failures_total{reason=\"mysqld_exited\"}"
+        ),
+        1.0
+    );
+    assert!(heap_files(&dir.join("dumps")).is_empty());
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn a_dump_written_after_its_deadline_counts_once_as_a_dump() {
+    let dir = TempDir::new("dump-late");
+    let (mut js, config, addr) = with_metrics(&dir);
+    let mysqld = js.wait_started(1, T);
+    let cont = stop_process(mysqld, T);
+    let waiter = {
+        let config = config.clone();
+        std::thread::spawn(move || cli(&["dump", "-c", config.to_str().unwrap()]))
+    };
+    // The deadline is 60 s: its waiter hears the dump is late...
+    js.err
+        .wait_for("no heap dump within 60 s", Duration::from_secs(90));
+    assert!(!waiter.join().unwrap().status.success());
+    drop(cont);
+    // ...and the dump completes when mysqld runs again.
+    let line = js.err.wait_for("heap dump written: ", T);
+    assert!(line.contains("after its deadline"), "{line}");
+    // Before: in both jemsafe_dumps_total and jemsafe_dump_failures_total{timeout}.
+    assert_eq!(metric(addr, "jemsafe_dumps_total{trigger=\"cli\"}"), 1.0);
+    assert_eq!(
+        metric(addr, "jemsafe_dump_failures_total{reason=\"timeout\"}"),
+        0.0
+    );
+    assert_eq!(heap_files(&dir.join("dumps")).len(), 1);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}

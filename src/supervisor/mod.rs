@@ -475,8 +475,14 @@ impl Supervisor<'_> {
         }
         let mut pending = child.pending;
         for p in pending.drain() {
-            if let Pending::Dump { name, .. } = &p {
-                self.discard_partial(name);
+            if let Pending::Dump {
+                trigger,
+                name,
+                sent,
+                ..
+            } = &p
+            {
+                self.dump_lost(child.pid, trigger, name, *sent);
             }
             for waiter in waiters_of(p) {
                 control::respond(
