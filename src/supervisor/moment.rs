@@ -8,6 +8,7 @@
 //! in time the sample has RSS alone.
 
 use super::Supervisor;
+use crate::dumps::Trigger;
 use crate::memlimit::{self, Group, Limit};
 use crate::triggers::{Reading, Triggers};
 use crate::{debug, info, warn};
@@ -30,8 +31,8 @@ pub(super) struct Moment {
     pub triggers: Triggers,
     /// mysqld's memory cgroup, opened at its start.
     pub group: Option<Group>,
-    /// mysqld's v2 group for `memory.pressure` (hybrid layouts have one beside v1).
-    pressure_group: Option<Group>,
+    /// The PSI file the pressure rule reads (mysqld's v2 group's, else the machine's).
+    pub pressure: Option<memlimit::PressureSource>,
     pub limit: Option<Limit>,
     limit_read: Option<Instant>,
     pub last: Option<Check>,
@@ -61,7 +62,7 @@ impl Moment {
         Moment {
             triggers: Triggers::new(settings),
             group: None,
-            pressure_group: None,
+            pressure: None,
             limit: None,
             limit_read: None,
             last: None,
@@ -119,14 +120,6 @@ impl Moment {
             vmstat: group.is_none().then(memlimit::vmstat_oom_kills).flatten(),
         }
     }
-
-    /// The PSI text the pressure rule reads: mysqld's v2 group's, else the machine's.
-    fn pressure_text(&self) -> Option<String> {
-        self.pressure_group
-            .as_ref()
-            .and_then(Group::pressure)
-            .or_else(|| crate::procfs::system("/proc/pressure/memory"))
-    }
 }
 
 impl Supervisor<'_> {
@@ -134,11 +127,12 @@ impl Supervisor<'_> {
     pub(super) fn watch_started(&mut self, pid: i32) {
         let m = &mut self.moment;
         m.group = Group::of(pid);
-        m.pressure_group = crate::procfs::read(pid, "cgroup")
-            .ok()
-            .zip(crate::procfs::read(std::process::id() as i32, "mountinfo").ok())
-            .and_then(|(c, mi)| memlimit::unified(&c, &mi))
-            .and_then(|l| Group::open(&l).ok());
+        m.pressure = m
+            .triggers
+            .settings()
+            .pressure
+            .is_some()
+            .then(|| memlimit::PressureSource::of(pid));
         m.limit_read = None;
         m.refresh_limit(Instant::now());
         m.last = None;
@@ -151,11 +145,15 @@ impl Supervisor<'_> {
         // Only what is configured is scheduled: no level, no check (and no wake-up).
         let checking = m.triggers.any(cgroup_limit);
         info!(
-            "memory limit {}; dump triggers: {}{}",
+            "memory limit {}; dump triggers: {}{}{}",
             m.limit
                 .as_ref()
                 .map_or_else(|| "unknown".to_owned(), Limit::describe),
             m.triggers.settings().describe(cgroup_limit),
+            m.pressure
+                .as_ref()
+                .map(|p| format!("; pressure read from {}", p.describe()))
+                .unwrap_or_default(),
             if checking {
                 ""
             } else {
@@ -346,16 +344,19 @@ impl Supervisor<'_> {
             .settings()
             .pressure
             .clone()
-            .and_then(|rule| rule.reading(&m.pressure_text()?));
+            .and_then(|rule| rule.reading(&m.pressure.as_ref()?.read()?));
         let reading = Reading {
             rss,
             limit: m.limit.as_ref().map(|l| l.bytes),
             cgroup_limit: m.limit.as_ref().is_some_and(Limit::from_cgroup),
             pressure,
         };
-        let Some(fired) = m.triggers.observe(&reading, now) else {
+        let Some(mut fired) = m.triggers.observe(&reading, now) else {
             return;
         };
+        if let (true, Some(source)) = (fired.trigger == Trigger::pressure(), &m.pressure) {
+            fired.reason = format!("{} in {}", fired.reason, source.describe());
+        }
         let also = if fired.crossed.len() > 1 {
             format!(" (crossed together: {})", fired.crossed.join(", "))
         } else {
