@@ -722,3 +722,32 @@ fn a_dump_written_after_its_deadline_counts_once_as_a_dump() {
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(T), 0);
 }
+
+#[test]
+fn a_panic_before_the_restart_decision_still_restarts_mysqld() {
+    let dir = TempDir::new("panic-decision");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--kill-self", "9"],
+        "restart = \"on-crash\"\nrestart_delay_ms = 20\n",
+    );
+    let mut js = with_fault(&config, "ending_decision");
+    js.err.wait_for_nth("started mysqld pid", 3, T);
+    let log = js.err.seen.join("\n");
+    assert!(
+        log.contains(
+            "mysqld's exit was not fully handled (internal error above): restarting it in 20 ms"
+        ),
+        "{log}"
+    );
+    js.signal(Signal::SIGTERM);
+    // mysqld's own status, as after any stop (it may have died of its SIGKILL or of the
+    // SIGTERM passed on), or 0 when the stop came during the restart delay.
+    let code = js.wait_exit(T);
+    assert!(
+        [0, 128 + 9, 128 + 15].contains(&code),
+        "{code}: {:?}",
+        js.err.seen
+    );
+}

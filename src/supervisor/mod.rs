@@ -11,8 +11,10 @@
 //! foresaw) is logged at error priority with where it happened, counted in
 //! `jemsafe_contained_panics_total`, and that one event is abandoned; the loop goes on and
 //! mysqld keeps running. Within mysqld's exit, what records the end (incident record,
-//! timeline) is contained on its own, so that the restart decision is still carried out.
-//! A panic outside every handler (start-up, the poll itself) aborts jemsafe (SIGABRT,
+//! timeline) is contained on its own, so that the restart decision is still carried out;
+//! should a panic still leave no mysqld and no restart scheduled, the loop notices and
+//! restarts mysqld (or exits, when stopping or `restart = "never"`).
+//! A panic outside every handler (start-up, starting mysqld, the poll) aborts jemsafe (SIGABRT,
 //! in `main`): the units' `Restart=on-abnormal` restarts it, which it does not after the
 //! default exit status 101. The workspace never sets `panic = "abort"`: unwinding is what
 //! makes containment possible.
@@ -321,7 +323,11 @@ impl Supervisor<'_> {
             if ready.contains(&Source::Relay) {
                 self.contained("mysqld's sd_notify messages", Self::relay_messages);
             }
+            self.restart_when_due()?;
             self.contained("timers", Self::timers).transpose()?;
+            if let Some(code) = self.unsupervised() {
+                return Ok(code);
+            }
         }
     }
 
@@ -511,6 +517,7 @@ impl Supervisor<'_> {
             error!("mysqld stopped because verification failed: {reason}");
             return Some(VERIFY_FAILED_STATUS);
         }
+        fault_point("ending_decision");
         let end = Ending {
             status: exit_code(status),
             signaled: matches!(status, WaitStatus::Signaled(..)),
@@ -583,12 +590,38 @@ impl Supervisor<'_> {
         oom
     }
 
-    fn timers(&mut self) -> Result<()> {
-        let now = Instant::now();
-        if self.restart_at.is_some_and(|t| now >= t) {
+    /// Starts mysqld again when its restart is due. Not a contained helper: a panic in
+    /// starting mysqld aborts jemsafe, for systemd to start it afresh.
+    fn restart_when_due(&mut self) -> Result<()> {
+        if self.restart_at.is_some_and(|t| Instant::now() >= t) {
             self.restart_at = None;
             self.start()?;
         }
+        Ok(())
+    }
+
+    /// Only a contained panic between mysqld's exit and the decision about it leaves no
+    /// mysqld and no restart scheduled: the decision is made again, as for a crash
+    /// (Some(status): jemsafe exits, as it would have).
+    fn unsupervised(&mut self) -> Option<i32> {
+        if self.child.is_some() || self.restart_at.is_some() {
+            return None;
+        }
+        let status = self.last_exit_status.unwrap_or(crate::error::EX_SOFTWARE);
+        if self.stopping || self.plan.restart.mode == crate::config::RestartMode::Never {
+            error!("mysqld's exit was not fully handled (internal error above): jemsafe exits with status {status}");
+            return Some(status);
+        }
+        warn!(
+            "mysqld's exit was not fully handled (internal error above): restarting it in {} ms",
+            self.plan.restart.delay.as_millis()
+        );
+        self.restart_at = Some(Instant::now() + self.plan.restart.delay);
+        None
+    }
+
+    fn timers(&mut self) -> Result<()> {
+        let now = Instant::now();
         if let Some(child) = self.child.as_mut() {
             if child.verify_deadline.is_some_and(|d| now >= d) {
                 let why = format!(
