@@ -347,3 +347,42 @@ fn the_pressure_trigger_reads_mysqlds_own_groups_psi_and_says_which() {
         );
     }
 }
+
+#[test]
+fn an_oom_line_says_when_per_hour_refused_the_dumps() {
+    let dir = TempDir::new("oom-refused");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--mmap-on-hup", "40"],
+        "restart_delay_ms = 20\n\
+         [triggers]\nrss_mb = [20]\nlimit_percent = []\nper_hour = 1\ncheck_ms = 100\n",
+    );
+    let cg = MemCgroup::create("oom-refused", 80 << 20);
+    let mut js = cg.jemsafe(&["run", "-c", config.to_str().unwrap()]);
+    // The first mysqld spends the hour's one trigger dump...
+    let first = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.signal(Signal::SIGHUP); // forwarded: the workload maps and touches 40 MiB more
+    js.err.wait_for(".rss20.heap (", T);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    // ...so the second one's crossing is refused, and it has no dump when it is killed.
+    js.wait_started(2, T);
+    js.out.wait_for_nth("ready pid=", 2, T);
+    js.signal(Signal::SIGHUP);
+    js.err
+        .wait_for("no dump, [triggers] per_hour = 1 reached", T);
+    for _ in 0..4 {
+        js.signal(Signal::SIGHUP);
+    }
+    let line = js.err.wait_for("was killed by the kernel's OOM killer", T);
+    // Before: "no dump of this process before it (a [triggers] limit_percent level …)",
+    // as if no level had been crossed.
+    assert!(
+        line.contains("no dump of this process before it: 1 trigger dump refused by per_hour = 1"),
+        "{line}"
+    );
+    assert!(cg.oom_kills() >= 1);
+    js.signal(Signal::SIGTERM);
+    js.wait_exit(T);
+}
