@@ -778,3 +778,17 @@ fn describe(status: WaitStatus) -> String {
         other => format!("ended ({other:?})"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panics_unwind_so_that_the_supervisor_can_contain_them() {
+        // `panic = "abort"` in any profile would make every contained panic fatal.
+        let manifest = include_str!("../../Cargo.toml");
+        let settings: Vec<&str> = manifest
+            .lines()
+            .filter(|l| l.split('#').next().unwrap_or("").contains("panic"))
+            .collect();
+        assert!(settings.is_empty(), "{settings:?}");
+    }
+}
