@@ -23,6 +23,7 @@ mod dumping;
 mod ledger;
 mod moment;
 pub mod notify;
+mod panics;
 mod pidfile;
 pub mod policy;
 mod shim_requests;
@@ -149,7 +150,7 @@ struct Supervisor<'a> {
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
 pub fn run(plan: &Plan) -> Result<i32> {
-    log_panics();
+    panics::log_panics();
     let _pid_file = PidFile::acquire(&plan.runtime_dir)?;
     let dump_owner = stale::mysqld_user(&plan.all_args());
     dumps::prepare_dir(&plan.dump_dir, dump_owner)?;
@@ -215,7 +216,7 @@ enum Source {
 
 impl Supervisor<'_> {
     fn start(&mut self) -> Result<()> {
-        fault_point("start");
+        panics::fault_point("start");
         let plan = self.plan;
         stale::clear(&plan.all_args(), &plan.launch.mysqld)?;
         let (mut link, shim_end) =
@@ -327,23 +328,6 @@ impl Supervisor<'_> {
             self.contained("timers", Self::timers).transpose()?;
             if let Some(code) = self.unsupervised() {
                 return Ok(code);
-            }
-        }
-    }
-
-    /// Runs `handler` for one event (`what`, for the log); a panic in it is contained
-    /// (see the module doc): logged, counted, the event abandoned, None returned.
-    fn contained<T>(&mut self, what: &str, handler: impl FnOnce(&mut Self) -> T) -> Option<T> {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(self))) {
-            Ok(value) => Some(value),
-            Err(_) => {
-                // The panic hook logged the message and where; this says what it cost.
-                self.metrics.panic_contained();
-                error!(
-                    "jemsafe abandoned {what} after that internal error and carries on; \
-                     mysqld keeps running (please report the error above)"
-                );
-                None
             }
         }
     }
@@ -517,7 +501,7 @@ impl Supervisor<'_> {
             error!("mysqld stopped because verification failed: {reason}");
             return Some(VERIFY_FAILED_STATUS);
         }
-        fault_point("ending_decision");
+        panics::fault_point("ending_decision");
         let end = Ending {
             status: exit_code(status),
             signaled: matches!(status, WaitStatus::Signaled(..)),
@@ -573,7 +557,7 @@ impl Supervisor<'_> {
     /// The OOM verdict on mysqld's end, its explanation and incident record, and the
     /// timeline's exit event; the verdict's evidence when it was an OOM kill.
     fn record_ending(&mut self, pid: i32, started: Instant, status: WaitStatus) -> Option<String> {
-        fault_point("record_ending");
+        panics::fault_point("record_ending");
         let oom = match status {
             WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(pid),
             _ => None,
@@ -598,26 +582,6 @@ impl Supervisor<'_> {
             self.start()?;
         }
         Ok(())
-    }
-
-    /// Only a contained panic between mysqld's exit and the decision about it leaves no
-    /// mysqld and no restart scheduled: the decision is made again, as for a crash
-    /// (Some(status): jemsafe exits, as it would have).
-    fn unsupervised(&mut self) -> Option<i32> {
-        if self.child.is_some() || self.restart_at.is_some() {
-            return None;
-        }
-        let status = self.last_exit_status.unwrap_or(crate::error::EX_SOFTWARE);
-        if self.stopping || self.plan.restart.mode == crate::config::RestartMode::Never {
-            error!("mysqld's exit was not fully handled (internal error above): jemsafe exits with status {status}");
-            return Some(status);
-        }
-        warn!(
-            "mysqld's exit was not fully handled (internal error above): restarting it in {} ms",
-            self.plan.restart.delay.as_millis()
-        );
-        self.restart_at = Some(Instant::now() + self.plan.restart.delay);
-        None
     }
 
     fn timers(&mut self) -> Result<()> {
@@ -654,7 +618,7 @@ impl Supervisor<'_> {
     }
 
     fn signal_action(&mut self, action: SignalAction, trigger: Trigger, from: &str) {
-        fault_point("signal_action");
+        panics::fault_point("signal_action");
         match action {
             SignalAction::Ignore => debug!("{from} ignored as configured"),
             SignalAction::Dump => self.request_dump(trigger, None),
@@ -720,43 +684,6 @@ impl Supervisor<'_> {
         }
     }
 }
-
-/// Panics are logged as jemsafe's other errors are (one line, error priority, with where
-/// in the code), on every thread of `run` (the HTTP server's too), not as Rust's default
-/// unprioritised lines.
-fn log_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|m| (*m).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".to_owned());
-        let place = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let thread = std::thread::current();
-        error!(
-            "internal error (a bug in jemsafe) in thread {}{place}: {}",
-            thread.name().unwrap_or("unnamed"),
-            message.replace('\n', " ")
-        );
-    }));
-}
-
-/// A test's way to make a helper panic (`JEMSAFE_FAULT=<point>`, see
-/// tests/supervision.rs): compiled into debug builds only, so that no release binary can
-/// be made to panic through its environment.
-#[cfg(debug_assertions)]
-fn fault_point(point: &str) {
-    if std::env::var("JEMSAFE_FAULT").is_ok_and(|v| v == point) {
-        panic!("fault injected at {point} (JEMSAFE_FAULT)");
-    }
-}
-
-#[cfg(not(debug_assertions))]
-fn fault_point(_point: &str) {}
 
 /// mysqld's status as a shell would report it: the exit code, or 128+N for signal N.
 pub fn exit_code(status: WaitStatus) -> i32 {
