@@ -357,12 +357,21 @@ fn memory_row(config: &Config) -> String {
     let cgroup = limit
         .as_ref()
         .is_some_and(crate::memlimit::Limit::from_cgroup);
+    let triggers = crate::triggers::Settings::of(config);
+    let pressure = triggers
+        .pressure
+        .as_ref()
+        .map(|_| {
+            let source = crate::memlimit::PressureSource::of(std::process::id() as i32);
+            format!("; pressure read from {}", source.describe())
+        })
+        .unwrap_or_default();
     format!(
-        "limit {}; dump triggers: {}",
+        "limit {}; dump triggers: {}{pressure}",
         limit
             .as_ref()
             .map_or_else(|| "unknown".to_owned(), |l| l.describe()),
-        crate::triggers::Settings::of(config).describe(cgroup)
+        triggers.describe(cgroup)
     )
 }
 

@@ -177,6 +177,9 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
             l.source
         );
     }
+    if let Some(psi) = &st.pressure_source {
+        out!("pressure    read from {psi}");
+    }
     if let Some(why) = &st.mysqld_not_answering {
         out!("ATTENTION   {why}: the jemalloc figures below are missing");
     }

@@ -88,6 +88,9 @@ pub struct Status {
     /// mysqld's RSS at the last memory check (/proc/PID/statm), in bytes.
     #[serde(default)]
     pub rss_at_last_check: Option<u64>,
+    /// The PSI file `[triggers] pressure` reads, in words (None without a pressure rule).
+    #[serde(default)]
+    pub pressure_source: Option<String>,
 }
 
 /// The memory limit that applies to mysqld (a cgroup's, else the machine's memory).

@@ -29,7 +29,17 @@ fn main() {
         Cmd::Run {
             config,
             mysqld_args,
-        } => commands::run(&config, &mysqld_args),
+        } => {
+            // A panic the supervisor did not contain (outside its event handlers) ends in
+            // SIGABRT, which the units' Restart=on-abnormal restarts; exit status 101,
+            // Rust's default, it would not.
+            std::panic::catch_unwind(|| commands::run(&config, &mysqld_args)).unwrap_or_else(|_| {
+                jemsafe::error!(
+                    "jemsafe stops: that internal error was outside any contained handler; aborting"
+                );
+                std::process::abort()
+            })
+        }
         Cmd::Sandbox {
             dir,
             profile,

@@ -99,12 +99,77 @@ pub fn locate(cgroup: &str, mountinfo: &str) -> Option<Location> {
 }
 
 /// The v2 group of a process whatever owns the memory controller (its `memory.pressure`
-/// exists in the hybrid layout too); None when it is the root group.
-pub fn unified(cgroup: &str, mountinfo: &str) -> Option<Location> {
+/// exists in the hybrid layout too, since PSI follows the v2 hierarchy); or why there is
+/// none of its own, so that only the machine's PSI describes it.
+pub fn unified(cgroup: &str, mountinfo: &str) -> Result<Location, &'static str> {
     let mounts = parse_mounts(mountinfo);
-    let m = mounts.iter().find(|m| m.v2)?;
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    location(Version::V2, m, path).filter(|l| !l.components.is_empty())
+    let m = mounts
+        .iter()
+        .find(|m| m.v2)
+        .ok_or("no cgroup v2 hierarchy is mounted")?;
+    let path = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or("the process has no cgroup v2 group")?;
+    let l = location(Version::V2, m, path).ok_or("its cgroup v2 path is not one to follow")?;
+    if l.components.is_empty() {
+        return Err("its cgroup v2 group is the root");
+    }
+    Ok(l)
+}
+
+/// Where the memory pressure (PSI) that `[triggers] pressure` reads comes from: the file
+/// is chosen once, when mysqld starts, and only that file is read (an unreadable group
+/// file is no reading, never the machine's figure instead).
+#[derive(Debug)]
+pub enum PressureSource {
+    /// `memory.pressure` of mysqld's own cgroup v2 group, held open.
+    Group(Group),
+    /// `/proc/pressure/memory`, the whole machine's, and why mysqld's own is not there.
+    System(String),
+}
+
+/// The machine's PSI file.
+const SYSTEM_PSI: &str = "/proc/pressure/memory";
+
+impl PressureSource {
+    /// Process `pid`'s (mysqld's, or jemsafe's own for `check`: mysqld inherits it).
+    pub fn of(pid: i32) -> PressureSource {
+        let cgroup = crate::procfs::read(pid, "cgroup");
+        let mountinfo = crate::procfs::read(std::process::id() as i32, "mountinfo");
+        let (Ok(cgroup), Ok(mountinfo)) = (cgroup, mountinfo) else {
+            return PressureSource::System(format!("/proc/{pid}/cgroup is unreadable"));
+        };
+        match unified(&cgroup, &mountinfo) {
+            Ok(l) => match Group::open(&l) {
+                Ok(g) => PressureSource::Group(g),
+                Err(e) => PressureSource::System(e),
+            },
+            Err(why) => PressureSource::System(why.to_owned()),
+        }
+    }
+
+    /// The PSI text now, from this source only.
+    pub fn read(&self) -> Option<String> {
+        match self {
+            PressureSource::Group(g) => g.read_in(0, "memory.pressure"),
+            PressureSource::System(_) => crate::procfs::system(SYSTEM_PSI),
+        }
+    }
+
+    /// `/sys/fs/cgroup/db/memory.pressure (mysqld's own cgroup v2 group)`, or the
+    /// machine's file and why.
+    pub fn describe(&self) -> String {
+        match self {
+            PressureSource::Group(g) => format!(
+                "{} (mysqld's own cgroup v2 group)",
+                g.path().join("memory.pressure").display()
+            ),
+            PressureSource::System(why) => format!(
+                "{SYSTEM_PSI}, system-wide ({why}): pressure anywhere on the machine counts"
+            ),
+        }
+    }
 }
 
 struct Mount {
@@ -311,13 +376,6 @@ impl Group {
             return None; // the root group keeps no such counter
         }
         keyed(&self.read_in(0, self.version().events_file())?, "oom_kill")
-    }
-
-    /// The group's `memory.pressure` (v2 only), else None.
-    pub fn pressure(&self) -> Option<String> {
-        (self.version() == Version::V2 && !self.location.components.is_empty())
-            .then(|| self.read_in(0, "memory.pressure"))
-            .flatten()
     }
 }
 
@@ -567,7 +625,15 @@ mod tests {
             Path::new("/sys/fs/cgroup/memory/process_api/13e8")
         );
         // Its v2 group is the root: no memory.pressure of its own.
-        assert_eq!(unified(cgroup, HYBRID_MOUNTS), None);
+        assert_eq!(
+            unified(cgroup, HYBRID_MOUNTS),
+            Err("its cgroup v2 group is the root")
+        );
+        let v1_only = HYBRID_MOUNTS.replace("cgroup2 cgroup2", "tmpfs tmpfs");
+        assert_eq!(
+            unified("4:memory:/db\n0::/x\n", &v1_only),
+            Err("no cgroup v2 hierarchy is mounted")
+        );
         let cgroup = "4:memory:/db\n0::/system.slice/mariadb.service\n";
         assert_eq!(
             unified(cgroup, HYBRID_MOUNTS).unwrap().path(),
@@ -677,7 +743,21 @@ mod tests {
         );
         assert_eq!(g.usage(), Some(123456));
         assert_eq!(g.oom_kills(), Some(1));
-        assert!(g.pressure().unwrap().starts_with("some avg10=31.50"));
+        let psi = PressureSource::Group(g);
+        assert!(psi.read().unwrap().starts_with("some avg10=31.50"));
+        assert_eq!(
+            psi.describe(),
+            format!(
+                "{}/memory.pressure (mysqld's own cgroup v2 group)",
+                svc.display()
+            )
+        );
+        // An unreadable group file is no reading, never the machine's figure.
+        std::fs::remove_file(svc.join("memory.pressure")).unwrap();
+        assert_eq!(psi.read(), None);
+        let PressureSource::Group(g) = psi else {
+            unreachable!()
+        };
         // A symlink planted in place of a file is not followed.
         std::fs::remove_file(svc.join("memory.current")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", svc.join("memory.current")).unwrap();

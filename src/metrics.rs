@@ -19,8 +19,11 @@ pub enum DumpFailure {
     Jemalloc,
     /// The file was cut short (full disk) and removed.
     Incomplete,
-    /// mysqld did not answer within the deadline.
+    /// mysqld did not answer within the deadline, and ended without writing the dump (a
+    /// dump written late counts as a dump, never also as a failure).
     Timeout,
+    /// mysqld ended (killed, crashed) while writing the dump, within its deadline.
+    MysqldExited,
 }
 
 impl DumpFailure {
@@ -31,6 +34,7 @@ impl DumpFailure {
             DumpFailure::Jemalloc => "jemalloc",
             DumpFailure::Incomplete => "incomplete",
             DumpFailure::Timeout => "timeout",
+            DumpFailure::MysqldExited => "mysqld_exited",
         }
     }
 }
@@ -42,6 +46,7 @@ pub struct Metrics {
     dump_round_trip: Histogram,
     restarts: IntCounter,
     oom_kills: IntCounter,
+    panics: IntCounter,
     up: IntGauge,
     pid: IntGauge,
     start_time: Gauge,
@@ -73,7 +78,9 @@ impl Metrics {
         let dump_failures = IntCounterVec::new(
             opts(
                 "jemsafe_dump_failures_total",
-                "On-demand heap dumps that failed, by reason",
+                "On-demand heap dumps that failed, by reason (disk_space, mysqld_unreachable, \
+                 jemalloc, incomplete, timeout, mysqld_exited); each dump counts once, here or \
+                 in jemsafe_dumps_total",
             ),
             &["reason"],
         );
@@ -99,6 +106,11 @@ impl Metrics {
                 oom_kills: IntCounter::with_opts(opts(
                     "jemsafe_mysqld_oom_kills_total",
                     "mysqld processes killed by the kernel's OOM killer",
+                ))?,
+                panics: IntCounter::with_opts(opts(
+                    "jemsafe_contained_panics_total",
+                    "Internal errors (panics) in the supervisor's event handlers, contained: \
+                     the event was abandoned, the loop and mysqld went on",
                 ))?,
                 up: gauge("jemsafe_mysqld_up", "1 when mysqld runs under jemsafe")?,
                 pid: gauge("jemsafe_mysqld_pid", "mysqld's process id")?,
@@ -172,6 +184,7 @@ impl Metrics {
             r.register(Box::new(m.dump_round_trip.clone()))?;
             r.register(Box::new(m.restarts.clone()))?;
             r.register(Box::new(m.oom_kills.clone()))?;
+            r.register(Box::new(m.panics.clone()))?;
             for g in [
                 &m.up,
                 &m.pid,
@@ -219,6 +232,11 @@ impl Metrics {
     /// mysqld was killed by the kernel's OOM killer.
     pub fn oom_killed(&self) {
         self.oom_kills.inc();
+    }
+
+    /// A panic in an event handler was contained (`supervisor`'s module doc).
+    pub fn panic_contained(&self) {
+        self.panics.inc();
     }
 
     /// The text exposition format, gauges taken from `status`.

@@ -6,6 +6,12 @@
 //! A level fires once when the reading rises past it and is armed again only when the
 //! reading falls 10% below it, so a reading that hovers at a level dumps once, not at
 //! every check.
+//!
+//! `per_hour` counts dumps taken, not crossings: a crossing asks whether the hour has
+//! room ([`Triggers::observe`]), and the budget is charged when a trigger dump is sent to
+//! mysqld ([`Triggers::charge`]). Crossings coalesced into one dump cost one, and a dump
+//! dropped because mysqld ended first costs nothing. Crossings the budget refused are
+//! counted per mysqld, for the OOM line ([`Triggers::refusal_words`]).
 
 use crate::dumps::Trigger;
 use std::collections::VecDeque;
@@ -127,8 +133,10 @@ pub struct Triggers {
     rss: Vec<(u64, bool)>,
     limit: Vec<(u8, bool)>,
     pressure_armed: bool,
-    /// When each admitted trigger dump of the last hour was asked for.
+    /// When each trigger dump of the last hour was sent to mysqld.
     budget: VecDeque<Instant>,
+    /// Crossings of the current mysqld that the budget refused.
+    refused: u32,
 }
 
 impl Triggers {
@@ -147,6 +155,7 @@ impl Triggers {
             limit: levels.into_iter().map(|p| (p, true)).collect(),
             pressure_armed: true,
             budget: VecDeque::new(),
+            refused: 0,
             settings,
         }
     }
@@ -155,18 +164,39 @@ impl Triggers {
         &self.settings
     }
 
-    /// Whether anything is to be checked at all (with or without a cgroup limit).
+    /// Whether anything is to be checked at all (with or without a cgroup limit): when
+    /// not, no check is scheduled.
     pub fn any(&self, cgroup_limit: bool) -> bool {
         !self.rss.is_empty()
             || self.settings.pressure.is_some()
             || !self.settings.limit_levels(cgroup_limit).is_empty()
     }
 
-    /// A new mysqld starts from nothing: every level is armed again (the budget stays).
+    /// A new mysqld starts from nothing: every level is armed again, and its refusals
+    /// start at 0 (the budget stays).
     pub fn rearm_all(&mut self) {
         self.rss.iter_mut().for_each(|l| l.1 = true);
         self.limit.iter_mut().for_each(|l| l.1 = true);
         self.pressure_armed = true;
+        self.refused = 0;
+    }
+
+    /// A trigger dump was sent to mysqld at `now`: it counts against `per_hour`.
+    pub fn charge(&mut self, now: Instant) {
+        self.budget.push_back(now);
+    }
+
+    /// For the OOM line when the killed mysqld has no dump: that the budget refused its
+    /// trigger dumps, when it did (None otherwise).
+    pub fn refusal_words(&self) -> Option<String> {
+        (self.refused > 0).then(|| {
+            format!(
+                "no dump of this process before it: {} trigger dump{} refused by per_hour = {}",
+                self.refused,
+                if self.refused == 1 { "" } else { "s" },
+                self.settings.per_hour
+            )
+        })
     }
 
     /// Feeds one check's readings; Some when a level was crossed.
@@ -228,7 +258,10 @@ impl Triggers {
         }
         crossed.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
         let (_, trigger, reason) = crossed.first()?.clone();
-        let admitted = self.admit(now);
+        let admitted = self.has_room(now);
+        if !admitted {
+            self.refused = self.refused.saturating_add(1);
+        }
         Some(Fired {
             trigger,
             crossed: crossed.iter().map(|c| c.1.as_str().to_owned()).collect(),
@@ -237,8 +270,9 @@ impl Triggers {
         })
     }
 
-    /// `per_hour`: whether one more trigger dump fits in the last hour; counts it if so.
-    fn admit(&mut self, now: Instant) -> bool {
+    /// `per_hour`: whether one more trigger dump fits in the last hour (charged only
+    /// when it is sent: [`Triggers::charge`]).
+    fn has_room(&mut self, now: Instant) -> bool {
         const HOUR: Duration = Duration::from_secs(3600);
         while self
             .budget
@@ -247,12 +281,21 @@ impl Triggers {
         {
             self.budget.pop_front();
         }
-        if self.budget.len() >= self.settings.per_hour as usize {
-            return false;
-        }
-        self.budget.push_back(now);
-        true
+        self.budget.len() < self.settings.per_hour as usize
     }
+}
+
+/// Whether the timeline's sample, due at `sample_due`, is taken at this wake-up (`now`):
+/// when it is due, or due before the next memory check (`next_check`, None when no check
+/// is scheduled), so that checks and samples share their wake-ups.
+pub fn sample_now(sample_due: Option<Instant>, now: Instant, next_check: Option<Instant>) -> bool {
+    sample_due.is_some_and(|due| due <= now || next_check.is_some_and(|check| due < check))
+}
+
+/// When the memory watch must wake next: the check or the sample, whichever is first
+/// (after [`sample_now`] a sample is never due before the next check).
+pub fn next_wakeup(next_check: Option<Instant>, sample_due: Option<Instant>) -> Option<Instant> {
+    next_check.into_iter().chain(sample_due).min()
 }
 
 fn human(bytes: u64) -> String {
@@ -372,12 +415,48 @@ mod tests {
         let mut admitted = Vec::new();
         for i in 0..4u64 {
             let now = t0 + Duration::from_secs(60 * i);
-            admitted.push(t.observe(&rss(120), now).unwrap().admitted);
+            let fired = t.observe(&rss(120), now).unwrap();
+            if fired.admitted {
+                t.charge(now); // the supervisor sent the dump
+            }
+            admitted.push(fired.admitted);
             assert_eq!(t.observe(&rss(50), now), None); // re-arms
         }
         assert_eq!(admitted, [true, true, false, false]);
+        assert_eq!(
+            t.refusal_words().as_deref(),
+            Some("no dump of this process before it: 2 trigger dumps refused by per_hour = 2")
+        );
         let later = t0 + Duration::from_secs(3600);
         assert!(t.observe(&rss(120), later).unwrap().admitted);
+        t.rearm_all();
+        assert_eq!(t.refusal_words(), None, "a new mysqld has refused nothing");
+    }
+
+    #[test]
+    fn only_dumps_sent_count_against_per_hour() {
+        let mut t = Triggers::new(Settings {
+            rss_mb: vec![100],
+            per_hour: 1,
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        // Twelve admitted crossings whose dumps were coalesced, or dropped when mysqld
+        // ended first, spend nothing...
+        for i in 0..12u64 {
+            let now = t0 + Duration::from_secs(i);
+            assert!(t.observe(&rss(120), now).unwrap().admitted, "crossing {i}");
+            assert_eq!(t.observe(&rss(50), now), None);
+        }
+        assert_eq!(t.refusal_words(), None);
+        // ...one dump sent spends the hour's one.
+        t.charge(t0 + Duration::from_secs(20));
+        let fired = t.observe(&rss(120), t0 + Duration::from_secs(30)).unwrap();
+        assert!(!fired.admitted);
+        assert_eq!(
+            t.refusal_words().as_deref(),
+            Some("no dump of this process before it: 1 trigger dump refused by per_hour = 1")
+        );
     }
 
     #[test]
@@ -417,6 +496,27 @@ mod tests {
         assert_eq!(fired(&mut t, p(21.0), now), None);
         assert_eq!(fired(&mut t, p(17.0), now), None);
         assert_eq!(fired(&mut t, p(21.0), now).as_deref(), Some("pressure"));
+    }
+
+    #[test]
+    fn samples_ride_on_checks_and_wake_alone_without_them() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        // Nothing configured: no wake-up at all.
+        assert_eq!(next_wakeup(None, None), None);
+        assert!(!sample_now(None, now, Some(now + s)));
+        // Timeline alone: its own timer, taken when due.
+        assert_eq!(next_wakeup(None, Some(now + 10 * s)), Some(now + 10 * s));
+        assert!(!sample_now(Some(now + s), now, None));
+        assert!(sample_now(Some(now), now, None));
+        // Both: a sample due before the next check is taken at this one's wake-up...
+        assert!(sample_now(Some(now + s / 2), now, Some(now + s)));
+        assert!(!sample_now(Some(now + 2 * s), now, Some(now + s)));
+        // ...so the check alone decides the next wake-up.
+        assert_eq!(
+            next_wakeup(Some(now + s), Some(now + 10 * s)),
+            Some(now + s)
+        );
     }
 
     #[test]

@@ -259,3 +259,128 @@ fn mariadbs_buffer_pool_is_outside_jemalloc() {
     js.signal(Signal::SIGTERM);
     assert_eq!(js.wait_exit(start), 0);
 }
+
+/// A cgroup v2 group of the test's own (the unified hierarchy of a hybrid layout, or the
+/// only one), removed when dropped; None where no v2 hierarchy is mounted.
+struct V2Group(std::path::PathBuf);
+
+impl V2Group {
+    fn create(tag: &str) -> Option<V2Group> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mount = mountinfo.lines().find_map(|l| {
+            let (head, tail) = l.split_once(" - ")?;
+            tail.starts_with("cgroup2 ")
+                .then(|| head.split(' ').nth(4).map(str::to_owned))
+                .flatten()
+        })?;
+        let path = Path::new(&mount).join(format!("jemsafe-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir(&path).ok()?;
+        Some(V2Group(path))
+    }
+}
+
+impl Drop for V2Group {
+    fn drop(&mut self) {
+        // Empty once jemsafe and mysqld are gone (Running, dropped first, sees to it).
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// `args` of jemsafe run from inside `group` (mysqld, its child, is in it too).
+fn in_group(group: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
+        .arg(group)
+        .arg(jemsafe_bin())
+        .args(args);
+    cmd
+}
+
+#[test]
+fn the_pressure_trigger_reads_mysqlds_own_groups_psi_and_says_which() {
+    let dir = TempDir::new("psi-own");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap() + "[triggers]\npressure = \"some avg10 > 90\"\n",
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let Some(group) = V2Group::create("psi") else {
+        eprintln!("no cgroup v2 hierarchy here: nothing to test");
+        return;
+    };
+    let own = format!(
+        "read from {}/memory.pressure (mysqld's own cgroup v2 group)",
+        group.0.display()
+    );
+    // `check` run where mysqld will run names the file...
+    let out = in_group(&group.0, &["check", "-c", config_arg])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains(&format!("pressure {own}")), "{text}");
+    // ...as do `run` at mysqld's start and `status`. Before: none of them said which.
+    let mut js = Running::start_command(in_group(&group.0, &["run", "-c", config_arg]), |_| {});
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    let started = js.err.seen.join("\n");
+    assert!(started.contains(&format!("pressure {own}")), "{started}");
+    let out = cli(&["status", "-c", config_arg]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains(&format!("pressure    {own}")), "{text}");
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+
+    // Where the process's v2 group is the root, only the machine's PSI describes it.
+    let me = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    if me.lines().any(|l| l == "0::/") {
+        let out = cli(&["check", "-c", config_arg]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.contains(
+                "pressure read from /proc/pressure/memory, system-wide (its cgroup v2 group is \
+                 the root): pressure anywhere on the machine counts"
+            ),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn an_oom_line_says_when_per_hour_refused_the_dumps() {
+    let dir = TempDir::new("oom-refused");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--mmap-on-hup", "40"],
+        "restart_delay_ms = 20\n\
+         [triggers]\nrss_mb = [20]\nlimit_percent = []\nper_hour = 1\ncheck_ms = 100\n",
+    );
+    let cg = MemCgroup::create("oom-refused", 80 << 20);
+    let mut js = cg.jemsafe(&["run", "-c", config.to_str().unwrap()]);
+    // The first mysqld spends the hour's one trigger dump...
+    let first = js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.signal(Signal::SIGHUP); // forwarded: the workload maps and touches 40 MiB more
+    js.err.wait_for(".rss20.heap (", T);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    // ...so the second one's crossing is refused, and it has no dump when it is killed.
+    js.wait_started(2, T);
+    js.out.wait_for_nth("ready pid=", 2, T);
+    js.signal(Signal::SIGHUP);
+    js.err
+        .wait_for("no dump, [triggers] per_hour = 1 reached", T);
+    js.signal(Signal::SIGHUP); // 40 MiB more: past the group's 80 MiB
+    let line = js.err.wait_for("was killed by the kernel's OOM killer", T);
+    // Before: "no dump of this process before it (a [triggers] limit_percent level …)",
+    // as if no level had been crossed.
+    assert!(
+        line.contains("no dump of this process before it: 1 trigger dump refused by per_hour = 1"),
+        "{line}"
+    );
+    assert!(cg.oom_kills() >= 1);
+    js.signal(Signal::SIGTERM);
+    js.wait_exit(T);
+}

@@ -441,3 +441,313 @@ fn as_pid_1_jemsafe_reaps_orphans() {
     js.signal(Signal::SIGKILL);
     assert_eq!(js.wait_exit(T), 128 + 9);
 }
+
+/// jemsafe with `config`, where the helper at `point` panics (`JEMSAFE_FAULT`, a debug
+/// build's test hook: no real input is kept panicking on purpose).
+fn with_fault(config: &Path, point: &str) -> Running {
+    Running::start_with(&["run", "-c", config.to_str().unwrap()], |c| {
+        c.env("JEMSAFE_FAULT", point);
+    })
+}
+
+#[test]
+fn a_panic_recording_mysqlds_end_costs_neither_the_restart_nor_the_supervisor() {
+    let dir = TempDir::new("panic-end");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--kill-self", "9"],
+        "restart = \"on-crash\"\nrestart_delay_ms = 20\nmax_restarts = 2\n",
+    );
+    let mut js = with_fault(&config, "record_ending");
+    // Before: the first end's panic made jemsafe exit 101, and nothing restarted mysqld.
+    let code = js.wait_exit(T);
+    let log = js.err.seen.join("\n");
+    assert_eq!(code, 128 + 9, "{log}");
+    assert_eq!(log.matches("started mysqld pid").count(), 3, "{log}");
+    assert_eq!(
+        log.matches("internal error (a bug in jemsafe) in thread main at src/supervisor/mod.rs")
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(
+        log.contains("error: jemsafe abandoned recording mysqld's end after that internal error and carries on"),
+        "{log}"
+    );
+    assert!(log.contains("restarting it in 40 ms (restart #2)"), "{log}");
+}
+
+#[test]
+fn a_panic_in_an_event_handler_is_contained_and_the_loop_goes_on() {
+    let dir = TempDir::new("panic-usr1");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let mut js = with_fault(&config, "signal_action");
+    let mysqld = js.wait_verified(T);
+    js.signal(Signal::SIGUSR1);
+    js.err
+        .wait_for("jemsafe abandoned signals after that internal error", T);
+    // The loop still serves requests, and mysqld is the same process.
+    let out = cli(&["dump", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}\n{:?}", js.err.seen);
+    assert!(Path::new(&format!("/proc/{mysqld}")).exists());
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0, "{:?}", js.err.seen);
+}
+
+#[test]
+fn a_panic_outside_the_handlers_aborts_so_that_systemd_restarts_jemsafe() {
+    let dir = TempDir::new("panic-start");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    let mut js = with_fault(&config, "start");
+    // Restart=on-abnormal restarts after a death by SIGABRT, never after exit status 101.
+    let code = js.wait_exit(T);
+    let log = js.err.seen.join("\n");
+    assert_eq!(code, 128 + 6, "{log}");
+    assert!(log.contains("fault injected at start"), "{log}");
+    assert!(
+        log.contains("outside any contained handler; aborting"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_coalesced_dump_ends_with_its_mysqld_and_its_waiters_hear_so_then() {
+    let dir = TempDir::new("trailing-end");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1"],
+        "restart_delay_ms = 600000\nrestart_delay_max_ms = 600000\n",
+    );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 3000");
+    let mut js = Running::start(&[
+        "--log-level",
+        "debug",
+        "run",
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    let mysqld = js.wait_verified(T);
+    js.signal(Signal::SIGUSR1);
+    js.err.wait_for("heap dump written: ", T);
+    js.signal(Signal::SIGUSR1);
+    js.err.wait_for("coalesced into the next dump", T);
+    let waiter = {
+        let config = config.clone();
+        std::thread::spawn(move || cli(&["dump", "-c", config.to_str().unwrap()]))
+    };
+    js.err.wait_for_nth("coalesced into the next dump", 2, T);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mysqld), Signal::SIGKILL).unwrap();
+    js.err.wait_for("restarting it in 600000 ms", T);
+    let out = waiter.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    // Before: the dump was tried 3 s later without a mysqld ("mysqld is not running"),
+    // counted as a failure, and the waiter waited for that.
+    assert!(!out.status.success());
+    assert!(
+        said.contains(&format!(
+            "mysqld pid {mysqld} exited before the coalesced usr1 dump was taken"
+        )),
+        "{said}\n{:?}",
+        js.err.seen
+    );
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+    let log = js.err.seen.join("\n");
+    assert!(!log.contains("dump not taken"), "{log}");
+    assert_eq!(heap_files(&dir.join("dumps")).len(), 1, "{log}");
+}
+
+/// jemsafe's event loop's voluntary context switches (its wake-ups) so far.
+fn wakeups(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn with_no_trigger_and_no_timeline_nothing_is_scheduled() {
+    let dir = TempDir::new("idle-off");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap()
+            + "[triggers]\nlimit_percent = []\ncheck_ms = 100\n[timeline]\ninterval_s = 0\n",
+    )
+    .unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    js.err.wait_for("no memory check is scheduled", T);
+    // Before: a check every check_ms whatever was configured (10 wake-ups a second here).
+    let before = wakeups(js.pid());
+    std::thread::sleep(Duration::from_secs(2)); // the measurement window, not a wait
+    let woke = wakeups(js.pid()) - before;
+    assert!(woke <= 1, "{woke} wake-ups in 2 s with nothing scheduled");
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn the_timeline_samples_on_its_own_timer_without_checks() {
+    let dir = TempDir::new("idle-timeline");
+    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap()
+            + "[triggers]\nlimit_percent = []\n[timeline]\ninterval_s = 1\n",
+    )
+    .unwrap();
+    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
+    js.wait_verified(T);
+    js.err.wait_for("no memory check is scheduled", T);
+    let timeline = dir.join("dumps").join("mysqld.timeline");
+    let samples = || {
+        std::fs::read_to_string(&timeline)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"rss\""))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + T;
+    while samples() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100)); // polling a file, bounded
+    }
+    assert!(samples() >= 3, "{:?}", std::fs::read_to_string(&timeline));
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+/// jemsafe on the workload with /metrics on a free loopback port (debug log).
+fn with_metrics(dir: &TempDir) -> (Running, std::path::PathBuf, std::net::SocketAddr) {
+    let port = free_port();
+    let (_, token) = token_file(dir.path());
+    let config = workload_config(
+        dir,
+        "standby",
+        &["--alloc-mb", "1"],
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token}"),
+    );
+    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
+    let mut js = Running::start(&[
+        "--log-level",
+        "debug",
+        "run",
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    js.err.wait_for("HTTP server on", T);
+    js.wait_verified(T);
+    js.out.wait_for("ready pid=", T);
+    (
+        js,
+        config,
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
+/// The value of the sample `series` (name and labels, as exposed) in /metrics; 0 when
+/// absent.
+fn metric(addr: std::net::SocketAddr, series: &str) -> f64 {
+    let (code, body) = http_get(addr, "/metrics", &[], T);
+    assert_eq!(code, 200);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_dump_lost_when_mysqld_is_killed_mid_write_is_logged_and_counted() {
+    let dir = TempDir::new("dump-lost");
+    let (mut js, config, addr) = with_metrics(&dir);
+    let mysqld = js.wait_started(1, T);
+    let cont = stop_process(mysqld, T);
+    let waiter = {
+        let config = config.clone();
+        std::thread::spawn(move || cli(&["dump", "-c", config.to_str().unwrap()]))
+    };
+    js.err.wait_for("control request: Dump", T);
+    // Killed while the dump is asked for and unwritten (SIGKILL ends a stopped process).
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mysqld), Signal::SIGKILL).unwrap();
+    drop(cont);
+    assert!(!waiter.join().unwrap().status.success());
+    // Before: no line and no count; the loss was silent.
+    let line = js.err.wait_for(" lost: mysqld pid ", T);
+    assert!(
+        line.contains("cli dump ") && line.contains(&format!("mysqld pid {mysqld} exited")),
+        "{line}"
+    );
+    assert_eq!(
+        metric(
+            addr,
+            "jemsafe_dump_failures_total{reason=\"mysqld_exited\"}"
+        ),
+        1.0
+    );
+    assert!(heap_files(&dir.join("dumps")).is_empty());
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn a_dump_written_after_its_deadline_counts_once_as_a_dump() {
+    let dir = TempDir::new("dump-late");
+    let (mut js, config, addr) = with_metrics(&dir);
+    let mysqld = js.wait_started(1, T);
+    let cont = stop_process(mysqld, T);
+    let waiter = {
+        let config = config.clone();
+        std::thread::spawn(move || cli(&["dump", "-c", config.to_str().unwrap()]))
+    };
+    // The deadline is 60 s: its waiter hears the dump is late...
+    js.err
+        .wait_for("no heap dump within 60 s", Duration::from_secs(90));
+    assert!(!waiter.join().unwrap().status.success());
+    drop(cont);
+    // ...and the dump completes when mysqld runs again.
+    let line = js.err.wait_for("heap dump written: ", T);
+    assert!(line.contains("after its deadline"), "{line}");
+    // Before: in both jemsafe_dumps_total and jemsafe_dump_failures_total{timeout}.
+    assert_eq!(metric(addr, "jemsafe_dumps_total{trigger=\"cli\"}"), 1.0);
+    assert_eq!(
+        metric(addr, "jemsafe_dump_failures_total{reason=\"timeout\"}"),
+        0.0
+    );
+    assert_eq!(heap_files(&dir.join("dumps")).len(), 1);
+    js.signal(Signal::SIGTERM);
+    assert_eq!(js.wait_exit(T), 0);
+}
+
+#[test]
+fn a_panic_before_the_restart_decision_still_restarts_mysqld() {
+    let dir = TempDir::new("panic-decision");
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1", "--kill-self", "9"],
+        "restart = \"on-crash\"\nrestart_delay_ms = 20\n",
+    );
+    let mut js = with_fault(&config, "ending_decision");
+    js.err.wait_for_nth("started mysqld pid", 3, T);
+    let log = js.err.seen.join("\n");
+    assert!(
+        log.contains(
+            "mysqld's exit was not fully handled (internal error above): restarting it in 20 ms"
+        ),
+        "{log}"
+    );
+    js.signal(Signal::SIGTERM);
+    // mysqld's own status, as after any stop (it may have died of its SIGKILL or of the
+    // SIGTERM passed on), or 0 when the stop came during the restart delay.
+    let code = js.wait_exit(T);
+    assert!(
+        [0, 128 + 9, 128 + 15].contains(&code),
+        "{code}: {:?}",
+        js.err.seen
+    );
+}

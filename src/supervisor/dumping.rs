@@ -3,7 +3,7 @@
 //! checked and made whole under its final name, its sidecar, and retention. The dump
 //! directory's inotify watch is in [`super::watch`].
 
-use super::shim_requests::DUMP_DEADLINE;
+use super::shim_requests::{dump_overdue, DUMP_DEADLINE};
 use super::{Pending, Supervisor};
 use crate::control;
 use crate::dumps::{self, files, retention, Trigger};
@@ -100,6 +100,53 @@ impl Supervisor<'_> {
         }
     }
 
+    /// mysqld `pid` ended: the trailing dump coalesced for it cannot be taken. Its
+    /// waiters hear so now (not when it would have run), and it costs no `per_hour`.
+    pub(super) fn drop_trailing_dump(&mut self, pid: nix::unistd::Pid) {
+        let trigger = self.dumping.trailing_trigger.take();
+        let waiters = std::mem::take(&mut self.dumping.trailing);
+        if !self.dumping.throttle.forget() {
+            return;
+        }
+        let why = format!(
+            "mysqld pid {pid} exited before the coalesced {} dump was taken",
+            trigger.as_ref().map_or("usr1", Trigger::as_str)
+        );
+        info!("{why}: dropped it");
+        for w in waiters {
+            control::respond(w, &control::error_reply(why.clone()));
+        }
+    }
+
+    /// mysqld `pid` ended with dump `name` (of `trigger`, sent at `sent`) unwritten: its
+    /// partial file is removed, and the loss logged and counted once (`timeout` when its
+    /// waiters already heard it was late, else `mysqld_exited`).
+    pub(super) fn dump_lost(
+        &mut self,
+        pid: nix::unistd::Pid,
+        trigger: &Trigger,
+        name: &str,
+        sent: Instant,
+    ) {
+        if name.is_empty() {
+            return;
+        }
+        self.discard_partial(name);
+        let late = dump_overdue(sent);
+        self.metrics.dump_failed(if late {
+            DumpFailure::Timeout
+        } else {
+            DumpFailure::MysqldExited
+        });
+        warn!(
+            "{} dump {} lost: mysqld pid {pid} exited {} s after it was asked for, before writing it{}",
+            trigger.as_str(),
+            self.plan.dump_dir.join(name).display(),
+            sent.elapsed().as_secs(),
+            if late { " (past its deadline)" } else { "" }
+        );
+    }
+
     pub(super) fn send_dump(&mut self, trigger: Trigger, waiters: Vec<UnixStream>) {
         let plan = self.plan;
         let present = plan.dump_dir.symlink_metadata().is_ok_and(|m| m.is_dir());
@@ -165,6 +212,9 @@ impl Supervisor<'_> {
             self.fail(pending, &why);
             return;
         };
+        if matches!(trigger, Trigger::Level(_)) {
+            self.moment.triggers.charge(Instant::now());
+        }
         self.dumping.seq += 1;
         let name = dumps::on_demand_name(
             &plan.dump_prefix,
@@ -233,11 +283,16 @@ impl Supervisor<'_> {
         self.write_sidecar(&name, trigger.as_str(), memory, &checked.maps);
         self.timeline_dump(&name, trigger.as_str());
         info!(
-            "heap dump written: {} ({} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms)",
+            "heap dump written: {} ({} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms{})",
             path.display(),
             checked.size,
             trigger.as_str(),
-            dumped.map_or(0, |d| d.dump_us)
+            dumped.map_or(0, |d| d.dump_us),
+            if dump_overdue(sent) {
+                "; after its deadline: counted as a dump, not as a timeout"
+            } else {
+                ""
+            }
         );
         self.dumping.last = Some((path.clone(), SystemTime::now()));
         let line = self.status_line();

@@ -5,11 +5,25 @@
 //! (verification deadline, restart delay, trailing dump, growth check). What to do is
 //! decided by the pure functions in [`policy`] and [`crate::dumps::retention`]; this
 //! module gathers events and carries the decisions out.
+//!
+//! **A panic never stops the supervisor.** Each event's handler runs under
+//! `catch_unwind` ([`Supervisor::contained`]): a panic in it (a bug, or input no check
+//! foresaw) is logged at error priority with where it happened, counted in
+//! `jemsafe_contained_panics_total`, and that one event is abandoned; the loop goes on and
+//! mysqld keeps running. Within mysqld's exit, what records the end (incident record,
+//! timeline) is contained on its own, so that the restart decision is still carried out;
+//! should a panic still leave no mysqld and no restart scheduled, the loop notices and
+//! restarts mysqld (or exits, when stopping or `restart = "never"`).
+//! A panic outside every handler (start-up, starting mysqld, the poll) aborts jemsafe (SIGABRT,
+//! in `main`): the units' `Restart=on-abnormal` restarts it, which it does not after the
+//! default exit status 101. The workspace never sets `panic = "abort"`: unwinding is what
+//! makes containment possible.
 
 mod dumping;
 mod ledger;
 mod moment;
 pub mod notify;
+mod panics;
 mod pidfile;
 pub mod policy;
 mod shim_requests;
@@ -136,6 +150,7 @@ struct Supervisor<'a> {
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
 pub fn run(plan: &Plan) -> Result<i32> {
+    panics::log_panics();
     let _pid_file = PidFile::acquire(&plan.runtime_dir)?;
     let dump_owner = stale::mysqld_user(&plan.all_args());
     dumps::prepare_dir(&plan.dump_dir, dump_owner)?;
@@ -201,6 +216,7 @@ enum Source {
 
 impl Supervisor<'_> {
     fn start(&mut self) -> Result<()> {
+        panics::fault_point("start");
         let plan = self.plan;
         stale::clear(&plan.all_args(), &plan.launch.mysqld)?;
         let (mut link, shim_end) =
@@ -278,7 +294,7 @@ impl Supervisor<'_> {
             let ready = self.wait(timeout)?;
             self.signals.drain();
 
-            if let Some(code) = self.signals_arrived() {
+            if let Some(code) = self.contained("signals", Self::signals_arrived).flatten() {
                 return Ok(code);
             }
             let clients: Vec<usize> = ready
@@ -288,22 +304,31 @@ impl Supervisor<'_> {
                     _ => None,
                 })
                 .collect();
-            for (stream, request) in self.control.read_ready(&clients) {
-                self.control_request(stream, request);
+            let requests = self
+                .contained("control clients", |s| s.control.read_ready(&clients))
+                .unwrap_or_default();
+            for (stream, request) in requests {
+                self.contained("a control request", |s| s.control_request(stream, request));
             }
             if ready.contains(&Source::Listener) {
-                self.control.accept_ready(Instant::now());
+                self.contained("a control connection", |s| {
+                    s.control.accept_ready(Instant::now())
+                });
             }
             if ready.contains(&Source::Inotify) {
-                self.dump_dir_changed();
+                self.contained("the dump directory's events", Self::dump_dir_changed);
             }
             if ready.contains(&Source::Link) {
-                self.read_replies();
+                self.contained("the shim's replies", Self::read_replies);
             }
             if ready.contains(&Source::Relay) {
-                self.relay_messages();
+                self.contained("mysqld's sd_notify messages", Self::relay_messages);
             }
-            self.timers()?;
+            self.restart_when_due()?;
+            self.contained("timers", Self::timers).transpose()?;
+            if let Some(code) = self.unsupervised() {
+                return Ok(code);
+            }
         }
     }
 
@@ -440,8 +465,14 @@ impl Supervisor<'_> {
         }
         let mut pending = child.pending;
         for p in pending.drain() {
-            if let Pending::Dump { name, .. } = &p {
-                self.discard_partial(name);
+            if let Pending::Dump {
+                trigger,
+                name,
+                sent,
+                ..
+            } = &p
+            {
+                self.dump_lost(child.pid, trigger, name, *sent);
             }
             for waiter in waiters_of(p) {
                 control::respond(
@@ -451,36 +482,23 @@ impl Supervisor<'_> {
             }
         }
         self.dumping.next_growth_check = None;
+        self.drop_trailing_dump(child.pid);
         self.watch_stopped();
-        let verdict = match status {
-            WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(child.pid.as_raw()),
-            _ => crate::oom::Verdict::NotOomKill(None),
-        };
-        let mut how = describe(status);
-        let oom = match verdict {
-            crate::oom::Verdict::OomKill(evidence) => Some(evidence),
-            crate::oom::Verdict::NotOomKill(note) => {
-                if let Some(note) = note {
-                    how.push_str(&format!(", not by the OOM killer ({note})"));
-                }
-                None
-            }
-        };
+        // What records the end is a helper: a panic in it must not cost the restart.
+        let pid = child.pid.as_raw();
+        let (oom, how) = self
+            .contained("recording mysqld's end", |s| {
+                s.record_ending(pid, child.started, status)
+            })
+            .unwrap_or_else(|| (None, describe(status)));
         self.last_exit_oom_killed = oom.is_some();
-        if let Some(evidence) = &oom {
-            how.push_str(" (the kernel's OOM killer)");
-            self.explain_oom(child.pid.as_raw(), child.started, evidence);
-        }
-        self.timeline_event(crate::timeline::EventKind::Exit {
-            how: how.clone(),
-            oom: oom.is_some(),
-        });
         self.last_exit = Some(format!("pid {} {how}", child.pid));
         self.last_exit_status = Some(exit_code(status));
         if let (VerifyMode::Require, Some(Err(reason))) = (self.plan.verify, &child.verification) {
             error!("mysqld stopped because verification failed: {reason}");
             return Some(VERIFY_FAILED_STATUS);
         }
+        panics::fault_point("ending_decision");
         let end = Ending {
             status: exit_code(status),
             signaled: matches!(status, WaitStatus::Signaled(..)),
@@ -533,12 +551,52 @@ impl Supervisor<'_> {
         }
     }
 
-    fn timers(&mut self) -> Result<()> {
-        let now = Instant::now();
-        if self.restart_at.is_some_and(|t| now >= t) {
+    /// The OOM verdict on mysqld's end, its explanation and incident record, and the
+    /// timeline's exit event; the verdict's evidence when it was an OOM kill.
+    fn record_ending(
+        &mut self,
+        pid: i32,
+        started: Instant,
+        status: WaitStatus,
+    ) -> (Option<String>, String) {
+        panics::fault_point("record_ending");
+        let verdict = match status {
+            WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(pid),
+            _ => crate::oom::Verdict::NotOomKill(None),
+        };
+        let mut how = describe(status);
+        let oom = match verdict {
+            crate::oom::Verdict::OomKill(evidence) => Some(evidence),
+            crate::oom::Verdict::NotOomKill(note) => {
+                if let Some(note) = note {
+                    how.push_str(&format!(", not by the OOM killer ({note})"));
+                }
+                None
+            }
+        };
+        if let Some(evidence) = &oom {
+            how.push_str(" (the kernel's OOM killer)");
+            self.explain_oom(pid, started, evidence);
+        }
+        self.timeline_event(crate::timeline::EventKind::Exit {
+            how: how.clone(),
+            oom: oom.is_some(),
+        });
+        (oom, how)
+    }
+
+    /// Starts mysqld again when its restart is due. Not a contained helper: a panic in
+    /// starting mysqld aborts jemsafe, for systemd to start it afresh.
+    fn restart_when_due(&mut self) -> Result<()> {
+        if self.restart_at.is_some_and(|t| Instant::now() >= t) {
             self.restart_at = None;
             self.start()?;
         }
+        Ok(())
+    }
+
+    fn timers(&mut self) -> Result<()> {
+        let now = Instant::now();
         if let Some(child) = self.child.as_mut() {
             if child.verify_deadline.is_some_and(|d| now >= d) {
                 let why = format!(
@@ -571,6 +629,7 @@ impl Supervisor<'_> {
     }
 
     fn signal_action(&mut self, action: SignalAction, trigger: Trigger, from: &str) {
+        panics::fault_point("signal_action");
         match action {
             SignalAction::Ignore => debug!("{from} ignored as configured"),
             SignalAction::Dump => self.request_dump(trigger, None),
@@ -655,5 +714,19 @@ fn describe(status: WaitStatus) -> String {
             if core { " (core dumped)" } else { "" }
         ),
         other => format!("ended ({other:?})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panics_unwind_so_that_the_supervisor_can_contain_them() {
+        // `panic = "abort"` in any profile would make every contained panic fatal.
+        let manifest = include_str!("../../Cargo.toml");
+        let settings: Vec<&str> = manifest
+            .lines()
+            .filter(|l| l.split('#').next().unwrap_or("").contains("panic"))
+            .collect();
+        assert!(settings.is_empty(), "{settings:?}");
     }
 }

@@ -8,6 +8,7 @@
 //! in time the sample has RSS alone.
 
 use super::Supervisor;
+use crate::dumps::Trigger;
 use crate::memlimit::{self, Group, Limit};
 use crate::triggers::{Reading, Triggers};
 use crate::{debug, info, warn};
@@ -30,8 +31,8 @@ pub(super) struct Moment {
     pub triggers: Triggers,
     /// mysqld's memory cgroup, opened at its start.
     pub group: Option<Group>,
-    /// mysqld's v2 group for `memory.pressure` (hybrid layouts have one beside v1).
-    pressure_group: Option<Group>,
+    /// The PSI file the pressure rule reads (mysqld's v2 group's, else the machine's).
+    pub pressure: Option<memlimit::PressureSource>,
     pub limit: Option<Limit>,
     limit_read: Option<Instant>,
     pub last: Option<Check>,
@@ -61,7 +62,7 @@ impl Moment {
         Moment {
             triggers: Triggers::new(settings),
             group: None,
-            pressure_group: None,
+            pressure: None,
             limit: None,
             limit_read: None,
             last: None,
@@ -88,9 +89,9 @@ impl Moment {
         self.sample_every = every;
     }
 
-    /// The next moment a check is due.
+    /// The next moment a check or a timeline sample is due (None: neither is configured).
     pub fn due(&self) -> Option<Instant> {
-        self.next_check
+        crate::triggers::next_wakeup(self.next_check, self.next_sample)
     }
 
     fn refresh_limit(&mut self, now: Instant) {
@@ -119,14 +120,6 @@ impl Moment {
             vmstat: group.is_none().then(memlimit::vmstat_oom_kills).flatten(),
         }
     }
-
-    /// The PSI text the pressure rule reads: mysqld's v2 group's, else the machine's.
-    fn pressure_text(&self) -> Option<String> {
-        self.pressure_group
-            .as_ref()
-            .and_then(Group::pressure)
-            .or_else(|| crate::procfs::system("/proc/pressure/memory"))
-    }
 }
 
 impl Supervisor<'_> {
@@ -134,11 +127,12 @@ impl Supervisor<'_> {
     pub(super) fn watch_started(&mut self, pid: i32) {
         let m = &mut self.moment;
         m.group = Group::of(pid);
-        m.pressure_group = crate::procfs::read(pid, "cgroup")
-            .ok()
-            .zip(crate::procfs::read(std::process::id() as i32, "mountinfo").ok())
-            .and_then(|(c, mi)| memlimit::unified(&c, &mi))
-            .and_then(|l| Group::open(&l).ok());
+        m.pressure = m
+            .triggers
+            .settings()
+            .pressure
+            .is_some()
+            .then(|| memlimit::PressureSource::of(pid));
         m.limit_read = None;
         m.refresh_limit(Instant::now());
         m.last = None;
@@ -148,14 +142,25 @@ impl Supervisor<'_> {
             k.skip_to_end();
         }
         let cgroup_limit = m.limit.as_ref().is_some_and(Limit::from_cgroup);
+        // Only what is configured is scheduled: no level, no check (and no wake-up).
+        let checking = m.triggers.any(cgroup_limit);
         info!(
-            "memory limit {}; dump triggers: {}",
+            "memory limit {}; dump triggers: {}{}{}",
             m.limit
                 .as_ref()
                 .map_or_else(|| "unknown".to_owned(), Limit::describe),
-            m.triggers.settings().describe(cgroup_limit)
+            m.triggers.settings().describe(cgroup_limit),
+            m.pressure
+                .as_ref()
+                .map(|p| format!("; pressure read from {}", p.describe()))
+                .unwrap_or_default(),
+            if checking {
+                ""
+            } else {
+                " (no memory check is scheduled; a limit set later applies from mysqld's next start)"
+            }
         );
-        m.next_check = Some(Instant::now() + m.triggers.settings().check);
+        m.next_check = checking.then(|| Instant::now() + m.triggers.settings().check);
         m.pid = pid as u32;
         m.start_ticks = crate::procfs::stat_fields(pid)
             .and_then(|f| f.get(19)?.parse().ok())
@@ -184,7 +189,8 @@ impl Supervisor<'_> {
             self.moment.next_check = Some(now + every);
             self.check_memory(now);
         }
-        if self.moment.next_sample.is_some_and(|t| now >= t) {
+        let m = &self.moment;
+        if crate::triggers::sample_now(m.next_sample, now, m.next_check) {
             self.timeline_tick(now);
         }
     }
@@ -193,6 +199,11 @@ impl Supervisor<'_> {
     fn timeline_tick(&mut self, now: Instant) {
         let m = &mut self.moment;
         m.next_sample = Some(now + m.sample_every);
+        if m.next_check.is_none() {
+            // No checks keep the OOM counters' baseline current: the samples do.
+            let counters = m.oom_counters();
+            m.oom_base.observe(counters, now);
+        }
         if m.next_maintain.is_some_and(|t| now >= t) {
             m.next_maintain = Some(now + Duration::from_secs(3600));
             if let Some(Err(why)) = m.timeline.as_ref().map(|w| w.maintain(SystemTime::now())) {
@@ -338,16 +349,19 @@ impl Supervisor<'_> {
             .settings()
             .pressure
             .clone()
-            .and_then(|rule| rule.reading(&m.pressure_text()?));
+            .and_then(|rule| rule.reading(&m.pressure.as_ref()?.read()?));
         let reading = Reading {
             rss,
             limit: m.limit.as_ref().map(|l| l.bytes),
             cgroup_limit: m.limit.as_ref().is_some_and(Limit::from_cgroup),
             pressure,
         };
-        let Some(fired) = m.triggers.observe(&reading, now) else {
+        let Some(mut fired) = m.triggers.observe(&reading, now) else {
             return;
         };
+        if let (true, Some(source)) = (fired.trigger == Trigger::pressure(), &m.pressure) {
+            fired.reason = format!("{} in {}", fired.reason, source.describe());
+        }
         let also = if fired.crossed.len() > 1 {
             format!(" (crossed together: {})", fired.crossed.join(", "))
         } else {
@@ -518,7 +532,13 @@ impl Supervisor<'_> {
         crate::error!(
             "mysqld pid {pid} was killed by the kernel's OOM killer ({evidence}); memory limit {limit_words}; \
              {last}; {}; {record}",
-            crate::oom::last_dump_words(&incident)
+            // Without a dump, say whether per_hour was why.
+            incident
+                .dumps
+                .is_empty()
+                .then(|| self.moment.triggers.refusal_words())
+                .flatten()
+                .unwrap_or_else(|| crate::oom::last_dump_words(&incident))
         );
     }
 

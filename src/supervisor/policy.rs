@@ -205,6 +205,13 @@ impl Throttle {
         self.trailing = false;
         self.last_start = Some(now);
     }
+
+    /// mysqld ended: a trailing dump scheduled for it cannot happen, and the next mysqld's
+    /// first dump is not held back by this one's storm. Whether one was scheduled.
+    pub fn forget(&mut self) -> bool {
+        self.last_start = None;
+        std::mem::take(&mut self.trailing)
+    }
 }
 
 /// `[dumps] on_growth_mb`: a dump each time allocated memory passes the highest level
@@ -409,6 +416,22 @@ mod tests {
         assert_eq!(t.request(t0 + S + S / 2), Admit::At(t0 + 2 * S));
         t.fire(t0 + 2 * S);
         assert_eq!(t.request(t0 + 4 * S), Admit::Now);
+    }
+
+    #[test]
+    fn mysqlds_end_drops_its_trailing_dump_and_its_storm() {
+        let mut t = Throttle::new(S);
+        let t0 = Instant::now();
+        assert_eq!(t.request(t0), Admit::Now);
+        assert_eq!(t.request(t0 + S / 10), Admit::At(t0 + S));
+        assert!(t.forget());
+        assert_eq!(t.due(), None, "no trailing dump of a mysqld that is gone");
+        assert!(!t.forget());
+        assert_eq!(
+            t.request(t0 + S / 5),
+            Admit::Now,
+            "the next mysqld dumps at once"
+        );
     }
 
     #[test]

@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 /// How long the shim may take to answer a dump before its waiters hear that mysqld is
 /// not answering: a dump of a very large heap takes seconds, a stopped mysqld forever.
 pub(super) const DUMP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Whether a dump sent at `sent` is past [`DUMP_DEADLINE`] (its waiters heard so).
+pub(super) fn dump_overdue(sent: Instant) -> bool {
+    sent.elapsed() >= DUMP_DEADLINE
+}
 /// For the shim's other answers (hello, stats, prof.*), which take microseconds.
 pub(super) const SHIM_DEADLINE: Duration = Duration::from_secs(5);
 /// `status` waits this long for the shim's part, then answers from jemsafe's own state.
@@ -70,8 +75,8 @@ impl Supervisor<'_> {
         let mut late = Vec::new();
         for id in child.pending.overdue(now) {
             if let Some(Pending::Dump { waiters, sent, .. }) = child.pending.get_mut(id) {
-                self.metrics
-                    .dump_failed(crate::metrics::DumpFailure::Timeout);
+                // Not counted yet: a dump is counted once, when its outcome is known (a
+                // file, or `timeout` if mysqld ends before writing it).
                 let why = format!(
                     "no heap dump within {} s: {}; the dump is still pending and will be kept if it completes",
                     sent.elapsed().as_secs(),

@@ -140,6 +140,11 @@ impl Supervisor<'_> {
             last_exit_oom_killed: self.last_exit_oom_killed,
             memory_limit: self.limit_status(),
             rss_at_last_check: child.and(self.moment.last.as_ref()).map(|c| c.rss),
+            pressure_source: self
+                .moment
+                .pressure
+                .as_ref()
+                .map(crate::memlimit::PressureSource::describe),
         }
         .reply()
     }
