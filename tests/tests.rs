@@ -26,6 +26,7 @@ mod report_mariadb;
 mod run_workload;
 mod shim_binding;
 mod sidecar;
+mod socket_activation;
 mod structure;
 mod supervision;
 mod systemd_units;
