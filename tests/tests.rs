@@ -19,6 +19,7 @@ mod hardening_supervisor;
 mod memory;
 mod moment;
 mod notify;
+mod nspawn;
 mod page;
 mod report_hostile;
 mod report_jeprof;
