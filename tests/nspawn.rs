@@ -130,6 +130,8 @@ impl Container {
         // namespaces, which exist once PID 1 runs systemd.
         let deadline = Instant::now() + BOOT;
         loop {
+            // nspawn's first child may be an intermediate process that forks PID 1.
+            self.leader = self.nspawn_child().unwrap_or(self.leader);
             let state = self.sh("systemctl is-system-running --wait");
             let state = state.out();
             if state.contains("running") || state.contains("degraded") {
@@ -172,20 +174,12 @@ impl Container {
                     .stderr(std::process::Stdio::null());
             }
         }
-        let nspawn = sh.spawn().expect("start systemd-nspawn");
-        let pid = nspawn.id();
-        self.nspawn = Some(nspawn);
+        self.nspawn = Some(sh.spawn().expect("start systemd-nspawn"));
         self.leader = 0;
         // The container's PID 1 is nspawn's child; it appears within moments.
         let deadline = Instant::now() + BOOT;
         while self.leader == 0 {
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default();
-            self.leader = children
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
+            self.leader = self.nspawn_child().unwrap_or(0);
             if let Some(status) = self
                 .nspawn
                 .as_mut()
@@ -199,6 +193,17 @@ impl Container {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// nspawn's child process now.
+    fn nspawn_child(&self) -> Option<i32> {
+        let pid = self.nspawn.as_ref()?.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     }
 
     /// Halts the container: SIGTERM to nspawn (about 1.6 s for a booted one); bounded,
@@ -290,9 +295,13 @@ impl Container {
             }
             assert!(
                 Instant::now() < deadline,
-                "no journal line of {unit} with {needle:?} within {T:?}:\n{}",
+                "no journal line of {unit} with {needle:?} within {T:?}:\n{}\n{}",
                 self.sh(&format!(
                     "journalctl -u {unit} --after-cursor='{cursor}' --no-pager"
+                ))
+                .out(),
+                self.sh(&format!(
+                    "ps -eo pid,ppid,stat,comm; systemctl status --no-pager {unit}"
                 ))
                 .out()
             );
@@ -481,6 +490,10 @@ fn the_deb_under_a_booted_debian_12_systemd() {
         || {
             let main = c.prop("mariadb", "MainPID");
             let cursor = c.cursor();
+            eprintln!(
+                "{}",
+                c.ok(&format!("{MYSQLD_PID}; ps -eo pid,ppid,stat,comm"))
+            );
             c.ok(&format!("kill -9 $({MYSQLD_PID})"));
             c.wait_journal("mariadb", &cursor, "restarting it in");
             c.wait_journal("mariadb", &cursor, "told systemd READY=1");
@@ -515,6 +528,12 @@ fn the_deb_under_a_booted_debian_12_systemd() {
             c.ok("cp /tmp/good.toml /etc/jemsafe/jemsafe.toml && systemctl reset-failed mariadb");
         },
     );
+    step(
+        "4.6 a memory limit on the unit: limit dump, OOM kill explained",
+        || {
+            a_memory_limit_on_the_unit(&c);
+        },
+    );
     step("4.7 jemsafe.service: start, dump, stop", || {
         c.ok("systemctl stop mariadb");
         let cursor = c.cursor();
@@ -545,6 +564,55 @@ fn the_deb_under_a_booted_debian_12_systemd() {
         c.halt();
         as_a_containers_pid_1(&mut c);
     });
+}
+
+/// 4.6: MemoryMax= on mariadb.service (systemd 252 writes it to memory.limit_in_bytes on
+/// cgroup v1), mysqld climbing with the test UDF: jemsafe reads the unit's limit, dumps at
+/// 90 %, and names the kernel's OOM kill in the journal and in `status`; systemd itself
+/// restarts nothing (jemsafe does).
+fn a_memory_limit_on_the_unit(c: &Container) {
+    c.ok("systemctl set-property mariadb MemoryMax=600M");
+    let cursor = c.cursor();
+    c.ok("systemctl restart mariadb");
+    let plugin_dir = c.ok("mariadb -uroot -N -e 'SELECT @@plugin_dir'");
+    let built = udf_plugin_dir(c.dir.as_ref().unwrap().path()).join("jemsafe_test_udf.so");
+    let inside = c
+        .merged
+        .join(plugin_dir.trim_start_matches('/'))
+        .join("jemsafe_test_udf.so");
+    std::fs::copy(&built, &inside).unwrap();
+    let limit = message(&c.wait_journal("mariadb", &cursor, "memory limit 600 MiB"));
+    assert!(
+        limit.contains("memory.limit_in_bytes") && limit.contains("limit90"),
+        "{limit}"
+    );
+    c.ok(
+        "mariadb -uroot -e \"CREATE OR REPLACE FUNCTION jemsafe_alloc_mb RETURNS INTEGER \
+          SONAME 'jemsafe_test_udf.so'\"",
+    );
+    // Climb in 50 MiB steps until the 90 % dump is written, then past the limit.
+    let dumped = |c: &Container| {
+        c.journal("mariadb", &cursor)
+            .iter()
+            .any(|e| message(e).contains(".limit90.heap ("))
+    };
+    for _ in 0..12 {
+        if dumped(c) {
+            break;
+        }
+        c.ok("mariadb -uroot -N -e 'SELECT jemsafe_alloc_mb(50)'");
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    c.wait_journal("mariadb", &cursor, ".limit90.heap (");
+    // The query dies with mysqld.
+    let _ = c.sh("mariadb -uroot -N -e 'SELECT jemsafe_alloc_mb(400)'");
+    let oom = message(&c.wait_journal("mariadb", &cursor, "killed by the kernel's OOM killer"));
+    assert!(oom.contains("memory limit 600 MiB"), "{oom}");
+    c.wait_journal("mariadb", &cursor, "told systemd READY=1");
+    assert_eq!(c.prop("mariadb", "NRestarts"), "0");
+    let status = c.ok("jemsafe status -c /etc/jemsafe/jemsafe.toml");
+    assert!(status.contains("OOM killer"), "{status}");
+    c.ok("systemctl set-property mariadb MemoryMax=infinity");
 }
 
 /// The container entrypoint the README shows: mysqld's socket directory (systemd-tmpfiles
@@ -587,6 +655,7 @@ fn as_a_containers_pid_1(c: &mut Container) {
     );
     wait_in_file(&log, "verified: mysqld pid");
     wait_in_file(&log, "ready for connections");
+    c.leader = c.nspawn_child().unwrap_or(c.leader);
     assert_eq!(c.ok("cat /proc/1/comm"), "jemsafe");
     assert_eq!(c.ok("mariadb -uroot -N -e 'SELECT 5'"), "5");
     let status = c.ok("jemsafe status -c /etc/jemsafe/jemsafe.toml");
