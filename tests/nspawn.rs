@@ -421,6 +421,9 @@ fn restart_is_ready_when_active(c: &Container) {
     let cursor = c.cursor();
     c.ok("systemctl restart mariadb");
     assert_eq!(c.ok("systemctl is-active mariadb"), "active");
+    // journald reads service output asynchronously: wait until it has the lines.
+    c.wait_journal("mariadb", &cursor, "ready for connections");
+    c.wait_journal("mariadb", &cursor, "verified: mysqld pid");
     let entries = c.journal("mariadb", &cursor);
     let started = position(&entries, |e| field(e, "MESSAGE_ID") == UNIT_STARTED);
     let ready = position(&entries, |e| message(e).contains("ready for connections"));
