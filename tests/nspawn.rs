@@ -580,6 +580,17 @@ fn the_deb_under_a_booted_debian_12_systemd() {
             eprintln!("nspawn security {unit}: {out}");
             assert!(out.contains("Overall exposure level"), "{out}");
         }
+        // jemsafe.service's own sandboxing (9.6 UNSAFE without it, 6.1 with it); the
+        // dumps, control socket and timeline of step 4.7 ran inside it.
+        let out = c.ok("systemd-analyze security --no-pager jemsafe.service | tail -1");
+        let score: f64 = out
+            .split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .unwrap_or(10.0);
+        assert!(score < 7.0, "{out}");
+        let verify =
+            c.ok("systemd-analyze verify --man=no /usr/lib/systemd/system/jemsafe.service 2>&1");
+        assert_eq!(verify, "", "systemd-analyze verify");
     });
     step("4.8 jemsafe as a container's PID 1", || {
         c.halt();
