@@ -203,6 +203,11 @@ pub fn inspect(
         config.supervise.runtime_dir.display().to_string(),
     );
     report.row("memory", memory_row(config));
+    match crate::socket_activation::check_row(Path::new("/etc/systemd/system/sockets.target.wants"))
+    {
+        Ok(row) => report.row("sockets", row),
+        Err(e) => report.problems.push(format!("socket activation: {e}")),
+    }
     if root {
         report.row(
             "trust",

@@ -1,8 +1,9 @@
 //! Starting mysqld (and the probe, and `mysqld --version`): environment, preload order,
-//! inherited channel, inherited descriptors closed, clean signal state.
+//! inherited channel, systemd's sockets, inherited descriptors closed, clean signal state.
 
 use crate::locate::{Located, Preload};
-use std::ffi::{OsStr, OsString};
+use crate::socket_activation::Activation;
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -172,6 +173,10 @@ impl Launch {
         cmd.env_remove("MALLOC_CONF")
             .env_remove(crate::locate::BUNDLED_CONF_VAR)
             .env_remove("NOTIFY_SOCKET");
+        // systemd's sockets are jemsafe's; `spawn` passes them to mysqld alone.
+        for var in LISTEN_VARS {
+            cmd.env_remove(var);
+        }
         if let Some(socket) = notify_socket {
             cmd.env("NOTIFY_SOCKET", socket);
         }
@@ -211,17 +216,176 @@ impl Launch {
     }
 }
 
-/// Starts mysqld with the shim's end of the channel inherited as `JEMSAFE_SHIM_FD`.
+/// Starts mysqld with the shim's end of the channel inherited as `JEMSAFE_SHIM_FD`, and
+/// systemd's sockets, when jemsafe was socket-activated.
 pub fn spawn(
     launch: &Launch,
     extra_args: &[String],
     shim_end: &OwnedFd,
     notify_socket: Option<&str>,
+    activation: Option<&Activation>,
 ) -> io::Result<u32> {
     let mut cmd = launch.command(&launch.mysqld, &launch.malloc_conf, shim_end, notify_socket);
     cmd.args(&launch.args).args(extra_args).stdin(Stdio::null());
+    if let Some(activation) = activation {
+        pass_listen_fds(&mut cmd, activation)?;
+    }
     let child = cmd.spawn()?;
     Ok(child.id())
+}
+
+/// The variables of sd_listen_fds(3).
+const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+
+/// Makes `cmd` (complete: program, arguments, environment) hand systemd's sockets to its
+/// child: descriptors 3 … 3+LISTEN_FDS−1 stay open across exec, LISTEN_FDS and
+/// LISTEN_FDNAMES are kept, and LISTEN_PID is the child's own pid, which only exists
+/// after fork. std builds the environment before fork and offers no hook after it, so
+/// the last pre_exec step execs itself, from an image prepared here with a fixed-size
+/// slot for the pid: the child writes digits and calls execve, nothing else.
+pub fn pass_listen_fds(cmd: &mut Command, activation: &Activation) -> io::Result<()> {
+    let mut env = merged_environment(std::env::vars_os(), cmd.get_envs());
+    env.insert("LISTEN_FDS".into(), activation.count.to_string().into());
+    match &activation.names {
+        Some(names) => env.insert("LISTEN_FDNAMES".into(), names.into()),
+        None => env.remove(OsStr::new("LISTEN_FDNAMES")),
+    };
+    env.remove(OsStr::new("LISTEN_PID"));
+    let mut image = ExecImage::new(cmd.get_program(), cmd.get_args(), env)?;
+    let fds = activation.fds();
+    // SAFETY: the closure runs between fork and exec; it makes system calls on
+    // descriptor numbers and writes into memory the image allocated before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in fds.clone() {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            image.exec_with_listen_pid(libc::getpid())
+        });
+    }
+    Ok(())
+}
+
+/// The environment a Command's child gets: `base` (the parent's) with `changes` applied
+/// (Some = set, None = removed), as std computes it.
+pub fn merged_environment<'a>(
+    base: impl Iterator<Item = (OsString, OsString)>,
+    changes: impl Iterator<Item = (&'a OsStr, Option<&'a OsStr>)>,
+) -> std::collections::BTreeMap<OsString, OsString> {
+    let mut env: std::collections::BTreeMap<OsString, OsString> = base.collect();
+    for (key, value) in changes {
+        match value {
+            Some(v) => env.insert(key.to_owned(), v.to_owned()),
+            None => env.remove(key),
+        };
+    }
+    env
+}
+
+/// `LISTEN_PID=` and room for any pid's digits and the NUL.
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
+const PID_DIGITS: usize = 10;
+
+/// execve's arguments, allocated before fork; only `listen_pid`'s digits change after.
+struct ExecImage {
+    program: CString,
+    _strings: Vec<CString>,
+    listen_pid: Box<[u8]>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into strings the image owns (heap memory that does not
+// move with the image); it is used only by the forked child, in one thread.
+unsafe impl Send for ExecImage {}
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    fn new<'a>(
+        program: &OsStr,
+        args: impl Iterator<Item = &'a OsStr>,
+        env: std::collections::BTreeMap<OsString, OsString>,
+    ) -> io::Result<ExecImage> {
+        let c = |bytes: &[u8]| {
+            CString::new(bytes).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a NUL byte in mysqld's command line or environment",
+                )
+            })
+        };
+        if !program.as_bytes().contains(&b'/') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{program:?} is not a path: execve needs one"),
+            ));
+        }
+        let program = c(program.as_bytes())?;
+        let mut arg_strings = vec![program.clone()];
+        for arg in args {
+            arg_strings.push(c(arg.as_bytes())?);
+        }
+        let mut env_strings = Vec::new();
+        for (k, v) in &env {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            env_strings.push(c(&kv)?);
+        }
+        let mut listen_pid = vec![0u8; LISTEN_PID_PREFIX.len() + PID_DIGITS + 1];
+        listen_pid[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+        let mut listen_pid = listen_pid.into_boxed_slice();
+        let nul_terminated = |v: &[CString]| {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain([std::ptr::null()])
+                .collect::<Vec<_>>()
+        };
+        let argv = nul_terminated(&arg_strings);
+        let mut envp = nul_terminated(&env_strings);
+        envp.insert(envp.len() - 1, listen_pid.as_mut_ptr().cast_const().cast());
+        arg_strings.extend(env_strings);
+        Ok(ExecImage {
+            program,
+            _strings: arg_strings,
+            listen_pid,
+            argv,
+            envp,
+        })
+    }
+
+    /// Writes `pid` into the LISTEN_PID slot and execs; returns only on failure.
+    /// Async-signal-safe: no allocation, no lock.
+    fn exec_with_listen_pid(&mut self, pid: libc::pid_t) -> io::Result<()> {
+        write_decimal(&mut self.listen_pid[LISTEN_PID_PREFIX.len()..], pid as u32);
+        // SAFETY: program, argv and envp are NUL-terminated and owned by self.
+        unsafe {
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            )
+        };
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Writes `n` in decimal followed by a NUL into `out` (PID_DIGITS + 1 bytes), in place.
+fn write_decimal(out: &mut [u8], mut n: u32) {
+    let mut digits = [0u8; PID_DIGITS];
+    let mut len = 0;
+    loop {
+        digits[PID_DIGITS - 1 - len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 || len == PID_DIGITS {
+            break;
+        }
+    }
+    out[..len].copy_from_slice(&digits[PID_DIGITS - len..]);
+    out[len] = 0;
 }
 
 /// `mysqld --version`, first line, or None if it does not answer within 10 s.
@@ -276,6 +440,74 @@ mod tests {
             )],
         );
         assert_eq!(bundled, "/usr/lib/jemsafe/libjemsafe_jemalloc.so:/opt/a.so");
+    }
+
+    #[test]
+    fn decimal_in_place() {
+        let mut buf = [b'x'; PID_DIGITS + 1];
+        write_decimal(&mut buf, 0);
+        assert_eq!(&buf[..2], b"0\0");
+        write_decimal(&mut buf, 4_294_967_295);
+        assert_eq!(&buf, b"4294967295\0");
+        write_decimal(&mut buf, 31337);
+        assert_eq!(&buf[..6], b"31337\0");
+    }
+
+    #[test]
+    fn the_childs_environment_is_the_parents_with_the_commands_changes() {
+        let env = merged_environment(
+            [("A", "1"), ("B", "2")]
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into())),
+            [
+                (OsStr::new("B"), None),
+                (OsStr::new("C"), Some(OsStr::new("3"))),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            env.into_iter().collect::<Vec<_>>(),
+            [("A".into(), "1".into()), ("C".into(), "3".into())]
+        );
+    }
+
+    #[test]
+    fn the_child_gets_the_sockets_and_its_own_listen_pid() {
+        // A socket at fd 3..: whatever is there in this test process is re-pointed to a
+        // fresh socket for the child only (dup2 in the child), like systemd's.
+        let (mine, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let raw = mine.as_raw_fd();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg("echo \"$LISTEN_PID $$ $LISTEN_FDS $LISTEN_FDNAMES\"; test -S /proc/self/fd/3 && echo open")
+            .env("LISTEN_PID", "1")
+            .stdout(Stdio::piped());
+        // SAFETY: dup2 between fork and exec, then the descriptor is left inheritable
+        // for the step under test to find.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw, 3) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC);
+                Ok(())
+            });
+        }
+        let activation = Activation {
+            count: 1,
+            names: Some("mysqld".into()),
+        };
+        pass_listen_fds(&mut cmd, &activation).unwrap();
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        let fields: Vec<&str> = lines.next().unwrap().split(' ').collect();
+        assert_eq!(
+            fields[0], fields[1],
+            "LISTEN_PID is the child's pid: {text}"
+        );
+        assert_eq!(&fields[2..], ["1", "mysqld"], "{text}");
+        assert_eq!(lines.next(), Some("open"), "fd 3 is inherited: {text}");
     }
 
     #[test]

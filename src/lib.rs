@@ -27,6 +27,7 @@ pub mod procfs;
 pub mod report;
 pub mod sandbox;
 pub mod shim_link;
+pub mod socket_activation;
 pub mod supervisor;
 pub mod timeline;
 pub mod triggers;

@@ -90,7 +90,7 @@ pub fn emit(level: Level, args: std::fmt::Arguments<'_>) {
         return;
     }
     let line = if to_journal() {
-        format!("<{}>{}\n", level as u8, args)
+        journal_text(level, &args.to_string())
     } else {
         let now = jemsafe_report::clock::rfc3339_millis(std::time::SystemTime::now());
         format!(
@@ -102,6 +102,17 @@ pub fn emit(level: Level, args: std::fmt::Arguments<'_>) {
     };
     // One write per line so that lines from concurrent writers never interleave.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// `text` for journald's stream: journald makes an entry of each line and reads a
+/// priority prefix per line, so every line of a multi-line message (a TOML error's
+/// excerpt and explanation) carries the level, not only the first.
+pub fn journal_text(level: Level, text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 4);
+    for line in text.split('\n') {
+        out.push_str(&format!("<{}>{line}\n", level as u8));
+    }
+    out
 }
 
 #[macro_export]
@@ -116,6 +127,16 @@ macro_rules! debug { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Debu
 #[cfg(test)]
 mod tests {
     use super::is_journal_stream;
+
+    #[test]
+    fn every_line_of_a_message_carries_its_priority_for_journald() {
+        use super::{journal_text, Level};
+        assert_eq!(journal_text(Level::Info, "one"), "<6>one\n");
+        assert_eq!(
+            journal_text(Level::Error, "config: line 3\n  |\ninvalid type"),
+            "<3>config: line 3\n<3>  |\n<3>invalid type\n"
+        );
+    }
 
     #[test]
     fn journald_only_when_the_variable_names_stderr() {

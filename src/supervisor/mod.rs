@@ -146,6 +146,8 @@ struct Supervisor<'a> {
     mysqld_version: Option<String>,
     /// mysqld's memory between dumps: checks, triggers, limit.
     moment: moment::Moment,
+    /// systemd's sockets (socket activation), handed to every mysqld started.
+    activation: Option<crate::socket_activation::Activation>,
 }
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
@@ -156,6 +158,10 @@ pub fn run(plan: &Plan) -> Result<i32> {
     dumps::prepare_dir(&plan.dump_dir, dump_owner)?;
     let control = control::Server::bind(&plan.runtime_dir)?;
     let signals = Signals::install().map_err(Error::io("cannot install signal handlers"))?;
+    let activation = crate::socket_activation::Activation::claim()?;
+    if let Some(a) = &activation {
+        info!("socket activation: {}, passed to mysqld", a.describe());
+    }
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     if let Some(http) = &plan.http {
         crate::http::start(http, &plan.runtime_dir, std::sync::Arc::clone(&metrics))?;
@@ -186,6 +192,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         mysqld_status: String::new(),
         mysqld_version: launch::mysqld_version(&plan.launch.mysqld),
         moment: moment::Moment::new(plan.triggers.clone()),
+        activation,
     };
     if let Some((every, max_bytes)) = plan.timeline {
         let writer = crate::timeline::file::Writer::new(
@@ -222,9 +229,17 @@ impl Supervisor<'_> {
         let (mut link, shim_end) =
             ShimLink::pair().map_err(Error::io("cannot create the shim channel"))?;
         let notify_socket = self.relay.as_ref().map(|r| r.child_value.as_str());
-        let pid = launch::spawn(&plan.launch, &plan.extra_args, &shim_end, notify_socket).map_err(
-            Error::io(format!("cannot start {}", plan.launch.mysqld.display())),
-        )?;
+        let pid = launch::spawn(
+            &plan.launch,
+            &plan.extra_args,
+            &shim_end,
+            notify_socket,
+            self.activation.as_ref(),
+        )
+        .map_err(Error::io(format!(
+            "cannot start {}",
+            plan.launch.mysqld.display()
+        )))?;
         drop(shim_end); // only mysqld holds it now, so its exit closes the channel
         let pid = Pid::from_raw(pid as i32);
         info!(

@@ -131,8 +131,14 @@ pub fn create_udf_functions(socket: &Path) {
 
 /// Like `sql`, but a failure (mysqld killed under the query) is returned, not a panic.
 pub fn try_sql(socket: &Path, query: &str) -> Result<String, String> {
+    try_client(&[&format!("--socket={}", socket.display())], query)
+}
+
+/// `query` with the mariadb client as root, connected as `connect` says (a socket, a
+/// host and port); its output, or its error message.
+pub fn try_client(connect: &[&str], query: &str) -> Result<String, String> {
     let out = Command::new("mariadb")
-        .arg(format!("--socket={}", socket.display()))
+        .args(connect)
         .args(["-uroot", "--batch", "--skip-column-names", "-e", query])
         .output()
         .expect("run the mariadb client");
