@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
 // END C
 
 /// Builds the C program with full DWARF.
-fn build_stacks(dir: &TempDir) -> PathBuf {
+pub(crate) fn build_stacks(dir: &TempDir) -> PathBuf {
     let src = dir.join("stacks.c");
     std::fs::write(&src, STACKS_C).unwrap();
     let bin = dir.join("stacks");
@@ -139,7 +139,7 @@ fn build_stacks(dir: &TempDir) -> PathBuf {
 }
 
 /// Runs the C program under profiling (every allocation sampled); returns its dumps.
-fn run_stacks(dir: &TempDir, bin: &Path, depth: u32, rounds: u32) -> Vec<PathBuf> {
+pub(crate) fn run_stacks(dir: &TempDir, bin: &Path, depth: u32, rounds: u32) -> Vec<PathBuf> {
     let pid_tag = std::process::id();
     let dumps: Vec<PathBuf> = (0..rounds)
         .map(|r| {

@@ -23,6 +23,7 @@ mod moment;
 mod notify;
 mod oom_incidents;
 mod page;
+mod report_callgraph;
 mod report_hostile;
 mod report_jeprof;
 mod report_mariadb;

@@ -145,14 +145,10 @@ pub fn render(
 
     let mut out = String::new();
     let first = heading.first().map(String::as_str).unwrap_or("");
-    let _ = writeln!(
-        out,
-        "digraph \"{}; {}\" {{",
-        plain(first),
-        shown(overall_total)
-    );
+    let _ = writeln!(out, "digraph \"{}\" {{", plain(first));
     let _ = writeln!(out, "node [width=0.375,height=0.25];");
     let mut legend: Vec<String> = heading.iter().map(|h| plain(h)).collect();
+    legend.push(format!("Total: {}", shown(overall_total)));
     legend.push(format!("Focusing on: {}", shown(local_total)));
     legend.push(format!("Dropped nodes with <= {} abs", shown(node_limit)));
     legend.push(format!("Dropped edges with <= {} abs", shown(edge_limit)));
@@ -212,8 +208,8 @@ pub fn render(
     for ((src, dst), n) in edges {
         let ins = indegree.get(&dst).copied().unwrap_or(0);
         let outs = outdegree.get(&src).copied().unwrap_or(0);
-        let keep = ins == 0
-            || (n.abs() > edge_limit && outs < opts.max_degree && ins < opts.max_degree);
+        let keep =
+            ins == 0 || (n.abs() > edge_limit && outs < opts.max_degree && ins < opts.max_degree);
         if !keep {
             continue;
         }
@@ -237,7 +233,12 @@ pub fn render(
         let _ = writeln!(
             out,
             "N{} -> N{} [label=\"{}\", weight={}, style=\"setlinewidth({:.6}){}\"];",
-            node[&src], node[&dst], value(n, &vo), weight, width, dashed
+            node[&src],
+            node[&dst],
+            value(n, &vo),
+            weight,
+            width,
+            dashed
         );
     }
     out.push_str("}\n");
@@ -319,7 +320,11 @@ mod tests {
                 "leaf\\n300 (75.0%)\\r",
             ]
         );
-        assert!(dot.starts_with("digraph \"prog; 400 B\" {\n"), "{dot}");
+        assert!(dot.starts_with("digraph \"prog\" {\n"), "{dot}");
+        assert!(
+            dot.contains("label=\"prog\\lTotal: 400 B\\lFocusing on: 400 B\\l"),
+            "{dot}"
+        );
         // Font size grows with flat: 8 + 50 * sqrt(300/400).
         assert!(dot.contains("fontsize=51.3]"), "{dot}");
         let e = edges(&dot);
@@ -401,7 +406,10 @@ mod tests {
     fn hostile_names_are_escaped_for_dot() {
         assert_eq!(label_name("a\"b\\c"), "a\\\"b\\\\c");
         assert_eq!(label_name("ns::f(int,  char)"), "ns\\nf(int,\\nchar)");
-        assert_eq!(label_name("x\"];\nN9 [label=\"y"), "x\\\"];\\nN9\\n[label=\\\"y");
+        assert_eq!(
+            label_name("x\"];\nN9 [label=\"y"),
+            "x\\\"];\\nN9\\n[label=\\\"y"
+        );
         assert_eq!(label_name("bell\x07"), "bell\\\\x07");
         let np = profile(&[(&["evil\"} digraph {", "main"], 10.0)]);
         let dot = graph(&np, &GraphOptions::default());
@@ -449,6 +457,9 @@ mod tests {
             .into_iter()
             .find(|e| e.contains("label=\"1\""))
             .unwrap();
-        assert!(thin.ends_with("style=\"setlinewidth(1.000000),dashed\"];"), "{thin}");
+        assert!(
+            thin.ends_with("style=\"setlinewidth(1.000000),dashed\"];"),
+            "{thin}"
+        );
     }
 }

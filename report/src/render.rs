@@ -9,6 +9,8 @@ use crate::{collapsed, dot, format_time, human_bytes, leaks, pprof, svg, text};
 use crate::{Error, LoadedDump, Result};
 use std::collections::BTreeSet;
 
+pub use crate::dot::GraphOptions;
+
 /// The output format of a report.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Format {

@@ -133,3 +133,103 @@ pub fn assert_parity(ours: &str, oracle: &str, n: usize) {
         others.len()
     );
 }
+
+/// A call graph in DOT (jeprof --dot or jemsafe --format dot, exact bytes): node labels'
+/// names with their flat and cum, and edges (caller, callee) with their values.
+#[derive(Debug)]
+pub struct DotGraph {
+    pub nodes: HashMap<String, (f64, f64)>,
+    pub edges: HashMap<(String, String), f64>,
+}
+
+/// Parses what PrintDot writes: `N1 [label="NAME\nFLAT (P%)\rof CUM (P%)\r",...]` and
+/// `N1 -> N2 [label=VALUE, ...]` (jemsafe quotes the edge label).
+pub fn parse_dot(dot: &str) -> DotGraph {
+    let mut by_number: HashMap<String, String> = HashMap::new();
+    let mut nodes = HashMap::new();
+    let mut edges = HashMap::new();
+    for line in dot.lines() {
+        let Some((head, rest)) = line.split_once(" [label=") else {
+            continue;
+        };
+        if let Some((src, dst)) = head.split_once(" -> ") {
+            let value = rest
+                .split(',')
+                .next()
+                .map(|v| v.trim_matches('"'))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("edge without a value: {line}"));
+            let name = |n: &str| by_number.get(n).cloned().unwrap_or_default();
+            edges.insert((name(src), name(dst)), value);
+            continue;
+        }
+        if !head.starts_with('N') {
+            continue;
+        }
+        let label = rest
+            .strip_prefix('"')
+            .and_then(|r| r.split_once("\",shape=box"))
+            .map(|(l, _)| l)
+            .unwrap_or_else(|| panic!("node without a label: {line}"));
+        let (name, numbers) = label
+            .rsplit_once("\\n")
+            .unwrap_or_else(|| panic!("node label without values: {line}"));
+        let number = |s: &str| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no value in {line}"))
+        };
+        let flat = number(numbers);
+        let cum = numbers
+            .split_once("\\rof ")
+            .map_or(flat, |(_, c)| number(c));
+        by_number.insert(head.to_owned(), name.to_owned());
+        nodes.insert(name.to_owned(), (flat, cum));
+    }
+    DotGraph { nodes, edges }
+}
+
+/// jemsafe's call graph against jeprof's (both with exact bytes): every node both draw has
+/// the same flat and cum, every edge both draw the same value, and nearly all of jeprof's
+/// nodes are drawn by both (the rest are names the two tools give differently, like the
+/// text report's exception in [`assert_parity`]).
+pub fn assert_graph_parity(ours: &str, oracle: &str) {
+    let o = parse_dot(ours);
+    let j = parse_dot(oracle);
+    let ctx = format!("\n--- jemsafe\n{ours}\n--- jeprof\n{oracle}");
+    let mut common = 0;
+    for (name, &(flat, cum)) in &j.nodes {
+        let Some(&(f, c)) = o.nodes.get(name) else {
+            continue;
+        };
+        assert!(
+            close(f, flat) && close(c, cum),
+            "{name}: flat {f} cum {c} vs jeprof {flat} {cum}{ctx}"
+        );
+        common += 1;
+    }
+    assert!(
+        common > 0 && common * 10 >= j.nodes.len() * 9,
+        "only {common} of jeprof's {} nodes are drawn by both{ctx}",
+        j.nodes.len()
+    );
+    let mut shared_edges = 0;
+    for (pair, &value) in &j.edges {
+        if let Some(&v) = o.edges.get(pair) {
+            assert!(close(v, value), "{pair:?}: {v} vs jeprof {value}{ctx}");
+            shared_edges += 1;
+        }
+    }
+    assert!(
+        shared_edges > 0 && shared_edges * 10 >= j.edges.len() * 8,
+        "only {shared_edges} of jeprof's {} edges are drawn by both{ctx}",
+        j.edges.len()
+    );
+    eprintln!(
+        "call graph parity: {common} of jeprof's {} nodes and {shared_edges} of its {} edges \
+         drawn by both, all equal",
+        j.nodes.len(),
+        j.edges.len()
+    );
+}
