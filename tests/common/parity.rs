@@ -226,9 +226,14 @@ pub fn assert_graph_parity(ours: &str, oracle: &str) {
         "only {shared_edges} of jeprof's {} edges are drawn by both{ctx}",
         j.edges.len()
     );
+    let only_jeprof: Vec<&String> = j
+        .nodes
+        .keys()
+        .filter(|n| !o.nodes.contains_key(*n))
+        .collect();
     eprintln!(
         "call graph parity: {common} of jeprof's {} nodes and {shared_edges} of its {} edges \
-         drawn by both, all equal",
+         drawn by both, all equal; drawn by jeprof only: {only_jeprof:?}",
         j.nodes.len(),
         j.edges.len()
     );
