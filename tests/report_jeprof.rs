@@ -293,7 +293,7 @@ fn a_closed_pipe_ends_every_format_quietly_with_status_0() {
     let dir = TempDir::new("report-pipe");
     let bin = build_stacks(&dir);
     let dumps = run_stacks(&dir, &bin, 6, 1);
-    for format in ["text", "collapsed", "svg", "pprof"] {
+    for format in ["text", "collapsed", "svg", "pprof", "dot", "callgraph"] {
         let (read, write) = nix::unistd::pipe().unwrap();
         drop(read); // the reader is gone before the first byte
         let out = Command::new(jemsafe_bin())
