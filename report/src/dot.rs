@@ -419,6 +419,47 @@ mod tests {
         assert_eq!(dot.lines().filter(|l| *l == "}").count(), 1);
     }
 
+    /// The escaping holds for Graphviz itself: hostile names make one valid graph, one box
+    /// each, whose SVG shows them as text.
+    #[test]
+    fn graphviz_draws_hostile_names_as_text() {
+        use std::io::Write;
+        let hostile = [
+            "evil\"]; N1 -> N1; x [label=\"",
+            "back\\slash\\",
+            "new\nline\u{1}bell",
+            "<b>html</b> & \\N \\G",
+        ];
+        let stacks: Vec<(Vec<&str>, f64)> =
+            hostile.iter().map(|&n| (vec![n, "main"], 1000.0)).collect();
+        let refs: Vec<(&[&str], f64)> = stacks.iter().map(|(s, v)| (&s[..], *v)).collect();
+        let dot = graph(&profile(&refs), &GraphOptions::default());
+        let mut child = std::process::Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run Graphviz's dot (apt-get install graphviz)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dot.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.is_empty(), "{err}\n{dot}");
+        let svg = String::from_utf8_lossy(&out.stdout);
+        // The legend, main and the four: nothing a name said became a node or an edge.
+        assert_eq!(svg.matches("class=\"node\"").count(), 6, "{svg}");
+        assert_eq!(svg.matches("class=\"edge\"").count(), 4, "{svg}");
+        assert!(svg.contains("&lt;b&gt;html&lt;/b&gt;"), "{svg}");
+        assert!(svg.contains("back\\slash\\"), "{svg}");
+        assert!(svg.contains("bell") && !svg.contains('\u{1}'), "{svg}");
+        assert!(svg.contains("\\N"), "{svg}");
+    }
+
     #[test]
     fn growth_with_a_base_selects_by_absolute_value_and_prints_negatives() {
         let np = profile(&[(&["grow", "main"], 1000.0), (&["shrink", "main"], -3000.0)]);
