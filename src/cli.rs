@@ -301,6 +301,9 @@ pub enum ReportFormat {
     Callgraph,
 }
 
+/// The heading of the call graph's flags in `report --help`.
+const CALL_GRAPH: &str = "Call graph (--format dot, callgraph)";
+
 /// A fraction of the total, 0 to 1 (`--node-fraction`, `--edge-fraction`).
 fn fraction(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -369,24 +372,23 @@ pub struct ReportArgs {
     /// Exact numbers of bytes instead of human units (like jeprof --show_bytes)
     #[arg(long)]
     pub bytes: bool,
-    /// Call graph (dot, callgraph): at most this many functions, those of largest
-    /// cumulative value [jeprof --nodecount; default 80]
-    #[arg(long, value_name = "N", alias = "nodecount", help_heading = "Call graph",
+    /// At most this many functions, those of largest cumulative value
+    /// [jeprof --nodecount; default 80]
+    #[arg(long, value_name = "N", alias = "nodecount", help_heading = CALL_GRAPH,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub node_count: Option<u64>,
-    /// Call graph: leave out functions whose cumulative value is at most this fraction
-    /// of the total [jeprof --nodefraction; default 0.005]
-    #[arg(long, value_name = "FRACTION", alias = "nodefraction", help_heading = "Call graph",
+    /// Leave out functions whose cumulative value is at most this fraction of the total [jeprof --nodefraction; default 0.005]
+    #[arg(long, value_name = "FRACTION", alias = "nodefraction", help_heading = CALL_GRAPH,
           value_parser = fraction)]
     pub node_fraction: Option<f64>,
-    /// Call graph: leave out arrows carrying at most this fraction of the total, unless
-    /// an arrow is the only way into its function [jeprof --edgefraction; default 0.001]
-    #[arg(long, value_name = "FRACTION", alias = "edgefraction", help_heading = "Call graph",
+    /// Leave out arrows carrying at most this fraction of the total, unless an arrow is
+    /// the only way into its function [jeprof --edgefraction; default 0.001]
+    #[arg(long, value_name = "FRACTION", alias = "edgefraction", help_heading = CALL_GRAPH,
           value_parser = fraction)]
     pub edge_fraction: Option<f64>,
-    /// Call graph: at most this many arrows into and out of each function, the largest
+    /// At most this many arrows into and out of each function, the largest
     /// [jeprof --maxdegree; default 8]
-    #[arg(long, value_name = "N", alias = "maxdegree", help_heading = "Call graph",
+    #[arg(long, value_name = "N", alias = "maxdegree", help_heading = CALL_GRAPH,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_degree: Option<u64>,
     /// Fragmentation by call stack: the stacks living in the size classes whose slabs
