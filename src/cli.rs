@@ -177,12 +177,16 @@ Works whether or not jemsafe is running; lists only files named like this config
     },
 
     /// Read a heap dump: what holds memory (or what grew since --base), as text, folded
-    /// stacks, a flame graph or a pprof profile
+    /// stacks, a flame graph, a call graph or a pprof profile
     #[command(
-        after_help = "Examples:\n  jemsafe report                                  the newest dump in the dump directory\n  jemsafe report --base previous                  what grew since the dump before it (same pid)\n  jemsafe report DUMP --base OLDER --format svg -o growth.svg\n  jemsafe report DUMP --format pprof -o heap.pb.gz  for go tool pprof, Pyroscope, speedscope\n\n\
+        after_help = "Examples:\n  jemsafe report                                  the newest dump in the dump directory\n  jemsafe report --base previous                  what grew since the dump before it (same pid)\n  jemsafe report DUMP --base OLDER --format svg -o growth.svg\n  jemsafe report DUMP --format pprof -o heap.pb.gz  for go tool pprof, Pyroscope, speedscope\n  jemsafe report --base previous --format callgraph -o growth.svg\n                                                  jeprof's call graph of the growth (needs graphviz)\n  jemsafe report DUMP --format dot --node-count 30 > heap.dot\n\n\
 Works on any jemalloc heap_v2 dump (gzip too), also from processes jemsafe did not start. \
 Numbers are jeprof's (same un-sampling, same allocator frames dropped); names come from the \
-objects recorded in the dump, with DWARF and separate debug files (/usr/lib/debug/.build-id) when present."
+objects recorded in the dump, with DWARF and separate debug files (/usr/lib/debug/.build-id) when present.\n\n\
+The call graph (dot, callgraph) is jeprof's: a box per function, its flat value (allocated in it) \
+and, below, \"of\" its cumulative value (in it and everything it calls); an arrow's label is what \
+flows through that call. A leak is the chain of thick arrows from main to the function that allocates. \
+Small functions and arrows are left out (see Call graph options); with --base the values are the growth."
     )]
     Report(ReportArgs),
 
@@ -290,6 +294,24 @@ pub enum ReportFormat {
     Svg,
     /// A gzipped pprof profile.proto
     Pprof,
+    /// jeprof --dot's call graph in Graphviz's DOT language: functions with their flat and
+    /// cumulative values, arrows caller -> callee weighted by what flows through them
+    Dot,
+    /// The same call graph drawn as SVG by Graphviz's `dot` (Debian package graphviz)
+    Callgraph,
+}
+
+/// The heading of the call graph's flags in `report --help`.
+const CALL_GRAPH: &str = "Call graph (--format dot, callgraph)";
+
+/// A fraction of the total, 0 to 1 (`--node-fraction`, `--edge-fraction`).
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "{text:?} is not a fraction of the total: give a number from 0 to 1 (0.005 is 0.5%)"
+        )),
+    }
 }
 
 /// How addresses are named.
@@ -350,6 +372,25 @@ pub struct ReportArgs {
     /// Exact numbers of bytes instead of human units (like jeprof --show_bytes)
     #[arg(long)]
     pub bytes: bool,
+    /// At most this many functions, those of largest cumulative value
+    /// [jeprof --nodecount; default 80]
+    #[arg(long, value_name = "N", alias = "nodecount", help_heading = CALL_GRAPH,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_count: Option<u64>,
+    /// Leave out functions whose cumulative value is at most this fraction of the total [jeprof --nodefraction; default 0.005]
+    #[arg(long, value_name = "FRACTION", alias = "nodefraction", help_heading = CALL_GRAPH,
+          value_parser = fraction)]
+    pub node_fraction: Option<f64>,
+    /// Leave out arrows carrying at most this fraction of the total, unless an arrow is
+    /// the only way into its function [jeprof --edgefraction; default 0.001]
+    #[arg(long, value_name = "FRACTION", alias = "edgefraction", help_heading = CALL_GRAPH,
+          value_parser = fraction)]
+    pub edge_fraction: Option<f64>,
+    /// At most this many arrows into and out of each function, the largest
+    /// [jeprof --maxdegree; default 8]
+    #[arg(long, value_name = "N", alias = "maxdegree", help_heading = CALL_GRAPH,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_degree: Option<u64>,
     /// Fragmentation by call stack: the stacks living in the size classes whose slabs
     /// waste most, with the waste attributed to each (an estimate; needs a dump jemsafe
     /// took, whose sidecar holds the memory snapshot)

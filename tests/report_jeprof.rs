@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
 // END C
 
 /// Builds the C program with full DWARF.
-fn build_stacks(dir: &TempDir) -> PathBuf {
+pub(crate) fn build_stacks(dir: &TempDir) -> PathBuf {
     let src = dir.join("stacks.c");
     std::fs::write(&src, STACKS_C).unwrap();
     let bin = dir.join("stacks");
@@ -139,7 +139,7 @@ fn build_stacks(dir: &TempDir) -> PathBuf {
 }
 
 /// Runs the C program under profiling (every allocation sampled); returns its dumps.
-fn run_stacks(dir: &TempDir, bin: &Path, depth: u32, rounds: u32) -> Vec<PathBuf> {
+pub(crate) fn run_stacks(dir: &TempDir, bin: &Path, depth: u32, rounds: u32) -> Vec<PathBuf> {
     let pid_tag = std::process::id();
     let dumps: Vec<PathBuf> = (0..rounds)
         .map(|r| {
@@ -293,7 +293,7 @@ fn a_closed_pipe_ends_every_format_quietly_with_status_0() {
     let dir = TempDir::new("report-pipe");
     let bin = build_stacks(&dir);
     let dumps = run_stacks(&dir, &bin, 6, 1);
-    for format in ["text", "collapsed", "svg", "pprof"] {
+    for format in ["text", "collapsed", "svg", "pprof", "dot", "callgraph"] {
         let (read, write) = nix::unistd::pipe().unwrap();
         drop(read); // the reader is gone before the first byte
         let out = Command::new(jemsafe_bin())

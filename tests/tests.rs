@@ -24,6 +24,7 @@ mod notify;
 mod nspawn;
 mod oom_incidents;
 mod page;
+mod report_callgraph;
 mod report_hostile;
 mod report_jeprof;
 mod report_mariadb;

@@ -11,13 +11,14 @@
 //!
 //! Data path: [`load`] -> `parse` -> `aggregate::AddrProfile` (un-sampled, optional
 //! base subtracted) -> `symbolize` -> `aggregate::NameProfile` -> `text`, `collapsed`,
-//! `svg`, [`pprof`]; several dumps -> `leaks`. [`render`] runs it.
+//! `svg`, [`pprof`], [`dot`] (the call graph); several dumps -> `leaks`. [`render`] runs it.
 
 // The public face: loading ([`load`]), the options types, the renderings ([`render`]:
 // report, leaks, fragmentation), and the formats and helpers callers share. The stages
 // behind them are private, so that they can change without breaking a caller.
 pub mod clock;
 pub mod debuginfod;
+pub mod dot;
 pub mod maps;
 pub mod memory;
 pub mod page;

@@ -5,12 +5,14 @@
 use crate::aggregate::{AddrProfile, FlatCum, Metric, NameProfile};
 use crate::safe::shown;
 use crate::symbolize::{self, Frame, Symbols};
-use crate::{collapsed, format_time, human_bytes, leaks, pprof, svg, text};
+use crate::{collapsed, dot, format_time, human_bytes, leaks, pprof, svg, text};
 use crate::{Error, LoadedDump, Result};
 use std::collections::BTreeSet;
 
+pub use crate::dot::GraphOptions;
+
 /// The output format of a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Format {
     /// jeprof --text's columns: flat, flat%, sum%, cum, cum%, name.
     Text,
@@ -20,6 +22,8 @@ pub enum Format {
     Svg,
     /// A gzipped pprof profile.proto.
     Pprof,
+    /// jeprof --dot's call graph (Graphviz's DOT language).
+    Dot(dot::GraphOptions),
 }
 
 impl Format {
@@ -306,6 +310,12 @@ pub fn report(
                 &title,
             );
             pprof::encode(&p).map_err(Error::io("cannot encode the pprof profile"))?
+        }
+        Format::Dot(graph) => {
+            let heading = [title.clone(), shown(&target.path)];
+            let g = dot::render(&np, m, opts.exact, &heading, &graph);
+            notes.extend(g.note);
+            g.dot.into_bytes()
         }
     };
     Ok(Rendered { data, notes })

@@ -3,6 +3,7 @@
 //! goes; which dumps is the [`plan`]'s, what their names say is [`select`]'s.
 
 pub mod archive;
+pub mod graphviz;
 pub mod output;
 pub mod plan;
 pub mod select;
@@ -94,6 +95,7 @@ fn emit(rendered: render::Rendered, to: Destination, binary: bool) -> Result<i32
 
 /// `jemsafe report`: one dump (or the difference of two) as text, folded stacks, SVG or pprof.
 pub fn report(args: &ReportArgs) -> Result<i32> {
+    check_graph_flags(args)?;
     // Paths the user named may be symlinks; those picked from the dump directory (which
     // mysqld's user can write) may not.
     let named_limits = DumpLimits::new(args.read.max_dump_mb, true);
@@ -159,6 +161,8 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         ReportFormat::Collapsed => Format::Collapsed,
         ReportFormat::Svg => Format::Svg,
         ReportFormat::Pprof => Format::Pprof,
+        ReportFormat::Dot => Format::Dot(graph_options(args, false)),
+        ReportFormat::Callgraph => Format::Dot(graph_options(args, true)),
     };
     let options = ReportOptions {
         metric: metric(args),
@@ -186,8 +190,47 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         let rendered = render::fragmentation(target, &options.symbolize, args.top)?;
         return emit(rendered, to, false);
     }
-    let rendered = render::report(target, base, &options)?;
-    emit(rendered, to, format.is_binary())
+    let mut rendered = render::report(target, base, &options)?;
+    if args.format == ReportFormat::Callgraph {
+        rendered.data = graphviz::svg(&rendered.data)?;
+    }
+    emit(
+        rendered,
+        to,
+        format.is_binary() || args.format == ReportFormat::Callgraph,
+    )
+}
+
+/// The call graph's flags, jeprof's defaults for those not given.
+fn graph_options(args: &ReportArgs, for_svg: bool) -> render::GraphOptions {
+    let d = render::GraphOptions::default();
+    let count = |n: Option<u64>, default: usize| {
+        n.map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX))
+    };
+    render::GraphOptions {
+        node_count: count(args.node_count, d.node_count),
+        node_fraction: args.node_fraction.unwrap_or(d.node_fraction),
+        edge_fraction: args.edge_fraction.unwrap_or(d.edge_fraction),
+        max_degree: count(args.max_degree, d.max_degree),
+        for_svg,
+    }
+}
+
+/// The call graph's flags mean nothing to the other formats: say so rather than ignore them.
+fn check_graph_flags(args: &ReportArgs) -> Result<()> {
+    let given = [
+        ("--node-count", args.node_count.is_some()),
+        ("--node-fraction", args.node_fraction.is_some()),
+        ("--edge-fraction", args.edge_fraction.is_some()),
+        ("--max-degree", args.max_degree.is_some()),
+    ];
+    let graph = matches!(args.format, ReportFormat::Dot | ReportFormat::Callgraph);
+    match given.iter().find(|g| g.1) {
+        Some((flag, _)) if !graph => Err(Error::Usage(format!(
+            "{flag} shapes the call graph: add --format dot or --format callgraph"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
