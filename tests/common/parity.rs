@@ -61,7 +61,8 @@ pub fn parse_jeprof(text: &str) -> Table {
     parse_rows(text, total, None)
 }
 
-/// jemsafe report --bytes: `Total: 64.0 MiB (67108864 B)` and rows (the main table only).
+/// jemsafe report --bytes: `Total: 64.0 MiB (67108864 B)` and rows (the main table, then
+/// what is listed only as shrunk).
 pub fn parse_jemsafe(text: &str) -> Table {
     let total = text
         .lines()
@@ -70,7 +71,25 @@ pub fn parse_jemsafe(text: &str) -> Table {
         .and_then(|t| t.split_whitespace().next())
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no total in:\n{text}"));
-    parse_rows(text, total, Some("Shrank since the base"))
+    let mut table = parse_rows(text, total, Some("Shrank since the base"));
+    // With --base, what shrank is listed after the main table, without the sum% column
+    // (jeprof lists it in its one table): a function listed only there is compared too.
+    if let Some((_, shrank)) = text.split_once("Shrank since the base") {
+        for line in shrank.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if parts.len() < 5 || !parts[1].ends_with('%') || !parts[3].ends_with('%') {
+                continue;
+            }
+            let (Ok(flat), Ok(cum)) = (parts[0].parse::<f64>(), parts[2].parse::<f64>()) else {
+                continue;
+            };
+            let name = parts[4..].join(" ");
+            if !table.rows.iter().any(|(n, _, _)| *n == name) {
+                table.rows.push((name, flat, cum));
+            }
+        }
+    }
+    table
 }
 
 pub fn close(a: f64, b: f64) -> bool {
