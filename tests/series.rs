@@ -128,7 +128,9 @@ fn leaks_over_a_series_ranks_what_the_series_says_computed_by_hand() {
     }
     // Functions (cumulative): the leaf of the leak first; the root holds every stack
     // (8, 8, 16, 16, 16 MiB: grew once).
-    let funcs = &out[out.find("Functions by steady growth").expect("functions table")..];
+    let funcs = &out[out
+        .find("Functions by steady growth")
+        .expect("functions table")..];
     let first = funcs
         .lines()
         .find(|l| l.contains("libseries.so"))

@@ -233,13 +233,21 @@ fn translate(frames: &[Frame], map: &HashMap<String, String>, out: &mut Vec<Stri
     }
 }
 
-/// Turns address stacks into stacks of name ids: each pc translated once, allocator
-/// frames dropped, names disambiguated over `pcs` (all the pcs that will be named).
+/// Turns address stacks into stacks of name ids: each pc translated once (its names and
+/// where it enters the allocator), allocator frames dropped as
+/// [`without_allocator_frames`] drops them, names disambiguated over `pcs` (all the pcs
+/// that will be named).
 pub struct Namer<'a> {
     symbols: &'a Symbols,
     display: Option<&'a Symbols>,
     map: HashMap<String, String>,
-    per_pc: HashMap<u64, Vec<u32>>,
+    per_pc: HashMap<u64, PcNames>,
+}
+
+/// One pc's names (innermost first) and its [`allocator_cut`].
+struct PcNames {
+    cut: Option<usize>,
+    names: Vec<u32>,
 }
 
 impl<'a> Namer<'a> {
@@ -254,12 +262,16 @@ impl<'a> Namer<'a> {
         }
     }
 
-    fn pc(&mut self, pc: u64, names: &mut Names) -> &[u32] {
+    fn pc(&mut self, pc: u64, names: &mut Names) -> &PcNames {
         let (symbols, display, map) = (self.symbols, self.display, &self.map);
         self.per_pc.entry(pc).or_insert_with(|| {
+            let cut = symbols.get(&pc).and_then(|f| allocator_cut(f));
             // Kernel-looking addresses are fake entries (jeprof skips them).
             if pc > 0x7fff_ffff_ffff_ffff {
-                return Vec::new();
+                return PcNames {
+                    cut,
+                    names: Vec::new(),
+                };
             }
             let shown = display.unwrap_or(symbols);
             let mut v = Vec::new();
@@ -271,7 +283,10 @@ impl<'a> Namer<'a> {
                 Some(frames) if !frames.is_empty() => translate(frames, map, &mut v),
                 _ => v.push(super::symbolize::unnamed(None, 0)),
             }
-            v.iter().map(|n| names.id(n)).collect()
+            PcNames {
+                cut,
+                names: v.iter().map(|n| names.id(n)).collect(),
+            }
         })
     }
 
@@ -285,10 +300,17 @@ impl<'a> Namer<'a> {
 
     /// The names of `addrs` (innermost first), allocator frames removed.
     pub fn stack(&mut self, addrs: &[u64], names: &mut Names) -> Vec<u32> {
-        let kept = without_allocator_frames(addrs, self.symbols);
-        let mut stack = Vec::with_capacity(kept.len());
-        for pc in kept {
-            stack.extend_from_slice(self.pc(pc, names));
+        let mut stack = Vec::with_capacity(addrs.len());
+        for &pc in addrs {
+            let p = self.pc(pc, names);
+            match p.cut {
+                Some(0) => stack.clear(),
+                Some(_) => {
+                    stack.clear();
+                    stack.extend_from_slice(&p.names);
+                }
+                None => stack.extend_from_slice(&p.names),
+            }
         }
         stack
     }

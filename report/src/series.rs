@@ -7,7 +7,8 @@
 //! did not map is never named through another dump's mappings.
 //!
 //! Memory: the distinct stacks, plus 12 bytes per (dump, stack holding memory), plus each
-//! dump's small metadata (mappings, sidecar): never the dumps themselves.
+//! dump's small metadata (its sidecar, its code mappings; all mappings for the first dump
+//! of each naming group): never the dumps themselves.
 
 use crate::aggregate::{add, AddrProfile, Metric, Namer, Names, Values};
 use crate::{render, symbolize, LoadedDump};
@@ -77,7 +78,12 @@ impl Series {
             .iter()
             .position(|(first, _)| render::same_naming(&self.dumps[*first], &dump))
         {
-            Some(g) => g,
+            Some(g) => {
+                // Named with its group's first dump's mappings: the code mappings are all
+                // it still needs (the program's name), the same as that dump's.
+                dump.dump.maps.retain(|m| m.executable());
+                g
+            }
             None => {
                 self.groups.push((self.dumps.len(), Vec::new()));
                 self.groups.len() - 1
