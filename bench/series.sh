@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 BEFORE=${BEFORE:-324c934}
-ROWS=${ROWS:-"10x5000 50x5000 200x5000 1000x5000 10x20000 50x20000 200x20000 1000x20000"}
+ROWS=${ROWS:-"10x5000 50x5000 200x5000 10x20000 50x20000 200x20000 1000x5000 1000x20000"}
 MAX_BEFORE=${MAX_BEFORE:-5000000}
 DEPTH=${DEPTH:-16}
 work=$(mktemp -d /tmp/jemsafe-bench-series.XXXXXX)
@@ -28,12 +28,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Both builds share this tree's target directory (the dependencies are built once); each
-# binary is copied out as soon as it is built.
+# "before" builds in a target directory of its own (cargo names a workspace's artefacts
+# alike in any checkout, so a shared one would mix the two builds), seeded once from this
+# tree's so that the dependencies are not built again.
+before_target=$root/target/bench-before
+if [ ! -d "$before_target/release" ] && [ -d target/release ]; then
+    mkdir -p "$before_target"
+    cp -a target/release "$before_target/"
+fi
 git worktree add --detach --quiet "$tree" "$BEFORE"
-(cd "$tree" && CARGO_TARGET_DIR="$root/target" cargo build --release --quiet -p jemsafe --bin jemsafe)
-cp target/release/jemsafe "$work/jemsafe-before"
+(cd "$tree" && CARGO_TARGET_DIR="$before_target" cargo build --release --quiet -p jemsafe --bin jemsafe)
+cp "$before_target/release/jemsafe" "$work/jemsafe-before"
 cargo build --release --quiet -p jemsafe --bin jemsafe
+cargo build --release --quiet -p jemsafe-report --example load_speed
 cp target/release/jemsafe "$work/jemsafe-after"
 if cmp -s "$work/jemsafe-before" "$work/jemsafe-after"; then
     echo "the before and after binaries are the same file: the build did not happen" >&2
@@ -84,6 +91,9 @@ for row in $ROWS; do
     rm -rf "$dir"
 done
 
+echo
+echo "Loading one dump (read and parse, no symbolization; best of 5):"
+target/release/examples/load_speed "$work"/one-*.heap
 echo
 echo "Reading one dump (jemsafe report --format text, symbolization included; best of 5):"
 for one in "$work"/one-*.heap; do
