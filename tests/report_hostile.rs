@@ -19,23 +19,23 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(60);
 
 /// A bounded run of jemsafe, with its peak RSS.
-struct Measured {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
+pub(crate) struct Measured {
+    pub(crate) code: i32,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: String,
     /// Peak resident set size of the child, KiB.
-    max_rss_kb: i64,
+    pub(crate) max_rss_kb: i64,
 }
 
 impl Measured {
-    fn out(&self) -> String {
+    pub(crate) fn out(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 }
 
 /// Runs jemsafe with `args`, separate debug files looked up in `debug_dirs` only; kills
 /// it and fails the test if it has not finished within `timeout`.
-fn jemsafe_bounded(args: &[&OsStr], debug_dirs: &Path, timeout: Duration) -> Measured {
+pub(crate) fn jemsafe_bounded(args: &[&OsStr], debug_dirs: &Path, timeout: Duration) -> Measured {
     let rss_file = tempfile_path("maxrss");
     let mut cmd = Command::new("/usr/bin/time");
     cmd.args([OsStr::new("-f"), OsStr::new("%M"), OsStr::new("-o")])

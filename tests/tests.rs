@@ -29,6 +29,7 @@ mod report_hostile;
 mod report_jeprof;
 mod report_mariadb;
 mod run_workload;
+mod series;
 mod shim_binding;
 mod sidecar;
 mod socket_activation;

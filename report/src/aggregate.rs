@@ -38,7 +38,7 @@ pub struct AddrProfile {
     pub stacks: HashMap<Vec<u64>, Values>,
 }
 
-fn add(into: &mut Values, v: &Values, sign: f64) {
+pub(crate) fn add(into: &mut Values, v: &Values, sign: f64) {
     for i in 0..4 {
         into[i] += sign * v[i];
     }
@@ -115,6 +115,10 @@ impl Names {
     }
     pub fn get(&self, id: u32) -> &str {
         &self.list[id as usize]
+    }
+    /// The id of `name`, if it was interned.
+    pub fn find(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
     }
 }
 
@@ -229,46 +233,105 @@ fn translate(frames: &[Frame], map: &HashMap<String, String>, out: &mut Vec<Stri
     }
 }
 
-impl NameProfile {
-    /// Names from `symbols`; with `display`, allocator frames are still recognised with
-    /// `symbols` but the names shown come from `display` (e.g. object names).
-    pub fn build(
-        profile: &AddrProfile,
-        symbols: &Symbols,
-        display: Option<&Symbols>,
-    ) -> NameProfile {
-        let pcs = profile.pcs();
-        let shown = display.unwrap_or(symbols);
-        let map = disambiguation(shown, &pcs);
-        let mut names = Names::default();
-        // Translation per pc, computed once.
-        let mut per_pc: HashMap<u64, Vec<u32>> = HashMap::with_capacity(pcs.len());
-        for &pc in &pcs {
+/// Turns address stacks into stacks of name ids: each pc translated once (its names and
+/// where it enters the allocator), allocator frames dropped as
+/// [`without_allocator_frames`] drops them, names disambiguated over `pcs` (all the pcs
+/// that will be named).
+pub struct Namer<'a> {
+    symbols: &'a Symbols,
+    display: Option<&'a Symbols>,
+    map: HashMap<String, String>,
+    per_pc: HashMap<u64, PcNames>,
+}
+
+/// One pc's names (innermost first) and its [`allocator_cut`].
+struct PcNames {
+    cut: Option<usize>,
+    names: Vec<u32>,
+}
+
+impl<'a> Namer<'a> {
+    /// With `display`, allocator frames are still recognised with `symbols` but the names
+    /// shown come from `display` (e.g. object names).
+    pub fn new(pcs: &BTreeSet<u64>, symbols: &'a Symbols, display: Option<&'a Symbols>) -> Self {
+        Namer {
+            symbols,
+            display,
+            map: disambiguation(display.unwrap_or(symbols), pcs),
+            per_pc: HashMap::with_capacity(pcs.len()),
+        }
+    }
+
+    fn pc(&mut self, pc: u64, names: &mut Names) -> &PcNames {
+        let (symbols, display, map) = (self.symbols, self.display, &self.map);
+        self.per_pc.entry(pc).or_insert_with(|| {
+            let cut = symbols.get(&pc).and_then(|f| allocator_cut(f));
             // Kernel-looking addresses are fake entries (jeprof skips them).
             if pc > 0x7fff_ffff_ffff_ffff {
-                per_pc.insert(pc, Vec::new());
-                continue;
+                return PcNames {
+                    cut,
+                    names: Vec::new(),
+                };
             }
+            let shown = display.unwrap_or(symbols);
             let mut v = Vec::new();
             let frames = match (display, symbols.get(&pc)) {
                 (None, Some(f)) => Some(shown_frames(f)),
                 _ => shown.get(&pc).map(Vec::as_slice),
             };
             match frames {
-                Some(frames) if !frames.is_empty() => translate(frames, &map, &mut v),
+                Some(frames) if !frames.is_empty() => translate(frames, map, &mut v),
                 _ => v.push(super::symbolize::unnamed(None, 0)),
             }
-            per_pc.insert(pc, v.iter().map(|n| names.id(n)).collect());
+            PcNames {
+                cut,
+                names: v.iter().map(|n| names.id(n)).collect(),
+            }
+        })
+    }
+
+    /// Names every pc of `pcs` in their order, so that name ids follow addresses (as
+    /// every rendering has always listed them).
+    pub fn name_all(&mut self, pcs: &BTreeSet<u64>, names: &mut Names) {
+        for &pc in pcs {
+            self.pc(pc, names);
         }
+    }
+
+    /// The names of `addrs` (innermost first), allocator frames removed.
+    pub fn stack(&mut self, addrs: &[u64], names: &mut Names) -> Vec<u32> {
+        let mut stack = Vec::with_capacity(addrs.len());
+        for &pc in addrs {
+            let p = self.pc(pc, names);
+            match p.cut {
+                Some(0) => stack.clear(),
+                Some(_) => {
+                    stack.clear();
+                    stack.extend_from_slice(&p.names);
+                }
+                None => stack.extend_from_slice(&p.names),
+            }
+        }
+        stack
+    }
+}
+
+impl NameProfile {
+    /// Names from `symbols`, or shown from `display` ([`Namer::new`]).
+    pub fn build(
+        profile: &AddrProfile,
+        symbols: &Symbols,
+        display: Option<&Symbols>,
+    ) -> NameProfile {
+        let pcs = profile.pcs();
+        let mut namer = Namer::new(&pcs, symbols, display);
+        let mut names = Names::default();
+        namer.name_all(&pcs, &mut names);
         let mut merged: HashMap<Vec<u32>, Values> = HashMap::with_capacity(profile.stacks.len());
         let mut total = [0.0; 4];
         for (addrs, v) in &profile.stacks {
             add(&mut total, v, 1.0);
-            let kept = without_allocator_frames(addrs, symbols);
-            let stack: Vec<u32> = kept
-                .iter()
-                .flat_map(|pc| per_pc.get(pc).into_iter().flatten().copied())
-                .collect();
+            let stack = namer.stack(addrs, &mut names);
             add(merged.entry(stack).or_insert([0.0; 4]), v, 1.0);
         }
         let mut stacks: Vec<(Vec<u32>, Values)> = merged.into_iter().collect();

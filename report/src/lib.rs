@@ -25,6 +25,7 @@ pub mod page;
 pub mod pprof;
 pub mod render;
 pub mod safe;
+pub mod series;
 pub mod sidecar;
 
 mod aggregate;

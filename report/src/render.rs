@@ -4,6 +4,7 @@
 
 use crate::aggregate::{AddrProfile, FlatCum, Metric, NameProfile};
 use crate::safe::shown;
+use crate::series::Series;
 use crate::symbolize::{self, Frame, Symbols};
 use crate::{collapsed, dot, format_time, human_bytes, leaks, pprof, svg, text};
 use crate::{Error, LoadedDump, Result};
@@ -78,7 +79,7 @@ fn value_text(v: f64, m: Metric) -> String {
 }
 
 /// Names `pcs` with the mappings (and recorded objects) of `dump`.
-fn symbolize_for(
+pub(crate) fn symbolize_for(
     dump: &LoadedDump,
     pcs: &BTreeSet<u64>,
     options: &symbolize::Options,
@@ -100,7 +101,7 @@ fn symbolize_for(
 /// Whether two dumps' frames are named alike: the same executable mappings (where
 /// return addresses are; the anonymous memory jemalloc maps changes between any two
 /// dumps) and the same objects recorded in their sidecars.
-fn same_naming(a: &LoadedDump, b: &LoadedDump) -> bool {
+pub(crate) fn same_naming(a: &LoadedDump, b: &LoadedDump) -> bool {
     fn code(d: &LoadedDump) -> impl Iterator<Item = &crate::maps::MapEntry> {
         d.dump.maps.iter().filter(|m| m.executable())
     }
@@ -108,48 +109,6 @@ fn same_naming(a: &LoadedDump, b: &LoadedDump) -> bool {
         d.sidecar.as_ref().map(|s| &s.objects)
     }
     code(a).eq(code(b)) && recorded(a) == recorded(b)
-}
-
-/// The profiles of a series of dumps, each named with its own dump's mappings: a library
-/// unloaded between two dumps is named in the dumps that had it mapped, and an address
-/// that a dump did not map is never named through another dump's mappings. Dumps whose
-/// mappings are alike ([`same_naming`]) share one symbolization. Also the newest dump's
-/// outcome (for the "how frames were named" line). Notes are added once each.
-pub(crate) fn name_series(
-    dumps: &[LoadedDump],
-    profiles: &[AddrProfile],
-    options: &symbolize::Options,
-    notes: &mut Vec<String>,
-) -> (Vec<NameProfile>, symbolize::Outcome) {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for i in 0..dumps.len().min(profiles.len()) {
-        match groups
-            .iter_mut()
-            .find(|g| same_naming(&dumps[g[0]], &dumps[i]))
-        {
-            Some(g) => g.push(i),
-            None => groups.push(vec![i]),
-        }
-    }
-    let mut named: Vec<Option<NameProfile>> = vec![None; profiles.len()];
-    let mut newest = symbolize::Outcome::default();
-    let mut seen: std::collections::HashSet<String> = notes.iter().cloned().collect();
-    for group in groups {
-        let pcs: BTreeSet<u64> = group
-            .iter()
-            .flat_map(|&i| profiles[i].stacks.keys().flatten().copied())
-            .collect();
-        let mut group_notes = Vec::new();
-        let outcome = symbolize_for(&dumps[group[0]], &pcs, options, &mut group_notes);
-        notes.extend(group_notes.into_iter().filter(|n| seen.insert(n.clone())));
-        for &i in &group {
-            named[i] = Some(NameProfile::build(&profiles[i], &outcome.symbols, None));
-        }
-        if group.contains(&dumps.len().saturating_sub(1)) {
-            newest = outcome;
-        }
-    }
-    (named.into_iter().flatten().collect(), newest)
 }
 
 /// What holds memory in `target`, or (with `base`) what grew since `base`.
@@ -348,10 +307,11 @@ pub fn fragmentation_section(
     Ok(crate::fragmentation::of_dump(dump, options, notes)?.render(top))
 }
 
-/// Stacks and functions ranked by steady growth across `dumps` of one process, oldest
-/// first.
-pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered> {
+/// Stacks and functions ranked by steady growth across the dumps of one process in
+/// `series`, oldest first.
+pub fn leaks(series: Series, opts: &LeaksOptions) -> Result<Rendered> {
     let mut notes = Vec::new();
+    let dumps = &series.dumps;
     if dumps.len() < 2 {
         return Err(Error::Mismatch(format!(
             "a leak ranking needs at least two dumps of one process, found {}{}",
@@ -362,7 +322,7 @@ pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered
                 .unwrap_or_default()
         )));
     }
-    for d in &dumps {
+    for d in dumps {
         notes.extend(d.notes.iter().cloned());
     }
     for d in &dumps[1..] {
@@ -382,12 +342,11 @@ pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered
              processes: pass the dumps of one pid"
         )));
     }
-    let profiles = AddrProfile::take_each(dumps.iter_mut().map(|d| &mut d.dump));
+    let named = series.name(&opts.symbolize, &mut notes);
+    let m = crate::series::METRIC;
+    let (stacks, funcs) = leaks::analyze(&named);
+    let dumps = &named.dumps;
     let newest = &dumps[dumps.len() - 1];
-    let (names, outcome) = name_series(&dumps, &profiles, &opts.symbolize, &mut notes);
-    let m = Metric::InuseSpace;
-    let times: Vec<_> = dumps.iter().map(|d| d.time).collect();
-    let (stacks, funcs) = leaks::analyze(&names, &times, m);
     let mut s = String::new();
     let first = &dumps[0];
     let span = match (first.time, newest.time) {
@@ -410,25 +369,30 @@ pub fn leaks(mut dumps: Vec<LoadedDump>, opts: &LeaksOptions) -> Result<Rendered
         newest.program(),
         newest.pid.map(|p| format!(" pid {p}")).unwrap_or_default()
     ));
-    for (d, np) in dumps.iter().zip(&names) {
+    for (i, d) in dumps.iter().enumerate() {
         s.push_str(&format!(
             "  {:>12}  {}  {}\n",
-            human_bytes(np.total[m as usize]),
+            human_bytes(named.total(i)[m as usize]),
             d.time.map(format_time).unwrap_or_else(|| "-".into()),
             shown(&d.path)
         ));
     }
-    if let Some(p) = profiles.last() {
-        s.push_str(
-            &crate::provenance::Provenance::of(p, &outcome.symbols, &outcome.object, m).text(
-                &outcome.objects,
-                m,
-                opts.symbolize.names,
-            ),
-        );
-    }
+    let outcome = &named.outcome;
+    s.push_str(
+        &crate::provenance::Provenance::of(&named.newest, &outcome.symbols, &outcome.object, m)
+            .text(&outcome.objects, m, opts.symbolize.names),
+    );
     s.push('\n');
-    s.push_str(&leaks::render(&stacks, &funcs, opts.top, m));
+    // The top suspect's value in each dump, read back from the series.
+    let mut held = Vec::new();
+    if let Some(top) = stacks.first() {
+        let mut values = Vec::new();
+        for i in 0..dumps.len() {
+            named.values_into(i, &mut values);
+            held.push(values.get(top.id as usize).copied().unwrap_or(0.0));
+        }
+    }
+    s.push_str(&leaks::render(&stacks, &funcs, opts.top, m, &held));
     Ok(Rendered {
         data: s.into_bytes(),
         notes,
@@ -466,23 +430,38 @@ mod tests {
     #[test]
     fn each_dump_is_named_with_its_own_mappings_and_no_address_is_shown_raw() {
         // The plugin was unloaded between the two dumps.
-        let mut dumps = vec![dump(true), dump(false)];
-        let profiles = AddrProfile::take_each(dumps.iter_mut().map(|d| &mut d.dump));
+        let mut series = Series::new();
+        series.push(dump(true));
+        series.push(dump(false));
         let mut notes = Vec::new();
         let opts = symbolize::Options {
             debug_dirs: Vec::new(),
             ..Default::default()
         };
-        let (named, newest) = name_series(&dumps, &profiles, &opts, &mut notes);
-        let names = |np: &NameProfile| np.names.list.clone();
-        assert!(names(&named[0]).contains(&"libplugin.so+0x2010".to_owned()));
-        assert!(names(&named[1]).contains(&symbolize::UNMAPPED.to_owned()));
-        for np in &named {
-            for n in names(np) {
-                assert!(!n.contains("7f3a"), "{n}");
-            }
+        let named = series.name(&opts, &mut notes);
+        let mut values = Vec::new();
+        let names_of = |values: &[f64]| -> Vec<String> {
+            (0..values.len())
+                .filter(|&s| values[s] != 0.0)
+                .flat_map(|s| {
+                    named.stacks[s]
+                        .iter()
+                        .map(|&n| named.names.get(n).to_owned())
+                })
+                .collect()
+        };
+        named.values_into(0, &mut values);
+        assert!(names_of(&values).contains(&"libplugin.so+0x2010".to_owned()));
+        named.values_into(1, &mut values);
+        assert!(names_of(&values).contains(&symbolize::UNMAPPED.to_owned()));
+        for n in &named.names.list {
+            assert!(!n.contains("7f3a"), "{n}");
         }
-        assert!(newest.objects.iter().all(|o| o.label != "libplugin.so"));
+        assert!(named
+            .outcome
+            .objects
+            .iter()
+            .all(|o| o.label != "libplugin.so"));
         // Notes are said once, though two symbolizations each found mysqld missing.
         let missing = notes.iter().filter(|n| n.contains("mysqld")).count();
         assert_eq!(missing, 1, "{notes:?}");

@@ -99,24 +99,24 @@ pub fn timeline_of(
     }
 }
 
-/// Keeps the dumps of the newest dump's process (pid, and start time when sidecars tell);
-/// a note names each dump left out.
-pub fn one_process(mut dumps: Vec<LoadedDump>, notes: &mut Vec<String>) -> Vec<LoadedDump> {
-    let Some(newest) = dumps.last().cloned() else {
-        return dumps;
-    };
-    dumps.retain(|d| match newest.same_process(d) {
-        Ok(()) => true,
+/// `dump` when it is of the newest dump's process (pid, and start time when sidecars
+/// tell); else None and a note naming it.
+pub fn of_process(
+    dump: LoadedDump,
+    newest: &LoadedDump,
+    notes: &mut Vec<String>,
+) -> Option<LoadedDump> {
+    match newest.same_process(&dump) {
+        Ok(()) => Some(dump),
         Err(which) => {
             notes.push(format!(
                 "{} is left out: it is of another process than the newest dump ({which}); a \
                  page shows one process",
-                shown(&d.path)
+                shown(&dump.path)
             ));
-            false
+            None
         }
-    });
-    dumps
+    }
 }
 
 /// Where a timeline file is and how it may be read.
@@ -214,26 +214,32 @@ fn read_timeline(
 pub fn render(inputs: Inputs) -> Result<String> {
     let limits = DumpLimits::new(inputs.max_dump_mb, inputs.named);
     let mut notes: Vec<String> = inputs.left_out.iter().cloned().collect();
-    let mut dumps = Vec::new();
-    for p in &inputs.paths {
+    // The newest readable dump says which process the page is of; then every dump is read
+    // one at a time and folded into the series (its stacks dropped).
+    let mut newest = None;
+    let mut unreadable = Vec::new();
+    for (i, p) in inputs.paths.iter().enumerate().rev() {
         match crate::report::load(p, &limits) {
-            Ok(d) => dumps.push(d),
-            // One unreadable dump does not hide the others.
-            Err(e) => notes.push(format!("{e}; the page is made without it")),
+            Ok(d) => {
+                newest = Some((i, d));
+                break;
+            }
+            Err(e) => unreadable.push(format!("{e}; the page is made without it")),
         }
     }
-    if dumps.is_empty() && inputs.live.is_some() {
-        // The live page before the first dump: its button takes one.
-        notes.push("no heap dump of mysqld yet: take one with the button above".into());
-        let model = page::Model {
-            title: "mysqld memory: no dumps yet".into(),
-            notes,
-            live: inputs.live,
-            ..Default::default()
-        };
-        return Ok(page::html::render(&model));
-    }
-    if dumps.is_empty() {
+    let Some((newest_index, newest)) = newest else {
+        notes.extend(unreadable.into_iter().rev());
+        if inputs.live.is_some() {
+            // The live page before the first dump: its button takes one.
+            notes.push("no heap dump of mysqld yet: take one with the button above".into());
+            let model = page::Model {
+                title: "mysqld memory: no dumps yet".into(),
+                notes,
+                live: inputs.live,
+                ..Default::default()
+            };
+            return Ok(page::html::render(&model));
+        }
         return Err(Error::NotFound(format!(
             "no heap dump to show{}",
             if notes.is_empty() {
@@ -242,15 +248,33 @@ pub fn render(inputs: Inputs) -> Result<String> {
                 format!(": {}", notes.join("; "))
             }
         )));
+    };
+    let mut series = jemsafe_report::series::Series::new();
+    for p in &inputs.paths[..newest_index] {
+        match crate::report::load(p, &limits) {
+            Ok(d) => {
+                if let Some(d) = of_process(d, &newest, &mut notes) {
+                    series.push(d);
+                }
+            }
+            // One unreadable dump does not hide the others.
+            Err(e) => notes.push(format!("{e}; the page is made without it")),
+        }
     }
-    let dumps = one_process(dumps, &mut notes);
-    let timeline = read_timeline(inputs.timeline.as_ref(), inputs.since, &dumps, &mut notes);
+    series.push(newest);
+    notes.extend(unreadable.into_iter().rev());
+    let timeline = read_timeline(
+        inputs.timeline.as_ref(),
+        inputs.since,
+        &series.dumps,
+        &mut notes,
+    );
     let options = page::Options {
         symbolize: inputs.symbolize,
         max_entries: inputs.max_entries,
         ..Default::default()
     };
-    let mut model = page::build(dumps, timeline, notes, &options)?;
+    let mut model = page::build(series, timeline, notes, &options)?;
     model.live = inputs.live;
     Ok(page::html::render(&model))
 }

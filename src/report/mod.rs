@@ -253,23 +253,26 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
                 .unwrap_or_default()
         )));
     }
-    let dumps: Vec<LoadedDump> = paths
-        .iter()
-        .map(|p| load(p, &limits))
-        .collect::<Result<_>>()?;
     let options = LeaksOptions {
         top: args.top,
         symbolize: sym_options(args.names, plan.debuginfod),
     };
-    let opening = memory_growth(&dumps);
+    // One dump at a time: each is folded into the series and its stacks dropped.
+    let mut series = jemsafe_report::series::Series::new();
+    let mut closing = None;
+    for (i, p) in paths.iter().enumerate() {
+        let dump = load(p, &limits)?;
+        if i + 1 == paths.len() {
+            closing = fragmentation_section(&dump, &options.symbolize, args.top);
+        }
+        series.push(dump);
+    }
+    let opening = memory_growth(&series.dumps);
     let timeline = plan
         .settings
         .as_ref()
-        .and_then(|s| timeline_growth(s, &dumps));
-    let closing = dumps
-        .last()
-        .and_then(|d| fragmentation_section(d, &options.symbolize, args.top));
-    let mut rendered = render::leaks(dumps, &options)?;
+        .and_then(|s| timeline_growth(s, &series.dumps));
+    let mut rendered = render::leaks(series, &options)?;
     if let Some(opening) = opening {
         rendered.data.splice(0..0, opening.into_bytes());
     }

@@ -6,9 +6,9 @@
 
 pub mod html;
 
-use crate::aggregate::{AddrProfile, Metric};
 use crate::safe::{escape, shown};
-use crate::{format_time, leaks, symbolize, LoadedDump, Result};
+use crate::series::Series;
+use crate::{format_time, leaks, symbolize, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -205,22 +205,24 @@ pub fn timeline_from_dumps(dumps: &[DumpData]) -> Timeline {
     t
 }
 
-/// The page's model for `dumps` of one process, oldest first. `timeline`: from the
-/// timeline file (its dump markers are matched to the dumps by file name), else built from
-/// the dumps' memory snapshots. `notes`: what the caller found missing.
+/// The page's model for a series of dumps of one process, oldest first. `timeline`: from
+/// the timeline file (its dump markers are matched to the dumps by file name), else built
+/// from the dumps' memory snapshots. `notes`: what the caller found missing. The page
+/// holds the stacks of the newest dumps within `max_entries` ([`kept`]); the growth
+/// ranking covers every dump.
 pub fn build(
-    mut dumps: Vec<LoadedDump>,
+    series: Series,
     timeline: Option<Timeline>,
     mut notes: Vec<String>,
     opts: &Options,
 ) -> Result<Model> {
-    if dumps.is_empty() {
+    if series.is_empty() {
         return Err(crate::Error::Mismatch(
             "a page needs at least one heap dump".into(),
         ));
     }
-    let m = Metric::InuseSpace;
-    for d in &dumps {
+    let m = crate::series::METRIC;
+    for d in &series.dumps {
         notes.extend(d.notes.iter().cloned());
         if d.sidecar.is_none() {
             notes.push(format!(
@@ -230,53 +232,52 @@ pub fn build(
             ));
         }
     }
-    let profiles = AddrProfile::take_each(dumps.iter_mut().map(|d| &mut d.dump));
     // Each dump's frames named with its own mappings (a plugin unloaded since is still
     // named in the dumps taken while it was loaded).
-    let (name_profiles, outcome) =
-        crate::render::name_series(&dumps, &profiles, &opts.symbolize, &mut notes);
+    let named = series.name(&opts.symbolize, &mut notes);
+    let dumps = &named.dumps;
     let newest = &dumps[dumps.len() - 1];
 
-    // One table of names and of stacks for the whole series.
-    let mut names: Vec<String> = Vec::new();
-    let mut name_index: HashMap<String, u32> = HashMap::new();
-    let mut intern = |n: &str| -> u32 {
-        if let Some(&i) = name_index.get(n) {
-            return i;
-        }
-        let i = names.len() as u32;
-        names.push(escape(n).into_owned());
-        name_index.insert(n.to_owned(), i);
-        i
-    };
+    // Names as the series has them; the page's stacks are those of the dumps it keeps.
+    let names: Vec<String> = named
+        .names
+        .list
+        .iter()
+        .map(|n| escape(n).into_owned())
+        .collect();
+    let intern = |n: &str| -> u32 { named.names.find(n).unwrap_or(0) };
+    let mut held = Vec::new();
+    let sizes: Vec<usize> = (0..dumps.len())
+        .map(|i| {
+            named.values_into(i, &mut held);
+            held.iter().filter(|v| **v != 0.0).count()
+        })
+        .collect();
+    let keep = kept(&sizes, opts.max_entries);
     let mut stacks: Vec<Vec<u32>> = Vec::new();
-    let mut stack_index: HashMap<Vec<u32>, u32> = HashMap::new();
-    let mut per_dump: Vec<Vec<(u32, f64)>> = Vec::new();
-    for np in &name_profiles {
+    let mut stack_index: HashMap<u32, u32> = HashMap::new();
+    let mut per_dump: Vec<Option<Vec<(u32, f64)>>> = Vec::with_capacity(dumps.len());
+    for (i, &k) in keep.iter().enumerate() {
+        if !k {
+            per_dump.push(None);
+            continue;
+        }
+        named.values_into(i, &mut held);
         let mut values = Vec::new();
-        for (stack, v) in &np.stacks {
-            if v[m as usize] == 0.0 {
+        for (s, &v) in held.iter().enumerate() {
+            if v == 0.0 {
                 continue;
             }
-            let ids: Vec<u32> = stack
-                .iter()
-                .rev()
-                .map(|&id| intern(np.names.get(id)))
-                .collect();
             let next = stacks.len() as u32;
-            let si = *stack_index.entry(ids.clone()).or_insert_with(|| {
-                stacks.push(ids);
+            let si = *stack_index.entry(s as u32).or_insert_with(|| {
+                stacks.push(named.stacks[s].iter().rev().copied().collect());
                 next
             });
-            values.push((si, v[m as usize].round()));
+            values.push((si, v.round()));
         }
         values.sort_by_key(|e| e.0);
-        per_dump.push(values);
+        per_dump.push(Some(values));
     }
-    let keep = kept(
-        &per_dump.iter().map(Vec::len).collect::<Vec<_>>(),
-        opts.max_entries,
-    );
     let summarised = keep.iter().filter(|k| !**k).count();
     if summarised > 0 {
         notes.push(format!(
@@ -318,18 +319,17 @@ pub fn build(
                 .as_ref()
                 .and_then(|s| s.trigger.as_deref())
                 .map(|t| escape(t).into_owned()),
-            total: name_profiles[i].total[m as usize].round(),
+            total: named.total(i)[m as usize].round(),
             rss: breakdown.as_ref().map(|b| b.rss),
             parts: breakdown.as_ref().map(parts_of),
             advice: breakdown.as_ref().map(|b| b.advice()).unwrap_or_default(),
-            values: keep[i].then_some(values),
+            values,
         });
     }
 
     // Growth ranking over the whole series.
-    let times: Vec<_> = dumps.iter().map(|d| d.time).collect();
     let leak_rows = if dumps.len() >= 2 {
-        let (ranked, _) = leaks::analyze(&name_profiles, &times, m);
+        let (ranked, _) = leaks::analyze(&named);
         ranked
             .into_iter()
             .take(opts.top)
@@ -338,9 +338,9 @@ pub fn build(
                 gained: s.gained,
                 per_hour: s.per_hour,
                 grew: s.grew,
-                intervals: s.series.len().saturating_sub(1),
-                first: s.series.first().copied().unwrap_or(0.0),
-                last: s.series.last().copied().unwrap_or(0.0),
+                intervals: s.intervals,
+                first: s.first,
+                last: s.last,
             })
             .collect()
     } else {
@@ -406,8 +406,10 @@ pub fn build(
         _ => String::new(),
     };
     fact("dumps", Some(format!("{}{span}", dumps.len())));
-    if let Some(p) = profiles.last() {
-        let prov = crate::provenance::Provenance::of(p, &outcome.symbols, &outcome.object, m);
+    {
+        let outcome = &named.outcome;
+        let prov =
+            crate::provenance::Provenance::of(&named.newest, &outcome.symbols, &outcome.object, m);
         fact(
             "names",
             Some(format!(
