@@ -21,6 +21,7 @@ pub mod debuginfod;
 pub mod dot;
 pub mod maps;
 pub mod memory;
+mod naming;
 pub mod page;
 pub mod pprof;
 pub mod render;

@@ -7,8 +7,7 @@ use crate::safe::shown;
 use crate::series::Series;
 use crate::symbolize::{self, Frame, Symbols};
 use crate::{collapsed, dot, format_time, human_bytes, leaks, pprof, svg, text};
-use crate::{Error, LoadedDump, Result};
-use std::collections::BTreeSet;
+use crate::{naming, Error, LoadedDump, Result};
 
 pub use crate::dot::GraphOptions;
 
@@ -78,39 +77,6 @@ fn value_text(v: f64, m: Metric) -> String {
     }
 }
 
-/// Names `pcs` with the mappings (and recorded objects) of `dump`.
-pub(crate) fn symbolize_for(
-    dump: &LoadedDump,
-    pcs: &BTreeSet<u64>,
-    options: &symbolize::Options,
-    notes: &mut Vec<String>,
-) -> symbolize::Outcome {
-    let recorded = dump.sidecar.as_ref().map_or(&[][..], |s| &s.objects[..]);
-    let outcome = symbolize::symbolize_recorded(&dump.dump.maps, pcs, options, recorded);
-    notes.extend(outcome.notes.iter().cloned());
-    if dump.dump.maps.is_empty() {
-        notes.push(format!(
-            "{}: the dump lists no mapped objects; its frames are shown as {}",
-            shown(&dump.path),
-            symbolize::UNMAPPED
-        ));
-    }
-    outcome
-}
-
-/// Whether two dumps' frames are named alike: the same executable mappings (where
-/// return addresses are; the anonymous memory jemalloc maps changes between any two
-/// dumps) and the same objects recorded in their sidecars.
-pub(crate) fn same_naming(a: &LoadedDump, b: &LoadedDump) -> bool {
-    fn code(d: &LoadedDump) -> impl Iterator<Item = &crate::maps::MapEntry> {
-        d.dump.maps.iter().filter(|m| m.executable())
-    }
-    fn recorded(d: &LoadedDump) -> Option<&Vec<crate::sidecar::Object>> {
-        d.sidecar.as_ref().map(|s| &s.objects)
-    }
-    code(a).eq(code(b)) && recorded(a) == recorded(b)
-}
-
 /// What holds memory in `target`, or (with `base`) what grew since `base`.
 pub fn report(
     mut target: LoadedDump,
@@ -145,7 +111,7 @@ pub fn report(
         }
         profile = profile.subtract(&AddrProfile::take_from_dump(&mut b.dump));
     }
-    let outcome = symbolize_for(&target, &profile.pcs(), &opts.symbolize, &mut notes);
+    let outcome = naming::symbolize_for(&target, &profile.pcs(), &opts.symbolize, &mut notes);
     let display: Option<Symbols> = (opts.by == By::Object).then(|| {
         outcome
             .object
@@ -466,7 +432,7 @@ mod tests {
         let missing = notes.iter().filter(|n| n.contains("mysqld")).count();
         assert_eq!(missing, 1, "{notes:?}");
         // Dumps with the same code mapped share one symbolization.
-        assert!(same_naming(&dump(true), &dump(true)));
-        assert!(!same_naming(&dump(true), &dump(false)));
+        assert!(crate::naming::same_naming(&dump(true), &dump(true)));
+        assert!(!crate::naming::same_naming(&dump(true), &dump(false)));
     }
 }

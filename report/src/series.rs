@@ -2,7 +2,7 @@
 //! folded into the series ([`Series::push`]: one id and one in-use value per stack that
 //! holds memory, the dump's totals) and the dump's stacks are dropped. Distinct address
 //! stacks are kept once for the whole series, and each is named once per naming group
-//! ([`Series::name`]): dumps whose code mappings are alike (`render::same_naming`) share
+//! ([`Series::name`]): dumps whose code mappings are alike (`naming::same_naming`) share
 //! one symbolization, and each dump is named with its own group's, so an address a dump
 //! did not map is never named through another dump's mappings.
 //!
@@ -11,7 +11,7 @@
 //! of each naming group): never the dumps themselves.
 
 use crate::aggregate::{add, AddrProfile, Metric, Namer, Names, Values};
-use crate::{render, symbolize, LoadedDump};
+use crate::{naming, symbolize, LoadedDump};
 use std::collections::{BTreeSet, HashMap};
 
 /// The value a series keeps per stack and dump (`leaks` and `page` rank in-use bytes).
@@ -76,7 +76,7 @@ impl Series {
         let group = match self
             .groups
             .iter()
-            .position(|(first, _)| render::same_naming(&self.dumps[*first], &dump))
+            .position(|(first, _)| naming::same_naming(&self.dumps[*first], &dump))
         {
             Some(g) => {
                 // Named with its group's first dump's mappings: the code mappings are all
@@ -137,7 +137,7 @@ impl Series {
                 .flat_map(|&i| self.stacks[i].iter().copied())
                 .collect();
             let mut group_notes = Vec::new();
-            let named = render::symbolize_for(&self.dumps[*first], &pcs, options, &mut group_notes);
+            let named = naming::symbolize_for(&self.dumps[*first], &pcs, options, &mut group_notes);
             notes.extend(
                 group_notes
                     .into_iter()
