@@ -172,6 +172,12 @@ impl Supervisor<'_> {
         };
         match child.link.send(command) {
             Ok(id) => {
+                if matches!(pending, Pending::Dump { .. }) {
+                    debug!(
+                        "dump request {id} sent to the shim in mysqld pid {}",
+                        child.pid
+                    );
+                }
                 child.pending.insert(id, Instant::now() + deadline, pending);
             }
             Err(e) => {
