@@ -48,7 +48,14 @@ fn build_artifacts() -> &'static PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         for target in [
-            &["-p", "jemsafe-shim", "-p", "jemsafe-jemalloc"][..],
+            &[
+                "-p",
+                "jemsafe-shim",
+                "-p",
+                "jemsafe-jemalloc",
+                "-p",
+                "jemsafe-udf",
+            ][..],
             &["-p", "jemsafe", "--example", "workload"],
         ] {
             let mut cmd = Command::new(&cargo);
@@ -75,6 +82,13 @@ pub fn shim() -> PathBuf {
 /// The bundled jemalloc with the shim inside (`[jemalloc] library = "bundled"`).
 pub fn bundled() -> PathBuf {
     let path = build_artifacts().join("libjemsafe_jemalloc.so");
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
+/// The loadable-function library (udf/), as cargo names it (installed as jemsafe_udf.so).
+pub fn udf_library() -> PathBuf {
+    let path = build_artifacts().join("libjemsafe_udf.so");
     assert!(path.is_file(), "{} missing after build", path.display());
     path
 }

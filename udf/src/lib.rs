@@ -115,32 +115,38 @@ pub fn arguments_refusal(name: &str, arg_count: u32) -> Option<String> {
     (arg_count != 0).then(|| format!("{name}() takes no arguments (got {arg_count})"))
 }
 
+/// How much of an `_init` message the servers show the caller: MariaDB's and MySQL's
+/// ER_CANT_INITIALIZE_UDF format it with `%-.80s`. Every refusal says its reason in fewer
+/// bytes; the whole text also goes to the error log.
+pub const SHOWN_BYTES: usize = 80;
+
+/// Why a process without a usable jemalloc (`error`: what the lookup found) cannot serve.
+pub fn no_jemalloc_refusal(error: &str) -> String {
+    format!(
+        "no usable jemalloc in mysqld: start it with `jemsafe run` ({error}; or preload \
+         libjemalloc with MALLOC_CONF prof:true by hand, see `jemsafe env`)"
+    )
+}
+
 /// Why a jemalloc whose `opt.prof` read gave `opt_prof` cannot serve the functions, if it
 /// cannot. `object` is the file the jemalloc was loaded from.
 pub fn profiling_refusal(object: &str, opt_prof: Result<bool, String>) -> Option<String> {
     match opt_prof {
         Ok(true) => None,
         Ok(false) => Some(format!(
-            "the jemalloc in this mysqld ({object}) has opt.prof false: heap profiling was \
-             not switched on when mysqld started (MALLOC_CONF prof:true, or `jemsafe run` \
-             with a profile other than off)"
+            "jemalloc's opt.prof is false: mysqld started without prof:true ({object}; \
+             `jemsafe run` with a profile other than off switches it on)"
         )),
         Err(e) => Some(format!(
-            "the jemalloc in this mysqld ({object}) cannot profile ({e}): it was built \
-             without --enable-prof; use one that can (jemsafe's bundled one, \
-             [jemalloc] library = \"bundled\")"
+            "jemalloc cannot profile (built without --enable-prof): {e} ({object}; \
+             jemsafe's bundled one can: [jemalloc] library = \"bundled\")"
         )),
     }
 }
 
 /// The process's jemalloc `mallctl`, if it is a profiling one; otherwise why not.
 fn profiling_jemalloc() -> Result<MallctlFn, String> {
-    let (mallctl, object) = process_mallctl().map_err(|e| {
-        format!(
-            "no profiling jemalloc in this mysqld: {e}; start mysqld with `jemsafe run`, \
-             or with libjemalloc in LD_PRELOAD and MALLOC_CONF prof:true (`jemsafe env`)"
-        )
-    })?;
+    let (mallctl, object) = process_mallctl().map_err(|e| no_jemalloc_refusal(&e))?;
     // SAFETY: jemalloc's mallctl; opt.prof is a bool.
     let opt_prof = unsafe { raw_read::<bool>(mallctl, c"opt.prof") }
         .map_err(|e| format!("mallctl {} failed with errno {}", e.name, e.errno));
@@ -148,6 +154,14 @@ fn profiling_jemalloc() -> Result<MallctlFn, String> {
         None => Ok(mallctl),
         Some(reason) => Err(reason),
     }
+}
+
+/// `text` as one line on the server's stderr, its error log. write(2), not eprint!: a
+/// closed stderr must not panic inside the server.
+fn log_line(text: &str) {
+    let line = format!("jemsafe_udf: {text}\n");
+    // SAFETY: a valid buffer of line.len() bytes.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
 }
 
 /// `f()`, or `fallback` if it panicked: no unwinding into the server.
@@ -196,6 +210,7 @@ unsafe fn init(
             }
             Err(reason) => {
                 write_message(message, &reason);
+                log_line(&format!("{name}() refused: {reason}"));
                 1
             }
         }
@@ -317,12 +332,7 @@ pub fn jemsafe_function_refusal(name: &str, shim_loaded: bool) -> String {
 /// The server's `is_null`.
 unsafe fn jemsafe_function(name: &str, is_null: *mut c_char) -> *mut c_char {
     guarded((), || {
-        let line = format!(
-            "jemsafe_udf: {}\n",
-            jemsafe_function_refusal(name, shim_loaded())
-        );
-        // write(2), not eprint!: a closed stderr must not panic inside the server.
-        libc::write(2, line.as_ptr().cast(), line.len());
+        log_line(&jemsafe_function_refusal(name, shim_loaded()))
     });
     *is_null = 1;
     std::ptr::null_mut()
@@ -435,16 +445,25 @@ mod tests {
         );
     }
 
+    /// The part of `message` the caller sees.
+    fn shown(message: &str) -> &str {
+        &message[..message.len().min(SHOWN_BYTES)]
+    }
+
     #[test]
-    fn a_jemalloc_without_profiling_is_refused_with_the_reason() {
-        assert_eq!(profiling_refusal("/x/libjemalloc.so.2", Ok(true)), None);
-        let off = profiling_refusal("/x/libjemalloc.so.2", Ok(false)).unwrap();
+    fn a_jemalloc_without_profiling_is_refused_with_the_reason_in_what_the_caller_sees() {
+        let object = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+        assert_eq!(profiling_refusal(object, Ok(true)), None);
+        let off = profiling_refusal(object, Ok(false)).unwrap();
+        assert!(shown(&off).contains("opt.prof is false"), "{off}");
+        assert!(off.contains(object), "{off}");
+        let unbuilt = profiling_refusal(object, Err("errno 2".into())).unwrap();
+        assert!(shown(&unbuilt).contains("--enable-prof"), "{unbuilt}");
+        let none = no_jemalloc_refusal("no mallctl symbol in this process");
         assert!(
-            off.contains("opt.prof false") && off.contains("/x/libjemalloc.so.2"),
-            "{off}"
+            shown(&none).contains("start it with `jemsafe run`"),
+            "{none}"
         );
-        let unbuilt = profiling_refusal("/x/lib.so", Err("ENOENT".into())).unwrap();
-        assert!(unbuilt.contains("--enable-prof"), "{unbuilt}");
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! jemsafe_udf.so in a real MariaDB: the library copied into the server's plugin
+//! directory, its functions created from `jemsafe sql`'s output, called from SQL, and
+//! dropped by `jemsafe sql --drop`.
+
+use crate::common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// MariaDB's first start includes creating the datadir; CI machines can be slow.
+const START: Duration = Duration::from_secs(180);
+
+/// A plugin directory in `dir` holding the library under its installed name, readable by
+/// mysqld's user.
+fn plugin_dir_with_library(dir: &TempDir) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let installed = plugins.join("jemsafe_udf.so");
+    std::fs::copy(udf_library(), &installed).unwrap();
+    std::fs::set_permissions(&installed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    plugins
+}
+
+/// `jemsafe sandbox` in `dir`/sandbox with `profile`, mysqld loading plugins from a
+/// directory holding the library; returns once the server is ready, with the sandbox's
+/// directory and the server's socket.
+fn sandbox_with_library(tag: &str, profile: &str) -> (TempDir, PathBuf, Running, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new(tag);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plugins = plugin_dir_with_library(&dir);
+    let sandbox = dir.join("sandbox");
+    let mut js = Running::start(&[
+        "sandbox",
+        sandbox.to_str().unwrap(),
+        "-p",
+        profile,
+        "--",
+        &format!("--plugin-dir={}", plugins.display()),
+    ]);
+    js.wait_started(1, START);
+    js.err.wait_for("ready for connections", START);
+    let socket = sandbox.join("mysqld/mysqld.sock");
+    (dir, sandbox, js, socket)
+}
+
+/// `jemsafe sql` with `args`: its standard output, the script.
+fn jemsafe_sql(args: &[&str]) -> String {
+    let out = Command::new(jemsafe_bin())
+        .arg("sql")
+        .args(args)
+        .output()
+        .expect("run jemsafe sql");
+    assert!(out.status.success(), "jemsafe sql {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The functions of jemsafe_udf.so that `mysql.func` lists.
+fn created_functions(socket: &Path) -> String {
+    sql(
+        socket,
+        "SELECT GROUP_CONCAT(name ORDER BY name) FROM mysql.func WHERE dl = 'jemsafe_udf.so'",
+    )
+}
+
+/// The heap files in `dir`.
+fn heap_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "heap"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_articles_functions_work_from_sql_under_jemsafe_run_and_drop_removes_them() {
+    let (_dir, sandbox, mut js, socket) = sandbox_with_library("sql-udf", "leak");
+
+    sql(&socket, &jemsafe_sql(&[]));
+    assert_eq!(
+        created_functions(&socket),
+        "jemsafe_dump,jemsafe_memory,jemsafe_status,jeprof_active_status,\
+         jeprof_disable,jeprof_dump,jeprof_enable,jeprof_prof_status"
+    );
+    // Twice is harmless (IF NOT EXISTS).
+    sql(&socket, &jemsafe_sql(&[]));
+
+    assert_eq!(sql(&socket, "SELECT jeprof_prof_status()"), "1");
+    assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "1");
+
+    // jemalloc's own dump, named after its prof_prefix, in jemsafe's dump directory.
+    let dumps = sandbox.join("dumps");
+    let before = heap_files(&dumps);
+    assert_eq!(sql(&socket, "SELECT jeprof_dump()"), "0");
+    let after = heap_files(&dumps);
+    assert_eq!(after.len(), before.len() + 1, "{before:?} -> {after:?}");
+
+    assert_eq!(sql(&socket, "SELECT jeprof_disable()"), "0");
+    assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "0");
+    assert_eq!(sql(&socket, "SELECT jeprof_prof_status()"), "1");
+    assert_eq!(sql(&socket, "SELECT jeprof_enable()"), "0");
+    assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "1");
+
+    // Arguments are refused at init, with the reason.
+    let refused = try_sql(&socket, "SELECT jeprof_dump(1)").unwrap_err();
+    assert!(refused.contains("takes no arguments"), "{refused}");
+
+    // Not yet through the supervisor: NULL, and the reason in the server's log.
+    assert_eq!(sql(&socket, "SELECT jemsafe_dump()"), "NULL");
+    js.err.wait_for(
+        "jemsafe_udf: jemsafe_dump() through jemsafe's supervisor",
+        START,
+    );
+
+    sql(&socket, &jemsafe_sql(&["--drop"]));
+    assert_eq!(created_functions(&socket), "NULL");
+    let gone = try_sql(&socket, "SELECT jeprof_dump()").unwrap_err();
+    assert!(gone.contains("jeprof_dump"), "{gone}");
+    // Dropping twice is harmless too.
+    sql(&socket, &jemsafe_sql(&["--drop"]));
+
+    js.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(js.wait_exit(Duration::from_secs(60)), 0);
+}
+
+#[test]
+fn without_a_profiling_jemalloc_create_works_and_the_first_call_says_why() {
+    // Profile `off`: jemalloc preloaded with prof:false.
+    let (_dir, _sandbox, mut js, socket) = sandbox_with_library("sql-udf-off", "off");
+
+    sql(&socket, &jemsafe_sql(&[]));
+    for function in ["jeprof_dump", "jeprof_active_status", "jemsafe_status"] {
+        let refused = try_sql(&socket, &format!("SELECT {function}()")).unwrap_err();
+        assert!(
+            refused.contains(&format!("Can't initialize function '{function}'"))
+                && refused.contains("opt.prof is false: mysqld started without prof:true"),
+            "{function}: {refused}"
+        );
+    }
+    // The server is still up.
+    assert_eq!(sql(&socket, "SELECT 1"), "1");
+
+    js.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(js.wait_exit(Duration::from_secs(60)), 0);
+}
