@@ -98,6 +98,13 @@ fn the_articles_functions_work_from_sql_under_jemsafe_run_and_drop_removes_them(
     assert_eq!(sql(&socket, "SELECT jeprof_dump()"), "0");
     let after = heap_files(&dumps);
     assert_eq!(after.len(), before.len() + 1, "{before:?} -> {after:?}");
+    // Any account may call it: of two calls in one row (well within the 1 s floor), the
+    // second is refused with 1 and writes nothing.
+    let row = sql(&socket, "SELECT jeprof_dump(), jeprof_dump()");
+    let (first, second) = row.split_once('\t').unwrap();
+    assert_eq!(second, "1", "{row}");
+    let dumped = usize::from(first == "0");
+    assert_eq!(heap_files(&dumps).len(), after.len() + dumped, "{row}");
 
     assert_eq!(sql(&socket, "SELECT jeprof_disable()"), "0");
     assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "0");

@@ -10,6 +10,9 @@
 //! pipeline; this version returns NULL from them and writes the reason to the server's
 //! error log.
 //!
+//! `jeprof_dump()` dumps at most once a second ([`MIN_DUMP_INTERVAL_MS`]); sooner, it
+//! returns 1.
+//!
 //! Every `_init` refuses arguments and refuses to load when the process has no profiling
 //! jemalloc, with a message that says why (the server shows it to the caller). No panic
 //! crosses into the server ([`guarded`]); a `jeprof_*` call allocates nothing.
@@ -17,6 +20,7 @@
 use jemsafe_shim_core::{process_mallctl, raw_read, raw_write, MallctlFn};
 use std::ffi::{c_char, c_int, c_longlong, c_uint, c_ulong, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The file name `CREATE FUNCTION … SONAME` names; the library is installed as exactly this.
 pub const LIBRARY: &str = "jemsafe_udf.so";
@@ -257,7 +261,44 @@ unsafe fn flag(mallctl: MallctlFn, name: &CStr) -> Option<c_longlong> {
     raw_read::<bool>(mallctl, name).ok().map(c_longlong::from)
 }
 
+/// The least time between two `jeprof_dump()` dumps of one mysqld. Every account that
+/// can connect may call it, and until SQL dumps go through jemsafe's storm control
+/// (`[dumps] min_interval_ms`) this floor is what keeps a loop of calls from filling the
+/// dump directory faster than retention empties it.
+pub const MIN_DUMP_INTERVAL_MS: u64 = 1000;
+
+/// Monotonic milliseconds of the last `jeprof_dump()` dump (0: none yet).
+static LAST_DUMP_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a dump asked for at `now_ms` may be taken after one at `last_ms` (0: none).
+pub fn dump_due(last_ms: u64, now_ms: u64) -> bool {
+    last_ms == 0 || now_ms.saturating_sub(last_ms) >= MIN_DUMP_INTERVAL_MS
+}
+
+/// CLOCK_MONOTONIC in milliseconds, at least 1 (0 means "never" in [`LAST_DUMP_MS`]).
+fn monotonic_ms() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec; CLOCK_MONOTONIC is always there on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let ms = u64::try_from(now.tv_sec).unwrap_or(0) * 1000
+        + u64::try_from(now.tv_nsec / 1_000_000).unwrap_or(0);
+    ms.max(1)
+}
+
 unsafe fn dump(mallctl: MallctlFn) -> Option<c_longlong> {
+    let now = monotonic_ms();
+    let last = LAST_DUMP_MS.load(Ordering::Relaxed);
+    // Lock-free: of callers racing for the same slot, one wins and the rest return 1.
+    if !dump_due(last, now)
+        || LAST_DUMP_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return success_code(Err(()));
+    }
     // A NULL file name: jemalloc names the file after opt.prof_prefix.
     let rc = mallctl(
         c"prof.dump".as_ptr(),
@@ -481,6 +522,15 @@ mod tests {
         let written = unsafe { CStr::from_ptr(buffer.as_ptr()) };
         assert_eq!(written.to_bytes().len(), MESSAGE_SIZE - 2);
         assert!(std::str::from_utf8(written.to_bytes()).is_ok());
+    }
+
+    #[test]
+    fn jeprof_dumps_are_at_least_the_floor_apart() {
+        assert!(dump_due(0, 1));
+        assert!(!dump_due(5_000, 5_000 + MIN_DUMP_INTERVAL_MS - 1));
+        assert!(dump_due(5_000, 5_000 + MIN_DUMP_INTERVAL_MS));
+        // A clock that seems to go back never allows a dump early.
+        assert!(!dump_due(5_000, 4_000));
     }
 
     #[test]
