@@ -154,3 +154,98 @@ fn without_a_profiling_jemalloc_create_works_and_the_first_call_says_why() {
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(Duration::from_secs(60)), 0);
 }
+
+/// mysqld as the sandbox `config` starts it, by hand (no jemsafe), loading plugins from
+/// `plugins`, with the environment `env`; returns once it is ready.
+fn mysqld_by_hand(config: &Path, plugins: &Path, env: &[(String, String)]) -> Running {
+    let text = std::fs::read_to_string(config).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    let mysqld = &table["mysqld"];
+    let path = mysqld
+        .get("path")
+        .and_then(|p| p.as_str())
+        .unwrap_or("mariadbd");
+    let mut cmd = Command::new(path);
+    for arg in mysqld["args"].as_array().unwrap() {
+        cmd.arg(arg.as_str().unwrap());
+    }
+    cmd.arg(format!("--plugin-dir={}", plugins.display()));
+    let mut server = Running::start_command(cmd, |cmd| {
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    });
+    server.err.wait_for("ready for connections", START);
+    server
+}
+
+/// `jemsafe env -c config`'s variables (`KEY='value'` lines, sh-quoted without quotes
+/// inside for these values).
+fn jemsafe_env(config: &Path) -> Vec<(String, String)> {
+    let out = Command::new(jemsafe_bin())
+        .args(["env", "-c", config.to_str().unwrap()])
+        .output()
+        .expect("run jemsafe env");
+    assert!(out.status.success(), "jemsafe env: {out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.trim_matches('\'').to_owned()))
+        .collect()
+}
+
+#[test]
+fn by_hand_jeprof_functions_work_with_envs_preload_and_say_why_with_none() {
+    let (dir, config) = prepared_sandbox("sql-udf-hand", "");
+    let plugins = plugin_dir_with_library(&dir);
+    let socket = dir.join("mysqld/mysqld.sock");
+
+    // No jemalloc at all: CREATE works, the first call says why.
+    let mut server = mysqld_by_hand(&config, &plugins, &[]);
+    sql(&socket, &jemsafe_sql(&[]));
+    let refused = try_sql(&socket, "SELECT jeprof_dump()").unwrap_err();
+    assert!(
+        refused.contains("no usable jemalloc in mysqld: start it with `jemsafe run`"),
+        "{refused}"
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(60)), 0);
+
+    // `jemsafe env`'s LD_PRELOAD and MALLOC_CONF, as the article starts mysqld: the
+    // functions (kept in mysql.func) work, and jemalloc writes at its prof_prefix.
+    let env = jemsafe_env(&config);
+    let malloc_conf = &env.iter().find(|(k, _)| k == "MALLOC_CONF").unwrap().1;
+    let prefix = PathBuf::from(
+        malloc_conf
+            .split(',')
+            .find_map(|o| o.strip_prefix("prof_prefix:"))
+            .unwrap(),
+    );
+    let mut server = mysqld_by_hand(&config, &plugins, &env);
+    assert_eq!(sql(&socket, "SELECT jeprof_prof_status()"), "1");
+    assert_eq!(sql(&socket, "SELECT jeprof_dump()"), "0");
+    let own_name = format!(
+        "{}.{}.",
+        prefix.file_name().unwrap().to_str().unwrap(),
+        server.pid()
+    );
+    let written: Vec<PathBuf> = heap_files(prefix.parent().unwrap())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&own_name)
+        })
+        .collect();
+    assert_eq!(written.len(), 1, "{own_name}*.heap: {written:?}");
+
+    // Without jemsafe's shim the jemsafe_* functions return NULL and say why.
+    assert_eq!(sql(&socket, "SELECT jemsafe_dump()"), "NULL");
+    server.err.wait_for(
+        "jemsafe_udf: jemsafe_dump() needs mysqld started by `jemsafe run`",
+        START,
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(60)), 0);
+}
