@@ -77,6 +77,30 @@ fn heap_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+fn the_library_exports_exactly_its_functions_and_contains_no_jemalloc() {
+    let library = udf_library();
+    assert_no_jemalloc_inside(&library);
+    let mut want: Vec<String> = jemsafe_udf::FUNCTIONS
+        .iter()
+        .flat_map(|f| {
+            [
+                f.name.to_owned(),
+                format!("{}_init", f.name),
+                format!("{}_deinit", f.name),
+            ]
+        })
+        .collect();
+    want.sort();
+    let mut exported: Vec<String> = defined_symbols(&library)
+        .into_iter()
+        .filter(|s| s.starts_with("jeprof_") || s.starts_with("jemsafe_"))
+        .collect();
+    exported.sort();
+    assert_eq!(exported, want);
+    assert_eq!(want.len(), 24);
+}
+
+#[test]
 fn the_articles_functions_work_from_sql_under_jemsafe_run_and_drop_removes_them() {
     let (_dir, sandbox, mut js, socket) = sandbox_with_library("sql-udf", "leak");
 
