@@ -227,6 +227,29 @@ timeline, a dump of another process) is said on the page."
     )]
     Page(PageArgs),
 
+    /// Print the SQL that loads jemsafe_udf.so's functions (SELECT jeprof_dump() ...) into the server
+    #[command(
+        after_help = "Examples:\n  jemsafe sql | mariadb              create them (needs INSERT on the mysql schema)\n  jemsafe sql --drop | mariadb       drop them again\n\n\
+The library must first be in the server's plugin directory (SELECT @@plugin_dir; \
+/usr/lib/mysql/plugin/ on Debian and Ubuntu), named exactly jemsafe_udf.so. The functions \
+are kept in mysql.func and survive restarts.\n\n\
+Functions (none takes arguments):\n  \
+jeprof_dump()            INTEGER  heap dump by jemalloc at its prof_prefix; 0 done, 1 failed\n  \
+jeprof_enable()          INTEGER  prof.active on; 0 done, 1 failed\n  \
+jeprof_disable()         INTEGER  prof.active off; 0 done, 1 failed\n  \
+jeprof_prof_status()     INTEGER  1 if jemalloc profiles (opt.prof), else 0\n  \
+jeprof_active_status()   INTEGER  1 if sampling is on (prof.active), else 0\n  \
+jemsafe_dump(), jemsafe_status(), jemsafe_memory()  STRING: NULL in this version, the reason in the error log\n\n\
+The jeprof_* functions work in any mysqld whose jemalloc profiles (under `jemsafe run`, or \
+preloaded by hand with `jemsafe env`'s variables); without one, each call fails with the reason. \
+Any account that can connect can call them."
+    )]
+    Sql {
+        /// Print DROP FUNCTION IF EXISTS for each function instead
+        #[arg(long)]
+        drop: bool,
+    },
+
     /// (internal) the probe process started by `check` and `run`
     #[command(name = "__probe", hide = true)]
     Probe,

@@ -468,6 +468,12 @@ fn terminal_rows() -> usize {
 /// How long a control client waits: a dump of a very large heap can take seconds.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// `jemsafe sql [--drop]`: the statements, on standard output.
+pub fn sql(drop: bool) -> Result<i32> {
+    out_raw!("{}", crate::sql::statements(drop));
+    Ok(0)
+}
+
 /// Single-quotes `s` for sh (and systemd's EnvironmentFile).
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

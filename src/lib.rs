@@ -28,6 +28,7 @@ pub mod report;
 pub mod sandbox;
 pub mod shim_link;
 pub mod socket_activation;
+pub mod sql;
 pub mod supervisor;
 pub mod timeline;
 pub mod triggers;

@@ -54,31 +54,7 @@ fn stop(mut child: Child) {
 
 #[test]
 fn shim_contains_no_jemalloc_and_links_none() {
-    let shim = shim();
-    let out = std::process::Command::new("nm")
-        .args(["-D", "--defined-only"])
-        .arg(&shim)
-        .output()
-        .expect("nm (binutils)");
-    let defined = String::from_utf8_lossy(&out.stdout);
-    for forbidden in ["malloc", "mallctl", "je_", "_rjem_", "free", "calloc"] {
-        let hits: Vec<&str> = defined
-            .lines()
-            .filter(|l| {
-                l.split_whitespace()
-                    .last()
-                    .is_some_and(|s| s.contains(forbidden))
-            })
-            .collect();
-        assert!(hits.is_empty(), "the shim defines {forbidden}: {hits:?}");
-    }
-    let out = std::process::Command::new("readelf")
-        .arg("-d")
-        .arg(&shim)
-        .output()
-        .unwrap();
-    let dynamic = String::from_utf8_lossy(&out.stdout);
-    assert!(!dynamic.contains("jemalloc"), "{dynamic}");
+    assert_no_jemalloc_inside(&shim());
 }
 
 #[test]

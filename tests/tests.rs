@@ -33,6 +33,7 @@ mod series;
 mod shim_binding;
 mod sidecar;
 mod socket_activation;
+mod sql_udf;
 mod structure;
 mod supervision;
 mod systemd_units;

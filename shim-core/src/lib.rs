@@ -266,6 +266,28 @@ pub fn object_of(symbol: &CStr) -> Option<(*mut c_void, String)> {
     Some((addr, object_at(addr as usize)))
 }
 
+/// The `mallctl` of the jemalloc that serves this process's `malloc`, and the object it
+/// comes from; refused (with the reason) when there is none or it belongs to a copy of
+/// jemalloc that does not allocate for the process. Used by the shim and by
+/// jemsafe_udf.so, which both look it up at run time instead of linking a jemalloc.
+pub fn process_mallctl() -> Result<(MallctlFn, String), String> {
+    let Some((addr, path)) = object_of(c"mallctl") else {
+        return Err("no mallctl symbol in this process: jemalloc is not loaded \
+                    (is libjemalloc first in LD_PRELOAD?)"
+            .to_owned());
+    };
+    let malloc_from = object_of(c"malloc").map(|(_, p)| p).unwrap_or_default();
+    if malloc_from != path {
+        return Err(format!(
+            "mallctl comes from {path} but malloc is served by {malloc_from}: \
+             that jemalloc does not allocate for this process, refusing to use it"
+        ));
+    }
+    // SAFETY: `mallctl` has had this signature in every jemalloc release.
+    let mallctl = unsafe { std::mem::transmute::<*mut c_void, MallctlFn>(addr) };
+    Ok((mallctl, path))
+}
+
 /// The object that contains the code or data at `addr` (`dladdr`, which only compares
 /// the address with the loaded objects' ranges), or "(unknown object)".
 pub fn object_at(addr: usize) -> String {

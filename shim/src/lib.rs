@@ -14,8 +14,8 @@
 //! on any other copy. Without the variable (mysqld's children inherit LD_PRELOAD) the
 //! shim does nothing at all.
 
-use jemsafe_shim_core::{object_of, raw_read, raw_write, Backend, CtlError, MallctlFn};
-use std::ffi::{c_void, CStr};
+use jemsafe_shim_core::{raw_read, raw_write, Backend, CtlError, MallctlFn};
+use std::ffi::CStr;
 
 #[used]
 #[link_section = ".init_array"]
@@ -49,19 +49,6 @@ impl Backend for Dlsym {
 }
 
 fn bind() -> Result<Dlsym, String> {
-    let Some((addr, path)) = object_of(c"mallctl") else {
-        return Err("no mallctl symbol in this process: jemalloc is not loaded \
-                    (is libjemalloc first in LD_PRELOAD?)"
-            .to_owned());
-    };
-    let malloc_from = object_of(c"malloc").map(|(_, p)| p).unwrap_or_default();
-    if malloc_from != path {
-        return Err(format!(
-            "mallctl comes from {path} but malloc is served by {malloc_from}: \
-             that jemalloc does not allocate for this process, refusing to use it"
-        ));
-    }
-    // SAFETY: `mallctl` has had this signature in every jemalloc release.
-    let mallctl = unsafe { std::mem::transmute::<*mut c_void, MallctlFn>(addr) };
+    let (mallctl, path) = jemsafe_shim_core::process_mallctl()?;
     Ok(Dlsym { mallctl, path })
 }

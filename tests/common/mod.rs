@@ -48,7 +48,14 @@ fn build_artifacts() -> &'static PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         for target in [
-            &["-p", "jemsafe-shim", "-p", "jemsafe-jemalloc"][..],
+            &[
+                "-p",
+                "jemsafe-shim",
+                "-p",
+                "jemsafe-jemalloc",
+                "-p",
+                "jemsafe-udf",
+            ][..],
             &["-p", "jemsafe", "--example", "workload"],
         ] {
             let mut cmd = Command::new(&cargo);
@@ -77,6 +84,48 @@ pub fn bundled() -> PathBuf {
     let path = build_artifacts().join("libjemsafe_jemalloc.so");
     assert!(path.is_file(), "{} missing after build", path.display());
     path
+}
+
+/// The loadable-function library (udf/), as cargo names it (installed as jemsafe_udf.so).
+pub fn udf_library() -> PathBuf {
+    let path = build_artifacts().join("libjemsafe_udf.so");
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
+/// `nm -D --defined-only` of `library`: the names of the symbols it defines.
+pub fn defined_symbols(library: &Path) -> Vec<String> {
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(library)
+        .output()
+        .expect("nm (binutils)");
+    assert!(out.status.success(), "nm {}: {out:?}", library.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_owned))
+        .collect()
+}
+
+/// `library` (the shim, jemsafe_udf.so) defines no allocator and needs no jemalloc: it
+/// can only use the one that serves the process.
+pub fn assert_no_jemalloc_inside(library: &Path) {
+    let defined = defined_symbols(library);
+    for forbidden in ["malloc", "mallctl", "je_", "_rjem_", "free", "calloc"] {
+        let hits: Vec<&String> = defined.iter().filter(|s| s.contains(forbidden)).collect();
+        assert!(
+            hits.is_empty(),
+            "{} defines {forbidden}: {hits:?}",
+            library.display()
+        );
+    }
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(library)
+        .output()
+        .unwrap();
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    assert!(!dynamic.contains("jemalloc"), "{dynamic}");
 }
 
 /// Our workload program (examples/workload.rs).
