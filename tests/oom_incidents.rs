@@ -52,13 +52,7 @@ fn oom_kill(js: &mut Running, cg: &MemCgroup, pid: i32) -> PathBuf {
 }
 
 fn incident_records(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".oom.json"))
-        .collect();
-    names.sort();
-    names
+    files_ending(dir, ".oom.json")
 }
 
 /// The UTC stamp jemsafe puts in names, `secs` from now.
