@@ -58,12 +58,6 @@ impl AddrProfile {
         Self::from_records(dump.rate, std::mem::take(&mut dump.stacks).into_iter())
     }
 
-    /// The profiles of a series of dumps (their stacks taken out); each is named with its
-    /// own dump's mappings (`render::name_series`).
-    pub fn take_each<'a>(dumps: impl Iterator<Item = &'a mut Dump>) -> Vec<AddrProfile> {
-        dumps.map(AddrProfile::take_from_dump).collect()
-    }
-
     fn from_records(rate: u64, records: impl ExactSizeIterator<Item = StackRecord>) -> AddrProfile {
         let mut stacks: HashMap<Vec<u64>, Values> = HashMap::with_capacity(records.len());
         for s in records {
