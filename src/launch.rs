@@ -82,6 +82,20 @@ pub fn pass_shim_end(cmd: &mut Command, fd: std::os::fd::RawFd) {
     }
 }
 
+/// Has the kernel end `cmd`'s child with SIGALRM `seconds` after it starts: alarms
+/// survive exec and the programs jemsafe runs this way do not catch SIGALRM, so the bound
+/// holds even if jemsafe could not kill the child itself.
+pub fn alarm_after(cmd: &mut Command, seconds: u64) {
+    let seconds = u32::try_from(seconds).unwrap_or(u32::MAX);
+    // SAFETY: alarm(2) is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::alarm(seconds);
+            Ok(())
+        });
+    }
+}
+
 /// Makes `cmd`'s child inherit nothing but its stdin, stdout and stderr.
 pub fn close_inherited_fds(cmd: &mut Command) {
     // SAFETY: only system calls between fork and exec.

@@ -480,25 +480,19 @@ pub fn write(
         match crate::dumps::files::write_new(dir, &name, &text, owner) {
             Ok(()) => return Ok((name.clone(), (name != first).then_some(first))),
             Err(why) if !crate::dumps::files::exists(dir, &name) => return Err(why),
-            Err(_) => name = incident_name(prefix, incident.pid, when, Some(random_u64()?)),
+            Err(_) => {
+                name = incident_name(
+                    prefix,
+                    incident.pid,
+                    when,
+                    Some(crate::dumps::files::random()),
+                )
+            }
         }
     }
     Err(format!(
         "cannot create {first}: it and every other name tried exist"
     ))
-}
-
-fn random_u64() -> Result<u64, String> {
-    let mut bytes = [0u8; 8];
-    // SAFETY: getrandom writes at most the 8 bytes of the buffer it is given.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != 8 {
-        return Err(format!(
-            "no random name suffix: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(u64::from_ne_bytes(bytes))
 }
 
 /// An incident record in the dump directory.

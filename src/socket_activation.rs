@@ -28,6 +28,17 @@ pub struct Activation {
     pub names: Option<String>,
 }
 
+/// [`decide`] on this process's environment and pid.
+fn from_env() -> std::result::Result<Option<Activation>, String> {
+    let var = |k: &str| std::env::var(k).ok();
+    decide(
+        var("LISTEN_PID").as_deref(),
+        var("LISTEN_FDS").as_deref(),
+        var("LISTEN_FDNAMES").as_deref(),
+        std::process::id(),
+    )
+}
+
 /// sd_listen_fds' reading of the environment, as a pure function: None when there is
 /// nothing for `own_pid` (no LISTEN_FDS, LISTEN_PID missing or naming another process,
 /// zero sockets); an error names the variable and what is allowed.
@@ -100,14 +111,8 @@ impl Activation {
     /// socket and marks it close-on-exec, so that only mysqld (see
     /// [`crate::launch::spawn`]) inherits it, and jemsafe keeps it for every restart.
     pub fn claim() -> Result<Option<Activation>> {
-        let var = |k: &str| std::env::var(k).ok();
-        let Some(activation) = decide(
-            var("LISTEN_PID").as_deref(),
-            var("LISTEN_FDS").as_deref(),
-            var("LISTEN_FDNAMES").as_deref(),
-            std::process::id(),
-        )
-        .map_err(|e| Error::Refused(format!("socket activation: {e}")))?
+        let Some(activation) =
+            from_env().map_err(|e| Error::Refused(format!("socket activation: {e}")))?
         else {
             return Ok(None);
         };
@@ -143,13 +148,7 @@ const SOCKET_UNITS: [&str; 3] = ["mariadb.socket", "mysql.socket", "mysqld.socke
 /// `check`'s line: the sockets in this process's environment, else which enabled socket
 /// unit would pass some (`wants`: systemd's `sockets.target.wants` directory).
 pub fn check_row(wants: &Path) -> std::result::Result<String, String> {
-    let var = |k: &str| std::env::var(k).ok();
-    if let Some(activation) = decide(
-        var("LISTEN_PID").as_deref(),
-        var("LISTEN_FDS").as_deref(),
-        var("LISTEN_FDNAMES").as_deref(),
-        std::process::id(),
-    )? {
+    if let Some(activation) = from_env()? {
         return Ok(format!(
             "in use: {}, passed to each mysqld jemsafe starts",
             activation.describe()

@@ -15,20 +15,16 @@ const T: Duration = Duration::from_secs(30);
 /// A jemsafe running the workload with `[http] listen` on a free loopback port and the
 /// token of `token_file` (pprof needs it).
 fn with_http(dir: &TempDir) -> (Running, PathBuf, SocketAddr) {
-    let port = free_port();
-    let (_, token) = token_file(dir.path());
-    let config = workload_config(
+    let (config, addr) = http_workload_config(
         dir,
         "leak",
         &["--alloc-mb", "32"],
-        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token}"),
+        "",
+        "min_interval_ms = 0",
     );
-    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
-    js.err.wait_for("HTTP server on", T);
-    js.wait_verified(T);
-    js.out.wait_for("ready pid=", T);
-    (js, config, SocketAddr::from(([127, 0, 0, 1], port)))
+    wait_serving(&mut js);
+    (js, config, addr)
 }
 
 /// Prometheus's answer to an instant query: the values of the result vector.

@@ -13,25 +13,6 @@ const T: Duration = Duration::from_secs(30);
 /// MariaDB's first start includes creating the datadir.
 const START: Duration = Duration::from_secs(180);
 
-/// jemsafe running the workload with `[http]` on a free loopback port, the token file in
-/// `dir` and `extra` in [http]; `dumps` lines go to [dumps].
-fn workload_with_http(dir: &TempDir, extra: &str, dumps: &str) -> (Running, PathBuf, SocketAddr) {
-    let port = free_port();
-    let (_, token) = token_file(dir.path());
-    let config = workload_config(
-        dir,
-        "leak",
-        &["--alloc-mb", "8"],
-        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token}{extra}"),
-    );
-    add_to_section(&config, "[dumps]", dumps);
-    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
-    js.err.wait_for("HTTP server on", T);
-    js.wait_verified(T);
-    js.out.wait_for("ready pid=", T);
-    (js, config, SocketAddr::from(([127, 0, 0, 1], port)))
-}
-
 /// Runs `program args` as nobody (setpriv); its output.
 fn as_nobody(program: &str, args: &[&str]) -> std::process::Output {
     Command::new("setpriv")
@@ -57,12 +38,7 @@ fn curl_as_nobody(url: &str) -> String {
 
 /// Names in the dump directory (heap files and sidecars).
 fn dump_dir(dir: &TempDir) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("dumps"))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names
+    files_ending(&dir.join("dumps"), "")
 }
 
 /// Item 2: `/debug/pprof/heap` on a real MariaDB, 300 times. Before: each request left

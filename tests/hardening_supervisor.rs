@@ -359,13 +359,7 @@ fn status_answers_while_mysqld_is_stopped_and_dump_requests_join() {
     let dir = TempDir::new("sigstop");
     let config = workload_config(&dir, "leak", &["--alloc-mb", "1"], "");
     add_to_section(&config, "[dumps]", "min_interval_ms = 0");
-    let mut js = Running::start(&[
-        "--log-level",
-        "debug",
-        "run",
-        "-c",
-        config.to_str().unwrap(),
-    ]);
+    let mut js = Running::run_debug(&config);
     let mysqld = js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
     let cont = stop_process(mysqld, T);
@@ -377,13 +371,7 @@ fn status_answers_while_mysqld_is_stopped_and_dump_requests_join() {
     assert!(why.contains("it is stopped"), "{v}");
     assert_eq!(v["mysqld_pid"], mysqld);
 
-    let config_arg = config.to_str().unwrap().to_owned();
-    let dumpers: Vec<_> = (0..3)
-        .map(|_| {
-            let c = config_arg.clone();
-            std::thread::spawn(move || cli(&["dump", "-c", &c]))
-        })
-        .collect();
+    let dumpers: Vec<_> = (0..3).map(|_| dump_in_background(&config)).collect();
     js.err.wait_for_nth("joins the dump in flight", 2, T);
     drop(cont);
     let paths: Vec<String> = dumpers

@@ -341,18 +341,8 @@ fn start_ticks(pid: i32) -> u64 {
 #[test]
 fn the_live_page_survives_a_year_10000_line_and_names_a_planted_timeline() {
     let dir = TempDir::new("times-live");
-    let port = free_port();
-    let (_, token_line) = token_file(dir.path());
-    let config = workload_config(
-        &dir,
-        "leak",
-        &["--alloc-mb", "8"],
-        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token_line}[timeline]\ninterval_s = 0\n"),
-    );
-    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
-    js.err.wait_for("HTTP server on", T);
-    let pid = js.wait_verified(T);
-    js.out.wait_for("ready pid=", T);
+    let (js, config, addr) = workload_with_http(&dir, "[timeline]\ninterval_s = 0\n", "");
+    let pid = js.mysqld_pid.expect("verified");
     let out = cli(&["dump", "-c", config.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     let start = start_ticks(pid);
@@ -370,7 +360,6 @@ fn the_live_page_survives_a_year_10000_line_and_names_a_planted_timeline() {
         ),
     )
     .unwrap();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let get = || {
         raw_http(
             addr,

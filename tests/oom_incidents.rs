@@ -33,6 +33,16 @@ fn ready(js: &mut Running, n: usize) -> i32 {
     pid
 }
 
+/// jemsafe with `config` in a memory cgroup of its own (`tag`, [`LIMIT`]), once its first
+/// mysqld is ready; that mysqld's pid. (Bound in this order, jemsafe is dropped before
+/// the group.)
+fn start_in_group(tag: &str, config: &Path) -> (MemCgroup, Running, i32) {
+    let cg = MemCgroup::create(tag, LIMIT);
+    let mut js = cg.jemsafe(&["run", "-c", config.to_str().unwrap()]);
+    let pid = ready(&mut js, 1);
+    (cg, js, pid)
+}
+
 /// Makes mysqld `pid` grow past the group's limit; the kernel's OOM killer ends it and
 /// jemsafe explains it: the incident record's path.
 fn oom_kill(js: &mut Running, cg: &MemCgroup, pid: i32) -> PathBuf {
@@ -52,13 +62,7 @@ fn oom_kill(js: &mut Running, cg: &MemCgroup, pid: i32) -> PathBuf {
 }
 
 fn incident_records(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".oom.json"))
-        .collect();
-    names.sort();
-    names
+    files_ending(dir, ".oom.json")
 }
 
 /// The UTC stamp jemsafe puts in names, `secs` from now.
@@ -84,9 +88,7 @@ fn an_oom_kill_of_another_process_in_the_group_is_not_blamed_on_mysqld() {
     }
     let dir = TempDir::new("oom-other");
     let config = loop_config(&dir);
-    let cg = MemCgroup::create("oom-other", LIMIT);
-    let mut js = cg.jemsafe(&["run", "-c", config.to_str().unwrap()]);
-    let pid = ready(&mut js, 1);
+    let (cg, mut js, pid) = start_in_group("oom-other", &config);
 
     // Another process in mysqld's group is chosen by the OOM killer.
     let mut hog = std::process::Command::new("sh")
@@ -167,9 +169,7 @@ fn an_oom_loop_keeps_incident_records_within_their_cap() {
     }
     assert_eq!(incident_records(&dumps).len(), seeded);
 
-    let cg = MemCgroup::create("oom-loop", LIMIT);
-    let mut js = cg.jemsafe(&["run", "-c", config.to_str().unwrap()]);
-    let mut pid = ready(&mut js, 1);
+    let (cg, mut js, mut pid) = start_in_group("oom-loop", &config);
     assert_eq!(
         incident_records(&dumps).len(),
         jemsafe::oom::MAX_INCIDENTS,
@@ -235,9 +235,7 @@ fn an_oom_kill_reads_the_newest_sidecars_only_within_a_bound() {
     let dir = TempDir::new("oom-sidecars");
     let config = loop_config(&dir);
     let dumps = dir.join("dumps");
-    let cg = MemCgroup::create("oom-sidecars", LIMIT);
-    let mut js = cg.jemsafe(&["run", "-c", config.to_str().unwrap()]);
-    let pid = ready(&mut js, 1);
+    let (cg, mut js, pid) = start_in_group("oom-sidecars", &config);
     js.err.wait_for("verif", T);
     let out = cli(&["dump", "-c", config.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");

@@ -164,20 +164,8 @@ fn a_mariadb_series_with_a_planted_leak_makes_a_page_that_shows_it_offline() {
 #[test]
 fn the_live_page_needs_the_token_and_its_dump_button_the_pages_csrf_token_and_origin() {
     let dir = TempDir::new("page-live");
-    let port = free_port();
-    let (_, token_line) = token_file(dir.path());
-    let config = workload_config(
-        &dir,
-        "leak",
-        &["--alloc-mb", "8"],
-        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token_line}"),
-    );
-    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
-    let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
-    js.err.wait_for("HTTP server on", T);
-    js.wait_verified(T);
-    js.out.wait_for("ready pid=", T);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (mut js, config, addr) = workload_with_http(&dir, "", "min_interval_ms = 0");
+    let port = addr.port();
     let cfg = config.to_str().unwrap();
     let auth = basic("dba", TOKEN);
     // Before the first dump: the page, with its button.

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const START: Duration = Duration::from_secs(180);
 const T: Duration = Duration::from_secs(60);
 const MARIADBD: &str = "/usr/sbin/mariadbd";
 
@@ -24,33 +23,7 @@ fn run(cmd: &mut Command) -> String {
 #[test]
 fn mariadb_dumps_match_jeprof_and_leaks_runs() {
     let tmp = TempDir::new("report-maria");
-    // The sandbox is a subdirectory: mysqld (as the mysql user) must be able to reach it.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let dir = tmp.join("sb");
-    let mut js = Running::start(&["sandbox", dir.to_str().unwrap()]);
-    js.wait_verified(START);
-    js.err.wait_for("ready for connections", START);
-    let socket = dir.join("mysqld/mysqld.sock");
-    sql(
-        &socket,
-        "CREATE DATABASE r; USE r; CREATE TABLE r.t (id INT PRIMARY KEY AUTO_INCREMENT, pad TEXT) ENGINE=InnoDB; \
-         INSERT INTO r.t (pad) SELECT REPEAT('x', 2000) FROM seq_1_to_2000;",
-    );
-    js.signal(Signal::SIGUSR1);
-    let a = dump_path(&js.err.wait_for_nth("heap dump written: ", 1, T));
-    // Grow: more tables (table cache, dictionary), a bigger buffer of rows.
-    let mut ddl = String::from("USE r; ");
-    for i in 0..60 {
-        ddl.push_str(&format!(
-            "CREATE TABLE r.g{i} (id INT PRIMARY KEY, v VARCHAR(200), KEY(v)) ENGINE=InnoDB; \
-             INSERT INTO r.g{i} SELECT seq, REPEAT('y', 150) FROM seq_1_to_300;"
-        ));
-    }
-    sql(&socket, &ddl);
-    // Distinct dump names need distinct seconds only for the time stamp; the seq differs.
-    js.signal(Signal::SIGUSR1);
-    let b = dump_path(&js.err.wait_for_nth("heap dump written: ", 2, T));
+    let (mut js, dir, a, b) = mariadb_grown_dumps(&tmp, 60);
     assert_ne!(a, b);
 
     let config = dir.join("jemsafe.toml");

@@ -521,22 +521,13 @@ fn a_coalesced_dump_ends_with_its_mysqld_and_its_waiters_hear_so_then() {
         "restart_delay_ms = 600000\nrestart_delay_max_ms = 600000\n",
     );
     add_to_section(&config, "[dumps]", "min_interval_ms = 3000");
-    let mut js = Running::start(&[
-        "--log-level",
-        "debug",
-        "run",
-        "-c",
-        config.to_str().unwrap(),
-    ]);
+    let mut js = Running::run_debug(&config);
     let mysqld = js.wait_verified(T);
     js.signal(Signal::SIGUSR1);
     js.err.wait_for("heap dump written: ", T);
     js.signal(Signal::SIGUSR1);
     js.err.wait_for("coalesced into the next dump", T);
-    let waiter = {
-        let config = config.clone();
-        std::thread::spawn(move || cli(&["dump", "-c", config.to_str().unwrap()]))
-    };
+    let waiter = dump_in_background(&config);
     js.err.wait_for_nth("coalesced into the next dump", 2, T);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(mysqld), Signal::SIGKILL).unwrap();
     js.err.wait_for("restarting it in 600000 ms", T);
@@ -572,13 +563,12 @@ fn wakeups(pid: i32) -> u64 {
 #[test]
 fn with_no_trigger_and_no_timeline_nothing_is_scheduled() {
     let dir = TempDir::new("idle-off");
-    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config).unwrap()
-            + "[triggers]\nlimit_percent = []\ncheck_ms = 100\n[timeline]\ninterval_s = 0\n",
-    )
-    .unwrap();
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1"],
+        "[triggers]\nlimit_percent = []\ncheck_ms = 100\n[timeline]\ninterval_s = 0\n",
+    );
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     js.wait_verified(T);
     js.out.wait_for("ready pid=", T);
@@ -595,13 +585,12 @@ fn with_no_trigger_and_no_timeline_nothing_is_scheduled() {
 #[test]
 fn the_timeline_samples_on_its_own_timer_without_checks() {
     let dir = TempDir::new("idle-timeline");
-    let config = workload_config(&dir, "standby", &["--alloc-mb", "1"], "");
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config).unwrap()
-            + "[triggers]\nlimit_percent = []\n[timeline]\ninterval_s = 1\n",
-    )
-    .unwrap();
+    let config = workload_config(
+        &dir,
+        "standby",
+        &["--alloc-mb", "1"],
+        "[triggers]\nlimit_percent = []\n[timeline]\ninterval_s = 1\n",
+    );
     let mut js = Running::start(&["run", "-c", config.to_str().unwrap()]);
     js.wait_verified(T);
     js.err.wait_for("no memory check is scheduled", T);
@@ -624,30 +613,16 @@ fn the_timeline_samples_on_its_own_timer_without_checks() {
 
 /// jemsafe on the workload with /metrics on a free loopback port (debug log).
 fn with_metrics(dir: &TempDir) -> (Running, std::path::PathBuf, std::net::SocketAddr) {
-    let port = free_port();
-    let (_, token) = token_file(dir.path());
-    let config = workload_config(
+    let (config, addr) = http_workload_config(
         dir,
         "standby",
         &["--alloc-mb", "1"],
-        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token}"),
+        "",
+        "min_interval_ms = 0",
     );
-    add_to_section(&config, "[dumps]", "min_interval_ms = 0");
-    let mut js = Running::start(&[
-        "--log-level",
-        "debug",
-        "run",
-        "-c",
-        config.to_str().unwrap(),
-    ]);
-    js.err.wait_for("HTTP server on", T);
-    js.wait_verified(T);
-    js.out.wait_for("ready pid=", T);
-    (
-        js,
-        config,
-        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-    )
+    let mut js = Running::run_debug(&config);
+    wait_serving(&mut js);
+    (js, config, addr)
 }
 
 /// The value of the sample `series` (name and labels, as exposed) in /metrics; 0 when
@@ -667,10 +642,7 @@ fn a_dump_lost_when_mysqld_is_killed_mid_write_is_logged_and_counted() {
     let (mut js, config, addr) = with_metrics(&dir);
     let mysqld = js.wait_started(1, T);
     let cont = stop_process(mysqld, T);
-    let waiter = {
-        let config = config.clone();
-        std::thread::spawn(move || cli(&["dump", "-c", config.to_str().unwrap()]))
-    };
+    let waiter = dump_in_background(&config);
     // Killed once the request is with the shim, unwritten (SIGKILL ends a stopped process;
     // killed before the send, the send fails instead, which is another path).
     js.err.wait_for("dump request ", T);
@@ -701,10 +673,7 @@ fn a_dump_written_after_its_deadline_counts_once_as_a_dump() {
     let (mut js, config, addr) = with_metrics(&dir);
     let mysqld = js.wait_started(1, T);
     let cont = stop_process(mysqld, T);
-    let waiter = {
-        let config = config.clone();
-        std::thread::spawn(move || cli(&["dump", "-c", config.to_str().unwrap()]))
-    };
+    let waiter = dump_in_background(&config);
     // The deadline is 60 s: its waiter hears the dump is late...
     js.err
         .wait_for("no heap dump within 60 s", Duration::from_secs(90));

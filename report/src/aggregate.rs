@@ -58,12 +58,6 @@ impl AddrProfile {
         Self::from_records(dump.rate, std::mem::take(&mut dump.stacks).into_iter())
     }
 
-    /// The profiles of a series of dumps (their stacks taken out); each is named with its
-    /// own dump's mappings (`render::name_series`).
-    pub fn take_each<'a>(dumps: impl Iterator<Item = &'a mut Dump>) -> Vec<AddrProfile> {
-        dumps.map(AddrProfile::take_from_dump).collect()
-    }
-
     fn from_records(rate: u64, records: impl ExactSizeIterator<Item = StackRecord>) -> AddrProfile {
         let mut stacks: HashMap<Vec<u64>, Values> = HashMap::with_capacity(records.len());
         for s in records {
@@ -392,6 +386,37 @@ impl FlatCum {
         });
         rows
     }
+}
+
+/// Stacks of names (innermost first) with their in-use bytes, named as given (unit
+/// tests).
+#[cfg(test)]
+pub(crate) fn profile_of_names(stacks: &[(&[&str], f64)]) -> NameProfile {
+    let mut p = AddrProfile::default();
+    let mut s = Symbols::new();
+    let mut pcs: HashMap<String, u64> = HashMap::new();
+    for (names, v) in stacks {
+        let addrs: Vec<u64> = names
+            .iter()
+            .map(|n| {
+                let next = 0x1000 + 0x10 * pcs.len() as u64;
+                *pcs.entry(n.to_string()).or_insert(next)
+            })
+            .collect();
+        for (n, &pc) in names.iter().zip(&addrs) {
+            s.insert(
+                pc,
+                vec![Frame {
+                    func: n.to_string(),
+                    full: n.to_string(),
+                    source: Default::default(),
+                    allocator: false,
+                }],
+            );
+        }
+        *p.stacks.entry(addrs).or_insert([0.0; 4]) = [1.0, *v, 0.0, 0.0];
+    }
+    NameProfile::build(&p, &s, None)
 }
 
 #[cfg(test)]

@@ -255,37 +255,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::AddrProfile;
-    use crate::symbolize::{Frame, Symbols};
-
-    /// Stacks of names (innermost first) with their in-use bytes.
-    fn profile(stacks: &[(&[&str], f64)]) -> NameProfile {
-        let mut p = AddrProfile::default();
-        let mut s = Symbols::new();
-        let mut pcs: HashMap<String, u64> = HashMap::new();
-        for (names, v) in stacks {
-            let addrs: Vec<u64> = names
-                .iter()
-                .map(|n| {
-                    let next = 0x1000 + 0x10 * pcs.len() as u64;
-                    *pcs.entry(n.to_string()).or_insert(next)
-                })
-                .collect();
-            for (n, &pc) in names.iter().zip(&addrs) {
-                s.insert(
-                    pc,
-                    vec![Frame {
-                        func: n.to_string(),
-                        full: n.to_string(),
-                        source: Default::default(),
-                        allocator: false,
-                    }],
-                );
-            }
-            *p.stacks.entry(addrs).or_insert([0.0; 4]) = [1.0, *v, 0.0, 0.0];
-        }
-        NameProfile::build(&p, &s, None)
-    }
+    use crate::aggregate::profile_of_names as profile;
 
     fn graph(np: &NameProfile, opts: &GraphOptions) -> String {
         render(np, Metric::InuseSpace, true, &["prog".into()], opts).dot

@@ -93,6 +93,19 @@ pub struct LoadedDump {
 }
 
 impl LoadedDump {
+    /// The dump in `text`, as if read from `x.heap` of pid 1 with no sidecar (unit tests).
+    #[cfg(test)]
+    pub(crate) fn from_text(text: &str) -> LoadedDump {
+        LoadedDump {
+            path: "x.heap".into(),
+            dump: crate::parse::parse_reader(text.as_bytes()).unwrap(),
+            pid: Some(1),
+            time: None,
+            sidecar: None,
+            notes: Vec::new(),
+        }
+    }
+
     /// The program's file name (`mariadbd`), from the dump's mappings (control
     /// characters escaped).
     pub fn program(&self) -> String {

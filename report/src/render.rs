@@ -383,14 +383,7 @@ mod tests {
                 "7f3a00001000-7f3a00002000 r-xp 00002000 00:00 8 /nonexistent-jemsafe/libplugin.so\n",
             );
         }
-        LoadedDump {
-            path: "x.heap".into(),
-            dump: crate::parse::parse_reader(text.as_bytes()).unwrap(),
-            pid: Some(1),
-            time: None,
-            sidecar: None,
-            notes: Vec::new(),
-        }
+        LoadedDump::from_text(&text)
     }
 
     #[test]

@@ -214,14 +214,7 @@ mod tests {
     use super::*;
 
     fn dump(text: &str) -> LoadedDump {
-        LoadedDump {
-            path: "x.heap".into(),
-            dump: crate::parse::parse_reader(text.as_bytes()).unwrap(),
-            pid: Some(1),
-            time: None,
-            sidecar: None,
-            notes: Vec::new(),
-        }
+        LoadedDump::from_text(text)
     }
 
     const MAPS: &str = "\nMAPPED_LIBRARIES:\n\

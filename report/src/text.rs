@@ -181,27 +181,13 @@ pub fn stacks(np: &NameProfile, o: &TextOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::AddrProfile;
-    use crate::symbolize::{Frame, Symbols};
+    use crate::aggregate::profile_of_names;
 
     fn np() -> NameProfile {
-        let mut p = AddrProfile::default();
-        p.stacks
-            .insert(vec![0x1, 0x3], [1.0, 3.0 * 1048576.0, 0.0, 0.0]);
-        p.stacks.insert(vec![0x2, 0x3], [1.0, -1048576.0, 0.0, 0.0]);
-        let mut s = Symbols::new();
-        for (pc, n) in [(0x1, "grow"), (0x2, "shrink"), (0x3, "main")] {
-            s.insert(
-                pc,
-                vec![Frame {
-                    func: n.into(),
-                    full: n.into(),
-                    source: Default::default(),
-                    allocator: false,
-                }],
-            );
-        }
-        NameProfile::build(&p, &s, None)
+        profile_of_names(&[
+            (&["grow", "main"], 3.0 * 1048576.0),
+            (&["shrink", "main"], -1048576.0),
+        ])
     }
 
     #[test]

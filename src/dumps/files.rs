@@ -26,6 +26,20 @@ pub fn temp_name(final_name: &str) -> String {
     format!("{TEMP_PREFIX}{final_name}")
 }
 
+/// A random number for a name that must be unguessable and new (an output's temporary
+/// name, an incident record's suffix when its name was taken), from the standard
+/// library's per-process hash keys: no other source is needed.
+pub fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 /// The dump directory, opened without following a symlink at its last component.
 pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
     jemsafe_report::safe::open_dir(None, dir, false)
@@ -303,13 +317,17 @@ mod tests {
         format!("heap_v2/524288\n  t*: 1: 8 [0: 0]\n\nMAPPED_LIBRARIES:\n{MAPS}")
     }
 
+    /// The last mapping of [`MAPS`], the [vsyscall] page: where a whole copy ends.
+    fn last_mapping() -> Option<jemsafe_report::maps::MapEntry> {
+        MAPS.lines()
+            .last()
+            .and_then(jemsafe_report::maps::parse_line)
+    }
+
     #[test]
     fn a_whole_dump_passes() {
         let d = dump();
-        let last = MAPS
-            .lines()
-            .last()
-            .and_then(jemsafe_report::maps::parse_line);
+        let last = last_mapping();
         let last = last.as_ref();
         let maps = completeness(d.len() as u64, d.as_bytes(), last).unwrap();
         assert_eq!(maps.len(), 3);
@@ -320,10 +338,7 @@ mod tests {
     #[test]
     fn cut_dumps_fail_with_the_reason() {
         let d = dump();
-        let last = MAPS
-            .lines()
-            .last()
-            .and_then(jemsafe_report::maps::parse_line);
+        let last = last_mapping();
         let last = last.as_ref();
         assert!(completeness(0, b"", last).unwrap_err().contains("empty"));
         let cut = &d[..d.len() - 10];
@@ -345,10 +360,7 @@ mod tests {
     #[test]
     fn an_orphans_dump_is_whole_only_up_to_the_top_of_the_address_space() {
         let d = dump();
-        let vsyscall = MAPS
-            .lines()
-            .last()
-            .and_then(jemsafe_report::maps::parse_line);
+        let vsyscall = last_mapping();
         let at = |s: &str| completeness_of_orphan(s.len() as u64, s.as_bytes(), vsyscall.as_ref());
         assert_eq!(at(&d).unwrap().len(), 3);
         // Cut at a line boundary: after [stack], before [vsyscall].

@@ -190,13 +190,19 @@ pub(super) fn token_file_problem(path: &Path, owner: u32, mode: u32, euid: u32) 
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_token_file_others_can_read_is_refused_with_the_fix() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("jemsafe-token-{}", std::process::id()));
+    /// A scratch directory for one test and a token file "s3cret" in it.
+    fn token_in(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("jemsafe-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("token");
         std::fs::write(&path, "s3cret\n").unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, path) = token_in("token");
         for (mode, ok) in [(0o600, true), (0o400, true), (0o640, false), (0o644, false)] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             match read_token(&path) {
@@ -209,10 +215,7 @@ mod tests {
 
     #[test]
     fn a_token_file_owned_by_another_user_is_refused_with_the_chown() {
-        let dir = std::env::temp_dir().join(format!("jemsafe-token-own-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("token");
-        std::fs::write(&path, "s3cret\n").unwrap();
+        let (dir, path) = token_in("token-own");
         nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
         let refused = read_token(&path);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -111,15 +111,8 @@ pub fn run_framed(
         .stderr(Stdio::piped());
     crate::launch::close_inherited_fds(&mut cmd);
     // The backstop: SIGALRM ends the child a little after the deadline even if this side
-    // could not kill it (alarms survive exec; jemsafe does not catch SIGALRM).
-    let alarm = deadline.as_secs().saturating_add(5).min(u32::MAX as u64) as u32;
-    // SAFETY: alarm(2) is async-signal-safe and touches no memory.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::alarm(alarm);
-            Ok(())
-        });
-    }
+    // could not kill it.
+    crate::launch::alarm_after(&mut cmd, deadline.as_secs().saturating_add(5));
     let started = Instant::now();
     let mut child = cmd
         .spawn()

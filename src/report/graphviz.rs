@@ -7,7 +7,6 @@
 
 use crate::error::{Error, Result};
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -63,16 +62,9 @@ fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     crate::launch::close_inherited_fds(&mut cmd);
-    // The time bound: SIGALRM (alarms survive exec; dot does not catch it) ends the child
-    // at the deadline, which ends its output and so the reads below.
-    let alarm = u32::try_from(deadline.as_secs().max(1)).unwrap_or(u32::MAX);
-    // SAFETY: alarm(2) is async-signal-safe and touches no memory.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::alarm(alarm);
-            Ok(())
-        });
-    }
+    // The time bound: SIGALRM ends the child at the deadline, which ends its output and
+    // so the reads below.
+    crate::launch::alarm_after(&mut cmd, deadline.as_secs().max(1));
     let mut child = cmd
         .spawn()
         .map_err(Error::io(format!("cannot run {shown}")))?;

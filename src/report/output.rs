@@ -15,7 +15,7 @@
 //! caller's), or 0640 with the dump directory's group when they go into the dump
 //! directory, like the dumps beside them.
 
-use crate::dumps::files;
+use crate::dumps::files::{self, random};
 use crate::error::{Error, Result};
 use jemsafe_report::safe::shown;
 use std::fs::File;
@@ -49,19 +49,6 @@ pub fn mode_for(into_dump_dir: bool) -> u32 {
 /// cannot be the one used).
 pub fn temp_name(name: &str, random: u64) -> String {
     format!(".{name}.jemsafe-{random:016x}.tmp")
-}
-
-/// A random number from the standard library's per-process hash keys (no other source
-/// is needed: the name only has to be unguessable and new).
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 /// An output being written: [`Output::file`], then [`Output::finish`] renames it into

@@ -18,6 +18,49 @@ pub fn token_file(dir: &Path) -> (PathBuf, String) {
     (path, line)
 }
 
+/// A config for the workload (`profile`, `args`) with `[http]` on a free loopback port,
+/// the token file in `dir` and `extra` in [http]; `dumps` lines go to [dumps]. Returns
+/// it with the address jemsafe will serve on.
+pub fn http_workload_config(
+    dir: &super::TempDir,
+    profile: &str,
+    args: &[&str],
+    extra: &str,
+    dumps: &str,
+) -> (PathBuf, SocketAddr) {
+    let port = super::free_port();
+    let (_, token) = token_file(dir.path());
+    let config = super::workload_config(
+        dir,
+        profile,
+        args,
+        &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{token}{extra}"),
+    );
+    super::add_to_section(&config, "[dumps]", dumps);
+    (config, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Waits (bounded) until `js` serves HTTP, has verified its mysqld and says it is ready.
+pub fn wait_serving(js: &mut super::Running) {
+    let started = Duration::from_secs(60);
+    js.err.wait_for("HTTP server on", started);
+    js.wait_verified(started);
+    js.out.wait_for("ready pid=", started);
+}
+
+/// jemsafe running the workload (`leak`, 8 MiB) of [`http_workload_config`], once it
+/// serves; with its config and address.
+pub fn workload_with_http(
+    dir: &super::TempDir,
+    extra: &str,
+    dumps: &str,
+) -> (super::Running, PathBuf, SocketAddr) {
+    let (config, addr) = http_workload_config(dir, "leak", &["--alloc-mb", "8"], extra, dumps);
+    let mut js = super::Running::start(&["run", "-c", config.to_str().unwrap()]);
+    wait_serving(&mut js);
+    (js, config, addr)
+}
+
 /// The header that carries [`TOKEN`].
 pub fn bearer() -> String {
     format!("Authorization: Bearer {TOKEN}")

@@ -285,3 +285,47 @@ pub fn assert_graph_parity(ours: &str, oracle: &str) {
         j.edges.len()
     );
 }
+
+/// Two dumps of a real MariaDB for the oracle to read: `jemsafe sandbox` in `tmp`/sb, a
+/// table of rows dumped (the first), then `tables` more tables (table cache, dictionary)
+/// dumped again (the second). Returns the running sandbox, its directory and both dumps.
+pub fn mariadb_grown_dumps(
+    tmp: &super::TempDir,
+    tables: usize,
+) -> (
+    super::Running,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    use nix::sys::signal::Signal;
+    use std::os::unix::fs::PermissionsExt;
+    let start = std::time::Duration::from_secs(180);
+    let dumped = std::time::Duration::from_secs(60);
+    // The sandbox is a subdirectory: mysqld (as the mysql user) must be able to reach it.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.join("sb");
+    let mut js = super::Running::start(&["sandbox", dir.to_str().unwrap()]);
+    js.wait_verified(start);
+    js.err.wait_for("ready for connections", start);
+    let socket = dir.join("mysqld/mysqld.sock");
+    super::sql(
+        &socket,
+        "CREATE DATABASE r; USE r; CREATE TABLE r.t (id INT PRIMARY KEY AUTO_INCREMENT, pad TEXT) \
+         ENGINE=InnoDB; INSERT INTO r.t (pad) SELECT REPEAT('x', 2000) FROM seq_1_to_2000;",
+    );
+    js.signal(Signal::SIGUSR1);
+    let first = super::dump_path(&js.err.wait_for_nth("heap dump written: ", 1, dumped));
+    let mut ddl = String::from("USE r; ");
+    for i in 0..tables {
+        ddl.push_str(&format!(
+            "CREATE TABLE r.g{i} (id INT PRIMARY KEY, v VARCHAR(200), KEY(v)) ENGINE=InnoDB; \
+             INSERT INTO r.g{i} SELECT seq, REPEAT('y', 150) FROM seq_1_to_300;"
+        ));
+    }
+    super::sql(&socket, &ddl);
+    // Distinct dump names need distinct seconds only for the time stamp; the seq differs.
+    js.signal(Signal::SIGUSR1);
+    let second = super::dump_path(&js.err.wait_for_nth("heap dump written: ", 2, dumped));
+    (js, dir, first, second)
+}

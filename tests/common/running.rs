@@ -106,6 +106,12 @@ impl Running {
         Running::start_with(args, |_| {})
     }
 
+    /// `jemsafe --log-level debug run -c config`.
+    pub fn run_debug(config: &std::path::Path) -> Running {
+        let config = config.to_str().expect("a UTF-8 config path");
+        Running::start(&["--log-level", "debug", "run", "-c", config])
+    }
+
     pub fn start_with(args: &[&str], tweak: impl FnOnce(&mut Command)) -> Running {
         let mut cmd = Command::new(jemsafe_bin());
         cmd.args(args);

@@ -13,12 +13,23 @@ pub fn cli(args: &[&str]) -> std::process::Output {
         .expect("run jemsafe")
 }
 
+/// `jemsafe dump -c config` on a thread of its own, for a test that acts while it waits.
+pub fn dump_in_background(config: &Path) -> std::thread::JoinHandle<std::process::Output> {
+    let config = config.to_str().expect("a UTF-8 config path").to_owned();
+    std::thread::spawn(move || cli(&["dump", "-c", &config]))
+}
+
 /// The `*.heap` names in `dir`, sorted.
 pub fn heap_files(dir: &Path) -> Vec<String> {
+    files_ending(dir, ".heap")
+}
+
+/// The names in `dir` that end with `suffix`, sorted.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".heap"))
+        .filter(|n| n.ends_with(suffix))
         .collect();
     names.sort();
     names
