@@ -379,9 +379,9 @@ unsafe fn jemsafe_function(name: &str, is_null: *mut c_char) -> *mut c_char {
     std::ptr::null_mut()
 }
 
-/// The three exported symbols of an INTEGER function.
-macro_rules! integer_function {
-    ($name:ident, $init:ident, $deinit:ident, $op:expr) => {
+/// A function's `_init` (checks, with the reason in the server's message) and `_deinit`.
+macro_rules! init_and_deinit {
+    ($name:ident, $init:ident, $deinit:ident, $returns:expr) => {
         /// # Safety
         /// Called by the server with its `UDF_INIT`, `UDF_ARGS` and message buffer.
         #[no_mangle]
@@ -390,11 +390,18 @@ macro_rules! integer_function {
             args: *mut UdfArgs,
             message: *mut c_char,
         ) -> c_char {
-            init(stringify!($name), Returns::Integer, initid, args, message)
+            init(stringify!($name), $returns, initid, args, message)
         }
 
         #[no_mangle]
         pub extern "C" fn $deinit(_initid: *mut UdfInit) {}
+    };
+}
+
+/// The three exported symbols of an INTEGER function.
+macro_rules! integer_function {
+    ($name:ident, $init:ident, $deinit:ident, $op:expr) => {
+        init_and_deinit!($name, $init, $deinit, Returns::Integer);
 
         /// # Safety
         /// Called by the server after a successful init.
@@ -413,19 +420,7 @@ macro_rules! integer_function {
 /// The three exported symbols of a STRING `jemsafe_*` function.
 macro_rules! string_function {
     ($name:ident, $init:ident, $deinit:ident) => {
-        /// # Safety
-        /// Called by the server with its `UDF_INIT`, `UDF_ARGS` and message buffer.
-        #[no_mangle]
-        pub unsafe extern "C" fn $init(
-            initid: *mut UdfInit,
-            args: *mut UdfArgs,
-            message: *mut c_char,
-        ) -> c_char {
-            init(stringify!($name), Returns::String, initid, args, message)
-        }
-
-        #[no_mangle]
-        pub extern "C" fn $deinit(_initid: *mut UdfInit) {}
+        init_and_deinit!($name, $init, $deinit, Returns::String);
 
         /// # Safety
         /// Called by the server after a successful init.
