@@ -32,22 +32,19 @@ pub struct Table {
     pub rows: Vec<(String, f64, f64)>,
 }
 
-fn parse_rows(text: &str, total: f64, stop_at: Option<&str>) -> Table {
-    let mut rows = Vec::new();
-    for line in text.lines() {
-        if stop_at.is_some_and(|s| line.starts_with(s)) {
-            break;
-        }
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        if parts.len() < 6 || !parts[1].ends_with('%') {
-            continue;
-        }
-        let (Ok(flat), Ok(cum)) = (parts[0].parse::<f64>(), parts[3].parse::<f64>()) else {
-            continue;
-        };
-        rows.push((parts[5..].join(" "), flat, cum));
+/// One table row, `flat flat% sum% cum cum% name`, or without sum% (jemsafe's rows of what
+/// shrank since the base).
+fn parse_row(line: &str) -> Option<(String, f64, f64)> {
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    if parts.len() < 5 || !parts[1].ends_with('%') {
+        return None;
     }
-    Table { total, rows }
+    let cum_at = if parts[2].ends_with('%') { 3 } else { 2 };
+    if parts.len() < cum_at + 3 || !parts[cum_at + 1].ends_with('%') {
+        return None;
+    }
+    let (flat, cum) = (parts[0].parse().ok()?, parts[cum_at].parse().ok()?);
+    Some((parts[cum_at + 2..].join(" "), flat, cum))
 }
 
 /// jeprof --text --show_bytes: `Total: N B` and rows.
@@ -58,7 +55,8 @@ pub fn parse_jeprof(text: &str) -> Table {
         .and_then(|t| t.split_whitespace().next())
         .and_then(|t| t.parse().ok())
         .unwrap_or(0.0);
-    parse_rows(text, total, None)
+    let rows = text.lines().filter_map(parse_row).collect();
+    Table { total, rows }
 }
 
 /// jemsafe report --bytes: `Total: 64.0 MiB (67108864 B)` and rows (the main table, then
@@ -71,25 +69,18 @@ pub fn parse_jemsafe(text: &str) -> Table {
         .and_then(|t| t.split_whitespace().next())
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("no total in:\n{text}"));
-    let mut table = parse_rows(text, total, Some("Shrank since the base"));
-    // With --base, what shrank is listed after the main table, without the sum% column
-    // (jeprof lists it in its one table): a function listed only there is compared too.
-    if let Some((_, shrank)) = text.split_once("Shrank since the base") {
-        for line in shrank.lines() {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            if parts.len() < 5 || !parts[1].ends_with('%') || !parts[3].ends_with('%') {
-                continue;
-            }
-            let (Ok(flat), Ok(cum)) = (parts[0].parse::<f64>(), parts[2].parse::<f64>()) else {
-                continue;
-            };
-            let name = parts[4..].join(" ");
-            if !table.rows.iter().any(|(n, _, _)| *n == name) {
-                table.rows.push((name, flat, cum));
-            }
+    // With --base, what shrank is listed after the main table (jeprof lists it in its one
+    // table): a function listed only there is compared too.
+    let (main, shrank) = text
+        .split_once("Shrank since the base")
+        .unwrap_or((text, ""));
+    let mut rows: Vec<(String, f64, f64)> = main.lines().filter_map(parse_row).collect();
+    for row in shrank.lines().filter_map(parse_row) {
+        if !rows.iter().any(|(n, _, _)| *n == row.0) {
+            rows.push(row);
         }
     }
-    table
+    Table { total, rows }
 }
 
 pub fn close(a: f64, b: f64) -> bool {
