@@ -105,7 +105,8 @@ impl Supervisor<'_> {
     pub(super) fn drop_trailing_dump(&mut self, pid: nix::unistd::Pid) {
         let trigger = self.dumping.trailing_trigger.take();
         let waiters = std::mem::take(&mut self.dumping.trailing);
-        if !self.dumping.throttle.forget() {
+        // Whoever waits is answered even if the throttle held no trailing dump.
+        if !self.dumping.throttle.forget() && waiters.is_empty() {
             return;
         }
         let why = format!(
