@@ -181,7 +181,7 @@ fn same_group(memcg: &str, group: Option<&std::path::Path>) -> bool {
 fn others_words(victims: &[&Victim], counted: &str) -> String {
     let one = |v: &Victim| {
         let at = v.at.map_or_else(String::new, |t| {
-            format!(" at {}", humantime::format_rfc3339_millis(t))
+            format!(" at {}", jemsafe_report::clock::rfc3339_millis(t))
         });
         (at, format!("pid {} ({})", v.pid, v.comm))
     };
@@ -247,7 +247,11 @@ pub fn oom_kill_summary(record: &str) -> Option<(i32, String)> {
         text.split(',')
             .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
     };
-    Some((field("pid")?.parse().ok()?, field("task_memcg")?.to_owned()))
+    // The command name (`task=`, any 15 bytes a process chose) stands before `pid=` and
+    // after `task_memcg=`: a name such as "x,pid=1" must not give the pid, so the pid is
+    // the last one, the group the first.
+    let pid = text.rsplit(',').find_map(|f| f.strip_prefix("pid="))?;
+    Some((pid.parse().ok()?, field("task_memcg")?.to_owned()))
 }
 
 /// The wall-clock time of a kernel log record stamped `usec` after boot, seen at `now`
@@ -749,6 +753,9 @@ mod tests {
         assert_eq!(record_usec(killed), Some(5_000_100));
         assert_eq!(killed_process("3,1,1,-;Killed process x (y)"), None);
         assert_eq!(oom_kill_summary("3,1,1,-;something else"), None);
+        // A command name chosen to carry a pid does not give it.
+        let forged = "6,814,5000200,-;oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/t/g,task_memcg=/t/h,task=x,pid=1,pid=777,uid=0";
+        assert_eq!(oom_kill_summary(forged), Some((777, "/t/h".into())));
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         assert_eq!(
             record_time(5_000_000, 7_000_000, now),

@@ -269,6 +269,7 @@ fn a_whole_dump_left_under_its_partial_name_is_kept_under_its_final_name() {
 #[test]
 fn a_dump_directory_recreated_by_root_names_mysqlds_user_and_the_fix() {
     if !root() {
+        eprintln!("skipped: needs root (a dump directory owned by another user)");
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -397,6 +398,7 @@ fn a_dump_before_mysqld_becomes_its_user_is_refused_then_owned_like_every_other(
 #[test]
 fn mariadb_dumps_asked_for_during_start_up_belong_to_mysql() {
     if !root() {
+        eprintln!("skipped: needs root (a dump directory owned by another user)");
         return;
     }
     let dir = open_dir("mariadb-start");

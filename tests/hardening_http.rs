@@ -783,6 +783,7 @@ fn a_render_that_runs_out_of_memory_is_killed_never_mysqld() {
         "renderer {child} in {memory_line}, not {}",
         outer.path.display()
     );
+    js.err.drain(Duration::from_millis(500));
     assert!(
         !js.err.seen.iter().any(|l| l.contains("OOM")
             || l.contains("started mysqld pid") && !l.contains(&mysqld.to_string())),

@@ -323,7 +323,7 @@ fn a_planted_timeline_is_named_as_not_jemsafes_and_not_read() {
             "{plant}: the forged OOM kill is shown"
         );
         assert!(
-            !html.contains("1 TiB"),
+            !html.contains("1024.0 GiB") && !html.contains("1099511627776"),
             "{plant}: the forged limit is shown"
         );
     }

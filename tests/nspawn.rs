@@ -710,8 +710,11 @@ fn as_a_containers_pid_1(c: &mut Container) {
     assert_eq!(c.sh("ps -eo stat= | grep -c '^Z'").out().trim(), "0");
     // SIGTERM to PID 1 (a PID 1 has no default actions: jemsafe's own handler).
     unsafe { libc::kill(c.leader, libc::SIGTERM) };
-    let mut nspawn = c.nspawn.take().unwrap();
-    let exited = exits_within(&mut nspawn, T);
+    // Left in the container's guard until it has exited, so that a failure still halts it.
+    let exited = exits_within(c.nspawn.as_mut().unwrap(), T);
+    if exited.is_some() {
+        c.nspawn = None; // reaped: nothing left for the guard to halt
+    }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(exited.is_some_and(|s| s.success()), "{exited:?}\n{text}");
     assert!(text.contains("Shutdown complete"), "{text}");

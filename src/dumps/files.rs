@@ -217,6 +217,18 @@ pub fn completeness(
 /// that page) is what the copy must end with. Elsewhere the copy must at least end with a
 /// mapping the kernel names (`[stack]`, `[vvar]`, `[vdso]`): those are above every
 /// library, so a copy cut at a line boundary among the libraries fails.
+/// The kernel's mappings above every library (not `[heap]` or `[anon:…]`, which sit among
+/// or below them): a maps copy that ends with one of these was not cut among the libraries.
+const TOP_MAPPINGS: [&str; 7] = [
+    "[stack]",
+    "[vvar]",
+    "[vvar_vclock]",
+    "[vdso]",
+    "[vsyscall]",
+    "[vectors]",
+    "[sigpage]",
+];
+
 pub fn completeness_of_orphan(
     size: u64,
     tail: &[u8],
@@ -225,7 +237,14 @@ pub fn completeness_of_orphan(
     let fixed_top = fixed_top.filter(|m| m.path.as_deref() == Some("[vsyscall]"));
     let maps = completeness(size, tail, fixed_top)?;
     match maps.last() {
-        Some(last) if last.path.as_deref().is_some_and(|p| p.starts_with('[')) => Ok(maps),
+        Some(last)
+            if last
+                .path
+                .as_deref()
+                .is_some_and(|p| TOP_MAPPINGS.contains(&p)) =>
+        {
+            Ok(maps)
+        }
         _ => Err("its maps copy does not end with the top of the address space (cut short)".into()),
     }
 }
@@ -371,6 +390,11 @@ mod tests {
         assert!(no_vsyscall(at_line).is_ok(), "[stack] is the top there");
         let among_libraries = &d[..d.find("7ffd1f5e4000").unwrap()];
         let e = no_vsyscall(among_libraries).unwrap_err();
+        assert!(e.contains("top of the address space"), "{e}");
+        // [heap] lies below the libraries: a copy cut right after it is not whole.
+        let after_heap =
+            format!("{among_libraries}55d0c0000000-55d0c0021000 rw-p 00000000 00:00 0    [heap]\n");
+        let e = no_vsyscall(&after_heap).unwrap_err();
         assert!(e.contains("top of the address space"), "{e}");
         // A top that is not the fixed page says nothing about another process.
         let stack = jemsafe_report::maps::parse_line(MAPS.lines().nth(1).unwrap());
