@@ -241,6 +241,8 @@ pub fn spawn(
 ) -> io::Result<u32> {
     let mut cmd = launch.command(&launch.mysqld, &launch.malloc_conf, shim_end, notify_socket);
     cmd.args(&launch.args).args(extra_args).stdin(Stdio::null());
+    // Last before spawn: its pre_exec step execs itself, so nothing registered after it
+    // would run.
     if let Some(activation) = activation {
         pass_listen_fds(&mut cmd, activation)?;
     }
@@ -256,7 +258,8 @@ const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 /// LISTEN_FDNAMES are kept, and LISTEN_PID is the child's own pid, which only exists
 /// after fork. std builds the environment before fork and offers no hook after it, so
 /// the last pre_exec step execs itself, from an image prepared here with a fixed-size
-/// slot for the pid: the child writes digits and calls execve, nothing else.
+/// slot for the pid: the child writes digits and calls execve, nothing else. It must be
+/// the last change made to `cmd`: a pre_exec step added after it never runs.
 pub fn pass_listen_fds(cmd: &mut Command, activation: &Activation) -> io::Result<()> {
     let mut env = merged_environment(std::env::vars_os(), cmd.get_envs());
     env.insert("LISTEN_FDS".into(), activation.count.to_string().into());
