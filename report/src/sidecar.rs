@@ -30,6 +30,11 @@ pub struct Sidecar {
     /// (`interval`, `gdump`, `final`, `manual`).
     #[serde(default)]
     pub trigger: Option<String>,
+    /// The reading that fired the trigger, in words (`limit90: RSS 691 MiB of 768 MiB`,
+    /// `pressure: some avg10=31.5 > 20`); absent for dumps asked for by a person or
+    /// written by jemalloc on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// When the sidecar was written (RFC 3339, UTC).
     #[serde(default)]
     pub written_at: Option<String>,

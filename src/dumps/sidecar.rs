@@ -18,6 +18,8 @@ use std::os::unix::fs::MetadataExt;
 pub struct Context {
     pub pid: i32,
     pub trigger: String,
+    /// The reading that fired the trigger (see [`Sidecar::reason`]).
+    pub reason: Option<String>,
     pub profile: Option<String>,
     pub malloc_conf: Option<String>,
     pub mysqld_version: Option<String>,
@@ -30,6 +32,7 @@ pub fn collect(ctx: &Context, dump_name: &str, maps: &[MapEntry]) -> Sidecar {
     let mut s = Sidecar::new();
     s.dump = Some(dump_name.to_owned());
     s.trigger = Some(ctx.trigger.clone());
+    s.reason = ctx.reason.clone();
     s.written_at = Some(jemsafe_report::clock::rfc3339_seconds(
         std::time::SystemTime::now(),
     ));

@@ -398,6 +398,7 @@ impl Supervisor<'_> {
         let ctx = dumps::sidecar::Context {
             pid: child.pid.as_raw(),
             trigger: trigger.to_owned(),
+            reason: None,
             profile: Some(self.plan.expectation.profile.name.clone()),
             malloc_conf: Some(self.plan.launch.malloc_conf.clone()),
             mysqld_version: self.mysqld_version.clone(),
