@@ -8,9 +8,9 @@
 //!
 //! The incident record `<prefix>.<pid>.<UTC time>.oom.json` goes next to the dumps,
 //! created relative to the dump directory's descriptor (`O_EXCL | O_NOFOLLOW`), and is
-//! deleted by retention together with the dumps of its time ([`retire`]).
+//! deleted by the dump directory's retention together with the dumps of its time
+//! ([`crate::dumps::retention::plan`]).
 
-use crate::dumps::HeapFile;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -18,9 +18,6 @@ use std::time::{Duration, SystemTime};
 
 /// The format version of [`Incident`].
 pub const VERSION: u32 = 1;
-
-/// At most this many incident records are kept, whatever else retention says.
-pub const MAX_INCIDENTS: usize = 100;
 
 /// OOM-kill counters read at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -402,44 +399,7 @@ pub struct DumpRecord {
     pub rss: Option<u64>,
 }
 
-/// `<prefix>.<pid>.<UTC yyyymmddThhmmss>.oom.json`, or with `.<unique>` (16 hex digits)
-/// before `.oom.json` when that name was taken.
-pub fn incident_name(prefix: &str, pid: i32, when: SystemTime, unique: Option<u64>) -> String {
-    let unique = unique.map_or_else(String::new, |u| format!(".{u:016x}"));
-    format!(
-        "{prefix}.{pid}.{}{unique}.oom.json",
-        crate::dumps::naming::utc_stamp(when)
-    )
-}
-
-/// The pid in an incident record's name, if `name` is one of `prefix`'s.
-pub fn parse_incident_name(prefix: &str, name: &str) -> Option<u32> {
-    let rest = name
-        .strip_prefix(prefix)?
-        .strip_prefix('.')?
-        .strip_suffix(".oom.json")?;
-    let (pid, stamp) = rest.split_once('.')?;
-    let stamp = match stamp.split_once('.') {
-        Some((stamp, unique))
-            if unique.len() == 16 && unique.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            stamp
-        }
-        Some(_) => return None,
-        None => stamp,
-    };
-    let valid_stamp = stamp.len() == 15
-        && stamp.bytes().enumerate().all(|(i, b)| {
-            if i == 8 {
-                b == b'T'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    (valid_stamp && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| pid.parse().ok())
-        .flatten()
-}
+pub use crate::dumps::naming::{incident_name, parse_incident_name, MAX_INCIDENTS};
 
 /// The incident record needs from the sidecars only the RSS of the newest dumps; at
 /// most this many are read, each within [`SIDECAR_BYTES`] (a sidecar of MariaDB's is
@@ -483,7 +443,7 @@ pub fn write(
     for _ in 0..3 {
         match crate::dumps::files::write_new(dir, &name, &text, owner) {
             Ok(()) => return Ok((name.clone(), (name != first).then_some(first))),
-            Err(why) if !crate::dumps::files::exists(dir, &name) => return Err(why),
+            Err(why) if !crate::dumps::files::exists(dir, &name) => return Err(why.to_string()),
             Err(_) => {
                 name = incident_name(
                     prefix,
@@ -499,75 +459,9 @@ pub fn write(
     ))
 }
 
-/// An incident record in the dump directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentFile {
-    pub path: PathBuf,
-    pub pid: u32,
-    pub modified: SystemTime,
-}
-
-/// The incident records of `prefix` in `dir` (regular files only), oldest first.
-pub fn list(dir: &std::path::Path, prefix: &str) -> std::io::Result<Vec<IncidentFile>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| parse_incident_name(prefix, n))
-        else {
-            continue;
-        };
-        let Ok(meta) = entry.path().symlink_metadata() else {
-            continue;
-        };
-        if meta.is_file() {
-            out.push(IncidentFile {
-                path: entry.path(),
-                pid,
-                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            });
-        }
-    }
-    out.sort_by(|a, b| a.modified.cmp(&b.modified).then(a.path.cmp(&b.path)));
-    Ok(out)
-}
-
-/// Incident records to delete, with the reason: kept while a dump of their process is, or
-/// while they are no older than the oldest dump kept (the dumps of their time); never
-/// beyond `max_age` (0 = no limit) or the newest [`MAX_INCIDENTS`].
-pub fn retire(
-    incidents: &[IncidentFile],
-    heaps: &[HeapFile],
-    max_age: Duration,
-    now: SystemTime,
-) -> Vec<(PathBuf, String)> {
-    let oldest_heap = heaps.iter().map(|h| h.modified).min();
-    let excess = incidents.len().saturating_sub(MAX_INCIDENTS);
-    let mut out = Vec::new();
-    for (i, inc) in incidents.iter().enumerate() {
-        let age = now.duration_since(inc.modified).unwrap_or_default();
-        let reason = if i < excess {
-            format!("more than {MAX_INCIDENTS} incident records")
-        } else if heaps.iter().any(|h| h.name.pid == inc.pid) {
-            continue;
-        } else if !max_age.is_zero() && age > max_age {
-            format!("older than max_age_h = {}", max_age.as_secs() / 3600)
-        } else if oldest_heap.is_some_and(|t| inc.modified < t) {
-            "the dumps of its time are gone".to_owned()
-        } else {
-            continue;
-        };
-        out.push((inc.path.clone(), reason));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dumps::HeapName;
 
     fn counters(group: Option<u64>, vmstat: u64) -> Counters {
         Counters {
@@ -816,53 +710,6 @@ mod tests {
         ] {
             assert_eq!(parse_incident_name("mysqld", bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn incidents_go_with_the_dumps_of_their_time() {
-        let now = SystemTime::now();
-        let h = Duration::from_secs(3600);
-        let heap = |pid: u32, age_h: u32| {
-            let name = format!("mysqld.{pid}.1.i1.heap");
-            HeapFile {
-                path: PathBuf::from(&name),
-                name: HeapName::parse("mysqld", &name).unwrap(),
-                size: 1,
-                modified: now - h * age_h,
-            }
-        };
-        let inc = |pid: u32, age_h: u32| IncidentFile {
-            path: PathBuf::from(format!("inc-{pid}")),
-            pid,
-            modified: now - h * age_h,
-        };
-        let incidents = [inc(1, 50), inc(2, 30), inc(3, 5), inc(4, 400)];
-        // pid 1's dumps remain; pid 2 has none, but dumps older than it remain; pid 3 is
-        // newer than every dump; pid 4 is too old.
-        let heaps = [heap(1, 60), heap(9, 40), heap(9, 1)];
-        let mut incidents = incidents.to_vec();
-        incidents.sort_by_key(|i| std::cmp::Reverse(now.duration_since(i.modified).unwrap()));
-        let out = retire(&incidents, &heaps, h * 168, now);
-        let deleted: Vec<_> = out.iter().map(|(p, _)| p.display().to_string()).collect();
-        assert_eq!(deleted, ["inc-4"]);
-        // pid 1's dumps gone and only newer dumps left: its record goes too.
-        let out = retire(&incidents, &[heap(9, 10)], Duration::ZERO, now);
-        let deleted: Vec<_> = out
-            .iter()
-            .map(|(p, r)| format!("{} {r}", p.display()))
-            .collect();
-        assert_eq!(
-            deleted,
-            [
-                "inc-4 the dumps of its time are gone",
-                "inc-1 the dumps of its time are gone",
-                "inc-2 the dumps of its time are gone"
-            ]
-        );
-        // Without any dump, only age removes them.
-        assert!(retire(&incidents, &[], Duration::ZERO, now).is_empty());
-        let many: Vec<IncidentFile> = (0..MAX_INCIDENTS as u32 + 2).map(|i| inc(i, 1)).collect();
-        assert_eq!(retire(&many, &[], Duration::ZERO, now).len(), 2);
     }
 
     #[test]

@@ -26,7 +26,6 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -579,14 +578,9 @@ impl Drop for Download<'_> {
     }
 }
 
-/// A temporary name no other download of this process uses at the same time.
+/// A temporary name no other download uses: unguessable, so a stale one is never met.
 fn temp_name() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        ".download.{}.{}.tmp",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    crate::create::temp_name("download", crate::create::random())
 }
 
 /// `<cache>/<id>`, created if missing (mode 0700 for the cache, 0755 below as elfutils
@@ -611,26 +605,9 @@ fn open_cache_dir(cache: &Path, id: &str) -> std::io::Result<OwnedFd> {
     crate::safe::open_dir(Some(&root), Path::new(id), false)
 }
 
-/// A new file `name` in `dir`: never an existing name, never through a symlink. A stale
-/// temporary file of an earlier, interrupted run is removed first.
+/// A new file `name` in `dir`: never an existing name, never through a symlink.
 fn create_new(dir: &OwnedFd, name: &str) -> std::io::Result<std::fs::File> {
-    let _ = nix::unistd::unlinkat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    );
-    let fd = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::fcntl::OFlag::O_RDWR
-            | nix::fcntl::OFlag::O_CREAT
-            | nix::fcntl::OFlag::O_EXCL
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::from_bits_truncate(0o644),
-    )?;
-    // SAFETY: openat just returned this descriptor; nothing else owns it.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    crate::create::create_new(dir, name, crate::create::Access::ReadWrite, 0o644)
 }
 
 #[cfg(test)]

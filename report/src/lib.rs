@@ -17,6 +17,7 @@
 // report, leaks, fragmentation), and the formats and helpers callers share. The stages
 // behind them are private, so that they can change without breaking a caller.
 pub mod clock;
+pub mod create;
 pub mod debuginfod;
 pub mod dot;
 pub mod maps;

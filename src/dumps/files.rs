@@ -9,6 +9,7 @@
 //! Dumps appear under their final name only when complete: the shim writes to a hidden
 //! temporary name, jemsafe checks the file ([`completeness`]) and renames it.
 
+use jemsafe_report::create::{self, Ownership};
 use jemsafe_report::maps::MapEntry;
 use nix::fcntl::OFlag;
 use std::fs::File;
@@ -16,6 +17,68 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+pub use jemsafe_report::create::random;
+
+/// Why a file in the dump directory is not used: it is not what jemsafe may touch, it
+/// could not be opened, read, changed or written, or it is not a whole dump. The
+/// messages say "it …" of the file; the caller names it.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("it is a symbolic link")]
+    Symlink,
+    #[error("it is not a regular file")]
+    NotRegular,
+    #[error("it has {0} hard links (a file written there has one)")]
+    HardLinks(u64),
+    #[error("it belongs to uid {found}, not to {whose} uid {uid}")]
+    Owner {
+        found: u32,
+        whose: String,
+        uid: u32,
+    },
+    /// `doing`: "open", "inspect", "read", "chmod".
+    #[error("cannot {doing} it: {source}")]
+    Io {
+        doing: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot rename it to {to}: {source}")]
+    Rename { to: String, source: io::Error },
+    #[error(transparent)]
+    New(#[from] create::WriteNewError),
+    #[error(transparent)]
+    Incomplete(#[from] Incomplete),
+}
+
+impl FileError {
+    fn io(doing: &'static str) -> impl FnOnce(io::Error) -> FileError {
+        move |source| FileError::Io { doing, source }
+    }
+}
+
+/// Why a heap file is not a whole dump.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Incomplete {
+    #[error("the file is empty")]
+    Empty,
+    #[error("it has no MAPPED_LIBRARIES section at its end (cut short?)")]
+    NoMaps,
+    #[error("its last line is cut short")]
+    LastLineCut,
+    #[error("its last line is not a maps line: {0:?}")]
+    NotMaps(String),
+    #[error(
+        "its maps copy ends at {:x}-{:x}, but the process's maps end at {:x}-{:x} (cut short)",
+        found.0, found.1, expected.0, expected.1
+    )]
+    EndsElsewhere {
+        found: (u64, u64),
+        expected: (u64, u64),
+    },
+    #[error("its maps copy does not end with the top of the address space (cut short)")]
+    NoTop,
+}
 
 /// Hidden names the shim writes on-demand dumps to: never a heap name, so listing,
 /// retention and inotify handling ignore them until they are renamed.
@@ -26,20 +89,6 @@ pub fn temp_name(final_name: &str) -> String {
     format!("{TEMP_PREFIX}{final_name}")
 }
 
-/// A random number for a name that must be unguessable and new (an output's temporary
-/// name, an incident record's suffix when its name was taken), from the standard
-/// library's per-process hash keys: no other source is needed.
-pub fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
-
 /// The dump directory, opened without following a symlink at its last component.
 pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
     jemsafe_report::safe::open_dir(None, dir, false)
@@ -47,7 +96,7 @@ pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
 
 /// `name` in the directory `dir`, opened for reading if it is a regular file with one
 /// link owned by `owner` (when given); otherwise why not.
-pub fn open_heap_file(dir: &OwnedFd, name: &str, owner: Option<u32>) -> Result<File, String> {
+pub fn open_heap_file(dir: &OwnedFd, name: &str, owner: Option<u32>) -> Result<File, FileError> {
     open_checked(
         dir,
         name,
@@ -57,58 +106,52 @@ pub fn open_heap_file(dir: &OwnedFd, name: &str, owner: Option<u32>) -> Result<F
 }
 
 /// `name` in `dir`, opened with `flags` (never following a symlink, never blocking on a
-/// FIFO; a file it creates gets mode 0640), if it is a regular file with one link owned
-/// by `owner` (uid, and whose uid it is, for the message) when given; otherwise why not.
+/// FIFO; a file `O_CREAT` makes gets mode 0640), if it is a regular file with one link
+/// owned by `owner` (uid, and whose uid it is, for the message) when given; otherwise
+/// why not. New files of their own are made by [`jemsafe_report::create`].
 pub fn open_checked(
     dir: &OwnedFd,
     name: &str,
     flags: OFlag,
     owner: Option<(u32, &str)>,
-) -> Result<File, String> {
-    open_checked_mode(dir, name, flags, owner, 0o640)
-}
-
-/// [`open_checked`], a file it creates getting `mode` (before the umask).
-pub fn open_checked_mode(
-    dir: &OwnedFd,
-    name: &str,
-    flags: OFlag,
-    owner: Option<(u32, &str)>,
-    mode: u32,
-) -> Result<File, String> {
+) -> Result<File, FileError> {
     let fd = nix::fcntl::openat(
         Some(dir.as_raw_fd()),
         name,
         flags | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::from_bits_truncate(mode),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
     )
     .map_err(|e| match e {
-        nix::errno::Errno::ELOOP => "it is a symbolic link".to_owned(),
-        e => format!("cannot open it: {e}"),
+        nix::errno::Errno::ELOOP => FileError::Symlink,
+        e => FileError::Io {
+            doing: "open",
+            source: e.into(),
+        },
     })?;
     // SAFETY: openat just returned this descriptor; nothing else owns it.
     let file = unsafe { File::from_raw_fd(fd) };
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot inspect it: {e}"))?;
+    check_file(&file, owner)?;
+    Ok(file)
+}
+
+/// Whether an open file is one root may touch there: regular, one link, owned by
+/// `owner` when given.
+fn check_file(file: &File, owner: Option<(u32, &str)>) -> Result<(), FileError> {
+    let meta = file.metadata().map_err(FileError::io("inspect"))?;
     if !meta.is_file() {
-        return Err("it is not a regular file".into());
+        return Err(FileError::NotRegular);
     }
     if meta.nlink() != 1 {
-        return Err(format!(
-            "it has {} hard links (a file written there has one)",
-            meta.nlink()
-        ));
+        return Err(FileError::HardLinks(meta.nlink()));
     }
-    if let Some((uid, whose)) = owner {
-        if meta.uid() != uid {
-            return Err(format!(
-                "it belongs to uid {}, not to {whose} uid {uid}",
-                meta.uid()
-            ));
-        }
+    match owner {
+        Some((uid, whose)) if meta.uid() != uid => Err(FileError::Owner {
+            found: meta.uid(),
+            whose: whose.to_owned(),
+            uid,
+        }),
+        _ => Ok(()),
     }
-    Ok(file)
 }
 
 /// Takes read access away from others: a heap file reveals mysqld's address-space layout
@@ -125,12 +168,7 @@ pub fn restrict_file(file: &File) -> io::Result<()> {
 
 /// Removes `name` from `dir` (the entry itself: a symlink is removed, not followed).
 pub fn remove(dir: &OwnedFd, name: &str) -> io::Result<()> {
-    nix::unistd::unlinkat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    )
-    .map_err(io::Error::from)
+    create::remove(dir, name)
 }
 
 /// Whether `name` exists in `dir` (as anything: a symlink is not followed).
@@ -180,29 +218,28 @@ pub fn completeness(
     size: u64,
     tail: &[u8],
     last_mapping: Option<&MapEntry>,
-) -> Result<Vec<MapEntry>, String> {
+) -> Result<Vec<MapEntry>, Incomplete> {
     if size == 0 {
-        return Err("the file is empty".into());
+        return Err(Incomplete::Empty);
     }
     let text = String::from_utf8_lossy(tail);
     let Some(at) = text.rfind("MAPPED_LIBRARIES:\n") else {
-        return Err("it has no MAPPED_LIBRARIES section at its end (cut short?)".into());
+        return Err(Incomplete::NoMaps);
     };
     let maps = &text[at + "MAPPED_LIBRARIES:\n".len()..];
     if !maps.ends_with('\n') {
-        return Err("its last line is cut short".into());
+        return Err(Incomplete::LastLineCut);
     }
     let last_line = maps.lines().last().unwrap_or("");
     let Some(last) = jemsafe_report::maps::parse_line(last_line) else {
-        return Err(format!("its last line is not a maps line: {last_line:?}"));
+        return Err(Incomplete::NotMaps(last_line.to_owned()));
     };
     if let Some(expected) = last_mapping {
         if (last.start, last.end) != (expected.start, expected.end) {
-            return Err(format!(
-                "its maps copy ends at {:x}-{:x}, but the process's maps end at {:x}-{:x} \
-                 (cut short)",
-                last.start, last.end, expected.start, expected.end
-            ));
+            return Err(Incomplete::EndsElsewhere {
+                found: (last.start, last.end),
+                expected: (expected.start, expected.end),
+            });
         }
     }
     Ok(maps
@@ -233,7 +270,7 @@ pub fn completeness_of_orphan(
     size: u64,
     tail: &[u8],
     fixed_top: Option<&MapEntry>,
-) -> Result<Vec<MapEntry>, String> {
+) -> Result<Vec<MapEntry>, Incomplete> {
     let fixed_top = fixed_top.filter(|m| m.path.as_deref() == Some("[vsyscall]"));
     let maps = completeness(size, tail, fixed_top)?;
     match maps.last() {
@@ -245,7 +282,7 @@ pub fn completeness_of_orphan(
         {
             Ok(maps)
         }
-        _ => Err("its maps copy does not end with the top of the address space (cut short)".into()),
+        _ => Err(Incomplete::NoTop),
     }
 }
 
@@ -263,65 +300,47 @@ pub fn recover_partial(
     partial: &str,
     final_name: &str,
     owner: Option<u32>,
-) -> Result<u64, String> {
+) -> Result<u64, FileError> {
     let mut file = open_heap_file(dir, partial, owner)?;
-    let (size, tail) = read_tail(&mut file).map_err(|e| format!("cannot read it: {e}"))?;
+    let (size, tail) = read_tail(&mut file).map_err(FileError::io("read"))?;
     completeness_of_orphan(size, &tail, own_top_mapping().as_ref())?;
-    restrict_file(&file).map_err(|e| format!("cannot chmod it: {e}"))?;
-    rename_new(dir, partial, final_name)
-        .map_err(|e| format!("cannot rename it to {final_name}: {e}"))?;
+    restrict_file(&file).map_err(FileError::io("chmod"))?;
+    rename_new(dir, partial, final_name).map_err(|source| FileError::Rename {
+        to: final_name.to_owned(),
+        source,
+    })?;
     Ok(size)
 }
 
 /// Writes `bytes` as the new file `name` in the directory `dir` (a sidecar, an incident
-/// record): never over an existing name, never through a symlink, never blocking; mode
-/// 0640, owned by `owner` (the dumps' owner) and the directory's group; removed again if
-/// writing fails.
+/// record) through [`create::write_new`]: never over an existing name, never through a
+/// symlink, never blocking; mode 0640, owned by `owner` (the dumps' owner) and the
+/// directory's group; removed again if writing fails.
 pub fn write_new(
     dir: &OwnedFd,
     name: &str,
     bytes: &[u8],
     owner: Option<u32>,
-) -> Result<(), String> {
-    use std::io::Write;
-    let fd = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::fcntl::OFlag::O_WRONLY
-            | nix::fcntl::OFlag::O_CREAT
-            | nix::fcntl::OFlag::O_EXCL
-            | nix::fcntl::OFlag::O_NOFOLLOW
-            | nix::fcntl::OFlag::O_NONBLOCK
-            | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::from_bits_truncate(0o640),
-    )
-    .map_err(|e| format!("cannot create {name}: {e}"))?;
-    // SAFETY: openat just returned this descriptor; nothing else owns it.
-    let mut file = unsafe { File::from_raw_fd(fd) };
-    let result = (|| -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-        if let Some(uid) = owner {
-            if uid != nix::unistd::geteuid().as_raw() {
-                // The directory's group too (mysqld's, as on the dumps it writes there):
-                // whoever may read a dump may read what describes it.
-                let gid = nix::sys::stat::fstat(dir.as_raw_fd())
-                    .map(|st| st.st_gid)
-                    .map_err(io::Error::from)?;
-                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-            }
+) -> Result<(), FileError> {
+    let write = |source| create::WriteNewError::Write {
+        name: name.to_owned(),
+        source,
+    };
+    // The directory's group too (mysqld's, as on the dumps it writes there): whoever may
+    // read a dump may read what describes it.
+    let (uid, gid) = match owner.filter(|&uid| uid != nix::unistd::geteuid().as_raw()) {
+        Some(uid) => {
+            let st = nix::sys::stat::fstat(dir.as_raw_fd()).map_err(|e| write(e.into()))?;
+            (Some(uid), Some(st.st_gid))
         }
-        file.write_all(bytes)?;
-        file.sync_data()
-    })();
-    result.map_err(|e| {
-        let _ = nix::unistd::unlinkat(
-            Some(dir.as_raw_fd()),
-            name,
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        );
-        format!("cannot write {name}: {e}")
-    })
+        None => (None, None),
+    };
+    let ownership = Ownership {
+        mode: 0o640,
+        uid,
+        gid,
+    };
+    Ok(create::write_new(dir, name, bytes, ownership)?)
 }
 
 #[cfg(test)]
@@ -359,20 +378,20 @@ mod tests {
         let d = dump();
         let last = last_mapping();
         let last = last.as_ref();
-        assert!(completeness(0, b"", last).unwrap_err().contains("empty"));
+        let why = |r: Result<Vec<MapEntry>, Incomplete>| r.unwrap_err().to_string();
+        assert!(why(completeness(0, b"", last)).contains("empty"));
         let cut = &d[..d.len() - 10];
-        assert!(completeness(cut.len() as u64, cut.as_bytes(), last)
-            .unwrap_err()
-            .contains("cut short"));
+        assert!(why(completeness(cut.len() as u64, cut.as_bytes(), last)).contains("cut short"));
         let before_maps = &d[..d.find("MAPPED").unwrap()];
-        assert!(
-            completeness(before_maps.len() as u64, before_maps.as_bytes(), last)
-                .unwrap_err()
-                .contains("no MAPPED_LIBRARIES")
-        );
+        assert!(why(completeness(
+            before_maps.len() as u64,
+            before_maps.as_bytes(),
+            last
+        ))
+        .contains("no MAPPED_LIBRARIES"));
         // Cut exactly at a line boundary inside the maps copy.
         let at_line = &d[..d.rfind("ffffffffff600000").unwrap()];
-        let e = completeness(at_line.len() as u64, at_line.as_bytes(), last).unwrap_err();
+        let e = why(completeness(at_line.len() as u64, at_line.as_bytes(), last));
         assert!(e.contains("ends at 7ffd1f5e4000-7ffd1f605000"), "{e}");
     }
 
@@ -384,17 +403,20 @@ mod tests {
         assert_eq!(at(&d).unwrap().len(), 3);
         // Cut at a line boundary: after [stack], before [vsyscall].
         let at_line = &d[..d.rfind("ffffffffff600000").unwrap()];
-        assert!(at(at_line).unwrap_err().contains("ends at 7ffd1f5e4000"));
+        assert!(at(at_line)
+            .unwrap_err()
+            .to_string()
+            .contains("ends at 7ffd1f5e4000"));
         // Without a [vsyscall] page: a kernel-named mapping must end the copy.
         let no_vsyscall = |s: &str| completeness_of_orphan(s.len() as u64, s.as_bytes(), None);
         assert!(no_vsyscall(at_line).is_ok(), "[stack] is the top there");
         let among_libraries = &d[..d.find("7ffd1f5e4000").unwrap()];
-        let e = no_vsyscall(among_libraries).unwrap_err();
+        let e = no_vsyscall(among_libraries).unwrap_err().to_string();
         assert!(e.contains("top of the address space"), "{e}");
         // [heap] lies below the libraries: a copy cut right after it is not whole.
         let after_heap =
             format!("{among_libraries}55d0c0000000-55d0c0021000 rw-p 00000000 00:00 0    [heap]\n");
-        let e = no_vsyscall(&after_heap).unwrap_err();
+        let e = no_vsyscall(&after_heap).unwrap_err().to_string();
         assert!(e.contains("top of the address space"), "{e}");
         // A top that is not the fixed page says nothing about another process.
         let stack = jemsafe_report::maps::parse_line(MAPS.lines().nth(1).unwrap());

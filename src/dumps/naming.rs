@@ -1,4 +1,5 @@
-//! Heap file names: jemsafe's for on-demand dumps, jemalloc's for automatic ones.
+//! The dump directory's names: heap files (jemsafe's for on-demand dumps, jemalloc's for
+//! automatic ones), incident records and the timeline.
 
 use std::time::SystemTime;
 
@@ -246,6 +247,51 @@ pub fn parse_stamp(stamp: &str) -> Option<SystemTime> {
         s(13..15)
     );
     humantime::parse_rfc3339(&rfc3339).ok()
+}
+
+/// The timeline file of `prefix`'s dump directory.
+pub fn timeline_name(prefix: &str) -> String {
+    format!("{prefix}.timeline")
+}
+
+/// At most this many incident records are kept, whatever else retention says.
+pub const MAX_INCIDENTS: usize = 100;
+
+/// An incident record's name: `<prefix>.<pid>.<UTC yyyymmddThhmmss>.oom.json`, or with
+/// `.<unique>` (16 hex digits) before `.oom.json` when that name was taken.
+pub fn incident_name(prefix: &str, pid: i32, when: SystemTime, unique: Option<u64>) -> String {
+    let unique = unique.map_or_else(String::new, |u| format!(".{u:016x}"));
+    format!("{prefix}.{pid}.{}{unique}.oom.json", utc_stamp(when))
+}
+
+/// The pid in an incident record's name, if `name` is one of `prefix`'s.
+pub fn parse_incident_name(prefix: &str, name: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix(prefix)?
+        .strip_prefix('.')?
+        .strip_suffix(".oom.json")?;
+    let (pid, stamp) = rest.split_once('.')?;
+    let stamp = match stamp.split_once('.') {
+        Some((stamp, unique))
+            if unique.len() == 16 && unique.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            stamp
+        }
+        Some(_) => return None,
+        None => stamp,
+    };
+    // Digits only, not a calendar check: a record is ours by its shape.
+    let valid_stamp = stamp.len() == 15
+        && stamp.bytes().enumerate().all(|(i, b)| {
+            if i == 8 {
+                b == b'T'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    (valid_stamp && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| pid.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]

@@ -5,10 +5,13 @@
 //! user can `touch` a file, a backup can be restored with odd times, and the clock can
 //! step, and none of that may make retention delete the dumps mysqld has just written.
 //! Besides heap files, it removes what nothing else ever will: sidecars whose dump is
-//! gone and partial files left by an interrupted dump, once they are a minute old.
+//! gone, partial files left by an interrupted dump and temporary files left by an
+//! interrupted rewrite, once they are a minute old; and incident records, which go with
+//! the dumps of their time and within their own cap. The timeline is known and never
+//! deleted here (it bounds itself).
 
 use super::files::TEMP_PREFIX;
-use super::naming::{HeapName, Origin};
+use super::naming::{parse_incident_name, timeline_name, HeapName, Origin, MAX_INCIDENTS};
 use std::time::{Duration, SystemTime};
 
 /// `[dumps] keep`, `max_total_mb`, `max_age_h`; 0 switches a limit off.
@@ -47,6 +50,17 @@ pub enum Kind {
     Partial {
         of: String,
     },
+    /// `<prefix>.<pid>.<time>.oom.json`: an incident record of process `pid`.
+    Incident {
+        pid: u32,
+    },
+    /// `<prefix>.timeline`.
+    Timeline,
+    /// `.<timeline name>.jemsafe-<random>.tmp`: the timeline being rewritten, or what an
+    /// interrupted rewrite left.
+    Staged {
+        of: String,
+    },
 }
 
 impl Kind {
@@ -54,6 +68,15 @@ impl Kind {
     pub fn of(prefix: &str, name: &str) -> Option<Kind> {
         if let Some(heap) = HeapName::parse(prefix, name) {
             return Some(Kind::Heap(heap));
+        }
+        if let Some(pid) = parse_incident_name(prefix, name) {
+            return Some(Kind::Incident { pid });
+        }
+        if name == timeline_name(prefix) {
+            return Some(Kind::Timeline);
+        }
+        if let Some(of) = staged_of(name).filter(|of| *of == timeline_name(prefix)) {
+            return Some(Kind::Staged { of: of.to_owned() });
         }
         if let Some(of) = name.strip_suffix(".json") {
             return HeapName::parse(prefix, of).map(|_| Kind::Sidecar { of: of.to_owned() });
@@ -65,6 +88,15 @@ impl Kind {
             Origin::Automatic { .. } => None,
         }
     }
+}
+
+/// The final name of a temporary name of [`jemsafe_report::create::temp_name`]'s.
+fn staged_of(name: &str) -> Option<&str> {
+    let (of, random) = name
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?
+        .rsplit_once(".jemsafe-")?;
+    (random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())).then_some(of)
 }
 
 /// What retention decides from.
@@ -86,6 +118,9 @@ pub enum What {
     /// A sidecar whose heap file is gone.
     OrphanSidecar,
     Partial,
+    /// A temporary file of an interrupted rewrite.
+    Staged,
+    Incident,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,8 +178,9 @@ pub fn chronological(
 
 /// The files to delete, with the reason for each: heap files beyond the policy's
 /// limits, oldest first, each with its sidecar; then orphan sidecars and partial files
-/// older than [`ORPHAN_AGE`]. The newest heap file, which is the running mysqld's
-/// newest when it has one, is never deleted, whatever the limits say.
+/// older than [`ORPHAN_AGE`]; then incident records ([`retire_incidents`]). The newest
+/// heap file, which is the running mysqld's newest when it has one, is never deleted,
+/// whatever the limits say.
 pub fn plan(state: &State, policy: &Policy, now: SystemTime) -> Vec<Deletion> {
     let age = |t: SystemTime| now.duration_since(t.min(now)).unwrap_or_default();
     let heaps = chronological(state.entries, state.running, now);
@@ -226,8 +262,70 @@ pub fn plan(state: &State, policy: &Policy, now: SystemTime) -> Vec<Deletion> {
                     ),
                 });
             }
+            Kind::Staged { of } => out.push(Deletion {
+                name: e.name.clone(),
+                what: What::Staged,
+                reason: format!(
+                    "the temporary file of an interrupted rewrite of {of}; {} s old",
+                    old.as_secs()
+                ),
+            }),
             _ => {}
         }
+    }
+    let deleted: Vec<&str> = out.iter().map(|d| d.name.as_str()).collect();
+    let kept: Vec<&Entry> = heaps
+        .iter()
+        .map(|(e, _, _)| *e)
+        .filter(|e| !deleted.contains(&e.name.as_str()))
+        .collect();
+    out.extend(retire_incidents(state.entries, &kept, policy.max_age, now));
+    out
+}
+
+/// Incident records to delete, with the reason: kept while a dump of their process is
+/// kept, or while they are no older than the oldest dump kept (the dumps of their
+/// time); never beyond `max_age` (0 = no limit) or the newest [`MAX_INCIDENTS`].
+fn retire_incidents(
+    entries: &[Entry],
+    kept_heaps: &[&Entry],
+    max_age: Duration,
+    now: SystemTime,
+) -> Vec<Deletion> {
+    let mut incidents: Vec<(&Entry, u32)> = entries
+        .iter()
+        .filter(|e| e.regular)
+        .filter_map(|e| match e.kind {
+            Kind::Incident { pid } => Some((e, pid)),
+            _ => None,
+        })
+        .collect();
+    incidents.sort_by(|(a, _), (b, _)| a.modified.cmp(&b.modified).then(a.name.cmp(&b.name)));
+    let heap_pid = |e: &Entry| match &e.kind {
+        Kind::Heap(h) => Some(h.pid),
+        _ => None,
+    };
+    let oldest_heap = kept_heaps.iter().map(|h| h.modified).min();
+    let excess = incidents.len().saturating_sub(MAX_INCIDENTS);
+    let mut out = Vec::new();
+    for (i, (inc, pid)) in incidents.into_iter().enumerate() {
+        let age = now.duration_since(inc.modified).unwrap_or_default();
+        let reason = if i < excess {
+            format!("more than {MAX_INCIDENTS} incident records")
+        } else if kept_heaps.iter().any(|h| heap_pid(h) == Some(pid)) {
+            continue;
+        } else if !max_age.is_zero() && age > max_age {
+            format!("older than max_age_h = {}", max_age.as_secs() / 3600)
+        } else if oldest_heap.is_some_and(|t| inc.modified < t) {
+            "the dumps of its time are gone".to_owned()
+        } else {
+            continue;
+        };
+        out.push(Deletion {
+            name: inc.name.clone(),
+            what: What::Incident,
+            reason,
+        });
     }
     out
 }
@@ -536,5 +634,106 @@ mod tests {
             entry(&format!("{gone}.json"), 1, now - HOUR),
         ];
         assert!(plan(&state(&files), &keep(1), now).is_empty());
+    }
+
+    /// An incident record of `pid`, `age_h` hours old.
+    fn incident(pid: u32, age_h: u32, now: SystemTime) -> Entry {
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_717_554);
+        let name = super::super::naming::incident_name("mysqld", pid as i32, when, None);
+        entry(&name, 1, now - HOUR * age_h)
+    }
+
+    fn incidents_deleted(plan: &[Deletion]) -> Vec<String> {
+        plan.iter()
+            .filter(|d| d.what == What::Incident)
+            .map(|d| format!("{} {}", &d.name[..9], d.reason))
+            .collect()
+    }
+
+    #[test]
+    fn incidents_go_with_the_dumps_of_their_time() {
+        let now = whole(SystemTime::now());
+        let heap = |pid: u32, age_h: u32| {
+            entry(
+                &format!("mysqld.{pid}.1.i1.heap"),
+                1,
+                now - HOUR * age_h,
+            )
+        };
+        // pid 1's dumps remain; pid 2 has none, but dumps older than it remain; pid 3 is
+        // newer than every dump; pid 4 is too old.
+        let incidents = [
+            incident(1, 50, now),
+            incident(2, 30, now),
+            incident(3, 5, now),
+            incident(4, 400, now),
+        ];
+        let mut files = vec![heap(1, 60), heap(9, 40), heap(8, 10)];
+        files.extend(incidents.iter().cloned());
+        let week = Policy {
+            keep: 0,
+            max_total_bytes: 0,
+            max_age: HOUR * 168,
+        };
+        assert_eq!(
+            incidents_deleted(&plan(&state(&files), &week, now)),
+            ["mysqld.4. older than max_age_h = 168"]
+        );
+        // pid 1's dumps deleted by this very plan, and only newer dumps left: its record
+        // goes too, with every record older than the oldest dump kept.
+        let p = plan(&state(&files), &keep(1), now);
+        assert_eq!(
+            incidents_deleted(&p),
+            [
+                "mysqld.4. the dumps of its time are gone",
+                "mysqld.1. the dumps of its time are gone",
+                "mysqld.2. the dumps of its time are gone",
+            ]
+        );
+        // Without any dump, only age removes them.
+        assert!(plan(&state(&incidents), &keep(1), now).is_empty());
+    }
+
+    /// The defect of issue 24: the cap held only when a heap file was deleted in the same
+    /// pass. Here no heap file goes, and the cap holds all the same.
+    #[test]
+    fn the_incident_cap_holds_when_no_dump_is_deleted() {
+        let now = whole(SystemTime::now());
+        let mut files: Vec<Entry> = (0..MAX_INCIDENTS as u32 + 2)
+            .map(|pid| incident(pid + 10, 1, now))
+            .collect();
+        files.push(file(0, 1, 2, now));
+        let p = plan(&state(&files), &keep(0), now);
+        assert_eq!(
+            incidents_deleted(&p),
+            [
+                "mysqld.10 more than 100 incident records",
+                "mysqld.11 more than 100 incident records"
+            ]
+        );
+        assert!(p.iter().all(|d| d.what == What::Incident));
+    }
+
+    #[test]
+    fn the_timeline_is_known_and_kept_and_its_stale_rewrites_go_after_a_minute() {
+        let now = whole(SystemTime::now());
+        assert_eq!(Kind::of("mysqld", "mysqld.timeline"), Some(Kind::Timeline));
+        let staged = jemsafe_report::create::temp_name("mysqld.timeline", 0xab);
+        let other = jemsafe_report::create::temp_name("page.html", 0xab);
+        assert_eq!(Kind::of("mysqld", &other), None);
+        let files = [
+            entry("mysqld.timeline", 1 << 40, now - 1000 * HOUR),
+            entry(&staged, 1, now - 2 * ORPHAN_AGE),
+        ];
+        let strict = Policy {
+            keep: 1,
+            max_total_bytes: 1,
+            max_age: HOUR,
+        };
+        let p = plan(&state(&files), &strict, now);
+        assert_eq!(names(&p), [staged.as_str()]);
+        assert_eq!(p[0].what, What::Staged);
+        let fresh = [entry(&staged, 1, now - S)];
+        assert!(plan(&state(&fresh), &strict, now).is_empty());
     }
 }
