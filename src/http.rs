@@ -690,6 +690,7 @@ fn raw_dump(path: &Path) -> Response {
                 nix::fcntl::OFlag::O_RDONLY,
                 Some((owner, "the dump directory's")),
             )
+            .map_err(|e| e.to_string())
         });
     let file = match opened {
         Ok(f) => f,

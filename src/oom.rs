@@ -13,7 +13,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// The format version of [`Incident`].

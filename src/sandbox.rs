@@ -348,28 +348,26 @@ fn existing_dir(d: &Path) -> Result<bool> {
     }
 }
 
-/// Writes `dir`/jemsafe.toml as a new file (O_EXCL, O_NOFOLLOW) renamed into place, so an
-/// earlier config is replaced, never written through.
+/// Writes `dir`/jemsafe.toml as a new file (O_EXCL, O_NOFOLLOW, relative to the
+/// directory's descriptor) renamed into place, so an earlier config is replaced, never
+/// written through.
 fn write_config(dir: &Path, text: &str) -> Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use jemsafe_report::create::{Access, Ownership, Staged};
     let path = dir.join("jemsafe.toml");
-    let tmp = dir.join(format!(".jemsafe.toml.{}.tmp", std::process::id()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(format!("cannot write {}", path.display()))(e));
-    }
+    let context = format!("cannot write {}", path.display());
+    let dir_fd = jemsafe_report::safe::open_dir(None, dir, true).map_err(Error::io(&context))?;
+    let mut staged = Staged::create(
+        dir_fd,
+        "jemsafe.toml",
+        Access::Write,
+        Ownership::mode(0o644),
+    )
+    .map_err(|e| Error::io(&context)(e.into_source()))?;
+    staged
+        .file()
+        .write_all(text.as_bytes())
+        .and_then(|()| staged.publish("jemsafe.toml"))
+        .map_err(Error::io(context))?;
     Ok(path)
 }
 

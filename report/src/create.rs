@@ -103,6 +103,13 @@ impl WriteNewError {
             }
         }
     }
+
+    /// The I/O error alone, for a caller that says the context itself.
+    pub fn into_source(self) -> io::Error {
+        match self {
+            WriteNewError::Create { source, .. } | WriteNewError::Write { source, .. } => source,
+        }
+    }
 }
 
 /// Writes `bytes` as the new file `name` in `dir` ([`create_new`]), with `ownership`,
@@ -113,12 +120,13 @@ pub fn write_new(
     bytes: &[u8],
     ownership: Ownership,
 ) -> Result<(), WriteNewError> {
-    let mut file = create_new(dir.as_fd(), name, Access::Write, ownership.mode).map_err(
-        |source| WriteNewError::Create {
-            name: name.to_owned(),
-            source,
-        },
-    )?;
+    let mut file =
+        create_new(dir.as_fd(), name, Access::Write, ownership.mode).map_err(|source| {
+            WriteNewError::Create {
+                name: name.to_owned(),
+                source,
+            }
+        })?;
     let written = ownership
         .apply(&file)
         .and_then(|()| file.write_all(bytes))
@@ -162,11 +170,17 @@ pub struct Staged<D: AsFd> {
 }
 
 impl<D: AsFd> Staged<D> {
-    /// A new, empty file in `dir` that will be called `name`; with `ownership`.
-    pub fn create(dir: D, name: &str, access: Access, ownership: Ownership) -> io::Result<Self> {
+    /// A new, empty file in `dir` that will be called `name`; with `ownership`. The
+    /// error names the temporary name.
+    pub fn create(
+        dir: D,
+        name: &str,
+        access: Access,
+        ownership: Ownership,
+    ) -> Result<Self, WriteNewError> {
         // A clash with an existing name is all but impossible; a few tries make it so.
-        let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
-        for _ in 0..4 {
+        let mut tries = 0;
+        loop {
             let temp = temp_name(name, random());
             match create_new(dir.as_fd(), &temp, access, ownership.mode) {
                 Ok(file) => {
@@ -176,13 +190,20 @@ impl<D: AsFd> Staged<D> {
                         file,
                         published: false,
                     };
-                    ownership.apply(&staged.file)?;
-                    return Ok(staged);
+                    return match ownership.apply(&staged.file) {
+                        Ok(()) => Ok(staged),
+                        Err(source) => Err(WriteNewError::Write {
+                            name: staged.temp.clone(),
+                            source,
+                        }),
+                    };
                 }
-                Err(e) => last = e,
+                Err(source) if tries == 3 || source.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(WriteNewError::Create { name: temp, source })
+                }
+                Err(_) => tries += 1,
             }
         }
-        Err(last)
     }
 
     /// Where to write the file's bytes.
@@ -200,13 +221,14 @@ impl<D: AsFd> Staged<D> {
     }
 
     /// Flushes the file to disk and renames it over `to` (replacing whatever was there:
-    /// a file, a symbolic link); the file, for a check of what the name now holds.
-    pub fn publish(mut self, to: &str) -> io::Result<File> {
+    /// a file, a symbolic link). The file and directory stay at hand, for a check of what
+    /// the name now holds.
+    pub fn publish(&mut self, to: &str) -> io::Result<()> {
         self.file.sync_all()?;
         let dir = self.dir.as_fd().as_raw_fd();
         nix::fcntl::renameat(Some(dir), self.temp.as_str(), Some(dir), to)?;
         self.published = true;
-        self.file.try_clone()
+        Ok(())
     }
 }
 
@@ -240,8 +262,11 @@ mod tests {
         let target = d.join("target");
         std::fs::write(&target, "keep").unwrap();
         std::os::unix::fs::symlink(&target, d.join("link")).unwrap();
-        nix::unistd::mkfifo(&d.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o666))
-            .unwrap();
+        nix::unistd::mkfifo(
+            &d.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+        )
+        .unwrap();
         for name in ["target", "link", "fifo"] {
             let e = write_new(&dir, name, b"x", Ownership::mode(0o640)).unwrap_err();
             assert_eq!(e.source_kind(), io::ErrorKind::AlreadyExists, "{name}");
@@ -273,7 +298,8 @@ mod tests {
         assert_eq!(names().len(), 2);
         drop(dropped);
         assert_eq!(names(), ["out"]);
-        let staged = Staged::create(&dir, "out", Access::Write, Ownership::mode(0o600)).unwrap();
+        let mut staged =
+            Staged::create(&dir, "out", Access::Write, Ownership::mode(0o600)).unwrap();
         staged.file().write_all(b"new").unwrap();
         staged.publish("out").unwrap();
         assert_eq!(names(), ["out"]);

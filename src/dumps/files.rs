@@ -32,11 +32,7 @@ pub enum FileError {
     #[error("it has {0} hard links (a file written there has one)")]
     HardLinks(u64),
     #[error("it belongs to uid {found}, not to {whose} uid {uid}")]
-    Owner {
-        found: u32,
-        whose: String,
-        uid: u32,
-    },
+    Owner { found: u32, whose: String, uid: u32 },
     /// `doing`: "open", "inspect", "read", "chmod".
     #[error("cannot {doing} it: {source}")]
     Io {

@@ -1,10 +1,14 @@
-//! Heap dump files: where they go, what they are called, which ones are kept.
+//! The dump directory: what its files are called ([`naming`]), how root touches them
+//! ([`files`]), the supervisor's handle on it ([`dir`]), which ones are kept
+//! ([`retention`]), and dumps' sidecars.
 
+pub mod dir;
 pub mod files;
 pub mod naming;
 pub mod retention;
 pub mod sidecar;
 
+pub use dir::DumpDir;
 pub use naming::{on_demand_name, HeapName, Trigger};
 
 use crate::error::{Error, Result};
@@ -114,47 +118,25 @@ pub struct HeapFile {
     pub modified: SystemTime,
 }
 
-/// The entries of `dir` named like files of `prefix` (heap files of any pid, their
-/// sidecars, partial files), with what `lstat` says of each. Other names are not
-/// listed, so nothing else can ever be deleted.
+/// The entries of `dir` named like files of `prefix` ([`DumpDir::scan`], for a caller
+/// without a handle).
 pub fn scan(dir: &Path, prefix: &str) -> std::io::Result<Vec<retention::Entry>> {
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let Some(kind) = retention::Kind::of(prefix, &name) else {
-            continue;
-        };
-        // Not followed: a symlink is not a file of ours, whatever its name.
-        let Ok(meta) = entry.metadata() else {
-            continue;
-        };
-        entries.push(retention::Entry {
-            name,
-            kind,
-            size: meta.len(),
-            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            regular: meta.is_file(),
-        });
-    }
-    Ok(entries)
+    dir::scan_fd(&files::open_dir(dir)?, prefix)
 }
 
 /// The heap files of `prefix` in `dir` (jemsafe's and jemalloc's names, any pid, regular
 /// files only), oldest first in [`retention::chronological`]'s order.
 pub fn list(dir: &Path, prefix: &str) -> std::io::Result<Vec<HeapFile>> {
-    let entries = scan(dir, prefix)?;
-    Ok(retention::chronological(&entries, None, SystemTime::now())
-        .into_iter()
-        .map(|(e, name, _)| HeapFile {
-            path: dir.join(&e.name),
-            name: name.clone(),
-            size: e.size,
-            modified: e.modified,
-        })
-        .collect())
+    Ok(dir::heap_files(dir, &scan(dir, prefix)?))
+}
+
+/// Free space in words: KiB below a MiB, so that "0 MiB" never hides 1016 KiB.
+pub fn human_space(bytes: u64) -> String {
+    if bytes < 1 << 20 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
 }
 
 /// Bytes available to unprivileged writers on the filesystem holding `dir`.
@@ -166,6 +148,12 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_space_below_a_mib_is_said_in_kib() {
+        assert_eq!(human_space(1016 << 10), "1016 KiB");
+        assert_eq!(human_space(3 << 20), "3 MiB");
+    }
 
     #[test]
     fn only_write_and_search_in_the_users_class_let_it_create_dumps() {

@@ -653,13 +653,8 @@ mod tests {
     #[test]
     fn incidents_go_with_the_dumps_of_their_time() {
         let now = whole(SystemTime::now());
-        let heap = |pid: u32, age_h: u32| {
-            entry(
-                &format!("mysqld.{pid}.1.i1.heap"),
-                1,
-                now - HOUR * age_h,
-            )
-        };
+        let heap =
+            |pid: u32, age_h: u32| entry(&format!("mysqld.{pid}.1.i1.heap"), 1, now - HOUR * age_h);
         // pid 1's dumps remain; pid 2 has none, but dumps older than it remain; pid 3 is
         // newer than every dump; pid 4 is too old.
         let incidents = [

@@ -10,7 +10,6 @@
 
 use jemsafe_report::maps::MapEntry;
 use jemsafe_report::sidecar::{self, Jemalloc, Object, Process, Sidecar};
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 
 /// What the supervisor knows beside /proc.
@@ -110,15 +109,15 @@ pub fn objects(pid: i32, maps: &[MapEntry]) -> Vec<Object> {
     out
 }
 
-/// Writes `s` as `<dump_name>.json` in the directory `dir`, owned by `owner`; never over
+/// Writes `s` as `<dump_name>.json` in the dump directory, owned by `owner`; never over
 /// an existing name, never through a symlink.
 pub fn write(
-    dir: &OwnedFd,
+    dir: &super::DumpDir,
     dump_name: &str,
     s: &Sidecar,
     owner: Option<u32>,
-) -> Result<(), String> {
-    super::files::write_new(dir, &format!("{dump_name}.json"), &s.to_json(), owner)
+) -> Result<(), super::files::FileError> {
+    dir.write_new(&format!("{dump_name}.json"), &s.to_json(), owner)
 }
 
 #[cfg(test)]
@@ -149,7 +148,7 @@ mod tests {
         let target = dir.join("target");
         std::fs::write(&target, "keep").unwrap();
         std::os::unix::fs::symlink(&target, dir.join("d.heap.json")).unwrap();
-        let fd = crate::dumps::files::open_dir(&dir).unwrap();
+        let fd = crate::dumps::DumpDir::new(&dir, "d");
         let s = Sidecar::new();
         assert!(write(&fd, "d.heap", &s, None).is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");

@@ -15,8 +15,8 @@
 //! caller's), or 0640 with the dump directory's group when they go into the dump
 //! directory, like the dumps beside them.
 
-use crate::dumps::files::{self, random};
 use crate::error::{Error, Result};
+use jemsafe_report::create::{Access, Ownership, Staged, WriteNewError};
 use jemsafe_report::safe::shown;
 use std::fs::File;
 use std::io::Write;
@@ -44,23 +44,13 @@ pub fn mode_for(into_dump_dir: bool) -> u32 {
     }
 }
 
-/// The hidden name an output is written under before it is renamed to `name`: beside
-/// it (a rename does not cross directories), unpredictable (a name planted in advance
-/// cannot be the one used).
-pub fn temp_name(name: &str, random: u64) -> String {
-    format!(".{name}.jemsafe-{random:016x}.tmp")
-}
-
 /// An output being written: [`Output::file`], then [`Output::finish`] renames it into
 /// place. Dropped unfinished (an error on the way), the temporary file is removed and
 /// whatever was at the name stays.
 pub struct Output {
-    dir: OwnedFd,
+    staged: Staged<OwnedFd>,
     name: String,
-    temp: String,
     path: PathBuf,
-    file: File,
-    finished: bool,
 }
 
 impl Output {
@@ -90,71 +80,45 @@ impl Output {
         let into_dump_dir = dump_dir
             .and_then(|d| std::fs::metadata(d).ok())
             .is_some_and(|m| (m.dev(), m.ino()) == (dir_stat.st_dev, dir_stat.st_ino));
-        let mode = mode_for(into_dump_dir);
-        let flags =
-            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_EXCL;
-        // A clash with an existing name is all but impossible; a few tries make it so.
-        let mut last = String::new();
-        for _ in 0..4 {
-            let temp = temp_name(&name, random());
-            match files::open_checked_mode(&dir, &temp, flags, None, mode) {
-                Ok(file) => {
-                    let mut out = Output {
-                        dir,
-                        name,
-                        temp,
-                        path: path.to_owned(),
-                        file,
-                        finished: false,
-                    };
-                    out.set_access(mode, into_dump_dir.then_some(dir_stat.st_gid))?;
-                    return Ok(out);
-                }
-                Err(why) => last = why,
+        let ownership = Ownership {
+            mode: mode_for(into_dump_dir),
+            uid: None,
+            gid: into_dump_dir.then_some(dir_stat.st_gid),
+        };
+        let staged = Staged::create(dir, &name, Access::Write, ownership).map_err(|e| match e {
+            WriteNewError::Create { source, .. } => Error::Refused(format!(
+                "cannot write {shown_path}: a new file beside it cannot open it: {source}"
+            )),
+            WriteNewError::Write { source, .. } => {
+                Error::io(format!("cannot set the mode of {shown_path}"))(source)
             }
-        }
-        Err(Error::Refused(format!(
-            "cannot write {shown_path}: a new file beside it {last}"
-        )))
-    }
-
-    /// The mode exactly (the umask may have taken bits away), and the group.
-    fn set_access(&mut self, mode: u32, group: Option<u32>) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let context = format!("cannot set the mode of {}", shown(&self.path));
-        if let Some(gid) = group {
-            std::os::unix::fs::fchown(&self.file, None, Some(gid))
-                .map_err(Error::io(context.clone()))?;
-        }
-        self.file
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(Error::io(context))
+        })?;
+        Ok(Output {
+            staged,
+            name,
+            path: path.to_owned(),
+        })
     }
 
     /// Where to write the output's bytes.
     pub fn file(&self) -> &File {
-        &self.file
+        self.staged.file()
     }
 
     /// Flushes the output to disk and renames it over its name (replacing whatever was
     /// there: a file, a symbolic link).
     pub fn finish(mut self) -> Result<()> {
         let context = format!("cannot write {}", shown(&self.path));
-        self.file.sync_all().map_err(Error::io(context.clone()))?;
-        nix::fcntl::renameat(
-            Some(self.dir.as_raw_fd()),
-            self.temp.as_str(),
-            Some(self.dir.as_raw_fd()),
-            self.name.as_str(),
-        )
-        .map_err(|e| Error::io(context.clone())(e.into()))?;
-        self.finished = true;
+        self.staged
+            .publish(&self.name)
+            .map_err(Error::io(context.clone()))?;
+        let (dir, file) = (self.staged.dir().as_raw_fd(), self.staged.file());
         // The directory's owner (mysqld's user, in the dump directory) can list it and
         // swap another file in under the temporary name before the rename: then the name
         // is not what was written, and the user is told.
-        let written = self.file.metadata().map_err(Error::io(context))?;
+        let written = file.metadata().map_err(Error::io(context))?;
         let now = nix::sys::stat::fstatat(
-            Some(self.dir.as_raw_fd()),
+            Some(dir),
             self.name.as_str(),
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         );
@@ -166,14 +130,6 @@ impl Output {
                  root can write",
                 shown(&self.path)
             ))),
-        }
-    }
-}
-
-impl Drop for Output {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = files::remove(&self.dir, &self.temp);
         }
     }
 }
@@ -197,6 +153,7 @@ pub fn write(path: &Path, bytes: &[u8], dump_dir: Option<&Path>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jemsafe_report::create::random;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -207,7 +164,7 @@ mod tests {
 
     #[test]
     fn temporary_names_are_hidden_beside_the_output_and_differ() {
-        let t = temp_name("page.html", 0xabc);
+        let t = jemsafe_report::create::temp_name("page.html", 0xabc);
         assert_eq!(t, ".page.html.jemsafe-0000000000000abc.tmp");
         assert!(!t.contains('/'));
         assert_ne!(random(), random());
@@ -273,7 +230,7 @@ mod tests {
         // over the temporary name.
         let theirs = d.join("theirs");
         std::fs::write(&theirs, "theirs").unwrap();
-        std::fs::rename(&theirs, d.join(&out.temp)).unwrap();
+        std::fs::rename(&theirs, d.join(out.staged.temp())).unwrap();
         let e = out.finish().unwrap_err();
         assert!(
             e.to_string()

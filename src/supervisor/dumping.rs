@@ -6,7 +6,7 @@
 use super::shim_requests::{dump_overdue, DUMP_DEADLINE};
 use super::{Pending, Supervisor};
 use crate::control;
-use crate::dumps::{self, files, retention, Trigger};
+use crate::dumps::{self, files, Trigger};
 use crate::metrics::DumpFailure;
 use crate::{debug, error, info, warn};
 use jemsafe_proto::{Command, Dumped, Reply};
@@ -49,14 +49,7 @@ impl DumpState {
     }
 }
 
-/// Free space in words: KiB below a MiB, so that "0 MiB" never hides 1016 KiB.
-pub fn human_space(bytes: u64) -> String {
-    if bytes < 1 << 20 {
-        format!("{} KiB", bytes >> 10)
-    } else {
-        format!("{} MiB", bytes >> 20)
-    }
-}
+pub use crate::dumps::human_space;
 
 impl Supervisor<'_> {
     /// An on-demand dump. A dump still in flight is joined (mysqld is busy or stopped:
@@ -313,24 +306,10 @@ impl Supervisor<'_> {
     /// Checks the temporary file and gives it its final name; what the check found, or
     /// why it failed.
     fn finalize(&self, name: &str) -> Result<CheckedDump, String> {
-        let dir = &self.plan.dump_dir;
-        let dir_fd =
-            files::open_dir(dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-        let temp = files::temp_name(name);
-        let checked =
-            self.check_heap_file(&dir_fd, &temp, self.child.as_ref().map(|c| c.pid.as_raw()));
-        let checked = match checked {
-            Ok(checked) => checked,
-            Err(why) => {
-                let _ = files::remove(&dir_fd, &temp);
-                return Err(why.to_string());
-            }
-        };
-        files::rename_new(&dir_fd, &temp, name).map_err(|e| {
-            let _ = files::remove(&dir_fd, &temp);
-            format!("cannot rename {temp} to {name}: {e}")
-        })?;
-        Ok(checked)
+        let last = self.last_mapping(self.child.as_ref().map(|c| c.pid.as_raw()));
+        self.dump_dir
+            .finalize(name, self.heap_owner(), last.as_ref())
+            .map_err(|e| e.to_string())
     }
 
     /// Opens `name` with the checks root needs in mysqld's directory, verifies that it
@@ -338,32 +317,17 @@ impl Supervisor<'_> {
     /// is not a dump.
     pub(super) fn check_heap_file(
         &self,
-        dir_fd: &std::os::fd::OwnedFd,
         name: &str,
         pid: Option<i32>,
     ) -> Result<CheckedDump, HeapFileError> {
-        let mut file = files::open_heap_file(dir_fd, name, Some(self.heap_owner()))
-            .map_err(HeapFileError::Unusable)?;
-        let (size, tail) = files::read_tail(&mut file)
-            .map_err(|e| HeapFileError::Unusable(format!("cannot read it: {e}")))?;
-        let last = pid.and_then(|p| crate::procfs::maps(p).ok()?.pop());
-        let maps = files::completeness(size, &tail, last.as_ref()).map_err(|why| {
-            let free = dumps::free_bytes(&self.plan.dump_dir)
-                .map(|f| format!("; {} free on its filesystem", human_space(f)))
-                .unwrap_or_default();
-            HeapFileError::Incomplete(format!("{why}{free}"))
-        })?;
-        files::restrict_file(&file)
-            .map_err(|e| HeapFileError::Unusable(format!("cannot chmod it: {e}")))?;
-        let modified = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .unwrap_or_else(|_| SystemTime::now());
-        Ok(CheckedDump {
-            size,
-            maps,
-            modified,
-        })
+        let last = self.last_mapping(pid);
+        self.dump_dir
+            .check_heap_file(name, self.heap_owner(), last.as_ref())
+    }
+
+    /// The last line of process `pid`'s maps now: where a whole dump's maps copy ends.
+    fn last_mapping(&self, pid: Option<i32>) -> Option<MapEntry> {
+        pid.and_then(|p| crate::procfs::maps(p).ok()?.pop())
     }
 
     /// The memory snapshot of dump `name`: the shim's reading from just before
@@ -408,14 +372,11 @@ impl Supervisor<'_> {
         if let Some(m) = &memory {
             s.set_memory(m);
         }
-        let dir = &self.plan.dump_dir;
-        let written = files::open_dir(dir)
-            .map_err(|e| format!("cannot open {}: {e}", dir.display()))
-            .and_then(|fd| dumps::sidecar::write(&fd, name, &s, Some(self.heap_owner())));
+        let written = dumps::sidecar::write(&self.dump_dir, name, &s, Some(self.heap_owner()));
         if let Err(why) = written {
             warn!(
                 "sidecar of {}: {why} (the dump is read without it, as a dump of unknown build)",
-                dir.join(name).display()
+                self.dump_dir.join(name).display()
             );
         }
     }
@@ -446,31 +407,15 @@ impl Supervisor<'_> {
 
     /// Removes what a failed or abandoned dump left under its temporary name.
     pub(super) fn discard_partial(&self, name: &str) {
-        if name.is_empty() {
-            return;
-        }
-        if let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) {
-            let _ = files::remove(&dir_fd, &files::temp_name(name));
+        if !name.is_empty() {
+            self.dump_dir.discard_partial(name);
         }
     }
 
-    /// Retention over the dump directory: dumps, then incident records (which go with
-    /// the dumps of their time, and within their own cap whatever the dumps did).
+    /// Retention over the dump directory, every kind of file in one plan: dumps, their
+    /// sidecars and partial files, and incident records (which go with the dumps of
+    /// their time, and within their own cap whatever the dumps did).
     pub(super) fn apply_retention(&self) {
-        self.retire_dumps();
-        self.retire_incidents();
-    }
-
-    fn retire_dumps(&self) {
-        let plan = self.plan;
-        let dir = &plan.dump_dir;
-        let entries = match dumps::scan(dir, &plan.dump_prefix) {
-            Ok(e) => e,
-            Err(e) => {
-                warn!("retention: cannot list {}: {e}", dir.display());
-                return;
-            }
-        };
         let in_flight: Vec<String> = self
             .child
             .iter()
@@ -480,50 +425,13 @@ impl Supervisor<'_> {
                 _ => None,
             })
             .collect();
-        let state = retention::State {
-            entries: &entries,
+        let inputs = dumps::dir::RetentionInputs {
+            policy: &self.plan.retention,
             running: self.child.as_ref().map(|c| c.pid.as_raw() as u32),
             in_flight: &in_flight,
+            heap_owner: self.heap_owner(),
         };
-        let deletions = retention::plan(&state, &plan.retention, SystemTime::now());
-        if deletions.is_empty() {
-            return;
-        }
-        let dir_fd = match files::open_dir(dir) {
-            Ok(fd) => fd,
-            Err(e) => {
-                warn!("retention: cannot open {}: {e}", dir.display());
-                return;
-            }
-        };
-        for mut d in deletions {
-            let path = dir.join(&d.name);
-            if d.what == retention::What::Partial {
-                // Its writer may have finished it after jemsafe stopped waiting.
-                let final_name = d.name.strip_prefix(files::TEMP_PREFIX).unwrap_or_default();
-                match files::recover_partial(&dir_fd, &d.name, final_name, Some(self.heap_owner()))
-                {
-                    Ok(size) => {
-                        info!(
-                            "retention: {} holds a whole dump ({size} bytes; its writer finished it after jemsafe stopped waiting): kept as {final_name}",
-                            path.display()
-                        );
-                        continue;
-                    }
-                    Err(why) => d.reason.push_str(&format!("; {why}")),
-                }
-            }
-            // The entry itself, by its name in the directory: a symlink swapped in since
-            // the listing is removed, never followed.
-            match files::remove(&dir_fd, &d.name) {
-                Ok(()) if d.what == retention::What::Sidecar => {
-                    debug!("retention: deleted {} ({})", path.display(), d.reason)
-                }
-                Ok(()) => info!("retention: deleted {} ({})", path.display(), d.reason),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
-            }
-        }
+        self.dump_dir.apply_retention(&inputs, SystemTime::now());
     }
 }
 
@@ -542,34 +450,7 @@ fn still_root(fs_uid: Option<u32>, will_be: Option<u32>) -> bool {
     fs_uid == Some(0) && will_be.is_some_and(|uid| uid != 0)
 }
 
-/// A heap file found whole: what the rest of the pipeline needs from it.
-pub(super) struct CheckedDump {
-    pub size: u64,
-    /// The dump's own copy of mysqld's maps, taken by jemalloc as it dumped: the sidecar
-    /// lists its objects from it (no second read of /proc).
-    pub maps: Vec<MapEntry>,
-    /// When jemalloc last wrote it.
-    pub modified: SystemTime,
-}
-
-/// Why a heap file is not kept as a dump.
-#[derive(Debug)]
-pub(super) enum HeapFileError {
-    /// Cut short (a full disk): removed, since it cannot be read.
-    Incomplete(String),
-    /// Not a file root should touch (a symlink, another owner, several links), or
-    /// unreadable: left alone.
-    Unusable(String),
-}
-
-impl std::fmt::Display for HeapFileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HeapFileError::Incomplete(why) => write!(f, "the file is incomplete: {why}"),
-            HeapFileError::Unusable(why) => f.write_str(why),
-        }
-    }
-}
+pub(super) use crate::dumps::dir::{CheckedDump, HeapFileError};
 
 #[cfg(test)]
 mod tests {
@@ -584,11 +465,5 @@ mod tests {
         assert!(!still_root(Some(0), Some(0)));
         assert!(!still_root(Some(0), None));
         assert!(!still_root(None, Some(102)));
-    }
-
-    #[test]
-    fn free_space_below_a_mib_is_said_in_kib() {
-        assert_eq!(human_space(1016 << 10), "1016 KiB");
-        assert_eq!(human_space(3 << 20), "3 MiB");
     }
 }

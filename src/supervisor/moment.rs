@@ -429,9 +429,9 @@ impl Supervisor<'_> {
         self.metrics.oom_killed();
         let now = SystemTime::now();
         let plan = self.plan;
+        let entries = self.dump_dir.scan().unwrap_or_default();
         let mut dumps: Vec<crate::dumps::HeapFile> =
-            crate::dumps::list(&plan.dump_dir, &plan.dump_prefix)
-                .unwrap_or_default()
+            crate::dumps::dir::heap_files(self.dump_dir.path(), &entries)
                 .into_iter()
                 .filter(|f| f.name.pid == pid as u32)
                 .collect();
@@ -480,7 +480,9 @@ impl Supervisor<'_> {
             }),
             dumps: records,
         };
-        let written = crate::dumps::files::open_dir(&plan.dump_dir)
+        let written = self
+            .dump_dir
+            .fd()
             .map_err(|e| format!("cannot open {}: {e}", plan.dump_dir.display()))
             .and_then(|fd| {
                 crate::oom::write(
@@ -505,7 +507,7 @@ impl Supervisor<'_> {
             Err(why) => format!("no incident record: {why}"),
         };
         // An OOM loop writes one a kill: the cap holds after each.
-        self.retire_incidents();
+        self.apply_retention();
         let limit_words = limit.as_ref().map_or_else(
             || "unknown".to_owned(),
             |l| format!("{} ({})", memlimit::human(l.bytes), l.source),
@@ -586,36 +588,6 @@ impl Supervisor<'_> {
             debug!("no memory snapshot for jemalloc's dump {name}");
         }
         self.write_sidecar(name, kind, snapshot, maps);
-    }
-
-    /// Retention for incident records: they go with the dumps of their time.
-    pub(super) fn retire_incidents(&self) {
-        let plan = self.plan;
-        let (Ok(incidents), Ok(heaps)) = (
-            crate::oom::list(&plan.dump_dir, &plan.dump_prefix),
-            crate::dumps::list(&plan.dump_dir, &plan.dump_prefix),
-        ) else {
-            return;
-        };
-        // Through the directory's descriptor, as every deletion there: never by a path
-        // whose directories could be swapped.
-        let Ok(dir_fd) = crate::dumps::files::open_dir(&plan.dump_dir) else {
-            return;
-        };
-        for (path, reason) in crate::oom::retire(
-            &incidents,
-            &heaps,
-            plan.retention.max_age,
-            SystemTime::now(),
-        ) {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            match crate::dumps::files::remove(&dir_fd, name) {
-                Ok(()) => info!("retention: deleted {} ({reason})", path.display()),
-                Err(e) => warn!("retention: cannot delete {}: {e}", path.display()),
-            }
-        }
     }
 
     /// For `status`: the limit that applies and where it comes from.

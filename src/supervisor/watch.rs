@@ -174,7 +174,7 @@ impl Supervisor<'_> {
     /// written, it is checked for completeness (a full disk cuts it short); every one
     /// loses its world-read bit, through the checks.
     fn inspect_new_file(&mut self, name: &str, kind: &'static str, pid: u32, mask: AddWatchFlags) {
-        let Ok(dir_fd) = files::open_dir(&self.plan.dump_dir) else {
+        let Ok(dir_fd) = self.dump_dir.fd() else {
             return;
         };
         if mask.contains(AddWatchFlags::IN_CLOSE_WRITE) {
@@ -183,11 +183,11 @@ impl Supervisor<'_> {
                 .as_ref()
                 .map(|c| c.pid.as_raw())
                 .filter(|p| *p as u32 == pid);
-            match self.check_heap_file(&dir_fd, name, pid) {
+            match self.check_heap_file(name, pid) {
                 Ok(checked) if pid.is_some() => self.snapshot_auto_dump(name, kind, checked),
                 Ok(_) => {}
                 Err(why) => {
-                    let removed = matches!(why, HeapFileError::Incomplete(_))
+                    let removed = matches!(why, HeapFileError::Incomplete { .. })
                         && files::remove(&dir_fd, name).is_ok();
                     warn!(
                         "jemalloc's dump {}: {why}{}",

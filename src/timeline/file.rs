@@ -7,15 +7,34 @@
 //! renamed over it. Every read is bounded.
 
 use super::{header, keep_from, parse, Dropped, Parsed};
-use crate::dumps::files;
+use crate::dumps::files::{self, FileError};
+use crate::dumps::DumpDir;
+use jemsafe_report::create::{self, Access, Ownership, Staged, WriteNewError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// Why the timeline could not be written or bounded.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// `doing`: "open", "inspect", "create", "write", "read", "rewrite"; `shown`: the
+    /// file or directory.
+    #[error("cannot {doing} {shown}: {source}")]
+    Io {
+        doing: &'static str,
+        shown: String,
+        source: std::io::Error,
+    },
+    /// The rewrite's new file.
+    #[error(transparent)]
+    New(#[from] WriteNewError),
+}
+
 pub struct Writer {
-    dir: PathBuf,
+    /// The dump directory, through a descriptor held between appends.
+    dir: DumpDir,
     name: String,
     max_bytes: u64,
     max_age: Duration,
@@ -32,7 +51,7 @@ impl Writer {
         group: Option<u32>,
     ) -> Writer {
         Writer {
-            dir: dir.to_path_buf(),
+            dir: DumpDir::new(dir, prefix),
             name: super::file_name(prefix),
             max_bytes,
             max_age,
@@ -44,15 +63,36 @@ impl Writer {
         self.dir.join(&self.name)
     }
 
+    /// An I/O failure `doing` something to the file.
+    fn io(&self, doing: &'static str) -> impl FnOnce(std::io::Error) -> WriteError {
+        let shown = self.path().display().to_string();
+        move |source| WriteError::Io {
+            doing,
+            shown,
+            source,
+        }
+    }
+
+    fn open_dir(&self) -> Result<std::rc::Rc<OwnedFd>, WriteError> {
+        self.dir.fd().map_err(|source| WriteError::Io {
+            doing: "open",
+            shown: self.dir.path().display().to_string(),
+            source,
+        })
+    }
+
     /// Appends `lines` (whole lines) in one write; rewrites the file when it has grown past
     /// its bound. A note for the log when something was wrong with what was there.
-    pub fn append(&self, lines: &[u8]) -> Result<Option<String>, String> {
-        let dir_fd = files::open_dir(&self.dir)
-            .map_err(|e| format!("cannot open {}: {e}", self.dir.display()))?;
+    pub fn append(&self, lines: &[u8]) -> Result<Option<String>, WriteError> {
+        let dir_fd = self.open_dir()?;
         let (mut file, note) = self.open(&dir_fd)?;
         let size = file
             .metadata()
-            .map_err(|e| format!("cannot inspect {}: {e}", self.name))?
+            .map_err(|source| WriteError::Io {
+                doing: "inspect",
+                shown: self.name.clone(),
+                source,
+            })?
             .len();
         let mut out = Vec::with_capacity(lines.len() + 32);
         if size == 0 {
@@ -65,8 +105,7 @@ impl Writer {
             }
         }
         out.extend_from_slice(lines);
-        file.write_all(&out)
-            .map_err(|e| format!("cannot write {}: {e}", self.path().display()))?;
+        file.write_all(&out).map_err(self.io("write"))?;
         if size + out.len() as u64 > self.max_bytes {
             drop(file);
             self.rewrite(&dir_fd, SystemTime::now())?;
@@ -76,16 +115,15 @@ impl Writer {
 
     /// Drops what is older than `max_age` (and what is over the size bound): a rewrite
     /// only when there is something to drop.
-    pub fn maintain(&self, now: SystemTime) -> Result<(), String> {
-        let dir_fd = files::open_dir(&self.dir)
-            .map_err(|e| format!("cannot open {}: {e}", self.dir.display()))?;
+    pub fn maintain(&self, now: SystemTime) -> Result<(), WriteError> {
+        let dir_fd = self.open_dir()?;
         self.rewrite(&dir_fd, now)
     }
 
     /// Opens the file for appending, checked; makes it anew when what is there is not a
     /// file of jemsafe's.
-    fn open(&self, dir: &OwnedFd) -> Result<(std::fs::File, Option<String>), String> {
-        let (file, note) = match open_checked(dir, &self.name, false) {
+    fn open(&self, dir: &OwnedFd) -> Result<(std::fs::File, Option<String>), WriteError> {
+        let (file, note) = match open_ours(dir, &self.name, APPEND) {
             Ok(f) => (f, None),
             Err(why) => {
                 let note = format!(
@@ -93,32 +131,27 @@ impl Writer {
                     self.path().display()
                 );
                 let _ = files::remove(dir, &self.name);
-                let f = open_checked(dir, &self.name, true)
-                    .map_err(|e| format!("cannot create {}: {e}", self.path().display()))?;
+                let f = create::create_new(dir, &self.name, Access::Append, 0o640)
+                    .map_err(self.io("create"))?;
                 (f, Some(note))
             }
         };
         if file.metadata().is_ok_and(|m| m.len() == 0) {
-            self.give_group(&file);
+            if let Some(gid) = self.group {
+                let _ = std::os::unix::fs::fchown(&file, None, Some(gid));
+            }
         }
         Ok((file, note))
     }
 
-    fn give_group(&self, f: &std::fs::File) {
-        if let Some(gid) = self.group {
-            let _ = std::os::unix::fs::fchown(f, None, Some(gid));
-        }
-    }
-
     /// Keeps the lines [`keep_from`] says, through a new file renamed over the old.
-    fn rewrite(&self, dir: &OwnedFd, now: SystemTime) -> Result<(), String> {
-        let file = match open_checked(dir, &self.name, false) {
+    fn rewrite(&self, dir: &OwnedFd, now: SystemTime) -> Result<(), WriteError> {
+        let file = match open_ours(dir, &self.name, APPEND) {
             Ok(f) => f,
             Err(_) => return Ok(()), // nothing of ours to bound
         };
         let read_limit = self.max_bytes.saturating_mul(2).saturating_add(1 << 20);
-        let (bytes, mid) = read_bounded(file, read_limit)
-            .map_err(|e| format!("cannot read {}: {e}", self.path().display()))?;
+        let (bytes, mid) = read_bounded(file, read_limit).map_err(self.io("read"))?;
         // Header lines are not data: the new file gets a header of its own.
         let header = header();
         let lines: Vec<&[u8]> = bytes
@@ -133,44 +166,22 @@ impl Writer {
             return Ok(());
         }
         let dropped = Dropped::count(&stamped, from, self.max_age, now);
-        let temp = format!(".{}.{}.tmp", self.name, std::process::id());
-        let _ = files::remove(dir, &temp);
-        let fd = nix::fcntl::openat(
-            Some(dir.as_raw_fd()),
-            temp.as_str(),
-            nix::fcntl::OFlag::O_WRONLY
-                | nix::fcntl::OFlag::O_CREAT
-                | nix::fcntl::OFlag::O_EXCL
-                | nix::fcntl::OFlag::O_NOFOLLOW
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::from_bits_truncate(0o640),
-        )
-        .map_err(|e| format!("cannot create {temp}: {e}"))?;
-        // SAFETY: openat just returned this descriptor; nothing else owns it.
-        let mut out = unsafe { std::fs::File::from_raw_fd(fd) };
-        self.give_group(&out);
+        let ownership = Ownership {
+            mode: 0o640,
+            uid: None,
+            gid: self.group,
+        };
+        let mut out = Staged::create(dir, &self.name, Access::Write, ownership)?;
         let mut text = header;
         for l in &lines[from..] {
             if line_time(l).is_some() {
                 text.extend_from_slice(l);
             }
         }
-        let written = out
+        out.file()
             .write_all(&text)
-            .and_then(|()| out.sync_data())
-            .and_then(|()| {
-                nix::fcntl::renameat(
-                    Some(dir.as_raw_fd()),
-                    temp.as_str(),
-                    Some(dir.as_raw_fd()),
-                    self.name.as_str(),
-                )
-                .map_err(std::io::Error::from)
-            });
-        if let Err(e) = written {
-            let _ = files::remove(dir, &temp);
-            return Err(format!("cannot rewrite {}: {e}", self.path().display()));
-        }
+            .and_then(|()| out.publish(&self.name))
+            .map_err(self.io("rewrite"))?;
         if dropped.any() || mid {
             crate::info!(
                 "timeline {} rewritten: {}{}",
@@ -190,19 +201,10 @@ impl Writer {
     }
 }
 
-/// `name` in `dir` opened for reading and appending: a regular file with one link that
-/// jemsafe owns, or why not. `create`: a new file, never an existing name.
-fn open_checked(dir: &OwnedFd, name: &str, create: bool) -> Result<std::fs::File, String> {
-    use nix::fcntl::OFlag;
-    let flags = OFlag::O_RDWR
-        | OFlag::O_APPEND
-        | if create {
-            OFlag::O_CREAT | OFlag::O_EXCL
-        } else {
-            OFlag::O_CREAT
-        };
-    open_ours(dir, name, flags)
-}
+/// How the writer opens the file: for reading and appending, made if missing.
+const APPEND: nix::fcntl::OFlag = nix::fcntl::OFlag::O_RDWR
+    .union(nix::fcntl::OFlag::O_APPEND)
+    .union(nix::fcntl::OFlag::O_CREAT);
 
 /// `name` in `dir` opened with `flags` if it is what the writer makes: a regular file with
 /// one link, owned by root (jemsafe under systemd) or by the user this jemsafe runs as,
@@ -210,18 +212,27 @@ fn open_checked(dir: &OwnedFd, name: &str, create: bool) -> Result<std::fs::File
 /// writer and the reader both check through here: mysqld's user can rename a file of its
 /// own over the name. Root's file is accepted from a reader that is not root (a DBA in
 /// the dump directory's group).
-fn open_ours(dir: &OwnedFd, name: &str, flags: nix::fcntl::OFlag) -> Result<std::fs::File, String> {
+fn open_ours(
+    dir: &OwnedFd,
+    name: &str,
+    flags: nix::fcntl::OFlag,
+) -> Result<std::fs::File, FileError> {
     use std::os::unix::fs::MetadataExt;
     let file = files::open_checked(dir, name, flags, None)?;
     let me = nix::unistd::geteuid().as_raw();
     let owner = file
         .metadata()
-        .map_err(|e| format!("cannot inspect it: {e}"))?
+        .map_err(|source| FileError::Io {
+            doing: "inspect",
+            source,
+        })?
         .uid();
     if owner != 0 && owner != me {
-        return Err(format!(
-            "it belongs to uid {owner}, not to root or jemsafe's uid {me}"
-        ));
+        return Err(FileError::Owner {
+            found: owner,
+            whose: "root or jemsafe's".to_owned(),
+            uid: me,
+        });
     }
     Ok(file)
 }
@@ -264,7 +275,7 @@ pub enum ReadError {
     /// The dump directory's timeline is not a file jemsafe wrote (see [`open_ours`]): it
     /// is not read.
     #[error("{shown} is not jemsafe's timeline ({why}); it is not read")]
-    NotOurs { shown: String, why: String },
+    NotOurs { shown: String, why: FileError },
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -22,9 +22,10 @@ use std::time::{Duration, SystemTime};
 /// The format version in the header line.
 pub const VERSION: u32 = 1;
 
-/// The file's name in the dump directory.
+/// The file's name in the dump directory (the dump directory's names are defined in one
+/// place).
 pub fn file_name(prefix: &str) -> String {
-    format!("{prefix}.timeline")
+    crate::dumps::naming::timeline_name(prefix)
 }
 
 /// The header line, with its newline.
