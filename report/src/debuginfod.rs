@@ -639,14 +639,15 @@ mod tests {
         // The build-id's directory is a symlink to elsewhere: refused.
         std::os::unix::fs::symlink(&outside, dir.join("abcd")).unwrap();
         assert!(open_cache_dir(&dir, "abcd").is_err());
-        // A planted symlink at the temporary name is removed, not followed.
+        // A planted symlink at a temporary name is never followed (and the names used are
+        // unguessable).
         let fd = open_cache_dir(&dir, "ef01").unwrap();
         let target = dir.join("target");
         std::fs::write(&target, "keep").unwrap();
         std::os::unix::fs::symlink(&target, dir.join("ef01/.t")).unwrap();
-        let mut f = create_new(&fd, ".t").unwrap();
-        f.write_all(b"x").unwrap();
+        assert!(create_new(&fd, ".t").is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert_ne!(temp_name(), temp_name());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -646,7 +646,13 @@ mod tests {
     fn incidents_deleted(plan: &[Deletion]) -> Vec<String> {
         plan.iter()
             .filter(|d| d.what == What::Incident)
-            .map(|d| format!("{} {}", &d.name[..9], d.reason))
+            .map(|d| {
+                format!(
+                    "pid {} {}",
+                    d.name.split('.').nth(1).unwrap_or(""),
+                    d.reason
+                )
+            })
             .collect()
     }
 
@@ -672,7 +678,7 @@ mod tests {
         };
         assert_eq!(
             incidents_deleted(&plan(&state(&files), &week, now)),
-            ["mysqld.4. older than max_age_h = 168"]
+            ["pid 4 older than max_age_h = 168"]
         );
         // pid 1's dumps deleted by this very plan, and only newer dumps left: its record
         // goes too, with every record older than the oldest dump kept.
@@ -680,9 +686,9 @@ mod tests {
         assert_eq!(
             incidents_deleted(&p),
             [
-                "mysqld.4. the dumps of its time are gone",
-                "mysqld.1. the dumps of its time are gone",
-                "mysqld.2. the dumps of its time are gone",
+                "pid 4 the dumps of its time are gone",
+                "pid 1 the dumps of its time are gone",
+                "pid 2 the dumps of its time are gone",
             ]
         );
         // Without any dump, only age removes them.
@@ -702,8 +708,9 @@ mod tests {
         assert_eq!(
             incidents_deleted(&p),
             [
-                "mysqld.10 more than 100 incident records",
-                "mysqld.11 more than 100 incident records"
+                // Oldest first; within one time, by name.
+                "pid 10 more than 100 incident records",
+                "pid 100 more than 100 incident records"
             ]
         );
         assert!(p.iter().all(|d| d.what == What::Incident));
