@@ -102,7 +102,8 @@ impl DumpDir {
     }
 
     /// The directory's descriptor: the one held, while the path still names that
-    /// directory (one `lstat`); else opened again (it was removed and made anew).
+    /// directory (one `lstat`); else opened again (it was removed and made anew). Held
+    /// until [`DumpDir::release`].
     pub fn fd(&self) -> io::Result<Rc<OwnedFd>> {
         let now = nix::sys::stat::lstat(&self.path)
             .ok()
@@ -119,6 +120,14 @@ impl DumpDir {
             id: (st.st_dev, st.st_ino),
         });
         Ok(fd)
+    }
+
+    /// Closes the descriptor held (the next [`DumpDir::fd`] opens the directory again).
+    /// The supervisor holds it for one pass of its loop, never while it sleeps: an open
+    /// descriptor keeps the kernel from sending inotify's `IN_DELETE_SELF` when the
+    /// directory is removed, and the watch would not learn of it.
+    pub fn release(&self) {
+        self.opened.borrow_mut().take();
     }
 
     /// The directory's entries that carry one of the prefix's names (heap files,
@@ -371,6 +380,9 @@ mod tests {
         std::fs::write(d.join("mysqld.2.0.i0.heap"), "x").unwrap();
         assert_eq!(names(&dir), ["mysqld.2.0.i0.heap"]);
         assert!(!Rc::ptr_eq(&first, &dir.fd().unwrap()));
+        let held = dir.fd().unwrap();
+        dir.release();
+        assert!(!Rc::ptr_eq(&held, &dir.fd().unwrap()));
         let heaps = heap_files(dir.path(), &dir.scan().unwrap());
         assert_eq!(heaps.len(), 1);
         assert_eq!(heaps[0].path, d.join("mysqld.2.0.i0.heap"));

@@ -309,6 +309,8 @@ impl Supervisor<'_> {
                 }
                 None => PollTimeout::NONE,
             };
+            // One descriptor of the dump directory a pass, none while asleep.
+            self.dump_dir.release();
             let ready = self.wait(timeout)?;
             self.signals.drain();
 

@@ -33,7 +33,7 @@ pub enum WriteError {
 }
 
 pub struct Writer {
-    /// The dump directory, through a descriptor held between appends.
+    /// The dump directory, through one descriptor an append.
     dir: DumpDir,
     name: String,
     max_bytes: u64,
@@ -84,6 +84,13 @@ impl Writer {
     /// Appends `lines` (whole lines) in one write; rewrites the file when it has grown past
     /// its bound. A note for the log when something was wrong with what was there.
     pub fn append(&self, lines: &[u8]) -> Result<Option<String>, WriteError> {
+        let written = self.append_through(lines);
+        // Not held between appends: see [`DumpDir::release`].
+        self.dir.release();
+        written
+    }
+
+    fn append_through(&self, lines: &[u8]) -> Result<Option<String>, WriteError> {
         let dir_fd = self.open_dir()?;
         let (mut file, note) = self.open(&dir_fd)?;
         let size = file
@@ -116,8 +123,11 @@ impl Writer {
     /// Drops what is older than `max_age` (and what is over the size bound): a rewrite
     /// only when there is something to drop.
     pub fn maintain(&self, now: SystemTime) -> Result<(), WriteError> {
-        let dir_fd = self.open_dir()?;
-        self.rewrite(&dir_fd, now)
+        let done = self
+            .open_dir()
+            .and_then(|dir_fd| self.rewrite(&dir_fd, now));
+        self.dir.release();
+        done
     }
 
     /// Opens the file for appending, checked; makes it anew when what is there is not a
