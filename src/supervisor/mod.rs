@@ -121,8 +121,8 @@ struct Supervisor<'a> {
     signals: Signals,
     control: control::Server,
     watch: DumpWatch,
-    /// The dump directory, through one descriptor.
-    dump_dir: dumps::DumpDir,
+    /// The dump directory, through one descriptor a pass (shared with the timeline).
+    dump_dir: std::rc::Rc<dumps::DumpDir>,
     /// mysqld's user and group (`--user=`), when jemsafe is root: the dump directory's.
     dump_owner: Option<(u32, u32)>,
     /// Who owns the heap files when mysqld's own uid cannot be read: `--user`'s, or
@@ -173,7 +173,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         signals,
         control,
         watch: DumpWatch::new(&plan.dump_dir),
-        dump_dir: dumps::DumpDir::new(&plan.dump_dir, &plan.dump_prefix),
+        dump_dir: std::rc::Rc::new(dumps::DumpDir::new(&plan.dump_dir, &plan.dump_prefix)),
         dump_owner,
         file_owner: dump_owner.map_or_else(|| nix::unistd::geteuid().as_raw(), |(uid, _)| uid),
         child: None,
@@ -199,8 +199,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
     };
     if let Some((every, max_bytes)) = plan.timeline {
         let writer = crate::timeline::file::Writer::new(
-            &plan.dump_dir,
-            &plan.dump_prefix,
+            std::rc::Rc::clone(&sup.dump_dir),
             max_bytes,
             plan.retention.max_age,
             dump_owner.map(|(_, gid)| gid),

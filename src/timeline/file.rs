@@ -14,6 +14,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 /// Why the timeline could not be written or bounded.
@@ -33,8 +34,9 @@ pub enum WriteError {
 }
 
 pub struct Writer {
-    /// The dump directory, through one descriptor an append.
-    dir: DumpDir,
+    /// The dump directory: the supervisor's handle, whose descriptor serves every file
+    /// of a pass.
+    dir: Rc<DumpDir>,
     name: String,
     max_bytes: u64,
     max_age: Duration,
@@ -43,16 +45,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(
-        dir: &Path,
-        prefix: &str,
-        max_bytes: u64,
-        max_age: Duration,
-        group: Option<u32>,
-    ) -> Writer {
+    pub fn new(dir: Rc<DumpDir>, max_bytes: u64, max_age: Duration, group: Option<u32>) -> Writer {
         Writer {
-            dir: DumpDir::new(dir, prefix),
-            name: super::file_name(prefix),
+            name: super::file_name(dir.prefix()),
+            dir,
             max_bytes,
             max_age,
             group,
@@ -73,7 +69,7 @@ impl Writer {
         }
     }
 
-    fn open_dir(&self) -> Result<std::rc::Rc<OwnedFd>, WriteError> {
+    fn open_dir(&self) -> Result<Rc<OwnedFd>, WriteError> {
         self.dir.fd().map_err(|source| WriteError::Io {
             doing: "open",
             shown: self.dir.path().display().to_string(),
@@ -84,13 +80,6 @@ impl Writer {
     /// Appends `lines` (whole lines) in one write; rewrites the file when it has grown past
     /// its bound. A note for the log when something was wrong with what was there.
     pub fn append(&self, lines: &[u8]) -> Result<Option<String>, WriteError> {
-        let written = self.append_through(lines);
-        // Not held between appends: see [`DumpDir::release`].
-        self.dir.release();
-        written
-    }
-
-    fn append_through(&self, lines: &[u8]) -> Result<Option<String>, WriteError> {
         let dir_fd = self.open_dir()?;
         let (mut file, note) = self.open(&dir_fd)?;
         let size = file
@@ -385,6 +374,10 @@ mod tests {
         nix::unistd::mkdtemp(format!("/tmp/jemsafe-timeline-{tag}.XXXXXX").as_str()).unwrap()
     }
 
+    fn writer(d: &Path, max_bytes: u64, max_age: Duration) -> Writer {
+        Writer::new(Rc::new(DumpDir::new(d, "mysqld")), max_bytes, max_age, None)
+    }
+
     fn lines(records: &[Record]) -> Vec<u8> {
         records.iter().flat_map(encode).collect()
     }
@@ -392,7 +385,7 @@ mod tests {
     #[test]
     fn appends_survive_a_new_writer_and_are_read_back() {
         let d = dir("append");
-        let w = Writer::new(&d, "mysqld", 1 << 20, Duration::ZERO, None);
+        let w = writer(&d, 1 << 20, Duration::ZERO);
         w.append(&lines(&[sample(1, 7, 100)])).unwrap();
         // A crash left half a line: the next append starts on a line of its own.
         std::fs::OpenOptions::new()
@@ -401,7 +394,7 @@ mod tests {
             .unwrap()
             .write_all(b"{\"t\":2,\"pid\"")
             .unwrap();
-        let w = Writer::new(&d, "mysqld", 1 << 20, Duration::ZERO, None);
+        let w = writer(&d, 1 << 20, Duration::ZERO);
         w.append(&lines(&[sample(3, 7, 120)])).unwrap();
         let parsed = read(Source::DumpDir(&w.path()), 1 << 20).unwrap();
         assert_eq!(parsed.records, [sample(1, 7, 100), sample(3, 7, 120)]);
@@ -412,7 +405,7 @@ mod tests {
     #[test]
     fn the_file_stays_within_its_bound_keeping_the_newest() {
         let d = dir("bound");
-        let w = Writer::new(&d, "mysqld", 20_000, Duration::ZERO, None);
+        let w = writer(&d, 20_000, Duration::ZERO);
         for i in 0..1000 {
             w.append(&lines(&[sample(i, 7, 100 + i)])).unwrap();
             assert!(std::fs::metadata(w.path()).unwrap().len() <= 20_000 + 300);
@@ -423,7 +416,7 @@ mod tests {
         // At least the newest half of the bound: 10 000 bytes of lines of about 210.
         assert!(parsed.records.len() >= 45, "{}", parsed.records.len());
         // Age: everything older than 100 s before the last record goes.
-        let w = Writer::new(&d, "mysqld", 1 << 20, Duration::from_secs(100), None);
+        let w = writer(&d, 1 << 20, Duration::from_secs(100));
         w.maintain(at(1000)).unwrap();
         let parsed = read(Source::DumpDir(&w.path()), 1 << 20).unwrap();
         assert!(parsed.records.iter().all(|r| r.time() >= at(900)));
@@ -434,7 +427,7 @@ mod tests {
     #[test]
     fn planted_symlinks_hard_links_and_fifos_are_replaced_not_written_through() {
         let d = dir("planted");
-        let w = Writer::new(&d, "mysqld", 1 << 20, Duration::ZERO, None);
+        let w = writer(&d, 1 << 20, Duration::ZERO);
         let target = d.join("target");
         std::fs::write(&target, "keep").unwrap();
         for plant in ["symlink", "hardlink", "fifo"] {
