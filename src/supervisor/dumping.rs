@@ -49,7 +49,7 @@ impl DumpState {
     }
 }
 
-pub use crate::dumps::human_space;
+use crate::dumps::human_space;
 
 impl Supervisor<'_> {
     /// An on-demand dump. A dump still in flight is joined (mysqld is busy or stopped:
