@@ -45,12 +45,18 @@ pub struct CheckedDump {
 pub enum HeapFileError {
     /// Cut short (a full disk): removed, since it cannot be read. `free`: the bytes free
     /// on its filesystem then, when known.
-    #[error("the file is incomplete: {why}{}", free.map(|f| format!("; {} free on its filesystem", super::human_space(f))).unwrap_or_default())]
+    #[error("the file is incomplete: {why}{}", free_words(*free))]
     Incomplete { why: Incomplete, free: Option<u64> },
     /// Not a file root should touch (a symlink, another owner, several links), or
     /// unreadable: left alone.
     #[error(transparent)]
     Unusable(#[from] FileError),
+}
+
+/// "; 3 MiB free on its filesystem", when known.
+fn free_words(free: Option<u64>) -> String {
+    free.map(|f| format!("; {} free on its filesystem", super::human_space(f)))
+        .unwrap_or_default()
 }
 
 /// Why a dump did not reach its final name.
