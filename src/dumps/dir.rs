@@ -160,25 +160,16 @@ impl DumpDir {
         owner: u32,
         last_mapping: Option<&MapEntry>,
     ) -> Result<CheckedDump, HeapFileError> {
-        let dir = self.fd().map_err(|source| FileError::Io {
-            doing: "open the directory of",
-            source,
-        })?;
+        let dir = self.fd().map_err(FileError::io("open the directory of"))?;
         let mut file = files::open_heap_file(&dir, name, Some(owner))?;
-        let (size, tail) = files::read_tail(&mut file).map_err(|source| FileError::Io {
-            doing: "read",
-            source,
-        })?;
+        let (size, tail) = files::read_tail(&mut file).map_err(FileError::io("read"))?;
         let maps = files::completeness(size, &tail, last_mapping).map_err(|why| {
             HeapFileError::Incomplete {
                 why,
                 free: self.free_bytes().ok(),
             }
         })?;
-        files::restrict_file(&file).map_err(|source| FileError::Io {
-            doing: "chmod",
-            source,
-        })?;
+        files::restrict_file(&file).map_err(FileError::io("chmod"))?;
         let modified = file
             .metadata()
             .and_then(|m| m.modified())
@@ -233,10 +224,7 @@ impl DumpDir {
 
     /// Writes `bytes` as the new file `name` ([`files::write_new`]), owned by `owner`.
     pub fn write_new(&self, name: &str, bytes: &[u8], owner: Option<u32>) -> Result<(), FileError> {
-        let dir = self.fd().map_err(|source| FileError::Io {
-            doing: "open the directory of",
-            source,
-        })?;
+        let dir = self.fd().map_err(FileError::io("open the directory of"))?;
         files::write_new(&dir, name, bytes, owner)
     }
 

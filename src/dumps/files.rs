@@ -48,7 +48,8 @@ pub enum FileError {
 }
 
 impl FileError {
-    fn io(doing: &'static str) -> impl FnOnce(io::Error) -> FileError {
+    /// An I/O failure `doing` something to the file ("open", "read", "chmod").
+    pub fn io(doing: &'static str) -> impl FnOnce(io::Error) -> FileError {
         move |source| FileError::Io { doing, source }
     }
 }
