@@ -20,49 +20,18 @@ use std::time::{Duration, Instant};
 /// A level is armed again once the reading is below this share of it.
 const REARM: f64 = 0.9;
 
+/// `limit_percent` when the file leaves it out and a cgroup sets the limit.
+pub const DEFAULT_LIMIT_PERCENT: &[u8] = &[90];
+
 pub use crate::memlimit::PressureRule;
 
-/// `[triggers]` as the supervisor uses it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// `rss_mb`, in MiB.
-    pub rss_mb: Vec<u64>,
-    /// `limit_percent`; None: the default, [90] when a cgroup sets the limit.
-    pub limit_percent: Option<Vec<u8>>,
-    pub pressure: Option<PressureRule>,
-    pub per_hour: u32,
-    pub check: Duration,
-}
+/// `[triggers]` as the supervisor uses it: typed once, by the config's validation.
+pub type Settings = crate::config::TriggerSettings;
 
 impl Settings {
-    /// `[triggers]` of a config (valid: its validation checked it).
+    /// `[triggers]` of a config, as its validation typed it.
     pub fn of(config: &crate::config::Config) -> Settings {
-        let t = &config.triggers;
-        Settings {
-            rss_mb: t.rss_mb.iter().map(|v| *v as u64).collect(),
-            limit_percent: t
-                .limit_percent
-                .as_ref()
-                .map(|l| l.iter().map(|v| *v as u8).collect()),
-            pressure: t
-                .pressure
-                .as_deref()
-                .and_then(|p| PressureRule::parse(p).ok()),
-            per_hour: t.per_hour as u32,
-            check: std::time::Duration::from_millis(t.check_ms),
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            rss_mb: Vec::new(),
-            limit_percent: None,
-            pressure: None,
-            per_hour: 12,
-            check: Duration::from_millis(1000),
-        }
+        config.triggers.clone()
     }
 }
 
@@ -71,7 +40,7 @@ impl Settings {
     pub fn limit_levels(&self, cgroup_limit: bool) -> Vec<u8> {
         match &self.limit_percent {
             Some(levels) => levels.clone(),
-            None if cgroup_limit => vec![90],
+            None if cgroup_limit => DEFAULT_LIMIT_PERCENT.to_vec(),
             None => Vec::new(),
         }
     }
@@ -123,6 +92,9 @@ pub struct Fired {
     /// Every level this reading crossed, highest first (names only).
     pub crossed: Vec<String>,
     pub reason: String,
+    /// The reading that fired it, short, for the dump's sidecar:
+    /// `limit90: RSS 691 MiB of 768 MiB`, `pressure: some avg10=31.50 > 20`.
+    pub reading: String,
     /// Whether `per_hour` allows the dump.
     pub admitted: bool,
 }
@@ -141,7 +113,10 @@ pub struct Triggers {
 
 impl Triggers {
     pub fn new(settings: Settings) -> Triggers {
-        let mut levels = settings.limit_percent.clone().unwrap_or_else(|| vec![90]);
+        let mut levels = settings
+            .limit_percent
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LIMIT_PERCENT.to_vec());
         levels.sort_unstable();
         levels.dedup();
         let mut rss = settings.rss_mb.clone();
@@ -202,16 +177,23 @@ impl Triggers {
     /// Feeds one check's readings; Some when a level was crossed.
     pub fn observe(&mut self, r: &Reading, now: Instant) -> Option<Fired> {
         let rss = r.rss as f64;
-        // (threshold in bytes, trigger, words) of every level crossed now.
-        let mut crossed: Vec<(f64, Trigger, String)> = Vec::new();
+        // (threshold in bytes, trigger, words, reading) of every level crossed now.
+        let mut crossed: Vec<(f64, Trigger, String, String)> = Vec::new();
         for (bytes, armed) in &mut self.rss {
             let level = *bytes as f64;
             if *armed && rss >= level {
                 *armed = false;
+                let trigger = Trigger::rss(*bytes >> 20);
                 crossed.push((
                     level,
-                    Trigger::rss(*bytes >> 20),
+                    trigger,
                     format!("RSS {} rose past {} MiB", human(r.rss), *bytes >> 20),
+                    format!(
+                        "{}: RSS {} > {} MiB",
+                        trigger.as_str(),
+                        human(r.rss),
+                        *bytes >> 20
+                    ),
                 ));
             } else if !*armed && rss < level * REARM {
                 *armed = true;
@@ -232,6 +214,7 @@ impl Triggers {
                             human(limit),
                             human(level as u64)
                         ),
+                        format!("limit{pct}: RSS {} of {}", human(r.rss), human(limit)),
                     ));
                 } else if !*armed && rss < level * REARM {
                     *armed = true;
@@ -242,14 +225,17 @@ impl Triggers {
         if let (Some(rule), Some(value)) = (&self.settings.pressure, r.pressure) {
             if self.pressure_armed && value > rule.above {
                 self.pressure_armed = false;
+                let line = if rule.full { "full" } else { "some" };
                 crossed.push((
                     -1.0,
                     Trigger::pressure(),
                     format!(
-                        "memory pressure {} avg{} = {value:.2} is above {}",
-                        if rule.full { "full" } else { "some" },
-                        rule.window,
-                        rule.above
+                        "memory pressure {line} avg{} = {value:.2} is above {}",
+                        rule.window, rule.above
+                    ),
+                    format!(
+                        "pressure: {line} avg{}={value:.2} > {}",
+                        rule.window, rule.above
                     ),
                 ));
             } else if !self.pressure_armed && value < rule.above * REARM {
@@ -257,7 +243,7 @@ impl Triggers {
             }
         }
         crossed.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
-        let (_, trigger, reason) = crossed.first()?.clone();
+        let (_, trigger, reason, reading) = crossed.first()?.clone();
         let admitted = self.has_room(now);
         if !admitted {
             self.refused = self.refused.saturating_add(1);
@@ -266,6 +252,7 @@ impl Triggers {
             trigger,
             crossed: crossed.iter().map(|c| c.1.as_str().to_owned()).collect(),
             reason,
+            reading,
             admitted,
         })
     }

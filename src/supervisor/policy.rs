@@ -214,6 +214,13 @@ impl Throttle {
     }
 }
 
+/// Whether a dump asked for by level `asked` renames the trailing dump `scheduled`: a
+/// trailing dump scheduled for another level takes the newest level's name and reading,
+/// since it shows the memory as it is when it runs.
+pub fn renames_trailing(scheduled: Option<&Trigger>, asked: &Trigger) -> bool {
+    matches!(scheduled, Some(Trigger::Level(_))) && matches!(asked, Trigger::Level(_))
+}
+
 /// `[dumps] on_growth_mb`: a dump each time allocated memory passes the highest level
 /// already dumped by one step. A level counts as dumped only once its dump succeeded.
 #[derive(Debug)]

@@ -31,6 +31,8 @@ pub(super) enum Pending {
     Hello,
     Dump {
         trigger: Trigger,
+        /// The reading that fired a level (`limit90: RSS 691 MiB of 768 MiB`).
+        reason: Option<String>,
         /// The final file name in the dump directory; the shim writes a temporary one.
         name: String,
         sent: Instant,
@@ -125,7 +127,7 @@ impl Supervisor<'_> {
                 Pending::GrowthStats => debug!("growth check: {why}"),
                 Pending::AutoSnapshot {
                     name, kind, maps, ..
-                } => self.write_sidecar(&name, kind, None, &maps),
+                } => self.write_sidecar(&name, kind, None, None, &maps),
                 Pending::TimelineSample => self.timeline_sampled(None),
                 other => self.fail(
                     other,
@@ -198,7 +200,7 @@ impl Supervisor<'_> {
             name, kind, maps, ..
         } = &pending
         {
-            self.write_sidecar(name, kind, None, maps);
+            self.write_sidecar(name, kind, None, None, maps);
         }
         if matches!(pending, Pending::TimelineSample) {
             self.timeline_sampled(None);
@@ -247,10 +249,11 @@ impl Supervisor<'_> {
             Pending::Hello => self.hello(reply),
             Pending::Dump {
                 trigger,
+                reason,
                 name,
                 sent,
                 waiters,
-            } => self.dumped(trigger, name, sent, waiters, &reply),
+            } => self.dumped(trigger, reason, name, sent, waiters, &reply),
             Pending::Prof {
                 what,
                 waiter,
@@ -350,7 +353,7 @@ impl Supervisor<'_> {
                         allocated >> 20,
                         self.plan.growth_step_bytes >> 20
                     );
-                    self.send_dump(Trigger::Growth, Vec::new());
+                    self.send_dump(Trigger::Growth, None, Vec::new());
                 }
             }
         }
