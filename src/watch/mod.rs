@@ -394,12 +394,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(dumps(&check_at(&mut w, t0 + second, r(600))), []);
-        let fired = check_at(&mut w, t0 + 2 * second, r(691));
+        let fired = check_at(&mut w, t0 + 2 * second, r(700));
         assert_eq!(
             dumps(&fired),
             [(
                 "limit90".to_owned(),
-                "limit90: RSS 691 MiB of 768 MiB".to_owned()
+                "limit90: RSS 700 MiB of 768 MiB".to_owned()
             )]
         );
         assert!(
