@@ -659,7 +659,6 @@ impl Supervisor<'_> {
                     what: "toggle",
                     waiter: None,
                     sent: Instant::now(),
-                    late: false,
                 },
                 SHIM_DEADLINE,
             ),
@@ -676,7 +675,6 @@ impl Supervisor<'_> {
             what,
             waiter,
             sent: Instant::now(),
-            late: false,
         };
         self.send(command, pending, SHIM_DEADLINE);
     }

@@ -21,6 +21,12 @@ pub(super) const DUMP_DEADLINE: Duration = Duration::from_secs(60);
 pub(super) fn dump_overdue(sent: Instant) -> bool {
     sent.elapsed() >= DUMP_DEADLINE
 }
+
+/// Whether a prof change sent at `sent` is past [`SHIM_DEADLINE`] (its waiter heard it
+/// is unconfirmed; its answer is logged as late).
+fn prof_overdue(sent: Instant) -> bool {
+    sent.elapsed() >= SHIM_DEADLINE
+}
 /// For the shim's other answers (hello, stats, prof.*), which take microseconds.
 pub(super) const SHIM_DEADLINE: Duration = Duration::from_secs(5);
 /// `status` waits this long for the shim's part, then answers from jemsafe's own state.
@@ -42,9 +48,6 @@ pub(super) enum Pending {
         what: &'static str,
         waiter: Option<UnixStream>,
         sent: Instant,
-        /// Past its deadline: its waiter heard it is unconfirmed; the answer is logged
-        /// when it comes.
-        late: bool,
     },
     StatusHello(UnixStream),
     /// The hello, when the shim's answer to it was readable.
@@ -88,16 +91,9 @@ impl Supervisor<'_> {
                 for w in waiters.drain(..) {
                     control::respond(w, &control::error_reply(why.clone()));
                 }
-            } else if let Some(Pending::Prof {
-                what,
-                waiter,
-                late: overdue,
-                ..
-            }) = child.pending.get_mut(id)
-            {
+            } else if let Some(Pending::Prof { what, waiter, .. }) = child.pending.get_mut(id) {
                 // Written into mysqld's channel, so it happens when the shim reads it:
                 // unconfirmed, not failed. It stays on the ledger for its late answer.
-                *overdue = true;
                 let why = format!(
                     "{what} ({}) was delivered to mysqld pid {pid} and is not confirmed within {} s: {}; \
                      it takes effect when mysqld runs again, and jemsafe logs the confirmation",
@@ -254,13 +250,8 @@ impl Supervisor<'_> {
                 sent,
                 waiters,
             } => self.dumped(trigger, reason, name, sent, waiters, &reply),
-            Pending::Prof {
-                what,
-                waiter,
-                sent,
-                late,
-            } => {
-                let when = if late {
+            Pending::Prof { what, waiter, sent } => {
+                let when = if prof_overdue(sent) {
                     format!("; confirmed {} s late", sent.elapsed().as_secs())
                 } else {
                     String::new()
