@@ -354,8 +354,15 @@ mod tests {
             "{}",
             f.reason
         );
+        assert_eq!(f.reading, "limit95: RSS 500 MiB of 512 MiB");
         assert!(f.admitted);
         assert_eq!(t.observe(&at(510, 512), Instant::now()), None);
+        let mut t = Triggers::new(Settings {
+            rss_mb: vec![1024],
+            ..Default::default()
+        });
+        let f = t.observe(&rss(1030), Instant::now()).unwrap();
+        assert_eq!(f.reading, "rss1024: RSS 1.0 GiB > 1024 MiB");
     }
 
     #[test]

@@ -265,6 +265,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_trailing_level_dump_takes_the_newest_levels_name_and_nothing_else_does() {
+        let (limit80, limit90) = (Trigger::limit(80), Trigger::limit(90));
+        assert!(renames_trailing(Some(&limit80), &limit90));
+        assert!(renames_trailing(Some(&limit90), &Trigger::pressure()));
+        // A person's dump keeps its name; a person's request renames nothing; nothing
+        // scheduled, nothing to rename.
+        assert!(!renames_trailing(Some(&Trigger::Usr1), &limit90));
+        assert!(!renames_trailing(Some(&limit80), &Trigger::Cli));
+        assert!(!renames_trailing(None, &limit90));
+    }
+
+    #[test]
     fn usr1_and_usr2_are_never_forwarded_and_int_stops_with_term() {
         for sig in [Signal::SIGUSR1, Signal::SIGUSR2] {
             assert!(matches!(signal_effect(sig), Some(SignalEffect::Action(_))));
