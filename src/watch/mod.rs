@@ -161,7 +161,6 @@ impl Watch {
         self.pressure = start.pressure;
         self.triggers.rearm_all();
         self.oom_base = Baseline::new(start.oom);
-        self.refused_logged = false;
         let cgroup_limit = self.limit.as_ref().is_some_and(Limit::from_cgroup);
         let checking = self.triggers.any(cgroup_limit);
         let settings = self.triggers.settings();
