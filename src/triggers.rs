@@ -7,11 +7,13 @@
 //! reading falls 10% below it, so a reading that hovers at a level dumps once, not at
 //! every check.
 //!
-//! `per_hour` counts dumps taken, not crossings: a crossing asks whether the hour has
-//! room ([`Triggers::observe`]), and the budget is charged when a trigger dump is sent to
-//! mysqld ([`Triggers::charge`]). Crossings coalesced into one dump cost one, and a dump
-//! dropped because mysqld ended first costs nothing. Crossings the budget refused are
-//! counted per mysqld, for the OOM line ([`Triggers::refusal_words`]).
+//! `per_hour` counts dumps taken, not crossings, and all of it is here: a crossing asks
+//! whether the hour has room ([`Triggers::observe`]), and the budget is charged when a
+//! dump sent to mysqld is a level's ([`Triggers::sent`]: the supervisor tells every dump
+//! it sends, and a storm's trailing dump bears the newest level's name). Crossings
+//! coalesced into one dump cost one, and a dump dropped because mysqld ended first costs
+//! nothing. Crossings the budget refused are counted per mysqld, for the OOM line
+//! ([`Triggers::refusal_words`]).
 
 use crate::dumps::Trigger;
 use std::collections::VecDeque;
@@ -156,9 +158,12 @@ impl Triggers {
         self.refused = 0;
     }
 
-    /// A trigger dump was sent to mysqld at `now`: it counts against `per_hour`.
-    pub fn charge(&mut self, now: Instant) {
-        self.budget.push_back(now);
+    /// A dump of `trigger` was sent to mysqld at `now`: a level's counts against
+    /// `per_hour` (a person's, growth's or jemalloc's do not).
+    pub fn sent(&mut self, trigger: &Trigger, now: Instant) {
+        if matches!(trigger, Trigger::Level(_)) {
+            self.budget.push_back(now);
+        }
     }
 
     /// For the OOM line when the killed mysqld has no dump: that the budget refused its
@@ -258,7 +263,7 @@ impl Triggers {
     }
 
     /// `per_hour`: whether one more trigger dump fits in the last hour (charged only
-    /// when it is sent: [`Triggers::charge`]).
+    /// when it is sent: [`Triggers::sent`]).
     fn has_room(&mut self, now: Instant) -> bool {
         const HOUR: Duration = Duration::from_secs(3600);
         while self
@@ -411,7 +416,7 @@ mod tests {
             let now = t0 + Duration::from_secs(60 * i);
             let fired = t.observe(&rss(120), now).unwrap();
             if fired.admitted {
-                t.charge(now); // the supervisor sent the dump
+                t.sent(&fired.trigger, now); // the supervisor sent the dump
             }
             admitted.push(fired.admitted);
             assert_eq!(t.observe(&rss(50), now), None); // re-arms
@@ -444,7 +449,15 @@ mod tests {
         }
         assert_eq!(t.refusal_words(), None);
         // ...one dump sent spends the hour's one.
-        t.charge(t0 + Duration::from_secs(20));
+        // A person's dump costs nothing; a level's spends the hour's one.
+        t.sent(&Trigger::Usr1, t0 + Duration::from_secs(20));
+        assert!(
+            t.observe(&rss(120), t0 + Duration::from_secs(25))
+                .unwrap()
+                .admitted
+        );
+        assert_eq!(t.observe(&rss(50), t0 + Duration::from_secs(25)), None);
+        t.sent(&Trigger::rss(100), t0 + Duration::from_secs(20));
         let fired = t.observe(&rss(120), t0 + Duration::from_secs(30)).unwrap();
         assert!(!fired.admitted);
         assert_eq!(

@@ -239,9 +239,7 @@ impl Supervisor<'_> {
             self.fail(pending, &why);
             return;
         };
-        if matches!(trigger, Trigger::Level(_)) {
-            self.moment.watch.charge(Instant::now());
-        }
+        self.moment.watch.sent(&trigger, Instant::now());
         self.dumping.seq += 1;
         let name = dumps::on_demand_name(
             &plan.dump_prefix,

@@ -148,9 +148,10 @@ impl Watch {
         self.oom_base.before()
     }
 
-    /// A trigger dump was sent to mysqld at `now`: it counts against `per_hour`.
-    pub fn charge(&mut self, now: Instant) {
-        self.triggers.charge(now);
+    /// A dump of `trigger` was sent to mysqld at `now` (a level's counts against
+    /// `per_hour`).
+    pub fn sent(&mut self, trigger: &Trigger, now: Instant) {
+        self.triggers.sent(trigger, now);
     }
 
     /// mysqld started at `now`: the levels armed again, checks and samples scheduled
@@ -463,8 +464,10 @@ mod tests {
         for i in 1..=6u64 {
             let now = t0 + Duration::from_secs(i);
             let actions = check_at(&mut w, now, r(if i % 2 == 1 { 120 } else { 50 }));
-            if !dumps(&actions).is_empty() {
-                w.charge(now); // the supervisor sent it
+            for action in &actions {
+                if let Action::Dump { trigger, .. } = action {
+                    w.sent(trigger, now); // the supervisor sent it
+                }
             }
             said.extend(actions.into_iter().map(|a| match a {
                 Action::Dump { .. } => "dump",
