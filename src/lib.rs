@@ -34,3 +34,4 @@ pub mod timeline;
 pub mod triggers;
 pub mod trust;
 pub mod verify;
+pub mod watch;

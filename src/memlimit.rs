@@ -132,20 +132,50 @@ pub enum PressureSource {
 /// The machine's PSI file.
 const SYSTEM_PSI: &str = "/proc/pressure/memory";
 
+/// Where a process sits in the cgroup hierarchies: its /proc/PID/cgroup and jemsafe's
+/// mountinfo, read once for both its memory group and its PSI source.
+pub struct Placement {
+    pid: i32,
+    /// (cgroup, mountinfo), None when either is unreadable.
+    texts: Option<(String, String)>,
+}
+
+impl Placement {
+    pub fn of(pid: i32) -> Placement {
+        let cgroup = crate::procfs::read(pid, "cgroup");
+        let mountinfo = crate::procfs::read(std::process::id() as i32, "mountinfo");
+        Placement {
+            pid,
+            texts: cgroup.ok().zip(mountinfo.ok()),
+        }
+    }
+}
+
 impl PressureSource {
     /// Process `pid`'s (mysqld's, or jemsafe's own for `check`: mysqld inherits it).
     pub fn of(pid: i32) -> PressureSource {
-        let cgroup = crate::procfs::read(pid, "cgroup");
-        let mountinfo = crate::procfs::read(std::process::id() as i32, "mountinfo");
-        let (Ok(cgroup), Ok(mountinfo)) = (cgroup, mountinfo) else {
-            return PressureSource::System(format!("/proc/{pid}/cgroup is unreadable"));
+        PressureSource::at(&Placement::of(pid))
+    }
+
+    /// The source for a process placed at `placement`.
+    pub fn at(placement: &Placement) -> PressureSource {
+        let Some((cgroup, mountinfo)) = &placement.texts else {
+            return PressureSource::System(format!("/proc/{}/cgroup is unreadable", placement.pid));
         };
-        match unified(&cgroup, &mountinfo) {
+        match unified(cgroup, mountinfo) {
             Ok(l) => match Group::open(&l) {
                 Ok(g) => PressureSource::Group(g),
                 Err(e) => PressureSource::System(e),
             },
             Err(why) => PressureSource::System(why.to_owned()),
+        }
+    }
+
+    /// The file read, alone (`/proc/pressure/memory`): for a dump's reason.
+    pub fn file(&self) -> String {
+        match self {
+            PressureSource::Group(g) => g.path().join("memory.pressure").display().to_string(),
+            PressureSource::System(_) => SYSTEM_PSI.to_owned(),
         }
     }
 
@@ -312,9 +342,13 @@ impl Group {
 
     /// The memory cgroup of process `pid`, opened; None when it has none that can be read.
     pub fn of(pid: i32) -> Option<Group> {
-        let cgroup = crate::procfs::read(pid, "cgroup").ok()?;
-        let mountinfo = crate::procfs::read(std::process::id() as i32, "mountinfo").ok()?;
-        Group::open(&locate(&cgroup, &mountinfo)?).ok()
+        Group::at(&Placement::of(pid))
+    }
+
+    /// The memory cgroup of a process placed at `placement`, opened.
+    pub fn at(placement: &Placement) -> Option<Group> {
+        let (cgroup, mountinfo) = placement.texts.as_ref()?;
+        Group::open(&locate(cgroup, mountinfo)?).ok()
     }
 
     pub fn version(&self) -> Version {
@@ -358,6 +392,11 @@ impl Group {
             }
         }
         best
+    }
+
+    /// The file that counts the group's OOM kills ([`Group::oom_kills`]), for messages.
+    pub fn events_path(&self) -> PathBuf {
+        self.path().join(self.version().events_file())
     }
 
     /// The group's memory use as the kernel charges it (page cache included).

@@ -7,11 +7,13 @@
 //! reading falls 10% below it, so a reading that hovers at a level dumps once, not at
 //! every check.
 //!
-//! `per_hour` counts dumps taken, not crossings: a crossing asks whether the hour has
-//! room ([`Triggers::observe`]), and the budget is charged when a trigger dump is sent to
-//! mysqld ([`Triggers::charge`]). Crossings coalesced into one dump cost one, and a dump
-//! dropped because mysqld ended first costs nothing. Crossings the budget refused are
-//! counted per mysqld, for the OOM line ([`Triggers::refusal_words`]).
+//! `per_hour` counts dumps taken, not crossings, and all of it is here: a crossing asks
+//! whether the hour has room ([`Triggers::observe`]), and the budget is charged when a
+//! dump sent to mysqld is a level's ([`Triggers::sent`]: the supervisor tells every dump
+//! it sends, and a storm's trailing dump bears the newest level's name). Crossings
+//! coalesced into one dump cost one, and a dump dropped because mysqld ended first costs
+//! nothing. Crossings the budget refused are counted per mysqld, for the OOM line
+//! ([`Triggers::refusal_words`]).
 
 use crate::dumps::Trigger;
 use std::collections::VecDeque;
@@ -20,49 +22,18 @@ use std::time::{Duration, Instant};
 /// A level is armed again once the reading is below this share of it.
 const REARM: f64 = 0.9;
 
+/// `limit_percent` when the file leaves it out and a cgroup sets the limit.
+pub const DEFAULT_LIMIT_PERCENT: &[u8] = &[90];
+
 pub use crate::memlimit::PressureRule;
 
-/// `[triggers]` as the supervisor uses it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// `rss_mb`, in MiB.
-    pub rss_mb: Vec<u64>,
-    /// `limit_percent`; None: the default, [90] when a cgroup sets the limit.
-    pub limit_percent: Option<Vec<u8>>,
-    pub pressure: Option<PressureRule>,
-    pub per_hour: u32,
-    pub check: Duration,
-}
+/// `[triggers]` as the supervisor uses it: typed once, by the config's validation.
+pub type Settings = crate::config::TriggerSettings;
 
 impl Settings {
-    /// `[triggers]` of a config (valid: its validation checked it).
+    /// `[triggers]` of a config, as its validation typed it.
     pub fn of(config: &crate::config::Config) -> Settings {
-        let t = &config.triggers;
-        Settings {
-            rss_mb: t.rss_mb.iter().map(|v| *v as u64).collect(),
-            limit_percent: t
-                .limit_percent
-                .as_ref()
-                .map(|l| l.iter().map(|v| *v as u8).collect()),
-            pressure: t
-                .pressure
-                .as_deref()
-                .and_then(|p| PressureRule::parse(p).ok()),
-            per_hour: t.per_hour as u32,
-            check: std::time::Duration::from_millis(t.check_ms),
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            rss_mb: Vec::new(),
-            limit_percent: None,
-            pressure: None,
-            per_hour: 12,
-            check: Duration::from_millis(1000),
-        }
+        config.triggers.clone()
     }
 }
 
@@ -71,7 +42,7 @@ impl Settings {
     pub fn limit_levels(&self, cgroup_limit: bool) -> Vec<u8> {
         match &self.limit_percent {
             Some(levels) => levels.clone(),
-            None if cgroup_limit => vec![90],
+            None if cgroup_limit => DEFAULT_LIMIT_PERCENT.to_vec(),
             None => Vec::new(),
         }
     }
@@ -123,6 +94,9 @@ pub struct Fired {
     /// Every level this reading crossed, highest first (names only).
     pub crossed: Vec<String>,
     pub reason: String,
+    /// The reading that fired it, short, for the dump's sidecar:
+    /// `limit90: RSS 691 MiB of 768 MiB`, `pressure: some avg10=31.50 > 20`.
+    pub reading: String,
     /// Whether `per_hour` allows the dump.
     pub admitted: bool,
 }
@@ -141,7 +115,10 @@ pub struct Triggers {
 
 impl Triggers {
     pub fn new(settings: Settings) -> Triggers {
-        let mut levels = settings.limit_percent.clone().unwrap_or_else(|| vec![90]);
+        let mut levels = settings
+            .limit_percent
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LIMIT_PERCENT.to_vec());
         levels.sort_unstable();
         levels.dedup();
         let mut rss = settings.rss_mb.clone();
@@ -181,9 +158,12 @@ impl Triggers {
         self.refused = 0;
     }
 
-    /// A trigger dump was sent to mysqld at `now`: it counts against `per_hour`.
-    pub fn charge(&mut self, now: Instant) {
-        self.budget.push_back(now);
+    /// A dump of `trigger` was sent to mysqld at `now`: a level's counts against
+    /// `per_hour` (a person's, growth's or jemalloc's do not).
+    pub fn sent(&mut self, trigger: &Trigger, now: Instant) {
+        if matches!(trigger, Trigger::Level(_)) {
+            self.budget.push_back(now);
+        }
     }
 
     /// For the OOM line when the killed mysqld has no dump: that the budget refused its
@@ -202,16 +182,23 @@ impl Triggers {
     /// Feeds one check's readings; Some when a level was crossed.
     pub fn observe(&mut self, r: &Reading, now: Instant) -> Option<Fired> {
         let rss = r.rss as f64;
-        // (threshold in bytes, trigger, words) of every level crossed now.
-        let mut crossed: Vec<(f64, Trigger, String)> = Vec::new();
+        // (threshold in bytes, trigger, words, reading) of every level crossed now.
+        let mut crossed: Vec<(f64, Trigger, String, String)> = Vec::new();
         for (bytes, armed) in &mut self.rss {
             let level = *bytes as f64;
             if *armed && rss >= level {
                 *armed = false;
+                let trigger = Trigger::rss(*bytes >> 20);
                 crossed.push((
                     level,
-                    Trigger::rss(*bytes >> 20),
+                    trigger,
                     format!("RSS {} rose past {} MiB", human(r.rss), *bytes >> 20),
+                    format!(
+                        "{}: RSS {} > {} MiB",
+                        trigger.as_str(),
+                        human(r.rss),
+                        *bytes >> 20
+                    ),
                 ));
             } else if !*armed && rss < level * REARM {
                 *armed = true;
@@ -232,6 +219,7 @@ impl Triggers {
                             human(limit),
                             human(level as u64)
                         ),
+                        format!("limit{pct}: RSS {} of {}", human(r.rss), human(limit)),
                     ));
                 } else if !*armed && rss < level * REARM {
                     *armed = true;
@@ -242,14 +230,17 @@ impl Triggers {
         if let (Some(rule), Some(value)) = (&self.settings.pressure, r.pressure) {
             if self.pressure_armed && value > rule.above {
                 self.pressure_armed = false;
+                let line = if rule.full { "full" } else { "some" };
                 crossed.push((
                     -1.0,
                     Trigger::pressure(),
                     format!(
-                        "memory pressure {} avg{} = {value:.2} is above {}",
-                        if rule.full { "full" } else { "some" },
-                        rule.window,
-                        rule.above
+                        "memory pressure {line} avg{} = {value:.2} is above {}",
+                        rule.window, rule.above
+                    ),
+                    format!(
+                        "pressure: {line} avg{}={value:.2} > {}",
+                        rule.window, rule.above
                     ),
                 ));
             } else if !self.pressure_armed && value < rule.above * REARM {
@@ -257,7 +248,7 @@ impl Triggers {
             }
         }
         crossed.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
-        let (_, trigger, reason) = crossed.first()?.clone();
+        let (_, trigger, reason, reading) = crossed.first()?.clone();
         let admitted = self.has_room(now);
         if !admitted {
             self.refused = self.refused.saturating_add(1);
@@ -266,12 +257,13 @@ impl Triggers {
             trigger,
             crossed: crossed.iter().map(|c| c.1.as_str().to_owned()).collect(),
             reason,
+            reading,
             admitted,
         })
     }
 
     /// `per_hour`: whether one more trigger dump fits in the last hour (charged only
-    /// when it is sent: [`Triggers::charge`]).
+    /// when it is sent: [`Triggers::sent`]).
     fn has_room(&mut self, now: Instant) -> bool {
         const HOUR: Duration = Duration::from_secs(3600);
         while self
@@ -367,8 +359,15 @@ mod tests {
             "{}",
             f.reason
         );
+        assert_eq!(f.reading, "limit95: RSS 500 MiB of 512 MiB");
         assert!(f.admitted);
         assert_eq!(t.observe(&at(510, 512), Instant::now()), None);
+        let mut t = Triggers::new(Settings {
+            rss_mb: vec![1024],
+            ..Default::default()
+        });
+        let f = t.observe(&rss(1030), Instant::now()).unwrap();
+        assert_eq!(f.reading, "rss1024: RSS 1.0 GiB > 1024 MiB");
     }
 
     #[test]
@@ -417,7 +416,7 @@ mod tests {
             let now = t0 + Duration::from_secs(60 * i);
             let fired = t.observe(&rss(120), now).unwrap();
             if fired.admitted {
-                t.charge(now); // the supervisor sent the dump
+                t.sent(&fired.trigger, now); // the supervisor sent the dump
             }
             admitted.push(fired.admitted);
             assert_eq!(t.observe(&rss(50), now), None); // re-arms
@@ -450,7 +449,15 @@ mod tests {
         }
         assert_eq!(t.refusal_words(), None);
         // ...one dump sent spends the hour's one.
-        t.charge(t0 + Duration::from_secs(20));
+        // A person's dump costs nothing; a level's spends the hour's one.
+        t.sent(&Trigger::Usr1, t0 + Duration::from_secs(20));
+        assert!(
+            t.observe(&rss(120), t0 + Duration::from_secs(25))
+                .unwrap()
+                .admitted
+        );
+        assert_eq!(t.observe(&rss(50), t0 + Duration::from_secs(25)), None);
+        t.sent(&Trigger::rss(100), t0 + Duration::from_secs(20));
         let fired = t.observe(&rss(120), t0 + Duration::from_secs(30)).unwrap();
         assert!(!fired.admitted);
         assert_eq!(

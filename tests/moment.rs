@@ -77,6 +77,12 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
             side.memory_snapshot().is_some(),
             "a trigger dump has its snapshot"
         );
+        // The reading that fired it, for the chart's marker and `jemsafe dumps`.
+        let reason = side.reason.clone().unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!("limit{pct}: RSS ")) && reason.ends_with(" of 512 MiB"),
+            "{reason:?}"
+        );
         let crossing = js
             .err
             .wait_for(&format!("rose past {pct}% of the memory limit 512 MiB"), T);

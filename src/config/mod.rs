@@ -94,7 +94,8 @@ pub struct Config {
     pub http: HttpSection,
     pub profiles: BTreeMap<String, ProfileDef>,
     pub report: ReportSection,
-    pub triggers: TriggersSection,
+    /// `[triggers]`, typed by validation.
+    pub triggers: TriggerSettings,
     pub timeline: TimelineSection,
 }
 
@@ -159,7 +160,7 @@ impl Config {
             Some(s) => (s.get_ref().clone(), Some(s.span().start)),
             None => ("standby".to_owned(), None),
         };
-        let config = Config {
+        let mut config = Config {
             source: path.to_owned(),
             text: text.to_owned(),
             profile,
@@ -172,10 +173,10 @@ impl Config {
             http: raw.http,
             profiles: raw.profiles,
             report: raw.report,
-            triggers: raw.triggers,
+            triggers: TriggerSettings::default(),
             timeline: raw.timeline,
         };
-        config.validate()?;
+        config.triggers = config.validate(&raw.triggers)?;
         Ok(config)
     }
 

@@ -393,7 +393,8 @@ pub struct TriggersSection {
     /// RSS levels in MiB.
     #[serde(default)]
     pub rss_mb: Vec<i64>,
-    /// Percentages of mysqld's memory limit; None: [90] when a cgroup sets the limit.
+    /// Percentages of mysqld's memory limit; None: the default
+    /// ([`crate::triggers::DEFAULT_LIMIT_PERCENT`]) when a cgroup sets the limit.
     pub limit_percent: Option<Vec<i64>>,
     /// `"some avg10 > 20"`.
     pub pressure: Option<String>,
@@ -419,6 +420,31 @@ impl Default for TriggersSection {
             pressure: None,
             per_hour: default_per_hour(),
             check_ms: default_check_ms(),
+        }
+    }
+}
+
+/// `[triggers]` typed, as validation leaves it and the watch uses it (what it means
+/// and how it is described: [`crate::triggers`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerSettings {
+    /// `rss_mb`, in MiB.
+    pub rss_mb: Vec<u64>,
+    /// `limit_percent`; None: the default when a cgroup sets the limit.
+    pub limit_percent: Option<Vec<u8>>,
+    pub pressure: Option<crate::memlimit::PressureRule>,
+    pub per_hour: u32,
+    pub check: std::time::Duration,
+}
+
+impl Default for TriggerSettings {
+    fn default() -> Self {
+        TriggerSettings {
+            rss_mb: Vec::new(),
+            limit_percent: None,
+            pressure: None,
+            per_hour: default_per_hour() as u32,
+            check: std::time::Duration::from_millis(default_check_ms()),
         }
     }
 }

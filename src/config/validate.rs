@@ -2,22 +2,28 @@
 //! each error names the key, its line and what is allowed.
 
 use super::{
-    shown, spans, Config, ConfigError, Library, Locator, BUNDLED_FILE, MAX_LEVELS, RESERVED_ENV,
+    shown, spans, Config, ConfigError, Library, Locator, TriggerSettings, TriggersSection,
+    BUNDLED_FILE, MAX_LEVELS, RESERVED_ENV,
 };
 use std::path::Path;
 
 impl Config {
     /// Every check a type cannot express, section by section; the first problem found is
-    /// the error, naming its key and line.
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// the error, naming its key and line. What a check parses is kept typed: `[triggers]`
+    /// (`triggers`, as the file gave it) comes back as the settings the rest uses.
+    pub(super) fn validate(
+        &self,
+        triggers: &TriggersSection,
+    ) -> Result<TriggerSettings, ConfigError> {
         self.validate_report()?;
         self.validate_dumps()?;
         self.validate_supervise()?;
         self.validate_mysqld()?;
         self.validate_jemalloc()?;
         self.validate_http()?;
-        self.validate_triggers()?;
-        self.validate_profiles()
+        let triggers = self.validate_triggers(triggers)?;
+        self.validate_profiles()?;
+        Ok(triggers)
     }
 
     /// `[report]`: debuginfod servers are http(s) URLs.
@@ -304,9 +310,8 @@ impl Config {
         Ok(())
     }
 
-    /// `[triggers]`: levels within their ranges, a pressure rule that parses.
-    fn validate_triggers(&self) -> Result<(), ConfigError> {
-        let t = &self.triggers;
+    /// `[triggers]`: levels within their ranges, a pressure rule that parses; typed.
+    fn validate_triggers(&self, t: &TriggersSection) -> Result<TriggerSettings, ConfigError> {
         let levels: [(&str, &[i64], i64, &str); 2] = [
             (
                 "triggers.limit_percent",
@@ -335,11 +340,23 @@ impl Config {
                 ));
             }
         }
-        if let Some(rule) = &t.pressure {
-            crate::memlimit::PressureRule::parse(rule)
-                .map_err(|why| self.invalid("triggers.pressure", why))?;
-        }
-        Ok(())
+        let pressure = t
+            .pressure
+            .as_deref()
+            .map(crate::memlimit::PressureRule::parse)
+            .transpose()
+            .map_err(|why| self.invalid("triggers.pressure", why))?;
+        // In range, checked above: the casts keep every value.
+        Ok(TriggerSettings {
+            rss_mb: t.rss_mb.iter().map(|v| *v as u64).collect(),
+            limit_percent: t
+                .limit_percent
+                .as_ref()
+                .map(|l| l.iter().map(|v| *v as u8).collect()),
+            pressure,
+            per_hour: t.per_hour as u32,
+            check: std::time::Duration::from_millis(t.check_ms),
+        })
     }
 }
 

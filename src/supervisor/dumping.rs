@@ -25,9 +25,11 @@ pub(super) struct DumpState {
     pub seq: u64,
     /// The storm throttle (`min_interval_ms`).
     pub throttle: Throttle,
-    /// Who waits for the trailing dump of a storm, and its trigger.
+    /// Who waits for the trailing dump of a storm, its trigger, and the reading that
+    /// fired it (a level's).
     pub trailing: Vec<UnixStream>,
     pub trailing_trigger: Option<Trigger>,
+    pub trailing_reason: Option<String>,
     /// `growth_step_mb`: the allocated level of the last growth dump.
     pub growth: Growth,
     pub next_growth_check: Option<Instant>,
@@ -42,6 +44,7 @@ impl DumpState {
             throttle: Throttle::new(plan.min_dump_interval),
             trailing: Vec::new(),
             trailing_trigger: None,
+            trailing_reason: None,
             growth: Growth::new(plan.growth_step_bytes),
             next_growth_check: None,
             last: None,
@@ -52,9 +55,20 @@ impl DumpState {
 use crate::dumps::human_space;
 
 impl Supervisor<'_> {
-    /// An on-demand dump. A dump still in flight is joined (mysqld is busy or stopped:
-    /// another file would only queue behind it); otherwise through the storm throttle.
-    pub(super) fn request_dump(&mut self, trigger: Trigger, waiter: Option<UnixStream>) {
+    /// An on-demand dump (`reason`: the reading that fired a level, for its sidecar). A
+    /// dump still in flight is joined (mysqld is busy or stopped: another file would only
+    /// queue behind it); otherwise through the storm throttle.
+    pub(super) fn request_dump(
+        &mut self,
+        trigger: Trigger,
+        reason: Option<String>,
+        waiter: Option<UnixStream>,
+    ) {
+        let d = &mut self.dumping;
+        if super::policy::renames_trailing(d.trailing_trigger.as_ref(), &trigger) {
+            d.trailing_trigger = Some(trigger);
+            d.trailing_reason.clone_from(&reason);
+        }
         if let Some(child) = self.child.as_mut() {
             let pid = child.pid;
             if let Some((Pending::Dump { waiters, sent, .. }, overdue)) = child
@@ -81,14 +95,18 @@ impl Supervisor<'_> {
             }
         }
         match self.dumping.throttle.request(Instant::now()) {
-            Admit::Now => self.send_dump(trigger, waiter.into_iter().collect()),
+            Admit::Now => self.send_dump(trigger, reason, waiter.into_iter().collect()),
             Admit::At(_) | Admit::Joined => {
                 debug!(
                     "dump request ({}) coalesced into the next dump",
                     trigger.as_str()
                 );
-                self.dumping.trailing_trigger.get_or_insert(trigger);
-                self.dumping.trailing.extend(waiter);
+                let d = &mut self.dumping;
+                if d.trailing_trigger.is_none() {
+                    d.trailing_trigger = Some(trigger);
+                    d.trailing_reason = reason;
+                }
+                d.trailing.extend(waiter);
             }
         }
     }
@@ -97,6 +115,7 @@ impl Supervisor<'_> {
     /// waiters hear so now (not when it would have run), and it costs no `per_hour`.
     pub(super) fn drop_trailing_dump(&mut self, pid: nix::unistd::Pid) {
         let trigger = self.dumping.trailing_trigger.take();
+        self.dumping.trailing_reason = None;
         let waiters = std::mem::take(&mut self.dumping.trailing);
         // Whoever waits is answered even if the throttle held no trailing dump.
         if !self.dumping.throttle.forget() && waiters.is_empty() {
@@ -141,7 +160,12 @@ impl Supervisor<'_> {
         );
     }
 
-    pub(super) fn send_dump(&mut self, trigger: Trigger, waiters: Vec<UnixStream>) {
+    pub(super) fn send_dump(
+        &mut self,
+        trigger: Trigger,
+        reason: Option<String>,
+        waiters: Vec<UnixStream>,
+    ) {
         let plan = self.plan;
         let present = plan.dump_dir.symlink_metadata().is_ok_and(|m| m.is_dir());
         if !present {
@@ -182,6 +206,7 @@ impl Supervisor<'_> {
             warn!("{} dump not taken: {why}", trigger.as_str());
             let pending = Pending::Dump {
                 trigger,
+                reason,
                 name: String::new(),
                 sent: Instant::now(),
                 waiters,
@@ -199,6 +224,7 @@ impl Supervisor<'_> {
             error!("{} dump not taken: {why}", trigger.as_str());
             let pending = Pending::Dump {
                 trigger,
+                reason,
                 name: String::new(),
                 sent: Instant::now(),
                 waiters,
@@ -206,9 +232,7 @@ impl Supervisor<'_> {
             self.fail(pending, &why);
             return;
         };
-        if matches!(trigger, Trigger::Level(_)) {
-            self.moment.triggers.charge(Instant::now());
-        }
+        self.moment.watch.sent(&trigger, Instant::now());
         self.dumping.seq += 1;
         let name = dumps::on_demand_name(
             &plan.dump_prefix,
@@ -222,6 +246,7 @@ impl Supervisor<'_> {
             Command::Dump(Some(temp.to_string_lossy().into_owned())),
             Pending::Dump {
                 trigger,
+                reason,
                 name,
                 sent: Instant::now(),
                 waiters,
@@ -235,6 +260,7 @@ impl Supervisor<'_> {
     pub(super) fn dumped(
         &mut self,
         trigger: Trigger,
+        reason: Option<String>,
         name: String,
         sent: Instant,
         waiters: Vec<UnixStream>,
@@ -274,7 +300,7 @@ impl Supervisor<'_> {
             .as_ref()
             .ok()
             .and_then(|d| self.dump_snapshot(&name, d));
-        self.write_sidecar(&name, trigger.as_str(), memory, &checked.maps);
+        self.write_sidecar(&name, trigger.as_str(), reason, memory, &checked.maps);
         self.timeline_dump(&name, trigger.as_str());
         info!(
             "heap dump written: {} ({} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms{})",
@@ -348,11 +374,13 @@ impl Supervisor<'_> {
     }
 
     /// Writes `<name>.json` beside the dump `name` of the running mysqld (a warning when
-    /// it cannot: the dump is still good without it); `maps`: the dump's own copy.
+    /// it cannot: the dump is still good without it); `reason`: the reading that fired a
+    /// level; `maps`: the dump's own copy.
     pub(super) fn write_sidecar(
         &self,
         name: &str,
         trigger: &str,
+        reason: Option<String>,
         memory: Option<jemsafe_report::memory::Snapshot>,
         maps: &[MapEntry],
     ) {
@@ -362,7 +390,7 @@ impl Supervisor<'_> {
         let ctx = dumps::sidecar::Context {
             pid: child.pid.as_raw(),
             trigger: trigger.to_owned(),
-            reason: None,
+            reason,
             profile: Some(self.plan.expectation.profile.name.clone()),
             malloc_conf: Some(self.plan.launch.malloc_conf.clone()),
             mysqld_version: self.mysqld_version.clone(),

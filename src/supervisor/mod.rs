@@ -26,6 +26,7 @@ pub mod notify;
 mod panics;
 mod pidfile;
 pub mod policy;
+mod recording;
 mod shim_requests;
 pub mod signals;
 pub mod stale;
@@ -637,7 +638,8 @@ impl Supervisor<'_> {
                 .trailing_trigger
                 .take()
                 .unwrap_or(Trigger::Usr1);
-            self.send_dump(trigger, waiters);
+            let reason = self.dumping.trailing_reason.take();
+            self.send_dump(trigger, reason, waiters);
         }
         if self.dumping.next_growth_check.is_some_and(|t| now >= t) {
             self.dumping.next_growth_check = Some(now + self.plan.growth_check);
@@ -651,7 +653,7 @@ impl Supervisor<'_> {
         panics::fault_point("signal_action");
         match action {
             SignalAction::Ignore => debug!("{from} ignored as configured"),
-            SignalAction::Dump => self.request_dump(trigger, None),
+            SignalAction::Dump => self.request_dump(trigger, None, None),
             SignalAction::Activate => self.prof(ProfOp::On, None, None),
             SignalAction::Deactivate => self.prof(ProfOp::Off, None, None),
             SignalAction::Reset => self.prof(ProfOp::Reset, None, None),
@@ -661,7 +663,6 @@ impl Supervisor<'_> {
                     what: "toggle",
                     waiter: None,
                     sent: Instant::now(),
-                    late: false,
                 },
                 SHIM_DEADLINE,
             ),
@@ -678,7 +679,6 @@ impl Supervisor<'_> {
             what,
             waiter,
             sent: Instant::now(),
-            late: false,
         };
         self.send(command, pending, SHIM_DEADLINE);
     }
@@ -691,6 +691,7 @@ impl Supervisor<'_> {
                     control::DumpVia::Cli => Trigger::Cli,
                     control::DumpVia::Http => Trigger::Http,
                 },
+                None,
                 Some(stream),
             ),
             Request::Prof { op, lg_sample } => self.prof(op, lg_sample, Some(stream)),

@@ -1,21 +1,14 @@
-//! Watching mysqld's memory between dumps (the effects; the decisions are in
-//! [`crate::triggers`], [`crate::oom`] and [`crate::timeline`]): every `check_ms` one
-//! read of /proc/PID/statm and, where they exist, of mysqld's cgroup files; a dump when a
-//! `[triggers]` level is crossed. Nothing is asked of mysqld unless a level is crossed.
-//! Every `[timeline] interval_s` (at a check's wake-up, so no extra one), a sample for the
-//! timeline: RSS and its parts from /proc/PID/status (counters, no page-table walk) and
-//! one memory request to the shim through the ledger, with a deadline; without an answer
-//! in time the sample has RSS alone.
+//! Watching mysqld's memory between dumps, the effects: every `check_ms` one read of
+//! /proc/PID/statm and, where they exist, of mysqld's cgroup files, what
+//! [`crate::watch`] decides carried out (a dump when a `[triggers]` level is crossed,
+//! with the reading that fired it; a timeline sample, written by [`super::recording`]).
+//! Nothing is asked of mysqld unless a level is crossed or a sample is due.
 
 use super::Supervisor;
-use crate::dumps::Trigger;
-use crate::memlimit::{self, Group, Limit};
-use crate::triggers::{Reading, Triggers};
+use crate::memlimit::{self, Group, Placement, PressureSource};
+use crate::watch::{Action, Due, Level, Readings, Start, Watch};
 use crate::{debug, info, warn};
 use std::time::{Duration, Instant, SystemTime};
-
-/// How often the limit is read again (it changes with `systemctl set-property`).
-const LIMIT_REFRESH: Duration = Duration::from_secs(10);
 
 /// The last check's readings.
 #[derive(Debug, Clone, Copy)]
@@ -26,90 +19,42 @@ pub(super) struct Check {
     pub usage: Option<u64>,
 }
 
-/// What the supervisor keeps for watching memory.
+/// What the supervisor holds for watching memory: the decisions' state, and the files
+/// and descriptors they are read from.
 pub(super) struct Moment {
-    pub triggers: Triggers,
+    pub watch: Watch,
     /// mysqld's memory cgroup, opened at its start.
     pub group: Option<Group>,
     /// The PSI file the pressure rule reads (mysqld's v2 group's, else the machine's).
-    pub pressure: Option<memlimit::PressureSource>,
-    pub limit: Option<Limit>,
-    limit_read: Option<Instant>,
+    pub pressure: Option<PressureSource>,
     pub last: Option<Check>,
-    pub next_check: Option<Instant>,
-    /// A budget refusal is logged once until a dump is admitted again.
-    refused_logged: bool,
     /// The kernel log, read from where it stood when mysqld started.
     kmsg: Option<crate::oom::Kmsg>,
-    /// OOM-kill counters before the kill, to tell an OOM kill from a `kill -9`.
-    oom_base: crate::oom::Baseline,
-    timeline: Option<crate::timeline::file::Writer>,
-    sample_every: Duration,
-    next_sample: Option<Instant>,
-    sample_in_flight: bool,
-    /// When the sample in flight was asked for (its round trip is logged at debug).
-    sample_sent: Option<Instant>,
-    next_maintain: Option<Instant>,
-    timeline_failing: bool,
-    /// The running (or last) mysqld: timeline records name the process by both.
-    pid: u32,
-    start_ticks: u64,
-    starts: u64,
+    /// The timeline file and the process its records name.
+    pub record: super::recording::Recorder,
 }
 
 impl Moment {
     pub fn new(settings: crate::triggers::Settings) -> Moment {
         Moment {
-            triggers: Triggers::new(settings),
+            watch: Watch::new(settings, None),
             group: None,
             pressure: None,
-            limit: None,
-            limit_read: None,
             last: None,
-            next_check: None,
-            refused_logged: false,
             kmsg: crate::oom::Kmsg::open(),
-            oom_base: crate::oom::Baseline::default(),
-            timeline: None,
-            sample_every: Duration::from_secs(10),
-            next_sample: None,
-            sample_in_flight: false,
-            sample_sent: None,
-            next_maintain: None,
-            timeline_failing: false,
-            pid: 0,
-            start_ticks: 0,
-            starts: 0,
+            record: super::recording::Recorder::default(),
         }
     }
 
     /// Records the timeline with `writer`, a sample every `every`.
     pub fn set_timeline(&mut self, writer: crate::timeline::file::Writer, every: Duration) {
-        self.timeline = Some(writer);
-        self.sample_every = every;
+        self.record.set_writer(writer);
+        self.watch.set_sampling(every);
     }
 
     /// The next moment a check or a timeline sample is due (None: neither is configured).
     pub fn due(&self) -> Option<Instant> {
-        crate::triggers::next_wakeup(self.next_check, self.next_sample)
-    }
-
-    fn refresh_limit(&mut self, now: Instant) {
-        if self.limit_read.is_some_and(|t| now < t + LIMIT_REFRESH) {
-            return;
-        }
-        self.limit_read = Some(now);
-        let limit = memlimit::limit_for(self.group.as_ref());
-        if limit != self.limit {
-            if let (Some(old), Some(new)) = (&self.limit, &limit) {
-                info!(
-                    "mysqld's memory limit changed from {} to {}",
-                    old.describe(),
-                    new.describe()
-                );
-            }
-            self.limit = limit;
-        }
+        self.watch.next_wakeup()
     }
 
     fn oom_counters(&self) -> crate::oom::Counters {
@@ -123,275 +68,93 @@ impl Moment {
 }
 
 impl Supervisor<'_> {
-    /// mysqld `pid` started: find its cgroup and limit, arm the levels, start checking.
+    /// mysqld `pid` started: find its cgroup (one read of where it is) and limit, arm the
+    /// levels, start checking.
     pub(super) fn watch_started(&mut self, pid: i32) {
         let m = &mut self.moment;
-        m.group = Group::of(pid);
+        let placement = Placement::of(pid);
+        m.group = Group::at(&placement);
         m.pressure = m
-            .triggers
+            .watch
+            .triggers()
             .settings()
             .pressure
             .is_some()
-            .then(|| memlimit::PressureSource::of(pid));
-        m.limit_read = None;
-        m.refresh_limit(Instant::now());
+            .then(|| PressureSource::at(&placement));
         m.last = None;
-        m.triggers.rearm_all();
-        m.oom_base = crate::oom::Baseline::new(m.oom_counters());
         if let Some(k) = m.kmsg.as_mut() {
             k.skip_to_end();
         }
-        let cgroup_limit = m.limit.as_ref().is_some_and(Limit::from_cgroup);
-        // Only what is configured is scheduled: no level, no check (and no wake-up).
-        let checking = m.triggers.any(cgroup_limit);
-        info!(
-            "memory limit {}; dump triggers: {}{}{}",
-            m.limit
-                .as_ref()
-                .map_or_else(|| "unknown".to_owned(), Limit::describe),
-            m.triggers.settings().describe(cgroup_limit),
-            m.pressure
-                .as_ref()
-                .map(|p| format!("; pressure read from {}", p.describe()))
-                .unwrap_or_default(),
-            if checking {
-                ""
-            } else {
-                " (no memory check is scheduled; a limit set later applies from mysqld's next start)"
-            }
-        );
-        m.next_check = checking.then(|| Instant::now() + m.triggers.settings().check);
-        m.pid = pid as u32;
-        m.start_ticks = crate::procfs::stat_fields(pid)
-            .and_then(|f| f.get(19)?.parse().ok())
-            .unwrap_or(0);
-        m.starts += 1;
-        if m.timeline.is_some() {
-            // The first sample at the first check; the file trimmed to its age now.
-            m.next_sample = Some(Instant::now());
-            m.next_maintain = Some(Instant::now());
-        }
-        let restart = m.starts > 1;
-        self.timeline_event(crate::timeline::EventKind::Start { restart });
+        m.record.started(pid);
+        let start = Start {
+            limit: memlimit::limit_for(m.group.as_ref()),
+            oom: m.oom_counters(),
+            pressure: m.pressure.as_ref().map(|p| (p.describe(), p.file())),
+        };
+        let actions = m.watch.started(start, Instant::now());
+        self.carry_out(actions);
     }
 
     /// mysqld is gone: no more checks until the next one starts.
     pub(super) fn watch_stopped(&mut self) {
-        self.moment.next_check = None;
-        self.moment.next_sample = None;
-        self.moment.sample_in_flight = false;
+        self.moment.watch.stopped();
     }
 
+    /// A wake-up: read what is due, then do what the watch decides.
     pub(super) fn watch_timers(&mut self, now: Instant) {
-        if self.moment.next_check.is_some_and(|t| now >= t) {
-            let every = self.moment.triggers.settings().check;
-            // From now, not from the due time: a late wake-up never makes a burst.
-            self.moment.next_check = Some(now + every);
-            self.check_memory(now);
+        let due = self.moment.watch.due(now);
+        if !due.any() {
+            return;
         }
-        let m = &self.moment;
-        if crate::triggers::sample_now(m.next_sample, now, m.next_check) {
-            self.timeline_tick(now);
-        }
+        let readings = self.read_memory(due);
+        let actions = self.moment.watch.decide(due, &readings, now);
+        self.carry_out(actions);
     }
 
-    /// Time for a timeline sample: ask the shim (or write RSS alone if it cannot answer).
-    fn timeline_tick(&mut self, now: Instant) {
+    /// The readings `due` asks for: the OOM counters always; at a check, statm, and
+    /// only with an RSS (0 is a process whose memory is already gone: exiting, the OOM
+    /// killer's victim perhaps) the limit when due, the cgroup's usage and the PSI text.
+    fn read_memory(&mut self, due: Due) -> Readings {
         let m = &mut self.moment;
-        m.next_sample = Some(now + m.sample_every);
-        if m.next_check.is_none() {
-            // No checks keep the OOM counters' baseline current: the samples do.
-            let counters = m.oom_counters();
-            m.oom_base.observe(counters, now);
-        }
-        if m.next_maintain.is_some_and(|t| now >= t) {
-            m.next_maintain = Some(now + Duration::from_secs(3600));
-            if let Some(Err(why)) = m.timeline.as_ref().map(|w| w.maintain(SystemTime::now())) {
-                warn!("timeline: {why}");
-            }
-        }
-        if m.sample_in_flight {
-            return; // the last one is still unanswered; its deadline will write it
-        }
-        m.sample_in_flight = true;
-        m.sample_sent = Some(Instant::now());
-        let deadline = m.sample_every.min(super::shim_requests::STATUS_DEADLINE);
-        self.send(
-            jemsafe_proto::Command::Memory,
-            super::Pending::TimelineSample,
-            deadline,
-        );
-    }
-
-    /// A timeline sample: the shim's reading when it came, the kernel's now.
-    pub(super) fn timeline_sampled(&mut self, reply: Option<&jemsafe_proto::Reply>) {
-        use crate::timeline::{Parts, Record, Sample};
-        self.moment.sample_in_flight = false;
-        let Some(pid) = self.child.as_ref().map(|c| c.pid.as_raw()) else {
-            return;
+        let mut r = Readings {
+            oom: m.oom_counters(),
+            ..Default::default()
         };
-        let jem = reply.and_then(|r| r.body::<jemsafe_proto::Memory>().ok());
-        let proc = crate::procfs::read(pid, "status")
-            .ok()
-            .map(|t| jemsafe_report::memory::ProcMemory::from_status(&t))
-            .filter(|p| p.rss > 0);
-        let (rss, parts, allocated) = match (jem, proc) {
-            (Some(j), Some(p)) => {
-                let b = jemsafe_report::memory::breakdown(&p, &super::status::jemalloc_memory(&j));
-                (b.rss, Some(Parts::from_breakdown(&b)), Some(j.allocated))
-            }
-            (None, Some(p)) => (p.rss, None, None),
-            (_, None) => match memlimit::statm_rss(pid).filter(|r| *r > 0) {
-                Some(r) => (r, None, None),
-                None => return,
-            },
+        let pid = self.child.as_ref().map(|c| c.pid.as_raw());
+        let (true, Some(pid)) = (due.check, pid) else {
+            return r;
         };
-        let m = &self.moment;
-        let sample = Sample {
-            time: SystemTime::now(),
-            pid: m.pid,
-            start: m.start_ticks,
-            rss,
-            parts,
-            allocated,
-            cgroup_usage: m.group.as_ref().and_then(Group::usage),
-            limit: m.limit.as_ref().map(|l| l.bytes),
-        };
-        self.timeline_write(&Record::Sample(sample));
-        if let Some(sent) = self.moment.sample_sent.take() {
-            debug!(
-                "timeline sample: {} us from the request to the record ({})",
-                sent.elapsed().as_micros(),
-                if parts.is_some() {
-                    "with the shim's reading"
-                } else {
-                    "RSS alone"
-                }
-            );
-        }
-    }
-
-    /// An event of the current (or just ended) mysqld on the timeline.
-    pub(super) fn timeline_event(&mut self, kind: crate::timeline::EventKind) {
-        let m = &self.moment;
-        if m.timeline.is_none() || m.pid == 0 {
-            return;
-        }
-        let event = crate::timeline::Event {
-            time: SystemTime::now(),
-            pid: m.pid,
-            start: m.start_ticks,
-            kind,
-        };
-        self.timeline_write(&crate::timeline::Record::Event(event));
-    }
-
-    /// A dump on the timeline.
-    pub(super) fn timeline_dump(&mut self, file: &str, trigger: &str) {
-        self.timeline_event(crate::timeline::EventKind::Dump {
-            file: file.to_owned(),
-            trigger: trigger.to_owned(),
-        });
-    }
-
-    fn timeline_write(&mut self, record: &crate::timeline::Record) {
-        let m = &mut self.moment;
-        let Some(writer) = m.timeline.as_ref() else {
-            return;
-        };
-        match writer.append(&crate::timeline::encode(record)) {
-            Ok(note) => {
-                if let Some(note) = note {
-                    warn!("timeline: {note}");
-                }
-                if m.timeline_failing {
-                    info!("timeline: {} is written again", writer.path().display());
-                    m.timeline_failing = false;
-                }
-            }
-            Err(why) => {
-                if !m.timeline_failing {
-                    warn!("timeline: {why} (said once until it works again)");
-                    m.timeline_failing = true;
-                }
-            }
-        }
-    }
-
-    /// One check: statm (and the cgroup), then what the levels say.
-    fn check_memory(&mut self, now: Instant) {
-        let Some(pid) = self.child.as_ref().map(|c| c.pid.as_raw()) else {
-            return;
-        };
-        // A process always has some RSS: 0 is one whose memory is already gone (it is
-        // exiting; the OOM killer's victim, perhaps), not a reading.
-        let Some(rss) = memlimit::statm_rss(pid).filter(|r| *r > 0) else {
+        r.rss = memlimit::statm_rss(pid).filter(|r| *r > 0);
+        let Some(rss) = r.rss else {
             debug!("memory check: no RSS in /proc/{pid}/statm");
-            return;
+            return r;
         };
-        let m = &mut self.moment;
-        m.refresh_limit(now);
-        let usage = m.group.as_ref().and_then(Group::usage);
-        let counters = m.oom_counters();
-        if m.oom_base.observe(counters, now) {
-            // mysqld outlived those kills: they explain no later SIGKILL.
-            if let Some(k) = m.kmsg.as_mut() {
-                k.skip_to_end();
-            }
-        }
+        r.limit = due.limit.then(|| memlimit::limit_for(m.group.as_ref()));
+        r.psi = m.pressure.as_ref().and_then(PressureSource::read);
         m.last = Some(Check {
             at: SystemTime::now(),
             rss,
-            usage,
+            usage: m.group.as_ref().and_then(Group::usage),
         });
-        let pressure = m
-            .triggers
-            .settings()
-            .pressure
-            .clone()
-            .and_then(|rule| rule.reading(&m.pressure.as_ref()?.read()?));
-        let reading = Reading {
-            rss,
-            limit: m.limit.as_ref().map(|l| l.bytes),
-            cgroup_limit: m.limit.as_ref().is_some_and(Limit::from_cgroup),
-            pressure,
-        };
-        let Some(mut fired) = m.triggers.observe(&reading, now) else {
-            return;
-        };
-        if let (true, Some(source)) = (fired.trigger == Trigger::pressure(), &m.pressure) {
-            fired.reason = format!("{} in {}", fired.reason, source.describe());
-        }
-        let also = if fired.crossed.len() > 1 {
-            format!(" (crossed together: {})", fired.crossed.join(", "))
-        } else {
-            String::new()
-        };
-        if !fired.admitted {
-            if !m.refused_logged {
-                warn!(
-                    "{}{also}: no dump, [triggers] per_hour = {} reached (trigger dumps resume when the hour allows)",
-                    fired.reason,
-                    m.triggers.settings().per_hour
-                );
-                m.refused_logged = true;
+        r
+    }
+
+    /// Carries out the watch's decisions.
+    fn carry_out(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Log(Level::Info, line) => info!("{line}"),
+                Action::Log(Level::Warn, line) => warn!("{line}"),
+                Action::ForgetKills => {
+                    if let Some(k) = self.moment.kmsg.as_mut() {
+                        k.skip_to_end();
+                    }
+                }
+                Action::Record(kind) => self.timeline_event(kind),
+                Action::MaintainTimeline => self.moment.record.maintain(),
+                Action::Sample => self.ask_sample(),
+                Action::Dump { trigger, reason } => self.request_dump(trigger, Some(reason), None),
             }
-            return;
-        }
-        m.refused_logged = false;
-        info!(
-            "{}{also}: dumping (trigger {})",
-            fired.reason,
-            fired.trigger.as_str()
-        );
-        self.request_dump(fired.trigger, None);
-        // A trailing dump already scheduled for another level takes the newest level's
-        // name: it shows the memory as it is when it runs.
-        if matches!(
-            self.dumping.trailing_trigger,
-            Some(crate::dumps::Trigger::Level(_))
-        ) {
-            self.dumping.trailing_trigger = Some(fired.trigger);
         }
     }
 
@@ -409,17 +172,9 @@ impl Supervisor<'_> {
         let counter = m
             .group
             .as_ref()
-            .map(|g| {
-                g.path()
-                    .join(match g.version() {
-                        memlimit::Version::V1 => "memory.oom_control",
-                        memlimit::Version::V2 => "memory.events",
-                    })
-                    .display()
-                    .to_string()
-            })
+            .map(|g| g.events_path().display().to_string())
             .unwrap_or_default();
-        crate::oom::verdict(&m.oom_base.before(), &after, &log, &counter, group)
+        crate::oom::verdict(&m.watch.oom_before(), &after, &log, &counter, group)
     }
 
     /// mysqld `pid` (started at `started`) was OOM-killed: one error line with the limit,
@@ -538,7 +293,7 @@ impl Supervisor<'_> {
             incident
                 .dumps
                 .is_empty()
-                .then(|| self.moment.triggers.refusal_words())
+                .then(|| self.moment.watch.triggers().refusal_words())
                 .flatten()
                 .unwrap_or_else(|| crate::oom::last_dump_words(&incident))
         );
@@ -587,12 +342,12 @@ impl Supervisor<'_> {
         if snapshot.is_none() {
             debug!("no memory snapshot for jemalloc's dump {name}");
         }
-        self.write_sidecar(name, kind, snapshot, maps);
+        self.write_sidecar(name, kind, None, snapshot, maps);
     }
 
     /// For `status`: the limit that applies and where it comes from.
     pub(super) fn limit_status(&self) -> Option<crate::control::MemoryLimit> {
-        let l = self.moment.limit.as_ref()?;
+        let l = self.moment.watch.limit()?;
         Some(crate::control::MemoryLimit {
             bytes: l.bytes,
             source: l.source.describe(),

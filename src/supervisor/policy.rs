@@ -214,6 +214,13 @@ impl Throttle {
     }
 }
 
+/// Whether a dump asked for by level `asked` renames the trailing dump `scheduled`: a
+/// trailing dump scheduled for another level takes the newest level's name and reading,
+/// since it shows the memory as it is when it runs.
+pub fn renames_trailing(scheduled: Option<&Trigger>, asked: &Trigger) -> bool {
+    matches!(scheduled, Some(Trigger::Level(_))) && matches!(asked, Trigger::Level(_))
+}
+
 /// `[dumps] on_growth_mb`: a dump each time allocated memory passes the highest level
 /// already dumped by one step. A level counts as dumped only once its dump succeeded.
 #[derive(Debug)]
@@ -256,6 +263,18 @@ impl Growth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trailing_level_dump_takes_the_newest_levels_name_and_nothing_else_does() {
+        let (limit80, limit90) = (Trigger::limit(80), Trigger::limit(90));
+        assert!(renames_trailing(Some(&limit80), &limit90));
+        assert!(renames_trailing(Some(&limit90), &Trigger::pressure()));
+        // A person's dump keeps its name; a person's request renames nothing; nothing
+        // scheduled, nothing to rename.
+        assert!(!renames_trailing(Some(&Trigger::Usr1), &limit90));
+        assert!(!renames_trailing(Some(&limit80), &Trigger::Cli));
+        assert!(!renames_trailing(None, &limit90));
+    }
 
     #[test]
     fn usr1_and_usr2_are_never_forwarded_and_int_stops_with_term() {

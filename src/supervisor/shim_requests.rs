@@ -21,6 +21,12 @@ pub(super) const DUMP_DEADLINE: Duration = Duration::from_secs(60);
 pub(super) fn dump_overdue(sent: Instant) -> bool {
     sent.elapsed() >= DUMP_DEADLINE
 }
+
+/// Whether a prof change sent at `sent` is past [`SHIM_DEADLINE`] (its waiter heard it
+/// is unconfirmed; its answer is logged as late).
+fn prof_overdue(sent: Instant) -> bool {
+    sent.elapsed() >= SHIM_DEADLINE
+}
 /// For the shim's other answers (hello, stats, prof.*), which take microseconds.
 pub(super) const SHIM_DEADLINE: Duration = Duration::from_secs(5);
 /// `status` waits this long for the shim's part, then answers from jemsafe's own state.
@@ -31,6 +37,8 @@ pub(super) enum Pending {
     Hello,
     Dump {
         trigger: Trigger,
+        /// The reading that fired a level (`limit90: RSS 691 MiB of 768 MiB`).
+        reason: Option<String>,
         /// The final file name in the dump directory; the shim writes a temporary one.
         name: String,
         sent: Instant,
@@ -40,9 +48,6 @@ pub(super) enum Pending {
         what: &'static str,
         waiter: Option<UnixStream>,
         sent: Instant,
-        /// Past its deadline: its waiter heard it is unconfirmed; the answer is logged
-        /// when it comes.
-        late: bool,
     },
     StatusHello(UnixStream),
     /// The hello, when the shim's answer to it was readable.
@@ -86,16 +91,9 @@ impl Supervisor<'_> {
                 for w in waiters.drain(..) {
                     control::respond(w, &control::error_reply(why.clone()));
                 }
-            } else if let Some(Pending::Prof {
-                what,
-                waiter,
-                late: overdue,
-                ..
-            }) = child.pending.get_mut(id)
-            {
+            } else if let Some(Pending::Prof { what, waiter, .. }) = child.pending.get_mut(id) {
                 // Written into mysqld's channel, so it happens when the shim reads it:
                 // unconfirmed, not failed. It stays on the ledger for its late answer.
-                *overdue = true;
                 let why = format!(
                     "{what} ({}) was delivered to mysqld pid {pid} and is not confirmed within {} s: {}; \
                      it takes effect when mysqld runs again, and jemsafe logs the confirmation",
@@ -125,7 +123,7 @@ impl Supervisor<'_> {
                 Pending::GrowthStats => debug!("growth check: {why}"),
                 Pending::AutoSnapshot {
                     name, kind, maps, ..
-                } => self.write_sidecar(&name, kind, None, &maps),
+                } => self.write_sidecar(&name, kind, None, None, &maps),
                 Pending::TimelineSample => self.timeline_sampled(None),
                 other => self.fail(
                     other,
@@ -198,7 +196,7 @@ impl Supervisor<'_> {
             name, kind, maps, ..
         } = &pending
         {
-            self.write_sidecar(name, kind, None, maps);
+            self.write_sidecar(name, kind, None, None, maps);
         }
         if matches!(pending, Pending::TimelineSample) {
             self.timeline_sampled(None);
@@ -247,17 +245,13 @@ impl Supervisor<'_> {
             Pending::Hello => self.hello(reply),
             Pending::Dump {
                 trigger,
+                reason,
                 name,
                 sent,
                 waiters,
-            } => self.dumped(trigger, name, sent, waiters, &reply),
-            Pending::Prof {
-                what,
-                waiter,
-                sent,
-                late,
-            } => {
-                let when = if late {
+            } => self.dumped(trigger, reason, name, sent, waiters, &reply),
+            Pending::Prof { what, waiter, sent } => {
+                let when = if prof_overdue(sent) {
                     format!("; confirmed {} s late", sent.elapsed().as_secs())
                 } else {
                     String::new()
@@ -350,7 +344,7 @@ impl Supervisor<'_> {
                         allocated >> 20,
                         self.plan.growth_step_bytes >> 20
                     );
-                    self.send_dump(Trigger::Growth, Vec::new());
+                    self.send_dump(Trigger::Growth, None, Vec::new());
                 }
             }
         }
