@@ -180,6 +180,28 @@ pub fn inspect(
         .chain(extra_args)
         .cloned()
         .collect();
+    // jemsafe_udf.so, optional: where the server would load it from. mysqld loads it as
+    // it preloads the shim, so as root it is trusted on the same terms.
+    if let Some(mysqld) = mysqld.as_ref().filter(|_| mysqld_ok && loader_ok) {
+        match crate::sql::server_plugin_dir(mysqld, &all_args) {
+            Some(dir) => {
+                let udf = dir.join(jemsafe_udf::LIBRARY);
+                if root && udf.symlink_metadata().is_ok() {
+                    untrusted.extend(crate::trust::problems(&udf, jemsafe_udf::LIBRARY));
+                }
+                report.row("sql", crate::sql::installed_row(&dir));
+            }
+            None => report.row(
+                "sql",
+                format!(
+                    "the server's plugin directory is unknown ({} --verbose --help did not say); \
+                     put {} there (SELECT @@plugin_dir), then `jemsafe sql | mariadb`",
+                    mysqld.display(),
+                    jemsafe_udf::LIBRARY
+                ),
+            ),
+        }
+    }
     let unwritable = crate::supervisor::stale::mysqld_user(&all_args)
         .and_then(|(uid, gid)| crate::dumps::unwritable_by(&config.dumps.dir, uid, gid));
     report.row(
