@@ -160,9 +160,11 @@ pub fn inspect(
     }
     const NOT_EXECUTED: &str = "not executed: untrusted (see the problems below):";
 
+    let mut version = None;
     if let Some(mysqld) = &mysqld {
         if mysqld_ok && loader_ok {
-            if let Some(version) = mysqld_version(mysqld) {
+            version = mysqld_version(mysqld);
+            if let Some(version) = &version {
                 report.row("version", version);
             }
         } else {
@@ -182,7 +184,12 @@ pub fn inspect(
         .collect();
     // jemsafe_udf.so, optional: where the server would load it from. mysqld loads it as
     // it preloads the shim, so as root it is trusted on the same terms.
-    if let Some(mysqld) = mysqld.as_ref().filter(|_| mysqld_ok && loader_ok) {
+    // Only a server that says it is one (`mysqld  Ver …`) is asked for its --help.
+    let a_server = version.as_ref().is_some_and(|v| v.contains(" Ver "));
+    if let Some(mysqld) = mysqld
+        .as_ref()
+        .filter(|_| mysqld_ok && loader_ok && a_server)
+    {
         match crate::sql::server_plugin_dir(mysqld, &all_args) {
             Some(dir) => {
                 let udf = dir.join(jemsafe_udf::LIBRARY);
