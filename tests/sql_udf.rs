@@ -266,10 +266,12 @@ const TIMEOUT_MS: u64 = 4000;
 
 #[test]
 fn prof_from_sql_when_allowed_and_a_load_stays_bounded() {
+    let port = free_port();
     let (dir, config) = prepared_sandbox(
         "sql-udf-load",
         &format!(
-            "[sql]\nallow = [\"dump\", \"status\", \"memory\", \"prof\"]\ntimeout_ms = {TIMEOUT_MS}\n"
+            "[sql]\nallow = [\"dump\", \"status\", \"memory\", \"prof\"]\ntimeout_ms = {TIMEOUT_MS}\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\npprof = false\n"
         ),
     );
     let plugins = plugin_dir_with_library(&dir);
@@ -350,6 +352,14 @@ fn prof_from_sql_when_allowed_and_a_load_stays_bounded() {
         "{made} dumps in {elapsed:.1} s"
     );
     assert_eq!(sql(&socket, "SELECT 1"), "1");
+    // Counted with their trigger (fewer than `[dumps] keep`: none was deleted).
+    let all = sql_dumps(&dumps).len();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let metrics = String::from_utf8(http_get(addr, "/metrics", &[], START).1).unwrap();
+    assert!(
+        metrics.contains(&format!("jemsafe_dumps_total{{trigger=\"sql\"}} {all}\n")),
+        "{all} sql dumps: {metrics}"
+    );
 
     // jemsafe going away while a call waits: the call ends at once with NULL (not at its
     // deadline) and the server stays up. jemsafe is stopped first so that the call waits.
