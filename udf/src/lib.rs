@@ -244,7 +244,9 @@ unsafe fn init(
                     out: vec![0; ANSWER_BYTES + 1],
                 };
                 (*initid).ptr = Box::into_raw(Box::new(state)).cast();
-                (*initid).max_length = ANSWER_BYTES as c_ulong;
+                if returns == Returns::String {
+                    (*initid).max_length = ANSWER_BYTES as c_ulong;
+                }
                 (*initid).maybe_null = c_char::from(returns == Returns::String);
                 (*initid).const_item = 0;
                 0
