@@ -271,6 +271,11 @@ pub fn inspect(
             .env
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            // How long a call from SQL waits: the shim reads it at load time.
+            .chain([(
+                jemsafe_proto::ENV_SQL_TIMEOUT_MS.to_owned(),
+                config.sql.timeout_ms.to_string(),
+            )])
             .collect(),
         malloc_conf,
     );
@@ -327,6 +332,7 @@ pub fn inspect(
     };
     let plan = Plan {
         launch,
+        sql: config.sql.clone(),
         extra_args: extra_args.to_vec(),
         expectation: Expectation {
             library,

@@ -8,6 +8,7 @@ pub mod jemalloc_options;
 pub mod profile;
 mod sections;
 mod spans;
+pub mod sql;
 mod validate;
 
 use serde::Deserialize;
@@ -72,6 +73,8 @@ struct RawConfig {
     triggers: TriggersSection,
     #[serde(default)]
     timeline: TimelineSection,
+    #[serde(default)]
+    sql: sql::SqlSection,
 }
 
 /// Most levels of one kind: each is a dump, and `per_hour` caps them anyway.
@@ -96,6 +99,7 @@ pub struct Config {
     pub report: ReportSection,
     pub triggers: TriggersSection,
     pub timeline: TimelineSection,
+    pub sql: sql::SqlSection,
 }
 
 /// Variables jemsafe sets itself; a config may not override them.
@@ -174,6 +178,7 @@ impl Config {
             report: raw.report,
             triggers: raw.triggers,
             timeline: raw.timeline,
+            sql: raw.sql,
         };
         config.validate()?;
         Ok(config)

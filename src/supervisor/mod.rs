@@ -28,6 +28,7 @@ mod pidfile;
 pub mod policy;
 mod shim_requests;
 pub mod signals;
+mod sql_requests;
 pub mod stale;
 mod status;
 mod watch;
@@ -66,6 +67,8 @@ pub const VERIFY_FAILED_STATUS: i32 = crate::error::EX_SOFTWARE;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub launch: Launch,
+    /// `[sql]`: what calls from SQL may do.
+    pub sql: crate::config::sql::SqlSection,
     pub extra_args: Vec<String>,
     pub expectation: Expectation,
     pub verify: VerifyMode,
