@@ -160,9 +160,11 @@ pub fn inspect(
     }
     const NOT_EXECUTED: &str = "not executed: untrusted (see the problems below):";
 
+    let mut version = None;
     if let Some(mysqld) = &mysqld {
         if mysqld_ok && loader_ok {
-            if let Some(version) = mysqld_version(mysqld) {
+            version = mysqld_version(mysqld);
+            if let Some(version) = &version {
                 report.row("version", version);
             }
         } else {
@@ -180,6 +182,33 @@ pub fn inspect(
         .chain(extra_args)
         .cloned()
         .collect();
+    // jemsafe_udf.so, optional: where the server would load it from. mysqld loads it as
+    // it preloads the shim, so as root it is trusted on the same terms.
+    // Only a server that says it is one (`mysqld  Ver …`) is asked for its --help.
+    let a_server = version.as_ref().is_some_and(|v| v.contains(" Ver "));
+    if let Some(mysqld) = mysqld
+        .as_ref()
+        .filter(|_| mysqld_ok && loader_ok && a_server)
+    {
+        match crate::sql::server_plugin_dir(mysqld, &all_args) {
+            Some(dir) => {
+                let udf = dir.join(jemsafe_udf::LIBRARY);
+                if root && udf.symlink_metadata().is_ok() {
+                    untrusted.extend(crate::trust::problems(&udf, jemsafe_udf::LIBRARY));
+                }
+                report.row("sql", crate::sql::installed_row(&dir));
+            }
+            None => report.row(
+                "sql",
+                format!(
+                    "the server's plugin directory is unknown ({} --verbose --help did not say); \
+                     put {} there (SELECT @@plugin_dir), then `jemsafe sql | mariadb`",
+                    mysqld.display(),
+                    jemsafe_udf::LIBRARY
+                ),
+            ),
+        }
+    }
     let unwritable = crate::supervisor::stale::mysqld_user(&all_args)
         .and_then(|(uid, gid)| crate::dumps::unwritable_by(&config.dumps.dir, uid, gid));
     report.row(
@@ -242,6 +271,11 @@ pub fn inspect(
             .env
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            // How long a call from SQL waits: the shim reads it at load time.
+            .chain([(
+                jemsafe_proto::ENV_SQL_TIMEOUT_MS.to_owned(),
+                config.sql.timeout_ms.to_string(),
+            )])
             .collect(),
         malloc_conf,
     );
@@ -298,6 +332,7 @@ pub fn inspect(
     };
     let plan = Plan {
         launch,
+        sql: config.sql.clone(),
         extra_args: extra_args.to_vec(),
         expectation: Expectation {
             library,

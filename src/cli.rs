@@ -239,15 +239,23 @@ jeprof_enable()          INTEGER  prof.active on; 0 done, 1 failed\n  \
 jeprof_disable()         INTEGER  prof.active off; 0 done, 1 failed\n  \
 jeprof_prof_status()     INTEGER  1 if jemalloc profiles (opt.prof), else 0\n  \
 jeprof_active_status()   INTEGER  1 if sampling is on (prof.active), else 0\n  \
-jemsafe_dump(), jemsafe_status(), jemsafe_memory()  STRING: NULL in this version, the reason in the error log\n\n\
-The jeprof_* functions work in any mysqld whose jemalloc profiles (under `jemsafe run`, or \
-preloaded by hand with `jemsafe env`'s variables); without one, each call fails with the reason. \
-Any account that can connect can call them."
+jemsafe_dump()           STRING   the new dump's full path (trigger sql), or NULL\n  \
+jemsafe_status()         STRING   JSON: opt_prof, prof_active, lg_prof_sample, jemalloc_version, last_dump, supervisor_pid\n  \
+jemsafe_memory()         STRING   JSON: the breakdown of `jemsafe memory --json`\n\n\
+Under `jemsafe run`, dumps and prof on/off go through jemsafe (named, sidecar, storm control, \
+status, log, metrics) and [sql] allow says which operations SQL may ask for (default: dump, \
+status, memory; \"prof\" is opt-in); a refusal is the failure value (1 or NULL) with the reason \
+in the server's error log. Preloaded by hand (`jemsafe env`), the jeprof_* functions call \
+jemalloc directly and the jemsafe_* ones return NULL. Without a profiling jemalloc each \
+call fails with the reason. Any account that can connect can call them."
     )]
     Sql {
         /// Print DROP FUNCTION IF EXISTS for each function instead
         #[arg(long)]
         drop: bool,
+        /// Write the statements for the server this config runs (its version decides the syntax)
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 
     /// (internal) the probe process started by `check` and `run`

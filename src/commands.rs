@@ -468,9 +468,13 @@ fn terminal_rows() -> usize {
 /// How long a control client waits: a dump of a very large heap can take seconds.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// `jemsafe sql [--drop]`: the statements, on standard output.
-pub fn sql(drop: bool) -> Result<i32> {
-    out_raw!("{}", crate::sql::statements(drop));
+/// `jemsafe sql [--drop] [-c CONFIG]`: the statements, on standard output.
+pub fn sql(drop: bool, config: Option<&Path>) -> Result<i32> {
+    let script = match config {
+        None => crate::sql::statements(drop),
+        Some(path) => crate::sql::for_configured_server(drop, &crate::config::Config::load(path)?),
+    };
+    out_raw!("{script}");
     Ok(0)
 }
 

@@ -76,7 +76,7 @@ fn main() {
         Cmd::Archive(args) => commands::archive(&args),
         Cmd::Timeline(args) => commands::timeline(&args),
         Cmd::Page(args) => jemsafe::page::command(&args),
-        Cmd::Sql { drop } => commands::sql(drop),
+        Cmd::Sql { drop, config } => commands::sql(drop, config.as_deref()),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),
         Cmd::Pprof { dump } => jemsafe::http::render_child_main(&dump),
         Cmd::PageChild {

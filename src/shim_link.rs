@@ -5,7 +5,7 @@
 //! reply is one packet; ids pair them, so a reply that arrives after its request timed out
 //! is recognised and dropped instead of being taken for the answer to the next one.
 
-use jemsafe_proto::{Command, Reply, Request, MAX_PACKET};
+use jemsafe_proto::{Ask, Command, Reply, Request, MAX_PACKET};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -19,6 +19,8 @@ pub struct ShimLink {
 /// What a non-blocking read found.
 pub enum Received {
     Reply(Reply),
+    /// A call from SQL, asked by the shim on its own.
+    Ask(Ask),
     Nothing,
     /// The shim's end is closed: mysqld exited (or never loaded the shim and exited).
     Closed,
@@ -63,9 +65,11 @@ impl ShimLink {
         let mut buf = [0u8; MAX_PACKET];
         match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
             Ok(0) => Ok(Received::Closed),
-            Ok(n) => Reply::decode(&buf[..n])
-                .map(Received::Reply)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Ok(n) => match Ask::decode(&buf[..n]) {
+                Some(ask) => ask.map(Received::Ask),
+                None => Reply::decode(&buf[..n]).map(Received::Reply),
+            }
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
             Err(nix::errno::Errno::EAGAIN) => Ok(Received::Nothing),
             Err(nix::errno::Errno::ECONNRESET) => Ok(Received::Closed),
             Err(e) => Err(e.into()),
@@ -90,7 +94,7 @@ impl ShimLink {
             }
             match self.receive()? {
                 Received::Reply(reply) if reply.id == id => return Ok(reply),
-                Received::Reply(_) | Received::Nothing => continue,
+                Received::Reply(_) | Received::Ask(_) | Received::Nothing => continue,
                 Received::Closed => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,

@@ -100,9 +100,55 @@ fn the_library_exports_exactly_its_functions_and_contains_no_jemalloc() {
     assert_eq!(want.len(), 24);
 }
 
+/// `query` as the account `user` (password `password`) over `socket`: the output, or
+/// the error message.
+fn try_sql_as(socket: &Path, user: &str, password: &str, query: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .arg(format!("--socket={}", socket.display()))
+        .args([
+            &format!("-u{user}"),
+            &format!("-p{password}"),
+            "--batch",
+            "--skip-column-names",
+            "-e",
+            query,
+        ])
+        .output()
+        .expect("run the mariadb client");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// The dumps with the trigger `sql` in `dir`.
+fn sql_dumps(dir: &Path) -> Vec<PathBuf> {
+    heap_files(dir)
+        .into_iter()
+        .filter(|p| p.to_str().unwrap().ends_with(".sql.heap"))
+        .collect()
+}
+
+/// A JSON text's object keys, sorted.
+fn keys(json: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = json.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+/// `jemsafe <command> --json -c config`, parsed.
+fn jemsafe_json(command: &str, config: &Path) -> serde_json::Value {
+    let out = cli(&[command, "--json", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success(), "jemsafe {command}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
-fn the_articles_functions_work_from_sql_under_jemsafe_run_and_drop_removes_them() {
+fn sql_goes_through_jemsafe_as_allow_permits_for_every_account_and_survives_a_restart() {
     let (_dir, sandbox, mut js, socket) = sandbox_with_library("sql-udf", "leak");
+    let config = sandbox.join("jemsafe.toml");
+    let dumps = sandbox.join("dumps");
 
     sql(&socket, &jemsafe_sql(&[]));
     assert_eq!(
@@ -112,40 +158,97 @@ fn the_articles_functions_work_from_sql_under_jemsafe_run_and_drop_removes_them(
     );
     // Twice is harmless (IF NOT EXISTS).
     sql(&socket, &jemsafe_sql(&[]));
-
     assert_eq!(sql(&socket, "SELECT jeprof_prof_status()"), "1");
     assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "1");
 
-    // jemalloc's own dump, named after its prof_prefix, in jemsafe's dump directory.
-    let dumps = sandbox.join("dumps");
-    let before = heap_files(&dumps);
-    assert_eq!(sql(&socket, "SELECT jeprof_dump()"), "0");
-    let after = heap_files(&dumps);
-    assert_eq!(after.len(), before.len() + 1, "{before:?} -> {after:?}");
-    // Any account may call it: of two calls in one row (well within the 1 s floor), the
-    // second is refused with 1 and writes nothing.
-    let row = sql(&socket, "SELECT jeprof_dump(), jeprof_dump()");
-    let (first, second) = row.split_once('\t').unwrap();
-    assert_eq!(second, "1", "{row}");
-    let dumped = usize::from(first == "0");
-    assert_eq!(heap_files(&dumps).len(), after.len() + dumped, "{row}");
+    // A dump from SQL is one of jemsafe's: trigger `sql`, a sidecar, logged, readable by
+    // `report`; jemsafe_dump() returns its exact path.
+    let path = sql(&socket, "SELECT jemsafe_dump()");
+    assert!(path.starts_with(dumps.to_str().unwrap()), "{path}");
+    assert!(path.ends_with(".sql.heap"), "{path}");
+    assert!(Path::new(&path).is_file(), "{path}");
+    assert!(Path::new(&format!("{path}.json")).is_file(), "{path}.json");
+    js.err
+        .wait_for(&format!("heap dump written: {path} ("), START);
+    let report = cli(&["report", &path, "--top", "5"]);
+    assert!(report.status.success(), "report {path}: {report:?}");
+    assert!(!report.stdout.is_empty());
 
-    assert_eq!(sql(&socket, "SELECT jeprof_disable()"), "0");
-    assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "0");
-    assert_eq!(sql(&socket, "SELECT jeprof_prof_status()"), "1");
-    assert_eq!(sql(&socket, "SELECT jeprof_enable()"), "0");
+    // The article's jeprof_dump() takes the same path (after storm control's interval).
+    let before = sql_dumps(&dumps).len();
+    assert_eq!(sql(&socket, "SELECT jeprof_dump()"), "0");
+    assert_eq!(sql_dumps(&dumps).len(), before + 1);
+    let last = sql_dumps(&dumps).pop().unwrap();
+
+    let status: serde_json::Value =
+        serde_json::from_str(&sql(&socket, "SELECT jemsafe_status()")).unwrap();
+    assert_eq!(status["opt_prof"], true, "{status}");
+    assert_eq!(status["prof_active"], true, "{status}");
+    assert!(status["lg_prof_sample"].is_u64(), "{status}");
+    assert!(status["jemalloc_version"].is_string(), "{status}");
+    assert_eq!(
+        status["last_dump"]["path"],
+        last.to_str().unwrap(),
+        "{status}"
+    );
+    assert!(status["last_dump"]["time"].is_string(), "{status}");
+    assert_eq!(status["supervisor_pid"], js.pid(), "{status}");
+
+    let memory: serde_json::Value =
+        serde_json::from_str(&sql(&socket, "SELECT jemsafe_memory()")).unwrap();
+    let mut cli_keys = keys(&jemsafe_json("memory", &config));
+    cli_keys.retain(|k| k != "ok");
+    assert_eq!(keys(&memory), cli_keys);
+
+    // Switching profiling is not in the default `[sql] allow`: the failure value, and
+    // the reason (naming the key) in the error log; nothing changed.
+    assert_eq!(sql(&socket, "SELECT jeprof_disable()"), "1");
+    js.err.wait_for(
+        "jemsafe_udf: jeprof_disable() failed: prof-off from SQL is not permitted by `[sql] allow`",
+        START,
+    );
+    assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "1");
+
+    // An account with no privilege at all may call what `allow` permits, and no more.
+    sql(
+        &socket,
+        "CREATE USER 'dba'@'localhost' IDENTIFIED BY 'dba-secret'",
+    );
+    let theirs = try_sql_as(&socket, "dba", "dba-secret", "SELECT jemsafe_dump()").unwrap();
+    assert!(theirs.ends_with(".sql.heap"), "{theirs}");
+    assert!(Path::new(&theirs).is_file(), "{theirs}");
+    assert_eq!(
+        try_sql_as(&socket, "dba", "dba-secret", "SELECT jeprof_enable()"),
+        Ok("1".to_owned())
+    );
+    assert_eq!(
+        try_sql_as(&socket, "dba", "dba-secret", "SELECT jeprof_disable()"),
+        Ok("1".to_owned())
+    );
     assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "1");
 
     // Arguments are refused at init, with the reason.
     let refused = try_sql(&socket, "SELECT jeprof_dump(1)").unwrap_err();
     assert!(refused.contains("takes no arguments"), "{refused}");
 
-    // Not yet through the supervisor: NULL, and the reason in the server's log.
-    assert_eq!(sql(&socket, "SELECT jemsafe_dump()"), "NULL");
-    js.err.wait_for(
-        "jemsafe_udf: jemsafe_dump() through jemsafe's supervisor",
-        START,
+    // mysqld killed: jemsafe starts another, the functions are still in mysql.func and
+    // work again with the new shim.
+    let first = js.wait_started(1, START);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let second = js.wait_started(2, START);
+    js.err.wait_for_nth("ready for connections", 2, START);
+    assert_eq!(
+        created_functions(&socket),
+        "jemsafe_dump,jemsafe_memory,jemsafe_status,jeprof_active_status,\
+         jeprof_disable,jeprof_dump,jeprof_enable,jeprof_prof_status"
     );
+    let again = sql(&socket, "SELECT jemsafe_dump()");
+    assert!(again.contains(&format!(".{second}.")), "{again}");
+    assert!(Path::new(&again).is_file(), "{again}");
 
     sql(&socket, &jemsafe_sql(&["--drop"]));
     assert_eq!(created_functions(&socket), "NULL");
@@ -156,6 +259,132 @@ fn the_articles_functions_work_from_sql_under_jemsafe_run_and_drop_removes_them(
 
     js.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(js.wait_exit(Duration::from_secs(60)), 0);
+}
+
+/// How long a call from SQL waits in [`prof_from_sql_when_allowed_and_a_load_stays_bounded`].
+const TIMEOUT_MS: u64 = 4000;
+
+#[test]
+fn prof_from_sql_when_allowed_and_a_load_stays_bounded() {
+    let port = free_port();
+    let (dir, config) = prepared_sandbox(
+        "sql-udf-load",
+        &format!(
+            "[sql]\nallow = [\"dump\", \"status\", \"memory\", \"prof\"]\ntimeout_ms = {TIMEOUT_MS}\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\npprof = false\n"
+        ),
+    );
+    let plugins = plugin_dir_with_library(&dir);
+    let mut js = Running::start(&[
+        "run",
+        "-c",
+        config.to_str().unwrap(),
+        "-p",
+        "leak",
+        "--",
+        &format!("--plugin-dir={}", plugins.display()),
+    ]);
+    js.wait_started(1, START);
+    js.err.wait_for("ready for connections", START);
+    let socket = dir.join("mysqld/mysqld.sock");
+    let dumps = dir.join("dumps");
+    sql(&socket, &jemsafe_sql(&[]));
+
+    // `jemsafe prof off` from SQL: jemsafe's status and log know.
+    assert_eq!(sql(&socket, "SELECT jeprof_disable()"), "0");
+    js.err
+        .wait_for("deactivate: prof.active is now false", START);
+    assert_eq!(
+        jemsafe_json("status", &config)["jemalloc"]["prof_active"],
+        false
+    );
+    assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "0");
+    assert_eq!(sql(&socket, "SELECT jeprof_enable()"), "0");
+    assert_eq!(sql(&socket, "SELECT jeprof_active_status()"), "1");
+
+    // 8 connections, 25 calls each. NOW(6) is each statement's start: the next one's
+    // start bounds a call's time.
+    let before = sql_dumps(&dumps).len();
+    let started = std::time::Instant::now();
+    let connections: Vec<_> = (0..8)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let script = "SELECT UNIX_TIMESTAMP(NOW(6)), jemsafe_dump();".repeat(25)
+                    + "SELECT UNIX_TIMESTAMP(NOW(6)), 'end';";
+                sql(&socket, &script)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    let mut longest = 0f64;
+    for connection in connections {
+        let rows: Vec<(f64, String)> = connection
+            .join()
+            .unwrap()
+            .lines()
+            .map(|row| {
+                let (at, value) = row.split_once('\t').unwrap();
+                (at.parse().unwrap(), value.to_owned())
+            })
+            .collect();
+        assert_eq!(rows.len(), 26);
+        for pair in rows.windows(2) {
+            longest = longest.max(pair[1].0 - pair[0].0);
+        }
+        answers.extend(rows.into_iter().take(25).map(|(_, v)| v));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(answers.len(), 200);
+    assert!(
+        longest < (TIMEOUT_MS as f64) / 1000.0 + 1.0,
+        "a call took {longest:.3} s"
+    );
+    // Every call got a dump's path, and storm control (one dump a second at most)
+    // made far fewer dumps than calls.
+    assert!(
+        answers.iter().all(|a| a.ends_with(".sql.heap")),
+        "{answers:?}"
+    );
+    let made = sql_dumps(&dumps).len() - before;
+    assert!(
+        made >= 1 && made as f64 <= elapsed + 2.0,
+        "{made} dumps in {elapsed:.1} s"
+    );
+    assert_eq!(sql(&socket, "SELECT 1"), "1");
+    // Counted with their trigger (fewer than `[dumps] keep`: none was deleted).
+    let all = sql_dumps(&dumps).len();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let metrics = String::from_utf8(http_get(addr, "/metrics", &[], START).1).unwrap();
+    assert!(
+        metrics.contains(&format!("jemsafe_dumps_total{{trigger=\"sql\"}} {all}\n")),
+        "{all} sql dumps: {metrics}"
+    );
+
+    // jemsafe going away while a call waits: the call ends at once with NULL (not at its
+    // deadline) and the server stays up. jemsafe is stopped first so that the call waits.
+    let jemsafe = nix::unistd::Pid::from_raw(js.pid());
+    nix::sys::signal::kill(jemsafe, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let waiting = {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            (sql(&socket, "SELECT jemsafe_dump()"), started.elapsed())
+        })
+    };
+    // Until the call is running inside the server.
+    let running = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                   WHERE INFO = 'SELECT jemsafe_dump()'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sql(&socket, running) != "1" {
+        assert!(std::time::Instant::now() < deadline, "the call never ran");
+    }
+    nix::sys::signal::kill(jemsafe, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let (answer, took) = waiting.join().unwrap();
+    assert_eq!(answer, "NULL");
+    assert!(took < Duration::from_millis(TIMEOUT_MS), "{took:?}");
+    assert_eq!(sql(&socket, "SELECT 1"), "1");
+    assert_eq!(js.wait_exit(Duration::from_secs(60)), 128 + 9);
 }
 
 #[test]

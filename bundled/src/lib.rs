@@ -35,6 +35,9 @@ extern "C" fn jemsafe_jemalloc_on_load() {
     jemsafe_shim_core::start(bind);
 }
 
+// Calls from SQL: jemsafe_udf.so finds this with dlsym.
+jemsafe_shim_core::export_ask!();
+
 extern "C" {
     // Part of the same static jemalloc; the sys crate does not declare them.
     #[link_name = "_rjem_memalign"]

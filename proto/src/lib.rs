@@ -763,6 +763,10 @@ impl Body for Failure {
     }
 }
 
+// From SQL (issue 26): the shim's own requests to jemsafe, and jemsafe's answers.
+mod sql;
+pub use sql::{Answer, Ask, SqlOp, DEFAULT_SQL_TIMEOUT_MS, ENV_SQL_TIMEOUT_MS};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,11 +15,14 @@
 //! The backend is bound on the control thread at the first request, never in the loader's
 //! initialiser.
 
+mod asks;
 mod memory;
 
+pub use asks::{ask, ask_into, AskError, AskFn, ASK_FAILED, ASK_OK, ASK_SYMBOL, ASK_UNSUPERVISED};
+
 use jemsafe_proto::{
-    Binding, Bound, Capabilities, Command, Dumped, Failure, Hello, ProfState, Reply, Request,
-    ResetDone, Stats, ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
+    Answer, Binding, Bound, Capabilities, Command, Dumped, Failure, Hello, ProfState, Reply,
+    Request, ResetDone, Stats, ENV_SHIM_FD, MAX_PACKET, PROTOCOL_VERSION,
 };
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::mem::{size_of, MaybeUninit};
@@ -140,6 +143,7 @@ pub fn start<B: Backend>(bind: fn() -> Result<B, String>) {
         let Some(fd) = take_channel_fd() else {
             return;
         };
+        asks::take_timeout_from_env();
         if spawn_control_thread(fd, bind).is_err() {
             // Nothing to report to: jemsafe notices the missing handshake and says so.
             // SAFETY: fd was validated as our socket; no thread owns it.
@@ -209,6 +213,7 @@ fn spawn_control_thread<B: Backend>(
 fn serve<B: Backend>(fd: RawFd, bind: fn() -> Result<B, String>) {
     let mut buf = [0u8; MAX_PACKET];
     let mut binding: Option<Result<Jemalloc<B>, String>> = None;
+    asks::open(fd);
     loop {
         // SAFETY: buf is valid for MAX_PACKET bytes.
         let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -222,6 +227,13 @@ fn serve<B: Backend>(fd: RawFd, bind: fn() -> Result<B, String>) {
             break;
         }
         let packet = &buf[..n as usize];
+        // jemsafe's answer to a call from SQL: for the connection thread that waits.
+        if let Some(answer) = Answer::decode(packet) {
+            if let Ok(answer) = answer {
+                asks::answered(answer);
+            }
+            continue;
+        }
         let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let bound = binding.get_or_insert_with(|| bind().map(Jemalloc));
             match Request::decode(packet) {
@@ -238,8 +250,12 @@ fn serve<B: Backend>(fd: RawFd, bind: fn() -> Result<B, String>) {
             break;
         }
     }
-    // SAFETY: this thread is the fd's only user.
-    unsafe { libc::close(fd) };
+    asks::closed();
+    // Shut down, not closed: a connection thread that read the fd number just before
+    // `closed()` may still send on it, and must get EPIPE, not reach whatever file a
+    // reused number would name. jemsafe sees end-of-file all the same.
+    // SAFETY: a plain syscall on our socket.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
 /// The request id a malformed packet starts with, or 0.

@@ -52,3 +52,6 @@ fn bind() -> Result<Dlsym, String> {
     let (mallctl, path) = jemsafe_shim_core::process_mallctl()?;
     Ok(Dlsym { mallctl, path })
 }
+
+// Calls from SQL: jemsafe_udf.so finds this with dlsym.
+jemsafe_shim_core::export_ask!();

@@ -8,6 +8,7 @@ pub mod jemalloc_options;
 pub mod profile;
 mod sections;
 mod spans;
+pub mod sql;
 mod validate;
 
 use serde::Deserialize;
@@ -72,6 +73,8 @@ struct RawConfig {
     triggers: TriggersSection,
     #[serde(default)]
     timeline: TimelineSection,
+    #[serde(default)]
+    sql: sql::SqlSection,
 }
 
 /// Most levels of one kind: each is a dump, and `per_hour` caps them anyway.
@@ -97,6 +100,7 @@ pub struct Config {
     /// `[triggers]`, typed by validation.
     pub triggers: TriggerSettings,
     pub timeline: TimelineSection,
+    pub sql: sql::SqlSection,
 }
 
 /// Variables jemsafe sets itself; a config may not override them.
@@ -175,6 +179,7 @@ impl Config {
             report: raw.report,
             triggers: TriggerSettings::default(),
             timeline: raw.timeline,
+            sql: raw.sql,
         };
         config.triggers = config.validate(&raw.triggers)?;
         Ok(config)

@@ -12,6 +12,8 @@ pub enum Trigger {
     Growth,
     /// `/debug/pprof/heap` of jemsafe's HTTP server.
     Http,
+    /// A loadable function of jemsafe_udf.so (`SELECT jemsafe_dump()`).
+    Sql,
     /// A `[triggers]` level crossed: `rss<MiB>`, `limit<percent>` or `pressure`.
     Level(LevelName),
 }
@@ -24,6 +26,7 @@ impl Trigger {
             Trigger::Cli => "cli",
             Trigger::Growth => "growth",
             Trigger::Http => "http",
+            Trigger::Sql => "sql",
             Trigger::Level(name) => name.as_str(),
         }
     }
@@ -35,6 +38,7 @@ impl Trigger {
             "cli" => Trigger::Cli,
             "growth" => Trigger::Growth,
             "http" => Trigger::Http,
+            "sql" => Trigger::Sql,
             _ => Trigger::Level(LevelName::parse(s)?),
         })
     }

@@ -29,6 +29,7 @@ pub mod policy;
 mod recording;
 mod shim_requests;
 pub mod signals;
+mod sql_requests;
 pub mod stale;
 mod status;
 mod watch;
@@ -67,6 +68,8 @@ pub const VERIFY_FAILED_STATUS: i32 = crate::error::EX_SOFTWARE;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub launch: Launch,
+    /// `[sql]`: what calls from SQL may do.
+    pub sql: crate::config::sql::SqlSection,
     pub extra_args: Vec<String>,
     pub expectation: Expectation,
     pub verify: VerifyMode,

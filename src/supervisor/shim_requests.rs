@@ -222,6 +222,10 @@ impl Supervisor<'_> {
             };
             let reply = match child.link.receive() {
                 Ok(Received::Reply(reply)) => reply,
+                Ok(Received::Ask(ask)) => {
+                    self.sql_ask(ask);
+                    continue;
+                }
                 Ok(Received::Nothing) => return,
                 Ok(Received::Closed) => {
                     child.link_open = false;

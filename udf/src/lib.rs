@@ -6,18 +6,28 @@
 //! `jeprof_active_status` (1 on, 0 off). They call the `mallctl` of the jemalloc that
 //! serves the process's `malloc`, looked up at run time as the shim does
 //! ([`jemsafe_shim_core::process_mallctl`]): this library links no jemalloc of its own.
-//! `jemsafe_dump`, `jemsafe_status`, `jemsafe_memory` (STRING) are for jemsafe's own
-//! pipeline; this version returns NULL from them and writes the reason to the server's
-//! error log.
 //!
-//! `jeprof_dump()` dumps at most once a second ([`MIN_DUMP_INTERVAL_MS`]); sooner, it
-//! returns 1.
+//! Three worlds:
+//! - **Supervised** (mysqld started by `jemsafe run`): the library asks jemsafe through the
+//!   shim in the same process ([`jemsafe_shim_core::ASK_SYMBOL`], found with `dlsym`; no
+//!   new socket, no new privilege). `jeprof_dump()` and `jemsafe_dump()` are dumps with the
+//!   trigger `sql` (named, sidecar, storm control, metrics); `jeprof_enable/disable()` are
+//!   `jemsafe prof on|off`; `jemsafe_status()` and `jemsafe_memory()` are jemsafe's JSON.
+//!   jemsafe refuses what `[sql] allow` does not permit; each call waits a bounded time
+//!   (`[sql] timeout_ms`). A refusal is the documented failure value, with the reason in
+//!   the server's error log.
+//! - **Preloaded by hand** (no shim, or a shim with no jemsafe): the `jeprof_*` functions
+//!   call `mallctl` directly, as the article's library does; `jeprof_dump()` dumps at most
+//!   once a second ([`MIN_DUMP_INTERVAL_MS`]; sooner, it returns 1). The `jemsafe_*`
+//!   functions return NULL with a message that names `jemsafe run`.
+//! - **No profiling jemalloc**: every `_init` refuses, with a message that says why (the
+//!   server shows it to the caller).
 //!
-//! Every `_init` refuses arguments and refuses to load when the process has no profiling
-//! jemalloc, with a message that says why (the server shows it to the caller). No panic
-//! crosses into the server ([`guarded`]); a `jeprof_*` call allocates nothing.
+//! Every `_init` also refuses arguments. No panic crosses into the server ([`guarded`]).
 
-use jemsafe_shim_core::{process_mallctl, raw_read, raw_write, MallctlFn};
+use jemsafe_shim_core::{
+    process_mallctl, raw_read, raw_write, AskFn, MallctlFn, ASK_FAILED, ASK_OK, ASK_SYMBOL,
+};
 use std::ffi::{c_char, c_int, c_longlong, c_uint, c_ulong, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,8 +197,29 @@ unsafe fn write_message(message: *mut c_char, text: &str) {
     *message.add(end) = 0;
 }
 
-/// Every `name_init`: no arguments, a profiling jemalloc; its `mallctl` is kept in
-/// `initid->ptr` so that the calls look nothing up. 0 to accept, 1 to refuse with
+/// What a function keeps between its `_init` and `_deinit` (in `initid->ptr`), so that
+/// its calls look nothing up.
+struct State {
+    mallctl: MallctlFn,
+    /// The shim's entry point for asking jemsafe, when the shim is in this process.
+    ask: Option<AskFn>,
+    /// The text of jemsafe's answer (or of why there is none), and a STRING result.
+    out: Vec<u8>,
+}
+
+/// The longest answer a call reads: one packet of the shim's channel.
+const ANSWER_BYTES: usize = jemsafe_proto::MAX_PACKET;
+
+/// The shim's entry point for asking jemsafe, if the shim is in this process.
+fn shim_ask() -> Option<AskFn> {
+    // SAFETY: dlsym with a valid C string.
+    let addr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, ASK_SYMBOL.as_ptr()) };
+    // SAFETY: the shim defines the symbol with this signature (export_ask!).
+    (!addr.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, AskFn>(addr) })
+}
+
+/// Every `name_init`: no arguments, a profiling jemalloc; its `mallctl` and the shim's
+/// entry point are kept in a [`State`] at `initid->ptr`. 0 to accept, 1 to refuse with
 /// `message`.
 ///
 /// # Safety
@@ -207,7 +238,15 @@ unsafe fn init(
         };
         match refusal {
             Ok(mallctl) => {
-                (*initid).ptr = mallctl as *mut c_char;
+                let state = State {
+                    mallctl,
+                    ask: shim_ask(),
+                    out: vec![0; ANSWER_BYTES + 1],
+                };
+                (*initid).ptr = Box::into_raw(Box::new(state)).cast();
+                if returns == Returns::String {
+                    (*initid).max_length = ANSWER_BYTES as c_ulong;
+                }
                 (*initid).maybe_null = c_char::from(returns == Returns::String);
                 (*initid).const_item = 0;
                 0
@@ -221,14 +260,64 @@ unsafe fn init(
     })
 }
 
-/// The `mallctl` that `init` kept.
+/// The [`State`] that `init` kept.
 ///
 /// # Safety
-/// `initid` went through a successful [`init`].
-unsafe fn kept_mallctl(initid: *const UdfInit) -> MallctlFn {
-    // SAFETY: init stored a MallctlFn there, and the server calls only after a
-    // successful init.
-    std::mem::transmute::<*mut c_char, MallctlFn>((*initid).ptr)
+/// `initid` went through a successful [`init`] and not yet through `_deinit`; the server
+/// calls one function instance from one thread at a time.
+unsafe fn kept<'a>(initid: *const UdfInit) -> &'a mut State {
+    &mut *(*initid).ptr.cast::<State>()
+}
+
+/// Frees what `init` kept.
+///
+/// # Safety
+/// The server's `UDF_INIT`, once per successful init.
+unsafe fn release(initid: *mut UdfInit) {
+    let ptr = (*initid).ptr.cast::<State>();
+    if !ptr.is_null() {
+        drop(Box::from_raw(ptr));
+        (*initid).ptr = std::ptr::null_mut();
+    }
+}
+
+/// What jemsafe said to a call from SQL.
+enum Asked {
+    Value(String),
+    /// Refused, failed, no answer in time: the call's failure value.
+    Failed(String),
+    /// No jemsafe to ask (no shim, or a shim with no supervisor).
+    Unsupervised(String),
+}
+
+/// Asks jemsafe for `op` (an op word of the shim's) through the shim, if it is here.
+fn ask(state: &mut State, op: &CStr) -> Asked {
+    let Some(ask) = state.ask else {
+        return Asked::Unsupervised("jemsafe's shim is not in this process".to_owned());
+    };
+    // SAFETY: `out` has out.len() writable bytes; `op` is NUL-terminated.
+    let code = unsafe { ask(op.as_ptr(), state.out.as_mut_ptr().cast(), state.out.len()) };
+    let text = CStr::from_bytes_until_nul(&state.out)
+        .map(|t| t.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match code {
+        ASK_OK => Asked::Value(text),
+        ASK_FAILED => Asked::Failed(text),
+        _ => Asked::Unsupervised(text),
+    }
+}
+
+/// An INTEGER function's supervised path: 0 when jemsafe did `op`, 1 (and the reason in
+/// the error log) when it did not; None when there is no jemsafe to ask.
+fn supervised_code(state: &mut State, name: &str, op: &CStr) -> Option<c_longlong> {
+    match ask(state, op) {
+        Asked::Value(_) => Some(0),
+        Asked::Failed(why) => {
+            log_line(&format!("{name}() failed: {why}"));
+            Some(1)
+        }
+        Asked::Unsupervised(_) => None,
+    }
 }
 
 /// An INTEGER function's call: `op`'s value, or NULL with the error flag when it has none.
@@ -239,9 +328,9 @@ unsafe fn integer(
     initid: *const UdfInit,
     is_null: *mut c_char,
     error: *mut c_char,
-    op: unsafe fn(MallctlFn) -> Option<c_longlong>,
+    op: unsafe fn(&mut State) -> Option<c_longlong>,
 ) -> c_longlong {
-    match guarded(None, || op(kept_mallctl(initid))) {
+    match guarded(None, || op(kept(initid))) {
         Some(value) => value,
         None => {
             *is_null = 1;
@@ -261,10 +350,10 @@ unsafe fn flag(mallctl: MallctlFn, name: &CStr) -> Option<c_longlong> {
     raw_read::<bool>(mallctl, name).ok().map(c_longlong::from)
 }
 
-/// The least time between two `jeprof_dump()` dumps of one mysqld. Every account that
-/// can connect may call it, and until SQL dumps go through jemsafe's storm control
+/// The least time between two `jeprof_dump()` dumps of one mysqld with no jemsafe to
+/// ask. Every account that can connect may call it, and without jemsafe's storm control
 /// (`[dumps] min_interval_ms`) this floor is what keeps a loop of calls from filling the
-/// dump directory faster than retention empties it.
+/// disk with dumps.
 pub const MIN_DUMP_INTERVAL_MS: u64 = 1000;
 
 /// Monotonic milliseconds of the last `jeprof_dump()` dump (0: none yet).
@@ -288,7 +377,11 @@ fn monotonic_ms() -> u64 {
     ms.max(1)
 }
 
-unsafe fn dump(mallctl: MallctlFn) -> Option<c_longlong> {
+unsafe fn dump(state: &mut State) -> Option<c_longlong> {
+    if let Some(code) = supervised_code(state, "jeprof_dump", c"dump") {
+        return Some(code);
+    }
+    let mallctl = state.mallctl;
     let now = monotonic_ms();
     let last = LAST_DUMP_MS.load(Ordering::Relaxed);
     // Lock-free: of callers racing for the same slot, one wins and the rest return 1.
@@ -310,73 +403,78 @@ unsafe fn dump(mallctl: MallctlFn) -> Option<c_longlong> {
     success_code(if rc == 0 { Ok(()) } else { Err(rc) })
 }
 
-unsafe fn enable(mallctl: MallctlFn) -> Option<c_longlong> {
-    success_code(raw_write(mallctl, c"prof.active", true))
-}
-
-unsafe fn disable(mallctl: MallctlFn) -> Option<c_longlong> {
-    success_code(raw_write(mallctl, c"prof.active", false))
-}
-
-unsafe fn prof_status(mallctl: MallctlFn) -> Option<c_longlong> {
-    flag(mallctl, c"opt.prof")
-}
-
-unsafe fn active_status(mallctl: MallctlFn) -> Option<c_longlong> {
-    flag(mallctl, c"prof.active")
-}
-
-/// Whether jemsafe's shim (alone or inside the bundled jemalloc) is loaded in this process.
-fn shim_loaded() -> bool {
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        found: *mut c_void,
-    ) -> c_int {
-        let name = (*info).dlpi_name;
-        if name.is_null() {
-            return 0;
-        }
-        let name = CStr::from_ptr(name).to_bytes();
-        let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
-        if base == b"libjemsafe_shim.so" || base == b"libjemsafe_jemalloc.so" {
-            *found.cast::<bool>() = true;
-            return 1;
-        }
-        0
+unsafe fn enable(state: &mut State) -> Option<c_longlong> {
+    if let Some(code) = supervised_code(state, "jeprof_enable", c"prof-on") {
+        return Some(code);
     }
-    let mut found = false;
-    // SAFETY: visit only reads the loader's entries and writes `found`.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut found as *mut bool).cast()) };
-    found
+    success_code(raw_write(state.mallctl, c"prof.active", true))
 }
 
-/// Why a `jemsafe_*` function returns NULL in this version.
-pub fn jemsafe_function_refusal(name: &str, shim_loaded: bool) -> String {
-    if shim_loaded {
-        format!(
-            "{name}() through jemsafe's supervisor is not in this version of jemsafe_udf.so \
-             yet; use jeprof_dump() or `jemsafe dump`/`jemsafe status` on the host"
-        )
-    } else {
-        format!(
-            "{name}() needs mysqld started by `jemsafe run`: jemsafe's shim is not in this \
-             process (jeprof_dump() and the other jeprof_* functions work without it)"
-        )
+unsafe fn disable(state: &mut State) -> Option<c_longlong> {
+    if let Some(code) = supervised_code(state, "jeprof_disable", c"prof-off") {
+        return Some(code);
     }
+    success_code(raw_write(state.mallctl, c"prof.active", false))
 }
 
-/// A STRING `jemsafe_*` function's call in this version: NULL, and the reason on the
-/// server's stderr (its error log).
+/// The two status functions read jemalloc directly, supervised or not: reading changes
+/// nothing, and the article's scripts poll them.
+unsafe fn prof_status(state: &mut State) -> Option<c_longlong> {
+    flag(state.mallctl, c"opt.prof")
+}
+
+unsafe fn active_status(state: &mut State) -> Option<c_longlong> {
+    flag(state.mallctl, c"prof.active")
+}
+
+/// Why a `jemsafe_*` function returns NULL without a jemsafe to ask.
+pub fn unsupervised_refusal(name: &str, why: &str) -> String {
+    format!(
+        "{name}() needs mysqld started by `jemsafe run` ({why}); jeprof_dump() and the \
+         other jeprof_* functions work without it"
+    )
+}
+
+/// A STRING `jemsafe_*` function's call: jemsafe's answer to `op`, or NULL with the
+/// reason on the server's stderr (its error log).
 ///
 /// # Safety
-/// The server's `is_null`.
-unsafe fn jemsafe_function(name: &str, is_null: *mut c_char) -> *mut c_char {
-    guarded((), || {
-        log_line(&jemsafe_function_refusal(name, shim_loaded()))
+/// The server's arguments to a STRING function, after a successful init.
+unsafe fn jemsafe_function(
+    name: &str,
+    op: &CStr,
+    initid: *const UdfInit,
+    length: *mut c_ulong,
+    is_null: *mut c_char,
+) -> *mut c_char {
+    let answer = guarded(None, || {
+        let state = kept(initid);
+        match ask(state, op) {
+            Asked::Value(value) => {
+                let len = value.len().min(ANSWER_BYTES);
+                state.out[..len].copy_from_slice(&value.as_bytes()[..len]);
+                Some((state.out.as_mut_ptr().cast::<c_char>(), len))
+            }
+            Asked::Failed(why) => {
+                log_line(&format!("{name}() returned NULL: {why}"));
+                None
+            }
+            Asked::Unsupervised(why) => {
+                log_line(&unsupervised_refusal(name, &why));
+                None
+            }
+        }
     });
-    *is_null = 1;
-    std::ptr::null_mut()
+    match answer {
+        Some((ptr, len)) => {
+            *length = len as c_ulong;
+            ptr
+        }
+        None => {
+            *is_null = 1;
+            std::ptr::null_mut()
+        }
+    }
 }
 
 /// A function's `_init` (checks, with the reason in the server's message) and `_deinit`.
@@ -393,8 +491,12 @@ macro_rules! init_and_deinit {
             init(stringify!($name), $returns, initid, args, message)
         }
 
+        /// # Safety
+        /// Called by the server once per successful init.
         #[no_mangle]
-        pub extern "C" fn $deinit(_initid: *mut UdfInit) {}
+        pub unsafe extern "C" fn $deinit(initid: *mut UdfInit) {
+            guarded((), || release(initid))
+        }
     };
 }
 
@@ -419,21 +521,21 @@ macro_rules! integer_function {
 
 /// The three exported symbols of a STRING `jemsafe_*` function.
 macro_rules! string_function {
-    ($name:ident, $init:ident, $deinit:ident) => {
+    ($name:ident, $init:ident, $deinit:ident, $op:expr) => {
         init_and_deinit!($name, $init, $deinit, Returns::String);
 
         /// # Safety
         /// Called by the server after a successful init.
         #[no_mangle]
         pub unsafe extern "C" fn $name(
-            _initid: *mut UdfInit,
+            initid: *mut UdfInit,
             _args: *mut UdfArgs,
             _result: *mut c_char,
-            _length: *mut c_ulong,
+            length: *mut c_ulong,
             is_null: *mut c_char,
             _error: *mut c_char,
         ) -> *mut c_char {
-            jemsafe_function(stringify!($name), is_null)
+            jemsafe_function(stringify!($name), $op, initid, length, is_null)
         }
     };
 }
@@ -463,9 +565,24 @@ integer_function!(
     jeprof_active_status_deinit,
     active_status
 );
-string_function!(jemsafe_dump, jemsafe_dump_init, jemsafe_dump_deinit);
-string_function!(jemsafe_status, jemsafe_status_init, jemsafe_status_deinit);
-string_function!(jemsafe_memory, jemsafe_memory_init, jemsafe_memory_deinit);
+string_function!(
+    jemsafe_dump,
+    jemsafe_dump_init,
+    jemsafe_dump_deinit,
+    c"dump"
+);
+string_function!(
+    jemsafe_status,
+    jemsafe_status_init,
+    jemsafe_status_deinit,
+    c"status"
+);
+string_function!(
+    jemsafe_memory,
+    jemsafe_memory_init,
+    jemsafe_memory_deinit,
+    c"memory"
+);
 
 #[cfg(test)]
 mod tests {
@@ -504,8 +621,9 @@ mod tests {
 
     #[test]
     fn jemsafe_functions_name_jemsafe_run_without_the_shim() {
-        assert!(jemsafe_function_refusal("jemsafe_dump", false).contains("`jemsafe run`"));
-        assert!(jemsafe_function_refusal("jemsafe_dump", true).contains("not in this version"));
+        let why = unsupervised_refusal("jemsafe_dump", "jemsafe's shim is not in this process");
+        assert!(why.contains("`jemsafe run`"), "{why}");
+        assert!(why.contains("shim is not in this process"), "{why}");
     }
 
     #[test]
