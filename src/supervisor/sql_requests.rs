@@ -68,7 +68,7 @@ impl Supervisor<'_> {
             return;
         }
         match op {
-            SqlOp::Dump => self.request_dump(Trigger::Sql, Some(ours)),
+            SqlOp::Dump => self.request_dump(Trigger::Sql, None, Some(ours)),
             SqlOp::ProfOn => self.prof(ProfOp::On, None, Some(ours)),
             SqlOp::ProfOff => self.prof(ProfOp::Off, None, Some(ours)),
             SqlOp::Status => self.control_request(ours, Request::Status),
