@@ -283,7 +283,7 @@ pub fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{at, event, sample};
-    use super::super::EventKind;
+    use super::super::{Damage, EventKind, Sample};
     use super::*;
 
     fn climb() -> Vec<Record> {
@@ -368,6 +368,74 @@ mod tests {
             )
         );
     }
+
+    /// Scripts read `--format json`: its exact text for a fixed timeline of every kind
+    /// of record, with and without damage.
+    #[test]
+    fn the_json_schema_is_pinned() {
+        let mut records = vec![
+            event(0, 7, EventKind::Start { restart: false }),
+            sample(1, 7, 100),
+            Record::Sample(Sample {
+                parts: None,
+                allocated: None,
+                cgroup_usage: None,
+                limit: None,
+                ..match sample(2, 7, 120) {
+                    Record::Sample(s) => s,
+                    _ => unreachable!(),
+                }
+            }),
+            event(
+                3,
+                7,
+                EventKind::Dump {
+                    file: "mysqld.7.20261126T182554.0001.limit80.heap".into(),
+                    trigger: "limit80".into(),
+                },
+            ),
+            event(4, 7, EventKind::Prof { active: true }),
+            event(
+                5,
+                7,
+                EventKind::Exit {
+                    how: "was killed by SIGKILL".into(),
+                    oom: true,
+                },
+            ),
+            event(6, 8, EventKind::Start { restart: true }),
+            event(
+                7,
+                8,
+                EventKind::Exit {
+                    how: "exited with status 1".into(),
+                    oom: false,
+                },
+            ),
+        ];
+        let damage = Damage {
+            line: 3,
+            offset: 120,
+            lines: 2,
+            why: "not JSON".into(),
+        };
+        assert_eq!(json(&records, Some(&damage)), PINNED_WITH_DAMAGE);
+        records.truncate(1);
+        assert_eq!(json(&records, None), PINNED_EVENT_ONLY);
+        assert_eq!(
+            json(&[], None),
+            "{\"damage\":null,\"damaged_lines\":0,\"events\":[],\"peak\":null,\"samples\":[]}\n"
+        );
+    }
+
+    const PINNED_WITH_DAMAGE: &str = concat!(
+        r#"{"damage":{"first_line":3,"first_offset":120,"why":"not JSON"},"damaged_lines":2,"events":[{"event":"start","pid":7,"restart":false,"start_ticks":100,"time":"2026-11-18T11:06:40.000Z"},{"event":"dump","file":"mysqld.7.20261126T182554.0001.limit80.heap","pid":7,"start_ticks":100,"time":"2026-11-18T11:06:43.000Z","trigger":"limit80"},{"active":true,"event":"prof","pid":7,"start_ticks":100,"time":"2026-11-18T11:06:44.000Z"},{"event":"oom_kill","how":"was killed by SIGKILL","pid":7,"start_ticks":100,"time":"2026-11-18T11:06:45.000Z"},{"event":"start","pid":8,"restart":true,"start_ticks":100,"time":"2026-11-18T11:06:46.000Z"},{"event":"exit","how":"exited with status 1","pid":8,"start_ticks":100,"time":"2026-11-18T11:06:47.000Z"}],"peak":{"pid":7,"rss":125829120,"time":"2026-11-18T11:06:42.000Z"},"samples":[{"allocated":52428800,"cgroup_usage":115343360,"dirty_pages":0,"file_backed":0,"fragmentation":0,"heap_in_use":52428800,"limit":536870912,"metadata":0,"outside_jemalloc":26214400,"pid":7,"rss":104857600,"shmem":0,"start_ticks":100,"swap":0,"time":"2026-11-18T11:06:41.000Z"},{"allocated":null,"cgroup_usage":null,"limit":null,"pid":7,"rss":125829120,"start_ticks":100,"time":"2026-11-18T11:06:42.000Z"}]}"#,
+        "\n"
+    );
+    const PINNED_EVENT_ONLY: &str = concat!(
+        r#"{"damage":null,"damaged_lines":0,"events":[{"event":"start","pid":7,"restart":false,"start_ticks":100,"time":"2026-11-18T11:06:40.000Z"}],"peak":null,"samples":[]}"#,
+        "\n"
+    );
 
     #[test]
     fn json_has_samples_events_and_the_peak() {
