@@ -28,6 +28,7 @@ pub mod render;
 pub mod safe;
 pub mod series;
 pub mod sidecar;
+pub mod units;
 
 mod aggregate;
 mod collapsed;
@@ -309,18 +310,7 @@ fn parse_dump(
 
 /// Human units: `512 B`, `1.5 KiB`, `64.0 MiB`, `-3.2 GiB`.
 pub fn human_bytes(v: f64) -> String {
-    let a = v.abs();
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if a < 1024.0 {
-        return format!("{:.0} B", v);
-    }
-    let mut x = v / 1024.0;
-    let mut unit = 0;
-    while x.abs() >= 1024.0 && unit + 1 < UNITS.len() {
-        x /= 1024.0;
-        unit += 1;
-    }
-    format!("{x:.1} {}", UNITS[unit])
+    units::bytes(v, units::TENTHS)
 }
 
 #[cfg(test)]

@@ -97,10 +97,7 @@ mod json {
     impl Sample {
         pub fn of(s: &super::Sample) -> Sample {
             let parts = s.parts.map_or_else(BTreeMap::new, |p| {
-                p.resident()
-                    .into_iter()
-                    .chain([("swap", p.swap)])
-                    .collect()
+                p.resident().into_iter().chain([("swap", p.swap)]).collect()
             });
             Sample {
                 time: time(s.time),
@@ -362,7 +359,7 @@ pub fn span_words(d: Duration) -> String {
 }
 
 pub fn human(bytes: u64) -> String {
-    crate::memlimit::human(bytes)
+    jemsafe_report::units::bytes(bytes as f64, jemsafe_report::units::WHOLE)
 }
 
 #[cfg(test)]
