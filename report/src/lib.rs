@@ -57,17 +57,30 @@ pub enum Error {
     /// The dumps asked for cannot be compared (other processes, too few).
     #[error("{0}")]
     Mismatch(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// An I/O failure and what was being done: the one shape both crates' errors carry.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct IoError {
+    pub context: String,
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    /// For `map_err`: the failure of `context` (`cannot read x.heap`).
+    pub fn of(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> IoError {
+        let context = context.into();
+        move |source| IoError { context, source }
+    }
 }
 
 impl Error {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-        let context = context.into();
-        move |source| Error::Io { context, source }
+        let io = IoError::of(context);
+        move |source| Error::Io(io(source))
     }
 }
 

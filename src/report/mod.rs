@@ -21,7 +21,7 @@ impl From<jemsafe_report::Error> for Error {
         match e {
             jemsafe_report::Error::BadDump(m) => Error::BadInput(m),
             jemsafe_report::Error::Mismatch(m) => Error::Usage(m),
-            jemsafe_report::Error::Io { context, source } => Error::Io { context, source },
+            jemsafe_report::Error::Io(io) => Error::Io(io),
         }
     }
 }
