@@ -143,9 +143,7 @@ impl Error {
             Error::Untrusted(_) => EX_NOPERM,
             Error::BadInput(_) => EX_DATAERR,
             Error::Temporary(_) => EX_TEMPFAIL,
-            Error::Io(io) if io.source.kind() == std::io::ErrorKind::PermissionDenied => {
-                EX_NOPERM
-            }
+            Error::Io(io) if io.source.kind() == std::io::ErrorKind::PermissionDenied => EX_NOPERM,
             Error::Io(_) => EX_IOERR,
         }
     }
