@@ -134,24 +134,33 @@ impl LoadedDump {
         self.sidecar.as_ref()?.process.as_ref()
     }
 
+    /// What is known of its process ([`sidecar::Known`]).
+    pub fn known(&self) -> sidecar::Known {
+        sidecar::Known::of(self.pid, self.process())
+    }
+
+    /// What is known of the process of `dumps` (all of one process, newest last): the
+    /// newest one's pid, the start and boot of the first whose sidecar tells them.
+    pub fn known_of_series(dumps: &[LoadedDump]) -> sidecar::Known {
+        let process = dumps.iter().find_map(LoadedDump::process);
+        sidecar::Known::of(dumps.last().and_then(|d| d.pid), process)
+    }
+
     /// Err when `self` and `other` are dumps of two processes (different pids, or one pid
     /// reused by a later process).
     pub fn same_process(&self, other: &LoadedDump) -> std::result::Result<(), String> {
-        if let (Some(a), Some(b)) = (self.pid, other.pid) {
-            if a != b {
-                return Err(format!("pid {b} and pid {a}"));
-            }
+        if self.known().same_as(&other.known()) {
+            return Ok(());
         }
-        if let (Some(a), Some(b)) = (self.process(), other.process()) {
-            if !a.same_as(b) {
-                return Err(format!(
-                    "two processes that had the same pid: {} and {}",
-                    b.describe(),
-                    a.describe()
-                ));
-            }
+        match (self.pid, other.pid, self.process(), other.process()) {
+            (Some(a), Some(b), ..) if a != b => Err(format!("pid {b} and pid {a}")),
+            (.., Some(a), Some(b)) => Err(format!(
+                "two processes that had the same pid: {} and {}",
+                b.describe(),
+                a.describe()
+            )),
+            _ => Err("two processes".to_owned()),
         }
-        Ok(())
     }
 
     /// `mariadbd pid 4711, 2026-11-26 18:25:54 UTC`

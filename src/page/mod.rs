@@ -32,7 +32,14 @@ pub fn timeline_of(
     source: &str,
     max_points: usize,
 ) -> Timeline {
-    let mine = |p: u32, s: u64| p == pid && start.map_or(true, |st| st == s);
+    let mine = |p: u32, s: u64| {
+        jemsafe_report::sidecar::Known {
+            pid: Some(pid),
+            start_ticks: start,
+            boot_id: None,
+        }
+        .same_as(&jemsafe_report::sidecar::Known::record(p, s))
+    };
     let samples: Vec<&timeline::Sample> = records
         .iter()
         .filter_map(|r| match r {
@@ -164,9 +171,7 @@ fn read_timeline(
     let file = file?;
     let newest = dumps.last()?;
     let pid = newest.pid?;
-    let start = dumps
-        .iter()
-        .find_map(|d| d.process().map(|p| p.start_ticks));
+    let start = LoadedDump::known_of_series(dumps).start_ticks;
     let shown_path = shown(&file.path);
     let parsed = match timeline::file::read(file.source(), file.limit) {
         Ok(p) => p,

@@ -316,12 +316,8 @@ fn memory_growth(dumps: &[LoadedDump]) -> Option<String> {
 /// When RSS growth started and how fast it runs, from the config's timeline, for the
 /// process of `dumps` (pid and, from a sidecar, its start time); None without either.
 fn timeline_growth(settings: &plan::Settings, dumps: &[LoadedDump]) -> Option<String> {
-    let pid = dumps.last()?.pid?;
-    let start = dumps
-        .iter()
-        .find_map(|d| d.sidecar.as_ref()?.process.as_ref().map(|p| p.start_ticks));
     let (path, limit) = settings.timeline();
-    crate::timeline::growth::leaks_line(&path, limit, pid, start)
+    crate::timeline::growth::leaks_line(&path, limit, &LoadedDump::known_of_series(dumps))
 }
 
 /// Fragmentation by call stack for `dump`, when its sidecar's memory snapshot says
