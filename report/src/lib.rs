@@ -225,10 +225,25 @@ fn too_large(path: &Path, limits: &DumpLimits, what: &str) -> Error {
 /// file must be a regular file (a FIFO or device is refused without being opened), and
 /// at most `limits.max_bytes` of text are read.
 pub fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
+    load_with_sidecar(
+        path,
+        limits,
+        sidecar::read_for(path, limits.follow_symlinks),
+    )
+}
+
+/// [`load`] with the sidecar its caller has already read ([`sidecar::read_for`]'s
+/// answer): a sidecar is read once, so that what chose the dump and what reads it agree
+/// (mysqld's user could change the file between two reads).
+pub fn load_with_sidecar(
+    path: &Path,
+    limits: &DumpLimits,
+    sidecar: std::result::Result<Option<sidecar::Sidecar>, String>,
+) -> Result<LoadedDump> {
     let opened = open_dump(path, limits)?;
     let meta = opened.meta.clone();
     let reader = std::io::BufReader::with_capacity(1 << 16, opened.file);
-    parse_dump(path, reader, &meta, limits)
+    parse_dump(path, reader, &meta, limits, sidecar)
 }
 
 /// [`load`], keeping the file's bytes as they were read and parsed: `jemsafe archive`
@@ -248,7 +263,8 @@ pub fn load_with_bytes(path: &Path, limits: &DumpLimits) -> Result<(LoadedDump, 
     if bytes.len() as u64 > limits.max_bytes {
         return Err(too_large(path, limits, "holds"));
     }
-    let dump = parse_dump(path, &bytes[..], &opened.meta, limits)?;
+    let sidecar = sidecar::read_for(path, limits.follow_symlinks);
+    let dump = parse_dump(path, &bytes[..], &opened.meta, limits, sidecar)?;
     Ok((dump, bytes))
 }
 
@@ -270,13 +286,14 @@ fn open_dump(path: &Path, limits: &DumpLimits) -> Result<safe::Opened> {
     Ok(opened)
 }
 
-/// Parses the dump `reader` reads (the file at `path`, with metadata `meta`) and reads
-/// its sidecar.
+/// Parses the dump `reader` reads (the file at `path`, with metadata `meta`), with what
+/// reading its sidecar gave.
 fn parse_dump(
     path: &Path,
     mut reader: impl std::io::BufRead,
     meta: &std::fs::Metadata,
     limits: &DumpLimits,
+    sidecar: std::result::Result<Option<sidecar::Sidecar>, String>,
 ) -> Result<LoadedDump> {
     let shown = safe::shown(path);
     let hit = std::rc::Rc::new(std::cell::Cell::new(false));
@@ -310,7 +327,7 @@ fn parse_dump(
         ))
     })?;
     let mut notes = Vec::new();
-    let sidecar = match sidecar::read_for(path, limits.follow_symlinks) {
+    let sidecar = match sidecar {
         Ok(s) => s,
         Err(why) => {
             notes.push(format!("{why}; the dump is read without it"));

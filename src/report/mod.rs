@@ -53,8 +53,25 @@ pub(crate) fn sym_options(
 /// Reads a dump; its pid and time come from its file name when jemsafe or jemalloc
 /// named it.
 pub(crate) fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
-    let mut dump = jemsafe_report::load(path, limits)?;
-    let (pid, stamp) = select::name_info(path);
+    named(jemsafe_report::load(path, limits)?)
+}
+
+/// [`load`] with the sidecar the plan read to choose it ([`select::Sidecars`]).
+pub(crate) fn load_planned(
+    path: &Path,
+    limits: &DumpLimits,
+    sidecars: &select::Sidecars,
+) -> Result<LoadedDump> {
+    named(jemsafe_report::load_with_sidecar(
+        path,
+        limits,
+        sidecars.take(path),
+    )?)
+}
+
+/// `dump` with the pid and time its file name gives.
+fn named(mut dump: LoadedDump) -> Result<LoadedDump> {
+    let (pid, stamp) = select::name_info(&dump.path);
     dump.pid = pid.or(dump.pid);
     dump.time = stamp.or(dump.time);
     Ok(dump)
@@ -261,7 +278,7 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
     let mut series = jemsafe_report::series::Series::new();
     let mut closing = None;
     for (i, p) in paths.iter().enumerate() {
-        let dump = load(p, &limits)?;
+        let dump = load_planned(p, &limits, &plan.sidecars)?;
         if i + 1 == paths.len() {
             closing = fragmentation_section(&dump, &options.symbolize, args.top);
         }

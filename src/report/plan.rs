@@ -210,6 +210,8 @@ pub struct Plan {
     pub settings: Option<Settings>,
     /// debuginfod: `--debuginfod` URLs, else DEBUGINFOD_URLS, else the config's.
     pub debuginfod: jemsafe_report::debuginfod::Config,
+    /// The sidecars read to choose the dumps, for loading them without a second read.
+    pub sidecars: select::Sidecars,
 }
 
 impl Plan {
@@ -258,14 +260,16 @@ impl Plan {
             since,
             want: req.want,
         };
+        let sidecars = select::Sidecars::new(named);
+        let process = |p: &Path| sidecars.process(p);
         let dumps = if named {
             let named: Vec<Candidate> = select::oldest_first(req.named)
                 .iter()
                 .map(|p| Candidate::of(p))
                 .collect();
-            choose(&ask, &named, select::process_of).unwrap_or_default()
+            choose(&ask, &named, process).unwrap_or_default()
         } else {
-            chosen_from(&req, &ask, settings.as_ref())?
+            chosen_from(&req, &ask, settings.as_ref(), process)?
         };
         Ok(Plan {
             dumps,
@@ -273,12 +277,18 @@ impl Plan {
             since,
             settings,
             debuginfod,
+            sidecars,
         })
     }
 }
 
 /// The dumps of `req`'s listing that [`choose`] keeps, or why there are none.
-fn chosen_from(req: &Request, ask: &Ask, settings: Option<&Settings>) -> Result<Vec<PathBuf>> {
+fn chosen_from(
+    req: &Request,
+    ask: &Ask,
+    settings: Option<&Settings>,
+    process: impl Fn(&Path) -> Option<Process>,
+) -> Result<Vec<PathBuf>> {
     let candidates: Vec<Candidate> = match (&req.listing, settings) {
         (Listing::Archive { dumps, .. }, _) => dumps.iter().map(|p| Candidate::of(p)).collect(),
         (_, Some(s)) => crate::dumps::list(&s.dumps_dir, &s.prefix)
@@ -296,7 +306,7 @@ fn chosen_from(req: &Request, ask: &Ask, settings: Option<&Settings>) -> Result<
         // Unreachable: a config that is needed and unreadable already failed.
         (_, None) => Vec::new(),
     };
-    match (choose(ask, &candidates, select::process_of), &req.listing) {
+    match (choose(ask, &candidates, process), &req.listing) {
         (Ok(dumps), _) => Ok(dumps),
         // The live page before the first dump says so on the page.
         (Err(_), Listing::Dir(_)) => Ok(Vec::new()),

@@ -6,7 +6,9 @@ use crate::dumps::naming::HeapName;
 use crate::dumps::retention::{chronological, Entry, Kind};
 use crate::error::{Error, Result};
 use jemsafe_report::safe::shown;
-use jemsafe_report::sidecar::Known;
+use jemsafe_report::sidecar::{Known, Process, Sidecar};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,11 +58,52 @@ pub fn previous(dump: &Path) -> Result<PathBuf> {
 }
 
 /// The process a dump was taken of, from its sidecar (never through a symlink).
-pub fn process_of(dump: &Path) -> Option<jemsafe_report::sidecar::Process> {
+fn process_of(dump: &Path) -> Option<jemsafe_report::sidecar::Process> {
     jemsafe_report::sidecar::read_for(dump, false)
         .ok()
         .flatten()
         .and_then(|s| s.process)
+}
+
+/// What [`jemsafe_report::sidecar::read_for`] said of a dump's sidecar.
+type SidecarRead = std::result::Result<Option<Sidecar>, String>;
+
+/// Sidecars read at most once each: the plan reads the processes it chooses by, and the
+/// loading of the dumps takes the same sidecars ([`jemsafe_report::load_with_sidecar`]),
+/// not a second read that mysqld's user could have changed.
+#[derive(Debug, Default)]
+pub struct Sidecars {
+    read: RefCell<HashMap<PathBuf, SidecarRead>>,
+    /// Follow symbolic links (dumps the user named), as loading them does.
+    follow: bool,
+}
+
+impl Sidecars {
+    pub fn new(follow: bool) -> Sidecars {
+        Sidecars {
+            read: RefCell::default(),
+            follow,
+        }
+    }
+
+    fn read(&self, dump: &Path) -> SidecarRead {
+        jemsafe_report::sidecar::read_for(dump, self.follow)
+    }
+
+    /// The process `dump` was taken of, from its sidecar (read now, kept for [`Self::take`]).
+    pub fn process(&self, dump: &Path) -> Option<Process> {
+        let mut read = self.read.borrow_mut();
+        let got = read
+            .entry(dump.to_owned())
+            .or_insert_with(|| self.read(dump));
+        got.as_ref().ok()?.as_ref()?.process.clone()
+    }
+
+    /// `dump`'s sidecar: the one read before, else read now.
+    pub fn take(&self, dump: &Path) -> SidecarRead {
+        let kept = self.read.borrow_mut().remove(dump);
+        kept.unwrap_or_else(|| self.read(dump))
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -184,6 +227,37 @@ mod tests {
                 "mysqld.5.20261118T110800.0003.usr1.heap"
             ]
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What chose a dump and what loads it see one sidecar, however it changes between.
+    #[test]
+    fn a_sidecar_is_read_once_for_choosing_and_loading() {
+        let dir = std::env::temp_dir().join(format!("jemsafe-sidecars-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dump = dir.join("mysqld.5.1.i1.heap");
+        let write = |start_ticks: u64| {
+            let s = Sidecar {
+                process: Some(Process {
+                    pid: 5,
+                    start_ticks,
+                    ..Default::default()
+                }),
+                ..Sidecar::new()
+            };
+            let path = jemsafe_report::sidecar::path_for(&dump);
+            std::fs::write(path, serde_json::to_vec(&s).unwrap()).unwrap();
+        };
+        write(100);
+        let sidecars = Sidecars::new(false);
+        assert_eq!(sidecars.process(&dump).map(|p| p.start_ticks), Some(100));
+        // mysqld's user rewrites it after the plan chose the dump.
+        write(200);
+        let taken = sidecars.take(&dump).unwrap().unwrap();
+        assert_eq!(taken.process.map(|p| p.start_ticks), Some(100));
+        // Taken once: a dump no plan chose is read when it is loaded.
+        let again = sidecars.take(&dump).unwrap().unwrap();
+        assert_eq!(again.process.map(|p| p.start_ticks), Some(200));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
