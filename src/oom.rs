@@ -428,14 +428,7 @@ pub fn parse_incident_name(prefix: &str, name: &str) -> Option<u32> {
         Some(_) => return None,
         None => stamp,
     };
-    let valid_stamp = stamp.len() == 15
-        && stamp.bytes().enumerate().all(|(i, b)| {
-            if i == 8 {
-                b == b'T'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
+    let valid_stamp = crate::dumps::naming::parse_stamp(stamp).is_some();
     (valid_stamp && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
         .then(|| pid.parse().ok())
         .flatten()

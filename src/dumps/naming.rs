@@ -164,13 +164,7 @@ impl HeapName {
         let parts: Vec<&str> = rest.split('.').collect();
         match parts.as_slice() {
             [pid, stamp, seq, trigger] => {
-                let valid_stamp = stamp.len() == 15
-                    && stamp.as_bytes()[8] == b'T'
-                    && stamp
-                        .bytes()
-                        .enumerate()
-                        .all(|(i, b)| i == 8 || b.is_ascii_digit());
-                valid_stamp.then_some(())?;
+                parse_stamp(stamp)?;
                 Some(HeapName {
                     pid: number(pid)?.parse().ok()?,
                     seq: number(seq)?.parse().ok()?,
