@@ -455,20 +455,19 @@ mod tests {
     /// of record, with and without damage.
     #[test]
     fn the_json_schema_is_pinned() {
-        let mut records = vec![
-            event(0, 7, EventKind::Start { restart: false }),
-            sample(1, 7, 100),
-            Record::Sample(Sample {
+        let unanswered = match sample(2, 7, 120) {
+            Record::Sample(s) => Record::Sample(Sample {
                 parts: None,
                 allocated: None,
                 cgroup_usage: None,
                 limit: None,
-                ..match sample(2, 7, 120) {
-                    Record::Sample(s) => s,
-                    _ => unreachable!(),
-                }
+                ..s
             }),
-            event(
+            other => other,
+        };
+        let events = [
+            (0, 7, EventKind::Start { restart: false }),
+            (
                 3,
                 7,
                 EventKind::Dump {
@@ -476,8 +475,8 @@ mod tests {
                     trigger: "limit80".into(),
                 },
             ),
-            event(4, 7, EventKind::Prof { active: true }),
-            event(
+            (4, 7, EventKind::Prof { active: true }),
+            (
                 5,
                 7,
                 EventKind::Exit {
@@ -485,8 +484,8 @@ mod tests {
                     oom: true,
                 },
             ),
-            event(6, 8, EventKind::Start { restart: true }),
-            event(
+            (6, 8, EventKind::Start { restart: true }),
+            (
                 7,
                 8,
                 EventKind::Exit {
@@ -495,6 +494,11 @@ mod tests {
                 },
             ),
         ];
+        let mut records: Vec<Record> = events
+            .into_iter()
+            .map(|(s, pid, kind)| event(s, pid, kind))
+            .collect();
+        records.extend([sample(1, 7, 100), unanswered]);
         let damage = Damage {
             line: 3,
             offset: 120,
