@@ -53,7 +53,7 @@ pub(crate) fn sym_options(
 /// Reads a dump; its pid and time come from its file name when jemsafe or jemalloc
 /// named it.
 pub(crate) fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
-    named(jemsafe_report::load(path, limits)?)
+    Ok(named(jemsafe_report::load(path, limits)?))
 }
 
 /// [`load`] with the sidecar the plan read to choose it ([`select::Sidecars`]).
@@ -62,19 +62,16 @@ pub(crate) fn load_planned(
     limits: &DumpLimits,
     sidecars: &select::Sidecars,
 ) -> Result<LoadedDump> {
-    named(jemsafe_report::load_with_sidecar(
-        path,
-        limits,
-        sidecars.take(path),
-    )?)
+    let dump = jemsafe_report::load_with_sidecar(path, limits, sidecars.take(path))?;
+    Ok(named(dump))
 }
 
 /// `dump` with the pid and time its file name gives.
-fn named(mut dump: LoadedDump) -> Result<LoadedDump> {
+fn named(mut dump: LoadedDump) -> LoadedDump {
     let (pid, stamp) = select::name_info(&dump.path);
     dump.pid = pid.or(dump.pid);
     dump.time = stamp.or(dump.time);
-    Ok(dump)
+    dump
 }
 
 /// Where the output goes: a file the user named ([`output`]), else standard output (never
