@@ -428,7 +428,7 @@ pub fn parse_incident_name(prefix: &str, name: &str) -> Option<u32> {
         Some(_) => return None,
         None => stamp,
     };
-    let valid_stamp = crate::dumps::naming::parse_stamp(stamp).is_some();
+    let valid_stamp = crate::dumps::naming::is_stamp(stamp);
     (valid_stamp && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
         .then(|| pid.parse().ok())
         .flatten()

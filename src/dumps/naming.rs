@@ -164,7 +164,7 @@ impl HeapName {
         let parts: Vec<&str> = rest.split('.').collect();
         match parts.as_slice() {
             [pid, stamp, seq, trigger] => {
-                parse_stamp(stamp)?;
+                is_stamp(stamp).then_some(())?;
                 Some(HeapName {
                     pid: number(pid)?.parse().ok()?,
                     seq: number(seq)?.parse().ok()?,
@@ -223,10 +223,22 @@ pub fn automatic_trigger(kind: char) -> &'static str {
     }
 }
 
+/// Whether `stamp` is shaped as [`utc_stamp`] writes it (`yyyymmddThhmmss`): a name of
+/// ours whatever time it says ([`parse_stamp`] tells whether it is one).
+pub fn is_stamp(stamp: &str) -> bool {
+    stamp.len() == 15
+        && stamp.bytes().enumerate().all(|(i, b)| {
+            if i == 8 {
+                b == b'T'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+}
+
 /// `20261126T182554` (UTC) as a time.
 pub fn parse_stamp(stamp: &str) -> Option<SystemTime> {
-    let b = stamp.as_bytes();
-    if b.len() != 15 || b[8] != b'T' || !stamp.is_ascii() {
+    if !is_stamp(stamp) {
         return None;
     }
     let s = |r: std::ops::Range<usize>| &stamp[r];
