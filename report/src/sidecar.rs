@@ -104,13 +104,18 @@ impl Known {
         }
     }
 
-    /// A timeline record's (it carries no boot id).
-    pub fn record(pid: u32, start_ticks: u64) -> Known {
+    /// A process by its pid, and its start ticks when known (no boot id).
+    pub fn started(pid: u32, start_ticks: Option<u64>) -> Known {
         Known {
             pid: Some(pid),
-            start_ticks: Some(start_ticks),
+            start_ticks,
             boot_id: None,
         }
+    }
+
+    /// A timeline record's (it carries no boot id).
+    pub fn record(pid: u32, start_ticks: u64) -> Known {
+        Known::started(pid, Some(start_ticks))
     }
 
     /// Whether `self` and `other` may be one process: nothing known of both differs.

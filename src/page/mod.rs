@@ -10,6 +10,7 @@ use crate::report::plan::{self, Plan};
 use crate::timeline::{self, EventKind, Record};
 use jemsafe_report::page::{self, Marker, Point, Timeline};
 use jemsafe_report::safe::shown;
+use jemsafe_report::sidecar::Known;
 use jemsafe_report::{DumpLimits, LoadedDump};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -32,14 +33,7 @@ pub fn timeline_of(
     source: &str,
     max_points: usize,
 ) -> Timeline {
-    let mine = |p: u32, s: u64| {
-        jemsafe_report::sidecar::Known {
-            pid: Some(pid),
-            start_ticks: start,
-            boot_id: None,
-        }
-        .same_as(&jemsafe_report::sidecar::Known::record(p, s))
-    };
+    let mine = |p, s| Known::started(pid, start).same_as(&Known::record(p, s));
     let samples: Vec<&timeline::Sample> = records
         .iter()
         .filter_map(|r| match r {
