@@ -372,11 +372,7 @@ pub fn inspect(
             pprof: config.http.pprof,
             hosts: config.http.hosts.clone(),
             render_memory_mb: config.http.render_memory_mb,
-            page: Some(crate::http::PageSource {
-                dir: config.dumps.dir.clone(),
-                prefix: config.dumps.prefix.clone(),
-                timeline_max_mb: config.timeline.max_mb,
-            }),
+            page: Some(crate::report::plan::Settings::of(config)),
         }),
         triggers: crate::triggers::Settings::of(config),
         timeline: (config.timeline.interval_s > 0).then(|| {

@@ -4,6 +4,7 @@
 //! mysqld never exits with: those of sysexits.h, which admins and service managers know.
 
 use crate::config::ConfigError;
+pub use jemsafe_report::IoError;
 
 /// sysexits.h: the command line was wrong.
 pub const EX_USAGE: i32 = 64;
@@ -36,7 +37,7 @@ pub struct ExitStatus {
 }
 
 /// Every status jemsafe's own failures exit with: the one table that `--help`, the README,
-/// the example config and the systemd units are checked against (tests/docs.rs).
+/// the example config and the systemd units are checked against (tests/cli.rs).
 pub const EXIT_STATUSES: &[ExitStatus] = &[
     ExitStatus {
         code: EX_USAGE,
@@ -108,17 +109,14 @@ pub enum Error {
     /// An input file is malformed; the message names it and what is wrong.
     #[error("{0}")]
     BadInput(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl Error {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-        let context = context.into();
-        move |source| Error::Io { context, source }
+        let io = IoError::of(context);
+        move |source| Error::Io(io(source))
     }
 
     /// Refuses with every trust problem found, if any.
@@ -133,7 +131,7 @@ impl Error {
     /// Whether this is a write to a reader that went away (`jemsafe dumps | head -1`):
     /// not a failure for a Unix filter; `main` exits 0 on it, silently.
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+        matches!(self, Error::Io(io) if io.source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
     /// Exit status for this error (sysexits.h; never one mysqld uses).
@@ -145,10 +143,8 @@ impl Error {
             Error::Untrusted(_) => EX_NOPERM,
             Error::BadInput(_) => EX_DATAERR,
             Error::Temporary(_) => EX_TEMPFAIL,
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
-                EX_NOPERM
-            }
-            Error::Io { .. } => EX_IOERR,
+            Error::Io(io) if io.source.kind() == std::io::ErrorKind::PermissionDenied => EX_NOPERM,
+            Error::Io(_) => EX_IOERR,
         }
     }
 }

@@ -79,17 +79,9 @@ pub struct Settings {
     pub hosts: Vec<String>,
     /// A rendering child's address-space budget, MiB (`[http] render_memory_mb`).
     pub render_memory_mb: u64,
-    /// The dumps the page at `/` shows (None: no page).
-    pub page: Option<PageSource>,
-}
-
-/// Where the live page's dumps and timeline are: `[dumps] dir` and `prefix`, `[timeline]
-/// max_mb`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageSource {
-    pub dir: PathBuf,
-    pub prefix: String,
-    pub timeline_max_mb: u64,
+    /// Where the dumps and timeline the page at `/` shows are (`[dumps] dir` and `prefix`,
+    /// `[timeline] max_mb`; None: no page).
+    pub page: Option<crate::report::plan::Settings>,
 }
 
 struct Shared {
@@ -107,7 +99,7 @@ struct Shared {
     bound: SocketAddr,
     hosts: Vec<String>,
     render_memory_mb: u64,
-    page: Option<PageSource>,
+    page: Option<crate::report::plan::Settings>,
     /// CSRF tokens of the pages served, newest last.
     csrf: Mutex<page_http::Tokens>,
 }

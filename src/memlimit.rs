@@ -557,14 +557,7 @@ pub fn page_size() -> u64 {
 
 /// 512 MiB, 7.6 GiB: for messages.
 pub fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if bytes >= 1 << 30 {
-        format!("{:.1} GiB", b / (1u64 << 30) as f64)
-    } else if bytes >= 1 << 20 {
-        format!("{:.0} MiB", b / (1u64 << 20) as f64)
-    } else {
-        format!("{} KiB", bytes >> 10)
-    }
+    jemsafe_report::units::bytes(bytes as f64, jemsafe_report::units::WHOLE)
 }
 
 /// `pressure = "some avg10 > 20"`: a PSI line, a window, a threshold in percent.

@@ -291,7 +291,7 @@ pub fn next_wakeup(next_check: Option<Instant>, sample_due: Option<Instant>) -> 
 }
 
 fn human(bytes: u64) -> String {
-    crate::memlimit::human(bytes)
+    jemsafe_report::units::bytes(bytes as f64, jemsafe_report::units::WHOLE)
 }
 
 #[cfg(test)]

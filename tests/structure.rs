@@ -1,5 +1,6 @@
 //! The shape of the code, checked: no import cycles between the source files of a crate,
-//! and no source file so long that it holds several concerns.
+//! no source file so long that it holds several concerns, and a README layout table that
+//! names every source file (itself or a folder above it) and nothing that is gone.
 //!
 //! A file's imports are the `crate::…` and `super::…` paths it names outside its unit
 //! tests (`use` lines and paths in code alike), resolved to the longest module path that is
@@ -283,5 +284,127 @@ fn no_source_file_is_over_the_line_limit() {
         long.is_empty(),
         "files over {MAX_LINES} lines (one concern each, please):\n{}",
         long.join("\n")
+    );
+}
+
+/// The README's "Source layout" table: per row, the paths its `where` column names
+/// (folders end in `/`), and the file names (`policy.rs`) and paths its `job` column
+/// names.
+fn layout_rows() -> Vec<(Vec<String>, Vec<String>)> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|t| !t.contains(' ') && !t.starts_with('/'))
+            .map(str::to_owned)
+            .collect()
+    };
+    // A place is a path: a folder (`src/page/`) or a file (`src/oom.rs`).
+    let paths = |cell: &str| -> Vec<String> {
+        ticked(cell)
+            .into_iter()
+            .filter(|t| t.ends_with('/') || t.ends_with(".rs"))
+            .collect()
+    };
+    readme
+        .lines()
+        .skip_while(|l| !l.starts_with("Source layout"))
+        .skip(1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| {
+            let mut cells = l.trim_matches('|').splitn(2, " | ");
+            let (place, job) = (cells.next()?, cells.next()?);
+            Some((paths(place), ticked(job)))
+        })
+        .collect()
+}
+
+/// Every file below `dir` (relative to the repository, `/`-separated).
+fn files_below(dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root().join(dir)];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(rel) = path.strip_prefix(root()) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Whether the layout names `file` (`src/timeline/svg.rs`): itself, or a folder above it,
+/// or its name in the job of a row whose folder holds it.
+fn named_in_layout(rows: &[(Vec<String>, Vec<String>)], file: &str) -> bool {
+    rows.iter().any(|(places, job)| {
+        places.iter().any(|p| {
+            p == file
+                || (p.ends_with('/') && file.starts_with(p.as_str()))
+                || (p.ends_with('/') && job.iter().any(|j| format!("{p}{j}") == file))
+        })
+    })
+}
+
+#[test]
+fn the_layout_checker_reads_rows_and_folders() {
+    let rows = vec![
+        (vec!["src/a/".to_owned()], vec!["b.rs".to_owned()]),
+        (vec!["src/c.rs".to_owned()], vec![]),
+    ];
+    assert!(named_in_layout(&rows, "src/a/b.rs"));
+    assert!(named_in_layout(&rows, "src/a/deep/d.rs"));
+    assert!(named_in_layout(&rows, "src/c.rs"));
+    assert!(!named_in_layout(&rows, "src/d.rs"));
+    assert!(!named_in_layout(&rows, "src/ab.rs"));
+}
+
+/// The README's layout table is the newcomer's map: it names every source file of every
+/// crate (itself or a folder holding it), and nothing that is gone.
+#[test]
+fn the_readme_layout_names_every_module_and_nothing_gone() {
+    let rows = layout_rows();
+    assert!(rows.len() > 10, "no layout table found in README.md");
+    let mut missing = Vec::new();
+    for krate in CRATES.iter().chain(&["udf/src", "bundled/src"]) {
+        for file in files_below(krate) {
+            if file.ends_with(".rs") && !named_in_layout(&rows, &file) {
+                missing.push(file);
+            }
+        }
+    }
+    let mut gone = Vec::new();
+    for (places, job) in &rows {
+        gone.extend(places.iter().filter(|p| !root().join(p).exists()).cloned());
+        // What the job names (`policy.rs`, `page/`, `tests/common/`) is in the repository
+        // or below one of the row's folders.
+        let below: Vec<String> = places
+            .iter()
+            .filter(|p| p.ends_with('/'))
+            .flat_map(|f| files_below(f))
+            .collect();
+        for name in job
+            .iter()
+            .filter(|j| j.ends_with(".rs") || j.ends_with('/'))
+        {
+            let found = root().join(name).exists()
+                || below.iter().any(|file| file.contains(&format!("/{name}")));
+            if !found {
+                gone.push(format!("{name} (in the row of {})", places.join(", ")));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty() && gone.is_empty(),
+        "README.md's \"Source layout\" table: name these modules (or a folder above them): \
+         {missing:?}; these are gone: {gone:?}"
     );
 }

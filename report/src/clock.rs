@@ -66,10 +66,27 @@ pub fn from_secs_clamped(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs.min(LATEST_SECS))
 }
 
-/// Milliseconds since the epoch of `t`, clamped.
+/// Milliseconds since the epoch of `t`, clamped (0 before 1970).
 pub fn millis(t: SystemTime) -> u64 {
-    let d = clamp(t).duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(millis_signed(t)).unwrap_or(0)
+}
+
+/// Milliseconds since the epoch of `t`, negative before 1970 (what a chart's time axis
+/// and JavaScript's `Date` take); after the year 9999 the last millisecond of 9999's last
+/// second, as [`millis`]; `i64::MIN` at the far past.
+pub fn millis_signed(t: SystemTime) -> i64 {
+    let ms = match t.duration_since(UNIX_EPOCH) {
+        Ok(_) => i128::try_from(
+            clamp(t)
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        ),
+        Err(before) => i128::try_from(before.duration().as_millis()).map(|m| -m),
+    };
+    ms.map_or(i64::MIN, |ms| {
+        i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
+    })
 }
 
 /// Nanoseconds since the epoch of `t`, clamped.
@@ -142,7 +159,12 @@ mod tests {
             assert_eq!(rfc3339_or_why(t), "a time before 1970");
             assert_eq!(utc_words(t), "1970-01-01 00:00:00 UTC");
             assert_eq!((millis(t), secs(t)), (0, 0));
+            assert!(millis_signed(t) < 0, "{before}");
         }
+        assert_eq!(millis_signed(at(-86400)), -86_400_000);
+        assert_eq!(millis_signed(at(i64::MIN / 2)), i64::MIN);
+        assert_eq!(millis_signed(UNIX_EPOCH - Duration::from_millis(1)), -1);
+        assert_eq!(millis_signed(at(60)), 60_000);
         // A fraction of a second before the epoch too.
         let t = UNIX_EPOCH - Duration::from_millis(1);
         assert_eq!(rfc3339_seconds(t), "1970-01-01T00:00:00Z");
@@ -162,6 +184,7 @@ mod tests {
         assert_eq!(stamp(next), "9999-12-31 23:59:59");
         assert_eq!(secs(next), LATEST_SECS);
         assert_eq!(millis(next), LATEST_SECS * 1000);
+        assert_eq!(millis_signed(next), LATEST_SECS as i64 * 1000);
         assert_eq!(nanos(next), u128::from(LATEST_SECS) * 1_000_000_000);
         assert_eq!(nanos(at(-1)), 0);
     }

@@ -29,6 +29,7 @@ pub mod render;
 pub mod safe;
 pub mod series;
 pub mod sidecar;
+pub mod units;
 
 mod aggregate;
 mod collapsed;
@@ -57,17 +58,30 @@ pub enum Error {
     /// The dumps asked for cannot be compared (other processes, too few).
     #[error("{0}")]
     Mismatch(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// An I/O failure and what was being done: the one shape both crates' errors carry.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct IoError {
+    pub context: String,
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    /// For `map_err`: the failure of `context` (`cannot read x.heap`).
+    pub fn of(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> IoError {
+        let context = context.into();
+        move |source| IoError { context, source }
+    }
 }
 
 impl Error {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
-        let context = context.into();
-        move |source| Error::Io { context, source }
+        let io = IoError::of(context);
+        move |source| Error::Io(io(source))
     }
 }
 
@@ -121,24 +135,33 @@ impl LoadedDump {
         self.sidecar.as_ref()?.process.as_ref()
     }
 
+    /// What is known of its process ([`sidecar::Known`]).
+    pub fn known(&self) -> sidecar::Known {
+        sidecar::Known::of(self.pid, self.process())
+    }
+
+    /// What is known of the process of `dumps` (all of one process, newest last): the
+    /// newest one's pid, the start and boot of the first whose sidecar tells them.
+    pub fn known_of_series(dumps: &[LoadedDump]) -> sidecar::Known {
+        let process = dumps.iter().find_map(LoadedDump::process);
+        sidecar::Known::of(dumps.last().and_then(|d| d.pid), process)
+    }
+
     /// Err when `self` and `other` are dumps of two processes (different pids, or one pid
     /// reused by a later process).
     pub fn same_process(&self, other: &LoadedDump) -> std::result::Result<(), String> {
-        if let (Some(a), Some(b)) = (self.pid, other.pid) {
-            if a != b {
-                return Err(format!("pid {b} and pid {a}"));
-            }
+        if self.known().same_as(&other.known()) {
+            return Ok(());
         }
-        if let (Some(a), Some(b)) = (self.process(), other.process()) {
-            if !a.same_as(b) {
-                return Err(format!(
-                    "two processes that had the same pid: {} and {}",
-                    b.describe(),
-                    a.describe()
-                ));
-            }
+        match (self.pid, other.pid, self.process(), other.process()) {
+            (Some(a), Some(b), ..) if a != b => Err(format!("pid {b} and pid {a}")),
+            (.., Some(a), Some(b)) => Err(format!(
+                "two processes that had the same pid: {} and {}",
+                b.describe(),
+                a.describe()
+            )),
+            _ => Err("two processes".to_owned()),
         }
-        Ok(())
     }
 
     /// `mariadbd pid 4711, 2026-11-26 18:25:54 UTC`
@@ -203,10 +226,25 @@ fn too_large(path: &Path, limits: &DumpLimits, what: &str) -> Error {
 /// file must be a regular file (a FIFO or device is refused without being opened), and
 /// at most `limits.max_bytes` of text are read.
 pub fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
+    load_with_sidecar(
+        path,
+        limits,
+        sidecar::read_for(path, limits.follow_symlinks),
+    )
+}
+
+/// [`load`] with the sidecar its caller has already read ([`sidecar::read_for`]'s
+/// answer): a sidecar is read once, so that what chose the dump and what reads it agree
+/// (mysqld's user could change the file between two reads).
+pub fn load_with_sidecar(
+    path: &Path,
+    limits: &DumpLimits,
+    sidecar: std::result::Result<Option<sidecar::Sidecar>, String>,
+) -> Result<LoadedDump> {
     let opened = open_dump(path, limits)?;
     let meta = opened.meta.clone();
     let reader = std::io::BufReader::with_capacity(1 << 16, opened.file);
-    parse_dump(path, reader, &meta, limits)
+    parse_dump(path, reader, &meta, limits, sidecar)
 }
 
 /// [`load`], keeping the file's bytes as they were read and parsed: `jemsafe archive`
@@ -226,7 +264,8 @@ pub fn load_with_bytes(path: &Path, limits: &DumpLimits) -> Result<(LoadedDump, 
     if bytes.len() as u64 > limits.max_bytes {
         return Err(too_large(path, limits, "holds"));
     }
-    let dump = parse_dump(path, &bytes[..], &opened.meta, limits)?;
+    let sidecar = sidecar::read_for(path, limits.follow_symlinks);
+    let dump = parse_dump(path, &bytes[..], &opened.meta, limits, sidecar)?;
     Ok((dump, bytes))
 }
 
@@ -248,13 +287,14 @@ fn open_dump(path: &Path, limits: &DumpLimits) -> Result<safe::Opened> {
     Ok(opened)
 }
 
-/// Parses the dump `reader` reads (the file at `path`, with metadata `meta`) and reads
-/// its sidecar.
+/// Parses the dump `reader` reads (the file at `path`, with metadata `meta`), with what
+/// reading its sidecar gave.
 fn parse_dump(
     path: &Path,
     mut reader: impl std::io::BufRead,
     meta: &std::fs::Metadata,
     limits: &DumpLimits,
+    sidecar: std::result::Result<Option<sidecar::Sidecar>, String>,
 ) -> Result<LoadedDump> {
     let shown = safe::shown(path);
     let hit = std::rc::Rc::new(std::cell::Cell::new(false));
@@ -288,7 +328,7 @@ fn parse_dump(
         ))
     })?;
     let mut notes = Vec::new();
-    let sidecar = match sidecar::read_for(path, limits.follow_symlinks) {
+    let sidecar = match sidecar {
         Ok(s) => s,
         Err(why) => {
             notes.push(format!("{why}; the dump is read without it"));
@@ -310,18 +350,7 @@ fn parse_dump(
 
 /// Human units: `512 B`, `1.5 KiB`, `64.0 MiB`, `-3.2 GiB`.
 pub fn human_bytes(v: f64) -> String {
-    let a = v.abs();
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if a < 1024.0 {
-        return format!("{:.0} B", v);
-    }
-    let mut x = v / 1024.0;
-    let mut unit = 0;
-    while x.abs() >= 1024.0 && unit + 1 < UNITS.len() {
-        x /= 1024.0;
-        unit += 1;
-    }
-    format!("{x:.1} {}", UNITS[unit])
+    units::bytes(v, units::TENTHS)
 }
 
 #[cfg(test)]

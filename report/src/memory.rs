@@ -454,15 +454,7 @@ fn human(v: u64) -> String {
 }
 
 fn human_signed(v: i64) -> String {
-    let a = v.unsigned_abs() as f64;
-    let sign = if v < 0 { "-" } else { "" };
-    if a < 1024.0 * 1024.0 {
-        format!("{sign}{:.0} KiB", a / 1024.0)
-    } else if a < 1024.0 * 1024.0 * 1024.0 {
-        format!("{sign}{:.1} MiB", a / 1048576.0)
-    } else {
-        format!("{sign}{:.2} GiB", a / 1073741824.0)
-    }
+    crate::units::bytes(v as f64, crate::units::BREAKDOWN)
 }
 
 #[cfg(test)]

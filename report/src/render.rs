@@ -291,22 +291,19 @@ pub fn leaks(series: Series, opts: &LeaksOptions) -> Result<Rendered> {
     for d in dumps {
         notes.extend(d.notes.iter().cloned());
     }
-    for d in &dumps[1..] {
-        if let Err(which) = dumps[0].same_process(d) {
+    // Every pair: a dump whose pid or start is unknown agrees with each of the others,
+    // which need not agree with one another.
+    for (i, d) in dumps.iter().enumerate() {
+        if let Some(Err(which)) = dumps[..i]
+            .iter()
+            .map(|e| e.same_process(d))
+            .find(Result::is_err)
+        {
             return Err(Error::Mismatch(format!(
                 "these dumps come from different processes ({which}); addresses differ \
                  between processes: pass the dumps of one process"
             )));
         }
-    }
-    let mut pids: Vec<u32> = dumps.iter().filter_map(|d| d.pid).collect();
-    pids.sort_unstable();
-    pids.dedup();
-    if pids.len() > 1 {
-        return Err(Error::Mismatch(format!(
-            "these dumps come from different processes (pids {pids:?}); addresses differ between \
-             processes: pass the dumps of one pid"
-        )));
     }
     let named = series.name(&opts.symbolize, &mut notes);
     let m = crate::series::METRIC;
@@ -384,6 +381,31 @@ mod tests {
             );
         }
         LoadedDump::from_text(&text)
+    }
+
+    /// A dump of unknown pid agrees with both of two others of different pids: the
+    /// ranking is still refused.
+    #[test]
+    fn leaks_refuses_dumps_of_two_processes_wherever_they_stand() {
+        for pids in [[None, Some(5), Some(6)], [Some(5), None, Some(6)]] {
+            let mut series = Series::new();
+            for pid in pids {
+                series.push(LoadedDump { pid, ..dump(false) });
+            }
+            let opts = LeaksOptions {
+                top: 5,
+                symbolize: symbolize::Options {
+                    debug_dirs: Vec::new(),
+                    ..Default::default()
+                },
+            };
+            let err = leaks(series, &opts).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("different processes (pid 6 and pid 5)")),
+                "{pids:?}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -82,12 +82,57 @@ pub struct Process {
     pub executable: Option<String>,
 }
 
+/// What is known of a process: its pid (from a dump's name, a sidecar, a timeline record),
+/// and its start ticks and boot where a sidecar or record tells them. The one rule for
+/// "same process": two are one unless a part known on both sides differs (a restart that
+/// got the same pid has another start; a reboot, another boot id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    pub pid: Option<u32>,
+    pub start_ticks: Option<u64>,
+    pub boot_id: Option<String>,
+}
+
+impl Known {
+    /// A dump's: the pid its name gives (else its sidecar's), start and boot from its
+    /// sidecar.
+    pub fn of(pid: Option<u32>, process: Option<&Process>) -> Known {
+        Known {
+            pid: pid.or(process.map(|p| p.pid)),
+            start_ticks: process.map(|p| p.start_ticks),
+            boot_id: process.and_then(|p| p.boot_id.clone()),
+        }
+    }
+
+    /// A process by its pid, and its start ticks when known (no boot id).
+    pub fn started(pid: u32, start_ticks: Option<u64>) -> Known {
+        Known {
+            pid: Some(pid),
+            start_ticks,
+            boot_id: None,
+        }
+    }
+
+    /// A timeline record's (it carries no boot id).
+    pub fn record(pid: u32, start_ticks: u64) -> Known {
+        Known::started(pid, Some(start_ticks))
+    }
+
+    /// Whether `self` and `other` may be one process: nothing known of both differs.
+    pub fn same_as(&self, other: &Known) -> bool {
+        fn agree<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
+            a.is_none() || b.is_none() || a == b
+        }
+        agree(&self.pid, &other.pid)
+            && agree(&self.start_ticks, &other.start_ticks)
+            && agree(&self.boot_id, &other.boot_id)
+    }
+}
+
 impl Process {
     /// Whether `self` and `other` are one process (same pid, boot and start time).
     pub fn same_as(&self, other: &Process) -> bool {
-        self.pid == other.pid
-            && self.start_ticks == other.start_ticks
-            && (self.boot_id.is_none() || other.boot_id.is_none() || self.boot_id == other.boot_id)
+        Known::of(None, Some(self)).same_as(&Known::of(None, Some(other)))
     }
 
     /// `pid 4711 started 2026-11-27T08:00:00Z` (the time as the sidecar has it, escaped).
@@ -350,5 +395,36 @@ mod tests {
         };
         assert!(a.same_as(&a.clone()));
         assert!(!a.same_as(&b));
+        let other_boot = Process {
+            boot_id: Some("c".into()),
+            ..a.clone()
+        };
+        assert!(!a.same_as(&other_boot));
+        let no_boot = Process {
+            boot_id: None,
+            ..a.clone()
+        };
+        assert!(a.same_as(&no_boot));
+    }
+
+    #[test]
+    fn what_is_unknown_never_tells_two_processes_apart() {
+        let a = Process {
+            pid: 7,
+            start_ticks: 100,
+            boot_id: Some("b".into()),
+            ..Default::default()
+        };
+        let dump = Known::of(Some(7), Some(&a));
+        assert!(dump.same_as(&Known::record(7, 100)));
+        assert!(!dump.same_as(&Known::record(7, 101)));
+        assert!(!dump.same_as(&Known::record(8, 100)));
+        // A dump without a sidecar: its name's pid alone.
+        let named = Known::of(Some(7), None);
+        assert!(named.same_as(&Known::record(7, 999)) && named.same_as(&dump));
+        assert!(!named.same_as(&Known::of(Some(8), None)));
+        // A sidecar without a pid in the name.
+        assert_eq!(Known::of(None, Some(&a)).pid, Some(7));
+        assert!(Known::default().same_as(&dump));
     }
 }

@@ -169,13 +169,7 @@ impl HeapName {
         let parts: Vec<&str> = rest.split('.').collect();
         match parts.as_slice() {
             [pid, stamp, seq, trigger] => {
-                let valid_stamp = stamp.len() == 15
-                    && stamp.as_bytes()[8] == b'T'
-                    && stamp
-                        .bytes()
-                        .enumerate()
-                        .all(|(i, b)| i == 8 || b.is_ascii_digit());
-                valid_stamp.then_some(())?;
+                is_stamp(stamp).then_some(())?;
                 Some(HeapName {
                     pid: number(pid)?.parse().ok()?,
                     seq: number(seq)?.parse().ok()?,
@@ -234,10 +228,22 @@ pub fn automatic_trigger(kind: char) -> &'static str {
     }
 }
 
+/// Whether `stamp` is shaped as [`utc_stamp`] writes it (`yyyymmddThhmmss`): a name of
+/// ours whatever time it says ([`parse_stamp`] tells whether it is one).
+pub fn is_stamp(stamp: &str) -> bool {
+    stamp.len() == 15
+        && stamp.bytes().enumerate().all(|(i, b)| {
+            if i == 8 {
+                b == b'T'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+}
+
 /// `20261126T182554` (UTC) as a time.
 pub fn parse_stamp(stamp: &str) -> Option<SystemTime> {
-    let b = stamp.as_bytes();
-    if b.len() != 15 || b[8] != b'T' || !stamp.is_ascii() {
+    if !is_stamp(stamp) {
         return None;
     }
     let s = |r: std::ops::Range<usize>| &stamp[r];
@@ -284,15 +290,8 @@ pub fn parse_incident_name(prefix: &str, name: &str) -> Option<u32> {
         Some(_) => return None,
         None => stamp,
     };
-    // Digits only, not a calendar check: a record is ours by its shape.
-    let valid_stamp = stamp.len() == 15
-        && stamp.bytes().enumerate().all(|(i, b)| {
-            if i == 8 {
-                b == b'T'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
+    // Its shape, not a calendar check: a record is ours by its shape.
+    let valid_stamp = is_stamp(stamp);
     (valid_stamp && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
         .then(|| pid.parse().ok())
         .flatten()

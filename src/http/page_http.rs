@@ -164,7 +164,7 @@ pub fn page(shared: &Shared) -> Response {
         .arg("--timeline-max-mb")
         .arg(source.timeline_max_mb.to_string())
         .arg("--")
-        .arg(&source.dir)
+        .arg(&source.dumps_dir)
         .env(CSRF_ENV, &token);
     let budget = super::budget::Budget::new(shared.render_memory_mb, PAGE_TIMEOUT);
     match render::run_framed(cmd, &budget, MAX_PAGE) {

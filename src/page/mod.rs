@@ -10,6 +10,7 @@ use crate::report::plan::{self, Plan};
 use crate::timeline::{self, EventKind, Record};
 use jemsafe_report::page::{self, Marker, Point, Timeline};
 use jemsafe_report::safe::shown;
+use jemsafe_report::sidecar::Known;
 use jemsafe_report::{DumpLimits, LoadedDump};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -32,7 +33,7 @@ pub fn timeline_of(
     source: &str,
     max_points: usize,
 ) -> Timeline {
-    let mine = |p: u32, s: u64| p == pid && start.map_or(true, |st| st == s);
+    let mine = |p, s| Known::started(pid, start).same_as(&Known::record(p, s));
     let samples: Vec<&timeline::Sample> = records
         .iter()
         .filter_map(|r| match r {
@@ -164,9 +165,7 @@ fn read_timeline(
     let file = file?;
     let newest = dumps.last()?;
     let pid = newest.pid?;
-    let start = dumps
-        .iter()
-        .find_map(|d| d.process().map(|p| p.start_ticks));
+    let start = LoadedDump::known_of_series(dumps).start_ticks;
     let shown_path = shown(&file.path);
     let parsed = match timeline::file::read(file.source(), file.limit) {
         Ok(p) => p,

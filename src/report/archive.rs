@@ -366,15 +366,14 @@ impl Drop for Unpacked {
 impl Unpacked {
     /// The dumps in it, oldest first.
     pub fn dumps(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.join("dumps"))
+        let v: Vec<PathBuf> = std::fs::read_dir(self.dir.join("dumps"))
             .map(|rd| {
                 rd.filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| p.extension().is_some_and(|e| e != "json"))
                     .collect()
             })
             .unwrap_or_default();
-        super::select::sort_by_time(&mut v);
-        v
+        super::select::oldest_first(&v)
     }
 }
 

@@ -21,7 +21,7 @@ impl From<jemsafe_report::Error> for Error {
         match e {
             jemsafe_report::Error::BadDump(m) => Error::BadInput(m),
             jemsafe_report::Error::Mismatch(m) => Error::Usage(m),
-            jemsafe_report::Error::Io { context, source } => Error::Io { context, source },
+            jemsafe_report::Error::Io(io) => Error::Io(io),
         }
     }
 }
@@ -53,11 +53,25 @@ pub(crate) fn sym_options(
 /// Reads a dump; its pid and time come from its file name when jemsafe or jemalloc
 /// named it.
 pub(crate) fn load(path: &Path, limits: &DumpLimits) -> Result<LoadedDump> {
-    let mut dump = jemsafe_report::load(path, limits)?;
-    let (pid, stamp) = select::name_info(path);
+    Ok(named(jemsafe_report::load(path, limits)?))
+}
+
+/// [`load`] with the sidecar the plan read to choose it ([`select::Sidecars`]).
+pub(crate) fn load_planned(
+    path: &Path,
+    limits: &DumpLimits,
+    sidecars: &select::Sidecars,
+) -> Result<LoadedDump> {
+    let dump = jemsafe_report::load_with_sidecar(path, limits, sidecars.take(path))?;
+    Ok(named(dump))
+}
+
+/// `dump` with the pid and time its file name gives.
+fn named(mut dump: LoadedDump) -> LoadedDump {
+    let (pid, stamp) = select::name_info(&dump.path);
     dump.pid = pid.or(dump.pid);
     dump.time = stamp.or(dump.time);
-    Ok(dump)
+    dump
 }
 
 /// Where the output goes: a file the user named ([`output`]), else standard output (never
@@ -261,7 +275,7 @@ pub fn leaks(args: &LeaksArgs) -> Result<i32> {
     let mut series = jemsafe_report::series::Series::new();
     let mut closing = None;
     for (i, p) in paths.iter().enumerate() {
-        let dump = load(p, &limits)?;
+        let dump = load_planned(p, &limits, &plan.sidecars)?;
         if i + 1 == paths.len() {
             closing = fragmentation_section(&dump, &options.symbolize, args.top);
         }
@@ -316,12 +330,8 @@ fn memory_growth(dumps: &[LoadedDump]) -> Option<String> {
 /// When RSS growth started and how fast it runs, from the config's timeline, for the
 /// process of `dumps` (pid and, from a sidecar, its start time); None without either.
 fn timeline_growth(settings: &plan::Settings, dumps: &[LoadedDump]) -> Option<String> {
-    let pid = dumps.last()?.pid?;
-    let start = dumps
-        .iter()
-        .find_map(|d| d.sidecar.as_ref()?.process.as_ref().map(|p| p.start_ticks));
     let (path, limit) = settings.timeline();
-    crate::timeline::growth::leaks_line(&path, limit, pid, start)
+    crate::timeline::growth::leaks_line(&path, limit, &LoadedDump::known_of_series(dumps))
 }
 
 /// Fragmentation by call stack for `dump`, when its sidecar's memory snapshot says

@@ -11,7 +11,7 @@ use super::select;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use jemsafe_report::safe::shown;
-use jemsafe_report::sidecar::Process;
+use jemsafe_report::sidecar::{Known, Process};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -85,19 +85,15 @@ pub struct Candidate {
     pub pid: Option<u32>,
     /// From its name, else its mtime; None when neither is known.
     pub time: Option<SystemTime>,
-    /// jemalloc's or jemsafe's sequence number, after the time in the order.
-    pub seq: u64,
 }
 
 impl Candidate {
     /// `path` with what its name and its metadata say.
     pub fn of(path: &Path) -> Candidate {
-        let (time, seq) = select::order_of(path);
         Candidate {
             path: path.to_owned(),
             pid: select::name_info(path).0,
-            time,
-            seq,
+            time: select::time_of(path),
         }
     }
 
@@ -107,7 +103,6 @@ impl Candidate {
             path: f.path.clone(),
             pid: Some(f.name.pid),
             time: f.name.time().or(Some(f.modified)),
-            seq: f.name.seq,
         }
     }
 }
@@ -121,11 +116,11 @@ pub enum Missing {
     NoDumpsOf(u32),
 }
 
-/// The dumps to read, oldest first: all `candidates` when named, else (a dump directory's,
-/// oldest first) `--pid`'s, or the newest one (`Want::One`), or all of the newest one's
-/// process (same pid and, where sidecars tell, the same start: a restart that got the same
-/// pid is another process); then those from `--since` on. `process` reads a dump's
-/// process from its sidecar.
+/// The dumps to read, in the order of `candidates` (oldest first, as the listing or
+/// [`select::oldest_first`] gives them): all of them when named, else `--pid`'s, or the
+/// newest one (`Want::One`), or all of the newest one's process ([`Known::same_as`]: a
+/// restart that got the same pid is another process); then those from `--since` on.
+/// `process` reads a dump's process from its sidecar.
 pub fn choose(
     ask: &Ask,
     candidates: &[Candidate],
@@ -146,19 +141,15 @@ pub fn choose(
             }
             (None, Want::One) => vec![newest],
             (None, Want::Series) => {
-                let mine = process(&newest.path);
+                let known = |c: &Candidate| Known::of(c.pid, process(&c.path).as_ref());
+                let mine = known(newest);
                 candidates
                     .iter()
-                    .filter(|c| c.pid == newest.pid)
-                    .filter(|c| match (&mine, process(&c.path)) {
-                        (Some(a), Some(b)) => a.same_as(&b),
-                        _ => true,
-                    })
+                    .filter(|c| known(c).same_as(&mine))
                     .collect()
             }
         }
     };
-    chosen.sort_by_key(|c| (c.time.unwrap_or(UNIX_EPOCH), c.seq));
     if let Some(since) = ask.since {
         chosen.retain(|c| c.time.is_some_and(|t| t >= since));
     }
@@ -219,6 +210,8 @@ pub struct Plan {
     pub settings: Option<Settings>,
     /// debuginfod: `--debuginfod` URLs, else DEBUGINFOD_URLS, else the config's.
     pub debuginfod: jemsafe_report::debuginfod::Config,
+    /// The sidecars read to choose the dumps, for loading them without a second read.
+    pub sidecars: select::Sidecars,
 }
 
 impl Plan {
@@ -267,11 +260,16 @@ impl Plan {
             since,
             want: req.want,
         };
+        let sidecars = select::Sidecars::new(named);
+        let process = |p: &Path| sidecars.process(p);
         let dumps = if named {
-            let named: Vec<Candidate> = req.named.iter().map(|p| Candidate::of(p)).collect();
-            choose(&ask, &named, select::process_of).unwrap_or_default()
+            let named: Vec<Candidate> = select::oldest_first(req.named)
+                .iter()
+                .map(|p| Candidate::of(p))
+                .collect();
+            choose(&ask, &named, process).unwrap_or_default()
         } else {
-            chosen_from(&req, &ask, settings.as_ref())?
+            chosen_from(&req, &ask, settings.as_ref(), process)?
         };
         Ok(Plan {
             dumps,
@@ -279,12 +277,18 @@ impl Plan {
             since,
             settings,
             debuginfod,
+            sidecars,
         })
     }
 }
 
 /// The dumps of `req`'s listing that [`choose`] keeps, or why there are none.
-fn chosen_from(req: &Request, ask: &Ask, settings: Option<&Settings>) -> Result<Vec<PathBuf>> {
+fn chosen_from(
+    req: &Request,
+    ask: &Ask,
+    settings: Option<&Settings>,
+    process: impl Fn(&Path) -> Option<Process>,
+) -> Result<Vec<PathBuf>> {
     let candidates: Vec<Candidate> = match (&req.listing, settings) {
         (Listing::Archive { dumps, .. }, _) => dumps.iter().map(|p| Candidate::of(p)).collect(),
         (_, Some(s)) => crate::dumps::list(&s.dumps_dir, &s.prefix)
@@ -302,7 +306,7 @@ fn chosen_from(req: &Request, ask: &Ask, settings: Option<&Settings>) -> Result<
         // Unreachable: a config that is needed and unreadable already failed.
         (_, None) => Vec::new(),
     };
-    match (choose(ask, &candidates, select::process_of), &req.listing) {
+    match (choose(ask, &candidates, process), &req.listing) {
         (Ok(dumps), _) => Ok(dumps),
         // The live page before the first dump says so on the page.
         (Err(_), Listing::Dir(_)) => Ok(Vec::new()),
@@ -337,7 +341,6 @@ mod tests {
             path: PathBuf::from(name),
             pid: Some(pid),
             time: Some(at(t)),
-            seq: 0,
         }
     }
 
@@ -374,8 +377,8 @@ mod tests {
             c("new1", 5, 30),
             c("new2", 5, 40),
         ];
-        // Named: all of them, oldest first, whatever --pid says.
-        let named = [c("y", 9, 50), c("x", 8, 5)];
+        // Named: all of them, in the order given, whatever --pid says.
+        let named = [c("x", 8, 5), c("y", 9, 50)];
         let got = choose(&ask(true, Some(6), None, Want::Series), &named, process);
         assert_eq!(got, Ok(paths(&["x", "y"])));
         // --pid: every dump of that pid.
@@ -424,6 +427,18 @@ mod tests {
             choose(&ask(true, None, None, Want::One), &[], none),
             Ok(vec![])
         );
+    }
+
+    /// "Oldest first" is the listing's: the running mysqld's dumps come last even when
+    /// the clock says otherwise, and `choose` does not sort them again.
+    #[test]
+    fn the_order_given_is_kept() {
+        let listing = [c("other", 6, 50), c("new1", 5, 30), c("new2", 5, 40)];
+        let none = |_: &Path| None;
+        let got = choose(&ask(true, None, None, Want::Series), &listing, none);
+        assert_eq!(got, Ok(paths(&["other", "new1", "new2"])));
+        let got = choose(&ask(false, Some(5), None, Want::Series), &listing, none);
+        assert_eq!(got, Ok(paths(&["new1", "new2"])));
     }
 
     #[test]

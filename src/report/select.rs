@@ -1,10 +1,14 @@
-//! What dumps' names and sidecars say (pid, time, order, process), and the dumps around
-//! one: the one before it of the same process, all dumps of one pid. Which dumps a
-//! command reads is decided in [`super::plan`].
+//! What dumps' names and sidecars say (pid, time, process), named dumps put in the dump
+//! directory's order, and the dumps around one: the one before it of the same process,
+//! all dumps of one pid. Which dumps a command reads is decided in [`super::plan`].
 
 use crate::dumps::naming::HeapName;
+use crate::dumps::retention::{chronological, Entry, Kind};
 use crate::error::{Error, Result};
 use jemsafe_report::safe::shown;
+use jemsafe_report::sidecar::{Known, Process, Sidecar};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,9 +43,8 @@ pub fn previous(dump: &Path) -> Result<PathBuf> {
     };
     let mut same_pid = series(&dir, name.pid)?;
     // Another process that had the same pid (a restart in a container) is not "previous".
-    if let Some(mine) = process_of(dump) {
-        same_pid.retain(|p| process_of(p).map_or(true, |other| other.same_as(&mine)));
-    }
+    let mine = Known::of(Some(name.pid), process_of(dump).as_ref());
+    same_pid.retain(|p| Known::of(Some(name.pid), process_of(p).as_ref()).same_as(&mine));
     let me = same_pid.iter().position(|p| same_file(p, dump));
     match me {
         Some(i) if i > 0 => Ok(same_pid[i - 1].clone()),
@@ -55,11 +58,52 @@ pub fn previous(dump: &Path) -> Result<PathBuf> {
 }
 
 /// The process a dump was taken of, from its sidecar (never through a symlink).
-pub fn process_of(dump: &Path) -> Option<jemsafe_report::sidecar::Process> {
+fn process_of(dump: &Path) -> Option<jemsafe_report::sidecar::Process> {
     jemsafe_report::sidecar::read_for(dump, false)
         .ok()
         .flatten()
         .and_then(|s| s.process)
+}
+
+/// What [`jemsafe_report::sidecar::read_for`] said of a dump's sidecar.
+type SidecarRead = std::result::Result<Option<Sidecar>, String>;
+
+/// Sidecars read at most once each: the plan reads the processes it chooses by, and the
+/// loading of the dumps takes the same sidecars ([`jemsafe_report::load_with_sidecar`]),
+/// not a second read that mysqld's user could have changed.
+#[derive(Debug, Default)]
+pub struct Sidecars {
+    read: RefCell<HashMap<PathBuf, SidecarRead>>,
+    /// Follow symbolic links (dumps the user named), as loading them does.
+    follow: bool,
+}
+
+impl Sidecars {
+    pub fn new(follow: bool) -> Sidecars {
+        Sidecars {
+            read: RefCell::default(),
+            follow,
+        }
+    }
+
+    fn read(&self, dump: &Path) -> SidecarRead {
+        jemsafe_report::sidecar::read_for(dump, self.follow)
+    }
+
+    /// The process `dump` was taken of, from its sidecar (read now, kept for [`Self::take`]).
+    pub fn process(&self, dump: &Path) -> Option<Process> {
+        let mut read = self.read.borrow_mut();
+        let got = read
+            .entry(dump.to_owned())
+            .or_insert_with(|| self.read(dump));
+        got.as_ref().ok()?.as_ref()?.process.clone()
+    }
+
+    /// `dump`'s sidecar: the one read before, else read now.
+    pub fn take(&self, dump: &Path) -> SidecarRead {
+        let kept = self.read.borrow_mut().remove(dump);
+        kept.unwrap_or_else(|| self.read(dump))
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -70,30 +114,61 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Where a dump sorts: its time (from the name, else its mtime; None when neither is
-/// known), then jemalloc's/jemsafe's sequence number.
-pub fn order_of(path: &Path) -> (Option<SystemTime>, u64) {
-    let name = heap_name(path);
-    let time = name
+/// When a dump was taken: the time in its name, else its mtime; None when neither is known.
+pub fn time_of(path: &Path) -> Option<SystemTime> {
+    heap_name(path)
         .as_ref()
         .and_then(HeapName::time)
-        .or_else(|| std::fs::metadata(path).and_then(|m| m.modified()).ok());
-    (time, name.map_or(0, |n| n.seq))
+        .or_else(|| std::fs::metadata(path).and_then(|m| m.modified()).ok())
 }
 
-/// Orders dumps oldest first.
-pub fn sort_by_time(paths: &mut [PathBuf]) {
-    paths.sort_by_cached_key(|p| {
-        let (time, seq) = order_of(p);
-        (time.unwrap_or(UNIX_EPOCH), seq)
-    });
+/// `paths` oldest first, in the dump directory's one order
+/// ([`crate::dumps::retention::chronological`]: the name's time, else the mtime, never
+/// later than now; jemalloc's counter within a process). A file not named like a heap
+/// file goes by its mtime among them.
+pub fn oldest_first(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let now = SystemTime::now();
+    let modified = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .unwrap_or(UNIX_EPOCH)
+    };
+    let (heaps, others): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        paths.iter().partition(|p| heap_name(p).is_some());
+    let entries: Vec<Entry> = heaps
+        .iter()
+        .filter_map(|p| {
+            Some(Entry {
+                name: p.to_string_lossy().into_owned(),
+                kind: Kind::Heap(heap_name(p)?),
+                size: 0,
+                modified: modified(p),
+                regular: true,
+            })
+        })
+        .collect();
+    let mut timed: Vec<(SystemTime, PathBuf)> = chronological(&entries, None, now)
+        .into_iter()
+        .filter_map(|(e, _, t)| {
+            let i = entries.iter().position(|x| std::ptr::eq(x, e))?;
+            Some((t, heaps[i].clone()))
+        })
+        .collect();
+    timed.extend(
+        others
+            .into_iter()
+            .map(|p| (modified(p).min(now), p.clone())),
+    );
+    // Stable: the heap files keep the order `chronological` gave among equal times.
+    timed.sort_by_key(|(t, _)| *t);
+    timed.into_iter().map(|(_, p)| p).collect()
 }
 
 /// All heap files of `pid` in `dir` (any prefix), oldest first.
 pub fn series(dir: &Path, pid: u32) -> Result<Vec<PathBuf>> {
     let entries =
         std::fs::read_dir(dir).map_err(Error::io(format!("cannot list {}", shown(dir))))?;
-    let mut out: Vec<PathBuf> = entries
+    let of_pid: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         // Regular files only: a symlink in mysqld's directory is not a dump of ours.
         .filter(|p| {
@@ -101,8 +176,7 @@ pub fn series(dir: &Path, pid: u32) -> Result<Vec<PathBuf>> {
                 && heap_name(p).is_some_and(|n| n.pid == pid)
         })
         .collect();
-    sort_by_time(&mut out);
-    Ok(out)
+    Ok(oldest_first(&of_pid))
 }
 
 #[cfg(test)]
@@ -117,6 +191,74 @@ mod tests {
         let (pid, t) = name_info(Path::new("my.prefix.88.3.i12.heap"));
         assert_eq!((pid, t), (Some(88), None));
         assert_eq!(name_info(Path::new("random.heap")), (None, None));
+    }
+
+    /// Named dumps go in the dump directory's order: jemalloc's counter over mtimes,
+    /// the name's time over the mtime, other names by mtime among them.
+    #[test]
+    fn named_dumps_take_the_directory_order() {
+        let dir = std::env::temp_dir().join(format!("jemsafe-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = |s: u64| UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000 + s);
+        let files = [
+            // jemalloc's: counter 2 touched earlier than counter 1.
+            ("mysqld.5.2.i2.heap", 10),
+            ("mysqld.5.1.i1.heap", 20),
+            // jemsafe's: its name says 2026-11-18T11:08:00Z (s = 80), its mtime says 0.
+            ("mysqld.5.20261118T110800.0003.usr1.heap", 0),
+            ("copied.heap", 50),
+        ];
+        let paths: Vec<PathBuf> = files.iter().map(|(n, _)| dir.join(n)).collect();
+        for ((_, s), p) in files.iter().zip(&paths) {
+            let f = std::fs::File::create(p).unwrap();
+            f.set_modified(at(*s)).unwrap();
+        }
+        let got = oldest_first(&paths);
+        let names: Vec<&str> = got
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "mysqld.5.1.i1.heap",
+                "mysqld.5.2.i2.heap",
+                "copied.heap",
+                "mysqld.5.20261118T110800.0003.usr1.heap"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What chose a dump and what loads it see one sidecar, however it changes between.
+    #[test]
+    fn a_sidecar_is_read_once_for_choosing_and_loading() {
+        let dir = std::env::temp_dir().join(format!("jemsafe-sidecars-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dump = dir.join("mysqld.5.1.i1.heap");
+        let write = |start_ticks: u64| {
+            let s = Sidecar {
+                process: Some(Process {
+                    pid: 5,
+                    start_ticks,
+                    ..Default::default()
+                }),
+                ..Sidecar::new()
+            };
+            let path = jemsafe_report::sidecar::path_for(&dump);
+            std::fs::write(path, serde_json::to_vec(&s).unwrap()).unwrap();
+        };
+        write(100);
+        let sidecars = Sidecars::new(false);
+        assert_eq!(sidecars.process(&dump).map(|p| p.start_ticks), Some(100));
+        // mysqld's user rewrites it after the plan chose the dump.
+        write(200);
+        let taken = sidecars.take(&dump).unwrap().unwrap();
+        assert_eq!(taken.process.map(|p| p.start_ticks), Some(100));
+        // Taken once: a dump no plan chose is read when it is loaded.
+        let again = sidecars.take(&dump).unwrap().unwrap();
+        assert_eq!(again.process.map(|p| p.start_ticks), Some(200));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -287,7 +287,7 @@ impl From<ReadError> for crate::error::Error {
         match e {
             ReadError::Missing { .. } => crate::error::Error::NotFound(e.to_string()),
             ReadError::NotOurs { .. } => crate::error::Error::Untrusted(e.to_string()),
-            ReadError::Io { context, source } => crate::error::Error::Io { context, source },
+            ReadError::Io { context, source } => crate::error::IoError { context, source }.into(),
         }
     }
 }

@@ -174,20 +174,22 @@ pub fn describe(g: &Growth) -> String {
     s
 }
 
-/// The opening line of `leaks` for mysqld `pid` (started at `start` clock ticks, when
-/// known) from the timeline at `path`; None when it has nothing to say about that process.
+/// The opening line of `leaks` for mysqld `process` (its pid, and its start when known)
+/// from the timeline at `path`; None when it has nothing to say about that process.
 pub fn leaks_line(
     path: &std::path::Path,
     limit: u64,
-    pid: u32,
-    start: Option<u64>,
+    process: &jemsafe_report::sidecar::Known,
 ) -> Option<String> {
+    let pid = process.pid?;
     let parsed = super::file::read(super::file::Source::DumpDir(path), limit).ok()?;
     let samples: Vec<(SystemTime, u64)> = parsed
         .records
         .iter()
         .filter_map(|r| match r {
-            super::Record::Sample(s) if s.pid == pid && start.map_or(true, |t| t == s.start) => {
+            super::Record::Sample(s)
+                if process.same_as(&jemsafe_report::sidecar::Known::record(s.pid, s.start)) =>
+            {
                 Some((s.time, s.rss))
             }
             _ => None,

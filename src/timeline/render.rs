@@ -45,66 +45,148 @@ pub fn csv(records: &[Record], damage: Option<&Damage>) -> String {
 
 /// JSON: `{"samples": [...], "events": [...], "peak": {...}, "damaged_lines": N,
 /// "damage": {...}}`, bytes in integers; `damage` is null when no line was damaged, else
-/// where the first damaged line is and why.
+/// where the first damaged line is and why. Keys are written in sorted order, as they
+/// always were (scripts compare the text).
 pub fn json(records: &[Record], damage: Option<&Damage>) -> String {
-    use serde_json::{json, Value};
-    let time = jemsafe_report::clock::rfc3339_millis;
-    let samples: Vec<Value> = samples(records)
-        .map(|s| {
-            let mut v = json!({
-                "time": time(s.time),
-                "pid": s.pid,
-                "start_ticks": s.start,
-                "rss": s.rss,
-                "allocated": s.allocated,
-                "cgroup_usage": s.cgroup_usage,
-                "limit": s.limit,
-            });
-            if let (Some(p), Value::Object(map)) = (s.parts, &mut v) {
-                for (k, b) in p.resident() {
-                    map.insert(k.into(), b.into());
-                }
-                map.insert("swap".into(), p.swap.into());
-            }
-            v
-        })
-        .collect();
-    let events: Vec<Value> = events(records)
-        .map(|e| {
-            let mut v = json!({"time": time(e.time), "pid": e.pid, "start_ticks": e.start, "event": e.word()});
-            if let Value::Object(map) = &mut v {
-                match &e.kind {
-                    super::EventKind::Dump { file, trigger } => {
-                        map.insert("file".into(), file.clone().into());
-                        map.insert("trigger".into(), trigger.clone().into());
-                    }
-                    super::EventKind::Exit { how, .. } => {
-                        map.insert("how".into(), how.clone().into());
-                    }
-                    super::EventKind::Prof { active } => {
-                        map.insert("active".into(), (*active).into());
-                    }
-                    super::EventKind::Start { restart } => {
-                        map.insert("restart".into(), (*restart).into());
-                    }
-                }
-            }
-            v
-        })
-        .collect();
-    let peak = peak(records).map(|p| json!({"time": time(p.time), "pid": p.pid, "rss": p.rss}));
-    let damage_json =
-        damage.map(|d| json!({"first_line": d.line, "first_offset": d.offset, "why": d.why}));
-    let mut text = json!({
-        "samples": samples,
-        "events": events,
-        "peak": peak,
-        "damaged_lines": damage.map_or(0, |d| d.lines),
-        "damage": damage_json,
-    })
-    .to_string();
+    let doc = json::Doc {
+        samples: samples(records).map(json::Sample::of).collect(),
+        events: events(records).map(json::Event::of).collect(),
+        peak: peak(records).map(json::Peak::of),
+        damaged_lines: damage.map_or(0, |d| d.lines),
+        damage: damage.map(json::Damage::of),
+    };
+    // Through a `Value`, whose maps sort their keys: the flattened parts and event fields
+    // land among the others in one order. It cannot fail: every key is a string.
+    let mut text = serde_json::to_value(&doc).unwrap_or_default().to_string();
     text.push('\n');
     text
+}
+
+/// The types of `--format json`: its schema.
+mod json {
+    use serde::Serialize;
+    use std::collections::BTreeMap;
+
+    fn time(t: std::time::SystemTime) -> String {
+        jemsafe_report::clock::rfc3339_millis(t)
+    }
+
+    #[derive(Serialize)]
+    pub struct Doc {
+        pub samples: Vec<Sample>,
+        pub events: Vec<Event>,
+        pub peak: Option<Peak>,
+        pub damaged_lines: usize,
+        pub damage: Option<Damage>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Sample {
+        time: String,
+        pid: u32,
+        start_ticks: u64,
+        rss: u64,
+        allocated: Option<u64>,
+        cgroup_usage: Option<u64>,
+        limit: Option<u64>,
+        /// RSS's parts by name, and `swap`; absent when mysqld did not answer.
+        #[serde(flatten)]
+        parts: BTreeMap<&'static str, u64>,
+    }
+
+    impl Sample {
+        pub fn of(s: &super::Sample) -> Sample {
+            let parts = s.parts.map_or_else(BTreeMap::new, |p| {
+                p.resident().into_iter().chain([("swap", p.swap)]).collect()
+            });
+            Sample {
+                time: time(s.time),
+                pid: s.pid,
+                start_ticks: s.start,
+                rss: s.rss,
+                allocated: s.allocated,
+                cgroup_usage: s.cgroup_usage,
+                limit: s.limit,
+                parts,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct Event {
+        time: String,
+        pid: u32,
+        start_ticks: u64,
+        event: &'static str,
+        #[serde(flatten)]
+        kind: Kind,
+    }
+
+    /// What each kind of event adds.
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Kind {
+        Start { restart: bool },
+        Exit { how: String },
+        Dump { file: String, trigger: String },
+        Prof { active: bool },
+    }
+
+    impl Event {
+        pub fn of(e: &super::Event) -> Event {
+            use super::super::EventKind;
+            let kind = match &e.kind {
+                EventKind::Start { restart } => Kind::Start { restart: *restart },
+                EventKind::Exit { how, .. } => Kind::Exit { how: how.clone() },
+                EventKind::Dump { file, trigger } => Kind::Dump {
+                    file: file.clone(),
+                    trigger: trigger.clone(),
+                },
+                EventKind::Prof { active } => Kind::Prof { active: *active },
+            };
+            Event {
+                time: time(e.time),
+                pid: e.pid,
+                start_ticks: e.start,
+                event: e.word(),
+                kind,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct Peak {
+        time: String,
+        pid: u32,
+        rss: u64,
+    }
+
+    impl Peak {
+        pub fn of(s: &super::Sample) -> Peak {
+            Peak {
+                time: time(s.time),
+                pid: s.pid,
+                rss: s.rss,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct Damage {
+        first_line: usize,
+        first_offset: usize,
+        why: String,
+    }
+
+    impl Damage {
+        pub fn of(d: &super::Damage) -> Damage {
+            Damage {
+                first_line: d.line,
+                first_offset: d.offset,
+                why: d.why.clone(),
+            }
+        }
+    }
 }
 
 pub(super) fn samples(records: &[Record]) -> impl Iterator<Item = &Sample> {
@@ -277,13 +359,13 @@ pub fn span_words(d: Duration) -> String {
 }
 
 pub fn human(bytes: u64) -> String {
-    crate::memlimit::human(bytes)
+    jemsafe_report::units::bytes(bytes as f64, jemsafe_report::units::WHOLE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{at, event, sample};
-    use super::super::EventKind;
+    use super::super::{Damage, EventKind, Sample};
     use super::*;
 
     fn climb() -> Vec<Record> {
@@ -368,6 +450,78 @@ mod tests {
             )
         );
     }
+
+    /// Scripts read `--format json`: its exact text for a fixed timeline of every kind
+    /// of record, with and without damage.
+    #[test]
+    fn the_json_schema_is_pinned() {
+        let unanswered = match sample(2, 7, 120) {
+            Record::Sample(s) => Record::Sample(Sample {
+                parts: None,
+                allocated: None,
+                cgroup_usage: None,
+                limit: None,
+                ..s
+            }),
+            other => other,
+        };
+        let events = [
+            (0, 7, EventKind::Start { restart: false }),
+            (
+                3,
+                7,
+                EventKind::Dump {
+                    file: "mysqld.7.20261126T182554.0001.limit80.heap".into(),
+                    trigger: "limit80".into(),
+                },
+            ),
+            (4, 7, EventKind::Prof { active: true }),
+            (
+                5,
+                7,
+                EventKind::Exit {
+                    how: "was killed by SIGKILL".into(),
+                    oom: true,
+                },
+            ),
+            (6, 8, EventKind::Start { restart: true }),
+            (
+                7,
+                8,
+                EventKind::Exit {
+                    how: "exited with status 1".into(),
+                    oom: false,
+                },
+            ),
+        ];
+        let mut records: Vec<Record> = events
+            .into_iter()
+            .map(|(s, pid, kind)| event(s, pid, kind))
+            .collect();
+        records.extend([sample(1, 7, 100), unanswered]);
+        let damage = Damage {
+            line: 3,
+            offset: 120,
+            lines: 2,
+            why: "not JSON".into(),
+        };
+        assert_eq!(json(&records, Some(&damage)), PINNED_WITH_DAMAGE);
+        records.truncate(1);
+        assert_eq!(json(&records, None), PINNED_EVENT_ONLY);
+        assert_eq!(
+            json(&[], None),
+            "{\"damage\":null,\"damaged_lines\":0,\"events\":[],\"peak\":null,\"samples\":[]}\n"
+        );
+    }
+
+    const PINNED_WITH_DAMAGE: &str = concat!(
+        r#"{"damage":{"first_line":3,"first_offset":120,"why":"not JSON"},"damaged_lines":2,"events":[{"event":"start","pid":7,"restart":false,"start_ticks":100,"time":"2026-11-18T11:06:40.000Z"},{"event":"dump","file":"mysqld.7.20261126T182554.0001.limit80.heap","pid":7,"start_ticks":100,"time":"2026-11-18T11:06:43.000Z","trigger":"limit80"},{"active":true,"event":"prof","pid":7,"start_ticks":100,"time":"2026-11-18T11:06:44.000Z"},{"event":"oom_kill","how":"was killed by SIGKILL","pid":7,"start_ticks":100,"time":"2026-11-18T11:06:45.000Z"},{"event":"start","pid":8,"restart":true,"start_ticks":100,"time":"2026-11-18T11:06:46.000Z"},{"event":"exit","how":"exited with status 1","pid":8,"start_ticks":100,"time":"2026-11-18T11:06:47.000Z"}],"peak":{"pid":7,"rss":125829120,"time":"2026-11-18T11:06:42.000Z"},"samples":[{"allocated":52428800,"cgroup_usage":115343360,"dirty_pages":0,"file_backed":0,"fragmentation":0,"heap_in_use":52428800,"limit":536870912,"metadata":0,"outside_jemalloc":26214400,"pid":7,"rss":104857600,"shmem":0,"start_ticks":100,"swap":0,"time":"2026-11-18T11:06:41.000Z"},{"allocated":null,"cgroup_usage":null,"limit":null,"pid":7,"rss":125829120,"start_ticks":100,"time":"2026-11-18T11:06:42.000Z"}]}"#,
+        "\n"
+    );
+    const PINNED_EVENT_ONLY: &str = concat!(
+        r#"{"damage":null,"damaged_lines":0,"events":[{"event":"start","pid":7,"restart":false,"start_ticks":100,"time":"2026-11-18T11:06:40.000Z"}],"peak":null,"samples":[]}"#,
+        "\n"
+    );
 
     #[test]
     fn json_has_samples_events_and_the_peak() {
