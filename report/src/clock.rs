@@ -72,6 +72,26 @@ pub fn millis(t: SystemTime) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Milliseconds since the epoch of `t`, negative before 1970 (a planted mtime is drawn
+/// where it is, not at 1970); saturating at i64's ends.
+pub fn millis_signed(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
+}
+
+/// The time [`millis_signed`] gave `ms` for, saturating where SystemTime ends.
+pub fn from_millis_signed(ms: i64) -> SystemTime {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    let t = if ms >= 0 {
+        UNIX_EPOCH.checked_add(d)
+    } else {
+        UNIX_EPOCH.checked_sub(d)
+    };
+    t.unwrap_or(if ms >= 0 { latest() } else { UNIX_EPOCH })
+}
+
 /// Nanoseconds since the epoch of `t`, clamped.
 pub fn nanos(t: SystemTime) -> u128 {
     clamp(t)

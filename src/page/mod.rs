@@ -7,8 +7,8 @@
 use crate::cli::PageArgs;
 use crate::error::{Error, Result};
 use crate::report::plan::{self, Plan};
-use crate::timeline::{self, EventKind, Record};
-use jemsafe_report::page::{self, Marker, Point, Timeline};
+use crate::timeline::{self, Record};
+use jemsafe_report::page::{self, Timeline};
 use jemsafe_report::safe::shown;
 use jemsafe_report::{DumpLimits, LoadedDump};
 use std::path::{Path, PathBuf};
@@ -18,13 +18,9 @@ use std::time::SystemTime;
 /// wide shows no more than this.
 pub const MAX_POINTS: usize = 1500;
 
-fn millis(t: SystemTime) -> i64 {
-    i64::try_from(jemsafe_report::clock::millis(t)).unwrap_or(i64::MAX)
-}
-
 /// The page's timeline from the timeline file's records of one process (`pid`, and its
 /// start ticks when known): samples thinned to at most `max_points` (keeping the peak),
-/// dumps, exits and OOM kills as markers.
+/// dumps, exits and OOM kills as markers, as `jemsafe timeline --format svg` has them.
 pub fn timeline_of(
     records: &[Record],
     pid: u32,
@@ -32,70 +28,38 @@ pub fn timeline_of(
     source: &str,
     max_points: usize,
 ) -> Timeline {
-    let mine = |p: u32, s: u64| p == pid && start.map_or(true, |st| st == s);
-    let samples: Vec<&timeline::Sample> = records
+    let mine: Vec<Record> = records
         .iter()
-        .filter_map(|r| match r {
-            Record::Sample(s) if mine(s.pid, s.start) => Some(s),
-            _ => None,
-        })
-        .collect();
-    let step = samples.len().div_ceil(max_points.max(1)).max(1);
-    let peak = samples
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, s)| s.rss)
-        .map(|(i, _)| i);
-    let points = samples
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % step == 0 || Some(*i) == peak || *i + 1 == samples.len())
-        .map(|(_, s)| Point {
-            t: millis(s.time),
-            rss: s.rss,
-            parts: s.parts.map(|p| {
-                let r = p.resident();
-                let sum: u64 = r.iter().fold(0, |a, (_, b)| a.saturating_add(*b));
-                [
-                    r[0].1,
-                    r[1].1,
-                    r[2].1,
-                    r[3].1,
-                    r[4].1,
-                    r[5].1,
-                    r[6].1,
-                    s.rss.saturating_sub(sum),
-                ]
-            }),
-            limit: s.limit,
-        })
-        .collect();
-    let markers = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Event(e) if mine(e.pid, e.start) => Some(e),
-            _ => None,
-        })
-        .filter_map(|e| {
-            let (kind, label) = match &e.kind {
-                EventKind::Dump { file, .. } => ("dump", file.clone()),
-                EventKind::Exit { oom: true, .. } => ("oom", e.describe()),
-                EventKind::Exit { .. } => ("exit", e.describe()),
-                EventKind::Start { .. } => ("start", e.describe()),
-                EventKind::Prof { .. } => return None,
+        .filter(|r| {
+            let (p, s) = match r {
+                Record::Sample(s) => (s.pid, s.start),
+                Record::Event(e) => (e.pid, e.start),
             };
-            Some(Marker {
-                t: millis(e.time),
-                kind: kind.into(),
-                label: jemsafe_report::safe::escape(&label).into_owned(),
-                dump: None,
-            })
+            p == pid && start.map_or(true, |st| st == s)
         })
+        .cloned()
+        .collect();
+    let samples = mine
+        .iter()
+        .filter(|r| matches!(r, Record::Sample(_)))
+        .count();
+    let step = samples.div_ceil(max_points.max(1)).max(1);
+    let peak = timeline::peak(&mine).copied();
+    let mut n = 0;
+    let kept: Vec<Record> = mine
+        .iter()
+        .filter(|r| match r {
+            Record::Sample(s) => {
+                n += 1;
+                (n - 1) % step == 0 || Some(*s) == peak || n == samples
+            }
+            Record::Event(_) => true,
+        })
+        .cloned()
         .collect();
     Timeline {
         source: source.to_owned(),
-        points,
-        markers,
+        ..timeline::svg::chart_of(&kept)
     }
 }
 
@@ -380,7 +344,7 @@ pub fn command(args: &PageArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::{Event, Parts, Sample};
+    use crate::timeline::{Event, EventKind, Parts, Sample};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn sample(s: u64, pid: u32, rss: u64) -> Record {
@@ -389,10 +353,7 @@ mod tests {
             pid,
             start: 7,
             rss,
-            parts: Some(Parts {
-                heap_in_use: rss / 2,
-                ..Default::default()
-            }),
+            parts: Some(Parts::default().with("heap_in_use", rss / 2)),
             allocated: None,
             cgroup_usage: None,
             limit: Some(1000),
