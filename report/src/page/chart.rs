@@ -611,7 +611,7 @@ mod tests {
         points[1].limit = Some(200 * MIB);
         let sc = scale(&points);
         assert_eq!((sc.limit, sc.limit_drawn), (Some(250 * MIB), true));
-        assert_eq!(sc.ymax, 256.0 * MIB as f64);
+        assert_eq!(sc.ymax, 320.0 * MIB as f64);
         points[0].limit = Some(64 << 30);
         let sc = scale(&points);
         assert!(!sc.limit_drawn && sc.ymax < (200 * MIB) as f64, "{sc:?}");
