@@ -91,6 +91,19 @@ fn a_page_of_dumps_with_a_short_timeline_plots_every_dumps_snapshot() {
     )
     .unwrap();
 
+    // `jemsafe dumps` says it too.
+    let out = cli(&["dumps", "-c", config.to_str().unwrap()]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let name = dumps[3].file_name().unwrap().to_string_lossy();
+    let line = listing
+        .lines()
+        .find(|l| l.contains(&*name))
+        .unwrap_or_else(|| panic!("{name} not listed: {listing}"));
+    assert!(
+        line.ends_with(&format!("{name}  (limit90: RSS 691 MiB of 768 MiB)")),
+        "{listing}"
+    );
+
     // A timeline of this process with one sample, 1 MiB, a second before the first dump.
     let process = &sidecars[0]["process"];
     let first = std::fs::metadata(&dumps[0]).unwrap().modified().unwrap();

@@ -759,7 +759,7 @@ mod tests {
             render::csv(&records, Some(&d)),
             render::json(&records, Some(&d)),
             render::text(&records, Duration::from_secs(60)),
-            svg::svg(&records, "t", Some(&d)),
+            svg::svg(&records, "t", Some(&d), None),
         ] {
             assert!(text.contains("9999-12-31"), "{text}");
         }
@@ -790,12 +790,12 @@ mod tests {
             (v["damaged_lines"].clone(), v["damage"].clone()),
             (0.into(), serde_json::Value::Null)
         );
-        let svg = svg::svg(&records, "t", Some(&damage));
+        let svg = svg::svg(&records, "t", Some(&damage), None);
         assert!(
             svg.contains(">timeline damaged: 2 damaged lines skipped, the first line 4"),
             "{svg}"
         );
-        assert!(!svg::svg(&records, "t", None).contains("damaged"));
+        assert!(!svg::svg(&records, "t", None, None).contains("damaged"));
     }
 
     #[test]

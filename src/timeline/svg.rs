@@ -6,6 +6,7 @@ use super::{Damage, EventKind, Record};
 use jemsafe_report::clock::millis_signed;
 use jemsafe_report::page::chart::{self, Frame};
 use jemsafe_report::page::{Marker, Point, Timeline};
+use std::path::Path;
 
 /// The chart's timeline of `records`: every sample as a reading (each process run apart),
 /// dumps, starts, exits and OOM kills as markers (a dump's with its trigger).
@@ -53,11 +54,37 @@ pub fn chart_of(records: &[Record]) -> Timeline {
     t
 }
 
-/// The chart; a note under the title when lines of the file were `damage`d.
-pub fn svg(records: &[Record], title: &str, damage: Option<&Damage>) -> String {
+/// Each dump marker's why from its sidecar in `dir` (the trigger with the reading that
+/// fired it), where the sidecar is there and says.
+pub fn reasons_from(t: &mut Timeline, dir: &Path) {
+    for m in t.markers.iter_mut().filter(|m| m.kind == "dump") {
+        // A plain name only: the line is the file's, and the file is mysqld's user's.
+        let name = Path::new(&m.label);
+        if name.file_name() != Some(name.as_os_str()) || m.label.starts_with('.') {
+            continue;
+        }
+        let sidecar = jemsafe_report::sidecar::read_for(&dir.join(name), false);
+        if let Some(why) = sidecar.ok().flatten().and_then(|s| s.why()) {
+            m.why = Some(jemsafe_report::safe::escape(&why).into_owned());
+        }
+    }
+}
+
+/// The chart; a note under the title when lines of the file were `damage`d. With
+/// `dumps_dir`, a dump marker says why from the dump's sidecar there.
+pub fn svg(
+    records: &[Record],
+    title: &str,
+    damage: Option<&Damage>,
+    dumps_dir: Option<&Path>,
+) -> String {
     let note = damage.map(|d| format!("timeline damaged: {}", d.summary()));
+    let mut t = chart_of(records);
+    if let Some(dir) = dumps_dir {
+        reasons_from(&mut t, dir);
+    }
     chart::svg(
-        &chart_of(records),
+        &t,
         &Frame {
             title,
             note: note.as_deref(),
@@ -95,7 +122,7 @@ mod tests {
         ));
         r.push(event(1002, 8, EventKind::Start { restart: true }));
         r.push(sample(1003, 8, 90));
-        let svg = svg(&r, "mysqld <memory> & more", None);
+        let svg = svg(&r, "mysqld <memory> & more", None, None);
         assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("mysqld &lt;memory&gt; &amp; more"));
         assert!(svg.matches("<polygon").count() >= 3, "heap, outside, other");
@@ -111,5 +138,38 @@ mod tests {
             svg.matches('>').count(),
             "balanced tags"
         );
+    }
+
+    #[test]
+    fn a_dump_marker_says_why_from_its_sidecar_and_only_for_a_plain_name() {
+        let dir = std::env::temp_dir().join(format!("jemsafe-svg-why-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut side = jemsafe_report::sidecar::Sidecar::new();
+        side.trigger = Some("pressure".into());
+        side.reason = Some("some avg10=31.5 > 20".into());
+        let name = "mysqld.7.20261126T182554.0001.pressure.heap";
+        std::fs::write(
+            jemsafe_report::sidecar::path_for(&dir.join(name)),
+            side.to_json(),
+        )
+        .unwrap();
+        let dump = |file: &str| {
+            event(
+                5,
+                7,
+                EventKind::Dump {
+                    file: file.into(),
+                    trigger: "pressure".into(),
+                },
+            )
+        };
+        let records = [sample(0, 7, 100), dump(name), dump("../x.heap")];
+        let svg = svg(&records, "t", None, Some(&dir));
+        assert!(
+            svg.contains("pressure.heap (pressure: some avg10=31.5 &gt; 20)</title>"),
+            "{svg}"
+        );
+        assert!(svg.contains("../x.heap (pressure)</title>"), "{svg}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
