@@ -5,8 +5,7 @@
 //! pastes into an incident report; the page's script only adds hover and clicks. A pure
 //! function of a [`Timeline`].
 
-use super::html::h;
-use super::{Marker, Point, Timeline};
+use super::{h, Marker, Point, Timeline};
 use crate::clock;
 use crate::human_bytes;
 use crate::memory::{OTHER, PARTS};
@@ -449,7 +448,7 @@ fn markers(
             );
         }
         // Along the line, inside the chart, on a white halo so it reads over the areas.
-        if (oom || m.kind == "dump") && (oom || xm - last_label >= 13.0) {
+        if oom || (m.kind == "dump" && xm - last_label >= 13.0) {
             last_label = xm;
             let _ = write!(
                 out,

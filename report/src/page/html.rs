@@ -22,23 +22,7 @@ fn stack_layers() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// Text for HTML and SVG (content and quoted attributes): `&`, `<`, `>`, quotes escaped
-/// (`&#39;` is both HTML's and XML's), control characters dropped (XML forbids them).
-pub fn h(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use super::h;
 
 /// JSON that can sit inside `<script>`: no `<`, `>`, `&` (so no `</script>` or `<!--`),
 /// and no U+2028/U+2029.

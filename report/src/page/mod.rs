@@ -14,6 +14,24 @@ use crate::{format_time, leaks, symbolize, Result};
 use serde::Serialize;
 use std::collections::HashMap;
 
+/// Text for HTML and SVG (content and quoted attributes): `&`, `<`, `>`, quotes escaped
+/// (`&#39;` is both HTML's and XML's), control characters dropped (XML forbids them).
+pub fn h(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// One reading of mysqld's memory on the chart (a timeline sample, or a dump's own
 /// snapshot): milliseconds since the epoch, RSS, its stack when known
 /// ([`crate::memory::PARTS`], then what is left of RSS), the memory limit.
