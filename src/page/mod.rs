@@ -1,8 +1,11 @@
-//! `jemsafe page` and the live page's child: their timeline (the config's timeline file,
-//! else the dumps' own snapshots) and where the page goes; which dumps (named, `--pid`,
-//! else the newest process's; `--since`) is the [`crate::report::plan`]'s. What is missing (a dump of another process, a dump that does
-//! not read, a damaged timeline) becomes a note on the page; the rest is still shown.
-//! The page itself is `jemsafe_report::page` (pure).
+//! `jemsafe page` and the live page's child: their timeline (the config's timeline file;
+//! the dumps' own snapshots are plotted with it) and where the page goes. Which dumps
+//! (named, `--pid`, else the newest dump's pid; `--since`) is the [`crate::report::plan`]'s;
+//! which of them are of the newest dump's process is decided here, from the sidecar read
+//! with each dump: each sidecar is read once (mysqld's user can rewrite it between two
+//! reads). What is missing (a dump of another process, a dump that does not read, a
+//! damaged timeline) becomes a note on the page; the rest is still shown. The page itself
+//! is `jemsafe_report::page` (pure).
 
 use crate::cli::PageArgs;
 use crate::error::{Error, Result};
@@ -251,7 +254,7 @@ pub fn html(args: &PageArgs) -> Result<(String, Option<PathBuf>)> {
         since: args.since.as_deref(),
         debuginfod: Some(&args.read),
         timeline: args.timeline.is_none(),
-        ..plan::Request::new(&args.config, &args.dumps, plan::Want::Series)
+        ..plan::Request::new(&args.config, &args.dumps, plan::Want::SeriesOfPid)
     })?;
     let timeline = match &args.timeline {
         Some(f) => Some(TimelineFile {
@@ -300,7 +303,7 @@ pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result
     let plan = Plan::make(plan::Request {
         listing: plan::Listing::Dir(&settings),
         timeline: true,
-        ..plan::Request::new(Path::new(""), &[], plan::Want::Series)
+        ..plan::Request::new(Path::new(""), &[], plan::Want::SeriesOfPid)
     })?;
     let csrf = std::env::var(crate::http::PAGE_CSRF_ENV).unwrap_or_default();
     // The newest dumps within the server's render budget; the page says what it left out.
