@@ -528,6 +528,70 @@ mod tests {
         assert_eq!(kept(&[10, 50], 20), vec![false, true]);
     }
 
+    fn dump(i: i64, rss: u64, why: Option<&str>) -> DumpData {
+        DumpData {
+            name: format!("mysqld.1.{i}.heap"),
+            t: Some(1_000_000 + i * 1000),
+            when: String::new(),
+            trigger: Some("cli".into()),
+            why: why.map(String::from),
+            total: 0.0,
+            rss: Some(rss),
+            parts: Some([rss / 2, 0, 0, 0, 0, 0, 0, rss / 2]),
+            advice: Vec::new(),
+            values: None,
+        }
+    }
+
+    /// The defect: a timeline of one early sample hid the dumps' snapshots from the chart.
+    #[test]
+    fn the_chart_has_every_dumps_snapshot_beside_the_timelines_samples() {
+        let dumps: Vec<DumpData> = (0..6)
+            .map(|i| dump(i, (170 + i as u64) << 20, None))
+            .collect();
+        let file = Timeline {
+            source: "the timeline file t".into(),
+            points: vec![Point {
+                t: 999_000,
+                rss: 20 << 20,
+                parts: None,
+                limit: None,
+                run: 0,
+            }],
+            markers: vec![
+                Marker {
+                    t: 1_002_000,
+                    kind: "dump".into(),
+                    label: "mysqld.1.2.heap".into(),
+                    why: Some("cli".into()),
+                    dump: None,
+                },
+                Marker {
+                    t: 1_002_500,
+                    kind: "dump".into(),
+                    label: "mysqld.9.9.heap".into(),
+                    why: None,
+                    dump: None,
+                },
+            ],
+        };
+        let t = with_dumps(Some(file), &dumps);
+        assert_eq!(t.points.len(), 7);
+        assert!(t.points.windows(2).all(|w| w[0].t <= w[1].t));
+        assert_eq!(t.points.iter().map(|p| p.rss).max(), Some(175 << 20));
+        // One marker per dump of the page (the file's matched, another process's gone).
+        let marked: Vec<Option<usize>> = t.markers.iter().map(|m| m.dump).collect();
+        assert_eq!(marked, (0..6).map(Some).collect::<Vec<_>>());
+        assert!(
+            t.source.contains("the dumps' memory snapshots"),
+            "{}",
+            t.source
+        );
+        let alone = with_dumps(None, &[dump(0, 1 << 20, Some("limit90: RSS 1 MiB"))]);
+        assert_eq!((alone.points.len(), alone.markers.len()), (1, 1));
+        assert_eq!(alone.markers[0].why.as_deref(), Some("limit90: RSS 1 MiB"));
+    }
+
     #[test]
     fn top_rows_count_a_recursive_name_once_in_cum() {
         let model = Model {
