@@ -585,6 +585,31 @@ mod tests {
         assert_eq!(b.size_classes[0].wasted, (640 - 1) * 64);
     }
 
+    /// Each part's key is the breakdown's JSON field of the same bytes, and the parts
+    /// with the residual add up to RSS.
+    #[test]
+    fn every_part_is_named_as_the_breakdown_names_it() {
+        let proc = ProcMemory {
+            rss: 600 * MIB,
+            anonymous: 500 * MIB,
+            shmem: 7 * MIB,
+            ..Default::default()
+        };
+        let b = breakdown(&proc, &jem());
+        let json = serde_json::to_value(&b).unwrap();
+        let parts = Parts::from_breakdown(&b);
+        for (p, (key, bytes)) in PARTS.iter().zip(parts.resident()) {
+            assert_eq!(json[p.key].as_u64(), Some((p.of)(&b)), "{}", p.key);
+            assert_eq!((key, bytes), (p.key, (p.of)(&b)));
+            assert!(p.column.len() <= 9 && !p.label.is_empty());
+        }
+        let stack = parts.stack(b.rss);
+        assert_eq!(stack.iter().sum::<u64>(), b.rss);
+        assert_eq!(stack[PARTS.len()] as i64, b.residual.max(0));
+        assert_eq!(parts.get("shmem"), Some(7 * MIB));
+        assert_eq!(Parts::default().with("no such part", 1), Parts::default());
+    }
+
     #[test]
     fn jemalloc_counting_more_than_the_kernel_shows_as_a_negative_residual() {
         let proc = ProcMemory {
