@@ -504,10 +504,11 @@ fn legend(out: &mut String, points: &[Point], sc: &Scale) {
         ly += 18.0;
     }
     if let (Some(l), false) = (sc.limit, sc.limit_drawn) {
+        // Two lines: the legend is 200 pixels wide.
         let _ = writeln!(
             out,
-            "<text class=\"limit-note\" x=\"{lx}\" y=\"{:.1}\" fill=\"#d62728\">memory limit {} \
-             (above the chart)</text>",
+            "<text class=\"limit-note\" x=\"{lx}\" y=\"{:.1}\" fill=\"#d62728\">memory limit {}\
+             <tspan x=\"{lx}\" dy=\"15\">(above the chart)</tspan></text>",
             ly + 10.0,
             h(&human_bytes(l as f64))
         );
@@ -621,10 +622,8 @@ mod tests {
             },
             &standalone(""),
         );
-        assert!(
-            svg.contains("memory limit 64.0 GiB (above the chart)"),
-            "{svg}"
-        );
+        assert!(svg.contains(">memory limit 64.0 GiB<tspan"), "{svg}");
+        assert!(svg.contains(">(above the chart)</tspan>"), "{svg}");
     }
 
     #[test]
