@@ -331,8 +331,15 @@ pub fn dumps(config_path: &Path) -> Result<i32> {
         "bytes"
     );
     for f in &files {
+        // The reading that fired the trigger, from the sidecar (never through a symlink).
+        let reason = jemsafe_report::sidecar::read_for(&f.path, false)
+            .ok()
+            .flatten()
+            .and_then(|s| s.reason)
+            .map(|r| format!("  ({})", jemsafe_report::safe::escape(&r)))
+            .unwrap_or_default();
         out!(
-            "{:<20}  {:>8}  {:<8}  {:>12}  {}",
+            "{:<20}  {:>8}  {:<8}  {:>12}  {}{reason}",
             jemsafe_report::clock::rfc3339_or_why(f.modified),
             f.name.pid,
             f.name.trigger(),
@@ -409,6 +416,7 @@ pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
                 args.pid.map(|p| format!(", pid {p}")).unwrap_or_default()
             ),
             damage,
+            path.parent(),
         ),
         TimelineFormat::Text => {
             let step = match args.step.as_deref() {

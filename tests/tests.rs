@@ -6,6 +6,7 @@ mod common;
 
 mod bundled;
 mod capabilities;
+mod chart;
 mod cli;
 mod debuginfod;
 mod e2e_mariadb;

@@ -457,6 +457,7 @@ impl Body for Stats {
 /// `memory`: jemalloc's accounting of its memory, read with mallctl after an `epoch`
 /// bump (never by parsing malloc_stats_print inside mysqld). Bytes unless named.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Memory {
     /// `stats.allocated`: live allocations.
     pub allocated: u64,
@@ -485,13 +486,19 @@ pub struct Memory {
     /// Small size classes, all arenas merged.
     pub bins: Vec<Bin>,
     /// `prof.stats.bins.<i>.live` per small size class in use, when jemalloc keeps
-    /// them (`opt.prof_stats`, 5.3); None when it does not (and from older shims).
+    /// them (`opt.prof_stats`, 5.3); None when it does not (and from older shims, and
+    /// snapshots taken without it).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub prof_stats: Option<Vec<ClassRequests>>,
 }
 
 /// Requested bytes of the live sampled objects of one size class (`prof.stats.*.live`):
 /// internal fragmentation is `1 - req_sum / (count * size)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ClassRequests {
     /// The size class (usable size) in bytes.
     pub size: u64,
@@ -505,6 +512,15 @@ pub struct ClassRequests {
 pub const MAX_PROF_STATS_FIELD: usize = 4096;
 
 impl ClassRequests {
+    /// Internal fragmentation: the share of the class's usable bytes not asked for.
+    pub fn internal(&self) -> f64 {
+        let usable = self.count.saturating_mul(self.size);
+        if usable == 0 {
+            return 0.0;
+        }
+        (1.0 - self.req_sum as f64 / usable as f64).max(0.0)
+    }
+
     /// `size:req_sum:count` entries separated by spaces, at most `max` bytes (classes
     /// beyond are left out: the caller lists the most used first).
     pub fn encode_list(list: &[ClassRequests], max: usize) -> String {
@@ -547,11 +563,22 @@ impl ClassRequests {
 
 /// One small size class: `arenas.bin.<j>.size/nregs`, `stats.arenas.<all>.bins.<j>.curregs/curslabs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Bin {
     pub size: u64,
     pub nregs: u64,
     pub curregs: u64,
     pub curslabs: u64,
+}
+
+impl Bin {
+    /// Bytes in this class's slabs that hold no live region.
+    pub fn wasted(&self) -> u64 {
+        self.curslabs
+            .saturating_mul(self.nregs)
+            .saturating_sub(self.curregs)
+            .saturating_mul(self.size)
+    }
 }
 
 impl Body for Memory {

@@ -89,6 +89,17 @@ pub fn millis_signed(t: SystemTime) -> i64 {
     })
 }
 
+/// The time [`millis_signed`] gave `ms` for, saturating where SystemTime ends.
+pub fn from_millis_signed(ms: i64) -> SystemTime {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    let t = if ms >= 0 {
+        UNIX_EPOCH.checked_add(d)
+    } else {
+        UNIX_EPOCH.checked_sub(d)
+    };
+    t.unwrap_or(if ms >= 0 { latest() } else { UNIX_EPOCH })
+}
+
 /// Nanoseconds since the epoch of `t`, clamped.
 pub fn nanos(t: SystemTime) -> u128 {
     clamp(t)

@@ -50,71 +50,12 @@ impl Snapshot {
     }
 }
 
-/// jemalloc's accounting as the shim reads it with mallctl (bytes unless named).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct JemallocMemory {
-    pub allocated: u64,
-    pub active: u64,
-    pub metadata: u64,
-    pub resident: u64,
-    pub mapped: u64,
-    pub retained: u64,
-    /// Dirty and muzzy pages of all arenas, in bytes.
-    pub dirty: u64,
-    pub muzzy: u64,
-    pub page: u64,
-    pub narenas: u64,
-    pub dirty_decay_ms: i64,
-    pub muzzy_decay_ms: i64,
-    pub background_thread: bool,
-    pub thp: String,
-    pub bins: Vec<Bin>,
-    /// `prof.stats.*.live` per size class, when jemalloc kept them (`opt.prof_stats`);
-    /// absent from snapshots taken without it (and by older jemsafes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prof_stats: Option<Vec<ClassRequests>>,
-}
-
-/// Requested bytes of one size class's live sampled objects (`prof.stats.*.live`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ClassRequests {
-    /// The size class (usable size).
-    pub size: u64,
-    /// Bytes asked for, summed.
-    pub req_sum: u64,
-    /// Live sampled objects.
-    pub count: u64,
-}
-
-impl ClassRequests {
-    /// Internal fragmentation: the share of the class's usable bytes not asked for.
-    pub fn internal(&self) -> f64 {
-        let usable = self.count.saturating_mul(self.size);
-        if usable == 0 {
-            return 0.0;
-        }
-        (1.0 - self.req_sum as f64 / usable as f64).max(0.0)
-    }
-}
-
-/// One small size class: region size, regions per slab, live regions, slabs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Bin {
-    pub size: u64,
-    pub nregs: u64,
-    pub curregs: u64,
-    pub curslabs: u64,
-}
-
-impl Bin {
-    /// Bytes in this class's slabs that hold no live region.
-    pub fn wasted(&self) -> u64 {
-        self.curslabs
-            .saturating_mul(self.nregs)
-            .saturating_sub(self.curregs)
-            .saturating_mul(self.size)
-    }
-}
+/// jemalloc's accounting as the shim reads it with mallctl (bytes unless named): the
+/// shim's message, kept in a sidecar as it came.
+pub use jemsafe_proto::Memory as JemallocMemory;
+/// One small size class (`Bin::wasted`) and the requested bytes of one class's live
+/// sampled objects (`ClassRequests::internal`), as the shim reads them.
+pub use jemsafe_proto::{Bin, ClassRequests};
 
 /// What the kernel says about a process's memory, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -209,6 +150,161 @@ pub struct Breakdown {
     pub background_thread: bool,
 }
 
+/// One part of RSS: every name it goes by, its colour, and how it is computed from a
+/// breakdown. [`PARTS`] is the one list of them: the table of `jemsafe memory`, the
+/// timeline file, its CSV, text and chart, the page, all read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Part {
+    /// Its name in JSON and CSV (the [`Breakdown`] field): `heap_in_use`.
+    pub key: &'static str,
+    /// Its key in a line of the timeline file (short: a line every few seconds).
+    pub line_key: &'static str,
+    /// For people: `jemsafe memory`'s table, the chart's legend, the page.
+    pub label: &'static str,
+    /// In a sentence (`jemsafe status`, the growth line of `leaks`).
+    pub short: &'static str,
+    /// The column of `jemsafe timeline`'s text view (9 characters at most).
+    pub column: &'static str,
+    /// What it is, beside its line in `jemsafe memory`.
+    pub note: &'static str,
+    /// Its colour on the chart and the page.
+    pub colour: &'static str,
+    /// Its bytes in a breakdown.
+    pub of: fn(&Breakdown) -> u64,
+}
+
+/// The parts that make up RSS, bottom of the chart's stack first.
+pub const PARTS: [Part; 7] = [
+    Part {
+        key: "heap_in_use",
+        line_key: "heap",
+        label: "heap in use",
+        short: "heap in use",
+        column: "heap",
+        note: "what the heap profile shows",
+        colour: "#4e79a7",
+        of: |b| b.heap_in_use,
+    },
+    Part {
+        key: "fragmentation",
+        line_key: "frag",
+        label: "fragmentation",
+        short: "fragmentation",
+        column: "frag",
+        note: "active pages minus live allocations",
+        colour: "#f28e2b",
+        of: |b| b.fragmentation,
+    },
+    Part {
+        key: "dirty_pages",
+        line_key: "dirty",
+        label: "freed, not yet returned",
+        short: "freed not returned",
+        column: "freed",
+        note: "dirty + muzzy pages",
+        colour: "#edc948",
+        of: |b| b.dirty_pages,
+    },
+    Part {
+        key: "metadata",
+        line_key: "meta",
+        label: "jemalloc metadata",
+        short: "metadata",
+        column: "metadata",
+        note: "",
+        colour: "#b07aa1",
+        of: |b| b.metadata,
+    },
+    Part {
+        key: "outside_jemalloc",
+        line_key: "outside",
+        label: "outside jemalloc",
+        short: "outside jemalloc",
+        column: "outside",
+        note: "anonymous: buffer pool, thread stacks, mmap",
+        colour: "#59a14f",
+        of: |b| b.outside_jemalloc,
+    },
+    Part {
+        key: "file_backed",
+        line_key: "file",
+        label: "file-backed",
+        short: "file-backed",
+        column: "files",
+        note: "code, mapped files",
+        colour: "#9c755f",
+        of: |b| b.file_backed,
+    },
+    Part {
+        key: "shmem",
+        line_key: "shmem",
+        label: "shared memory",
+        short: "shmem",
+        column: "shmem",
+        note: "",
+        colour: "#76b7b2",
+        of: |b| b.shmem,
+    },
+];
+
+/// What is left of RSS beyond [`PARTS`] on the chart (label, colour): the top layer.
+pub const OTHER: (&str, &str) = ("other", "#d3d3d3");
+
+/// The chart's stack of one reading: [`PARTS`], then [`OTHER`].
+pub type Stack = [u64; PARTS.len() + 1];
+
+/// RSS's parts in [`PARTS`] order, in bytes, and swap (not part of RSS): what a timeline
+/// sample keeps of a breakdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Parts {
+    pub bytes: [u64; PARTS.len()],
+    pub swap: u64,
+}
+
+impl Parts {
+    pub fn from_breakdown(b: &Breakdown) -> Parts {
+        Parts {
+            bytes: PARTS.map(|p| (p.of)(b)),
+            swap: b.swap,
+        }
+    }
+
+    /// Each part's key ([`Part::key`], the CSV and JSON name) with its bytes, bottom of
+    /// the stack first.
+    pub fn resident(&self) -> [(&'static str, u64); PARTS.len()] {
+        let mut out = [("", 0); PARTS.len()];
+        for ((o, p), b) in out.iter_mut().zip(&PARTS).zip(self.bytes) {
+            *o = (p.key, b);
+        }
+        out
+    }
+
+    /// The bytes of the part named `key` ([`Part::key`]).
+    pub fn get(&self, key: &str) -> Option<u64> {
+        PARTS
+            .iter()
+            .position(|p| p.key == key)
+            .map(|i| self.bytes[i])
+    }
+
+    /// These parts with the part named `key` set to `bytes` (unknown keys change nothing).
+    pub fn with(mut self, key: &str, bytes: u64) -> Parts {
+        if let Some(i) = PARTS.iter().position(|p| p.key == key) {
+            self.bytes[i] = bytes;
+        }
+        self
+    }
+
+    /// The chart's stack for a reading of `rss`: the parts, then what is left of RSS.
+    pub fn stack(&self, rss: u64) -> Stack {
+        let sum = self.bytes.iter().fold(0u64, |a, b| a.saturating_add(*b));
+        let mut out = [0; PARTS.len() + 1];
+        out[..PARTS.len()].copy_from_slice(&self.bytes);
+        out[PARTS.len()] = rss.saturating_sub(sum);
+        out
+    }
+}
+
 /// The breakdown of one process's RSS from the kernel's and jemalloc's readings.
 pub fn breakdown(proc: &ProcMemory, jem: &JemallocMemory) -> Breakdown {
     let fragmentation = jem.active.saturating_sub(jem.allocated);
@@ -223,16 +319,6 @@ pub fn breakdown(proc: &ProcMemory, jem: &JemallocMemory) -> Breakdown {
         .rss
         .saturating_sub(proc.anonymous)
         .saturating_sub(proc.shmem);
-    let lines = [
-        jem.allocated,
-        fragmentation,
-        dirty_pages,
-        jem.metadata,
-        outside_jemalloc,
-        file_backed,
-        proc.shmem,
-    ];
-    let residual = proc.rss as i64 - lines.iter().map(|&v| v as i64).sum::<i64>();
     let mut size_classes: Vec<SizeClass> = jem
         .bins
         .iter()
@@ -246,7 +332,7 @@ pub fn breakdown(proc: &ProcMemory, jem: &JemallocMemory) -> Breakdown {
         })
         .collect();
     size_classes.sort_by(|a, b| b.wasted.cmp(&a.wasted).then(a.size.cmp(&b.size)));
-    Breakdown {
+    let mut b = Breakdown {
         rss: proc.rss,
         heap_in_use: jem.allocated,
         fragmentation,
@@ -256,13 +342,15 @@ pub fn breakdown(proc: &ProcMemory, jem: &JemallocMemory) -> Breakdown {
         file_backed,
         shmem: proc.shmem,
         swap: proc.swap,
-        residual,
+        residual: 0,
         size_classes,
         narenas: jem.narenas,
         dirty_decay_ms: jem.dirty_decay_ms,
         muzzy_decay_ms: jem.muzzy_decay_ms,
         background_thread: jem.background_thread,
-    }
+    };
+    b.residual = proc.rss as i64 - PARTS.iter().map(|p| (p.of)(&b) as i64).sum::<i64>();
+    b
 }
 
 impl Breakdown {
@@ -316,17 +404,14 @@ impl Breakdown {
 
     /// One line for `jemsafe status`.
     pub fn summary(&self) -> String {
+        let parts: Vec<String> = PARTS
+            .iter()
+            .map(|p| format!("{} {}", p.short, human((p.of)(self))))
+            .collect();
         format!(
-            "RSS {}: heap in use {}, fragmentation {}, freed not returned {}, metadata {}, \
-             outside jemalloc {}, file-backed {}, shmem {} (details: jemsafe memory)",
+            "RSS {}: {} (details: jemsafe memory)",
             human(self.rss),
-            human(self.heap_in_use),
-            human(self.fragmentation),
-            human(self.dirty_pages),
-            human(self.metadata),
-            human(self.outside_jemalloc),
-            human(self.file_backed),
-            human(self.shmem)
+            parts.join(", ")
         )
     }
 
@@ -344,29 +429,9 @@ impl Breakdown {
             s.push('\n');
         };
         line("RSS", self.rss as i64, "");
-        line(
-            "heap in use",
-            self.heap_in_use as i64,
-            "what the heap profile shows",
-        );
-        line(
-            "fragmentation",
-            self.fragmentation as i64,
-            "active pages minus live allocations",
-        );
-        line(
-            "freed, not yet returned",
-            self.dirty_pages as i64,
-            "dirty + muzzy pages",
-        );
-        line("jemalloc metadata", self.metadata as i64, "");
-        line(
-            "outside jemalloc",
-            self.outside_jemalloc as i64,
-            "anonymous: buffer pool, thread stacks, mmap",
-        );
-        line("file-backed", self.file_backed as i64, "code, mapped files");
-        line("shared memory", self.shmem as i64, "");
+        for p in &PARTS {
+            line(p.label, (p.of)(self) as i64, p.note);
+        }
         line("residual", self.residual, "RSS minus the lines above");
         s.push_str(&format!(
             "  swapped out: {}; narenas {}, dirty_decay_ms {}, muzzy_decay_ms {}, background_thread {}\n",
@@ -408,17 +473,10 @@ pub fn growth(first: &Breakdown, last: &Breakdown) -> String {
     let d = |a: u64, b: u64| b as i64 - a as i64;
     let rss = d(first.rss, last.rss);
     let heap = d(first.heap_in_use, last.heap_in_use);
-    let parts = [
-        ("heap", heap),
-        ("fragmentation", d(first.fragmentation, last.fragmentation)),
-        ("freed not returned", d(first.dirty_pages, last.dirty_pages)),
-        ("metadata", d(first.metadata, last.metadata)),
-        (
-            "outside jemalloc",
-            d(first.outside_jemalloc, last.outside_jemalloc),
-        ),
-        ("file-backed", d(first.file_backed, last.file_backed)),
-    ];
+    let parts: Vec<(&str, i64)> = PARTS
+        .iter()
+        .map(|p| (p.short, d((p.of)(first), (p.of)(last))))
+        .collect();
     let mut s = format!(
         "RSS {}{}, of which {}.\n",
         if rss >= 0 { "+" } else { "" },
@@ -519,6 +577,31 @@ mod tests {
         assert_eq!(b.size_classes[0].wasted, (640 - 1) * 64);
     }
 
+    /// Each part's key is the breakdown's JSON field of the same bytes, and the parts
+    /// with the residual add up to RSS.
+    #[test]
+    fn every_part_is_named_as_the_breakdown_names_it() {
+        let proc = ProcMemory {
+            rss: 600 * MIB,
+            anonymous: 500 * MIB,
+            shmem: 7 * MIB,
+            ..Default::default()
+        };
+        let b = breakdown(&proc, &jem());
+        let json = serde_json::to_value(&b).unwrap();
+        let parts = Parts::from_breakdown(&b);
+        for (p, (key, bytes)) in PARTS.iter().zip(parts.resident()) {
+            assert_eq!(json[p.key].as_u64(), Some((p.of)(&b)), "{}", p.key);
+            assert_eq!((key, bytes), (p.key, (p.of)(&b)));
+            assert!(p.column.len() <= 9 && !p.label.is_empty());
+        }
+        let stack = parts.stack(b.rss);
+        assert_eq!(stack.iter().sum::<u64>(), b.rss);
+        assert_eq!(stack[PARTS.len()] as i64, b.residual.max(0));
+        assert_eq!(parts.get("shmem"), Some(7 * MIB));
+        assert_eq!(Parts::default().with("no such part", 1), Parts::default());
+    }
+
     #[test]
     fn jemalloc_counting_more_than_the_kernel_shows_as_a_negative_residual() {
         let proc = ProcMemory {
@@ -563,7 +646,10 @@ mod tests {
         later.anonymous += 200 * MIB;
         let last = breakdown(&later, &jem());
         let g = growth(&first, &last);
-        assert!(g.starts_with("RSS +200.0 MiB, of which heap +0 KiB"), "{g}");
+        assert!(
+            g.starts_with("RSS +200.0 MiB, of which heap in use +0 KiB"),
+            "{g}"
+        );
         assert!(g.contains("outside jemalloc +200.0 MiB"), "{g}");
         assert!(
             g.contains("Most of the growth is not in the heap (largest: outside jemalloc"),

@@ -202,6 +202,19 @@ impl Sidecar {
         Some(Ok(snapshot))
     }
 
+    /// Why the dump was taken, for a person: its trigger with the reading that fired it
+    /// (`limit90: RSS 691 MiB of 768 MiB`), or the trigger alone when no reading was kept
+    /// (`usr1`). Not escaped: the file is mysqld's user's to write.
+    pub fn why(&self) -> Option<String> {
+        match (&self.trigger, &self.reason) {
+            (Some(t), Some(r)) if r.starts_with(t.as_str()) => Some(r.clone()),
+            (Some(t), Some(r)) => Some(format!("{t}: {r}")),
+            (None, Some(r)) => Some(r.clone()),
+            (Some(t), None) => Some(t.clone()),
+            (None, None) => None,
+        }
+    }
+
     /// Stores `snapshot` as the memory snapshot.
     pub fn set_memory(&mut self, snapshot: &crate::memory::Snapshot) {
         self.memory = serde_json::to_value(snapshot).ok();
@@ -368,6 +381,28 @@ mod tests {
         let e = s.memory_snapshot().unwrap().unwrap_err();
         assert!(e.contains("format version (none)"), "{e}");
         assert!(Sidecar::from_json(b"{}").is_err());
+    }
+
+    #[test]
+    fn why_names_the_trigger_once_with_its_reading() {
+        let mut s = Sidecar::new();
+        assert_eq!(s.why(), None);
+        s.trigger = Some("usr1".into());
+        assert_eq!(s.why().as_deref(), Some("usr1"));
+        s.trigger = Some("limit90".into());
+        s.reason = Some("limit90: RSS 691 MiB of 768 MiB".into());
+        assert_eq!(s.why().as_deref(), Some("limit90: RSS 691 MiB of 768 MiB"));
+        s.trigger = Some("pressure".into());
+        s.reason = Some("some avg10=31.5 > 20".into());
+        assert_eq!(s.why().as_deref(), Some("pressure: some avg10=31.5 > 20"));
+        // An older jemsafe's sidecar (no reason) and a newer one's both read.
+        let old = Sidecar::from_json(br#"{"version": 1, "trigger": "cli"}"#).unwrap();
+        assert_eq!(
+            (old.reason.as_deref(), old.why()),
+            (None, Some("cli".into()))
+        );
+        let back = Sidecar::from_json(&s.to_json()).unwrap();
+        assert_eq!(back.reason.as_deref(), Some("some avg10=31.5 > 20"));
     }
 
     #[test]

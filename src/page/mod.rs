@@ -1,14 +1,17 @@
-//! `jemsafe page` and the live page's child: their timeline (the config's timeline file,
-//! else the dumps' own snapshots) and where the page goes; which dumps (named, `--pid`,
-//! else the newest process's; `--since`) is the [`crate::report::plan`]'s. What is missing (a dump of another process, a dump that does
-//! not read, a damaged timeline) becomes a note on the page; the rest is still shown.
-//! The page itself is `jemsafe_report::page` (pure).
+//! `jemsafe page` and the live page's child: their timeline (the config's timeline file;
+//! the dumps' own snapshots are plotted with it) and where the page goes. Which dumps
+//! (named, `--pid`, else the newest dump's pid; `--since`) is the [`crate::report::plan`]'s;
+//! which of them are of the newest dump's process is decided here, from the sidecar read
+//! with each dump: each sidecar is read once (mysqld's user can rewrite it between two
+//! reads). What is missing (a dump of another process, a dump that does not read, a
+//! damaged timeline) becomes a note on the page; the rest is still shown. The page itself
+//! is `jemsafe_report::page` (pure).
 
 use crate::cli::PageArgs;
 use crate::error::{Error, Result};
 use crate::report::plan::{self, Plan};
-use crate::timeline::{self, EventKind, Record};
-use jemsafe_report::page::{self, Marker, Point, Timeline};
+use crate::timeline::{self, Record};
+use jemsafe_report::page::{self, Timeline};
 use jemsafe_report::safe::shown;
 use jemsafe_report::sidecar::Known;
 use jemsafe_report::{DumpLimits, LoadedDump};
@@ -19,13 +22,9 @@ use std::time::SystemTime;
 /// wide shows no more than this.
 pub const MAX_POINTS: usize = 1500;
 
-fn millis(t: SystemTime) -> i64 {
-    i64::try_from(jemsafe_report::clock::millis(t)).unwrap_or(i64::MAX)
-}
-
 /// The page's timeline from the timeline file's records of one process (`pid`, and its
 /// start ticks when known): samples thinned to at most `max_points` (keeping the peak),
-/// dumps, exits and OOM kills as markers.
+/// dumps, exits and OOM kills as markers, as `jemsafe timeline --format svg` has them.
 pub fn timeline_of(
     records: &[Record],
     pid: u32,
@@ -33,70 +32,39 @@ pub fn timeline_of(
     source: &str,
     max_points: usize,
 ) -> Timeline {
-    let mine = |p, s| Known::started(pid, start).same_as(&Known::record(p, s));
-    let samples: Vec<&timeline::Sample> = records
+    let this = Known::started(pid, start);
+    let mine: Vec<Record> = records
         .iter()
-        .filter_map(|r| match r {
-            Record::Sample(s) if mine(s.pid, s.start) => Some(s),
-            _ => None,
-        })
-        .collect();
-    let step = samples.len().div_ceil(max_points.max(1)).max(1);
-    let peak = samples
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, s)| s.rss)
-        .map(|(i, _)| i);
-    let points = samples
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % step == 0 || Some(*i) == peak || *i + 1 == samples.len())
-        .map(|(_, s)| Point {
-            t: millis(s.time),
-            rss: s.rss,
-            parts: s.parts.map(|p| {
-                let r = p.resident();
-                let sum: u64 = r.iter().fold(0, |a, (_, b)| a.saturating_add(*b));
-                [
-                    r[0].1,
-                    r[1].1,
-                    r[2].1,
-                    r[3].1,
-                    r[4].1,
-                    r[5].1,
-                    r[6].1,
-                    s.rss.saturating_sub(sum),
-                ]
-            }),
-            limit: s.limit,
-        })
-        .collect();
-    let markers = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Event(e) if mine(e.pid, e.start) => Some(e),
-            _ => None,
-        })
-        .filter_map(|e| {
-            let (kind, label) = match &e.kind {
-                EventKind::Dump { file, .. } => ("dump", file.clone()),
-                EventKind::Exit { oom: true, .. } => ("oom", e.describe()),
-                EventKind::Exit { .. } => ("exit", e.describe()),
-                EventKind::Start { .. } => ("start", e.describe()),
-                EventKind::Prof { .. } => return None,
+        .filter(|r| {
+            let (p, s) = match r {
+                Record::Sample(s) => (s.pid, s.start),
+                Record::Event(e) => (e.pid, e.start),
             };
-            Some(Marker {
-                t: millis(e.time),
-                kind: kind.into(),
-                label: jemsafe_report::safe::escape(&label).into_owned(),
-                dump: None,
-            })
+            this.same_as(&Known::record(p, s))
         })
+        .cloned()
+        .collect();
+    let samples = mine
+        .iter()
+        .filter(|r| matches!(r, Record::Sample(_)))
+        .count();
+    let step = samples.div_ceil(max_points.max(1)).max(1);
+    let peak = timeline::peak(&mine).copied();
+    let mut n = 0;
+    let kept: Vec<Record> = mine
+        .iter()
+        .filter(|r| match r {
+            Record::Sample(s) => {
+                n += 1;
+                (n - 1) % step == 0 || Some(*s) == peak || n == samples
+            }
+            Record::Event(_) => true,
+        })
+        .cloned()
         .collect();
     Timeline {
         source: source.to_owned(),
-        points,
-        markers,
+        ..timeline::svg::chart_of(&kept)
     }
 }
 
@@ -286,7 +254,7 @@ pub fn html(args: &PageArgs) -> Result<(String, Option<PathBuf>)> {
         since: args.since.as_deref(),
         debuginfod: Some(&args.read),
         timeline: args.timeline.is_none(),
-        ..plan::Request::new(&args.config, &args.dumps, plan::Want::Series)
+        ..plan::Request::new(&args.config, &args.dumps, plan::Want::SeriesOfPid)
     })?;
     let timeline = match &args.timeline {
         Some(f) => Some(TimelineFile {
@@ -335,7 +303,7 @@ pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result
     let plan = Plan::make(plan::Request {
         listing: plan::Listing::Dir(&settings),
         timeline: true,
-        ..plan::Request::new(Path::new(""), &[], plan::Want::Series)
+        ..plan::Request::new(Path::new(""), &[], plan::Want::SeriesOfPid)
     })?;
     let csrf = std::env::var(crate::http::PAGE_CSRF_ENV).unwrap_or_default();
     // The newest dumps within the server's render budget; the page says what it left out.
@@ -379,7 +347,7 @@ pub fn command(args: &PageArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::{Event, Parts, Sample};
+    use crate::timeline::{Event, EventKind, Parts, Sample};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn sample(s: u64, pid: u32, rss: u64) -> Record {
@@ -388,10 +356,7 @@ mod tests {
             pid,
             start: 7,
             rss,
-            parts: Some(Parts {
-                heap_in_use: rss / 2,
-                ..Default::default()
-            }),
+            parts: Some(Parts::default().with("heap_in_use", rss / 2)),
             allocated: None,
             cgroup_usage: None,
             limit: Some(1000),

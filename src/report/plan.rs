@@ -63,8 +63,11 @@ pub fn since(s: &str, now: SystemTime) -> Result<SystemTime> {
 pub enum Want {
     /// The newest dump (`report`).
     One,
-    /// All dumps of the newest process (`leaks`, `archive`, `page`).
+    /// All dumps of the newest process (`leaks`, `archive`).
     Series,
+    /// All dumps of the newest dump's pid: the caller tells processes apart with the
+    /// sidecars it reads anyway (`page`: each sidecar read once).
+    SeriesOfPid,
 }
 
 /// What the user asked for, decided on by [`choose`].
@@ -140,6 +143,9 @@ pub fn choose(
                 of_pid
             }
             (None, Want::One) => vec![newest],
+            (None, Want::SeriesOfPid) => {
+                candidates.iter().filter(|c| c.pid == newest.pid).collect()
+            }
             (None, Want::Series) => {
                 let known = |c: &Candidate| Known::of(c.pid, process(&c.path).as_ref());
                 let mine = known(newest);

@@ -97,7 +97,7 @@ impl Supervisor<'_> {
             .filter(|p| p.rss > 0);
         let (rss, parts, allocated) = match (jem, proc) {
             (Some(j), Some(p)) => {
-                let b = jemsafe_report::memory::breakdown(&p, &super::status::jemalloc_memory(&j));
+                let b = jemsafe_report::memory::breakdown(&p, &j);
                 (b.rss, Some(Parts::from_breakdown(&b)), Some(j.allocated))
             }
             (None, Some(p)) => (p.rss, None, None),

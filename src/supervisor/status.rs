@@ -173,45 +173,5 @@ pub(super) fn memory_snapshot(
         crate::procfs::read(pid, name).map_err(|e| format!("cannot read /proc/{pid}/{name}: {e}"))
     };
     let proc = ProcMemory::parse(&read("smaps_rollup")?, &read("status")?);
-    Ok(Snapshot::new(proc, jemalloc_memory(jem)))
-}
-
-/// The shim's reading as the analyzer's type.
-pub(super) fn jemalloc_memory(jem: &Memory) -> jemsafe_report::memory::JemallocMemory {
-    use jemsafe_report::memory::{Bin, JemallocMemory};
-    JemallocMemory {
-        allocated: jem.allocated,
-        active: jem.active,
-        metadata: jem.metadata,
-        resident: jem.resident,
-        mapped: jem.mapped,
-        retained: jem.retained,
-        dirty: jem.dirty,
-        muzzy: jem.muzzy,
-        page: jem.page,
-        narenas: jem.narenas,
-        dirty_decay_ms: jem.dirty_decay_ms,
-        muzzy_decay_ms: jem.muzzy_decay_ms,
-        background_thread: jem.background_thread,
-        thp: jem.thp.clone(),
-        bins: jem
-            .bins
-            .iter()
-            .map(|b| Bin {
-                size: b.size,
-                nregs: b.nregs,
-                curregs: b.curregs,
-                curslabs: b.curslabs,
-            })
-            .collect(),
-        prof_stats: jem.prof_stats.as_ref().map(|l| {
-            l.iter()
-                .map(|c| jemsafe_report::memory::ClassRequests {
-                    size: c.size,
-                    req_sum: c.req_sum,
-                    count: c.count,
-                })
-                .collect()
-        }),
-    }
+    Ok(Snapshot::new(proc, jem.clone()))
 }

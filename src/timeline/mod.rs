@@ -33,47 +33,13 @@ pub fn header() -> Vec<u8> {
     format!("{{\"jemsafe_timeline\":{VERSION}}}\n").into_bytes()
 }
 
-/// RSS broken down, in bytes (as `jemsafe memory` has it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Parts {
-    pub heap_in_use: u64,
-    pub fragmentation: u64,
-    pub dirty_pages: u64,
-    pub metadata: u64,
-    pub outside_jemalloc: u64,
-    pub file_backed: u64,
-    pub shmem: u64,
-    pub swap: u64,
-}
+/// RSS broken down, in bytes (as `jemsafe memory` has it): one definition, the report
+/// crate's.
+pub use jemsafe_report::memory::Parts;
+use jemsafe_report::memory::PARTS;
 
-impl Parts {
-    pub fn from_breakdown(b: &jemsafe_report::memory::Breakdown) -> Parts {
-        Parts {
-            heap_in_use: b.heap_in_use,
-            fragmentation: b.fragmentation,
-            dirty_pages: b.dirty_pages,
-            metadata: b.metadata,
-            outside_jemalloc: b.outside_jemalloc,
-            file_backed: b.file_backed,
-            shmem: b.shmem,
-            swap: b.swap,
-        }
-    }
-
-    /// The parts that make up RSS, bottom of the stack first, with their names (CSV
-    /// column and legend).
-    pub fn resident(&self) -> [(&'static str, u64); 7] {
-        [
-            ("heap_in_use", self.heap_in_use),
-            ("fragmentation", self.fragmentation),
-            ("dirty_pages", self.dirty_pages),
-            ("metadata", self.metadata),
-            ("outside_jemalloc", self.outside_jemalloc),
-            ("file_backed", self.file_backed),
-            ("shmem", self.shmem),
-        ]
-    }
-}
+/// The key of swap in a line (beside the parts' [`jemsafe_report::memory::Part::line_key`]).
+const SWAP_KEY: &str = "swap";
 
 /// One sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,22 +150,10 @@ struct Line {
     event: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rss: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    heap: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    frag: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    dirty: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    meta: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    outside: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    file: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    shmem: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    swap: Option<u64>,
+    /// The parts of RSS under their line keys, and swap; absent when mysqld did not
+    /// answer. Other keys a newer writer adds land here too, and are ignored.
+    #[serde(flatten)]
+    parts: std::collections::BTreeMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     allocated: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,14 +182,10 @@ pub fn encode(record: &Record) -> Vec<u8> {
             l.start = s.start;
             l.rss = Some(s.rss);
             if let Some(p) = s.parts {
-                l.heap = Some(p.heap_in_use);
-                l.frag = Some(p.fragmentation);
-                l.dirty = Some(p.dirty_pages);
-                l.meta = Some(p.metadata);
-                l.outside = Some(p.outside_jemalloc);
-                l.file = Some(p.file_backed);
-                l.shmem = Some(p.shmem);
-                l.swap = Some(p.swap);
+                for (part, bytes) in PARTS.iter().zip(p.bytes) {
+                    l.parts.insert(part.line_key.into(), bytes.into());
+                }
+                l.parts.insert(SWAP_KEY.into(), p.swap.into());
             }
             l.allocated = s.allocated;
             l.cg = s.cgroup_usage;
@@ -293,19 +243,7 @@ fn decode(line: &[u8]) -> Result<Decoded, String> {
         .map_err(|why| format!("\"t\": {} is {why}", l.t))?;
     let Some(event) = l.event else {
         let rss = l.rss.ok_or("a sample without rss")?;
-        let parts = match (l.heap, l.frag, l.dirty, l.meta, l.outside, l.file, l.shmem) {
-            (Some(h), Some(f), Some(d), Some(m), Some(o), Some(fi), Some(sh)) => Some(Parts {
-                heap_in_use: h,
-                fragmentation: f,
-                dirty_pages: d,
-                metadata: m,
-                outside_jemalloc: o,
-                file_backed: fi,
-                shmem: sh,
-                swap: l.swap.unwrap_or(0),
-            }),
-            _ => None,
-        };
+        let parts = parts_of(&l.parts);
         return Ok(Decoded::Record(Record::Sample(Sample {
             time,
             pid: l.pid,
@@ -340,6 +278,19 @@ fn decode(line: &[u8]) -> Result<Decoded, String> {
         start: l.start,
         kind,
     })))
+}
+
+/// The parts of a line: all of them, or None when one is missing (a sample without the
+/// shim's reading). Swap is 0 when absent.
+fn parts_of(keys: &std::collections::BTreeMap<String, serde_json::Value>) -> Option<Parts> {
+    let mut bytes = [0u64; PARTS.len()];
+    for (b, part) in bytes.iter_mut().zip(&PARTS) {
+        *b = keys.get(part.line_key)?.as_u64()?;
+    }
+    Some(Parts {
+        bytes,
+        swap: keys.get(SWAP_KEY).and_then(|v| v.as_u64()).unwrap_or(0),
+    })
 }
 
 /// Where a file stopped making sense.
@@ -587,11 +538,11 @@ mod tests {
             pid,
             start: 100,
             rss: rss_mib << 20,
-            parts: Some(Parts {
-                heap_in_use: (rss_mib / 2) << 20,
-                outside_jemalloc: (rss_mib / 4) << 20,
-                ..Default::default()
-            }),
+            parts: Some(
+                Parts::default()
+                    .with("heap_in_use", (rss_mib / 2) << 20)
+                    .with("outside_jemalloc", (rss_mib / 4) << 20),
+            ),
             allocated: Some((rss_mib / 2) << 20),
             cgroup_usage: Some((rss_mib + 10) << 20),
             limit: Some(512 << 20),
@@ -657,6 +608,35 @@ mod tests {
         assert_eq!(parsed.records, records);
         let line = String::from_utf8(encode(&records[1])).unwrap();
         assert!(line.len() < 300, "compact: {line}");
+    }
+
+    /// The line's keys are the file format: a line written before the parts were
+    /// defined in one table reads the same, and a line written now is what older
+    /// jemsafes read (the same keys, nothing they would refuse).
+    #[test]
+    fn lines_keep_their_keys_both_ways() {
+        let old = b"{\"t\":1795000001000,\"pid\":7,\"start\":100,\"rss\":104857600,\
+            \"heap\":52428800,\"frag\":1,\"dirty\":2,\"meta\":3,\"outside\":26214400,\
+            \"file\":4,\"shmem\":5,\"swap\":6,\"allocated\":52428800,\"cg\":115343360,\
+            \"limit\":536870912}\n";
+        let mut bytes = header();
+        bytes.extend(old);
+        let parsed = parse(&bytes, false);
+        assert_eq!(parsed.damage, None);
+        let Some(Record::Sample(s)) = parsed.records.first() else {
+            panic!("{parsed:?}");
+        };
+        let p = s.parts.unwrap();
+        assert_eq!(p.bytes, [50 << 20, 1, 2, 3, 25 << 20, 4, 5]);
+        assert_eq!(p.swap, 6);
+        let line: serde_json::Value = serde_json::from_slice(&encode(&parsed.records[0])).unwrap();
+        let again: serde_json::Value = serde_json::from_slice(old).unwrap();
+        assert_eq!(line, again);
+        // One part missing: a sample without a breakdown, as before.
+        let mut bytes = header();
+        bytes.extend(b"{\"t\":1795000001000,\"pid\":7,\"rss\":9,\"heap\":1}\n");
+        let parsed = parse(&bytes, false);
+        assert!(matches!(&parsed.records[..], [Record::Sample(s)] if s.parts.is_none()));
     }
 
     #[test]
@@ -780,7 +760,7 @@ mod tests {
             render::csv(&records, Some(&d)),
             render::json(&records, Some(&d)),
             render::text(&records, Duration::from_secs(60)),
-            svg::svg(&records, "t", Some(&d)),
+            svg::svg(&records, "t", Some(&d), None),
         ] {
             assert!(text.contains("9999-12-31"), "{text}");
         }
@@ -811,12 +791,12 @@ mod tests {
             (v["damaged_lines"].clone(), v["damage"].clone()),
             (0.into(), serde_json::Value::Null)
         );
-        let svg = svg::svg(&records, "t", Some(&damage));
+        let svg = svg::svg(&records, "t", Some(&damage), None);
         assert!(
             svg.contains(">timeline damaged: 2 damaged lines skipped, the first line 4"),
             "{svg}"
         );
-        assert!(!svg::svg(&records, "t", None).contains("damaged"));
+        assert!(!svg::svg(&records, "t", None, None).contains("damaged"));
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //! functions of the records.
 
 use super::{peak, Damage, Event, Record, Sample};
+use jemsafe_report::memory::PARTS;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 /// CSV: a header row, then one row per sample; bytes, empty when unknown. When lines of
 /// the file were damaged, a last line `# jemsafe: N damaged lines skipped, ...`.
 pub fn csv(records: &[Record], damage: Option<&Damage>) -> String {
-    let mut out = String::from(
-        "time,pid,start_ticks,rss,heap_in_use,fragmentation,dirty_pages,metadata,\
-         outside_jemalloc,file_backed,shmem,swap,allocated,cgroup_usage,limit\n",
+    let parts_header: Vec<&str> = PARTS.iter().map(|p| p.key).collect();
+    let mut out = format!(
+        "time,pid,start_ticks,rss,{},swap,allocated,cgroup_usage,limit\n",
+        parts_header.join(",")
     );
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     for s in samples(records) {
@@ -22,7 +24,7 @@ pub fn csv(records: &[Record], damage: Option<&Damage>) -> String {
                 .map(|(_, bytes)| bytes.to_string())
                 .chain([p.swap.to_string()])
                 .collect(),
-            None => vec![String::new(); 8],
+            None => vec![String::new(); PARTS.len() + 1],
         };
         let _ = writeln!(
             out,
@@ -203,22 +205,8 @@ pub(super) fn events(records: &[Record]) -> impl Iterator<Item = &Event> {
     })
 }
 
-/// Steps a text view is made of (one row each): round durations.
-const STEPS: &[u64] = &[
-    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
-];
-
-/// The smallest round step that shows `span` in at most `rows` rows.
-pub fn choose_step(span: Duration, rows: usize) -> Duration {
-    let rows = rows.max(1) as u64;
-    let needed = span.as_secs().div_ceil(rows).max(1);
-    let secs = STEPS
-        .iter()
-        .copied()
-        .find(|s| *s >= needed)
-        .unwrap_or_else(|| needed.div_ceil(86400) * 86400);
-    Duration::from_secs(secs)
-}
+/// The smallest round step that shows `span` in at most `rows` rows (the chart's).
+pub use jemsafe_report::page::chart::choose_step;
 
 /// The text view: one row per `step` (the sample with the highest RSS in it), the events
 /// between rows, the peak marked.
@@ -240,20 +228,11 @@ pub fn text(records: &[Record], step: Duration) -> String {
             .map(|l| format!("; memory limit {}", human(l)))
             .unwrap_or_default()
     );
+    let columns: String = PARTS.iter().map(|p| format!("  {:>9}", p.column)).collect();
     let _ = writeln!(
         out,
-        "{:<19}  {:>7}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>6}",
-        "time (UTC)",
-        "pid",
-        "RSS",
-        "heap",
-        "frag",
-        "freed",
-        "metadata",
-        "outside",
-        "files",
-        "shmem",
-        "limit"
+        "{:<19}  {:>7}  {:>9}{columns}  {:>6}",
+        "time (UTC)", "pid", "RSS", "limit"
     );
     let peak = peak(records).copied();
     let step_ms = step.as_millis().max(1);
@@ -291,7 +270,7 @@ pub fn text(records: &[Record], step: Duration) -> String {
                     .iter()
                     .map(|(_, bytes)| format!("  {:>9}", human(*bytes)))
                     .collect(),
-                None => format!("  {:>9}", "-").repeat(7),
+                None => format!("  {:>9}", "-").repeat(PARTS.len()),
             };
             let pct = s
                 .limit

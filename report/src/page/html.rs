@@ -3,36 +3,26 @@
 //! page is a document (tables, static SVGs of the default selection); the script
 //! re-draws the interactive parts from the embedded data (`<script type="application/json">`).
 
-use super::{top_rows, Model, PARTS};
+use super::{top_rows, Model};
 use crate::human_bytes;
+use crate::memory::{OTHER, PARTS};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 const CSS: &str = include_str!("page.css");
 const JS: &str = include_str!("page.js");
 
-/// Colours of [`PARTS`].
-pub const COLOURS: [&str; 8] = [
-    "#4e79a7", "#f28e2b", "#edc948", "#b07aa1", "#59a14f", "#9c755f", "#76b7b2", "#d3d3d3",
-];
-
-/// Text for HTML and SVG (content and quoted attributes): `&`, `<`, `>`, quotes escaped
-/// (`&#39;` is both HTML's and XML's), control characters dropped (XML forbids them).
-pub fn h(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
+/// Label and colour of each value of a [`crate::memory::Stack`]: the parts, then what
+/// is left of RSS.
+fn stack_layers() -> Vec<(&'static str, &'static str)> {
+    PARTS
+        .iter()
+        .map(|p| (p.label, p.colour))
+        .chain([OTHER])
+        .collect()
 }
+
+pub use super::h;
 
 /// JSON that can sit inside `<script>`: no `<`, `>`, `&` (so no `</script>` or `<!--`),
 /// and no U+2028/U+2029.
@@ -78,6 +68,15 @@ pub fn csp(live: bool) -> String {
     )
 }
 
+/// The data the script reads: the model, and the label and colour of each value of a
+/// stack (the script keeps no copy of them).
+#[derive(serde::Serialize)]
+struct Embedded<'a> {
+    #[serde(flatten)]
+    model: &'a Model,
+    layers: Vec<(&'static str, &'static str)>,
+}
+
 /// The whole page.
 pub fn render(model: &Model) -> String {
     let mut o = String::with_capacity(1 << 20);
@@ -109,7 +108,10 @@ pub fn render(model: &Model) -> String {
         o,
         "<script type=\"application/json\" id=\"data\">{}</script>\n<script>{JS}</script>\n\
          </body></html>\n",
-        script_json(model)
+        script_json(&Embedded {
+            model,
+            layers: stack_layers(),
+        })
     );
     o
 }
@@ -130,13 +132,6 @@ fn facts(o: &mut String, model: &Model) {
     o.push_str("</section>\n");
 }
 
-const TW: f64 = 1200.0;
-const TH: f64 = 320.0;
-const TL: f64 = 70.0;
-const TR: f64 = 20.0;
-const TT: f64 = 20.0;
-const TB: f64 = 30.0;
-
 fn timeline(o: &mut String, model: &Model) {
     let t = &model.timeline;
     let _ = write!(
@@ -145,150 +140,26 @@ fn timeline(o: &mut String, model: &Model) {
          Hover for values; click a dump marker to select that dump.</p>",
         h(&t.source)
     );
-    let times = t
-        .points
-        .iter()
-        .map(|p| p.t)
-        .chain(t.markers.iter().map(|m| m.t));
-    let (t0, t1) = times.fold((i64::MAX, i64::MIN), |(a, b), x| (a.min(x), b.max(x)));
-    if t0 > t1 {
-        o.push_str("<p>No samples and no dumps with a time: nothing to draw.</p></section>\n");
-        return;
-    }
-    let span = (t1 - t0).max(1) as f64;
-    // A limit far above RSS (the machine's RAM) would flatten the chart: it is drawn only
-    // within 3 times the highest RSS, and named otherwise.
-    let top_rss = t.points.iter().map(|p| p.rss).max().unwrap_or(0).max(1);
-    let limit = t.points.iter().filter_map(|p| p.limit).max();
-    let limit_drawn = limit.is_some_and(|l| l <= 3 * top_rss);
-    let ymax = top_rss.max(if limit_drawn { limit.unwrap_or(0) } else { 0 }) as f64 * 1.1;
-    let x = |ms: i64| TL + (ms - t0) as f64 / span * (TW - TL - TR);
-    let y = |v: f64| TT + (1.0 - v / ymax) * (TH - TT - TB);
-    let _ = write!(
-        o,
-        "<svg id=\"tl\" viewBox=\"0 0 {TW} {TH}\" data-t0=\"{t0}\" data-t1=\"{t1}\" \
-         data-ymax=\"{ymax}\" role=\"img\">"
-    );
-    // Axes and grid.
-    for i in 0..=4 {
-        let v = ymax * i as f64 / 4.0;
-        let _ = write!(
-            o,
-            "<line class=\"grid\" x1=\"{TL}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\"/>\
-             <text class=\"axis\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            TW - TR,
-            y(v),
-            y(v),
-            TL - 4.0,
-            y(v) + 4.0,
-            human_bytes(v)
-        );
-    }
-    let _ = write!(
-        o,
-        "<text class=\"axis\" x=\"{TL}\" y=\"{}\">{}</text><text class=\"axis\" x=\"{}\" \
-         y=\"{}\" text-anchor=\"end\">{}</text>",
-        TH - 8.0,
-        h(&stamp(t0)),
-        TW - TR,
-        TH - 8.0,
-        h(&stamp(t1))
-    );
-    // Stacked parts.
-    let with_parts: Vec<_> = t.points.iter().filter(|p| p.parts.is_some()).collect();
-    if with_parts.len() >= 2 {
-        let mut below = vec![0u64; with_parts.len()];
-        for (layer, colour) in COLOURS.iter().enumerate() {
-            let mut pts = String::new();
-            let mut back = Vec::new();
-            for (i, p) in with_parts.iter().enumerate() {
-                let parts = p.parts.unwrap_or_default();
-                let lo = below[i];
-                let hi = lo + parts[layer];
-                let _ = write!(pts, "{:.1},{:.1} ", x(p.t), y(hi as f64));
-                back.push(format!("{:.1},{:.1}", x(p.t), y(lo as f64)));
-                below[i] = hi;
-            }
-            back.reverse();
-            let _ = write!(
-                o,
-                "<polygon class=\"layer\" fill=\"{colour}\" points=\"{pts}{}\"><title>{}</title></polygon>",
-                back.join(" "),
-                PARTS[layer]
-            );
-        }
-    }
-    // RSS and the limit as lines.
-    let line = |o: &mut String, class: &str, f: &dyn Fn(&super::Point) -> Option<u64>| {
-        let pts: Vec<String> = t
-            .points
-            .iter()
-            .filter_map(|p| f(p).map(|v| format!("{:.1},{:.1}", x(p.t), y(v as f64))))
-            .collect();
-        if !pts.is_empty() {
-            let _ = write!(
-                o,
-                "<polyline class=\"{class}\" fill=\"none\" points=\"{}\"/>",
-                pts.join(" ")
-            );
-        }
-    };
-    line(o, "rss", &|p| Some(p.rss));
-    if limit_drawn {
-        line(o, "limit", &|p| p.limit);
-    } else if let Some(l) = limit {
-        let _ = write!(
-            o,
-            "<text class=\"axis limit-note\" x=\"{}\" y=\"{}\" text-anchor=\"end\">memory \
-             limit {} (above the chart)</text>",
-            TW - TR - 4.0,
-            TT + 12.0,
-            human_bytes(l as f64)
-        );
-    }
-    // Markers.
-    for m in &t.markers {
-        let mx = x(m.t);
-        let (class, colour) = match m.kind.as_str() {
-            "dump" => ("marker dump", "#1f4e99"),
-            "oom" => ("marker oom", "#d62728"),
-            "exit" => ("marker exit", "#7f7f7f"),
-            _ => ("marker start", "#2ca02c"),
-        };
-        let data = m
-            .dump
-            .map(|d| format!(" data-dump=\"{d}\""))
-            .unwrap_or_default();
-        let _ = write!(
-            o,
-            "<g class=\"{class}\"{data}><title>{} {}: {}</title><line x1=\"{mx:.1}\" \
-             x2=\"{mx:.1}\" y1=\"{TT}\" y2=\"{}\" stroke=\"{colour}\"/><circle cx=\"{mx:.1}\" \
-             cy=\"{}\" r=\"5\" fill=\"{colour}\"/></g>",
-            h(&stamp(m.t)),
-            h(&m.kind),
-            h(&m.label),
-            TH - TB,
-            TT + 2.0,
-        );
-    }
-    o.push_str("</svg><div id=\"tip\" hidden></div><div class=\"legend\">");
-    for (name, colour) in PARTS.iter().zip(COLOURS) {
-        let _ = write!(
-            o,
-            "<span><i style=\"background:{colour}\"></i>{name}</span>"
-        );
-    }
-    o.push_str(
-        "<span><i class=\"l-rss\"></i>RSS</span><span><i class=\"l-limit\"></i>memory limit</span>\
-         <span><i class=\"l-dump\"></i>dump</span><span><i class=\"l-oom\"></i>OOM kill</span></div>",
-    );
+    o.push_str(&super::chart::svg(
+        t,
+        &super::chart::Frame {
+            title: "",
+            note: None,
+            standalone: false,
+        },
+    ));
+    o.push_str("<div id=\"tip\" hidden></div>");
     // The samples as a table for readers without the chart (few rows: every nth).
     let n = t.points.len();
     if n > 0 {
         o.push_str(
-            "<details><summary>Samples</summary><table class=\"num\"><tr><th>time</th><th>RSS</th>\
-             <th>heap in use</th><th>fragmentation</th><th>limit</th></tr>",
+            "<details><summary>Samples</summary><table class=\"num\"><tr><th>time</th>\
+             <th>RSS</th>",
         );
+        for p in &PARTS[..2] {
+            let _ = write!(o, "<th>{}</th>", h(p.label));
+        }
+        o.push_str("<th>limit</th></tr>");
         let step = n.div_ceil(40).max(1);
         for p in t.points.iter().step_by(step) {
             let part = |i: usize| {
@@ -299,7 +170,9 @@ fn timeline(o: &mut String, model: &Model) {
             let _ = write!(
                 o,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                h(&stamp(p.t)),
+                h(&crate::clock::utc_words(crate::clock::from_millis_signed(
+                    p.t
+                ))),
                 human_bytes(p.rss as f64),
                 part(0),
                 part(1),
@@ -309,16 +182,6 @@ fn timeline(o: &mut String, model: &Model) {
         o.push_str("</table></details>");
     }
     o.push_str("</section>\n");
-}
-
-/// `2026-11-26 18:25:54 UTC` for milliseconds since the epoch.
-fn stamp(ms: i64) -> String {
-    let t = if ms >= 0 {
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
-    } else {
-        std::time::UNIX_EPOCH
-    };
-    crate::format_time(t)
 }
 
 fn selected(o: &mut String, model: &Model) {
@@ -344,7 +207,7 @@ fn selected(o: &mut String, model: &Model) {
         "<p id=\"dumptitle\">{} taken {}{}: heap in use (profile) {}</p>",
         h(&d.name),
         h(&d.when),
-        d.trigger
+        d.why
             .as_ref()
             .map(|t| format!(" ({})", h(t)))
             .unwrap_or_default(),
@@ -376,34 +239,31 @@ fn breakdown(o: &mut String, d: &super::DumpData) {
                 "<p>RSS {}:</p><div class=\"bar\">",
                 human_bytes(rss as f64)
             );
-            for (i, v) in parts.iter().enumerate() {
-                if *v == 0 {
+            let layers = stack_layers();
+            for ((label, colour), v) in layers.iter().zip(parts) {
+                if v == 0 {
                     continue;
                 }
                 let _ = write!(
                     o,
-                    "<span style=\"width:{:.2}%;background:{}\" title=\"{}: {} ({})\">{}</span>",
-                    100.0 * *v as f64 / rss.max(1) as f64,
-                    COLOURS[i],
-                    PARTS[i],
-                    human_bytes(*v as f64),
-                    pct(*v as f64, rss as f64),
-                    if *v as f64 > 0.08 * rss as f64 {
-                        PARTS[i]
+                    "<span style=\"width:{:.2}%;background:{colour}\" title=\"{label}: {} ({})\">{}</span>",
+                    100.0 * v as f64 / rss.max(1) as f64,
+                    human_bytes(v as f64),
+                    pct(v as f64, rss as f64),
+                    if v as f64 > 0.08 * rss as f64 {
+                        label
                     } else {
                         ""
                     }
                 );
             }
             o.push_str("</div><table class=\"num\">");
-            for (i, v) in parts.iter().enumerate() {
+            for ((label, colour), v) in layers.iter().zip(parts) {
                 let _ = write!(
                     o,
-                    "<tr><td><i class=\"sw\" style=\"background:{}\"></i>{}</td><td>{}</td><td>{}</td></tr>",
-                    COLOURS[i],
-                    PARTS[i],
-                    human_bytes(*v as f64),
-                    pct(*v as f64, rss as f64)
+                    "<tr><td><i class=\"sw\" style=\"background:{colour}\"></i>{label}</td><td>{}</td><td>{}</td></tr>",
+                    human_bytes(v as f64),
+                    pct(v as f64, rss as f64)
                 );
             }
             o.push_str("</table>");
@@ -661,6 +521,7 @@ mod tests {
             t: Some(1_700_000_000_000 + i * 60_000),
             when: format!("t{i}"),
             trigger: Some("usr1".into()),
+            why: Some("usr1".into()),
             total: values.iter().map(|v| v.1).sum(),
             rss: Some(1000 << 20),
             parts: Some([500 << 20, 100 << 20, 0, 10 << 20, 300 << 20, 90 << 20, 0, 0]),
@@ -689,12 +550,14 @@ mod tests {
                         rss: 900 << 20,
                         parts: Some([400 << 20, 0, 0, 0, 0, 0, 0, 500 << 20]),
                         limit: Some(2000 << 20),
+                        run: 0,
                     },
                     Point {
                         t: 1_700_000_060_000,
                         rss: 1000 << 20,
                         parts: Some([500 << 20, 0, 0, 0, 0, 0, 0, 500 << 20]),
                         limit: Some(2000 << 20),
+                        run: 0,
                     },
                 ],
                 markers: vec![
@@ -702,12 +565,14 @@ mod tests {
                         t: 1_700_000_000_000,
                         kind: "dump".into(),
                         label: "mysqld.1.0.heap".into(),
+                        why: None,
                         dump: Some(0),
                     },
                     Marker {
                         t: 1_700_000_060_000,
                         kind: "dump".into(),
                         label: "mysqld.1.1.heap".into(),
+                        why: Some("limit90: RSS 691 MiB of 768 MiB".into()),
                         dump: Some(1),
                     },
                 ],
@@ -758,6 +623,7 @@ mod tests {
         assert!(page.contains("default-src 'none'"));
         assert!(page.contains("connect-src 'none'"));
         assert_eq!(page.matches("class=\"marker dump\"").count(), 2);
+        assert!(page.contains("(limit90: RSS 691 MiB of 768 MiB)</title>"));
         // Nothing is loaded from anywhere.
         for bad in ["src=\"http", "href=\"http", "@import", "url(http"] {
             assert!(!page.contains(bad), "{bad}");

@@ -4,36 +4,47 @@
 //! [`html::render`] is a pure function of the model. The caller (the command line, the
 //! live HTTP page) supplies the timeline when it has one.
 
+pub mod chart;
 pub mod html;
 
+use crate::memory::{Parts, Stack};
 use crate::safe::{escape, shown};
 use crate::series::Series;
 use crate::{format_time, leaks, symbolize, Result};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::time::SystemTime;
 
-/// Labels of the parts of RSS, bottom of the stack first (as `jemsafe memory` names
-/// them), then what is left of RSS.
-pub const PARTS: [&str; 8] = [
-    "heap in use",
-    "fragmentation",
-    "freed, not returned",
-    "jemalloc metadata",
-    "outside jemalloc",
-    "file-backed",
-    "shared memory",
-    "other",
-];
+/// Text for HTML and SVG (content and quoted attributes): `&`, `<`, `>`, quotes escaped
+/// (`&#39;` is both HTML's and XML's), control characters dropped (XML forbids them).
+pub fn h(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
 
-/// One sample of the timeline: milliseconds since the epoch, RSS, its parts when known
-/// (in [`PARTS`] order, the last being RSS minus the others), the memory limit.
+/// One reading of mysqld's memory on the chart (a timeline sample, or a dump's own
+/// snapshot): milliseconds since the epoch, RSS, its stack when known
+/// ([`crate::memory::PARTS`], then what is left of RSS), the memory limit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Point {
     pub t: i64,
     pub rss: u64,
-    pub parts: Option<[u64; 8]>,
+    pub parts: Option<Stack>,
     pub limit: Option<u64>,
+    /// Which run of a process it belongs to: the chart draws each run's area apart (a
+    /// restart is a gap, not a slope).
+    #[serde(skip)]
+    pub run: u32,
 }
 
 /// A marker on the timeline.
@@ -43,6 +54,9 @@ pub struct Marker {
     /// `dump`, `oom`, `exit`, `start`.
     pub kind: String,
     pub label: String,
+    /// Why it happened, for a dump: its trigger and the reading that fired it
+    /// (`limit90: RSS 691 MiB of 768 MiB`), escaped.
+    pub why: Option<String>,
     /// Index into [`Model::dumps`] for a dump of the page.
     pub dump: Option<usize>,
 }
@@ -63,11 +77,13 @@ pub struct DumpData {
     pub t: Option<i64>,
     pub when: String,
     pub trigger: Option<String>,
+    /// Its trigger and the reading that fired it ([`crate::sidecar::Sidecar::why`]), escaped.
+    pub why: Option<String>,
     /// Heap in use per the profile (un-sampled bytes).
     pub total: f64,
     pub rss: Option<u64>,
-    /// RSS by part ([`PARTS`]), from the sidecar's memory snapshot.
-    pub parts: Option<[u64; 8]>,
+    /// RSS by part, from the sidecar's memory snapshot.
+    pub parts: Option<Stack>,
     pub advice: Vec<String>,
     /// (stack index, bytes) for every stack holding memory; None when the dump was
     /// summarised to keep the page within its size bound.
@@ -135,34 +151,6 @@ impl Default for Options {
     }
 }
 
-fn millis(t: SystemTime) -> i64 {
-    i64::try_from(crate::clock::millis(t)).unwrap_or(i64::MAX)
-}
-
-/// RSS by part from a breakdown, in [`PARTS`] order.
-pub fn parts_of(b: &crate::memory::Breakdown) -> [u64; 8] {
-    let p = [
-        b.heap_in_use,
-        b.fragmentation,
-        b.dirty_pages,
-        b.metadata,
-        b.outside_jemalloc,
-        b.file_backed,
-        b.shmem,
-    ];
-    let sum: u64 = p.iter().fold(0, |a, b| a.saturating_add(*b));
-    [
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        p[4],
-        p[5],
-        p[6],
-        b.rss.saturating_sub(sum),
-    ]
-}
-
 /// Which dumps keep their stacks: the newest first, while `max_entries` allows (the
 /// newest always). `sizes[i]`: entries of dump i.
 pub fn kept(sizes: &[usize], max_entries: usize) -> Vec<bool> {
@@ -179,29 +167,71 @@ pub fn kept(sizes: &[usize], max_entries: usize) -> Vec<bool> {
     keep
 }
 
-/// A timeline from the dumps' own memory snapshots, when there is no timeline file.
-pub fn timeline_from_dumps(dumps: &[DumpData]) -> Timeline {
-    let mut t = Timeline {
-        source: "the dumps' memory snapshots (no timeline file)".into(),
-        ..Default::default()
-    };
+/// Each dump's own memory snapshot as a reading, and a marker for each dump with a time.
+fn dump_readings(dumps: &[DumpData]) -> (Vec<Point>, Vec<Marker>) {
+    let mut points = Vec::new();
+    let mut markers = Vec::new();
     for (i, d) in dumps.iter().enumerate() {
         let Some(time) = d.t else { continue };
         if let Some(rss) = d.rss {
-            t.points.push(Point {
+            points.push(Point {
                 t: time,
                 rss,
                 parts: d.parts,
                 limit: None,
+                run: 0,
             });
         }
-        t.markers.push(Marker {
-            t: time,
-            kind: "dump".into(),
-            label: d.name.clone(),
-            dump: Some(i),
-        });
+        markers.push(dump_marker(i, d, time));
     }
+    (points, markers)
+}
+
+fn dump_marker(i: usize, d: &DumpData, t: i64) -> Marker {
+    Marker {
+        t,
+        kind: "dump".into(),
+        label: d.name.clone(),
+        why: d.why.clone(),
+        dump: Some(i),
+    }
+}
+
+/// The chart's timeline: the timeline file's (its dump markers matched to the page's
+/// dumps by file name, those of dumps not on the page dropped), with every dump's own
+/// snapshot plotted among its samples and a marker for each dump the file does not know
+/// of; without a file, the dumps' snapshots alone.
+pub fn with_dumps(timeline: Option<Timeline>, dumps: &[DumpData]) -> Timeline {
+    let (points, markers) = dump_readings(dumps);
+    let Some(mut t) = timeline else {
+        return Timeline {
+            source: "the dumps' memory snapshots (no timeline file)".into(),
+            points,
+            markers,
+        };
+    };
+    for mk in &mut t.markers {
+        if mk.kind == "dump" {
+            mk.dump = dumps.iter().position(|d| mk.label.ends_with(&d.name));
+            mk.why = mk.dump.and_then(|i| dumps[i].why.clone()).or(mk.why.take());
+        }
+    }
+    t.markers.retain(|m| m.kind != "dump" || m.dump.is_some());
+    for m in markers {
+        if !t.markers.iter().any(|k| k.dump == m.dump) {
+            t.markers.push(m);
+        }
+    }
+    t.markers.sort_by_key(|m| m.t);
+    // The snapshots join the samples' run (one process per page): a short timeline, or
+    // one that began after the dumps, still shows where the memory was.
+    let run = t.points.last().map_or(0, |p| p.run);
+    if !points.is_empty() {
+        t.source = format!("{} and the dumps' memory snapshots", t.source);
+    }
+    t.points
+        .extend(points.into_iter().map(|p| Point { run, ..p }));
+    t.points.sort_by_key(|p| p.t);
     t
 }
 
@@ -312,16 +342,23 @@ pub fn build(
                 .file_name()
                 .map(|n| escape(&n.to_string_lossy()).into_owned())
                 .unwrap_or_else(|| shown(&d.path)),
-            t: d.time.map(millis),
+            t: d.time.map(crate::clock::millis_signed),
             when: d.time.map(format_time).unwrap_or_else(|| "-".into()),
             trigger: d
                 .sidecar
                 .as_ref()
                 .and_then(|s| s.trigger.as_deref())
                 .map(|t| escape(t).into_owned()),
+            why: d
+                .sidecar
+                .as_ref()
+                .and_then(|s| s.why())
+                .map(|w| escape(&w).into_owned()),
             total: named.total(i)[m as usize].round(),
             rss: breakdown.as_ref().map(|b| b.rss),
-            parts: breakdown.as_ref().map(parts_of),
+            parts: breakdown
+                .as_ref()
+                .map(|b| Parts::from_breakdown(b).stack(b.rss)),
             advice: breakdown.as_ref().map(|b| b.advice()).unwrap_or_default(),
             values,
         });
@@ -427,31 +464,7 @@ pub fn build(
         );
     }
 
-    let timeline = match timeline {
-        Some(mut t) => {
-            for mk in &mut t.markers {
-                if mk.kind == "dump" {
-                    mk.dump = data.iter().position(|d| mk.label.ends_with(&d.name));
-                }
-            }
-            // Dumps the file does not know of (taken before it existed) still get a marker.
-            for (i, d) in data.iter().enumerate() {
-                if let (Some(time), false) = (d.t, t.markers.iter().any(|m| m.dump == Some(i))) {
-                    t.markers.push(Marker {
-                        t: time,
-                        kind: "dump".into(),
-                        label: d.name.clone(),
-                        dump: Some(i),
-                    });
-                }
-            }
-            // Dump markers of dumps not on this page (another process) are not shown.
-            t.markers.retain(|m| m.kind != "dump" || m.dump.is_some());
-            t.markers.sort_by_key(|m| m.t);
-            t
-        }
-        None => timeline_from_dumps(&data),
-    };
+    let timeline = with_dumps(timeline, &data);
 
     let selected = data.len() - 1;
     let base = data.iter().position(|d| d.values.is_some()).unwrap_or(0);
@@ -513,6 +526,70 @@ mod tests {
         assert_eq!(kept(&[10, 10, 10], 100), vec![true, true, true]);
         // The newest is always kept, even alone over the bound.
         assert_eq!(kept(&[10, 50], 20), vec![false, true]);
+    }
+
+    fn dump(i: i64, rss: u64, why: Option<&str>) -> DumpData {
+        DumpData {
+            name: format!("mysqld.1.{i}.heap"),
+            t: Some(1_000_000 + i * 1000),
+            when: String::new(),
+            trigger: Some("cli".into()),
+            why: why.map(String::from),
+            total: 0.0,
+            rss: Some(rss),
+            parts: Some([rss / 2, 0, 0, 0, 0, 0, 0, rss / 2]),
+            advice: Vec::new(),
+            values: None,
+        }
+    }
+
+    /// The defect: a timeline of one early sample hid the dumps' snapshots from the chart.
+    #[test]
+    fn the_chart_has_every_dumps_snapshot_beside_the_timelines_samples() {
+        let dumps: Vec<DumpData> = (0..6)
+            .map(|i| dump(i, (170 + i as u64) << 20, None))
+            .collect();
+        let file = Timeline {
+            source: "the timeline file t".into(),
+            points: vec![Point {
+                t: 999_000,
+                rss: 20 << 20,
+                parts: None,
+                limit: None,
+                run: 0,
+            }],
+            markers: vec![
+                Marker {
+                    t: 1_002_000,
+                    kind: "dump".into(),
+                    label: "mysqld.1.2.heap".into(),
+                    why: Some("cli".into()),
+                    dump: None,
+                },
+                Marker {
+                    t: 1_002_500,
+                    kind: "dump".into(),
+                    label: "mysqld.9.9.heap".into(),
+                    why: None,
+                    dump: None,
+                },
+            ],
+        };
+        let t = with_dumps(Some(file), &dumps);
+        assert_eq!(t.points.len(), 7);
+        assert!(t.points.windows(2).all(|w| w[0].t <= w[1].t));
+        assert_eq!(t.points.iter().map(|p| p.rss).max(), Some(175 << 20));
+        // One marker per dump of the page (the file's matched, another process's gone).
+        let marked: Vec<Option<usize>> = t.markers.iter().map(|m| m.dump).collect();
+        assert_eq!(marked, (0..6).map(Some).collect::<Vec<_>>());
+        assert!(
+            t.source.contains("the dumps' memory snapshots"),
+            "{}",
+            t.source
+        );
+        let alone = with_dumps(None, &[dump(0, 1 << 20, Some("limit90: RSS 1 MiB"))]);
+        assert_eq!((alone.points.len(), alone.markers.len()), (1, 1));
+        assert_eq!(alone.markers[0].why.as_deref(), Some("limit90: RSS 1 MiB"));
     }
 
     #[test]

@@ -2,9 +2,9 @@
   "use strict";
   var D = JSON.parse(document.getElementById("data").textContent);
   document.documentElement.classList.add("hasjs");
-  var PARTS = ["heap in use", "fragmentation", "freed, not returned", "jemalloc metadata",
-    "outside jemalloc", "file-backed", "shared memory", "other"];
-  var COLOURS = ["#4e79a7", "#f28e2b", "#edc948", "#b07aa1", "#59a14f", "#9c755f", "#76b7b2", "#d3d3d3"];
+  // Label and colour of each value of a dump's or a reading's parts (the page's own).
+  var PARTS = D.layers.map(function (l) { return l[0]; });
+  var COLOURS = D.layers.map(function (l) { return l[1]; });
   var state = { sel: D.selected, base: D.base, zoom: [], search: "" };
   var $ = function (id) { return document.getElementById(id); };
 
@@ -195,7 +195,7 @@
   function render() {
     var d = D.dumps[state.sel], b = D.dumps[state.base];
     if (!d) return;
-    $("dumptitle").textContent = d.name + " taken " + d.when + (d.trigger ? " (" + d.trigger + ")" : "") +
+    $("dumptitle").textContent = d.name + " taken " + d.when + (d.why ? " (" + d.why + ")" : "") +
       ": heap in use (profile) " + hb(d.total);
     drawBreakdown(d);
     if (d.values) drawFlame($("flame"), tree(d.values, null), false, true);
@@ -229,16 +229,18 @@
   (function () {
     var svg = $("tl"), tip = $("tip");
     if (!svg) return;
-    var t0 = +svg.getAttribute("data-t0"), t1 = +svg.getAttribute("data-t1"), L = 70, R = 20;
+    // The plot area as the chart drew it.
+    var num = function (k) { return +svg.getAttribute("data-" + k); };
+    var t0 = num("t0"), t1 = num("t1"), X0 = num("x0"), X1 = num("x1");
     var pts = D.timeline.points, marks = D.timeline.markers;
     var line = document.createElementNS("http://www.w3.org/2000/svg", "line");
-    line.setAttribute("id", "hover"); line.setAttribute("y1", "20"); line.setAttribute("y2", "290");
+    line.setAttribute("id", "hover"); line.setAttribute("y1", num("y0")); line.setAttribute("y2", num("y1"));
     line.style.display = "none";
     svg.appendChild(line);
     svg.addEventListener("mousemove", function (ev) {
       var p = svg.createSVGPoint(); p.x = ev.clientX; p.y = ev.clientY;
       var q = p.matrixTransform(svg.getScreenCTM().inverse());
-      var t = t0 + (q.x - L) / (1200 - L - R) * Math.max(t1 - t0, 1);
+      var t = t0 + (q.x - X0) / (X1 - X0) * Math.max(t1 - t0, 1000);
       var best = null;
       pts.forEach(function (s) { if (!best || Math.abs(s.t - t) < Math.abs(best.t - t)) best = s; });
       var near = marks.filter(function (m) { return Math.abs(m.t - t) <= (t1 - t0) / 100; });
@@ -248,10 +250,10 @@
         lines.push(stamp(best.t), "RSS " + hb(best.rss));
         if (best.parts) best.parts.forEach(function (v, i) { if (v) lines.push(PARTS[i] + " " + hb(v) + " (" + pc(v, best.rss) + ")"); });
         if (best.limit) lines.push("limit " + hb(best.limit));
-        var x = L + (best.t - t0) / Math.max(t1 - t0, 1) * (1200 - L - R);
+        var x = X0 + (best.t - t0) / Math.max(t1 - t0, 1000) * (X1 - X0);
         line.setAttribute("x1", x); line.setAttribute("x2", x); line.style.display = "";
       }
-      near.forEach(function (m) { lines.push(m.kind + ": " + m.label); });
+      near.forEach(function (m) { lines.push(m.kind + ": " + m.label + (m.why ? " (" + m.why + ")" : "")); });
       tip.textContent = lines.join("\n");
       tip.hidden = false;
       tip.style.left = (ev.clientX + 14) + "px"; tip.style.top = (ev.clientY + 14) + "px";
