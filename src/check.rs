@@ -4,12 +4,12 @@
 //! at the first one that makes starting pointless.
 
 use crate::config::{Config, Profile};
-use crate::dumps::retention;
+use crate::dumpdir::retention;
 use crate::error::{Error, Result};
 use crate::launch::{mysqld_version, Launch};
 use crate::locate::{self, Located, Preload};
 use crate::probe;
-use crate::supervisor::{policy::RestartPolicy, Plan};
+use crate::supervisor::{policy::RestartPolicy, RunPlan};
 use crate::verify::{Expectation, FileId};
 use std::path::Path;
 use std::time::Duration;
@@ -61,7 +61,7 @@ pub fn inspect(
     config: &Config,
     profile: &Profile,
     extra_args: &[String],
-) -> (Option<Plan>, Report) {
+) -> (Option<RunPlan>, Report) {
     let mut report = Report::default();
     report.row("config", format!("{}: valid", config.source.display()));
     let malloc_conf = profile.malloc_conf(&config.dumps.prof_prefix());
@@ -210,7 +210,7 @@ pub fn inspect(
         }
     }
     let unwritable = crate::supervisor::stale::mysqld_user(&all_args)
-        .and_then(|(uid, gid)| crate::dumps::unwritable_by(&config.dumps.dir, uid, gid));
+        .and_then(|(uid, gid)| crate::dumpdir::unwritable_by(&config.dumps.dir, uid, gid));
     report.row(
         "dumps",
         format!(
@@ -330,7 +330,7 @@ pub fn inspect(
             return (None, report);
         }
     };
-    let plan = Plan {
+    let plan = RunPlan {
         launch,
         sql: config.sql.clone(),
         extra_args: extra_args.to_vec(),
@@ -366,15 +366,18 @@ pub fn inspect(
         min_free_bytes: config.dumps.min_free_mb << 20,
         growth_step_bytes: config.dumps.on_growth_mb << 20,
         growth_check: Duration::from_secs(config.dumps.growth_check_s),
-        http: config.http.address().map(|listen| crate::http::Settings {
-            listen,
-            token_file: config.http.token_file.clone(),
-            pprof: config.http.pprof,
-            hosts: config.http.hosts.clone(),
-            render_memory_mb: config.http.render_memory_mb,
-            page: Some(crate::report::plan::Settings::of(config)),
-        }),
-        triggers: crate::triggers::Settings::of(config),
+        http: config
+            .http
+            .address()
+            .map(|listen| crate::http::HttpSettings {
+                listen,
+                token_file: config.http.token_file.clone(),
+                pprof: config.http.pprof,
+                hosts: config.http.hosts.clone(),
+                render_memory_mb: config.http.render_memory_mb,
+                page: Some(crate::read::plan::ReadSettings::of(config)),
+            }),
+        triggers: crate::config::TriggerSettings::of(config),
         timeline: (config.timeline.interval_s > 0).then(|| {
             (
                 Duration::from_secs(config.timeline.interval_s),
@@ -388,17 +391,17 @@ pub fn inspect(
 /// The memory limit mysqld would run under (jemsafe's own cgroup: mysqld inherits it),
 /// where it comes from, and the dump triggers it makes.
 fn memory_row(config: &Config) -> String {
-    let group = crate::memlimit::Group::of(std::process::id() as i32);
-    let limit = crate::memlimit::limit_for(group.as_ref());
+    let group = crate::watch::memlimit::Group::of(std::process::id() as i32);
+    let limit = crate::watch::memlimit::limit_for(group.as_ref());
     let cgroup = limit
         .as_ref()
-        .is_some_and(crate::memlimit::Limit::from_cgroup);
-    let triggers = crate::triggers::Settings::of(config);
+        .is_some_and(crate::watch::memlimit::Limit::from_cgroup);
+    let triggers = crate::config::TriggerSettings::of(config);
     let pressure = triggers
         .pressure
         .as_ref()
         .map(|_| {
-            let source = crate::memlimit::PressureSource::of(std::process::id() as i32);
+            let source = crate::watch::memlimit::PressureSource::of(std::process::id() as i32);
             format!("; pressure read from {}", source.describe())
         })
         .unwrap_or_default();
@@ -412,7 +415,7 @@ fn memory_row(config: &Config) -> String {
 }
 
 /// The plan for `run`, or the reason not to start.
-pub fn plan_for_run(config: &Config, profile: &Profile, extra_args: &[String]) -> Result<Plan> {
+pub fn plan_for_run(config: &Config, profile: &Profile, extra_args: &[String]) -> Result<RunPlan> {
     let (plan, report) = inspect(config, profile, extra_args);
     if !report.untrusted.is_empty() {
         return Err(Error::Untrusted(report.untrusted.join("; ")));

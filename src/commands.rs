@@ -166,14 +166,14 @@ pub fn status(config_path: &Path, as_json: bool) -> Result<i32> {
             .map(|r| {
                 format!(
                     "; RSS {} ({:.0}% of it)",
-                    crate::memlimit::human(r),
+                    crate::watch::memlimit::human(r),
                     100.0 * r as f64 / l.bytes.max(1) as f64
                 )
             })
             .unwrap_or_default();
         out!(
             "limit       {} from {}{rss}",
-            crate::memlimit::human(l.bytes),
+            crate::watch::memlimit::human(l.bytes),
             l.source
         );
     }
@@ -265,8 +265,7 @@ fn fragmentation_by_stack(dump: &Path) -> Result<()> {
     match jemsafe_report::load(dump, &limits) {
         Ok(loaded) => {
             let options = jemsafe_report::SymbolizeOptions::default();
-            if let Some((text, notes)) = crate::report::fragmentation_section(&loaded, &options, 10)
-            {
+            if let Some((text, notes)) = crate::read::fragmentation_section(&loaded, &options, 10) {
                 for n in notes {
                     crate::warn!("{n}");
                 }
@@ -320,7 +319,7 @@ pub fn memory(config_path: &Path, dump: Option<&Path>, as_json: bool) -> Result<
 
 pub fn dumps(config_path: &Path) -> Result<i32> {
     let config = crate::config::Config::load(config_path)?;
-    let files = crate::dumps::list(&config.dumps.dir, &config.dumps.prefix).map_err(
+    let files = crate::dumpdir::list(&config.dumps.dir, &config.dumps.prefix).map_err(
         crate::error::Error::io(format!("cannot list {}", config.dumps.dir.display())),
     )?;
     out!(
@@ -357,28 +356,28 @@ pub fn dumps(config_path: &Path) -> Result<i32> {
 
 /// `jemsafe report`: one dump (or the difference of two) as text, folded stacks, SVG or pprof.
 pub fn report(args: &crate::cli::ReportArgs) -> Result<i32> {
-    crate::report::report(args)
+    crate::read::report(args)
 }
 
 /// `jemsafe archive`: dumps with what reading them needs, in one .tar.gz.
 pub fn archive(args: &crate::cli::ArchiveArgs) -> Result<i32> {
-    crate::report::archive_command(args)
+    crate::read::archive_command(args)
 }
 
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
 pub fn leaks(args: &crate::cli::LeaksArgs) -> Result<i32> {
-    crate::report::leaks(args)
+    crate::read::leaks(args)
 }
 
 /// `jemsafe timeline`: mysqld's memory over time as text, CSV, JSON or SVG.
 pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
     use crate::cli::TimelineFormat;
     use crate::error::Error;
-    use crate::timeline::{self, render};
+    use crate::timeline::{self, formats};
     use std::time::{Duration, SystemTime};
     let (path, limit) = match &args.file {
         Some(f) => (f.clone(), 256u64 << 20),
-        None => crate::report::plan::Settings::of(&crate::config::Config::load(&args.config)?)
+        None => crate::read::plan::ReadSettings::of(&crate::config::Config::load(&args.config)?)
             .timeline(),
     };
     let shown = jemsafe_report::safe::shown(&path);
@@ -402,13 +401,13 @@ pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
     let since = args
         .since
         .as_deref()
-        .map(|s| crate::report::plan::since(s, now))
+        .map(|s| crate::read::plan::since(s, now))
         .transpose()?;
     let records = timeline::select(&parsed.records, since, args.pid);
     let damage = parsed.damage.as_ref();
     let text = match args.format {
-        TimelineFormat::Csv => render::csv(&records, damage),
-        TimelineFormat::Json => render::json(&records, damage),
+        TimelineFormat::Csv => formats::csv(&records, damage),
+        TimelineFormat::Json => formats::json(&records, damage),
         TimelineFormat::Svg => timeline::svg::svg(
             &records,
             &format!(
@@ -438,16 +437,16 @@ pub fn timeline(args: &crate::cli::TimelineArgs) -> Result<i32> {
                         .filter(|r| matches!(r, timeline::Record::Event(_)))
                         .count();
                     let rows = terminal_rows().saturating_sub(4 + events).max(10);
-                    render::choose_step(span, rows)
+                    formats::choose_step(span, rows)
                 }
             };
-            render::text(&records, step)
+            formats::text(&records, step)
         }
     };
     match &args.output {
         Some(out) if out != Path::new("-") => {
-            let dump_dir = crate::report::output::dump_dir(&args.config, None);
-            crate::report::output::write(out, text.as_bytes(), dump_dir.as_deref())?
+            let dump_dir = crate::read::output::dump_dir(&args.config, None);
+            crate::read::output::write(out, text.as_bytes(), dump_dir.as_deref())?
         }
         _ => out_raw!("{text}"),
     }

@@ -26,12 +26,12 @@
 
 mod access;
 pub mod budget;
-mod page_http;
-pub mod render;
+pub mod child;
+mod live_page;
 
-pub use page_http::CSRF_ENV as PAGE_CSRF_ENV;
-pub use render::child_main as render_child_main;
-pub use render::release_when_read;
+pub use child::child_main as render_child_main;
+pub use child::release_when_read;
+pub use live_page::CSRF_ENV as PAGE_CSRF_ENV;
 
 use crate::control::{self, DumpVia, Request, Status};
 use crate::error::{Error, Result};
@@ -70,7 +70,7 @@ const RETRY_PROFILE_S: u32 = 5;
 
 /// `[http]` as the supervisor's plan holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub struct HttpSettings {
     pub listen: SocketAddr,
     pub token_file: Option<PathBuf>,
     /// Whether /debug/pprof/heap is served (config validation requires the token then).
@@ -81,7 +81,7 @@ pub struct Settings {
     pub render_memory_mb: u64,
     /// Where the dumps and timeline the page at `/` shows are (`[dumps] dir` and `prefix`,
     /// `[timeline] max_mb`; None: no page).
-    pub page: Option<crate::report::plan::Settings>,
+    pub page: Option<crate::read::plan::ReadSettings>,
 }
 
 struct Shared {
@@ -99,9 +99,9 @@ struct Shared {
     bound: SocketAddr,
     hosts: Vec<String>,
     render_memory_mb: u64,
-    page: Option<crate::report::plan::Settings>,
+    page: Option<crate::read::plan::ReadSettings>,
     /// CSRF tokens of the pages served, newest last.
-    csrf: Mutex<page_http::Tokens>,
+    csrf: Mutex<live_page::Tokens>,
 }
 
 /// Connections being served: all of them, and those still reading their head per peer.
@@ -112,7 +112,11 @@ struct Slots {
 }
 
 /// Binds `settings.listen` and serves it on a thread of its own, for as long as jemsafe runs.
-pub fn start(settings: &Settings, runtime_dir: &Path, metrics: Arc<Metrics>) -> Result<SocketAddr> {
+pub fn start(
+    settings: &HttpSettings,
+    runtime_dir: &Path,
+    metrics: Arc<Metrics>,
+) -> Result<SocketAddr> {
     let addr = settings.listen;
     let token = settings.token_file.as_deref().map(read_token).transpose()?;
     let listener = TcpListener::bind(addr).map_err(Error::io(format!(
@@ -135,7 +139,7 @@ pub fn start(settings: &Settings, runtime_dir: &Path, metrics: Arc<Metrics>) -> 
         hosts: settings.hosts.clone(),
         render_memory_mb: settings.render_memory_mb,
         page: settings.page.clone(),
-        csrf: Mutex::new(page_http::Tokens::default()),
+        csrf: Mutex::new(live_page::Tokens::default()),
     });
     std::thread::Builder::new()
         .name("jemsafe-http".into())
@@ -473,7 +477,7 @@ fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
         );
         return;
     }
-    let host_ok = page_http::host_ok(head.host.as_deref(), shared.bound, &shared.hosts);
+    let host_ok = live_page::host_ok(head.host.as_deref(), shared.bound, &shared.hosts);
     let cred = credential(shared.token.as_deref(), head.authorization.as_deref());
     let (route, access) = route(&head.path);
     let verdict = decide(
@@ -506,8 +510,8 @@ fn serve(stream: &TcpStream, shared: &Shared, slot: &mut Slot) {
             Route::Metrics => metrics(shared),
             Route::Healthz => healthz(shared),
             Route::Heap => heap(shared, &head.query),
-            Route::Page => page_http::page(shared),
-            Route::Dump => page_http::dump_now(shared, &head, stream),
+            Route::Page => live_page::page(shared),
+            Route::Dump => live_page::dump_now(shared, &head, stream),
             Route::NotFound => Response::text(404, "404: /metrics, /debug/pprof/heap, /healthz\n"),
         }
     };
@@ -649,7 +653,7 @@ fn heap(shared: &Shared, query: &str) -> Response {
     if raw {
         return raw_dump(&path);
     }
-    match render::render(&path, shared.render_memory_mb) {
+    match child::render(&path, shared.render_memory_mb) {
         Ok(profile) => Response::bytes(200, "application/octet-stream", profile),
         Err(why) => {
             crate::warn!(
@@ -670,13 +674,13 @@ fn raw_dump(path: &Path) -> Response {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return Response::text(500, "500: not a dump path\n");
     };
-    let opened = crate::dumps::files::open_dir(dir)
+    let opened = crate::dumpdir::files::open_dir(dir)
         .map_err(|e| e.to_string())
         .and_then(|dir_fd| {
             let owner = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&dir_fd))
                 .map_err(|e| e.to_string())?
                 .st_uid;
-            crate::dumps::files::open_checked(
+            crate::dumpdir::files::open_checked(
                 &dir_fd,
                 name,
                 nix::fcntl::OFlag::O_RDONLY,
@@ -745,7 +749,7 @@ fn respond(stream: &TcpStream, r: &Response) {
         head.push_str("WWW-Authenticate: Bearer realm=\"jemsafe\"\r\n");
     }
     if r.kind.starts_with("text/html") {
-        head.push_str(&page_http::html_headers());
+        head.push_str(&live_page::html_headers());
     }
     if let Some(s) = r.retry_after {
         head.push_str(&format!("Retry-After: {s}\r\n"));

@@ -75,7 +75,7 @@ fn main() {
         Cmd::Leaks(args) => commands::leaks(&args),
         Cmd::Archive(args) => commands::archive(&args),
         Cmd::Timeline(args) => commands::timeline(&args),
-        Cmd::Page(args) => jemsafe::page::command(&args),
+        Cmd::Page(args) => jemsafe::read::page_command::command(&args),
         Cmd::Sql { drop, config } => commands::sql(drop, config.as_deref()),
         Cmd::Probe => Ok(jemsafe::probe::child_main()),
         Cmd::Pprof { dump } => jemsafe::http::render_child_main(&dump),
@@ -83,7 +83,7 @@ fn main() {
             prefix,
             timeline_max_mb,
             dir,
-        } => jemsafe::page::live_child_main(&dir, &prefix, timeline_max_mb),
+        } => jemsafe::read::page_command::live_child_main(&dir, &prefix, timeline_max_mb),
     };
     if renderer {
         // Its answer is read; now the error, if any, then wait to be let go.

@@ -85,7 +85,7 @@ fn future_mtimes_do_not_make_retention_delete_fresh_dumps() {
     let restored: Vec<String> = (1..=2)
         .map(|seq| {
             let when = now - Duration::from_secs(3600 - seq * 60);
-            jemsafe::dumps::on_demand_name("mysqld", 1, when, seq, jemsafe::dumps::Trigger::Cli)
+            jemsafe::dumpdir::on_demand_name("mysqld", 1, when, seq, jemsafe::dumpdir::Trigger::Cli)
         })
         .collect();
     for name in &restored {

@@ -70,7 +70,7 @@ const DUMP: &str = "heap_v2/524288\n  t*: 1: 4096 [0: 0]\n  t0: 1: 4096 [0: 0]\n
 fn dump_of(dumps: &Path, pid: i32, seq: u64) -> std::path::PathBuf {
     let when = SystemTime::now() - Duration::from_secs(60);
     let name =
-        jemsafe::dumps::on_demand_name("mysqld", pid, when, seq, jemsafe::dumps::Trigger::Cli);
+        jemsafe::dumpdir::on_demand_name("mysqld", pid, when, seq, jemsafe::dumpdir::Trigger::Cli);
     let path = dumps.join(name);
     std::fs::write(&path, DUMP).unwrap();
     path

@@ -155,7 +155,7 @@ fn an_oom_loop_keeps_incident_records_within_their_cap() {
     let dumps = dir.join("dumps");
     std::fs::create_dir(&dumps).unwrap();
     // An earlier loop's records, an hour old: 5 above the cap.
-    let seeded = jemsafe::oom::MAX_INCIDENTS + 5;
+    let seeded = jemsafe::watch::oom::MAX_INCIDENTS + 5;
     let hour_ago = SystemTime::now() - Duration::from_secs(3600);
     for i in 0..seeded {
         let path = dumps.join(format!("mysqld.{}.20261126T1{:05}.oom.json", 10 + i, i));
@@ -172,7 +172,7 @@ fn an_oom_loop_keeps_incident_records_within_their_cap() {
     let (cg, mut js, mut pid) = start_in_group("oom-loop", &config);
     assert_eq!(
         incident_records(&dumps).len(),
-        jemsafe::oom::MAX_INCIDENTS,
+        jemsafe::watch::oom::MAX_INCIDENTS,
         "retention at start"
     );
     // mysqld's user takes the names the first kill's record could have.
@@ -194,7 +194,7 @@ fn an_oom_loop_keeps_incident_records_within_their_cap() {
         pid = ready(&mut js, n + 1);
         let names = incident_records(&dumps);
         assert!(
-            names.len() <= jemsafe::oom::MAX_INCIDENTS,
+            names.len() <= jemsafe::watch::oom::MAX_INCIDENTS,
             "{} records after kill {n}",
             names.len()
         );

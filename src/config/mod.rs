@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn triggers_and_timeline_have_their_documented_defaults_and_ranges() {
         let c = parse("").unwrap();
-        let t = crate::triggers::Settings::of(&c);
+        let t = crate::config::TriggerSettings::of(&c);
         assert_eq!(
             (t.limit_percent, t.per_hour, t.check.as_millis()),
             (None, 12, 1000)
@@ -355,7 +355,7 @@ mod tests {
              per_hour = 3\ncheck_ms = 200\n[timeline]\ninterval_s = 0\n",
         )
         .unwrap();
-        let t = crate::triggers::Settings::of(&c);
+        let t = crate::config::TriggerSettings::of(&c);
         assert_eq!(t.limit_percent, Some(vec![80, 90, 95]));
         assert_eq!(t.rss_mb, [2048]);
         assert_eq!(t.pressure.unwrap().describe(), "some avg10 > 20");

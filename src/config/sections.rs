@@ -385,7 +385,7 @@ fn default_usr2() -> SignalAction {
     SignalAction::Toggle
 }
 
-/// `[triggers]`: dumps when mysqld's memory rises past levels (see `crate::triggers`).
+/// `[triggers]`: dumps when mysqld's memory rises past levels (see `crate::watch::triggers`).
 /// Levels are checked in `validate`, so that an impossible one names its key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -394,7 +394,7 @@ pub struct TriggersSection {
     #[serde(default)]
     pub rss_mb: Vec<i64>,
     /// Percentages of mysqld's memory limit; None: the default
-    /// ([`crate::triggers::DEFAULT_LIMIT_PERCENT`]) when a cgroup sets the limit.
+    /// ([`crate::watch::triggers::DEFAULT_LIMIT_PERCENT`]) when a cgroup sets the limit.
     pub limit_percent: Option<Vec<i64>>,
     /// `"some avg10 > 20"`.
     pub pressure: Option<String>,
@@ -425,14 +425,14 @@ impl Default for TriggersSection {
 }
 
 /// `[triggers]` typed, as validation leaves it and the watch uses it (what it means
-/// and how it is described: [`crate::triggers`]).
+/// and how it is described: [`crate::watch::triggers`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerSettings {
     /// `rss_mb`, in MiB.
     pub rss_mb: Vec<u64>,
     /// `limit_percent`; None: the default when a cgroup sets the limit.
     pub limit_percent: Option<Vec<u8>>,
-    pub pressure: Option<crate::memlimit::PressureRule>,
+    pub pressure: Option<crate::watch::memlimit::PressureRule>,
     pub per_hour: u32,
     pub check: std::time::Duration,
 }

@@ -343,7 +343,7 @@ impl Config {
         let pressure = t
             .pressure
             .as_deref()
-            .map(crate::memlimit::PressureRule::parse)
+            .map(crate::watch::memlimit::PressureRule::parse)
             .transpose()
             .map_err(|why| self.invalid("triggers.pressure", why))?;
         // In range, checked above: the casts keep every value.

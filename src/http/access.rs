@@ -2,7 +2,7 @@
 //! decision ([`decide`]) that the server applies to each request (the table is in
 //! `src/http.rs`'s module doc).
 
-use super::page_http;
+use super::live_page;
 use crate::error::{Error, Result};
 use std::io::Read;
 use std::path::Path;
@@ -24,13 +24,13 @@ pub(super) enum Credential {
 
 /// The credential in `authorization`, checked against `token` (in constant time).
 pub(super) fn credential(token: Option<&str>, authorization: Option<&str>) -> Credential {
-    let matches = |given: &str| token.is_some_and(|t| page_http::same_secret(given, t));
+    let matches = |given: &str| token.is_some_and(|t| live_page::same_secret(given, t));
     match authorization {
         Some(a) if a.starts_with("Bearer ") => Credential::Bearer {
             valid: matches(a["Bearer ".len()..].trim()),
         },
         Some(a) if a.starts_with("Basic ") => Credential::Basic {
-            valid: page_http::basic_password(&a["Basic ".len()..]).is_some_and(|p| matches(&p)),
+            valid: live_page::basic_password(&a["Basic ".len()..]).is_some_and(|p| matches(&p)),
         },
         Some(_) => Credential::Bearer { valid: false },
         None => Credential::None,

@@ -4,7 +4,7 @@
 //! - address space (`RLIMIT_AS`): `[http] render_memory_mb`, 2048 MiB by default. Over it,
 //!   an allocation fails, the child ends, and the request gets a 500 that says so;
 //! - CPU time (`RLIMIT_CPU`) and wall-clock time: the request's deadline (the wall clock
-//!   is kept by [`super::render::run_framed`], which kills and reaps the child);
+//!   is kept by [`super::child::run_framed`], which kills and reaps the child);
 //! - `oom_score_adj` 1000: should memory run out anyway, the kernel kills the child first;
 //! - its memory cgroup: when the group it would share with jemsafe and mysqld sets a
 //!   memory limit of its own, the child leaves it for that group's parent, so that a render
@@ -17,7 +17,7 @@
 //!   the memory budget in dump bytes per request (a render takes some 20 times the bytes
 //!   of its dumps); the page names what it left out.
 
-use crate::memlimit::{Group, Location, Version};
+use crate::watch::memlimit::{Group, Location, Version};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -141,12 +141,12 @@ pub fn open_render_group() -> std::result::Result<(OwnedFd, PathBuf), String> {
     let pid = std::process::id() as i32;
     let cgroup = crate::procfs::read(pid, "cgroup").map_err(|e| e.to_string())?;
     let mountinfo = crate::procfs::read(pid, "mountinfo").map_err(|e| e.to_string())?;
-    let own = crate::memlimit::locate(&cgroup, &mountinfo)
+    let own = crate::watch::memlimit::locate(&cgroup, &mountinfo)
         .ok_or("jemsafe is in no memory cgroup it can find")?;
     let own_limit = Group::open(&own)
         .ok()
-        .and_then(|g| crate::memlimit::read_at(g.dir(), own.version.limit_file()).ok())
-        .and_then(|text| crate::memlimit::parse_limit(own.version, &text))
+        .and_then(|g| crate::watch::memlimit::read_at(g.dir(), own.version.limit_file()).ok())
+        .and_then(|text| crate::watch::memlimit::parse_limit(own.version, &text))
         .is_some();
     let Some(target) = render_group(&own, own_limit) else {
         return Err(if own.components.is_empty() {

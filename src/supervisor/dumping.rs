@@ -1,12 +1,12 @@
 //! Heap dumps from the supervisor's side: requests through the storm throttle, one shim
 //! request per dump (its reply carries the memory reading taken just before it), the file
 //! checked and made whole under its final name, its sidecar, and retention. The dump
-//! directory's inotify watch is in [`super::watch`].
+//! directory's inotify watch is in [`super::dir_events`].
 
 use super::shim_requests::{dump_overdue, DUMP_DEADLINE};
 use super::{Pending, Supervisor};
 use crate::control;
-use crate::dumps::{self, files, Trigger};
+use crate::dumpdir::{self, files, Trigger};
 use crate::metrics::DumpFailure;
 use crate::{debug, error, info, warn};
 use jemsafe_proto::{Command, Dumped, Reply};
@@ -38,7 +38,7 @@ pub(super) struct DumpState {
 }
 
 impl DumpState {
-    pub fn new(plan: &super::Plan) -> DumpState {
+    pub fn new(plan: &super::RunPlan) -> DumpState {
         DumpState {
             seq: 0,
             throttle: Throttle::new(plan.min_dump_interval),
@@ -52,7 +52,7 @@ impl DumpState {
     }
 }
 
-use crate::dumps::human_space;
+use crate::dumpdir::human_space;
 
 impl Supervisor<'_> {
     /// An on-demand dump (`reason`: the reading that fired a level, for its sidecar). A
@@ -171,7 +171,7 @@ impl Supervisor<'_> {
         if !present {
             self.recreate_dump_dir();
         }
-        let refusal = match dumps::free_bytes(&plan.dump_dir) {
+        let refusal = match dumpdir::free_bytes(&plan.dump_dir) {
             Ok(free) if free < plan.min_free_bytes => Some(format!(
                 "dump refused: only {} free on the filesystem of {} (min_free_mb = {})",
                 human_space(free),
@@ -195,7 +195,7 @@ impl Supervisor<'_> {
                 let (uid, gid) = self.dump_owner?;
                 Some((
                     DumpFailure::Jemalloc,
-                    dumps::unwritable_by(&plan.dump_dir, uid, gid)?,
+                    dumpdir::unwritable_by(&plan.dump_dir, uid, gid)?,
                 ))
             });
         let pid = self.child.as_ref().map(|c| c.pid);
@@ -232,9 +232,9 @@ impl Supervisor<'_> {
             self.fail(pending, &why);
             return;
         };
-        self.moment.watch.sent(&trigger, Instant::now());
+        self.watching.watch.sent(&trigger, Instant::now());
         self.dumping.seq += 1;
-        let name = dumps::on_demand_name(
+        let name = dumpdir::on_demand_name(
             &plan.dump_prefix,
             pid.as_raw(),
             SystemTime::now(),
@@ -387,7 +387,7 @@ impl Supervisor<'_> {
         let Some(child) = self.child.as_ref() else {
             return;
         };
-        let ctx = dumps::sidecar::Context {
+        let ctx = dumpdir::sidecar::Context {
             pid: child.pid.as_raw(),
             trigger: trigger.to_owned(),
             reason,
@@ -396,11 +396,11 @@ impl Supervisor<'_> {
             mysqld_version: self.mysqld_version.clone(),
             jemalloc: child.jemalloc.clone(),
         };
-        let mut s = dumps::sidecar::collect(&ctx, name, maps);
+        let mut s = dumpdir::sidecar::collect(&ctx, name, maps);
         if let Some(m) = &memory {
             s.set_memory(m);
         }
-        let written = dumps::sidecar::write(&self.dump_dir, name, &s, Some(self.heap_owner()));
+        let written = dumpdir::sidecar::write(&self.dump_dir, name, &s, Some(self.heap_owner()));
         if let Err(why) = written {
             warn!(
                 "sidecar of {}: {why} (the dump is read without it, as a dump of unknown build)",
@@ -453,7 +453,7 @@ impl Supervisor<'_> {
                 _ => None,
             })
             .collect();
-        let inputs = dumps::dir::RetentionInputs {
+        let inputs = dumpdir::dir::RetentionInputs {
             policy: &self.plan.retention,
             running: self.child.as_ref().map(|c| c.pid.as_raw() as u32),
             in_flight: &in_flight,
@@ -478,7 +478,7 @@ fn still_root(fs_uid: Option<u32>, will_be: Option<u32>) -> bool {
     fs_uid == Some(0) && will_be.is_some_and(|uid| uid != 0)
 }
 
-pub(super) use crate::dumps::dir::{CheckedDump, HeapFileError};
+pub(super) use crate::dumpdir::dir::{CheckedDump, HeapFileError};
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 //! One poll loop, asleep unless something happens: the signal wake-up socket, the
 //! channel to the shim, the control socket, inotify on the dump directory, and timers
 //! (verification deadline, restart delay, trailing dump, growth check). What to do is
-//! decided by the pure functions in [`policy`] and [`crate::dumps::retention`]; this
+//! decided by the pure functions in [`policy`] and [`crate::dumpdir::retention`]; this
 //! module gathers events and carries the decisions out.
 //!
 //! **A panic never stops the supervisor.** Each event's handler runs under
@@ -19,9 +19,9 @@
 //! default exit status 101. The workspace never sets `panic = "abort"`: unwinding is what
 //! makes containment possible.
 
+mod dir_events;
 mod dumping;
 mod ledger;
-mod moment;
 pub mod notify;
 mod panics;
 mod pidfile;
@@ -32,18 +32,19 @@ pub mod signals;
 mod sql_requests;
 pub mod stale;
 mod status;
-mod watch;
+mod watching;
 
 pub use pidfile::PidFile;
 
 use crate::config::{SignalAction, VerifyMode};
 use crate::control::{self, ProfOp, Request};
-use crate::dumps::{self, retention, Trigger};
+use crate::dumpdir::{self, retention, Trigger};
 use crate::error::{Error, Result};
 use crate::launch::{self, Launch};
 use crate::shim_link::ShimLink;
 use crate::verify::Expectation;
 use crate::{debug, error, info, warn};
+use dir_events::DumpWatch;
 use jemsafe_proto::Command;
 use ledger::Ledger;
 use nix::sys::signal::{kill, Signal};
@@ -57,7 +58,6 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use watch::DumpWatch;
 
 /// mysqld's exit status asking for a restart (MySQL's `RESTART` statement, SIGUSR2).
 pub const RESTART_STATUS: i32 = 16;
@@ -66,7 +66,7 @@ pub const VERIFY_FAILED_STATUS: i32 = crate::error::EX_SOFTWARE;
 
 /// Everything `run` decided before starting anything.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct RunPlan {
     pub launch: Launch,
     /// `[sql]`: what calls from SQL may do.
     pub sql: crate::config::sql::SqlSection,
@@ -86,14 +86,14 @@ pub struct Plan {
     pub growth_step_bytes: u64,
     pub growth_check: Duration,
     /// `[http]`, when `listen` is set.
-    pub http: Option<crate::http::Settings>,
+    pub http: Option<crate::http::HttpSettings>,
     /// `[triggers]`.
-    pub triggers: crate::triggers::Settings,
+    pub triggers: crate::config::TriggerSettings,
     /// `[timeline]`: seconds between samples (None = off) and the file's bound in bytes.
     pub timeline: Option<(Duration, u64)>,
 }
 
-impl Plan {
+impl RunPlan {
     /// mysqld's whole command line after the program: config args, then `--` args.
     pub fn all_args(&self) -> Vec<String> {
         self.launch
@@ -121,12 +121,12 @@ struct Child {
 }
 
 struct Supervisor<'a> {
-    plan: &'a Plan,
+    plan: &'a RunPlan,
     signals: Signals,
     control: control::Server,
-    watch: DumpWatch,
+    dir_events: DumpWatch,
     /// The dump directory, through one descriptor a pass (shared with the timeline).
-    dump_dir: std::rc::Rc<dumps::DumpDir>,
+    dump_dir: std::rc::Rc<dumpdir::DumpDir>,
     /// mysqld's user and group (`--user=`), when jemsafe is root: the dump directory's.
     dump_owner: Option<(u32, u32)>,
     /// Who owns the heap files when mysqld's own uid cannot be read: `--user`'s, or
@@ -151,17 +151,17 @@ struct Supervisor<'a> {
     /// `mysqld --version`, asked once at start-up (for sidecars).
     mysqld_version: Option<String>,
     /// mysqld's memory between dumps: checks, triggers, limit.
-    moment: moment::Moment,
+    watching: watching::Watching,
     /// systemd's sockets (socket activation), handed to every mysqld started.
     activation: Option<crate::socket_activation::Activation>,
 }
 
 /// Runs mysqld until it exits for good; returns jemsafe's exit status.
-pub fn run(plan: &Plan) -> Result<i32> {
+pub fn run(plan: &RunPlan) -> Result<i32> {
     panics::log_panics();
     let _pid_file = PidFile::acquire(&plan.runtime_dir)?;
     let dump_owner = stale::mysqld_user(&plan.all_args());
-    dumps::prepare_dir(&plan.dump_dir, dump_owner)?;
+    dumpdir::prepare_dir(&plan.dump_dir, dump_owner)?;
     let control = control::Server::bind(&plan.runtime_dir)?;
     let signals = Signals::install().map_err(Error::io("cannot install signal handlers"))?;
     let activation = crate::socket_activation::Activation::claim()?;
@@ -176,8 +176,8 @@ pub fn run(plan: &Plan) -> Result<i32> {
         plan,
         signals,
         control,
-        watch: DumpWatch::new(&plan.dump_dir),
-        dump_dir: std::rc::Rc::new(dumps::DumpDir::new(&plan.dump_dir, &plan.dump_prefix)),
+        dir_events: DumpWatch::new(&plan.dump_dir),
+        dump_dir: std::rc::Rc::new(dumpdir::DumpDir::new(&plan.dump_dir, &plan.dump_prefix)),
         dump_owner,
         file_owner: dump_owner.map_or_else(|| nix::unistd::geteuid().as_raw(), |(uid, _)| uid),
         child: None,
@@ -198,7 +198,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
         ready_gate: notify::ReadyGate::default(),
         mysqld_status: String::new(),
         mysqld_version: launch::mysqld_version(&plan.launch.mysqld),
-        moment: moment::Moment::new(plan.triggers.clone()),
+        watching: watching::Watching::new(plan.triggers.clone()),
         activation,
     };
     if let Some((every, max_bytes)) = plan.timeline {
@@ -208,7 +208,7 @@ pub fn run(plan: &Plan) -> Result<i32> {
             plan.retention.max_age,
             dump_owner.map(|(_, gid)| gid),
         );
-        sup.moment.set_timeline(writer, every);
+        sup.watching.set_timeline(writer, every);
     }
     sup.apply_retention();
     sup.start()?;
@@ -294,7 +294,7 @@ impl Supervisor<'_> {
             self.restart_at,
             self.dumping.throttle.due(),
             self.dumping.next_growth_check,
-            self.moment.due(),
+            self.watching.due(),
         ]
         .into_iter()
         .flatten()
@@ -368,7 +368,11 @@ impl Supervisor<'_> {
                 .enumerate()
                 .map(|(i, fd)| (Source::Client(i), fd)),
         );
-        sources.extend(self.watch.inotify().map(|i| (Source::Inotify, i.as_fd())));
+        sources.extend(
+            self.dir_events
+                .inotify()
+                .map(|i| (Source::Inotify, i.as_fd())),
+        );
         sources.extend(self.relay.as_ref().map(|r| (Source::Relay, r.as_fd())));
         if let Some(child) = self.child.as_ref().filter(|c| c.link_open) {
             sources.push((Source::Link, child.link.as_fd()));
@@ -585,12 +589,12 @@ impl Supervisor<'_> {
         panics::fault_point("record_ending");
         let verdict = match status {
             WaitStatus::Signaled(_, Signal::SIGKILL, _) => self.oom_verdict(pid),
-            _ => crate::oom::Verdict::NotOomKill(None),
+            _ => crate::watch::oom::Verdict::NotOomKill(None),
         };
         let mut how = describe(status);
         let oom = match verdict {
-            crate::oom::Verdict::OomKill(evidence) => Some(evidence),
-            crate::oom::Verdict::NotOomKill(note) => {
+            crate::watch::oom::Verdict::OomKill(evidence) => Some(evidence),
+            crate::watch::oom::Verdict::NotOomKill(note) => {
                 if let Some(note) = note {
                     how.push_str(&format!(", not by the OOM killer ({note})"));
                 }

@@ -4,7 +4,7 @@
 //! carries these out.
 
 use crate::config::RestartMode;
-use crate::dumps::Trigger;
+use crate::dumpdir::Trigger;
 use nix::sys::signal::Signal;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -5,8 +5,8 @@
 //! alone); and the events of mysqld's life: starts, dumps, prof changes, exits.
 
 use super::Supervisor;
-use crate::memlimit::{self, Group};
 use crate::timeline::{EventKind, Parts, Record, Sample};
+use crate::watch::memlimit::{self, Group};
 use crate::{debug, info, warn};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -71,11 +71,11 @@ impl Supervisor<'_> {
     /// Time for a timeline sample: ask the shim (its deadline writes RSS alone).
     pub(super) fn ask_sample(&mut self) {
         let every = self
-            .moment
+            .watching
             .watch
             .sample_every()
             .unwrap_or(Duration::from_secs(10));
-        self.moment.record.sample_sent = Some(Instant::now());
+        self.watching.record.sample_sent = Some(Instant::now());
         let deadline = every.min(super::shim_requests::STATUS_DEADLINE);
         self.send(
             jemsafe_proto::Command::Memory,
@@ -86,7 +86,7 @@ impl Supervisor<'_> {
 
     /// A timeline sample: the shim's reading when it came, the kernel's now.
     pub(super) fn timeline_sampled(&mut self, reply: Option<&jemsafe_proto::Reply>) {
-        self.moment.watch.sampled();
+        self.watching.watch.sampled();
         let Some(pid) = self.child.as_ref().map(|c| c.pid.as_raw()) else {
             return;
         };
@@ -106,7 +106,7 @@ impl Supervisor<'_> {
                 None => return,
             },
         };
-        let m = &mut self.moment;
+        let m = &mut self.watching;
         let sample = Sample {
             time: SystemTime::now(),
             pid: m.record.pid,
@@ -133,7 +133,7 @@ impl Supervisor<'_> {
 
     /// An event of the current (or just ended) mysqld on the timeline.
     pub(super) fn timeline_event(&mut self, kind: EventKind) {
-        let r = &mut self.moment.record;
+        let r = &mut self.watching.record;
         if r.writer.is_none() || r.pid == 0 {
             return;
         }

@@ -4,7 +4,7 @@
 use super::Supervisor;
 use crate::config::VerifyMode;
 use crate::control;
-use crate::dumps::Trigger;
+use crate::dumpdir::Trigger;
 use crate::shim_link::Received;
 use crate::verify;
 use crate::{debug, error, info, warn};

@@ -12,7 +12,7 @@
 
 use super::Supervisor;
 use crate::control::{self, ProfOp, Request};
-use crate::dumps::Trigger;
+use crate::dumpdir::Trigger;
 use crate::{debug, warn};
 use jemsafe_proto::{Answer, Ask, SqlOp};
 use std::io::Read;

@@ -3,7 +3,7 @@
 
 use super::{notify, Supervisor};
 use crate::control;
-use crate::dumps;
+use crate::dumpdir;
 use crate::{debug, info};
 use jemsafe_proto::{Hello, Memory};
 
@@ -94,7 +94,7 @@ impl Supervisor<'_> {
         let plan = self.plan;
         let child = self.child.as_ref();
         let bound = hello.and_then(Hello::bound);
-        let files = dumps::list(&plan.dump_dir, &plan.dump_prefix).unwrap_or_default();
+        let files = dumpdir::list(&plan.dump_dir, &plan.dump_prefix).unwrap_or_default();
         control::Status {
             jemsafe_pid: std::process::id(),
             profile: plan.expectation.profile.name.clone(),
@@ -131,7 +131,7 @@ impl Supervisor<'_> {
                 dir: plan.dump_dir.display().to_string(),
                 files: files.len(),
                 bytes: files.iter().map(|f| f.size).sum(),
-                free_bytes: dumps::free_bytes(&plan.dump_dir).ok(),
+                free_bytes: dumpdir::free_bytes(&plan.dump_dir).ok(),
             },
             last_dump: self.dumping.last.as_ref().map(|(p, t)| control::LastDump {
                 path: p.display().to_string(),
@@ -139,12 +139,12 @@ impl Supervisor<'_> {
             }),
             last_exit_oom_killed: self.last_exit_oom_killed,
             memory_limit: self.limit_status(),
-            rss_at_last_check: child.and(self.moment.last.as_ref()).map(|c| c.rss),
+            rss_at_last_check: child.and(self.watching.last.as_ref()).map(|c| c.rss),
             pressure_source: self
-                .moment
+                .watching
                 .pressure
                 .as_ref()
-                .map(crate::memlimit::PressureSource::describe),
+                .map(crate::watch::memlimit::PressureSource::describe),
         }
         .reply()
     }

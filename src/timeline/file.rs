@@ -7,8 +7,8 @@
 //! renamed over it. Every read is bounded.
 
 use super::{header, keep_from, parse, Dropped, Parsed};
-use crate::dumps::files::{self, FileError};
-use crate::dumps::DumpDir;
+use crate::dumpdir::files::{self, FileError};
+use crate::dumpdir::DumpDir;
 use jemsafe_report::create::{self, Access, Ownership, Staged, WriteNewError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, OwnedFd};

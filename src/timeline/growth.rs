@@ -8,7 +8,7 @@
 //! at the run's first span. Its rate is the least-squares slope of the samples since then;
 //! it is "steady" when the line explains the samples (R² of at least 0.9).
 
-use super::render::{human, span_words, stamp};
+use super::formats::{human, span_words, stamp};
 use std::time::{Duration, SystemTime};
 
 const SPANS: usize = 48;

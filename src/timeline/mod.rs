@@ -12,8 +12,8 @@
 //! read, and the caller says so once.
 
 pub mod file;
+pub mod formats;
 pub mod growth;
-pub mod render;
 pub mod svg;
 
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ pub const VERSION: u32 = 1;
 /// The file's name in the dump directory (the dump directory's names are defined in one
 /// place).
 pub fn file_name(prefix: &str) -> String {
-    crate::dumps::naming::timeline_name(prefix)
+    crate::dumpdir::naming::timeline_name(prefix)
 }
 
 /// The header line, with its newline.
@@ -757,9 +757,9 @@ mod tests {
         // Every rendering of what was read stays whole.
         let records = parsed.records;
         for text in [
-            render::csv(&records, Some(&d)),
-            render::json(&records, Some(&d)),
-            render::text(&records, Duration::from_secs(60)),
+            formats::csv(&records, Some(&d)),
+            formats::json(&records, Some(&d)),
+            formats::text(&records, Duration::from_secs(60)),
             svg::svg(&records, "t", Some(&d), None),
         ] {
             assert!(text.contains("9999-12-31"), "{text}");
@@ -775,18 +775,18 @@ mod tests {
             why: "expected value\nat line 1".into(),
         };
         let records = [sample(1, 7, 100)];
-        let csv = render::csv(&records, Some(&damage));
+        let csv = formats::csv(&records, Some(&damage));
         assert_eq!(
             csv.lines().last().unwrap(),
             "# jemsafe: 2 damaged lines skipped, the first line 4 (byte 120): expected value\\x0aat line 1"
         );
-        assert!(!render::csv(&records, None).contains('#'));
+        assert!(!formats::csv(&records, None).contains('#'));
         let v: serde_json::Value =
-            serde_json::from_str(&render::json(&records, Some(&damage))).unwrap();
+            serde_json::from_str(&formats::json(&records, Some(&damage))).unwrap();
         assert_eq!(v["damaged_lines"], 2);
         assert_eq!(v["damage"]["first_line"], 4);
         assert_eq!(v["damage"]["why"], "expected value\nat line 1");
-        let v: serde_json::Value = serde_json::from_str(&render::json(&records, None)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&formats::json(&records, None)).unwrap();
         assert_eq!(
             (v["damaged_lines"].clone(), v["damage"].clone()),
             (0.into(), serde_json::Value::Null)

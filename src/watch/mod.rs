@@ -5,15 +5,19 @@
 //! the kernel log's outlived kills forgotten, log lines. Nothing here reads a file or
 //! asks mysqld anything, so every rule is a unit test.
 //!
-//! What fires a dump is [`crate::triggers`]' (levels, re-arming, `per_hour`); what an OOM
-//! kill is, [`crate::oom`]'s. This module holds the clock (checks, samples, the limit's
+//! What fires a dump is [`crate::watch::triggers`]' (levels, re-arming, `per_hour`); what an OOM
+//! kill is, [`crate::watch::oom`]'s. This module holds the clock (checks, samples, the limit's
 //! refresh, the timeline's upkeep) and turns their answers into actions.
 
-use crate::dumps::Trigger;
-use crate::memlimit::Limit;
-use crate::oom::{Baseline, Counters};
+pub mod memlimit;
+pub mod oom;
+pub mod triggers;
+
+use crate::dumpdir::Trigger;
 use crate::timeline::EventKind;
-use crate::triggers::{Reading, Settings, Triggers};
+use crate::watch::memlimit::Limit;
+use crate::watch::oom::{Baseline, Counters};
+use crate::watch::triggers::{Reading, TriggerSettings, Triggers};
 use std::time::{Duration, Instant};
 
 /// How often the limit is read again (it changes with `systemctl set-property`).
@@ -107,7 +111,7 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(settings: Settings, sample_every: Option<Duration>) -> Watch {
+    pub fn new(settings: TriggerSettings, sample_every: Option<Duration>) -> Watch {
         Watch {
             triggers: Triggers::new(settings),
             sample_every,
@@ -209,7 +213,7 @@ impl Watch {
 
     /// The next moment a check or a timeline sample is due (None: neither is configured).
     pub fn next_wakeup(&self) -> Option<Instant> {
-        crate::triggers::next_wakeup(self.next_check, self.next_sample)
+        crate::watch::triggers::next_wakeup(self.next_check, self.next_sample)
     }
 
     /// What is due at `now`; the timers move on (from now, not from the due time: a late
@@ -221,7 +225,7 @@ impl Watch {
             due.check = true;
             due.limit = !self.limit_read.is_some_and(|t| now < t + LIMIT_REFRESH);
         }
-        if crate::triggers::sample_now(self.next_sample, now, self.next_check) {
+        if crate::watch::triggers::sample_now(self.next_sample, now, self.next_check) {
             self.next_sample = self.sample_every.map(|every| now + every);
             due.sample = true;
         }
@@ -335,7 +339,7 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memlimit::{PressureRule, Source, Version};
+    use crate::watch::memlimit::{PressureRule, Source, Version};
 
     const MIB: u64 = 1 << 20;
 
@@ -349,7 +353,7 @@ mod tests {
         }
     }
 
-    fn started(settings: Settings, sample_every: Option<Duration>, start: Start) -> Watch {
+    fn started(settings: TriggerSettings, sample_every: Option<Duration>, start: Start) -> Watch {
         let mut w = Watch::new(settings, sample_every);
         w.started(start, Instant::now());
         w
@@ -376,7 +380,7 @@ mod tests {
     #[test]
     fn a_crossed_limit_is_a_dump_with_the_reading_that_fired_it() {
         let t0 = Instant::now();
-        let mut w = Watch::new(Settings::default(), None);
+        let mut w = Watch::new(TriggerSettings::default(), None);
         let said = w.started(
             Start {
                 limit: Some(cgroup_limit(768)),
@@ -411,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_pressure_dump_says_its_value_and_its_file() {
-        let settings = Settings {
+        let settings = TriggerSettings {
             limit_percent: Some(vec![]),
             pressure: Some(PressureRule::parse("some avg10 > 20").unwrap()),
             ..Default::default()
@@ -449,7 +453,7 @@ mod tests {
 
     #[test]
     fn a_refusal_is_said_once_until_a_dump_is_admitted_again() {
-        let settings = Settings {
+        let settings = TriggerSettings {
             rss_mb: vec![100],
             per_hour: 1,
             ..Default::default()
@@ -486,7 +490,7 @@ mod tests {
     #[test]
     fn samples_are_asked_once_in_flight_and_the_file_kept_hourly() {
         let every = Duration::from_secs(10);
-        let mut w = started(Settings::default(), Some(every), Start::default());
+        let mut w = started(TriggerSettings::default(), Some(every), Start::default());
         let t0 = Instant::now();
         let due = w.due(t0);
         assert_eq!(
@@ -515,7 +519,7 @@ mod tests {
     #[test]
     fn a_limit_read_again_is_said_when_it_changed_and_used_at_once() {
         let mut w = started(
-            Settings::default(),
+            TriggerSettings::default(),
             None,
             Start {
                 limit: Some(cgroup_limit(1024)),
@@ -547,7 +551,7 @@ mod tests {
     #[test]
     fn kills_mysqld_outlived_are_forgotten_once_settled() {
         let mut w = started(
-            Settings::default(),
+            TriggerSettings::default(),
             Some(Duration::from_secs(1)),
             Start::default(),
         );
@@ -572,7 +576,7 @@ mod tests {
 
     #[test]
     fn a_restart_is_recorded_as_one() {
-        let mut w = Watch::new(Settings::default(), None);
+        let mut w = Watch::new(TriggerSettings::default(), None);
         let now = Instant::now();
         let restarts: Vec<bool> = (0..2)
             .map(|_| {

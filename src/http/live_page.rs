@@ -7,7 +7,7 @@
 //! the listen address or a name of `[http] hosts`, so that a name rebound to 127.0.0.1
 //! reaches nothing (the access rules of every route are in the parent module's doc).
 
-use super::{control, render, DumpVia, Request, Response, Shared, Turn, RETRY_PROFILE_S};
+use super::{child, control, DumpVia, Request, Response, Shared, Turn, RETRY_PROFILE_S};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -158,7 +158,7 @@ pub fn page(shared: &Shared) -> Response {
     if let Ok(mut t) = shared.csrf.lock() {
         t.issue(token.clone(), Instant::now());
     }
-    let mut cmd = render::child_command(SUBCOMMAND);
+    let mut cmd = child::child_command(SUBCOMMAND);
     cmd.arg("--prefix")
         .arg(&source.prefix)
         .arg("--timeline-max-mb")
@@ -167,7 +167,7 @@ pub fn page(shared: &Shared) -> Response {
         .arg(&source.dumps_dir)
         .env(CSRF_ENV, &token);
     let budget = super::budget::Budget::new(shared.render_memory_mb, PAGE_TIMEOUT);
-    match render::run_framed(cmd, &budget, MAX_PAGE) {
+    match child::run_framed(cmd, &budget, MAX_PAGE) {
         Ok(html) => Response::bytes(200, "text/html; charset=utf-8", html),
         Err(why) => {
             crate::warn!("/: {why}");

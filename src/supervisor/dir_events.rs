@@ -4,7 +4,7 @@
 
 use super::dumping::HeapFileError;
 use super::Supervisor;
-use crate::dumps::{self, files};
+use crate::dumpdir::{self, files};
 use crate::{info, warn};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use std::path::Path;
@@ -93,7 +93,7 @@ impl Supervisor<'_> {
     /// (a dump asked for now should not fail for want of it), and watches it.
     pub(super) fn recreate_dump_dir(&mut self) {
         let dir = &self.plan.dump_dir;
-        if let Err(e) = dumps::prepare_dir(dir, self.dump_owner) {
+        if let Err(e) = dumpdir::prepare_dir(dir, self.dump_owner) {
             warn!("{e}");
             return;
         }
@@ -101,7 +101,7 @@ impl Supervisor<'_> {
             "the dump directory {} was missing: created it again",
             dir.display()
         );
-        if self.watch.lost(dir) {
+        if self.dir_events.lost(dir) {
             info!("watching {} again", dir.display());
         }
     }
@@ -110,14 +110,14 @@ impl Supervisor<'_> {
         let mut events_seen = Vec::new();
         let mut lost = false;
         let mut back = false;
-        if let Some(ino) = self.watch.inotify() {
+        if let Some(ino) = self.dir_events.inotify() {
             while let Ok(events) = ino.read_events() {
                 if events.is_empty() {
                     break;
                 }
                 for e in events {
                     let name = e.name.as_ref().and_then(|n| n.to_str()).map(str::to_owned);
-                    if Some(e.wd) == self.watch.parent {
+                    if Some(e.wd) == self.dir_events.parent {
                         back |= name.as_deref()
                             == self.plan.dump_dir.file_name().and_then(|n| n.to_str());
                     } else if e.mask.intersects(
@@ -125,7 +125,7 @@ impl Supervisor<'_> {
                             | AddWatchFlags::IN_DELETE_SELF
                             | AddWatchFlags::IN_MOVE_SELF,
                     ) {
-                        lost |= Some(e.wd) == self.watch.dir;
+                        lost |= Some(e.wd) == self.dir_events.dir;
                     } else if let Some(name) = name {
                         events_seen.push((name, e.mask));
                     }
@@ -138,29 +138,29 @@ impl Supervisor<'_> {
                 "the dump directory {} was removed or moved: retention stops until it exists again",
                 dir.display()
             );
-            if self.watch.lost(&dir) {
+            if self.dir_events.lost(&dir) {
                 info!("watching {} again", dir.display());
                 self.apply_retention();
             }
         }
-        if back && self.watch.lost(&dir) {
+        if back && self.dir_events.lost(&dir) {
             info!("{} exists again: watching it", dir.display());
             self.apply_retention();
         }
         let mut ours = false;
         for (name, mask) in events_seen {
-            let Some(heap) = dumps::HeapName::parse(&self.plan.dump_prefix, &name) else {
+            let Some(heap) = dumpdir::HeapName::parse(&self.plan.dump_prefix, &name) else {
                 continue;
             };
             // jemsafe's own names: it checked, restricted and renamed the file itself, and
             // `dumped` ran retention; this event is the echo of its own rename.
-            let dumps::naming::Origin::Automatic { kind } = heap.origin else {
+            let dumpdir::naming::Origin::Automatic { kind } = heap.origin else {
                 continue;
             };
             ours = true;
             self.inspect_new_file(
                 &name,
-                dumps::naming::automatic_trigger(kind),
+                dumpdir::naming::automatic_trigger(kind),
                 heap.pid,
                 mask,
             );

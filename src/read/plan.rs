@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a command takes from its config (the live page's child gets it as arguments).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub struct ReadSettings {
     pub dumps_dir: PathBuf,
     pub prefix: String,
     pub timeline_max_mb: u64,
@@ -25,9 +25,9 @@ pub struct Settings {
     pub debuginfod: Vec<String>,
 }
 
-impl Settings {
-    pub fn of(config: &Config) -> Settings {
-        Settings {
+impl ReadSettings {
+    pub fn of(config: &Config) -> ReadSettings {
+        ReadSettings {
             dumps_dir: config.dumps.dir.clone(),
             prefix: config.dumps.prefix.clone(),
             timeline_max_mb: config.timeline.max_mb,
@@ -101,7 +101,7 @@ impl Candidate {
     }
 
     /// A dump directory's heap file (listed: its pid and mtime known).
-    pub fn listed(f: &crate::dumps::HeapFile) -> Candidate {
+    pub fn listed(f: &crate::dumpdir::HeapFile) -> Candidate {
         Candidate {
             path: f.path.clone(),
             pid: Some(f.name.pid),
@@ -167,7 +167,7 @@ pub enum Listing<'a> {
     /// The dump directory of the command's config (`-c`).
     Config,
     /// A dump directory given as such (the live page's child): empty is no error there.
-    Dir(&'a Settings),
+    Dir(&'a ReadSettings),
     /// The dumps of an unpacked archive (`report --archive`), oldest first.
     Archive { file: &'a Path, dumps: Vec<PathBuf> },
 }
@@ -206,23 +206,23 @@ impl<'a> Request<'a> {
 }
 
 /// What a command reads.
-pub struct Plan {
+pub struct Selection {
     /// Oldest first.
     pub dumps: Vec<PathBuf>,
     /// The user named the dumps: symbolic links are followed.
     pub named: bool,
     pub since: Option<SystemTime>,
     /// What the config says, when it was needed and could be read (or was given).
-    pub settings: Option<Settings>,
+    pub settings: Option<ReadSettings>,
     /// debuginfod: `--debuginfod` URLs, else DEBUGINFOD_URLS, else the config's.
     pub debuginfod: jemsafe_report::debuginfod::Config,
     /// The sidecars read to choose the dumps, for loading them without a second read.
     pub sidecars: select::Sidecars,
 }
 
-impl Plan {
+impl Selection {
     /// The plan for `req`: reads the config (once, if needed) and the dump directory.
-    pub fn make(req: Request) -> Result<Plan> {
+    pub fn make(req: Request) -> Result<Selection> {
         let since = req.since.map(|s| since(s, SystemTime::now())).transpose()?;
         let named = !req.named.is_empty();
         let dir_needed = !named && matches!(req.listing, Listing::Config);
@@ -235,7 +235,7 @@ impl Plan {
             Listing::Dir(s) => Some((*s).clone()),
             _ if !(dir_needed || servers_needed || req.timeline) => None,
             _ => match Config::load(req.config) {
-                Ok(c) => Some(Settings::of(&c)),
+                Ok(c) => Some(ReadSettings::of(&c)),
                 Err(e) if dir_needed => return Err(e.into()),
                 Err(e) => {
                     if servers_needed {
@@ -277,7 +277,7 @@ impl Plan {
         } else {
             chosen_from(&req, &ask, settings.as_ref(), process)?
         };
-        Ok(Plan {
+        Ok(Selection {
             dumps,
             named,
             since,
@@ -292,12 +292,12 @@ impl Plan {
 fn chosen_from(
     req: &Request,
     ask: &Ask,
-    settings: Option<&Settings>,
+    settings: Option<&ReadSettings>,
     process: impl Fn(&Path) -> Option<Process>,
 ) -> Result<Vec<PathBuf>> {
     let candidates: Vec<Candidate> = match (&req.listing, settings) {
         (Listing::Archive { dumps, .. }, _) => dumps.iter().map(|p| Candidate::of(p)).collect(),
-        (_, Some(s)) => crate::dumps::list(&s.dumps_dir, &s.prefix)
+        (_, Some(s)) => crate::dumpdir::list(&s.dumps_dir, &s.prefix)
             .map_err(Error::io(match req.listing {
                 Listing::Config => format!(
                     "cannot list the dump directory {} (from {})",

@@ -40,7 +40,7 @@ pub fn child_main(dump: &Path) -> Result<i32> {
     let max_mb =
         super::budget::dump_bytes_from_env(jemsafe_report::DEFAULT_MAX_DUMP_MB << 20) >> 20;
     let limits = jemsafe_report::DumpLimits::new(max_mb.max(1), false);
-    let loaded = crate::report::load(dump, &limits)?;
+    let loaded = crate::read::load(dump, &limits)?;
     let options = jemsafe_report::render::ReportOptions {
         metric: jemsafe_report::Metric::InuseSpace,
         format: jemsafe_report::render::Format::Pprof,

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 /// The dump directory an output may go into: the plan's, else the config's when it reads
 /// (else none is known, and every output is 0600).
-pub fn dump_dir(config: &Path, settings: Option<&super::plan::Settings>) -> Option<PathBuf> {
+pub fn dump_dir(config: &Path, settings: Option<&super::plan::ReadSettings>) -> Option<PathBuf> {
     match settings {
         Some(s) => Some(s.dumps_dir.clone()),
         None => crate::config::Config::load(config)

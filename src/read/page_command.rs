@@ -1,6 +1,6 @@
 //! `jemsafe page` and the live page's child: their timeline (the config's timeline file;
 //! the dumps' own snapshots are plotted with it) and where the page goes. Which dumps
-//! (named, `--pid`, else the newest dump's pid; `--since`) is the [`crate::report::plan`]'s;
+//! (named, `--pid`, else the newest dump's pid; `--since`) is the [`crate::read::plan`]'s;
 //! which of them are of the newest dump's process is decided here, from the sidecar read
 //! with each dump: each sidecar is read once (mysqld's user can rewrite it between two
 //! reads). What is missing (a dump of another process, a dump that does not read, a
@@ -9,7 +9,7 @@
 
 use crate::cli::PageArgs;
 use crate::error::{Error, Result};
-use crate::report::plan::{self, Plan};
+use crate::read::plan::{self, Selection};
 use crate::timeline::{self, Record};
 use jemsafe_report::page::{self, Timeline};
 use jemsafe_report::safe::shown;
@@ -186,7 +186,7 @@ pub fn render(inputs: Inputs) -> Result<String> {
     let mut newest = None;
     let mut unreadable = Vec::new();
     for (i, p) in inputs.paths.iter().enumerate().rev() {
-        match crate::report::load(p, &limits) {
+        match crate::read::load(p, &limits) {
             Ok(d) => {
                 newest = Some((i, d));
                 break;
@@ -218,7 +218,7 @@ pub fn render(inputs: Inputs) -> Result<String> {
     };
     let mut series = jemsafe_report::series::Series::new();
     for p in &inputs.paths[..newest_index] {
-        match crate::report::load(p, &limits) {
+        match crate::read::load(p, &limits) {
             Ok(d) => {
                 if let Some(d) = of_process(d, &newest, &mut notes) {
                     series.push(d);
@@ -249,7 +249,7 @@ pub fn render(inputs: Inputs) -> Result<String> {
 /// Builds the page's HTML for the command line's arguments; also the dump directory, when
 /// the config names one (where the page is written with its group).
 pub fn html(args: &PageArgs) -> Result<(String, Option<PathBuf>)> {
-    let plan = Plan::make(plan::Request {
+    let plan = Selection::make(plan::Request {
         pid: args.pid,
         since: args.since.as_deref(),
         debuginfod: Some(&args.read),
@@ -264,7 +264,7 @@ pub fn html(args: &PageArgs) -> Result<(String, Option<PathBuf>)> {
         }),
         None => plan.settings.as_ref().map(timeline_file),
     };
-    let dump_dir = crate::report::output::dump_dir(&args.config, plan.settings.as_ref());
+    let dump_dir = crate::read::output::dump_dir(&args.config, plan.settings.as_ref());
     let html = render(Inputs {
         paths: plan.dumps,
         named: plan.named,
@@ -272,7 +272,7 @@ pub fn html(args: &PageArgs) -> Result<(String, Option<PathBuf>)> {
         since: plan.since,
         max_entries: args.max_entries,
         max_dump_mb: args.read.max_dump_mb,
-        symbolize: crate::report::sym_options(crate::cli::NamesMode::Exact, plan.debuginfod),
+        symbolize: crate::read::sym_options(crate::cli::NamesMode::Exact, plan.debuginfod),
         live: None,
         left_out: None,
     })?;
@@ -280,7 +280,7 @@ pub fn html(args: &PageArgs) -> Result<(String, Option<PathBuf>)> {
 }
 
 /// The timeline file of a dump directory, read as `jemsafe timeline` reads it.
-pub fn timeline_file(settings: &plan::Settings) -> TimelineFile {
+pub fn timeline_file(settings: &plan::ReadSettings) -> TimelineFile {
     let (path, limit) = settings.timeline();
     TimelineFile {
         path,
@@ -293,14 +293,14 @@ pub fn timeline_file(settings: &plan::Settings) -> TimelineFile {
 /// timeline, the CSRF token from the environment; the HTML written framed (its length as 8
 /// bytes little-endian, then the bytes) for the HTTP server.
 pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result<i32> {
-    let settings = plan::Settings {
+    let settings = plan::ReadSettings {
         dumps_dir: dir.to_owned(),
         prefix: prefix.to_owned(),
         timeline_max_mb,
         debuginfod: Vec::new(),
     };
     // Planned as `jemsafe page` plans, from the directory the server was given.
-    let plan = Plan::make(plan::Request {
+    let plan = Selection::make(plan::Request {
         listing: plan::Listing::Dir(&settings),
         timeline: true,
         ..plan::Request::new(Path::new(""), &[], plan::Want::SeriesOfPid)
@@ -325,7 +325,7 @@ pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result
         symbolize: Default::default(),
         live: Some(page::Live { csrf }),
     })?;
-    crate::http::render::write_framed(html.as_bytes())
+    crate::http::child::write_framed(html.as_bytes())
         .map_err(Error::io("cannot write the page to the HTTP server"))?;
     Ok(0)
 }
@@ -334,7 +334,7 @@ pub fn live_child_main(dir: &Path, prefix: &str, timeline_max_mb: u64) -> Result
 pub fn command(args: &PageArgs) -> Result<i32> {
     let started = std::time::Instant::now();
     let (text, dump_dir) = html(args)?;
-    crate::report::output::write(&args.output, text.as_bytes(), dump_dir.as_deref())?;
+    crate::read::output::write(&args.output, text.as_bytes(), dump_dir.as_deref())?;
     crate::info!(
         "page written: {} ({} KiB) in {:.1} s",
         shown(&args.output),

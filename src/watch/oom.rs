@@ -9,7 +9,7 @@
 //! The incident record `<prefix>.<pid>.<UTC time>.oom.json` goes next to the dumps,
 //! created relative to the dump directory's descriptor (`O_EXCL | O_NOFOLLOW`), and is
 //! deleted by the dump directory's retention together with the dumps of its time
-//! ([`crate::dumps::retention::plan`]).
+//! ([`crate::dumpdir::retention::plan`]).
 
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -398,7 +398,7 @@ pub struct DumpRecord {
     pub rss: Option<u64>,
 }
 
-pub use crate::dumps::naming::{incident_name, parse_incident_name, MAX_INCIDENTS};
+pub use crate::dumpdir::naming::{incident_name, parse_incident_name, MAX_INCIDENTS};
 
 /// The incident record needs from the sidecars only the RSS of the newest dumps; at
 /// most this many are read, each within [`SIDECAR_BYTES`] (a sidecar of MariaDB's is
@@ -414,11 +414,11 @@ pub fn last_dump_words(incident: &Incident) -> String {
     let of = incident
         .limit
         .as_ref()
-        .map(|l| format!(" of {}", crate::memlimit::human(l.bytes)))
+        .map(|l| format!(" of {}", crate::watch::memlimit::human(l.bytes)))
         .unwrap_or_default();
     let rss = d
         .rss
-        .map(|r| format!(", RSS then {}{of}", crate::memlimit::human(r)))
+        .map(|r| format!(", RSS then {}{of}", crate::watch::memlimit::human(r)))
         .unwrap_or_default();
     format!("last dump: {}, {} s before{rss}", d.file, d.age_s)
 }
@@ -440,15 +440,15 @@ pub fn write(
     let first = incident_name(prefix, incident.pid, when, None);
     let mut name = first.clone();
     for _ in 0..3 {
-        match crate::dumps::files::write_new(dir, &name, &text, owner) {
+        match crate::dumpdir::files::write_new(dir, &name, &text, owner) {
             Ok(()) => return Ok((name.clone(), (name != first).then_some(first))),
-            Err(why) if !crate::dumps::files::exists(dir, &name) => return Err(why.to_string()),
+            Err(why) if !crate::dumpdir::files::exists(dir, &name) => return Err(why.to_string()),
             Err(_) => {
                 name = incident_name(
                     prefix,
                     incident.pid,
                     when,
-                    Some(crate::dumps::files::random()),
+                    Some(crate::dumpdir::files::random()),
                 )
             }
         }

@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn temp_names_are_never_heap_names() {
         let t = temp_name("mysqld.1.20261127T000000.0001.cli.heap");
-        assert!(crate::dumps::HeapName::parse("mysqld", &t).is_none());
+        assert!(crate::dumpdir::HeapName::parse("mysqld", &t).is_none());
         assert!(t.starts_with('.'));
     }
 }

@@ -148,7 +148,7 @@ mod tests {
         let target = dir.join("target");
         std::fs::write(&target, "keep").unwrap();
         std::os::unix::fs::symlink(&target, dir.join("d.heap.json")).unwrap();
-        let fd = crate::dumps::DumpDir::new(&dir, "d");
+        let fd = crate::dumpdir::DumpDir::new(&dir, "d");
         let s = Sidecar::new();
         assert!(write(&fd, "d.heap", &s, None).is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");

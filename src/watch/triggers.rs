@@ -15,7 +15,7 @@
 //! nothing. Crossings the budget refused are counted per mysqld, for the OOM line
 //! ([`Triggers::refusal_words`]).
 
-use crate::dumps::Trigger;
+use crate::dumpdir::Trigger;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -25,19 +25,19 @@ const REARM: f64 = 0.9;
 /// `limit_percent` when the file leaves it out and a cgroup sets the limit.
 pub const DEFAULT_LIMIT_PERCENT: &[u8] = &[90];
 
-pub use crate::memlimit::PressureRule;
+pub use crate::watch::memlimit::PressureRule;
 
 /// `[triggers]` as the supervisor uses it: typed once, by the config's validation.
-pub type Settings = crate::config::TriggerSettings;
+pub use crate::config::TriggerSettings;
 
-impl Settings {
+impl TriggerSettings {
     /// `[triggers]` of a config, as its validation typed it.
-    pub fn of(config: &crate::config::Config) -> Settings {
+    pub fn of(config: &crate::config::Config) -> TriggerSettings {
         config.triggers.clone()
     }
 }
 
-impl Settings {
+impl TriggerSettings {
     /// The limit levels that apply when the limit comes from a cgroup or not.
     pub fn limit_levels(&self, cgroup_limit: bool) -> Vec<u8> {
         match &self.limit_percent {
@@ -103,7 +103,7 @@ pub struct Fired {
 
 #[derive(Debug)]
 pub struct Triggers {
-    settings: Settings,
+    settings: TriggerSettings,
     rss: Vec<(u64, bool)>,
     limit: Vec<(u8, bool)>,
     pressure_armed: bool,
@@ -114,7 +114,7 @@ pub struct Triggers {
 }
 
 impl Triggers {
-    pub fn new(settings: Settings) -> Triggers {
+    pub fn new(settings: TriggerSettings) -> Triggers {
         let mut levels = settings
             .limit_percent
             .clone()
@@ -137,7 +137,7 @@ impl Triggers {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
+    pub fn settings(&self) -> &TriggerSettings {
         &self.settings
     }
 
@@ -301,7 +301,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn limits(levels: &[u8]) -> Triggers {
-        Triggers::new(Settings {
+        Triggers::new(TriggerSettings {
             limit_percent: Some(levels.to_vec()),
             ..Default::default()
         })
@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(f.reading, "limit95: RSS 500 MiB of 512 MiB");
         assert!(f.admitted);
         assert_eq!(t.observe(&at(510, 512), Instant::now()), None);
-        let mut t = Triggers::new(Settings {
+        let mut t = Triggers::new(TriggerSettings {
             rss_mb: vec![1024],
             ..Default::default()
         });
@@ -372,7 +372,7 @@ mod tests {
 
     #[test]
     fn rss_levels_and_the_default_limit_level() {
-        let mut t = Triggers::new(Settings {
+        let mut t = Triggers::new(TriggerSettings {
             rss_mb: vec![2048, 1024],
             ..Default::default()
         });
@@ -393,19 +393,19 @@ mod tests {
             fired(&mut t, no_cgroup(3900), now).as_deref(),
             Some("rss2048")
         );
-        let mut t = Triggers::new(Settings::default());
+        let mut t = Triggers::new(TriggerSettings::default());
         assert!(!t.any(false) && t.any(true));
         assert_eq!(fired(&mut t, at(470, 512), now).as_deref(), Some("limit90"));
         assert_eq!(
-            Settings::default().describe(true),
+            TriggerSettings::default().describe(true),
             "limit90; at most 12 an hour, checked every 1000 ms"
         );
-        assert_eq!(Settings::default().describe(false), "none");
+        assert_eq!(TriggerSettings::default().describe(false), "none");
     }
 
     #[test]
     fn the_hourly_budget_refuses_dumps_beyond_per_hour_and_recovers() {
-        let mut t = Triggers::new(Settings {
+        let mut t = Triggers::new(TriggerSettings {
             rss_mb: vec![100],
             per_hour: 2,
             ..Default::default()
@@ -434,7 +434,7 @@ mod tests {
 
     #[test]
     fn only_dumps_sent_count_against_per_hour() {
-        let mut t = Triggers::new(Settings {
+        let mut t = Triggers::new(TriggerSettings {
             rss_mb: vec![100],
             per_hour: 1,
             ..Default::default()
@@ -487,7 +487,7 @@ mod tests {
             let e = PressureRule::parse(bad).unwrap_err();
             assert!(e.contains("some avg10 > 20"), "{bad}: {e}");
         }
-        let mut t = Triggers::new(Settings {
+        let mut t = Triggers::new(TriggerSettings {
             limit_percent: Some(vec![]),
             pressure: Some(rule),
             ..Default::default()

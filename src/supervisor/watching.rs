@@ -5,7 +5,7 @@
 //! Nothing is asked of mysqld unless a level is crossed or a sample is due.
 
 use super::Supervisor;
-use crate::memlimit::{self, Group, Placement, PressureSource};
+use crate::watch::memlimit::{self, Group, Placement, PressureSource};
 use crate::watch::{Action, Due, Level, Readings, Start, Watch};
 use crate::{debug, info, warn};
 use std::time::{Duration, Instant, SystemTime};
@@ -21,7 +21,7 @@ pub(super) struct Check {
 
 /// What the supervisor holds for watching memory: the decisions' state, and the files
 /// and descriptors they are read from.
-pub(super) struct Moment {
+pub(super) struct Watching {
     pub watch: Watch,
     /// mysqld's memory cgroup, opened at its start.
     pub group: Option<Group>,
@@ -29,19 +29,19 @@ pub(super) struct Moment {
     pub pressure: Option<PressureSource>,
     pub last: Option<Check>,
     /// The kernel log, read from where it stood when mysqld started.
-    kmsg: Option<crate::oom::Kmsg>,
+    kmsg: Option<crate::watch::oom::Kmsg>,
     /// The timeline file and the process its records name.
     pub record: super::recording::Recorder,
 }
 
-impl Moment {
-    pub fn new(settings: crate::triggers::Settings) -> Moment {
-        Moment {
+impl Watching {
+    pub fn new(settings: crate::config::TriggerSettings) -> Watching {
+        Watching {
             watch: Watch::new(settings, None),
             group: None,
             pressure: None,
             last: None,
-            kmsg: crate::oom::Kmsg::open(),
+            kmsg: crate::watch::oom::Kmsg::open(),
             record: super::recording::Recorder::default(),
         }
     }
@@ -57,9 +57,9 @@ impl Moment {
         self.watch.next_wakeup()
     }
 
-    fn oom_counters(&self) -> crate::oom::Counters {
+    fn oom_counters(&self) -> crate::watch::oom::Counters {
         let group = self.group.as_ref().and_then(Group::oom_kills);
-        crate::oom::Counters {
+        crate::watch::oom::Counters {
             group,
             // The machine's counter matters only where the group keeps none.
             vmstat: group.is_none().then(memlimit::vmstat_oom_kills).flatten(),
@@ -71,7 +71,7 @@ impl Supervisor<'_> {
     /// mysqld `pid` started: find its cgroup (one read of where it is) and limit, arm the
     /// levels, start checking.
     pub(super) fn watch_started(&mut self, pid: i32) {
-        let m = &mut self.moment;
+        let m = &mut self.watching;
         let placement = Placement::of(pid);
         m.group = Group::at(&placement);
         m.pressure = m
@@ -97,17 +97,17 @@ impl Supervisor<'_> {
 
     /// mysqld is gone: no more checks until the next one starts.
     pub(super) fn watch_stopped(&mut self) {
-        self.moment.watch.stopped();
+        self.watching.watch.stopped();
     }
 
     /// A wake-up: read what is due, then do what the watch decides.
     pub(super) fn watch_timers(&mut self, now: Instant) {
-        let due = self.moment.watch.due(now);
+        let due = self.watching.watch.due(now);
         if !due.any() {
             return;
         }
         let readings = self.read_memory(due);
-        let actions = self.moment.watch.decide(due, &readings, now);
+        let actions = self.watching.watch.decide(due, &readings, now);
         self.carry_out(actions);
     }
 
@@ -115,7 +115,7 @@ impl Supervisor<'_> {
     /// only with an RSS (0 is a process whose memory is already gone: exiting, the OOM
     /// killer's victim perhaps) the limit when due, the cgroup's usage and the PSI text.
     fn read_memory(&mut self, due: Due) -> Readings {
-        let m = &mut self.moment;
+        let m = &mut self.watching;
         let mut r = Readings {
             oom: m.oom_counters(),
             ..Default::default()
@@ -146,12 +146,12 @@ impl Supervisor<'_> {
                 Action::Log(Level::Info, line) => info!("{line}"),
                 Action::Log(Level::Warn, line) => warn!("{line}"),
                 Action::ForgetKills => {
-                    if let Some(k) = self.moment.kmsg.as_mut() {
+                    if let Some(k) = self.watching.kmsg.as_mut() {
                         k.skip_to_end();
                     }
                 }
                 Action::Record(kind) => self.timeline_event(kind),
-                Action::MaintainTimeline => self.moment.record.maintain(),
+                Action::MaintainTimeline => self.watching.record.maintain(),
                 Action::Sample => self.ask_sample(),
                 Action::Dump { trigger, reason } => self.request_dump(trigger, Some(reason), None),
             }
@@ -159,14 +159,14 @@ impl Supervisor<'_> {
     }
 
     /// Whether mysqld `pid`, just dead of SIGKILL, was killed by the kernel's OOM killer.
-    pub(super) fn oom_verdict(&mut self, pid: i32) -> crate::oom::Verdict {
-        let m = &mut self.moment;
+    pub(super) fn oom_verdict(&mut self, pid: i32) -> crate::watch::oom::Verdict {
+        let m = &mut self.watching;
         let after = m.oom_counters();
         let group = m.group.as_ref().map(Group::path);
         let log = m
             .kmsg
             .as_mut()
-            .map_or(crate::oom::KernelLog::Unreadable, |k| {
+            .map_or(crate::watch::oom::KernelLog::Unreadable, |k| {
                 k.read_kills(pid, group)
             });
         let counter = m
@@ -174,19 +174,19 @@ impl Supervisor<'_> {
             .as_ref()
             .map(|g| g.events_path().display().to_string())
             .unwrap_or_default();
-        crate::oom::verdict(&m.watch.oom_before(), &after, &log, &counter, group)
+        crate::watch::oom::verdict(&m.watch.oom_before(), &after, &log, &counter, group)
     }
 
     /// mysqld `pid` (started at `started`) was OOM-killed: one error line with the limit,
     /// the last reading and the last dump; the incident record beside the dumps.
     pub(super) fn explain_oom(&mut self, pid: i32, started: Instant, evidence: &str) {
-        use crate::oom::{DumpRecord, Incident, LastCheck};
+        use crate::watch::oom::{DumpRecord, Incident, LastCheck};
         self.metrics.oom_killed();
         let now = SystemTime::now();
         let plan = self.plan;
         let entries = self.dump_dir.scan().unwrap_or_default();
-        let mut dumps: Vec<crate::dumps::HeapFile> =
-            crate::dumps::dir::heap_files(self.dump_dir.path(), &entries)
+        let mut dumps: Vec<crate::dumpdir::HeapFile> =
+            crate::dumpdir::dir::heap_files(self.dump_dir.path(), &entries)
                 .into_iter()
                 .filter(|f| f.name.pid == pid as u32)
                 .collect();
@@ -204,12 +204,12 @@ impl Supervisor<'_> {
                 time: jemsafe_report::clock::rfc3339_or_why(f.modified),
                 age_s: now.duration_since(f.modified).unwrap_or_default().as_secs(),
                 trigger: f.name.trigger().to_owned(),
-                rss: (i < crate::oom::SIDECARS_READ)
+                rss: (i < crate::watch::oom::SIDECARS_READ)
                     .then(|| {
                         jemsafe_report::sidecar::read_within(
                             &f.path,
                             false,
-                            crate::oom::SIDECAR_BYTES,
+                            crate::watch::oom::SIDECAR_BYTES,
                         )
                     })
                     .and_then(Result::ok)
@@ -220,14 +220,14 @@ impl Supervisor<'_> {
             .collect();
         let limit = self.limit_status();
         let incident = Incident {
-            version: crate::oom::VERSION,
+            version: crate::watch::oom::VERSION,
             kind: "oom_kill".into(),
             time: jemsafe_report::clock::rfc3339_seconds(now),
             pid,
             ran_for_s: started.elapsed().as_secs(),
             evidence: evidence.to_owned(),
             limit: limit.clone(),
-            last_check: self.moment.last.map(|c| LastCheck {
+            last_check: self.watching.last.map(|c| LastCheck {
                 time: jemsafe_report::clock::rfc3339_millis(c.at),
                 age_s: now.duration_since(c.at).unwrap_or_default().as_secs_f64(),
                 rss: c.rss,
@@ -240,7 +240,7 @@ impl Supervisor<'_> {
             .fd()
             .map_err(|e| format!("cannot open {}: {e}", plan.dump_dir.display()))
             .and_then(|fd| {
-                crate::oom::write(
+                crate::watch::oom::write(
                     &fd,
                     &plan.dump_prefix,
                     &incident,
@@ -293,9 +293,9 @@ impl Supervisor<'_> {
             incident
                 .dumps
                 .is_empty()
-                .then(|| self.moment.watch.triggers().refusal_words())
+                .then(|| self.watching.watch.triggers().refusal_words())
                 .flatten()
-                .unwrap_or_else(|| crate::oom::last_dump_words(&incident))
+                .unwrap_or_else(|| crate::watch::oom::last_dump_words(&incident))
         );
     }
 
@@ -347,7 +347,7 @@ impl Supervisor<'_> {
 
     /// For `status`: the limit that applies and where it comes from.
     pub(super) fn limit_status(&self) -> Option<crate::control::MemoryLimit> {
-        let l = self.moment.watch.limit()?;
+        let l = self.watching.watch.limit()?;
         Some(crate::control::MemoryLimit {
             bytes: l.bytes,
             source: l.source.describe(),

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod graphviz;
 pub mod output;
+pub mod page_command;
 pub mod plan;
 pub mod select;
 
@@ -138,7 +139,7 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         .transpose()?
         .into_iter()
         .collect();
-    let plan = plan::Plan::make(plan::Request {
+    let plan = plan::Selection::make(plan::Request {
         listing: match (&unpacked, &args.archive) {
             (Some(u), Some(file)) => plan::Listing::Archive {
                 file,
@@ -249,7 +250,7 @@ fn check_graph_flags(args: &ReportArgs) -> Result<()> {
 
 /// `jemsafe leaks`: stacks ranked by steady growth across dumps of one process.
 pub fn leaks(args: &LeaksArgs) -> Result<i32> {
-    let plan = plan::Plan::make(plan::Request {
+    let plan = plan::Selection::make(plan::Request {
         debuginfod: Some(&args.read),
         timeline: true,
         ..plan::Request::new(&args.config, &args.dumps, plan::Want::Series)
@@ -329,7 +330,7 @@ fn memory_growth(dumps: &[LoadedDump]) -> Option<String> {
 
 /// When RSS growth started and how fast it runs, from the config's timeline, for the
 /// process of `dumps` (pid and, from a sidecar, its start time); None without either.
-fn timeline_growth(settings: &plan::Settings, dumps: &[LoadedDump]) -> Option<String> {
+fn timeline_growth(settings: &plan::ReadSettings, dumps: &[LoadedDump]) -> Option<String> {
     let (path, limit) = settings.timeline();
     crate::timeline::growth::leaks_line(&path, limit, &LoadedDump::known_of_series(dumps))
 }
@@ -354,7 +355,7 @@ pub fn fragmentation_section(
 
 /// `jemsafe archive`.
 pub fn archive_command(args: &ArchiveArgs) -> Result<i32> {
-    let plan = plan::Plan::make(plan::Request::new(
+    let plan = plan::Selection::make(plan::Request::new(
         &args.config,
         &args.dumps,
         plan::Want::Series,

@@ -2,8 +2,8 @@
 //! directory's order, and the dumps around one: the one before it of the same process,
 //! all dumps of one pid. Which dumps a command reads is decided in [`super::plan`].
 
-use crate::dumps::naming::HeapName;
-use crate::dumps::retention::{chronological, Entry, Kind};
+use crate::dumpdir::naming::HeapName;
+use crate::dumpdir::retention::{chronological, Entry, Kind};
 use crate::error::{Error, Result};
 use jemsafe_report::safe::shown;
 use jemsafe_report::sidecar::{Known, Process, Sidecar};
@@ -123,7 +123,7 @@ pub fn time_of(path: &Path) -> Option<SystemTime> {
 }
 
 /// `paths` oldest first, in the dump directory's one order
-/// ([`crate::dumps::retention::chronological`]: the name's time, else the mtime, never
+/// ([`crate::dumpdir::retention::chronological`]: the name's time, else the mtime, never
 /// later than now; jemalloc's counter within a process). A file not named like a heap
 /// file goes by its mtime among them.
 pub fn oldest_first(paths: &[PathBuf]) -> Vec<PathBuf> {

@@ -754,7 +754,7 @@ mod tests {
         assert!(Group::open(&location)
             .unwrap_err()
             .contains("not a cgroup v2 filesystem"));
-        let open = |p: &Path| crate::dumps::files::open_dir(p).unwrap();
+        let open = |p: &Path| crate::dumpdir::files::open_dir(p).unwrap();
         let g = Group {
             location,
             chain: vec![
