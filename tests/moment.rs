@@ -355,7 +355,7 @@ fn a_climb_past_a_512_mib_limit_is_dumped_per_level_and_its_oom_kill_explained()
         chart.contains(&format!(">OOM kill: mysqld pid {pid}</text>")),
         "{chart}"
     );
-    assert!(chart.contains(".limit95.heap</text>") && chart.contains("limit 512 MiB"));
+    assert!(chart.contains(".limit95.heap</text>") && chart.contains(">limit 512.0 MiB</text>"));
     let png = dir.join("timeline.png");
     let rendered = std::process::Command::new("rsvg-convert")
         .arg("-o")

@@ -89,6 +89,21 @@ pub fn millis_signed(t: SystemTime) -> i64 {
     })
 }
 
+/// The time of a `stat` (seconds and nanoseconds since the epoch, negative before 1970) as
+/// the kernel keeps it: a planted time before 1970 stays before 1970, for [`rfc3339_or_why`]
+/// to say so; saturating where SystemTime ends.
+pub fn from_stat(secs: i64, nanos: i64) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
+    let whole = Duration::from_secs(secs.unsigned_abs());
+    let t = if secs >= 0 {
+        UNIX_EPOCH.checked_add(whole)
+    } else {
+        UNIX_EPOCH.checked_sub(whole)
+    };
+    t.and_then(|t| t.checked_add(nanos))
+        .unwrap_or(if secs >= 0 { latest() } else { UNIX_EPOCH })
+}
+
 /// The time [`millis_signed`] gave `ms` for, saturating where SystemTime ends.
 pub fn from_millis_signed(ms: i64) -> SystemTime {
     let d = Duration::from_millis(ms.unsigned_abs());
@@ -151,6 +166,16 @@ pub fn utc_words(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stat_time_before_1970_stays_before_1970() {
+        assert!(from_stat(-86400, 0) < UNIX_EPOCH);
+        assert_eq!(rfc3339_or_why(from_stat(-86400, 0)), "a time before 1970");
+        assert_eq!(from_stat(1, 5), UNIX_EPOCH + Duration::new(1, 5));
+        // The far ends neither panic nor wrap.
+        assert!(from_stat(i64::MAX, 0) >= latest());
+        let _ = from_stat(i64::MIN, i64::MIN);
+    }
 
     fn at(secs: i64) -> SystemTime {
         if secs >= 0 {

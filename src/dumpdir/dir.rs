@@ -14,7 +14,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// The dump directory of one supervisor.
 pub struct DumpDir {
@@ -310,13 +310,7 @@ pub fn scan_fd(dir: &OwnedFd, prefix: &str) -> io::Result<Vec<Entry>> {
         else {
             continue;
         };
-        let modified = u64::try_from(st.st_mtime)
-            .ok()
-            .map_or(SystemTime::UNIX_EPOCH, |s| {
-                SystemTime::UNIX_EPOCH
-                    + Duration::from_secs(s)
-                    + Duration::from_nanos(u64::try_from(st.st_mtime_nsec).unwrap_or(0))
-            });
+        let modified = jemsafe_report::clock::from_stat(st.st_mtime, st.st_mtime_nsec);
         entries.push(Entry {
             name: name.to_owned(),
             kind,

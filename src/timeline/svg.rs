@@ -35,7 +35,13 @@ pub fn chart_of(records: &[Record]) -> Timeline {
                     EventKind::Dump { file, trigger } => {
                         ("dump", file.clone(), Some(trigger.clone()))
                     }
-                    EventKind::Exit { oom: true, .. } => ("oom", e.describe(), None),
+                    // Short along the line (as the chart has always labelled it); how, in
+                    // its tooltip.
+                    EventKind::Exit { oom: true, how } => (
+                        "oom",
+                        format!("OOM kill: mysqld pid {}", e.pid),
+                        Some(how.clone()),
+                    ),
                     EventKind::Exit { .. } => ("exit", e.describe(), None),
                     EventKind::Start { .. } => ("start", e.describe(), None),
                     EventKind::Prof { .. } => continue,
@@ -129,7 +135,11 @@ mod tests {
         assert!(svg.contains("limit 512.0 MiB"));
         assert!(svg.contains(">mysqld.7.20261126T182554.0001.limit80.heap</text>"));
         assert!(svg.contains("limit80.heap (limit80)</title>"), "{svg}");
-        assert!(svg.contains(">OOM kill: mysqld pid 7 was killed by SIGKILL</text>"));
+        assert!(svg.contains(">OOM kill: mysqld pid 7</text>"));
+        assert!(
+            svg.contains("OOM kill: mysqld pid 7 (was killed by SIGKILL)</title>"),
+            "{svg}"
+        );
         assert!(svg.contains(">peak 496.0 MiB</text>"));
         // The restart is a run of its own.
         assert_eq!(svg.matches("<polyline class=\"rss\"").count(), 2);

@@ -102,7 +102,9 @@ pub fn choose_step(span: Duration, rows: usize) -> Duration {
 pub struct Scale {
     pub step: u64,
     pub ymax: f64,
-    /// The highest memory limit of the readings.
+    /// The memory limit that applied when RSS was highest (else the last one known): a
+    /// reading of another limit (the machine's memory, read by a dump with no cgroup)
+    /// never stands for it.
     pub limit: Option<u64>,
     /// It is drawn: within 3 times the highest RSS (a limit far above what mysqld used,
     /// the machine's memory, would flatten the chart; it is named instead).
@@ -113,7 +115,11 @@ pub struct Scale {
 /// limit when drawn), at least 1 MiB.
 pub fn scale(points: &[Point]) -> Scale {
     let max_rss = points.iter().map(|p| p.rss).max().unwrap_or(0);
-    let limit = points.iter().filter_map(|p| p.limit).max();
+    let at_peak = points
+        .iter()
+        .filter(|p| p.rss == max_rss)
+        .find_map(|p| p.limit);
+    let limit = at_peak.or_else(|| points.iter().rev().find_map(|p| p.limit));
     let limit_drawn = limit.is_some_and(|l| l <= max_rss.saturating_mul(3).max(1 << 20));
     let top = max_rss
         .max(if limit_drawn { limit.unwrap_or(0) } else { 0 })
@@ -263,7 +269,11 @@ pub fn svg(t: &Timeline, frame: &Frame) -> String {
         if sc.limit_drawn {
             let line: Vec<String> = run
                 .iter()
-                .filter_map(|p| Some(format!("{:.1},{:.1}", x(p.t), y(p.limit?))))
+                .filter_map(|p| {
+                    // Another limit far above the chart is not drawn through its top.
+                    let l = p.limit.filter(|l| *l as f64 <= sc.ymax)?;
+                    Some(format!("{:.1},{:.1}", x(p.t), y(l)))
+                })
                 .collect();
             if !line.is_empty() {
                 let _ = writeln!(
@@ -602,7 +612,7 @@ mod tests {
     }
 
     #[test]
-    fn axis_steps_are_round_and_the_limit_is_the_highest_within_reach() {
+    fn axis_steps_are_round_and_the_limit_is_the_one_at_the_peak() {
         assert_eq!(tick_step(512 << 20), 128 << 20);
         assert_eq!(tick_step(1), 1 << 20);
         assert_eq!(tick_step(8 << 30), 2 << 30);
@@ -612,6 +622,12 @@ mod tests {
         let sc = scale(&points);
         assert_eq!((sc.limit, sc.limit_drawn), (Some(250 * MIB), true));
         assert_eq!(sc.ymax, 320.0 * MIB as f64);
+        // A later reading of another limit (the machine's memory, after the peak) does
+        // not stand for the limit that mysqld met.
+        let mut climb = vec![point(0, 100, 0), point(1, 490, 0), point(2, 50, 0)];
+        climb[1].limit = Some(512 * MIB);
+        climb[2].limit = Some(23 << 30);
+        assert_eq!(scale(&climb).limit, Some(512 * MIB));
         points[0].limit = Some(64 << 30);
         let sc = scale(&points);
         assert!(!sc.limit_drawn && sc.ymax < (200 * MIB) as f64, "{sc:?}");
