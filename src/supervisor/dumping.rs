@@ -204,13 +204,7 @@ impl Supervisor<'_> {
             // request succeeds in a moment.
             self.metrics.dump_failed(DumpFailure::Unreachable);
             warn!("{} dump not taken: {why}", trigger.as_str());
-            let pending = Pending::Dump {
-                trigger,
-                reason,
-                name: String::new(),
-                sent: Instant::now(),
-                waiters,
-            };
+            let pending = Pending::untaken(trigger, reason, waiters);
             self.fail_with(pending, &control::temporary_reply(why));
             return;
         }
@@ -222,14 +216,7 @@ impl Supervisor<'_> {
             );
             let why = refusal.map_or_else(|| self.unreachable_reason(), |(_, why)| why);
             error!("{} dump not taken: {why}", trigger.as_str());
-            let pending = Pending::Dump {
-                trigger,
-                reason,
-                name: String::new(),
-                sent: Instant::now(),
-                waiters,
-            };
-            self.fail(pending, &why);
+            self.fail(Pending::untaken(trigger, reason, waiters), &why);
             return;
         };
         self.watching.watch.sent(&trigger, Instant::now());

@@ -68,6 +68,24 @@ pub(super) enum Pending {
     GrowthStats,
 }
 
+impl Pending {
+    /// A dump that was never sent (refused, or mysqld unreachable): only its waiters
+    /// remain to be answered.
+    pub(super) fn untaken(
+        trigger: Trigger,
+        reason: Option<String>,
+        waiters: Vec<UnixStream>,
+    ) -> Pending {
+        Pending::Dump {
+            trigger,
+            reason,
+            name: String::new(),
+            sent: Instant::now(),
+            waiters,
+        }
+    }
+}
+
 impl Supervisor<'_> {
     /// Requests the shim did not answer in time: their waiters hear so now. An overdue
     /// dump stays on the ledger, so that a late answer still finalises its file; an
