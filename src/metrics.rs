@@ -3,6 +3,7 @@
 //! Prometheus conventions: units in the name, `_total` for counters.
 
 use crate::control::Status;
+use jemsafe_report::memory::PARTS;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -66,6 +67,16 @@ pub struct Metrics {
 }
 
 const JEMALLOC_STATS: [&str; 5] = ["allocated", "active", "resident", "mapped", "retained"];
+
+/// `jemsafe_memory_bytes`'s help: its `part` values are RSS, the parts of
+/// [`PARTS`] (their keys, as in `jemsafe memory --json`), and swap.
+fn memory_help() -> String {
+    let parts: Vec<&str> = PARTS.iter().map(|p| p.key).collect();
+    format!(
+        "mysqld's RSS broken down (part: rss, {}, swap)",
+        parts.join(", ")
+    )
+}
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -144,13 +155,7 @@ impl Metrics {
                         .map(|g| (*stat, g))
                     })
                     .collect::<prometheus::Result<_>>()?,
-                memory: IntGaugeVec::new(
-                    opts(
-                        "jemsafe_memory_bytes",
-                        "mysqld's RSS broken down (part: rss, heap_in_use, fragmentation, dirty_pages, metadata, outside_jemalloc, file_backed, shmem, swap)",
-                    ),
-                    &["part"],
-                )?,
+                memory: IntGaugeVec::new(opts("jemsafe_memory_bytes", &memory_help()), &["part"])?,
                 dump_dir_bytes: gauge(
                     "jemsafe_dump_dir_bytes",
                     "Bytes of heap files in the dump directory",
@@ -287,19 +292,11 @@ impl Metrics {
             set(gauge, "", v);
         }
         let b = status.memory.as_ref();
-        for (k, v) in [
-            ("rss", b.map(|b| b.rss)),
-            ("heap_in_use", b.map(|b| b.heap_in_use)),
-            ("fragmentation", b.map(|b| b.fragmentation)),
-            ("dirty_pages", b.map(|b| b.dirty_pages)),
-            ("metadata", b.map(|b| b.metadata)),
-            ("outside_jemalloc", b.map(|b| b.outside_jemalloc)),
-            ("file_backed", b.map(|b| b.file_backed)),
-            ("shmem", b.map(|b| b.shmem)),
-            ("swap", b.map(|b| b.swap)),
-        ] {
-            set(&self.memory, k, v);
+        set(&self.memory, "rss", b.map(|b| b.rss));
+        for part in &PARTS {
+            set(&self.memory, part.key, b.map(part.of));
         }
+        set(&self.memory, "swap", b.map(|b| b.swap));
         let d = &status.dumps;
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.dump_dir_bytes.set(clamp(d.bytes));
@@ -351,6 +348,61 @@ mod tests {
         assert!(!text.contains("jemsafe_memory_bytes{"), "{text}");
         assert!(
             !text.contains("jemsafe_jemalloc_allocated_bytes "),
+            "{text}"
+        );
+    }
+
+    /// Adding a part to `PARTS` adds its gauge: every part has its line, with its bytes,
+    /// and the help names it.
+    #[test]
+    fn every_part_of_rss_has_its_metric() {
+        use jemsafe_report::memory::{breakdown, JemallocMemory, ProcMemory};
+        let proc = ProcMemory {
+            rss: 900 << 20,
+            anonymous: 700 << 20,
+            shmem: 30 << 20,
+            swap: 5 << 20,
+            ..Default::default()
+        };
+        let jem = JemallocMemory {
+            allocated: 100 << 20,
+            active: 150 << 20,
+            metadata: 7 << 20,
+            dirty: 20 << 20,
+            muzzy: 3 << 20,
+            ..Default::default()
+        };
+        let b = breakdown(&proc, &jem);
+        let status = Status {
+            mysqld_pid: Some(42),
+            memory: Some(b.clone()),
+            ..Default::default()
+        };
+        let text = String::from_utf8(Metrics::new().render(&status, std::time::SystemTime::now()))
+            .unwrap();
+        let lines =
+            |key: &str, bytes: u64| format!("jemsafe_memory_bytes{{part=\"{key}\"}} {bytes}\n");
+        for part in &PARTS {
+            let bytes = (part.of)(&b);
+            assert!(bytes > 0, "{}: pick readings that give it bytes", part.key);
+            assert!(
+                text.contains(&lines(part.key, bytes)),
+                "{} not in:\n{text}",
+                part.key
+            );
+        }
+        assert!(text.contains(&lines("rss", b.rss)), "{text}");
+        assert!(text.contains(&lines("swap", b.swap)), "{text}");
+        assert!(
+            text.contains(
+                "# HELP jemsafe_memory_bytes mysqld's RSS broken down (part: rss, heap_in_use, \
+                 fragmentation, dirty_pages, metadata, outside_jemalloc, file_backed, shmem, swap)\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("jemsafe_memory_bytes{").count(),
+            PARTS.len() + 2,
             "{text}"
         );
     }
