@@ -118,6 +118,10 @@ const RESERVED_ENV: &[(&str, &str)] = &[
         "it is jemsafe's private channel to the shim",
     ),
     ("MYSQLD_PARENT_PID", "jemsafe sets it to its own pid"),
+    (
+        jemsafe_proto::ENV_SQL_TIMEOUT_MS,
+        "it tells the shim how long a call from SQL waits: set `[sql] timeout_ms`",
+    ),
 ];
 
 impl Config {
@@ -306,6 +310,23 @@ mod tests {
         }
     }
 
+    /// The example's commented `[sql]` keys, uncommented, are the defaults it says they are.
+    #[test]
+    fn the_example_s_sql_section_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/jemsafe.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let section = text.split("\n[sql]\n").nth(1).unwrap();
+        let keys: Vec<&str> = section
+            .lines()
+            .take_while(|l| !l.starts_with('['))
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.starts_with("allow =") || l.starts_with("timeout_ms ="))
+            .collect();
+        assert_eq!(keys.len(), 2, "{section}");
+        let c = parse(&format!("[sql]\n{}\n", keys.join("\n"))).unwrap();
+        assert_eq!(c.sql, sql::SqlSection::default());
+    }
+
     #[test]
     fn http_pprof_needs_a_token_file_even_on_loopback() {
         let e = error("[http]\nlisten = \"127.0.0.1:19104\"\n");
@@ -480,6 +501,15 @@ mod tests {
             e.contains("mysqld.env.MALLOC_CONF") && e.contains("extra"),
             "{e}"
         );
+    }
+
+    /// The shim reads the SQL timeout from this variable; `[sql] timeout_ms` sets it.
+    #[test]
+    fn the_sql_timeout_variable_is_jemsafe_s_and_names_its_key() {
+        let e = error("[mysqld]\nenv = { TZ = \"UTC\", JEMSAFE_SQL_TIMEOUT_MS = \"500\" }\n");
+        assert!(e.contains("mysqld.env.JEMSAFE_SQL_TIMEOUT_MS"), "{e}");
+        assert!(e.contains("`[sql] timeout_ms`"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
     }
 
     #[test]
