@@ -8,7 +8,8 @@
 //! The waiter is one end of a socket pair standing in for a control client, so the
 //! dump path and the prof path answer it as they answer `jemsafe dump`. A short-lived
 //! thread reads that answer and sends the shim the part the loadable function returns;
-//! the event loop never blocks on it.
+//! the event loop never blocks on it. At most [`MAX_IN_FLIGHT`] such threads live at
+//! once: past that a call is refused at once, and a burst of refusals is logged once.
 
 use super::Supervisor;
 use crate::control::{self, ProfOp, Request};
@@ -18,6 +19,7 @@ use jemsafe_proto::{Answer, Ask, SqlOp};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How much longer than a call from SQL waits the answering thread waits: past it, the
@@ -27,6 +29,85 @@ const SLACK: Duration = Duration::from_secs(5);
 /// The longest control answer read for SQL (a status with its memory breakdown is a
 /// few KiB).
 const MAX_ANSWER: u64 = 1 << 20;
+
+/// The most calls from SQL waiting for their answers at once. Each holds a thread here
+/// (and a connection in mysqld) for up to `[sql] timeout_ms`: a storm of calls must not
+/// become a storm of threads in the supervisor.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// The calls from SQL of this supervisor (one per process).
+static GATE: Gate = Gate::new(MAX_IN_FLIGHT);
+
+/// Whether one more call may start with `in_flight` calls already waiting: the new
+/// count, or the refusal the call gets.
+fn admit(in_flight: usize, bound: usize) -> Result<usize, String> {
+    if in_flight < bound {
+        Ok(in_flight + 1)
+    } else {
+        Err(too_many(in_flight))
+    }
+}
+
+/// What a call refused with `in_flight` calls waiting returns.
+fn too_many(in_flight: usize) -> String {
+    format!("too many calls from SQL at once ({in_flight} in flight); try again")
+}
+
+/// The calls from SQL in flight, and those refused since a call was last taken: a
+/// burst of refusals is logged at its first, not once per call.
+struct Gate {
+    in_flight: AtomicUsize,
+    refused: AtomicUsize,
+    bound: usize,
+}
+
+/// A call's place in the [`Gate`], given back when dropped: when its thread has
+/// answered, or when no thread could be started for it.
+struct Slot(&'static Gate);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Gate {
+    const fn new(bound: usize) -> Gate {
+        Gate {
+            in_flight: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
+            bound,
+        }
+    }
+
+    /// A place for one more call, or the refusal to answer it with.
+    fn enter(&'static self) -> Result<Slot, String> {
+        let taken = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                admit(n, self.bound).ok()
+            });
+        match taken {
+            Ok(_) => {
+                let refused = self.refused.swap(0, Ordering::AcqRel);
+                if refused > 0 {
+                    debug!("took a call from SQL again, after refusing {refused}");
+                }
+                Ok(Slot(self))
+            }
+            Err(in_flight) => {
+                let why = too_many(in_flight);
+                if self.refused.fetch_add(1, Ordering::AcqRel) == 0 {
+                    warn!(
+                        "refused a call from SQL: {why} (the refusals that follow it are not \
+                         logged until a call is taken again)"
+                    );
+                }
+                Err(why)
+            }
+        }
+    }
+}
 
 impl Supervisor<'_> {
     /// The shim asks for `ask` on behalf of a loadable function.
@@ -43,6 +124,13 @@ impl Supervisor<'_> {
             send_answer(&link, ask.id, Err(why));
             return;
         }
+        let slot = match GATE.enter() {
+            Ok(slot) => slot,
+            Err(why) => {
+                send_answer(&link, ask.id, Err(why));
+                return;
+            }
+        };
         debug!("call from SQL: {}", ask.op.word());
         let (ours, theirs) = match UnixStream::pair() {
             Ok(pair) => pair,
@@ -62,6 +150,7 @@ impl Supervisor<'_> {
             .spawn(move || {
                 let result = read_answer(theirs, wait).and_then(|r| value_of(op, &r));
                 send_answer(&link, ask.id, result);
+                drop(slot);
             });
         if let Err(e) = spawned {
             warn!("cannot answer a call from SQL: no thread ({e})");
@@ -224,6 +313,37 @@ mod tests {
         );
         let none = value_of(SqlOp::Status, &control::Status::default().reply()).unwrap();
         assert!(none.contains("\"last_dump\":null"), "{none}");
+    }
+
+    #[test]
+    fn a_call_past_the_bound_is_refused_with_the_count_in_flight() {
+        assert_eq!(admit(0, 32), Ok(1));
+        assert_eq!(admit(31, 32), Ok(32));
+        assert_eq!(
+            admit(32, 32),
+            Err("too many calls from SQL at once (32 in flight); try again".to_owned())
+        );
+    }
+
+    /// The gate counts the calls its slots hold: a slot given back by its thread (or
+    /// dropped unused) makes room for the next call; a burst of refusals is counted
+    /// once for the log and forgotten when a call is taken again.
+    #[test]
+    fn a_slot_given_back_by_its_thread_makes_room_for_the_next_call() {
+        static GATE: Gate = Gate::new(2);
+        let first = GATE.enter().unwrap();
+        let second = GATE.enter().unwrap();
+        for _ in 0..3 {
+            let why = GATE.enter().err().unwrap();
+            assert!(why.contains("(2 in flight); try again"), "{why}");
+        }
+        assert_eq!(GATE.refused.load(Ordering::Acquire), 3);
+        std::thread::spawn(move || drop(first)).join().unwrap();
+        let third = GATE.enter().unwrap();
+        assert_eq!(GATE.refused.load(Ordering::Acquire), 0);
+        assert!(GATE.enter().is_err());
+        drop((second, third));
+        assert_eq!(GATE.in_flight.load(Ordering::Acquire), 0);
     }
 
     #[test]
