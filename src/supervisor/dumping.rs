@@ -35,6 +35,11 @@ pub(super) struct DumpState {
     pub next_growth_check: Option<Instant>,
     /// The newest dump jemsafe wrote, and when.
     pub last: Option<(PathBuf, SystemTime)>,
+    /// Level dumps sent to mysqld since the memory watch last decided, for its
+    /// `per_hour` (handed in with its next readings: the watch is not called from here).
+    /// Only a level's: they are the ones it charges, and a watch that never wakes (no
+    /// level, no timeline) never empties this.
+    pub sent: Vec<(Trigger, Instant)>,
 }
 
 impl DumpState {
@@ -48,6 +53,7 @@ impl DumpState {
             growth: Growth::new(plan.growth_step_bytes),
             next_growth_check: None,
             last: None,
+            sent: Vec::new(),
         }
     }
 }
@@ -219,7 +225,9 @@ impl Supervisor<'_> {
             self.fail(Pending::untaken(trigger, reason, waiters), &why);
             return;
         };
-        self.watching.watch.sent(&trigger, Instant::now());
+        if matches!(trigger, Trigger::Level(_)) {
+            self.dumping.sent.push((trigger, Instant::now()));
+        }
         self.dumping.seq += 1;
         let name = dumpdir::on_demand_name(
             &plan.dump_prefix,
