@@ -29,6 +29,8 @@ pub(super) struct Watching {
     pub group: Option<Group>,
     /// The PSI file the pressure rule reads (mysqld's v2 group's, else the machine's).
     pub pressure: Option<PressureSource>,
+    /// `[triggers] pressure`: its value is read from that file with the other readings.
+    pressure_rule: Option<memlimit::PressureRule>,
     pub last: Option<Check>,
     /// When the watch is woken next, and from when the limit is read again: as its last
     /// decision said.
@@ -42,6 +44,7 @@ pub(super) struct Watching {
 impl Watching {
     pub fn new(settings: crate::config::TriggerSettings) -> Watching {
         Watching {
+            pressure_rule: settings.pressure.clone(),
             watch: Watch::new(settings, None),
             group: None,
             pressure: None,
@@ -81,10 +84,7 @@ impl Supervisor<'_> {
         let placement = Placement::of(pid);
         m.group = Group::at(&placement);
         m.pressure = m
-            .watch
-            .triggers()
-            .settings()
-            .pressure
+            .pressure_rule
             .is_some()
             .then(|| PressureSource::at(&placement));
         m.last = None;
@@ -125,8 +125,8 @@ impl Supervisor<'_> {
 
     /// A wake-up's readings: the OOM counters and the dumps sent since the last one
     /// always; statm, and only with an RSS (0 is a process whose memory is already
-    /// gone: exiting, the OOM killer's victim perhaps) the cgroup's usage, the PSI text
-    /// and, once [`Next::limit_from`] has come, the limit. Those cheap files are read at
+    /// gone: exiting, the OOM killer's victim perhaps) the cgroup's usage, the pressure
+    /// rule's value and, once [`Next::limit_from`] has come, the limit. Those cheap files are read at
     /// every wake-up, a sample's too, so that the watch is asked once; the check they
     /// make when one was due.
     fn read_memory(&mut self, now: Instant) -> (Readings, Option<Check>) {
@@ -149,7 +149,9 @@ impl Supervisor<'_> {
             .limit_from
             .is_some_and(|t| now >= t)
             .then(|| memlimit::limit_for(m.group.as_ref()));
-        r.psi = m.pressure.as_ref().and_then(PressureSource::read);
+        if let (Some(source), Some(rule)) = (&m.pressure, &m.pressure_rule) {
+            r.pressure = source.read().and_then(|psi| rule.reading(&psi));
+        }
         let check = Check {
             at: SystemTime::now(),
             rss,

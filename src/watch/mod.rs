@@ -79,8 +79,9 @@ pub struct Readings {
     pub rss: Option<u64>,
     /// The limit read again: Some(None) when none is known now.
     pub limit: Option<Option<Limit>>,
-    /// The pressure source's PSI text (with a pressure rule).
-    pub psi: Option<String>,
+    /// The pressure rule's value in the pressure source's PSI file (with a rule: the
+    /// supervisor reads and parses it, so the file's format is [`memlimit`]'s alone).
+    pub pressure: Option<f64>,
     pub oom: Counters,
     /// The dumps the supervisor sent to mysqld since the last decision, and when: a
     /// level's counts against `per_hour` (a dump coalesced into another, or never sent,
@@ -239,7 +240,7 @@ impl Watch {
     /// is configured), and from when the limit is read again.
     fn next(&self) -> Next {
         Next {
-            wakeup: crate::watch::triggers::next_wakeup(self.next_check, self.next_sample),
+            wakeup: next_wakeup(self.next_check, self.next_sample),
             limit_from: self.limit_read.map(|t| t + LIMIT_REFRESH),
         }
     }
@@ -253,7 +254,7 @@ impl Watch {
             due.check = true;
             due.limit = !self.limit_read.is_some_and(|t| now < t + LIMIT_REFRESH);
         }
-        if crate::watch::triggers::sample_now(self.next_sample, now, self.next_check) {
+        if sample_now(self.next_sample, now, self.next_check) {
             self.next_sample = self.sample_every.map(|every| now + every);
             due.sample = true;
         }
@@ -264,9 +265,6 @@ impl Watch {
     /// decided on `r` (nothing when nothing is due; what is not due is not used), and
     /// when to wake next.
     pub fn decide(&mut self, r: &Readings, now: Instant) -> Decision {
-        for (trigger, at) in &r.sent {
-            self.triggers.sent(trigger, *at);
-        }
         let due = self.due(now);
         let actions = self.decide_due(due, r, now);
         Decision {
@@ -285,11 +283,9 @@ impl Watch {
             self.limit_read = Some(now);
             actions.extend(self.limit_now(limit.clone()));
         }
-        if due.check {
-            if let Some(rss) = r.rss.filter(|r| *r > 0) {
-                actions.extend(self.check(rss, r.psi.as_deref(), now));
-            }
-        }
+        // The dumps sent are charged at every wake-up, a check or not.
+        let rss = r.rss.filter(|rss| due.check && *rss > 0);
+        actions.extend(self.check(rss, r.pressure, &r.sent, now));
         if due.sample {
             if self.next_maintain.is_some_and(|t| now >= t) {
                 self.next_maintain = Some(now + MAINTAIN_EVERY);
@@ -320,21 +316,22 @@ impl Watch {
         line.map(|l| Action::Log(Level::Info, l))
     }
 
-    /// One check's RSS and PSI text against the levels.
-    fn check(&mut self, rss: u64, psi: Option<&str>, now: Instant) -> Vec<Action> {
-        let pressure = self
-            .triggers
-            .settings()
-            .pressure
-            .as_ref()
-            .and_then(|rule| rule.reading(psi?));
-        let reading = Reading {
+    /// The dumps `sent` charged, and a check's RSS (None: no check now) and pressure
+    /// value against the levels.
+    fn check(
+        &mut self,
+        rss: Option<u64>,
+        pressure: Option<f64>,
+        sent: &[(Trigger, Instant)],
+        now: Instant,
+    ) -> Vec<Action> {
+        let reading = rss.map(|rss| Reading {
             rss,
             limit: self.limit.as_ref().map(|l| l.bytes),
             cgroup_limit: self.limit.as_ref().is_some_and(Limit::from_cgroup),
             pressure,
-        };
-        let Some(mut fired) = self.triggers.observe(&reading, now) else {
+        });
+        let Some(mut fired) = self.triggers.wake(sent, reading.as_ref(), now) else {
             return Vec::new();
         };
         if let (true, Some((words, file))) = (fired.trigger == Trigger::pressure(), &self.pressure)
@@ -377,6 +374,19 @@ impl Watch {
             },
         ]
     }
+}
+
+/// Whether the timeline's sample, due at `sample_due`, is taken at this wake-up (`now`):
+/// when it is due, or due before the next memory check (`next_check`, None when no check
+/// is scheduled), so that checks and samples share their wake-ups.
+fn sample_now(sample_due: Option<Instant>, now: Instant, next_check: Option<Instant>) -> bool {
+    sample_due.is_some_and(|due| due <= now || next_check.is_some_and(|check| due < check))
+}
+
+/// When the memory watch must wake next: the check or the sample, whichever is first
+/// (after [`sample_now`] a sample is never due before the next check).
+fn next_wakeup(next_check: Option<Instant>, sample_due: Option<Instant>) -> Option<Instant> {
+    next_check.into_iter().chain(sample_due).min()
 }
 
 #[cfg(test)]
@@ -482,7 +492,7 @@ mod tests {
             now,
             Readings {
                 rss: Some(100 * MIB),
-                psi: Some("some avg10=31.50 avg60=2.00 avg300=0.10 total=9\n".into()),
+                pressure: Some(31.5),
                 ..Default::default()
             },
         );
@@ -587,7 +597,10 @@ mod tests {
             early.due.check && !early.due.limit && early.actions.is_empty(),
             "read at the start, not again yet: a limit read early is not used ({early:?})"
         );
-        assert!(early.next.limit_from.is_some_and(|t| t > t0 + Duration::from_secs(1)));
+        assert!(early
+            .next
+            .limit_from
+            .is_some_and(|t| t > t0 + Duration::from_secs(1)));
         let later = w.decide(&lower, t0 + LIMIT_REFRESH + Duration::from_secs(1));
         assert!(later.due.limit);
         let actions = later.actions;
@@ -663,6 +676,27 @@ mod tests {
         assert_eq!(fired(&check_at(&mut w, at(8), r(50, &[]))), 0);
         let hour = Duration::from_secs(3600);
         assert_eq!(fired(&check_at(&mut w, at(5) + hour, r(120, &[]))), 1);
+    }
+
+    #[test]
+    fn samples_ride_on_checks_and_wake_alone_without_them() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        // Nothing configured: no wake-up at all.
+        assert_eq!(next_wakeup(None, None), None);
+        assert!(!sample_now(None, now, Some(now + s)));
+        // Timeline alone: its own timer, taken when due.
+        assert_eq!(next_wakeup(None, Some(now + 10 * s)), Some(now + 10 * s));
+        assert!(!sample_now(Some(now + s), now, None));
+        assert!(sample_now(Some(now), now, None));
+        // Both: a sample due before the next check is taken at this one's wake-up...
+        assert!(sample_now(Some(now + s / 2), now, Some(now + s)));
+        assert!(!sample_now(Some(now + 2 * s), now, Some(now + s)));
+        // ...so the check alone decides the next wake-up.
+        assert_eq!(
+            next_wakeup(Some(now + s), Some(now + 10 * s)),
+            Some(now + s)
+        );
     }
 
     #[test]
