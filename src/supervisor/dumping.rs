@@ -71,16 +71,33 @@ impl Supervisor<'_> {
         waiter: Option<UnixStream>,
     ) {
         let d = &mut self.dumping;
-        if super::policy::renames_trailing(d.trailing_trigger.as_ref(), &trigger) {
+        let in_flight = self.child.as_mut().and_then(|child| {
+            let pid = child.pid;
+            match child
+                .pending
+                .find_mut(|p| matches!(p, Pending::Dump { .. }))?
+            {
+                (Pending::Dump { waiters, sent, .. }, overdue) => {
+                    Some((pid, waiters, *sent, overdue))
+                }
+                _ => None,
+            }
+        });
+        let asked = d.throttle.ask(
+            &trigger,
+            d.trailing_trigger.as_ref(),
+            in_flight.is_some(),
+            Instant::now(),
+        );
+        if asked.renames_trailing {
             d.trailing_trigger = Some(trigger);
             d.trailing_reason.clone_from(&reason);
         }
-        if let Some(child) = self.child.as_mut() {
-            let pid = child.pid;
-            if let Some((Pending::Dump { waiters, sent, .. }, overdue)) = child
-                .pending
-                .find_mut(|p| matches!(p, Pending::Dump { .. }))
-            {
+        match asked.admit {
+            Admit::InFlight => {
+                let Some((pid, waiters, sent, overdue)) = in_flight else {
+                    return;
+                };
                 let waited = sent.elapsed().as_secs();
                 debug!(
                     "dump request ({}) joins the dump in flight",
@@ -97,10 +114,7 @@ impl Supervisor<'_> {
                         waiters.push(w);
                     }
                 }
-                return;
             }
-        }
-        match self.dumping.throttle.request(Instant::now()) {
             Admit::Now => self.send_dump(trigger, reason, waiter.into_iter().collect()),
             Admit::At(_) | Admit::Joined => {
                 debug!(
