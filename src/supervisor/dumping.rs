@@ -278,8 +278,12 @@ impl Supervisor<'_> {
         let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
         let path = self.plan.dump_dir.join(&name);
         let dumped = reply.body::<Dumped>();
+        // From /proc once: who owns heap files (for the check, the sidecar and
+        // retention) and where the dump's copy of the maps ends.
+        let pid = self.child.as_ref().map(|c| c.pid.as_raw());
+        let (owner, last) = (self.heap_owner(), self.last_mapping(pid));
         let outcome = match &dumped {
-            Ok(_) => self.finalize(&name).inspect_err(|_| {
+            Ok(_) => self.finalize(&name, owner, last).inspect_err(|_| {
                 self.metrics.dump_failed(DumpFailure::Incomplete);
             }),
             Err(failure) => {
@@ -309,7 +313,14 @@ impl Supervisor<'_> {
             .as_ref()
             .ok()
             .and_then(|d| self.dump_snapshot(&name, d));
-        self.write_sidecar(&name, trigger.as_str(), reason, memory, &checked.maps);
+        self.write_sidecar(
+            &name,
+            trigger.as_str(),
+            reason,
+            memory,
+            &checked.maps,
+            owner,
+        );
         self.timeline_dump(&name, trigger.as_str());
         info!(
             "heap dump written: {} ({} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms{})",
@@ -335,15 +346,19 @@ impl Supervisor<'_> {
             control::respond(w, &answer);
         }
         // After the answer: whoever asked is not kept waiting by deletions.
-        self.apply_retention();
+        self.apply_retention_for(owner);
     }
 
     /// Checks the temporary file and gives it its final name; what the check found, or
     /// why it failed.
-    fn finalize(&self, name: &str) -> Result<CheckedDump, String> {
-        let last = self.last_mapping(self.child.as_ref().map(|c| c.pid.as_raw()));
+    fn finalize(
+        &self,
+        name: &str,
+        owner: u32,
+        last: Option<MapEntry>,
+    ) -> Result<CheckedDump, String> {
         self.dump_dir
-            .finalize(name, self.heap_owner(), last.as_ref())
+            .finalize(name, owner, last.as_ref())
             .map_err(|e| e.to_string())
     }
 
@@ -384,7 +399,7 @@ impl Supervisor<'_> {
 
     /// Writes `<name>.json` beside the dump `name` of the running mysqld (a warning when
     /// it cannot: the dump is still good without it); `reason`: the reading that fired a
-    /// level; `maps`: the dump's own copy.
+    /// level; `maps`: the dump's own copy; `owner`: [`Self::heap_owner`].
     pub(super) fn write_sidecar(
         &self,
         name: &str,
@@ -392,6 +407,7 @@ impl Supervisor<'_> {
         reason: Option<String>,
         memory: Option<jemsafe_report::memory::Snapshot>,
         maps: &[MapEntry],
+        owner: u32,
     ) {
         let Some(child) = self.child.as_ref() else {
             return;
@@ -409,7 +425,7 @@ impl Supervisor<'_> {
         if let Some(m) = &memory {
             s.set_memory(m);
         }
-        let written = dumpdir::sidecar::write(&self.dump_dir, name, &s, Some(self.heap_owner()));
+        let written = dumpdir::sidecar::write(&self.dump_dir, name, &s, Some(owner));
         if let Err(why) = written {
             warn!(
                 "sidecar of {}: {why} (the dump is read without it, as a dump of unknown build)",
@@ -453,6 +469,11 @@ impl Supervisor<'_> {
     /// sidecars and partial files, and incident records (which go with the dumps of
     /// their time, and within their own cap whatever the dumps did).
     pub(super) fn apply_retention(&self) {
+        self.apply_retention_for(self.heap_owner());
+    }
+
+    /// [`Self::apply_retention`] with the heap files' owner already read.
+    fn apply_retention_for(&self, heap_owner: u32) {
         let in_flight: Vec<String> = self
             .child
             .iter()
@@ -466,7 +487,7 @@ impl Supervisor<'_> {
             policy: &self.plan.retention,
             running: self.child.as_ref().map(|c| c.pid.as_raw() as u32),
             in_flight: &in_flight,
-            heap_owner: self.heap_owner(),
+            heap_owner,
         };
         self.dump_dir.apply_retention(&inputs, SystemTime::now());
     }

@@ -363,7 +363,7 @@ impl Supervisor<'_> {
         if snapshot.is_none() {
             debug!("no memory snapshot for jemalloc's dump {name}");
         }
-        self.write_sidecar(name, kind, None, snapshot, maps);
+        self.write_sidecar(name, kind, None, snapshot, maps, self.heap_owner());
     }
 
     /// For `status`: the limit that applies and where it comes from.
