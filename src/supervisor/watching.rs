@@ -126,9 +126,9 @@ impl Supervisor<'_> {
     /// A wake-up's readings: the OOM counters and the dumps sent since the last one
     /// always; statm, and only with an RSS (0 is a process whose memory is already
     /// gone: exiting, the OOM killer's victim perhaps) the cgroup's usage, the pressure
-    /// rule's value and, once [`Next::limit_from`] has come, the limit. Those cheap files are read at
-    /// every wake-up, a sample's too, so that the watch is asked once; the check they
-    /// make when one was due.
+    /// rule's value and, once [`Next::limit_from`] has come, the limit. These cheap files
+    /// are read at every wake-up, a sample's too, so that the watch is asked once and
+    /// uses what was due; the check they make, kept as the last one when one was.
     fn read_memory(&mut self, now: Instant) -> (Readings, Option<Check>) {
         let m = &mut self.watching;
         let mut r = Readings {

@@ -11,10 +11,9 @@
 //! whether the hour has room ([`Triggers::observe`]), and the budget is charged when a
 //! dump sent to mysqld is a level's ([`Triggers::sent`]: the supervisor hands the dumps
 //! it sent in with the watch's next readings, [`Triggers::wake`], and a storm's trailing
-//! dump bears the newest level's name). Crossings
-//! coalesced into one dump cost one, and a dump dropped because mysqld ended first costs
-//! nothing. Crossings the budget refused are counted per mysqld, for the OOM line
-//! ([`Triggers::refusal_words`]).
+//! dump bears the newest level's name). Crossings coalesced into one dump cost one, and
+//! a dump dropped because mysqld ended first costs nothing. Crossings the budget refused
+//! are counted per mysqld, for the OOM line ([`Triggers::refusal_words`]).
 
 use crate::dumpdir::Trigger;
 use std::collections::VecDeque;
