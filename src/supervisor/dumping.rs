@@ -35,6 +35,11 @@ pub(super) struct DumpState {
     pub next_growth_check: Option<Instant>,
     /// The newest dump jemsafe wrote, and when.
     pub last: Option<(PathBuf, SystemTime)>,
+    /// Level dumps sent to mysqld since the memory watch last decided, for its
+    /// `per_hour` (handed in with its next readings: the watch is not called from here).
+    /// Only a level's: they are the ones it charges, and a watch that never wakes (no
+    /// level, no timeline) never empties this.
+    pub sent: Vec<(Trigger, Instant)>,
 }
 
 impl DumpState {
@@ -48,6 +53,7 @@ impl DumpState {
             growth: Growth::new(plan.growth_step_bytes),
             next_growth_check: None,
             last: None,
+            sent: Vec::new(),
         }
     }
 }
@@ -65,16 +71,33 @@ impl Supervisor<'_> {
         waiter: Option<UnixStream>,
     ) {
         let d = &mut self.dumping;
-        if super::policy::renames_trailing(d.trailing_trigger.as_ref(), &trigger) {
+        let in_flight = self.child.as_mut().and_then(|child| {
+            let pid = child.pid;
+            match child
+                .pending
+                .find_mut(|p| matches!(p, Pending::Dump { .. }))?
+            {
+                (Pending::Dump { waiters, sent, .. }, overdue) => {
+                    Some((pid, waiters, *sent, overdue))
+                }
+                _ => None,
+            }
+        });
+        let asked = d.throttle.ask(
+            &trigger,
+            d.trailing_trigger.as_ref(),
+            in_flight.is_some(),
+            Instant::now(),
+        );
+        if asked.renames_trailing {
             d.trailing_trigger = Some(trigger);
             d.trailing_reason.clone_from(&reason);
         }
-        if let Some(child) = self.child.as_mut() {
-            let pid = child.pid;
-            if let Some((Pending::Dump { waiters, sent, .. }, overdue)) = child
-                .pending
-                .find_mut(|p| matches!(p, Pending::Dump { .. }))
-            {
+        match asked.admit {
+            Admit::InFlight => {
+                let Some((pid, waiters, sent, overdue)) = in_flight else {
+                    return;
+                };
                 let waited = sent.elapsed().as_secs();
                 debug!(
                     "dump request ({}) joins the dump in flight",
@@ -91,10 +114,7 @@ impl Supervisor<'_> {
                         waiters.push(w);
                     }
                 }
-                return;
             }
-        }
-        match self.dumping.throttle.request(Instant::now()) {
             Admit::Now => self.send_dump(trigger, reason, waiter.into_iter().collect()),
             Admit::At(_) | Admit::Joined => {
                 debug!(
@@ -219,7 +239,9 @@ impl Supervisor<'_> {
             self.fail(Pending::untaken(trigger, reason, waiters), &why);
             return;
         };
-        self.watching.watch.sent(&trigger, Instant::now());
+        if matches!(trigger, Trigger::Level(_)) {
+            self.dumping.sent.push((trigger, Instant::now()));
+        }
         self.dumping.seq += 1;
         let name = dumpdir::on_demand_name(
             &plan.dump_prefix,
@@ -256,8 +278,12 @@ impl Supervisor<'_> {
         let round_trip_ms = sent.elapsed().as_secs_f64() * 1000.0;
         let path = self.plan.dump_dir.join(&name);
         let dumped = reply.body::<Dumped>();
+        // From /proc once: who owns heap files (for the check, the sidecar and
+        // retention) and where the dump's copy of the maps ends.
+        let pid = self.child.as_ref().map(|c| c.pid.as_raw());
+        let (owner, last) = (self.heap_owner(), self.last_mapping(pid));
         let outcome = match &dumped {
-            Ok(_) => self.finalize(&name).inspect_err(|_| {
+            Ok(_) => self.finalize(&name, owner, last).inspect_err(|_| {
                 self.metrics.dump_failed(DumpFailure::Incomplete);
             }),
             Err(failure) => {
@@ -287,7 +313,14 @@ impl Supervisor<'_> {
             .as_ref()
             .ok()
             .and_then(|d| self.dump_snapshot(&name, d));
-        self.write_sidecar(&name, trigger.as_str(), reason, memory, &checked.maps);
+        self.write_sidecar(
+            &name,
+            trigger.as_str(),
+            reason,
+            memory,
+            &checked.maps,
+            owner,
+        );
         self.timeline_dump(&name, trigger.as_str());
         info!(
             "heap dump written: {} ({} bytes; {}; prof.dump {} us, round trip {round_trip_ms:.2} ms{})",
@@ -313,15 +346,19 @@ impl Supervisor<'_> {
             control::respond(w, &answer);
         }
         // After the answer: whoever asked is not kept waiting by deletions.
-        self.apply_retention();
+        self.apply_retention_for(owner);
     }
 
     /// Checks the temporary file and gives it its final name; what the check found, or
     /// why it failed.
-    fn finalize(&self, name: &str) -> Result<CheckedDump, String> {
-        let last = self.last_mapping(self.child.as_ref().map(|c| c.pid.as_raw()));
+    fn finalize(
+        &self,
+        name: &str,
+        owner: u32,
+        last: Option<MapEntry>,
+    ) -> Result<CheckedDump, String> {
         self.dump_dir
-            .finalize(name, self.heap_owner(), last.as_ref())
+            .finalize(name, owner, last.as_ref())
             .map_err(|e| e.to_string())
     }
 
@@ -362,7 +399,7 @@ impl Supervisor<'_> {
 
     /// Writes `<name>.json` beside the dump `name` of the running mysqld (a warning when
     /// it cannot: the dump is still good without it); `reason`: the reading that fired a
-    /// level; `maps`: the dump's own copy.
+    /// level; `maps`: the dump's own copy; `owner`: [`Self::heap_owner`].
     pub(super) fn write_sidecar(
         &self,
         name: &str,
@@ -370,6 +407,7 @@ impl Supervisor<'_> {
         reason: Option<String>,
         memory: Option<jemsafe_report::memory::Snapshot>,
         maps: &[MapEntry],
+        owner: u32,
     ) {
         let Some(child) = self.child.as_ref() else {
             return;
@@ -387,7 +425,7 @@ impl Supervisor<'_> {
         if let Some(m) = &memory {
             s.set_memory(m);
         }
-        let written = dumpdir::sidecar::write(&self.dump_dir, name, &s, Some(self.heap_owner()));
+        let written = dumpdir::sidecar::write(&self.dump_dir, name, &s, Some(owner));
         if let Err(why) = written {
             warn!(
                 "sidecar of {}: {why} (the dump is read without it, as a dump of unknown build)",
@@ -431,6 +469,11 @@ impl Supervisor<'_> {
     /// sidecars and partial files, and incident records (which go with the dumps of
     /// their time, and within their own cap whatever the dumps did).
     pub(super) fn apply_retention(&self) {
+        self.apply_retention_for(self.heap_owner());
+    }
+
+    /// [`Self::apply_retention`] with the heap files' owner already read.
+    fn apply_retention_for(&self, heap_owner: u32) {
         let in_flight: Vec<String> = self
             .child
             .iter()
@@ -444,7 +487,7 @@ impl Supervisor<'_> {
             policy: &self.plan.retention,
             running: self.child.as_ref().map(|c| c.pid.as_raw() as u32),
             in_flight: &in_flight,
-            heap_owner: self.heap_owner(),
+            heap_owner,
         };
         self.dump_dir.apply_retention(&inputs, SystemTime::now());
     }

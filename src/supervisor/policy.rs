@@ -165,6 +165,16 @@ pub enum Admit {
     At(Instant),
     /// Joins the trailing dump already scheduled.
     Joined,
+    /// Joins the dump in flight (the throttle is not asked: mysqld is busy or stopped,
+    /// and another file would only queue behind it).
+    InFlight,
+}
+
+/// What one dump request does: the trailing dump renamed or not, and how it is admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asked {
+    pub renames_trailing: bool,
+    pub admit: Admit,
 }
 
 impl Throttle {
@@ -189,6 +199,26 @@ impl Throttle {
                 self.last_start = Some(now);
                 Admit::Now
             }
+        }
+    }
+
+    /// A dump request of `asked` at `now` ([`Throttle::request`] unless a dump is in
+    /// flight), with `scheduled`, the trailing dump's trigger ([`renames_trailing`],
+    /// whether or not it joins the one in flight): one decision for the supervisor.
+    pub fn ask(
+        &mut self,
+        asked: &Trigger,
+        scheduled: Option<&Trigger>,
+        in_flight: bool,
+        now: Instant,
+    ) -> Asked {
+        Asked {
+            renames_trailing: renames_trailing(scheduled, asked),
+            admit: if in_flight {
+                Admit::InFlight
+            } else {
+                self.request(now)
+            },
         }
     }
 
@@ -435,6 +465,28 @@ mod tests {
         assert_eq!(t.request(t0 + S + S / 2), Admit::At(t0 + 2 * S));
         t.fire(t0 + 2 * S);
         assert_eq!(t.request(t0 + 4 * S), Admit::Now);
+    }
+
+    #[test]
+    fn a_request_joins_the_dump_in_flight_without_the_throttle_and_still_renames() {
+        let mut t = Throttle::new(S);
+        let t0 = Instant::now();
+        let (limit80, limit90) = (Trigger::limit(80), Trigger::limit(90));
+        let asked = t.ask(&limit90, Some(&limit80), true, t0);
+        assert_eq!(
+            asked,
+            Asked {
+                renames_trailing: true,
+                admit: Admit::InFlight
+            }
+        );
+        assert_eq!(t.due(), None, "the throttle was not asked");
+        assert_eq!(t.ask(&Trigger::Usr1, None, false, t0).admit, Admit::Now);
+        let storm = t.ask(&limit90, Some(&Trigger::Usr1), false, t0 + S / 2);
+        assert_eq!(
+            (storm.renames_trailing, storm.admit),
+            (false, Admit::At(t0 + S))
+        );
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl Supervisor<'_> {
                 Pending::GrowthStats => debug!("growth check: {why}"),
                 Pending::AutoSnapshot {
                     name, kind, maps, ..
-                } => self.write_sidecar(&name, kind, None, None, &maps),
+                } => self.write_sidecar(&name, kind, None, None, &maps, self.heap_owner()),
                 Pending::TimelineSample => self.timeline_sampled(None),
                 other => self.fail(
                     other,
@@ -214,7 +214,7 @@ impl Supervisor<'_> {
             name, kind, maps, ..
         } = &pending
         {
-            self.write_sidecar(name, kind, None, None, maps);
+            self.write_sidecar(name, kind, None, None, maps, self.heap_owner());
         }
         if matches!(pending, Pending::TimelineSample) {
             self.timeline_sampled(None);

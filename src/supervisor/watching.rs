@@ -1,12 +1,14 @@
-//! Watching mysqld's memory between dumps, the effects: every `check_ms` one read of
-//! /proc/PID/statm and, where they exist, of mysqld's cgroup files, what
-//! [`crate::watch`] decides carried out (a dump when a `[triggers]` level is crossed,
-//! with the reading that fired it; a timeline sample, written by [`super::recording`]).
-//! Nothing is asked of mysqld unless a level is crossed or a sample is due.
+//! Watching mysqld's memory between dumps, the effects: at each wake-up the watch asked
+//! for (every `check_ms`, or a timeline sample) one read of /proc/PID/statm and, where
+//! they exist, of mysqld's cgroup and PSI files, handed to [`crate::watch`] in one call
+//! with the dumps sent since the last one; what it decides carried out (a dump when a
+//! `[triggers]` level is crossed, with the reading that fired it; a timeline sample,
+//! written by [`super::recording`]). Nothing is asked of mysqld unless a level is
+//! crossed or a sample is due.
 
 use super::Supervisor;
 use crate::watch::memlimit::{self, Group, Placement, PressureSource};
-use crate::watch::{Action, Due, Level, Readings, Start, Watch};
+use crate::watch::{Action, Level, Next, Readings, Start, Watch};
 use crate::{debug, info, warn};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,7 +29,12 @@ pub(super) struct Watching {
     pub group: Option<Group>,
     /// The PSI file the pressure rule reads (mysqld's v2 group's, else the machine's).
     pub pressure: Option<PressureSource>,
+    /// `[triggers] pressure`: its value is read from that file with the other readings.
+    pressure_rule: Option<memlimit::PressureRule>,
     pub last: Option<Check>,
+    /// When the watch is woken next, and from when the limit is read again: as its last
+    /// decision said.
+    next: Next,
     /// The kernel log, read from where it stood when mysqld started.
     kmsg: Option<crate::watch::oom::Kmsg>,
     /// The timeline file and the process its records name.
@@ -37,10 +44,12 @@ pub(super) struct Watching {
 impl Watching {
     pub fn new(settings: crate::config::TriggerSettings) -> Watching {
         Watching {
+            pressure_rule: settings.pressure.clone(),
             watch: Watch::new(settings, None),
             group: None,
             pressure: None,
             last: None,
+            next: Next::default(),
             kmsg: crate::watch::oom::Kmsg::open(),
             record: super::recording::Recorder::default(),
         }
@@ -54,7 +63,7 @@ impl Watching {
 
     /// The next moment a check or a timeline sample is due (None: neither is configured).
     pub fn due(&self) -> Option<Instant> {
-        self.watch.next_wakeup()
+        self.next.wakeup
     }
 
     fn oom_counters(&self) -> crate::watch::oom::Counters {
@@ -75,10 +84,7 @@ impl Supervisor<'_> {
         let placement = Placement::of(pid);
         m.group = Group::at(&placement);
         m.pressure = m
-            .watch
-            .triggers()
-            .settings()
-            .pressure
+            .pressure_rule
             .is_some()
             .then(|| PressureSource::at(&placement));
         m.last = None;
@@ -91,52 +97,67 @@ impl Supervisor<'_> {
             oom: m.oom_counters(),
             pressure: m.pressure.as_ref().map(|p| (p.describe(), p.file())),
         };
-        let actions = m.watch.started(start, Instant::now());
-        self.carry_out(actions);
+        let decision = m.watch.started(start, Instant::now());
+        m.next = decision.next;
+        self.carry_out(decision.actions);
     }
 
     /// mysqld is gone: no more checks until the next one starts.
     pub(super) fn watch_stopped(&mut self) {
-        self.watching.watch.stopped();
+        self.watching.next = self.watching.watch.stopped();
     }
 
-    /// A wake-up: read what is due, then do what the watch decides.
+    /// A wake-up: read, then do what the watch decides (one call: it knows what is due,
+    /// and uses only that).
     pub(super) fn watch_timers(&mut self, now: Instant) {
-        let due = self.watching.watch.due(now);
-        if !due.any() {
+        if !self.watching.next.wakeup.is_some_and(|t| now >= t) {
             return;
         }
-        let readings = self.read_memory(due);
-        let actions = self.watching.watch.decide(due, &readings, now);
-        self.carry_out(actions);
+        let (readings, check) = self.read_memory(now);
+        let m = &mut self.watching;
+        let decision = m.watch.decide(&readings, now);
+        m.next = decision.next;
+        if decision.due.check && check.is_some() {
+            m.last = check;
+        }
+        self.carry_out(decision.actions);
     }
 
-    /// The readings `due` asks for: the OOM counters always; at a check, statm, and
-    /// only with an RSS (0 is a process whose memory is already gone: exiting, the OOM
-    /// killer's victim perhaps) the limit when due, the cgroup's usage and the PSI text.
-    fn read_memory(&mut self, due: Due) -> Readings {
+    /// A wake-up's readings: the OOM counters and the dumps sent since the last one
+    /// always; statm, and only with an RSS (0 is a process whose memory is already
+    /// gone: exiting, the OOM killer's victim perhaps) the cgroup's usage, the pressure
+    /// rule's value and, once [`Next::limit_from`] has come, the limit. These cheap files
+    /// are read at every wake-up, a sample's too, so that the watch is asked once and
+    /// uses what was due; the check they make, kept as the last one when one was.
+    fn read_memory(&mut self, now: Instant) -> (Readings, Option<Check>) {
         let m = &mut self.watching;
         let mut r = Readings {
             oom: m.oom_counters(),
+            sent: std::mem::take(&mut self.dumping.sent),
             ..Default::default()
         };
-        let pid = self.child.as_ref().map(|c| c.pid.as_raw());
-        let (true, Some(pid)) = (due.check, pid) else {
-            return r;
+        let Some(pid) = self.child.as_ref().map(|c| c.pid.as_raw()) else {
+            return (r, None);
         };
         r.rss = memlimit::statm_rss(pid).filter(|r| *r > 0);
         let Some(rss) = r.rss else {
             debug!("memory check: no RSS in /proc/{pid}/statm");
-            return r;
+            return (r, None);
         };
-        r.limit = due.limit.then(|| memlimit::limit_for(m.group.as_ref()));
-        r.psi = m.pressure.as_ref().and_then(PressureSource::read);
-        m.last = Some(Check {
+        r.limit = m
+            .next
+            .limit_from
+            .is_some_and(|t| now >= t)
+            .then(|| memlimit::limit_for(m.group.as_ref()));
+        if let (Some(source), Some(rule)) = (&m.pressure, &m.pressure_rule) {
+            r.pressure = source.read().and_then(|psi| rule.reading(&psi));
+        }
+        let check = Check {
             at: SystemTime::now(),
             rss,
             usage: m.group.as_ref().and_then(Group::usage),
-        });
-        r
+        };
+        (r, Some(check))
     }
 
     /// Carries out the watch's decisions.
@@ -342,7 +363,7 @@ impl Supervisor<'_> {
         if snapshot.is_none() {
             debug!("no memory snapshot for jemalloc's dump {name}");
         }
-        self.write_sidecar(name, kind, None, snapshot, maps);
+        self.write_sidecar(name, kind, None, snapshot, maps, self.heap_owner());
     }
 
     /// For `status`: the limit that applies and where it comes from.

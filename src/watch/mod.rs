@@ -1,9 +1,10 @@
 //! The memory watch as a decision, like [`crate::supervisor::policy`]: readings in,
-//! actions out. The supervisor reads what [`Watch::due`] asks for (/proc/PID/statm,
-//! mysqld's cgroup files, the PSI file, the OOM counters) and carries out what
-//! [`Watch::decide`] returns: a dump with the reading that fired it, a timeline sample,
-//! the kernel log's outlived kills forgotten, log lines. Nothing here reads a file or
-//! asks mysqld anything, so every rule is a unit test.
+//! actions out. At each wake-up ([`Next::wakeup`]) the supervisor reads
+//! /proc/PID/statm, mysqld's cgroup files, the PSI file and the OOM counters, and hands
+//! them in with the dumps it sent since the last decision, in one call to
+//! [`Watch::decide`]; it carries out what comes back: a dump with the reading that
+//! fired it, a timeline sample, the kernel log's outlived kills forgotten, log lines.
+//! Nothing here reads a file or asks mysqld anything, so every rule is a unit test.
 //!
 //! What fires a dump is [`crate::watch::triggers`]' (levels, re-arming, `per_hour`); what an OOM
 //! kill is, [`crate::watch::oom`]'s. This module holds the clock (checks, samples, the limit's
@@ -51,7 +52,7 @@ pub enum Level {
     Warn,
 }
 
-/// What is due at a wake-up, so what the supervisor reads before [`Watch::decide`].
+/// What was due at a wake-up: what [`Watch::decide`] took from the readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Due {
     /// A memory check: RSS, the cgroup's usage, the PSI file.
@@ -70,16 +71,41 @@ impl Due {
     }
 }
 
-/// One wake-up's readings; each is None when it was not due or not readable.
+/// One wake-up's readings; each is None when it was not readable. What was not due is
+/// not used: the limit only every [`LIMIT_REFRESH`], RSS and PSI only at a check.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Readings {
-    /// RSS from /proc/PID/statm (a check; 0 is no reading: mysqld's memory is gone).
+    /// RSS from /proc/PID/statm (0 is no reading: mysqld's memory is gone).
     pub rss: Option<u64>,
-    /// The limit read again ([`Due::limit`]): Some(None) when none is known now.
+    /// The limit read again: Some(None) when none is known now.
     pub limit: Option<Option<Limit>>,
-    /// The pressure source's PSI text (a check, with a pressure rule).
-    pub psi: Option<String>,
+    /// The pressure rule's value in the pressure source's PSI file (with a rule: the
+    /// supervisor reads and parses it, so the file's format is [`memlimit`]'s alone).
+    pub pressure: Option<f64>,
     pub oom: Counters,
+    /// The dumps the supervisor sent to mysqld since the last decision, and when: a
+    /// level's counts against `per_hour` (a dump coalesced into another, or never sent,
+    /// is not in it, so it costs nothing; each is handed in once).
+    pub sent: Vec<(Trigger, Instant)>,
+}
+
+/// What a start or a wake-up decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// What was due (a check: the readings were this check's).
+    pub due: Due,
+    pub actions: Vec<Action>,
+    pub next: Next,
+}
+
+/// When the supervisor wakes the watch next, and what it reads then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Next {
+    /// The next wake-up (None: no check or sample is scheduled).
+    pub wakeup: Option<Instant>,
+    /// The limit is read again at a wake-up from this moment on (its files are several,
+    /// up the cgroup tree: read every [`LIMIT_REFRESH`], not at every check).
+    pub limit_from: Option<Instant>,
 }
 
 /// What mysqld's start brought: its limit, its OOM counters, where PSI is read.
@@ -152,15 +178,9 @@ impl Watch {
         self.oom_base.before()
     }
 
-    /// A dump of `trigger` was sent to mysqld at `now` (a level's counts against
-    /// `per_hour`).
-    pub fn sent(&mut self, trigger: &Trigger, now: Instant) {
-        self.triggers.sent(trigger, now);
-    }
-
     /// mysqld started at `now`: the levels armed again, checks and samples scheduled
     /// (only what is configured: no level, no check and no wake-up).
-    pub fn started(&mut self, start: Start, now: Instant) -> Vec<Action> {
+    pub fn started(&mut self, start: Start, now: Instant) -> Decision {
         self.limit = start.limit;
         self.limit_read = Some(now);
         self.pressure = start.pressure;
@@ -191,19 +211,24 @@ impl Watch {
         self.next_maintain = self.sample_every.map(|_| now);
         self.sample_in_flight = false;
         self.starts += 1;
-        vec![
-            Action::Log(Level::Info, line),
-            Action::Record(EventKind::Start {
-                restart: self.starts > 1,
-            }),
-        ]
+        Decision {
+            due: Due::default(),
+            actions: vec![
+                Action::Log(Level::Info, line),
+                Action::Record(EventKind::Start {
+                    restart: self.starts > 1,
+                }),
+            ],
+            next: self.next(),
+        }
     }
 
     /// mysqld is gone: no more checks or samples until the next one starts.
-    pub fn stopped(&mut self) {
+    pub fn stopped(&mut self) -> Next {
         self.next_check = None;
         self.next_sample = None;
         self.sample_in_flight = false;
+        self.next()
     }
 
     /// The sample asked for was written (with or without the shim's reading).
@@ -211,42 +236,56 @@ impl Watch {
         self.sample_in_flight = false;
     }
 
-    /// The next moment a check or a timeline sample is due (None: neither is configured).
-    pub fn next_wakeup(&self) -> Option<Instant> {
-        crate::watch::triggers::next_wakeup(self.next_check, self.next_sample)
+    /// The next wake-up (a check or a timeline sample, whichever is first; None: neither
+    /// is configured), and from when the limit is read again.
+    fn next(&self) -> Next {
+        Next {
+            wakeup: next_wakeup(self.next_check, self.next_sample),
+            limit_from: self.limit_read.map(|t| t + LIMIT_REFRESH),
+        }
     }
 
     /// What is due at `now`; the timers move on (from now, not from the due time: a late
     /// wake-up never makes a burst).
-    pub fn due(&mut self, now: Instant) -> Due {
+    fn due(&mut self, now: Instant) -> Due {
         let mut due = Due::default();
         if self.next_check.is_some_and(|t| now >= t) {
             self.next_check = Some(now + self.triggers.settings().check);
             due.check = true;
             due.limit = !self.limit_read.is_some_and(|t| now < t + LIMIT_REFRESH);
         }
-        if crate::watch::triggers::sample_now(self.next_sample, now, self.next_check) {
+        if sample_now(self.next_sample, now, self.next_check) {
             self.next_sample = self.sample_every.map(|every| now + every);
             due.sample = true;
         }
         due
     }
 
-    /// What to do with the readings taken for `due` at `now`.
-    pub fn decide(&mut self, due: Due, r: &Readings, now: Instant) -> Vec<Action> {
+    /// One wake-up at `now`: the dumps sent since the last one charged, what is due
+    /// decided on `r` (nothing when nothing is due; what is not due is not used), and
+    /// when to wake next.
+    pub fn decide(&mut self, r: &Readings, now: Instant) -> Decision {
+        let due = self.due(now);
+        let actions = self.decide_due(due, r, now);
+        Decision {
+            due,
+            actions,
+            next: self.next(),
+        }
+    }
+
+    fn decide_due(&mut self, due: Due, r: &Readings, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         if due.any() && self.oom_base.observe(r.oom, now) {
             actions.push(Action::ForgetKills);
         }
-        if let Some(limit) = &r.limit {
+        if let (true, Some(limit)) = (due.limit, &r.limit) {
             self.limit_read = Some(now);
             actions.extend(self.limit_now(limit.clone()));
         }
-        if due.check {
-            if let Some(rss) = r.rss.filter(|r| *r > 0) {
-                actions.extend(self.check(rss, r.psi.as_deref(), now));
-            }
-        }
+        // The dumps sent are charged at every wake-up, a check or not.
+        let rss = r.rss.filter(|rss| due.check && *rss > 0);
+        actions.extend(self.check(rss, r.pressure, &r.sent, now));
         if due.sample {
             if self.next_maintain.is_some_and(|t| now >= t) {
                 self.next_maintain = Some(now + MAINTAIN_EVERY);
@@ -277,21 +316,22 @@ impl Watch {
         line.map(|l| Action::Log(Level::Info, l))
     }
 
-    /// One check's RSS and PSI text against the levels.
-    fn check(&mut self, rss: u64, psi: Option<&str>, now: Instant) -> Vec<Action> {
-        let pressure = self
-            .triggers
-            .settings()
-            .pressure
-            .as_ref()
-            .and_then(|rule| rule.reading(psi?));
-        let reading = Reading {
+    /// The dumps `sent` charged, and a check's RSS (None: no check now) and pressure
+    /// value against the levels.
+    fn check(
+        &mut self,
+        rss: Option<u64>,
+        pressure: Option<f64>,
+        sent: &[(Trigger, Instant)],
+        now: Instant,
+    ) -> Vec<Action> {
+        let reading = rss.map(|rss| Reading {
             rss,
             limit: self.limit.as_ref().map(|l| l.bytes),
             cgroup_limit: self.limit.as_ref().is_some_and(Limit::from_cgroup),
             pressure,
-        };
-        let Some(mut fired) = self.triggers.observe(&reading, now) else {
+        });
+        let Some(mut fired) = self.triggers.wake(sent, reading.as_ref(), now) else {
             return Vec::new();
         };
         if let (true, Some((words, file))) = (fired.trigger == Trigger::pressure(), &self.pressure)
@@ -336,6 +376,19 @@ impl Watch {
     }
 }
 
+/// Whether the timeline's sample, due at `sample_due`, is taken at this wake-up (`now`):
+/// when it is due, or due before the next memory check (`next_check`, None when no check
+/// is scheduled), so that checks and samples share their wake-ups.
+fn sample_now(sample_due: Option<Instant>, now: Instant, next_check: Option<Instant>) -> bool {
+    sample_due.is_some_and(|due| due <= now || next_check.is_some_and(|check| due < check))
+}
+
+/// When the memory watch must wake next: the check or the sample, whichever is first
+/// (after [`sample_now`] a sample is never due before the next check).
+fn next_wakeup(next_check: Option<Instant>, sample_due: Option<Instant>) -> Option<Instant> {
+    next_check.into_iter().chain(sample_due).min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,9 +413,9 @@ mod tests {
     }
 
     fn check_at(w: &mut Watch, now: Instant, r: Readings) -> Vec<Action> {
-        let due = w.due(now);
-        assert!(due.check, "a check is due at {now:?}");
-        w.decide(due, &r, now)
+        let decision = w.decide(&r, now);
+        assert!(decision.due.check, "a check is due at {now:?}");
+        decision.actions
     }
 
     fn dumps(actions: &[Action]) -> Vec<(String, String)> {
@@ -389,10 +442,11 @@ mod tests {
             t0,
         );
         assert!(
-            matches!(&said[0], Action::Log(Level::Info, l) if l.contains("dump triggers: limit90")),
+            matches!(&said.actions[0], Action::Log(Level::Info, l) if l.contains("dump triggers: limit90")),
             "{said:?}"
         );
         let second = Duration::from_secs(1);
+        assert_eq!(said.next.wakeup, Some(t0 + second), "the first check");
         let r = |mib| Readings {
             rss: Some(mib * MIB),
             ..Default::default()
@@ -409,8 +463,12 @@ mod tests {
         assert!(
             matches!(&fired[0], Action::Log(Level::Info, l) if l.contains("dumping (trigger limit90)"))
         );
-        // Not due yet: nothing is read, nothing decided.
-        assert_eq!(w.due(t0 + 2 * second), Due::default());
+        // Not due yet: nothing is used, nothing decided.
+        let early = w.decide(&r(760), t0 + 2 * second);
+        assert_eq!(
+            (early.due, early.actions, early.next.wakeup),
+            (Due::default(), vec![], Some(t0 + 3 * second))
+        );
     }
 
     #[test]
@@ -434,7 +492,7 @@ mod tests {
             now,
             Readings {
                 rss: Some(100 * MIB),
-                psi: Some("some avg10=31.50 avg60=2.00 avg300=0.10 total=9\n".into()),
+                pressure: Some(31.5),
                 ..Default::default()
             },
         );
@@ -465,12 +523,17 @@ mod tests {
             ..Default::default()
         };
         let mut said = Vec::new();
+        let mut sent = Vec::new();
         for i in 1..=6u64 {
             let now = t0 + Duration::from_secs(i);
-            let actions = check_at(&mut w, now, r(if i % 2 == 1 { 120 } else { 50 }));
+            let readings = Readings {
+                sent: std::mem::take(&mut sent),
+                ..r(if i % 2 == 1 { 120 } else { 50 })
+            };
+            let actions = check_at(&mut w, now, readings);
             for action in &actions {
                 if let Action::Dump { trigger, .. } = action {
-                    w.sent(trigger, now); // the supervisor sent it
+                    sent.push((*trigger, now)); // the supervisor sent it
                 }
             }
             said.extend(actions.into_iter().map(|a| match a {
@@ -492,28 +555,25 @@ mod tests {
         let every = Duration::from_secs(10);
         let mut w = started(TriggerSettings::default(), Some(every), Start::default());
         let t0 = Instant::now();
-        let due = w.due(t0);
+        let first = w.decide(&Readings::default(), t0);
         assert_eq!(
-            due,
+            first.due,
             Due {
                 sample: true,
                 ..Default::default()
             },
             "no level applies without a cgroup limit: samples alone"
         );
-        let first = w.decide(due, &Readings::default(), t0);
-        assert_eq!(first, [Action::MaintainTimeline, Action::Sample]);
-        assert_eq!(w.next_wakeup(), Some(t0 + every));
-        let due = w.due(t0 + every);
-        assert_eq!(w.decide(due, &Readings::default(), t0 + every), []);
+        assert_eq!(first.actions, [Action::MaintainTimeline, Action::Sample]);
+        assert_eq!(first.next.wakeup, Some(t0 + every));
+        let second = w.decide(&Readings::default(), t0 + every);
+        assert_eq!(second.actions, []);
         w.sampled();
-        let due = w.due(t0 + 2 * every);
         assert_eq!(
-            w.decide(due, &Readings::default(), t0 + 2 * every),
+            w.decide(&Readings::default(), t0 + 2 * every).actions,
             [Action::Sample]
         );
-        w.stopped();
-        assert_eq!(w.next_wakeup(), None);
+        assert_eq!(w.stopped().wakeup, None);
     }
 
     #[test]
@@ -527,19 +587,23 @@ mod tests {
             },
         );
         let t0 = Instant::now();
-        let due = w.due(t0 + Duration::from_secs(1));
-        assert!(due.check && !due.limit, "read at the start, not again yet");
-        let due = w.due(t0 + LIMIT_REFRESH + Duration::from_secs(1));
-        assert!(due.limit);
-        let actions = w.decide(
-            due,
-            &Readings {
-                rss: Some(700 * MIB),
-                limit: Some(Some(cgroup_limit(768))),
-                ..Default::default()
-            },
-            t0 + LIMIT_REFRESH,
+        let lower = Readings {
+            rss: Some(700 * MIB),
+            limit: Some(Some(cgroup_limit(768))),
+            ..Default::default()
+        };
+        let early = w.decide(&lower, t0 + Duration::from_secs(1));
+        assert!(
+            early.due.check && !early.due.limit && early.actions.is_empty(),
+            "read at the start, not again yet: a limit read early is not used ({early:?})"
         );
+        assert!(early
+            .next
+            .limit_from
+            .is_some_and(|t| t > t0 + Duration::from_secs(1)));
+        let later = w.decide(&lower, t0 + LIMIT_REFRESH + Duration::from_secs(1));
+        assert!(later.due.limit);
+        let actions = later.actions;
         assert!(
             matches!(&actions[0], Action::Log(Level::Info, l) if l.starts_with("mysqld's memory limit changed from 1.0 GiB")),
             "{actions:?}"
@@ -566,12 +630,73 @@ mod tests {
         let mut forgot = Vec::new();
         for s in [0u64, 5, 11] {
             let now = t0 + Duration::from_secs(s);
-            let due = w.due(now);
-            forgot.push(w.decide(due, &risen, now).contains(&Action::ForgetKills));
+            let actions = w.decide(&risen, now).actions;
+            forgot.push(actions.contains(&Action::ForgetKills));
             w.sampled();
         }
         assert_eq!(forgot, [false, false, true]);
         assert_eq!(w.oom_before().group, Some(1));
+    }
+
+    #[test]
+    fn per_hour_is_charged_by_the_dumps_handed_in_once_and_not_by_crossings() {
+        let settings = TriggerSettings {
+            rss_mb: vec![100],
+            per_hour: 1,
+            ..Default::default()
+        };
+        let mut w = started(settings, None, Start::default());
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let r = |mib, sent: &[(Trigger, Instant)]| Readings {
+            rss: Some(mib * MIB),
+            sent: sent.to_vec(),
+            ..Default::default()
+        };
+        let fired = |actions: &[Action]| dumps(actions).len();
+        // A crossing whose dump was coalesced (or dropped: mysqld ended) is not handed
+        // in: the next crossing is admitted.
+        assert_eq!(fired(&check_at(&mut w, at(1), r(120, &[]))), 1);
+        assert_eq!(fired(&check_at(&mut w, at(2), r(50, &[]))), 0);
+        assert_eq!(fired(&check_at(&mut w, at(3), r(120, &[]))), 1);
+        // A person's dump sent costs nothing; the level's dump sent, handed in once
+        // (even at a wake-up that crosses nothing), spends the hour's one.
+        let usr1 = [(Trigger::Usr1, at(3))];
+        assert_eq!(fired(&check_at(&mut w, at(4), r(50, &usr1))), 0);
+        assert_eq!(fired(&check_at(&mut w, at(5), r(120, &[]))), 1);
+        let level = [(Trigger::rss(100), at(5))];
+        assert_eq!(fired(&check_at(&mut w, at(6), r(50, &level))), 0);
+        let refused = check_at(&mut w, at(7), r(120, &[]));
+        assert_eq!(fired(&refused), 0);
+        assert!(
+            matches!(&refused[..], [Action::Log(Level::Warn, l)] if l.contains("per_hour = 1 reached")),
+            "{refused:?}"
+        );
+        // The hour after that dump was sent, not after it was handed in.
+        assert_eq!(fired(&check_at(&mut w, at(8), r(50, &[]))), 0);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(fired(&check_at(&mut w, at(5) + hour, r(120, &[]))), 1);
+    }
+
+    #[test]
+    fn samples_ride_on_checks_and_wake_alone_without_them() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        // Nothing configured: no wake-up at all.
+        assert_eq!(next_wakeup(None, None), None);
+        assert!(!sample_now(None, now, Some(now + s)));
+        // Timeline alone: its own timer, taken when due.
+        assert_eq!(next_wakeup(None, Some(now + 10 * s)), Some(now + 10 * s));
+        assert!(!sample_now(Some(now + s), now, None));
+        assert!(sample_now(Some(now), now, None));
+        // Both: a sample due before the next check is taken at this one's wake-up...
+        assert!(sample_now(Some(now + s / 2), now, Some(now + s)));
+        assert!(!sample_now(Some(now + 2 * s), now, Some(now + s)));
+        // ...so the check alone decides the next wake-up.
+        assert_eq!(
+            next_wakeup(Some(now + s), Some(now + 10 * s)),
+            Some(now + s)
+        );
     }
 
     #[test]
@@ -581,6 +706,7 @@ mod tests {
         let restarts: Vec<bool> = (0..2)
             .map(|_| {
                 w.started(Start::default(), now)
+                    .actions
                     .into_iter()
                     .find_map(|a| match a {
                         Action::Record(EventKind::Start { restart }) => Some(restart),

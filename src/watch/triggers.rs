@@ -9,11 +9,11 @@
 //!
 //! `per_hour` counts dumps taken, not crossings, and all of it is here: a crossing asks
 //! whether the hour has room ([`Triggers::observe`]), and the budget is charged when a
-//! dump sent to mysqld is a level's ([`Triggers::sent`]: the supervisor tells every dump
-//! it sends, and a storm's trailing dump bears the newest level's name). Crossings
-//! coalesced into one dump cost one, and a dump dropped because mysqld ended first costs
-//! nothing. Crossings the budget refused are counted per mysqld, for the OOM line
-//! ([`Triggers::refusal_words`]).
+//! dump sent to mysqld is a level's ([`Triggers::sent`]: the supervisor hands the dumps
+//! it sent in with the watch's next readings, [`Triggers::wake`], and a storm's trailing
+//! dump bears the newest level's name). Crossings coalesced into one dump cost one, and
+//! a dump dropped because mysqld ended first costs nothing. Crossings the budget refused
+//! are counted per mysqld, for the OOM line ([`Triggers::refusal_words`]).
 
 use crate::dumpdir::Trigger;
 use std::collections::VecDeque;
@@ -179,6 +179,21 @@ impl Triggers {
         })
     }
 
+    /// One wake-up of the watch at `now`: the dumps sent since the last one charged
+    /// ([`Triggers::sent`]), then this check's readings fed, when a check was due
+    /// ([`Triggers::observe`]); Some when a level was crossed.
+    pub fn wake(
+        &mut self,
+        sent: &[(Trigger, Instant)],
+        check: Option<&Reading>,
+        now: Instant,
+    ) -> Option<Fired> {
+        for (trigger, at) in sent {
+            self.sent(trigger, *at);
+        }
+        self.observe(check?, now)
+    }
+
     /// Feeds one check's readings; Some when a level was crossed.
     pub fn observe(&mut self, r: &Reading, now: Instant) -> Option<Fired> {
         let rss = r.rss as f64;
@@ -275,19 +290,6 @@ impl Triggers {
         }
         self.budget.len() < self.settings.per_hour as usize
     }
-}
-
-/// Whether the timeline's sample, due at `sample_due`, is taken at this wake-up (`now`):
-/// when it is due, or due before the next memory check (`next_check`, None when no check
-/// is scheduled), so that checks and samples share their wake-ups.
-pub fn sample_now(sample_due: Option<Instant>, now: Instant, next_check: Option<Instant>) -> bool {
-    sample_due.is_some_and(|due| due <= now || next_check.is_some_and(|check| due < check))
-}
-
-/// When the memory watch must wake next: the check or the sample, whichever is first
-/// (after [`sample_now`] a sample is never due before the next check).
-pub fn next_wakeup(next_check: Option<Instant>, sample_due: Option<Instant>) -> Option<Instant> {
-    next_check.into_iter().chain(sample_due).min()
 }
 
 fn human(bytes: u64) -> String {
@@ -503,27 +505,6 @@ mod tests {
         assert_eq!(fired(&mut t, p(21.0), now), None);
         assert_eq!(fired(&mut t, p(17.0), now), None);
         assert_eq!(fired(&mut t, p(21.0), now).as_deref(), Some("pressure"));
-    }
-
-    #[test]
-    fn samples_ride_on_checks_and_wake_alone_without_them() {
-        let now = Instant::now();
-        let s = Duration::from_secs(1);
-        // Nothing configured: no wake-up at all.
-        assert_eq!(next_wakeup(None, None), None);
-        assert!(!sample_now(None, now, Some(now + s)));
-        // Timeline alone: its own timer, taken when due.
-        assert_eq!(next_wakeup(None, Some(now + 10 * s)), Some(now + 10 * s));
-        assert!(!sample_now(Some(now + s), now, None));
-        assert!(sample_now(Some(now), now, None));
-        // Both: a sample due before the next check is taken at this one's wake-up...
-        assert!(sample_now(Some(now + s / 2), now, Some(now + s)));
-        assert!(!sample_now(Some(now + 2 * s), now, Some(now + s)));
-        // ...so the check alone decides the next wake-up.
-        assert_eq!(
-            next_wakeup(Some(now + s), Some(now + 10 * s)),
-            Some(now + s)
-        );
     }
 
     #[test]
