@@ -77,7 +77,14 @@ impl DumpWatch {
                 parent,
                 AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR,
             ) {
-                Ok(wd) => self.parent = Some(wd),
+                Ok(wd) => {
+                    self.parent = Some(wd);
+                    // Made again between the failed watch and this one: no event will
+                    // ever say so, so look once more now that the parent is watched.
+                    if self.watch_dir(dir).is_ok() {
+                        return true;
+                    }
+                }
                 Err(e) => warn!(
                     "cannot watch {} either ({e}): the dump directory is watched again at the next dump",
                     parent.display()
