@@ -407,30 +407,47 @@ fn write_decimal(out: &mut [u8], mut n: u32) {
 
 /// `mysqld --version`, first line, or None if it does not answer within 10 s.
 pub fn mysqld_version(mysqld: &Path) -> Option<String> {
+    let text = mysqld_output(mysqld, &["--version".to_owned()], 512)?;
+    text.lines().next().map(|l| l.trim().to_owned())
+}
+
+/// What `mysqld <args>` writes to stdout (an informational run: `--version`,
+/// `--verbose --help`), at most `max` bytes and within 10 s; None when it cannot be
+/// started. Its stderr and stdin are closed, it inherits no descriptor, and it is not
+/// told about systemd's notify socket (MariaDB says "server is down" on exit, even
+/// after `--version`).
+pub fn mysqld_output(mysqld: &Path, args: &[String], max: usize) -> Option<String> {
     use std::io::Read;
     use std::os::fd::AsFd;
     let mut cmd = std::process::Command::new(mysqld);
-    cmd.arg("--version")
-        // MariaDB tells systemd "server is down" on exit, even after --version.
+    cmd.args(args)
         .env_remove("NOTIFY_SOCKET")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     close_inherited_fds(&mut cmd);
     let mut child = cmd.spawn().ok()?;
-    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text = Vec::new();
     if let Some(mut out) = child.stdout.take() {
-        if crate::shim_link::wait_readable(out.as_fd(), std::time::Duration::from_secs(10))
-            .unwrap_or(false)
-        {
-            let mut buf = [0u8; 512];
-            let n = out.read(&mut buf).unwrap_or(0);
-            text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let mut buf = [0u8; 16384];
+        while text.len() < max {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero()
+                || !crate::shim_link::wait_readable(out.as_fd(), left).unwrap_or(false)
+            {
+                break;
+            }
+            let want = buf.len().min(max - text.len());
+            match out.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+            }
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    text.lines().next().map(|l| l.trim().to_owned())
+    Some(String::from_utf8_lossy(&text).into_owned())
 }
 
 #[cfg(test)]

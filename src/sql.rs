@@ -160,42 +160,15 @@ pub fn server_plugin_dir(mysqld: &Path, args: &[String]) -> Option<PathBuf> {
     plugin_dir_in_help(&server_help(mysqld, args)?)
 }
 
-/// `mysqld <args> --verbose --help`'s output (a few hundred KiB at most), waiting at
-/// most 10 s.
+/// `mysqld <args> --verbose --help`'s output (a few hundred KiB; at most 1 MiB read),
+/// waiting at most 10 s.
 fn server_help(mysqld: &Path, args: &[String]) -> Option<String> {
-    use std::io::Read;
-    use std::os::fd::AsFd;
-    const MAX: usize = 1 << 20;
-    let mut cmd = std::process::Command::new(mysqld);
-    cmd.args(args)
-        .args(["--verbose", "--help"])
-        // MariaDB tells systemd "server is down" on exit, even after --help.
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    crate::launch::close_inherited_fds(&mut cmd);
-    let mut child = cmd.spawn().ok()?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut text = Vec::new();
-    if let Some(mut out) = child.stdout.take() {
-        let mut buf = [0u8; 16384];
-        while text.len() < MAX {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero()
-                || !crate::shim_link::wait_readable(out.as_fd(), left).unwrap_or(false)
-            {
-                break;
-            }
-            match out.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => text.extend_from_slice(&buf[..n]),
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    Some(String::from_utf8_lossy(&text).into_owned())
+    let args: Vec<String> = args
+        .iter()
+        .cloned()
+        .chain(["--verbose".to_owned(), "--help".to_owned()])
+        .collect();
+    crate::launch::mysqld_output(mysqld, &args, 1 << 20)
 }
 
 /// `check`'s line about the library in `plugin_dir`: whether it is there, and how to
